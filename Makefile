@@ -1,0 +1,62 @@
+# modelgate — build, run, test.
+GO            ?= go
+BIN           := bin/modelgate
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOBIN         ?= $(shell $(GO) env GOPATH)/bin
+FUZZTIME      ?= 10s
+
+.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/modelgate
+
+## run: serve the bundled demo (endpoint "home") with the embedded store in ./data
+run: build
+	$(BIN) serve --config examples/demo/config.yaml --data-dir ./data
+
+## demo-traffic: simulated users against the gateway started by `make run`
+demo-traffic: build
+	$(BIN) demo-traffic --truth examples/demo/truth
+
+## test: vet, then every test (with the race detector)
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./bandit ./featurizer ./backend/... ./router
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) install $(STATICCHECK)
+	$(GOBIN)/staticcheck ./...
+
+## fuzz: run each fuzz target for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecommend$$' -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./feedback
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./featurizer
+	$(GO) test -run '^$$' -fuzz '^FuzzBuild$$' -fuzztime $(FUZZTIME) ./featurizer
+	$(GO) test -run '^$$' -fuzz '^FuzzReadNpy$$' -fuzztime $(FUZZTIME) ./backend/embedded/npy
+
+## proto: regenerate the committed Go code from proto/ (needs protoc: apt-get install protobuf-compiler)
+proto:
+	$(GO) install $(PROTOC_GEN_GO)
+	$(GO) install $(PROTOC_GEN_GRPC)
+	cd proto && PATH="$(GOBIN):$$PATH" protoc -I. \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		modelgate/v1/gateway.proto
+
+## demo-data: regenerate examples/demo (deterministic)
+demo-data:
+	$(GO) run ./examples/demo/gen -out examples/demo
+
+clean:
+	rm -rf bin

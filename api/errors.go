@@ -1,0 +1,83 @@
+// Package api is the gateway's transports: HTTP/JSON on gin and gRPC. Both
+// are thin over the same core (router, registry, feedback, report); errors
+// are mapped to statuses here and nowhere else.
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/modelgate/modelgate/fault"
+)
+
+// ErrorBody is the JSON shape of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of an ErrorBody.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+var kindStatus = map[fault.Kind]int{
+	fault.Invalid:     http.StatusBadRequest,
+	fault.NotFound:    http.StatusNotFound,
+	fault.Conflict:    http.StatusConflict,
+	fault.TooLarge:    http.StatusRequestEntityTooLarge,
+	fault.Unavailable: http.StatusServiceUnavailable,
+}
+
+var kindCode = map[fault.Kind]codes.Code{
+	fault.Invalid:     codes.InvalidArgument,
+	fault.NotFound:    codes.NotFound,
+	fault.Conflict:    codes.AlreadyExists,
+	fault.TooLarge:    codes.ResourceExhausted,
+	fault.Unavailable: codes.Unavailable,
+}
+
+// classify turns any error into a status and body. Unclassified errors are
+// internal: their text is not shown to the client.
+func classify(err error) (int, ErrorDetail) {
+	if f := fault.As(err); f != nil {
+		return kindStatus[f.Kind], ErrorDetail{Code: f.Code, Message: f.Error(), Field: f.Field}
+	}
+	if errors.Is(err, errCanceled) {
+		return 499, ErrorDetail{Code: "canceled", Message: "the client went away"}
+	}
+	return http.StatusInternalServerError, ErrorDetail{Code: "internal", Message: "internal error"}
+}
+
+var errCanceled = errors.New("canceled")
+
+func (s *Server) writeError(c *gin.Context, err error) {
+	st, d := classify(err)
+	if st == http.StatusInternalServerError {
+		s.log.Error("internal error", "path", c.FullPath(), "err", err)
+	}
+	if f := fault.As(err); f != nil {
+		d.Message = f.Message
+		if f.Err != nil {
+			d.Message += ": " + f.Err.Error()
+		}
+	}
+	c.AbortWithStatusJSON(st, ErrorBody{Error: d})
+}
+
+// grpcError maps an error to a gRPC status error.
+func grpcError(err error) error {
+	if f := fault.As(err); f != nil {
+		msg := f.Message
+		if f.Field != "" {
+			msg = f.Field + ": " + msg
+		}
+		return status.Error(kindCode[f.Kind], f.Code+": "+msg)
+	}
+	return status.Error(codes.Internal, "internal error")
+}

@@ -1,0 +1,64 @@
+package api
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/feedback"
+	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
+	"github.com/modelgate/modelgate/router"
+)
+
+// grpcGateway implements modelgate.v1.Gateway over the same core as HTTP.
+type grpcGateway struct {
+	pb.UnimplementedGatewayServer
+	s *Server
+}
+
+// RegisterGRPC registers the Gateway service and server reflection on g.
+func (s *Server) RegisterGRPC(g *grpc.Server) {
+	pb.RegisterGatewayServer(g, &grpcGateway{s: s})
+	reflection.Register(g)
+}
+
+func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*pb.RecommendResponse, error) {
+	if in.GetK() < 0 || in.GetK() > router.MaxK {
+		return nil, grpcError(fault.Field("k", "invalid_k", "k must be between 1 and %d (0 means the default, 10)", router.MaxK))
+	}
+	req := router.Request{Endpoint: in.GetEndpoint(), UserID: in.GetUserId(), Context: in.GetContext(),
+		Candidates: in.GetCandidates(), Exclude: in.GetExclude(), K: int(in.GetK())}
+	if f := in.GetFeatures(); f != nil {
+		req.Features = f.AsMap()
+	}
+	resp, err := g.s.router.Recommend(ctx, &req)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	out := &pb.RecommendResponse{PredictionId: resp.PredictionID, Endpoint: resp.Endpoint, Arm: resp.Arm,
+		Model: resp.Model, Version: resp.Version, Segment: resp.Segment, Fallback: resp.Fallback,
+		Items: make([]*pb.Item, len(resp.Items))}
+	for i, it := range resp.Items {
+		out.Items[i] = &pb.Item{Id: it.ID, Score: it.Score}
+	}
+	return out, nil
+}
+
+func (g *grpcGateway) Feedback(ctx context.Context, in *pb.FeedbackRequest) (*pb.FeedbackResponse, error) {
+	evs := make([]feedback.Event, len(in.GetEvents()))
+	for i, e := range in.GetEvents() {
+		evs[i] = feedback.Event{PredictionID: e.GetPredictionId(), Type: e.GetType(), ItemID: e.GetItemId()}
+	}
+	res, err := g.s.feedback.Record(ctx, evs)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	out := &pb.FeedbackResponse{Accepted: int32(res.Accepted), Duplicates: int32(res.Duplicates),
+		Rejected: make([]*pb.Rejection, len(res.Rejected))}
+	for i, r := range res.Rejected {
+		out.Rejected[i] = &pb.Rejection{Index: int32(r.Index), Code: r.Code}
+	}
+	return out, nil
+}

@@ -1,0 +1,369 @@
+package api
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/report"
+	"github.com/modelgate/modelgate/router"
+)
+
+// DefaultMaxBody is the request body limit when Config.MaxBodyBytes is 0.
+const DefaultMaxBody = 1 << 20
+
+// Config holds the transports' settings. The zero value is usable.
+type Config struct {
+	MaxBodyBytes  int64 // 0 = DefaultMaxBody
+	MaxConcurrent int   // in-flight requests before 503 overloaded; 0 = unlimited
+}
+
+// Server holds the core services behind both transports. Safe for
+// concurrent use once built.
+type Server struct {
+	cfg      Config
+	reg      *registry.Registry
+	router   *router.Router
+	feedback *feedback.Service
+	table    *counters.Table
+	log      *slog.Logger
+	now      func() time.Time
+	slots    chan struct{}
+}
+
+// New returns a server over the core services. log may be nil.
+func New(cfg Config, reg *registry.Registry, rt *router.Router, fb *feedback.Service, table *counters.Table, log *slog.Logger) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBody
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{cfg: cfg, reg: reg, router: rt, feedback: fb, table: table, log: log, now: time.Now}
+	if cfg.MaxConcurrent > 0 {
+		s.slots = make(chan struct{}, cfg.MaxConcurrent)
+	}
+	return s
+}
+
+// Handler returns the HTTP API.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.Use(s.recover, s.limit)
+	e.NoRoute(func(c *gin.Context) {
+		s.writeError(c, fault.New(fault.NotFound, "not_found", "no such path: %s", c.Request.URL.Path))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: "method_not_allowed",
+			Message: c.Request.Method + " is not allowed on " + c.Request.URL.Path}})
+	})
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	v1 := e.Group("/v1")
+	v1.POST("/endpoints/:endpoint/recommend", s.recommend)
+	v1.POST("/feedback", s.postFeedback)
+	v1.GET("/models", s.listModels)
+	v1.PUT("/models/:model/versions/:version", s.putVersion)
+	v1.GET("/models/:model/versions/:version", s.getVersion)
+	v1.DELETE("/models/:model/versions/:version", s.deleteVersion)
+	v1.GET("/endpoints", s.listEndpoints)
+	v1.PUT("/endpoints/:endpoint", s.putEndpoint)
+	v1.GET("/endpoints/:endpoint", s.getEndpoint)
+	v1.DELETE("/endpoints/:endpoint", s.deleteEndpoint)
+	v1.POST("/endpoints/:endpoint/arms", s.addArm)
+	v1.PATCH("/endpoints/:endpoint/arms/:arm", s.patchArm)
+	v1.GET("/endpoints/:endpoint/report", s.getReport)
+	return e
+}
+
+// recover turns a panic into a logged 500 in the error shape, never a stack
+// trace on the wire.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic serving request", "path", c.Request.URL.Path, "panic", fmt.Sprint(p))
+			c.AbortWithStatusJSON(http.StatusInternalServerError, ErrorBody{Error: ErrorDetail{Code: "internal", Message: "internal error"}})
+		}
+	}()
+	c.Next()
+}
+
+// body reads the request body under the size limit.
+func (s *Server) body(c *gin.Context) ([]byte, error) {
+	r := http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fault.New(fault.TooLarge, "body_too_large", "request body is larger than %d bytes", s.cfg.MaxBodyBytes)
+		}
+		return nil, fault.New(fault.Invalid, "invalid_body", "reading the request body: %v", err)
+	}
+	return b, nil
+}
+
+// decode reads and strictly decodes the JSON body into v.
+func (s *Server) decode(c *gin.Context, v any) bool {
+	b, err := s.body(c)
+	if err == nil {
+		err = fault.DecodeJSON(b, v)
+	}
+	if err != nil {
+		s.writeError(c, err)
+		return false
+	}
+	return true
+}
+
+type recommendBody struct {
+	UserID     *string           `json:"user_id"`
+	Context    map[string]string `json:"context"`
+	Features   map[string]any    `json:"features"`
+	Candidates []string          `json:"candidates"`
+	Exclude    []string          `json:"exclude"`
+	K          *int              `json:"k"`
+}
+
+func (s *Server) recommend(c *gin.Context) {
+	var in recommendBody
+	if !s.decode(c, &in) {
+		return
+	}
+	req := router.Request{Endpoint: c.Param("endpoint"), Context: in.Context, Features: in.Features,
+		Candidates: in.Candidates, Exclude: in.Exclude}
+	if in.UserID != nil {
+		req.UserID = *in.UserID
+	}
+	if in.K != nil {
+		if *in.K < 1 || *in.K > router.MaxK {
+			s.writeError(c, fault.Field("k", "invalid_k", "k must be between 1 and %d", router.MaxK))
+			return
+		}
+		req.K = *in.K
+	}
+	resp, err := s.router.Recommend(c.Request.Context(), &req)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, resp)
+}
+
+type feedbackBody struct {
+	Events []feedback.Event `json:"events"`
+}
+
+func (s *Server) postFeedback(c *gin.Context) {
+	var in feedbackBody
+	if !s.decode(c, &in) {
+		return
+	}
+	res, err := s.feedback.Record(c.Request.Context(), in.Events)
+	if err != nil {
+		if f := fault.As(err); f != nil && f.Kind == fault.Unavailable {
+			c.Header("Retry-After", "1")
+		}
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) listModels(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"models": s.reg.Models()})
+}
+
+func (s *Server) putVersion(c *gin.Context) {
+	b, err := s.body(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
+	defer cancel()
+	mv, created, err := s.reg.PutVersion(ctx, c.Param("model"), c.Param("version"), b)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	st := http.StatusOK
+	if created {
+		st = http.StatusCreated
+	}
+	c.JSON(st, mv)
+}
+
+func (s *Server) getVersion(c *gin.Context) {
+	mv, err := s.reg.Version(c.Param("model"), c.Param("version"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, mv)
+}
+
+func (s *Server) deleteVersion(c *gin.Context) {
+	if err := s.reg.DeleteVersion(c.Request.Context(), c.Param("model"), c.Param("version")); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *Server) listEndpoints(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"endpoints": s.reg.Endpoints()})
+}
+
+func (s *Server) putEndpoint(c *gin.Context) {
+	b, err := s.body(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	ep, created, err := s.reg.PutEndpoint(c.Request.Context(), c.Param("endpoint"), b)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	st := http.StatusOK
+	if created {
+		st = http.StatusCreated
+	}
+	c.JSON(st, ep)
+}
+
+func (s *Server) getEndpoint(c *gin.Context) {
+	ep, err := s.reg.Endpoint(c.Param("endpoint"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, ep)
+}
+
+func (s *Server) deleteEndpoint(c *gin.Context) {
+	if err := s.reg.DeleteEndpoint(c.Request.Context(), c.Param("endpoint")); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *Server) addArm(c *gin.Context) {
+	var in struct {
+		Arm string `json:"arm"`
+	}
+	if !s.decode(c, &in) {
+		return
+	}
+	if in.Arm == "" {
+		s.writeError(c, fault.Field("arm", "missing_field", "arm is required, e.g. \"mf@3\""))
+		return
+	}
+	ep, err := s.reg.AddArm(c.Request.Context(), c.Param("endpoint"), in.Arm)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, ep)
+}
+
+func (s *Server) patchArm(c *gin.Context) {
+	var in struct {
+		State string `json:"state"`
+	}
+	if !s.decode(c, &in) {
+		return
+	}
+	ep, err := s.reg.SetArmState(c.Request.Context(), c.Param("endpoint"), c.Param("arm"), in.State)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, ep)
+}
+
+func (s *Server) getReport(c *gin.Context) {
+	ep, err := s.reg.Endpoint(c.Param("endpoint"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	format := c.DefaultQuery("format", "json")
+	if format != "json" && format != "csv" {
+		s.writeError(c, fault.Field("format", "invalid_format", "format must be json or csv"))
+		return
+	}
+	rep := report.Build(ep, s.table, c.Query("segment"), s.now())
+	if format == "csv" {
+		c.Header("Content-Type", "text/csv; charset=utf-8")
+		c.Header("Content-Disposition", fmt.Sprintf("attachment; filename=%q", ep.Name+"-report.csv"))
+		c.Status(http.StatusOK)
+		writeReportCSV(c.Writer, rep)
+		return
+	}
+	c.JSON(http.StatusOK, rep)
+}
+
+func writeReportCSV(w io.Writer, r *report.Report) {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"endpoint", "segment", "arm", "state", "trials", "successes", "rate", "ci95_low", "ci95_high",
+		"p_best", "expected_loss", "traffic_share", "off_policy_n", "off_policy_ips", "off_policy_snips",
+		"off_policy_ci95_low", "off_policy_ci95_high", "decision", "decision_arm"})
+	f := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
+	winner := ""
+	if r.Decision.Arm != nil {
+		winner = *r.Decision.Arm
+	}
+	for _, a := range r.Arms {
+		row := []string{r.Endpoint, r.Segment, a.Arm, a.State, strconv.FormatUint(a.Trials, 10),
+			strconv.FormatUint(a.Successes, 10), f(a.Rate), f(a.CI95[0]), f(a.CI95[1]), f(a.PBest),
+			f(a.ExpectedLoss), f(a.TrafficShare), "", "", "", "", ""}
+		if o := a.OffPolicy; o != nil {
+			row[12], row[13], row[14], row[15], row[16] = strconv.Itoa(o.N), f(o.IPS), f(o.SNIPS), f(o.CI95[0]), f(o.CI95[1])
+		}
+		row = append(row, r.Decision.Status, winner)
+		_ = cw.Write(row)
+	}
+	cw.Flush()
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	snap := s.reg.Snapshot()
+	var bad []string
+	for _, ep := range snap.Endpoints {
+		for _, arm := range ep.Arms {
+			if ep.ArmStates[arm] == registry.Paused {
+				continue
+			}
+			if v := snap.Versions[arm]; v == nil || v.Scorer == nil {
+				bad = append(bad, ep.Name+"/"+arm)
+			}
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not_ready", "unavailable_arms": bad,
+			"error": ErrorDetail{Code: "not_ready", Message: fmt.Sprintf("arms not loaded or unhealthy: %v", bad)}})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelgate/modelgate/config"
+)
+
+// demoDir is the bundled demo, used as real model files by the tests.
+var demoDir = filepath.Join("..", "..", "examples", "demo")
+
+// testApp is the whole gateway in-process, on a temporary data dir, behind
+// a real HTTP server.
+type testApp struct {
+	*app
+	url     string
+	dataDir string
+}
+
+func demoConfig(t *testing.T, extra string) *config.Config {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(demoDir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(append(raw, []byte(extra)...), demoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func startApp(t *testing.T, cfg *config.Config) *testApp {
+	t.Helper()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := newApp(context.Background(), cfg, dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.fb.Run(ctx); close(done) }()
+	ts := httptest.NewServer(a.srv.Handler())
+	t.Cleanup(func() {
+		ts.Close()
+		cancel()
+		<-done
+		a.db.Close()
+	})
+	return &testApp{app: a, url: ts.URL, dataDir: dir}
+}
+
+// call sends a JSON request and decodes the JSON answer into out (when not
+// nil), returning the status.
+func call(t *testing.T, method, url string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %d %s: not JSON: %v", method, url, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+type recResp struct {
+	PredictionID string `json:"prediction_id"`
+	Endpoint     string `json:"endpoint"`
+	Arm          string `json:"arm"`
+	Model        string `json:"model"`
+	Version      string `json:"version"`
+	Segment      string `json:"segment"`
+	Items        []struct {
+		ID    string  `json:"id"`
+		Score float64 `json:"score"`
+	} `json:"items"`
+	Fallback bool `json:"fallback"`
+}
+
+type fbResp struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+	Rejected   []struct {
+		Index int    `json:"index"`
+		Code  string `json:"code"`
+	} `json:"rejected"`
+}
+
+type errResp struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field"`
+	} `json:"error"`
+}
+
+type reportResp struct {
+	Endpoint string `json:"endpoint"`
+	Segment  string `json:"segment"`
+	Arms     []struct {
+		Arm          string     `json:"arm"`
+		State        string     `json:"state"`
+		Trials       uint64     `json:"trials"`
+		Successes    uint64     `json:"successes"`
+		Rate         float64    `json:"rate"`
+		CI95         [2]float64 `json:"ci95"`
+		PBest        float64    `json:"p_best"`
+		ExpectedLoss float64    `json:"expected_loss"`
+		TrafficShare float64    `json:"traffic_share"`
+	} `json:"arms"`
+	Decision struct {
+		Status string  `json:"status"`
+		Arm    *string `json:"arm"`
+	} `json:"decision"`
+	Regret struct {
+		ExpectedCumulative float64 `json:"expected_cumulative"`
+	} `json:"regret"`
+}
+
+func (r *reportResp) arm(name string) (trials, successes uint64) {
+	for _, a := range r.Arms {
+		if a.Arm == name {
+			return a.Trials, a.Successes
+		}
+	}
+	return 0, 0
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
+)
+
+func TestLoopOverGRPC(t *testing.T) {
+	a := startApp(t, demoConfig(t, ""))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.UnaryInterceptor(a.srv.GRPCLimit))
+	a.srv.RegisterGRPC(gs)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewGatewayClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	feats, _ := structpb.NewStruct(map[string]any{"recent_items": []any{"i3", "i9"}})
+	rec, err := c.Recommend(ctx, &pb.RecommendRequest{Endpoint: "home", UserId: "someone-new", Features: feats,
+		Candidates: []string{"i1", "i2", "i3", "i4"}, Exclude: []string{"i2"}, K: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.GetSegment() != "all" || rec.GetPredictionId() == "" || len(rec.GetItems()) != 3 {
+		t.Fatalf("Recommend: %+v", rec)
+	}
+	for _, it := range rec.GetItems() {
+		if it.GetId() != "i1" && it.GetId() != "i3" && it.GetId() != "i4" {
+			t.Fatalf("item %s is not an allowed candidate", it.GetId())
+		}
+	}
+	fb, err := c.Feedback(ctx, &pb.FeedbackRequest{Events: []*pb.FeedbackEvent{
+		{PredictionId: rec.GetPredictionId(), Type: "click", ItemId: "i3"},
+		{PredictionId: "bogus", Type: "click"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fb.GetAccepted() != 1 || len(fb.GetRejected()) != 1 || fb.GetRejected()[0].GetCode() != "invalid_prediction_id" || fb.GetRejected()[0].GetIndex() != 1 {
+		t.Fatalf("Feedback: %+v", fb)
+	}
+	var rep reportResp
+	call(t, "GET", a.url+"/v1/endpoints/home/report", nil, &rep)
+	if tr, su := rep.arm(rec.GetArm()); tr != 1 || su != 1 {
+		t.Fatalf("report after gRPC loop: %d trials %d successes", tr, su)
+	}
+
+	for _, tc := range []struct {
+		name string
+		req  *pb.RecommendRequest
+		code codes.Code
+	}{
+		{"unknown endpoint", &pb.RecommendRequest{Endpoint: "nope", UserId: "u1"}, codes.NotFound},
+		{"empty user", &pb.RecommendRequest{Endpoint: "home"}, codes.InvalidArgument},
+		{"k too big", &pb.RecommendRequest{Endpoint: "home", UserId: "u1", K: 5000}, codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Recommend(ctx, tc.req)
+			if status.Code(err) != tc.code {
+				t.Fatalf("got %v, want %v", err, tc.code)
+			}
+		})
+	}
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"google.golang.org/grpc"
+
+	"github.com/modelgate/modelgate/api"
+	"github.com/modelgate/modelgate/backend/embedded"
+	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/router"
+	"github.com/modelgate/modelgate/store"
+)
+
+type serveFlags struct {
+	config   string
+	httpAddr string
+	grpcAddr string
+	dataDir  string
+	redisURL string
+	insecure bool
+	logLevel string
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", "", "YAML config file that seeds the registry (optional)")
+	fs.StringVar(&f.httpAddr, "http-addr", envOr("MODELGATE_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (env MODELGATE_HTTP_ADDR)")
+	fs.StringVar(&f.grpcAddr, "grpc-addr", envOr("MODELGATE_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen address (env MODELGATE_GRPC_ADDR)")
+	fs.StringVar(&f.dataDir, "data-dir", envOr("MODELGATE_DATA_DIR", "./data"), "directory of the embedded store (env MODELGATE_DATA_DIR)")
+	fs.StringVar(&f.redisURL, "redis-url", envOr("MODELGATE_REDIS_URL", ""), "redis://HOST:PORT/DB to share state between replicas (env MODELGATE_REDIS_URL)")
+	fs.BoolVar(&f.insecure, "insecure", false, "allow listening on a non-loopback address without API keys")
+	fs.StringVar(&f.logLevel, "log-level", envOr("MODELGATE_LOG_LEVEL", "info"), "debug, info, warn or error (env MODELGATE_LOG_LEVEL)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: modelgate serve [--config FILE] [--http-addr HOST:PORT] [--grpc-addr HOST:PORT] [--data-dir DIR] [--redis-url URL] [--insecure]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "serve: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := serve(f, log, stdout); err != nil {
+		log.Error("serve failed", "err", err)
+		fmt.Fprintf(stderr, "modelgate serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// loopback reports whether addr's host is a loopback address.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
+	if f.redisURL != "" {
+		return errors.New("--redis-url: shared Redis state is not available in this build yet; run one replica on the embedded store (omit --redis-url)")
+	}
+	if !f.insecure {
+		for _, a := range []string{f.httpAddr, f.grpcAddr} {
+			if !loopback(a) {
+				return fmt.Errorf("refusing to listen on %s without API keys: bind to a loopback address (127.0.0.1, ::1, localhost) or pass --insecure", a)
+			}
+		}
+	}
+	cfg := config.Default()
+	if f.config != "" {
+		var err error
+		if cfg, err = config.Load(f.config); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := newApp(ctx, cfg, f.dataDir, log)
+	if err != nil {
+		return err
+	}
+	defer a.db.Close()
+	srv, fb, reg := a.srv, a.fb, a.reg
+
+	hl, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	gl, err := net.Listen("tcp", f.grpcAddr)
+	if err != nil {
+		hl.Close()
+		return fmt.Errorf("grpc listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
+		ReadHeaderTimeout: cfg.Limits.ReadTimeout, MaxHeaderBytes: 64 << 10}
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)), grpc.UnaryInterceptor(srv.GRPCLimit))
+	srv.RegisterGRPC(gs)
+
+	fbCtx, fbStop := context.WithCancel(context.Background())
+	fbDone := make(chan struct{})
+	go func() { fb.Run(fbCtx); close(fbDone) }()
+
+	errc := make(chan error, 2)
+	go func() { errc <- hs.Serve(hl) }()
+	go func() { errc <- gs.Serve(gl) }()
+	log.Info("modelgate serving", "http", hl.Addr().String(), "grpc", gl.Addr().String(), "data_dir", f.dataDir,
+		"models", len(reg.Snapshot().Versions), "endpoints", len(reg.Snapshot().Endpoints))
+	fmt.Fprintf(stdout, "modelgate: HTTP on http://%s, gRPC on %s, data in %s\n", hl.Addr(), gl.Addr(), f.dataDir)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		gs.Stop()
+	}
+	fbStop()
+	<-fbDone
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// app is the gateway's core, wired, without listeners.
+type app struct {
+	db    *store.DB
+	reg   *registry.Registry
+	table *counters.Table
+	fb    *feedback.Service
+	rt    *router.Router
+	srv   *api.Server
+}
+
+// newApp opens the data dir and wires the core services. The caller closes
+// a.db and runs a.fb.Run for the background flushes.
+func newApp(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (*app, error) {
+	db, err := store.Open(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	a, err := wire(ctx, cfg, db, log)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logger) (*app, error) {
+	table := &counters.Table{}
+	entries, err := db.LoadCounters(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load counters: %w", err)
+	}
+	for _, e := range entries {
+		table.Cell(e.Key).AddDurable(e.Trials, e.Successes)
+	}
+	loaders := map[string]registry.Loader{"embedded": loadEmbedded}
+	reg, err := registry.New(ctx, db, loaders, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := seed(ctx, reg, cfg, log); err != nil {
+		return nil, err
+	}
+	keys := cfg.SigningKeys
+	if len(keys) == 0 {
+		k, err := db.SigningKey(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("signing key: %w", err)
+		}
+		keys = [][]byte{k}
+	}
+	signer, err := feedback.NewSigner(keys...)
+	if err != nil {
+		return nil, err
+	}
+	rt := router.New(reg, table, signer, log)
+	fb := feedback.NewService(signer, db, table, lookup(reg), log)
+	maxConc := cfg.Limits.MaxConcurrent
+	if maxConc == 0 {
+		maxConc = 64 * runtime.NumCPU()
+	}
+	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc}, reg, rt, fb, table, log)
+	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv}, nil
+}
+
+func loadEmbedded(_ context.Context, mv *registry.ModelVersion) (registry.Scorer, error) {
+	m, err := embedded.Load(mv.Backend.Path)
+	if err != nil {
+		return nil, fault.Field("backend.path", "invalid_model", "%v", err)
+	}
+	return m, nil
+}
+
+// lookup tells feedback the policy of an endpoint's arm.
+func lookup(reg *registry.Registry) feedback.Lookup {
+	return func(endpoint, arm string) (feedback.ArmPolicy, bool) {
+		ep, ok := reg.Snapshot().Endpoints[endpoint]
+		if !ok {
+			return feedback.ArmPolicy{}, false
+		}
+		if _, ok := ep.ArmStates[arm]; !ok {
+			return feedback.ArmPolicy{}, false
+		}
+		return feedback.ArmPolicy{Window: ep.Policy.Window(), TrialsOnImpression: ep.Policy.TrialsOn == "impression"}, true
+	}
+}
+
+// seed registers what the config declares and the data dir lacks. What the
+// data dir holds wins: a version or endpoint already stored (perhaps changed
+// or paused through the API since) is kept as it is, and a differing config
+// entry is logged, never applied.
+func seed(ctx context.Context, reg *registry.Registry, cfg *config.Config, log *slog.Logger) error {
+	for _, m := range cfg.Models {
+		arm := m.Name + "@" + m.Version
+		if reg.HasVersion(arm) {
+			log.Info("config model version already in the data dir; keeping the stored one", "arm", arm)
+			continue
+		}
+		if _, _, err := reg.PutVersion(ctx, m.Name, m.Version, m.Body); err != nil {
+			return fmt.Errorf("config: model %s: %w", arm, err)
+		}
+	}
+	for _, e := range cfg.Endpoints {
+		if reg.HasEndpoint(e.Name) {
+			log.Info("config endpoint already in the data dir; keeping the stored one", "endpoint", e.Name)
+			continue
+		}
+		if _, _, err := reg.PutEndpoint(ctx, e.Name, e.Body); err != nil {
+			return fmt.Errorf("config: endpoint %s: %w", e.Name, err)
+		}
+	}
+	return nil
+}

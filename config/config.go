@@ -1,0 +1,231 @@
+// Package config reads the YAML config file once into validated structs.
+// Model and endpoint entries are kept as JSON bodies, identical to what the
+// HTTP API takes, so both go through the registry's one parser.
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Model is one model version entry: its name, version and API body.
+type Model struct {
+	Name    string
+	Version string
+	Body    []byte
+}
+
+// Endpoint is one endpoint entry: its name and API body.
+type Endpoint struct {
+	Name string
+	Body []byte
+}
+
+// Report configures the analysts' history.
+type Report struct {
+	Interval  time.Duration
+	Retention time.Duration
+}
+
+// Limits bounds what a client may ask of the server.
+type Limits struct {
+	MaxBodyBytes    int64
+	MaxConcurrent   int
+	ReadTimeout     time.Duration
+	WriteTimeout    time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// Config is the parsed config file. The zero value is not valid; use
+// Default or Load.
+type Config struct {
+	Models      []Model
+	Endpoints   []Endpoint
+	Report      Report
+	Limits      Limits
+	SigningKeys [][]byte
+}
+
+// Default returns the configuration used without a config file.
+func Default() *Config {
+	return &Config{
+		Report: Report{Interval: time.Minute, Retention: 720 * time.Hour},
+		Limits: Limits{MaxBodyBytes: 1 << 20, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
+			ShutdownTimeout: 10 * time.Second},
+	}
+}
+
+type fileLimits struct {
+	MaxBodyBytes    *int64  `yaml:"max_body_bytes"`
+	MaxConcurrent   *int    `yaml:"max_concurrent"`
+	ReadTimeout     *string `yaml:"read_timeout"`
+	WriteTimeout    *string `yaml:"write_timeout"`
+	ShutdownTimeout *string `yaml:"shutdown_timeout"`
+}
+
+type file struct {
+	Models    []map[string]any `yaml:"models"`
+	Endpoints []map[string]any `yaml:"endpoints"`
+	Report    *struct {
+		Interval  *string `yaml:"interval"`
+		Retention *string `yaml:"retention"`
+	} `yaml:"report"`
+	Limits      *fileLimits `yaml:"limits"`
+	SigningKeys []string    `yaml:"signing_keys"`
+}
+
+// Load reads and validates the config file at path. Relative backend paths
+// are resolved against the file's directory.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(raw, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses a config document; baseDir resolves relative paths.
+func Parse(raw []byte, baseDir string) (*Config, error) {
+	var f file
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && err.Error() != "EOF" {
+		return nil, err
+	}
+	c := Default()
+	for i, m := range f.Models {
+		mod, err := parseModel(m, baseDir)
+		if err != nil {
+			return nil, fmt.Errorf("models[%d]: %w", i, err)
+		}
+		c.Models = append(c.Models, mod)
+	}
+	for i, e := range f.Endpoints {
+		name, _ := e["name"].(string)
+		if name == "" {
+			return nil, fmt.Errorf("endpoints[%d].name: required", i)
+		}
+		delete(e, "name")
+		body, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("endpoints[%d]: %w", i, err)
+		}
+		c.Endpoints = append(c.Endpoints, Endpoint{Name: name, Body: body})
+	}
+	if r := f.Report; r != nil {
+		if err := duration(&c.Report.Interval, r.Interval, "report.interval", time.Second); err != nil {
+			return nil, err
+		}
+		if err := duration(&c.Report.Retention, r.Retention, "report.retention", time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	if l := f.Limits; l != nil {
+		if l.MaxBodyBytes != nil {
+			if *l.MaxBodyBytes < 1024 || *l.MaxBodyBytes > 1<<30 {
+				return nil, fmt.Errorf("limits.max_body_bytes: must be between 1024 and 1073741824")
+			}
+			c.Limits.MaxBodyBytes = *l.MaxBodyBytes
+		}
+		if l.MaxConcurrent != nil {
+			if *l.MaxConcurrent < 0 {
+				return nil, fmt.Errorf("limits.max_concurrent: must be ≥ 0 (0 = 64 per core)")
+			}
+			c.Limits.MaxConcurrent = *l.MaxConcurrent
+		}
+		for _, d := range []struct {
+			dst  *time.Duration
+			src  *string
+			name string
+		}{{&c.Limits.ReadTimeout, l.ReadTimeout, "limits.read_timeout"},
+			{&c.Limits.WriteTimeout, l.WriteTimeout, "limits.write_timeout"},
+			{&c.Limits.ShutdownTimeout, l.ShutdownTimeout, "limits.shutdown_timeout"}} {
+			if err := duration(d.dst, d.src, d.name, time.Millisecond); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i, s := range f.SigningKeys {
+		k, err := DecodeKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("signing_keys[%d]: %w", i, err)
+		}
+		c.SigningKeys = append(c.SigningKeys, k)
+	}
+	return c, nil
+}
+
+func duration(dst *time.Duration, src *string, name string, min time.Duration) error {
+	if src == nil {
+		return nil
+	}
+	d, err := time.ParseDuration(*src)
+	if err != nil || d < min {
+		return fmt.Errorf("%s: %q is not a duration of at least %s (e.g. \"1m\", \"720h\")", name, *src, min)
+	}
+	*dst = d
+	return nil
+}
+
+// DecodeKey reads a signing key written in hex or base64; it must decode to
+// at least 32 bytes.
+func DecodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if k, err := hex.DecodeString(s); err == nil && len(k) >= 32 {
+		return k, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(s); err == nil && len(k) >= 32 {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("a signing key is hex or base64 of at least 32 bytes")
+}
+
+func parseModel(m map[string]any, baseDir string) (Model, error) {
+	name, _ := m["name"].(string)
+	if name == "" {
+		return Model{}, fmt.Errorf("name: required")
+	}
+	var version string
+	switch v := m["version"].(type) {
+	case string:
+		version = v
+	case int:
+		version = strconv.Itoa(v)
+	case uint64:
+		version = strconv.FormatUint(v, 10)
+	case float64:
+		version = strconv.FormatFloat(v, 'f', -1, 64)
+	case nil:
+		return Model{}, fmt.Errorf("version: required")
+	default:
+		return Model{}, fmt.Errorf("version: must be a string or a number")
+	}
+	delete(m, "name")
+	delete(m, "version")
+	if b, ok := m["backend"].(map[string]any); ok {
+		if p, ok := b["path"].(string); ok && p != "" && !filepath.IsAbs(p) {
+			b["path"] = filepath.Join(baseDir, p)
+		}
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return Model{}, err
+	}
+	return Model{Name: name, Version: version, Body: body}, nil
+}

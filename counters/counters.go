@@ -1,0 +1,123 @@
+// Package counters holds the bandit's trial and success counts per
+// (endpoint, segment, arm) in memory, with the trials not yet written to the
+// durable store kept as a pending delta. The request path only touches atomics.
+package counters
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// Key names one posterior: an arm of an endpoint in one segment.
+type Key struct {
+	Endpoint string
+	Segment  string
+	Arm      string
+}
+
+// Cell holds one Key's counts. Its methods are safe for concurrent use.
+type Cell struct {
+	trials    atomic.Uint64
+	successes atomic.Uint64
+	pending   atomic.Uint64 // trials counted in memory but not yet durable
+}
+
+// Counts returns the cell's current trials and successes.
+func (c *Cell) Counts() (trials, successes uint64) {
+	return c.trials.Load(), c.successes.Load()
+}
+
+// AddTrial counts one trial now and marks it pending for the next flush.
+func (c *Cell) AddTrial() {
+	c.trials.Add(1)
+	c.pending.Add(1)
+}
+
+// AddDurable adds trials and successes that are already durable.
+func (c *Cell) AddDurable(trials, successes uint64) {
+	if trials > 0 {
+		c.trials.Add(trials)
+	}
+	if successes > 0 {
+		c.successes.Add(successes)
+	}
+}
+
+// Table maps keys to cells. The zero value is ready to use and safe for
+// concurrent use.
+type Table struct {
+	m sync.Map // Key -> *Cell
+}
+
+// Cell returns the cell for k, creating an empty one on first use.
+func (t *Table) Cell(k Key) *Cell {
+	if c, ok := t.m.Load(k); ok {
+		return c.(*Cell)
+	}
+	c, _ := t.m.LoadOrStore(k, new(Cell))
+	return c.(*Cell)
+}
+
+// Lookup returns the cell for k, or nil when it has never been used.
+func (t *Table) Lookup(k Key) *Cell {
+	if c, ok := t.m.Load(k); ok {
+		return c.(*Cell)
+	}
+	return nil
+}
+
+// DrainPending takes every pending trial delta, leaving them zero. A caller
+// that fails to persist them must hand them back with Restore.
+func (t *Table) DrainPending() map[Key]uint64 {
+	var out map[Key]uint64
+	t.m.Range(func(k, v any) bool {
+		if n := v.(*Cell).pending.Swap(0); n > 0 {
+			if out == nil {
+				out = make(map[Key]uint64)
+			}
+			out[k.(Key)] = n
+		}
+		return true
+	})
+	return out
+}
+
+// Restore gives back pending deltas that could not be persisted.
+func (t *Table) Restore(deltas map[Key]uint64) {
+	for k, n := range deltas {
+		t.Cell(k).pending.Add(n)
+	}
+}
+
+// Entry is one key with its counts, as listed by Entries.
+type Entry struct {
+	Key       Key
+	Trials    uint64
+	Successes uint64
+}
+
+// Entries lists the cells of one endpoint (every endpoint when endpoint is
+// ""), sorted by segment and arm.
+func (t *Table) Entries(endpoint string) []Entry {
+	var out []Entry
+	t.m.Range(func(k, v any) bool {
+		key := k.(Key)
+		if endpoint == "" || key.Endpoint == endpoint {
+			tr, su := v.(*Cell).Counts()
+			out = append(out, Entry{Key: key, Trials: tr, Successes: su})
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Key, out[j].Key
+		if a.Endpoint != b.Endpoint {
+			return a.Endpoint < b.Endpoint
+		}
+		if a.Segment != b.Segment {
+			return a.Segment < b.Segment
+		}
+		return a.Arm < b.Arm
+	})
+	return out
+}

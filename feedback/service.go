@@ -1,0 +1,228 @@
+package feedback
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/store"
+)
+
+// Limits of a feedback call.
+const (
+	MaxEvents    = 1000
+	MaxItemIDLen = 1024
+)
+
+// Event types.
+const (
+	Click      = "click"
+	Impression = "impression"
+)
+
+// Rejection codes, per event.
+const (
+	CodeInvalidToken  = "invalid_prediction_id"
+	CodeExpired       = "expired"
+	CodeUnknownType   = "unknown_type"
+	CodeUnknownArm    = "unknown_endpoint_or_arm"
+	CodeInvalidItemID = "invalid_item_id"
+)
+
+// Event is one feedback event as sent by a client.
+type Event struct {
+	PredictionID string `json:"prediction_id"`
+	Type         string `json:"type"`
+	ItemID       string `json:"item_id"`
+}
+
+// Rejection names a rejected event by its index in the call.
+type Rejection struct {
+	Index int    `json:"index"`
+	Code  string `json:"code"`
+}
+
+// Result is the answer to a feedback call.
+type Result struct {
+	Accepted   int         `json:"accepted"`
+	Duplicates int         `json:"duplicates"`
+	Rejected   []Rejection `json:"rejected"`
+}
+
+// ArmPolicy is what feedback needs to know of an endpoint's arm.
+type ArmPolicy struct {
+	Window             time.Duration
+	TrialsOnImpression bool
+}
+
+// Lookup returns the policy of an endpoint's arm, false when the endpoint
+// does not exist or the arm is not one of its arms.
+type Lookup func(endpoint, arm string) (ArmPolicy, bool)
+
+// Store is the durable side of feedback.
+type Store interface {
+	ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendingTrials map[counters.Key]uint64) ([]store.FeedbackResult, error)
+	AddTrials(ctx context.Context, deltas map[counters.Key]uint64) error
+	SweepExpired(ctx context.Context, limit int) (int, error)
+}
+
+// Service records feedback durably and keeps the in-memory counters in
+// step. Safe for concurrent use.
+type Service struct {
+	signer *Signer
+	db     Store
+	table  *counters.Table
+	lookup Lookup
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// NewService returns a feedback service. log may be nil.
+func NewService(signer *Signer, db Store, table *counters.Table, lookup Lookup, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Service{signer: signer, db: db, table: table, lookup: lookup, log: log, now: time.Now}
+}
+
+// Record checks and applies a batch of events. When it returns a nil error,
+// every accepted event is durable. An error means nothing was acknowledged;
+// the client retries the same call, and deduplication makes that safe.
+func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
+	if len(events) == 0 || len(events) > MaxEvents {
+		return nil, fault.Field("events", "invalid_events", "a feedback call carries 1 to %d events, got %d", MaxEvents, len(events))
+	}
+	res := &Result{Rejected: []Rejection{}}
+	ops := make([]store.FeedbackOp, 0, len(events))
+	now := s.now()
+	for i, ev := range events {
+		code := ""
+		var tok *Token
+		switch {
+		case ev.Type != Click && ev.Type != Impression:
+			code = CodeUnknownType
+		case len(ev.ItemID) > MaxItemIDLen:
+			code = CodeInvalidItemID
+		}
+		if code == "" {
+			var err error
+			if tok, err = s.signer.Verify(ev.PredictionID); err != nil {
+				code = CodeInvalidToken
+			}
+		}
+		var pol ArmPolicy
+		if code == "" {
+			var ok bool
+			if pol, ok = s.lookup(tok.Endpoint, tok.Arm); !ok {
+				code = CodeUnknownArm
+			} else if now.Sub(tok.Time) > pol.Window {
+				code = CodeExpired
+			}
+		}
+		if code != "" {
+			res.Rejected = append(res.Rejected, Rejection{Index: i, Code: code})
+			continue
+		}
+		id := string(tok.ID[:]) + string(binaryMillis(tok.Time))
+		op := store.FeedbackOp{
+			EventKey: "e" + id + ev.Type + "\x00" + ev.ItemID,
+			Counter:  counters.Key{Endpoint: tok.Endpoint, Segment: tok.Segment, Arm: tok.Arm},
+			Expires:  tok.Time.Add(pol.Window),
+		}
+		if ev.Type == Click {
+			op.SuccessKey = "s" + id
+		}
+		if pol.TrialsOnImpression {
+			// A click implies the list was seen, so it counts the trial too.
+			op.TrialKey = "t" + id
+		}
+		ops = append(ops, op)
+	}
+	if len(ops) == 0 {
+		return res, nil
+	}
+	pending := s.table.DrainPending()
+	out, err := s.db.ApplyFeedback(ctx, ops, pending)
+	if err != nil {
+		s.table.Restore(pending)
+		return nil, fault.New(fault.Unavailable, "store_unavailable", "feedback not recorded, retry: %v", err)
+	}
+	for i, r := range out {
+		if r.Duplicate {
+			res.Duplicates++
+			continue
+		}
+		res.Accepted++
+		if r.Trial || r.Success {
+			var t, su uint64
+			if r.Trial {
+				t = 1
+			}
+			if r.Success {
+				su = 1
+			}
+			s.table.Cell(ops[i].Counter).AddDurable(t, su)
+		}
+	}
+	return res, nil
+}
+
+func binaryMillis(t time.Time) []byte {
+	ms := uint64(t.UnixMilli())
+	b := make([]byte, 8)
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	return b
+}
+
+// Flush writes the pending trial counts to the store.
+func (s *Service) Flush(ctx context.Context) error {
+	pending := s.table.DrainPending()
+	if len(pending) == 0 {
+		return nil
+	}
+	if err := s.db.AddTrials(ctx, pending); err != nil {
+		s.table.Restore(pending)
+		return fmt.Errorf("flush trials: %w", err)
+	}
+	return nil
+}
+
+// FlushInterval bounds how long a served trial stays only in memory.
+const FlushInterval = 250 * time.Millisecond
+
+// Run flushes trials every FlushInterval and sweeps expired dedupe keys
+// every minute until ctx ends, then flushes once more.
+func (s *Service) Run(ctx context.Context) {
+	flush := time.NewTicker(FlushInterval)
+	sweep := time.NewTicker(time.Minute)
+	defer flush.Stop()
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := s.Flush(fctx); err != nil {
+				s.log.Error("final flush failed", "err", err)
+			}
+			cancel()
+			return
+		case <-flush.C:
+			if err := s.Flush(ctx); err != nil {
+				s.log.Error("flush failed", "err", err)
+			}
+		case <-sweep.C:
+			if n, err := s.db.SweepExpired(ctx, 100000); err != nil {
+				s.log.Error("sweep failed", "err", err)
+			} else if n > 0 {
+				s.log.Debug("swept expired dedupe keys", "n", n)
+			}
+		}
+	}
+}

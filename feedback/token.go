@@ -1,0 +1,124 @@
+// Package feedback issues and verifies prediction tokens and turns feedback
+// events into durable trial and success counts: signature check, attribution
+// window, deduplication and the per-event rejection codes of the API.
+package feedback
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Token is what a prediction id carries. ID is a random 12-byte value that,
+// with Time, makes the prediction unique; the dedupe keys are derived from it.
+type Token struct {
+	Endpoint   string
+	Arm        string
+	Segment    string
+	Time       time.Time // when the prediction was served, millisecond precision
+	Propensity float64   // probability the policy gave the serving arm
+	ID         [12]byte
+}
+
+const (
+	tokenVersion = 1
+	sigLen       = 16 // truncated HMAC-SHA256: 128 bits
+	maxTokenLen  = 2048
+)
+
+// ErrInvalidToken is returned for anything that is not a token signed by one
+// of the signer's keys.
+var ErrInvalidToken = errors.New("invalid prediction id")
+
+// Signer signs tokens with its first key and verifies with all of them, so a
+// key can be rotated without rejecting feedback on earlier tokens. It is
+// immutable and safe for concurrent use.
+type Signer struct {
+	keys [][]byte
+}
+
+// NewSigner returns a signer; keys[0] signs. Each key must be ≥ 32 bytes.
+func NewSigner(keys ...[]byte) (*Signer, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no signing key")
+	}
+	for i, k := range keys {
+		if len(k) < 32 {
+			return nil, errors.New("signing key " + strconv.Itoa(i) + " is shorter than 32 bytes")
+		}
+	}
+	return &Signer{keys: keys}, nil
+}
+
+// NewID returns a fresh random token id.
+func NewID() [12]byte {
+	var id [12]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails on supported platforms
+	return id
+}
+
+// Sign encodes and signs t as a URL-safe string.
+func (s *Signer) Sign(t *Token) string {
+	buf := make([]byte, 0, 64+len(t.Endpoint)+len(t.Arm)+len(t.Segment))
+	buf = append(buf, tokenVersion)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(t.Time.UnixMilli()))
+	buf = append(buf, t.ID[:]...)
+	buf = binary.BigEndian.AppendUint32(buf, math.Float32bits(float32(t.Propensity)))
+	for _, f := range [...]string{t.Endpoint, t.Arm, t.Segment} {
+		buf = binary.AppendUvarint(buf, uint64(len(f)))
+		buf = append(buf, f...)
+	}
+	buf = append(buf, mac(s.keys[0], buf)...)
+	return base64.RawURLEncoding.EncodeToString(buf)
+}
+
+func mac(key, msg []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write(msg)
+	return h.Sum(nil)[:sigLen]
+}
+
+// Verify checks the signature against every key and decodes the token.
+func (s *Signer) Verify(tok string) (*Token, error) {
+	if len(tok) == 0 || len(tok) > maxTokenLen {
+		return nil, ErrInvalidToken
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(raw) < 1+8+12+4+3+sigLen {
+		return nil, ErrInvalidToken
+	}
+	body, sig := raw[:len(raw)-sigLen], raw[len(raw)-sigLen:]
+	ok := false
+	for _, k := range s.keys {
+		if hmac.Equal(mac(k, body), sig) {
+			ok = true
+			break
+		}
+	}
+	if !ok || body[0] != tokenVersion {
+		return nil, ErrInvalidToken
+	}
+	t := &Token{Time: time.UnixMilli(int64(binary.BigEndian.Uint64(body[1:9])))}
+	copy(t.ID[:], body[9:21])
+	t.Propensity = float64(math.Float32frombits(binary.BigEndian.Uint32(body[21:25])))
+	rest := body[25:]
+	fields := [3]*string{&t.Endpoint, &t.Arm, &t.Segment}
+	for _, f := range fields {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return nil, ErrInvalidToken
+		}
+		*f = string(rest[w : w+int(n)])
+		rest = rest[w+int(n):]
+	}
+	if len(rest) != 0 {
+		return nil, ErrInvalidToken
+	}
+	return t, nil
+}

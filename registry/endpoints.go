@@ -1,0 +1,206 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/store"
+)
+
+func absPath(p string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return a, nil
+}
+
+// PutEndpoint creates (created=true) or replaces an endpoint. Every arm and
+// the fallback must be registered versions; the fallback must be one of the
+// arms. Replacing keeps the paused state of arms that remain, so re-applying
+// a definition never silently resumes a paused arm.
+func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
+	if !ValidName(name) {
+		return nil, false, fault.Field("endpoint", "invalid_name", "endpoint names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+	}
+	var in endpointBody
+	if err := fault.DecodeJSON(body, &in); err != nil {
+		return nil, false, err
+	}
+	pol, err := parsePolicy(in.Policy)
+	if err != nil {
+		return nil, false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	snap := r.snap.Load()
+	if len(in.Arms) == 0 {
+		return nil, false, fault.Field("arms", "missing_field", "an endpoint needs at least one arm")
+	}
+	if len(in.Arms) > 64 {
+		return nil, false, fault.Field("arms", "too_many_arms", "at most 64 arms")
+	}
+	seen := map[string]bool{}
+	for i, arm := range in.Arms {
+		field := fmt.Sprintf("arms[%d]", i)
+		if seen[arm] {
+			return nil, false, fault.Field(field, "duplicate_arm", "%s is listed twice", arm)
+		}
+		seen[arm] = true
+		if err := checkArm(snap, field, arm); err != nil {
+			return nil, false, err
+		}
+	}
+	if in.Fallback != "" && !seen[in.Fallback] {
+		return nil, false, fault.Field("fallback", "invalid_fallback", "the fallback %q must be one of the endpoint's arms", in.Fallback)
+	}
+	now := r.now().UTC()
+	ep := &Endpoint{Name: name, Arms: in.Arms, ArmStates: map[string]string{}, Policy: pol,
+		Fallback: in.Fallback, CreatedAt: now, UpdatedAt: now}
+	old, exists := snap.Endpoints[name]
+	for _, arm := range in.Arms {
+		ep.ArmStates[arm] = Active
+		if exists && old.ArmStates[arm] == Paused {
+			ep.ArmStates[arm] = Paused
+		}
+	}
+	if exists {
+		ep.CreatedAt = old.CreatedAt
+	}
+	if err := r.saveEndpoint(ctx, ep); err != nil {
+		return nil, false, err
+	}
+	return ep, !exists, nil
+}
+
+func checkArm(snap *Snapshot, field, arm string) error {
+	if _, _, ok := SplitArm(arm); !ok {
+		return fault.Field(field, "invalid_arm", "%q is not an arm id of the form name@version", arm)
+	}
+	if _, ok := snap.Versions[arm]; !ok {
+		return fault.Field(field, "unknown_model_version", "model version %s is not registered", arm)
+	}
+	return nil
+}
+
+func (r *Registry) saveEndpoint(ctx context.Context, ep *Endpoint) error {
+	raw, _ := json.Marshal(ep)
+	if err := r.db.Put(ctx, store.Endpoints, ep.Name, raw); err != nil {
+		return fault.New(fault.Unavailable, "store_unavailable", "store: %v", err)
+	}
+	r.publish(func(s *Snapshot) { s.Endpoints[ep.Name] = ep })
+	return nil
+}
+
+// Endpoint returns one endpoint.
+func (r *Registry) Endpoint(name string) (*Endpoint, error) {
+	ep, ok := r.snap.Load().Endpoints[name]
+	if !ok {
+		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", name)
+	}
+	return ep, nil
+}
+
+// Endpoints lists every endpoint by name.
+func (r *Registry) Endpoints() []*Endpoint {
+	s := r.snap.Load()
+	out := make([]*Endpoint, 0, len(s.Endpoints))
+	for _, ep := range s.Endpoints {
+		out = append(out, ep)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// DeleteEndpoint removes an endpoint. Its counters stay in the store.
+func (r *Registry) DeleteEndpoint(ctx context.Context, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.snap.Load().Endpoints[name]; !ok {
+		return fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", name)
+	}
+	if err := r.db.Delete(ctx, store.Endpoints, name); err != nil {
+		return fault.New(fault.Unavailable, "store_unavailable", "store: %v", err)
+	}
+	r.publish(func(s *Snapshot) { delete(s.Endpoints, name) })
+	return nil
+}
+
+// AddArm adds a registered version to an endpoint as an active arm.
+func (r *Registry) AddArm(ctx context.Context, endpoint, arm string) (*Endpoint, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	snap := r.snap.Load()
+	old, ok := snap.Endpoints[endpoint]
+	if !ok {
+		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", endpoint)
+	}
+	if err := checkArm(snap, "arm", arm); err != nil {
+		return nil, err
+	}
+	if slices.Contains(old.Arms, arm) {
+		return nil, fault.New(fault.Conflict, "arm_exists", "%s is already an arm of %s", arm, endpoint)
+	}
+	if len(old.Arms) >= 64 {
+		return nil, fault.Field("arm", "too_many_arms", "at most 64 arms")
+	}
+	ep := cloneEndpoint(old)
+	ep.Arms = append(ep.Arms, arm)
+	ep.ArmStates[arm] = Active
+	ep.UpdatedAt = r.now().UTC()
+	if err := r.saveEndpoint(ctx, ep); err != nil {
+		return nil, err
+	}
+	return ep, nil
+}
+
+// SetArmState pauses or resumes an arm; it takes effect on the next request.
+func (r *Registry) SetArmState(ctx context.Context, endpoint, arm, state string) (*Endpoint, error) {
+	if state != Active && state != Paused {
+		return nil, fault.Field("state", "invalid_state", "state must be \"active\" or \"paused\"")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, ok := r.snap.Load().Endpoints[endpoint]
+	if !ok {
+		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", endpoint)
+	}
+	if !slices.Contains(old.Arms, arm) {
+		return nil, fault.New(fault.NotFound, "arm_not_found", "%s is not an arm of %s", arm, endpoint)
+	}
+	ep := cloneEndpoint(old)
+	ep.ArmStates[arm] = state
+	ep.UpdatedAt = r.now().UTC()
+	if err := r.saveEndpoint(ctx, ep); err != nil {
+		return nil, err
+	}
+	return ep, nil
+}
+
+func cloneEndpoint(e *Endpoint) *Endpoint {
+	c := *e
+	c.Arms = slices.Clone(e.Arms)
+	c.ArmStates = make(map[string]string, len(e.ArmStates))
+	for k, v := range e.ArmStates {
+		c.ArmStates[k] = v
+	}
+	c.Policy.SegmentBy = slices.Clone(e.Policy.SegmentBy)
+	return &c
+}
+
+// HasVersion reports whether arm is registered.
+func (r *Registry) HasVersion(arm string) bool {
+	_, ok := r.snap.Load().Versions[arm]
+	return ok
+}
+
+// HasEndpoint reports whether the endpoint exists.
+func (r *Registry) HasEndpoint(name string) bool {
+	_, ok := r.snap.Load().Endpoints[name]
+	return ok
+}

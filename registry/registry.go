@@ -1,0 +1,337 @@
+// Package registry holds the model versions and endpoints: it validates and
+// persists changes and publishes an immutable Snapshot that the request path
+// reads through one atomic pointer load.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/featurizer"
+	"github.com/modelgate/modelgate/store"
+)
+
+// Scorer computes a version's ranking. Implementations are safe for
+// concurrent use.
+type Scorer interface {
+	Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error)
+}
+
+// Loader builds a Scorer for a version of one backend type, validating its
+// files or target. Errors are reported to the registering user as a 400.
+type Loader func(ctx context.Context, mv *ModelVersion) (Scorer, error)
+
+// Store is the durable home of registry records.
+type Store interface {
+	Put(ctx context.Context, b store.Bucket, key string, val []byte) error
+	Delete(ctx context.Context, b store.Bucket, key string) error
+	List(ctx context.Context, b store.Bucket) (map[string][]byte, error)
+}
+
+// Version is a registered version with its parsed feature plan and loaded
+// scorer. Scorer is nil when the version could not be loaded at start-up
+// (its arm is then unavailable). Immutable once published.
+type Version struct {
+	Spec    ModelVersion
+	Plan    *featurizer.Plan
+	Scorer  Scorer
+	LoadErr error
+}
+
+// Snapshot is one immutable view of the registry. Safe for concurrent use.
+type Snapshot struct {
+	Versions  map[string]*Version  // by arm id "name@version"
+	Endpoints map[string]*Endpoint // by name
+}
+
+// DefaultEmbeddedSpec is the feature spec of an embedded embedding/v1 version
+// registered without one: it reads user_id and features.recent_items.
+const DefaultEmbeddedSpec = `{"inputs": {
+  "user_id": {"from": "user_id", "dtype": "string"},
+  "recent_items": {"from": "features.recent_items", "transform": "list", "dtype": "string", "default": []}}}`
+
+// Registry is the live registry. Changes are serialized; reads go through
+// Snapshot. Safe for concurrent use.
+type Registry struct {
+	mu      sync.Mutex // serializes changes, never held on the request path
+	db      Store
+	loaders map[string]Loader
+	snap    atomic.Pointer[Snapshot]
+	now     func() time.Time
+	log     *slog.Logger
+}
+
+// New returns a registry over db with loaders by backend type, filled from
+// what db holds. A stored version that no longer loads stays registered but
+// unavailable, and is logged.
+func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Logger) (*Registry, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &Registry{db: db, loaders: loaders, now: time.Now, log: log}
+	s := &Snapshot{Versions: map[string]*Version{}, Endpoints: map[string]*Endpoint{}}
+	models, err := db.List(ctx, store.Models)
+	if err != nil {
+		return nil, fmt.Errorf("load models: %w", err)
+	}
+	for key, raw := range models {
+		var mv ModelVersion
+		if err := json.Unmarshal(raw, &mv); err != nil {
+			return nil, fmt.Errorf("load model %s: %w", key, err)
+		}
+		v, err := r.build(ctx, &mv)
+		if err != nil {
+			log.Error("model version unavailable", "arm", mv.Arm, "err", err)
+			v = &Version{Spec: mv, LoadErr: err}
+		}
+		s.Versions[mv.Arm] = v
+	}
+	eps, err := db.List(ctx, store.Endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("load endpoints: %w", err)
+	}
+	for key, raw := range eps {
+		var ep Endpoint
+		if err := json.Unmarshal(raw, &ep); err != nil {
+			return nil, fmt.Errorf("load endpoint %s: %w", key, err)
+		}
+		s.Endpoints[ep.Name] = &ep
+	}
+	r.snap.Store(s)
+	return r, nil
+}
+
+// Snapshot returns the current immutable view.
+func (r *Registry) Snapshot() *Snapshot { return r.snap.Load() }
+
+// build parses the spec and loads the scorer of mv.
+func (r *Registry) build(ctx context.Context, mv *ModelVersion) (*Version, error) {
+	raw := []byte(mv.Features)
+	if isEmptyJSON(raw) && mv.Backend.Type == "embedded" {
+		raw = []byte(DefaultEmbeddedSpec)
+	}
+	plan, err := featurizer.Parse(raw)
+	if err != nil {
+		var fe *featurizer.FieldError
+		if errors.As(err, &fe) {
+			return nil, fault.Field("features."+fe.Field, "invalid_feature_spec", "%s", fe.Message)
+		}
+		return nil, fault.Field("features", "invalid_feature_spec", "%v", err)
+	}
+	load, ok := r.loaders[mv.Backend.Type]
+	if !ok {
+		return nil, fault.Field("backend.type", "unsupported_backend", "backend type %q is not available (have: %v)", mv.Backend.Type, r.backendTypes())
+	}
+	sc, err := load(ctx, mv)
+	if err != nil {
+		if fault.As(err) != nil {
+			return nil, err
+		}
+		return nil, fault.Field("backend", "invalid_model", "%v", err)
+	}
+	return &Version{Spec: *mv, Plan: plan, Scorer: sc}, nil
+}
+
+func (r *Registry) backendTypes() []string {
+	out := make([]string, 0, len(r.loaders))
+	for k := range r.loaders {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func isEmptyJSON(b []byte) bool {
+	s := string(b)
+	return len(b) == 0 || s == "null" || s == "{}"
+}
+
+// publish copies the current snapshot, applies f, and stores the result.
+func (r *Registry) publish(f func(s *Snapshot)) {
+	old := r.snap.Load()
+	s := &Snapshot{Versions: make(map[string]*Version, len(old.Versions)), Endpoints: make(map[string]*Endpoint, len(old.Endpoints))}
+	for k, v := range old.Versions {
+		s.Versions[k] = v
+	}
+	for k, v := range old.Endpoints {
+		s.Endpoints[k] = v
+	}
+	f(s)
+	r.snap.Store(s)
+}
+
+func closeScorer(sc Scorer) {
+	if c, ok := sc.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+// usedBy returns the endpoints whose arms or fallback name arm.
+func (s *Snapshot) usedBy(arm string) []string {
+	var out []string
+	for name, ep := range s.Endpoints {
+		if slices.Contains(ep.Arms, arm) || ep.Fallback == arm {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PutVersion registers a version (created=true) or replaces one that no
+// endpoint uses. The version is validated — spec parsed, backend loaded —
+// before anything is stored.
+func (r *Registry) PutVersion(ctx context.Context, name, version string, body []byte) (mv *ModelVersion, created bool, err error) {
+	if !ValidName(name) {
+		return nil, false, fault.Field("model", "invalid_name", "model names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+	}
+	if !ValidVersion(version) {
+		return nil, false, fault.Field("version", "invalid_version", "versions are 1-64 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+	}
+	var in versionBody
+	if err := fault.DecodeJSON(body, &in); err != nil {
+		return nil, false, err
+	}
+	if in.Backend == nil {
+		return nil, false, fault.Field("backend", "missing_field", "backend is required")
+	}
+	if in.Backend.TimeoutMS < 0 || in.Backend.TimeoutMS > 60000 {
+		return nil, false, fault.Field("backend.timeout_ms", "invalid_backend", "must be in 0..60000")
+	}
+	arm := name + "@" + version
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.snap.Load()
+	_, exists := old.Versions[arm]
+	if exists {
+		if eps := old.usedBy(arm); len(eps) > 0 {
+			return nil, false, fault.New(fault.Conflict, "version_in_use", "%s is used by endpoint(s) %v; register a new version instead", arm, eps)
+		}
+	}
+	mv = &ModelVersion{Name: name, Version: version, Arm: arm, Backend: *in.Backend,
+		Features: in.Features, Metadata: in.Metadata, CreatedAt: r.now().UTC()}
+	if mv.Metadata == nil {
+		mv.Metadata = map[string]any{}
+	}
+	if isEmptyJSON(mv.Features) {
+		mv.Features = json.RawMessage("{}")
+	}
+	if mv.Backend.Type == "embedded" {
+		if mv.Backend.Path == "" {
+			return nil, false, fault.Field("backend.path", "missing_field", "an embedded backend needs a path")
+		}
+		if mv.Backend.Path, err = absPath(mv.Backend.Path); err != nil {
+			return nil, false, fault.Field("backend.path", "invalid_model", "%v", err)
+		}
+	}
+	v, err := r.build(ctx, mv)
+	if err != nil {
+		return nil, false, err
+	}
+	raw, _ := json.Marshal(mv)
+	if err := r.db.Put(ctx, store.Models, arm, raw); err != nil {
+		closeScorer(v.Scorer)
+		return nil, false, fault.New(fault.Unavailable, "store_unavailable", "store: %v", err)
+	}
+	r.publish(func(s *Snapshot) { s.Versions[arm] = v })
+	if exists {
+		if prev := old.Versions[arm]; prev.Scorer != nil {
+			closeScorer(prev.Scorer)
+		}
+	}
+	return mv, !exists, nil
+}
+
+// DeleteVersion removes a version no endpoint uses.
+func (r *Registry) DeleteVersion(ctx context.Context, name, version string) error {
+	arm := name + "@" + version
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.snap.Load()
+	v, ok := old.Versions[arm]
+	if !ok {
+		return fault.New(fault.NotFound, "version_not_found", "model version %s is not registered", arm)
+	}
+	if eps := old.usedBy(arm); len(eps) > 0 {
+		return fault.New(fault.Conflict, "version_in_use", "%s is used by endpoint(s) %v; remove it from them first", arm, eps)
+	}
+	if err := r.db.Delete(ctx, store.Models, arm); err != nil {
+		return fault.New(fault.Unavailable, "store_unavailable", "store: %v", err)
+	}
+	r.publish(func(s *Snapshot) { delete(s.Versions, arm) })
+	if v.Scorer != nil {
+		closeScorer(v.Scorer)
+	}
+	return nil
+}
+
+// Version returns a registered version.
+func (r *Registry) Version(name, version string) (*ModelVersion, error) {
+	v, ok := r.snap.Load().Versions[name+"@"+version]
+	if !ok {
+		if !r.hasModel(name) {
+			return nil, fault.New(fault.NotFound, "model_not_found", "model %s is not registered", name)
+		}
+		return nil, fault.New(fault.NotFound, "version_not_found", "model version %s@%s is not registered", name, version)
+	}
+	mv := v.Spec
+	return &mv, nil
+}
+
+func (r *Registry) hasModel(name string) bool {
+	for _, v := range r.snap.Load().Versions {
+		if v.Spec.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ModelInfo is one model with its versions, sorted by version.
+type ModelInfo struct {
+	Name     string         `json:"name"`
+	Versions []ModelVersion `json:"versions"`
+}
+
+// Models lists every model with its versions, sorted by name.
+func (r *Registry) Models() []ModelInfo {
+	by := map[string][]ModelVersion{}
+	for _, v := range r.snap.Load().Versions {
+		by[v.Spec.Name] = append(by[v.Spec.Name], v.Spec)
+	}
+	out := make([]ModelInfo, 0, len(by))
+	for name, vs := range by {
+		sort.Slice(vs, func(i, j int) bool { return versionLess(vs[i].Version, vs[j].Version) })
+		out = append(out, ModelInfo{Name: name, Versions: vs})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// versionLess orders numeric versions numerically, then the rest as strings.
+func versionLess(a, b string) bool {
+	if len(a) != len(b) && isDigits(a) && isDigits(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,0 +1,218 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/modelgate/modelgate/fault"
+)
+
+// BackendSpec says which runtime computes a version's scores.
+type BackendSpec struct {
+	Type      string `json:"type"`
+	Path      string `json:"path,omitempty"`
+	TimeoutMS int    `json:"timeout_ms,omitempty"`
+}
+
+// ModelVersion is one immutable, registered model version as stored and as
+// returned by the API.
+type ModelVersion struct {
+	Name      string          `json:"name"`
+	Version   string          `json:"version"`
+	Arm       string          `json:"arm"`
+	Backend   BackendSpec     `json:"backend"`
+	Features  json.RawMessage `json:"features"`
+	Metadata  map[string]any  `json:"metadata"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// Prior is the Beta prior of every arm's click rate.
+type Prior struct {
+	Alpha float64 `json:"alpha"`
+	Beta  float64 `json:"beta"`
+}
+
+// StopRule says when a report calls a winner.
+type StopRule struct {
+	PBest          float64 `json:"p_best"`
+	ValueRemaining float64 `json:"value_remaining"`
+	MinTrials      uint64  `json:"min_trials"`
+}
+
+// Policy is an endpoint's arm-choice policy with every default filled in.
+type Policy struct {
+	Type              string   `json:"type"`
+	Prior             Prior    `json:"prior"`
+	SegmentBy         []string `json:"segment_by"`
+	MinShare          float64  `json:"min_share"`
+	TrialsOn          string   `json:"trials_on"`
+	AttributionWindow string   `json:"attribution_window"`
+	StopRule          StopRule `json:"stop_rule"`
+}
+
+// Window is the parsed attribution window.
+func (p *Policy) Window() time.Duration {
+	d, _ := time.ParseDuration(p.AttributionWindow)
+	return d
+}
+
+// Arm states.
+const (
+	Active = "active"
+	Paused = "paused"
+)
+
+// Endpoint is what a client calls: arms, a policy and an optional fallback.
+// ArmStates holds "active" or "paused" for every arm.
+type Endpoint struct {
+	Name      string            `json:"name"`
+	Arms      []string          `json:"arms"`
+	ArmStates map[string]string `json:"arm_states"`
+	Policy    Policy            `json:"policy"`
+	Fallback  string            `json:"fallback,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+var (
+	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// ValidName reports whether s may name a model or an endpoint.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ValidVersion reports whether s may name a model version.
+func ValidVersion(s string) bool { return versionRE.MatchString(s) }
+
+// SplitArm splits "name@version".
+func SplitArm(arm string) (name, version string, ok bool) {
+	i := strings.LastIndexByte(arm, '@')
+	if i <= 0 || i == len(arm)-1 {
+		return "", "", false
+	}
+	name, version = arm[:i], arm[i+1:]
+	return name, version, ValidName(name) && ValidVersion(version)
+}
+
+// versionBody is the request body of PUT /v1/models/{m}/versions/{v}.
+type versionBody struct {
+	Backend  *BackendSpec    `json:"backend"`
+	Features json.RawMessage `json:"features"`
+	Metadata map[string]any  `json:"metadata"`
+}
+
+type priorBody struct {
+	Alpha *float64 `json:"alpha"`
+	Beta  *float64 `json:"beta"`
+}
+
+type stopRuleBody struct {
+	PBest          *float64 `json:"p_best"`
+	ValueRemaining *float64 `json:"value_remaining"`
+	MinTrials      *int64   `json:"min_trials"`
+}
+
+type policyBody struct {
+	Type              *string       `json:"type"`
+	Prior             *priorBody    `json:"prior"`
+	SegmentBy         []string      `json:"segment_by"`
+	MinShare          *float64      `json:"min_share"`
+	TrialsOn          *string       `json:"trials_on"`
+	AttributionWindow *string       `json:"attribution_window"`
+	StopRule          *stopRuleBody `json:"stop_rule"`
+}
+
+// endpointBody is the request body of PUT /v1/endpoints/{e}.
+type endpointBody struct {
+	Arms     []string    `json:"arms"`
+	Policy   *policyBody `json:"policy"`
+	Fallback string      `json:"fallback"`
+}
+
+// DefaultPolicy is the policy an endpoint body without "policy" gets.
+func DefaultPolicy() Policy {
+	return Policy{Type: "thompson", Prior: Prior{1, 1}, SegmentBy: []string{}, MinShare: 0.01,
+		TrialsOn: "serve", AttributionWindow: "24h",
+		StopRule: StopRule{PBest: 0.95, ValueRemaining: 0.01, MinTrials: 1000}}
+}
+
+func parsePolicy(in *policyBody) (Policy, error) {
+	p := DefaultPolicy()
+	if in == nil {
+		return p, nil
+	}
+	if in.Type != nil {
+		if *in.Type != "thompson" && *in.Type != "uniform" {
+			return p, fault.Field("policy.type", "invalid_policy", "unknown policy %q (want thompson or uniform)", *in.Type)
+		}
+		p.Type = *in.Type
+	}
+	if in.Prior != nil {
+		if in.Prior.Alpha != nil {
+			p.Prior.Alpha = *in.Prior.Alpha
+		}
+		if in.Prior.Beta != nil {
+			p.Prior.Beta = *in.Prior.Beta
+		}
+		if !(p.Prior.Alpha > 0 && p.Prior.Alpha <= 1e6) {
+			return p, fault.Field("policy.prior.alpha", "invalid_policy", "must be > 0 and ≤ 1e6")
+		}
+		if !(p.Prior.Beta > 0 && p.Prior.Beta <= 1e6) {
+			return p, fault.Field("policy.prior.beta", "invalid_policy", "must be > 0 and ≤ 1e6")
+		}
+	}
+	if in.SegmentBy != nil {
+		seen := map[string]bool{}
+		for i, k := range in.SegmentBy {
+			if k == "" || seen[k] || strings.ContainsAny(k, "=,") {
+				return p, fault.Field(fmt.Sprintf("policy.segment_by[%d]", i), "invalid_policy", "context keys must be non-empty, unique and free of '=' and ','")
+			}
+			seen[k] = true
+		}
+		p.SegmentBy = in.SegmentBy
+	}
+	if in.MinShare != nil {
+		if !(*in.MinShare >= 0 && *in.MinShare < 1) {
+			return p, fault.Field("policy.min_share", "invalid_policy", "must be in [0, 1)")
+		}
+		p.MinShare = *in.MinShare
+	}
+	if in.TrialsOn != nil {
+		if *in.TrialsOn != "serve" && *in.TrialsOn != "impression" {
+			return p, fault.Field("policy.trials_on", "invalid_policy", "must be serve or impression")
+		}
+		p.TrialsOn = *in.TrialsOn
+	}
+	if in.AttributionWindow != nil {
+		d, err := time.ParseDuration(*in.AttributionWindow)
+		if err != nil || d <= 0 || d > 90*24*time.Hour {
+			return p, fault.Field("policy.attribution_window", "invalid_policy", "must be a duration like \"24h\" or \"90m\", > 0 and ≤ 2160h")
+		}
+		p.AttributionWindow = *in.AttributionWindow
+	}
+	if r := in.StopRule; r != nil {
+		if r.PBest != nil {
+			if !(*r.PBest > 0.5 && *r.PBest <= 1) {
+				return p, fault.Field("policy.stop_rule.p_best", "invalid_policy", "must be in (0.5, 1]")
+			}
+			p.StopRule.PBest = *r.PBest
+		}
+		if r.ValueRemaining != nil {
+			if !(*r.ValueRemaining >= 0 && *r.ValueRemaining < 1) {
+				return p, fault.Field("policy.stop_rule.value_remaining", "invalid_policy", "must be in [0, 1)")
+			}
+			p.StopRule.ValueRemaining = *r.ValueRemaining
+		}
+		if r.MinTrials != nil {
+			if *r.MinTrials < 0 {
+				return p, fault.Field("policy.stop_rule.min_trials", "invalid_policy", "must be ≥ 0")
+			}
+			p.StopRule.MinTrials = uint64(*r.MinTrials)
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,156 @@
+// Package report turns the bandit counters of an endpoint into what analysts
+// read: posterior rates with intervals, P(best), expected loss, traffic share,
+// the stop rule's decision and expected cumulative regret.
+package report
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/modelgate/modelgate/bandit"
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/registry"
+)
+
+// Draws is the number of joint posterior draws behind P(best), expected
+// loss, value remaining and traffic share.
+const Draws = 20000
+
+// Arm is one arm's row of a report.
+type Arm struct {
+	Arm          string     `json:"arm"`
+	State        string     `json:"state"`
+	Trials       uint64     `json:"trials"`
+	Successes    uint64     `json:"successes"`
+	Rate         float64    `json:"rate"`
+	CI95         [2]float64 `json:"ci95"`
+	PBest        float64    `json:"p_best"`
+	ExpectedLoss float64    `json:"expected_loss"`
+	TrafficShare float64    `json:"traffic_share"`
+	OffPolicy    *OffPolicy `json:"off_policy"`
+}
+
+// OffPolicy holds inverse-propensity estimates of an arm's click rate.
+type OffPolicy struct {
+	N     int        `json:"n"`
+	IPS   float64    `json:"ips"`
+	SNIPS float64    `json:"snips"`
+	CI95  [2]float64 `json:"ci95"`
+}
+
+// Decision is the stop rule's verdict.
+type Decision struct {
+	Status         string  `json:"status"`
+	Arm            *string `json:"arm"`
+	Reason         *string `json:"reason"`
+	ValueRemaining float64 `json:"value_remaining"`
+}
+
+// Health holds checks on how the experiment ran.
+type Health struct {
+	SRMPValue *float64 `json:"srm_p_value"`
+	Warnings  []string `json:"warnings"`
+}
+
+// Regret holds the experiment's cost estimates.
+type Regret struct {
+	ExpectedCumulative float64 `json:"expected_cumulative"`
+}
+
+// Report is GET /v1/endpoints/{endpoint}/report.
+type Report struct {
+	Endpoint    string   `json:"endpoint"`
+	GeneratedAt string   `json:"generated_at"`
+	Segment     string   `json:"segment"`
+	Segments    []string `json:"segments"`
+	Arms        []Arm    `json:"arms"`
+	Decision    Decision `json:"decision"`
+	Health      Health   `json:"health"`
+	Regret      Regret   `json:"regret"`
+}
+
+// Build computes the report of ep for one segment from the counters in
+// table. segment "" or "all" aggregates every segment (for an endpoint
+// without segment_by, "all" is its only segment).
+func Build(ep *registry.Endpoint, table *counters.Table, segment string, now time.Time) *Report {
+	if segment == "" {
+		segment = "all"
+	}
+	idx := make(map[string]int, len(ep.Arms))
+	arms := make([]bandit.Arm, len(ep.Arms))
+	for i, a := range ep.Arms {
+		idx[a] = i
+		arms[i].Active = ep.ArmStates[a] != registry.Paused
+	}
+	segSet := map[string]bool{}
+	for _, e := range table.Entries(ep.Name) {
+		segSet[e.Key.Segment] = true
+		i, ok := idx[e.Key.Arm]
+		if !ok || (segment != "all" && e.Key.Segment != segment) {
+			continue
+		}
+		arms[i].Trials += e.Trials
+		arms[i].Successes += e.Successes
+	}
+	r := &Report{Endpoint: ep.Name, GeneratedAt: now.UTC().Format(time.RFC3339), Segment: segment,
+		Segments: sortedKeys(segSet), Health: Health{Warnings: []string{}}}
+	var seed [16]byte
+	_, _ = crand.Read(seed[:])
+	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	prior := bandit.Prior{Alpha: ep.Policy.Prior.Alpha, Beta: ep.Policy.Prior.Beta}
+	an := bandit.Analyze(rng, prior, arms, Draws)
+	shares := make([]float64, len(arms))
+	pol := bandit.Policy{Prior: prior, MinShare: ep.Policy.MinShare}
+	if ep.Policy.Type == "uniform" {
+		pol.Kind = bandit.Uniform
+	}
+	pol.Shares(rng, arms, Draws, shares)
+	var total uint64
+	for i, name := range ep.Arms {
+		st := an.Arms[i]
+		state := registry.Active
+		if !arms[i].Active {
+			state = registry.Paused
+		}
+		total += arms[i].Trials
+		r.Arms = append(r.Arms, Arm{Arm: name, State: state, Trials: arms[i].Trials, Successes: arms[i].Successes,
+			Rate: st.Rate, CI95: [2]float64{st.CILow, st.CIHigh}, PBest: st.PBest,
+			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i]})
+	}
+	r.Regret.ExpectedCumulative = an.ExpectedRegret
+	r.Decision = decide(ep, an, total)
+	if total < ep.Policy.StopRule.MinTrials {
+		r.Health.Warnings = append(r.Health.Warnings, "low_traffic")
+	}
+	return r
+}
+
+func decide(ep *registry.Endpoint, an bandit.Analysis, total uint64) Decision {
+	d := Decision{Status: "keep_running", ValueRemaining: an.ValueRemaining}
+	rule := ep.Policy.StopRule
+	if an.Best < 0 || total < rule.MinTrials {
+		return d
+	}
+	arm := ep.Arms[an.Best]
+	switch {
+	case an.Arms[an.Best].PBest >= rule.PBest:
+		reason := "p_best"
+		d.Status, d.Arm, d.Reason = "winner", &arm, &reason
+	case an.ValueRemaining < rule.ValueRemaining:
+		reason := "value_remaining"
+		d.Status, d.Arm, d.Reason = "winner", &arm, &reason
+	}
+	return d
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

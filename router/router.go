@@ -1,0 +1,385 @@
+// Package router serves one recommend call: it finds the endpoint, names the
+// segment, lets the endpoint's policy choose an arm, turns the request into
+// the arm's inputs, calls its backend under a deadline, falls back when that
+// fails, counts the trial and signs the prediction token.
+package router
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/bandit"
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/featurizer"
+	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/registry"
+)
+
+// Limits of a recommend call.
+const (
+	DefaultK             = 10
+	MaxK                 = 1000
+	MaxListLen           = 10000 // candidates, exclude
+	MaxUserIDLen         = 1024
+	DefaultBackendTimout = time.Second
+)
+
+// Snapshotter gives the current registry view.
+type Snapshotter interface {
+	Snapshot() *registry.Snapshot
+}
+
+// Request is a recommend call after decoding. K = 0 means DefaultK.
+type Request struct {
+	Endpoint   string
+	UserID     string
+	Context    map[string]string
+	Features   map[string]any
+	Candidates []string
+	Exclude    []string
+	K          int
+}
+
+// Response is one served prediction.
+type Response struct {
+	PredictionID string         `json:"prediction_id"`
+	Endpoint     string         `json:"endpoint"`
+	Arm          string         `json:"arm"`
+	Model        string         `json:"model"`
+	Version      string         `json:"version"`
+	Segment      string         `json:"segment"`
+	Items        []backend.Item `json:"items"`
+	Fallback     bool           `json:"fallback"`
+}
+
+// Router is safe for concurrent use. Create it with New.
+type Router struct {
+	reg    Snapshotter
+	table  *counters.Table
+	signer *feedback.Signer
+	log    *slog.Logger
+	now    func() time.Time
+	rngs   sync.Pool
+	segs   sync.Map // segKey -> *segState
+}
+
+// New returns a router over the registry reg, counting into table and
+// signing with signer. log may be nil.
+func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *slog.Logger) *Router {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now}
+	r.rngs.New = func() any {
+		var seed [16]byte
+		_, _ = crand.Read(seed[:])
+		return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	}
+	return r
+}
+
+type segKey struct{ endpoint, segment string }
+
+// segState caches the policy's traffic shares of one segment: the
+// propensities written into tokens. They are refreshed off the request path.
+type segState struct {
+	shares     atomic.Pointer[shareSet]
+	refreshing atomic.Bool
+}
+
+type shareSet struct {
+	at     time.Time
+	arms   []string
+	shares []float64
+}
+
+// shareTTL bounds how stale a logged propensity may be.
+const shareTTL = time.Second
+
+// Segment returns the segment name of a context for the given segment_by
+// keys: "all" with no keys, else "k1=v1,k2=v2" in segment_by order (a
+// missing key has an empty value).
+func Segment(segmentBy []string, ctx map[string]string) string {
+	if len(segmentBy) == 0 {
+		return "all"
+	}
+	var b strings.Builder
+	for i, k := range segmentBy {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(ctx[k])
+	}
+	return b.String()
+}
+
+// BanditPolicy converts an endpoint policy for package bandit.
+func BanditPolicy(p *registry.Policy) bandit.Policy {
+	bp := bandit.Policy{Prior: bandit.Prior{Alpha: p.Prior.Alpha, Beta: p.Prior.Beta}, MinShare: p.MinShare}
+	if p.Type == "uniform" {
+		bp.Kind = bandit.Uniform
+	}
+	return bp
+}
+
+// Validate checks a request's own fields (not the endpoint's feature spec).
+func Validate(req *Request) error {
+	if req.UserID == "" {
+		return fault.Field("user_id", "missing_field", "user_id is required and must be a non-empty string")
+	}
+	if len(req.UserID) > MaxUserIDLen {
+		return fault.Field("user_id", "invalid_value", "user_id is longer than %d bytes", MaxUserIDLen)
+	}
+	if req.K < 0 || req.K > MaxK {
+		return fault.Field("k", "invalid_k", "k must be between 1 and %d", MaxK)
+	}
+	if len(req.Candidates) > MaxListLen {
+		return fault.Field("candidates", "too_many_items", "at most %d candidates", MaxListLen)
+	}
+	if len(req.Exclude) > MaxListLen {
+		return fault.Field("exclude", "too_many_items", "at most %d excluded items", MaxListLen)
+	}
+	return nil
+}
+
+// Recommend serves one request.
+func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error) {
+	if err := Validate(req); err != nil {
+		return nil, err
+	}
+	k := req.K
+	if k == 0 {
+		k = DefaultK
+	}
+	snap := r.reg.Snapshot()
+	ep, ok := snap.Endpoints[req.Endpoint]
+	if !ok {
+		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %q does not exist", req.Endpoint)
+	}
+	segment := Segment(ep.Policy.SegmentBy, req.Context)
+
+	// Gather the arms' posteriors; paused and unloaded arms are inactive.
+	var armBuf [16]bandit.Arm
+	var cellBuf [16]*counters.Cell
+	arms, cells := armBuf[:0], cellBuf[:0]
+	for _, name := range ep.Arms {
+		c := r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: name})
+		t, s := c.Counts()
+		v := snap.Versions[name]
+		active := ep.ArmStates[name] != registry.Paused && v != nil && v.Scorer != nil
+		arms = append(arms, bandit.Arm{Trials: t, Successes: s, Active: active})
+		cells = append(cells, c)
+	}
+	pol := BanditPolicy(&ep.Policy)
+	rng := r.rngs.Get().(*rand.Rand)
+	chosen := pol.Choose(rng, arms)
+	r.rngs.Put(rng)
+
+	var excl map[string]struct{}
+	if len(req.Exclude) > 0 {
+		excl = make(map[string]struct{}, len(req.Exclude))
+		for _, id := range req.Exclude {
+			excl[id] = struct{}{}
+		}
+	}
+	cands := req.Candidates
+	if cands != nil && excl != nil {
+		kept := make([]string, 0, len(cands))
+		for _, id := range cands {
+			if _, x := excl[id]; !x {
+				kept = append(kept, id)
+			}
+		}
+		cands = kept
+	}
+	freq := featurizer.Request{UserID: req.UserID, Context: req.Context, Features: req.Features, Candidates: cands}
+
+	served, fellBack := -1, false
+	var items []backend.Item
+	var lastErr error
+	try := func(i int) error {
+		v := snap.Versions[ep.Arms[i]]
+		it, err := r.call(ctx, v, &freq, cands, excl, k)
+		if err != nil {
+			return err
+		}
+		items, served = it, i
+		return nil
+	}
+	if chosen >= 0 {
+		lastErr = try(chosen)
+		if lastErr != nil && fault.As(lastErr) != nil {
+			return nil, lastErr // the request itself is at fault (e.g. a missing feature)
+		}
+	}
+	if served < 0 {
+		if fb := fallbackArm(ep, arms, chosen); fb >= 0 {
+			if err := try(fb); err == nil {
+				fellBack = true
+			} else {
+				if fault.As(err) != nil {
+					return nil, err
+				}
+				lastErr = err
+			}
+		}
+	}
+	if served < 0 {
+		msg := "no healthy arm could serve and no fallback is available"
+		if lastErr != nil {
+			msg = fmt.Sprintf("%s (last error: %v)", msg, lastErr)
+		}
+		return nil, fault.New(fault.Unavailable, "no_healthy_arm", "%s", msg)
+	}
+	if chosen >= 0 && lastErr != nil {
+		r.log.Warn("arm failed", "endpoint", ep.Name, "arm", ep.Arms[chosen], "served", ep.Arms[served], "err", lastErr)
+	}
+	if ep.Policy.TrialsOn != "impression" {
+		cells[served].AddTrial()
+	}
+	armName := ep.Arms[served]
+	model, version, _ := registry.SplitArm(armName)
+	tok := feedback.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: r.now(),
+		Propensity: r.propensity(ep, segment, arms, served), ID: feedback.NewID()}
+	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: armName, Model: model,
+		Version: version, Segment: segment, Items: items, Fallback: fellBack}, nil
+}
+
+// fallbackArm is the endpoint's fallback when it is active and not the arm
+// that failed, else the active arm with the highest posterior mean.
+func fallbackArm(ep *registry.Endpoint, arms []bandit.Arm, failed int) int {
+	for i, name := range ep.Arms {
+		if name == ep.Fallback && i != failed && arms[i].Active {
+			return i
+		}
+	}
+	best, bestMean := -1, -1.0
+	for i, a := range arms {
+		if i == failed || !a.Active {
+			continue
+		}
+		m := (ep.Policy.Prior.Alpha + float64(a.Successes)) / (ep.Policy.Prior.Alpha + ep.Policy.Prior.Beta + float64(a.Trials))
+		if m > bestMean {
+			best, bestMean = i, m
+		}
+	}
+	return best
+}
+
+// call featurizes for version v and calls its backend under its deadline,
+// then enforces candidates, exclude and k whatever the model returned.
+func (r *Router) call(ctx context.Context, v *registry.Version, freq *featurizer.Request, cands []string, excl map[string]struct{}, k int) ([]backend.Item, error) {
+	inputs, err := v.Plan.Build(freq)
+	if err != nil {
+		var fe *featurizer.FieldError
+		if errors.As(err, &fe) {
+			return nil, fault.Field(fe.Field, "invalid_feature", "%s", fe.Message)
+		}
+		return nil, fault.New(fault.Invalid, "invalid_feature", "%v", err)
+	}
+	timeout := DefaultBackendTimout
+	if v.Spec.Backend.TimeoutMS > 0 {
+		timeout = time.Duration(v.Spec.Backend.TimeoutMS) * time.Millisecond
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	items, err := v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, Candidates: cands, Exclude: excl, K: k})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", v.Spec.Arm, err)
+	}
+	return filterItems(items, cands, excl, k), nil
+}
+
+// filterItems drops items outside cands (when given), excluded and
+// duplicate items, and keeps at most k.
+func filterItems(items []backend.Item, cands []string, excl map[string]struct{}, k int) []backend.Item {
+	var allowed map[string]struct{}
+	if cands != nil {
+		allowed = make(map[string]struct{}, len(cands))
+		for _, id := range cands {
+			allowed[id] = struct{}{}
+		}
+	}
+	seen := make(map[string]struct{}, len(items))
+	out := items[:0]
+	for _, it := range items {
+		if len(out) == k {
+			break
+		}
+		if _, x := excl[it.ID]; x {
+			continue
+		}
+		if allowed != nil {
+			if _, ok := allowed[it.ID]; !ok {
+				continue
+			}
+		}
+		if _, dup := seen[it.ID]; dup {
+			continue
+		}
+		seen[it.ID] = struct{}{}
+		out = append(out, it)
+	}
+	if out == nil {
+		out = []backend.Item{}
+	}
+	return out
+}
+
+// propensity returns the cached probability that the policy picks arm i in
+// this segment, refreshing the cache in the background when it is stale.
+func (r *Router) propensity(ep *registry.Endpoint, segment string, arms []bandit.Arm, i int) float64 {
+	st := r.seg(ep.Name, segment)
+	cur := st.shares.Load()
+	if cur == nil || r.now().Sub(cur.at) > shareTTL {
+		if st.refreshing.CompareAndSwap(false, true) {
+			snapshot := append([]bandit.Arm(nil), arms...)
+			names := append([]string(nil), ep.Arms...)
+			pol := BanditPolicy(&ep.Policy)
+			go func() {
+				defer st.refreshing.Store(false)
+				out := make([]float64, len(snapshot))
+				rng := r.rngs.Get().(*rand.Rand)
+				pol.Shares(rng, snapshot, 2000, out)
+				r.rngs.Put(rng)
+				st.shares.Store(&shareSet{at: r.now(), arms: names, shares: out})
+			}()
+		}
+	}
+	if cur != nil && i < len(cur.arms) && cur.arms[i] == ep.Arms[i] {
+		return cur.shares[i]
+	}
+	n := 0
+	for _, a := range arms {
+		if a.Active {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return 1 / float64(n)
+}
+
+func (r *Router) seg(endpoint, segment string) *segState {
+	k := segKey{endpoint, segment}
+	if s, ok := r.segs.Load(k); ok {
+		return s.(*segState)
+	}
+	s, _ := r.segs.LoadOrStore(k, new(segState))
+	return s.(*segState)
+}

@@ -1,0 +1,317 @@
+// Package store is the embedded durable state of one gateway process: the
+// registry's models and endpoints, the bandit counters, feedback dedupe keys
+// and the token signing key, in one bbolt file in the data dir. Every write
+// is an fsynced transaction; concurrent feedback writes are group-committed.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/modelgate/modelgate/counters"
+)
+
+// Bucket names a family of registry records.
+type Bucket string
+
+// Registry buckets.
+const (
+	Models    Bucket = "models"
+	Endpoints Bucket = "endpoints"
+)
+
+var (
+	bMeta     = []byte("meta")
+	bCounters = []byte("counters")
+	bDedupe   = []byte("dedupe")    // key -> 8-byte expiry (unix nanos)
+	bExpiry   = []byte("dedupe_by") // 8-byte expiry + key -> nil, for sweeping in order
+)
+
+// FileName is the database file inside the data dir.
+const FileName = "modelgate.db"
+
+// DB is the embedded store. It is safe for concurrent use. Only one process
+// may open a data dir at a time.
+type DB struct {
+	db  *bolt.DB
+	now func() time.Time
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: another process holds the data dir", path)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.MaxBatchDelay = 2 * time.Millisecond
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bMeta, bCounters, bDedupe, bExpiry, []byte(Models), []byte(Endpoints)} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	return &DB{db: db, now: time.Now}, nil
+}
+
+// Close closes the database file.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Put stores a registry record.
+func (d *DB) Put(_ context.Context, b Bucket, key string, val []byte) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(b)).Put([]byte(key), val)
+	})
+}
+
+// Delete removes a registry record; deleting a missing one is not an error.
+func (d *DB) Delete(_ context.Context, b Bucket, key string) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(b)).Delete([]byte(key))
+	})
+}
+
+// List returns every record of a bucket by key.
+func (d *DB) List(_ context.Context, b Bucket) (map[string][]byte, error) {
+	out := make(map[string][]byte)
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(b)).ForEach(func(k, v []byte) error {
+			out[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Meta returns a metadata value, or nil when unset.
+func (d *DB) Meta(_ context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := d.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get([]byte(key)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetMeta sets a metadata value.
+func (d *DB) SetMeta(_ context.Context, key string, val []byte) error {
+	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte(key), val) })
+}
+
+// SigningKey returns the token signing key kept in the store, generating a
+// random 32-byte key on first use.
+func (d *DB) SigningKey(_ context.Context) ([]byte, error) {
+	var key []byte
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		if v := m.Get([]byte("signing_key")); len(v) >= 32 {
+			key = append([]byte(nil), v...)
+			return nil
+		}
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return err
+		}
+		return m.Put([]byte("signing_key"), key)
+	})
+	return key, err
+}
+
+func counterKey(k counters.Key) []byte {
+	// Endpoint and arm names cannot hold NUL; a segment value could, so it goes last.
+	return []byte(k.Endpoint + "\x00" + k.Arm + "\x00" + k.Segment)
+}
+
+func parseCounterKey(b []byte) (counters.Key, bool) {
+	parts := strings.SplitN(string(b), "\x00", 3)
+	if len(parts) != 3 {
+		return counters.Key{}, false
+	}
+	return counters.Key{Endpoint: parts[0], Arm: parts[1], Segment: parts[2]}, true
+}
+
+func addCounts(b *bolt.Bucket, k counters.Key, trials, successes uint64) error {
+	ck := counterKey(k)
+	var cur [16]byte
+	if v := b.Get(ck); len(v) == 16 {
+		copy(cur[:], v)
+	}
+	binary.BigEndian.PutUint64(cur[0:8], binary.BigEndian.Uint64(cur[0:8])+trials)
+	binary.BigEndian.PutUint64(cur[8:16], binary.BigEndian.Uint64(cur[8:16])+successes)
+	return b.Put(ck, cur[:])
+}
+
+// LoadCounters returns every durable counter.
+func (d *DB) LoadCounters(_ context.Context) ([]counters.Entry, error) {
+	var out []counters.Entry
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bCounters).ForEach(func(k, v []byte) error {
+			key, ok := parseCounterKey(k)
+			if !ok || len(v) != 16 {
+				return nil
+			}
+			out = append(out, counters.Entry{Key: key,
+				Trials:    binary.BigEndian.Uint64(v[0:8]),
+				Successes: binary.BigEndian.Uint64(v[8:16])})
+			return nil
+		})
+	})
+	return out, err
+}
+
+// AddTrials durably adds trial deltas, in one group-committed transaction.
+func (d *DB) AddTrials(_ context.Context, deltas map[counters.Key]uint64) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCounters)
+		for k, n := range deltas {
+			if err := addCounts(b, k, n, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// FeedbackOp is one accepted-so-far feedback event to apply atomically.
+// EventKey deduplicates the event itself. When SuccessKey is set and new, the
+// event counts a success; when TrialKey is set and new, it counts a trial.
+// All three keys expire at Expires.
+type FeedbackOp struct {
+	EventKey   string
+	SuccessKey string
+	TrialKey   string
+	Counter    counters.Key
+	Expires    time.Time
+}
+
+// FeedbackResult says what one FeedbackOp did.
+type FeedbackResult struct {
+	Duplicate bool // the event was seen before and changed nothing
+	Success   bool // a success was counted
+	Trial     bool // a trial was counted
+}
+
+// ApplyFeedback applies ops and the pending trial deltas in one durable
+// transaction (group-committed with concurrent callers): when it returns nil,
+// every counted event survives a crash. Writing the pending trials in the
+// same transaction keeps durable successes from running ahead of trials.
+func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials map[counters.Key]uint64) ([]FeedbackResult, error) {
+	res := make([]FeedbackResult, len(ops))
+	now := d.now().UnixNano()
+	err := d.db.Batch(func(tx *bolt.Tx) error {
+		// Batch may run this function again on its own after a failure of a
+		// sibling; start from a clean result each time.
+		clear(res)
+		dd, ex, cb := tx.Bucket(bDedupe), tx.Bucket(bExpiry), tx.Bucket(bCounters)
+		for k, n := range pendingTrials {
+			if err := addCounts(cb, k, n, 0); err != nil {
+				return err
+			}
+		}
+		setNX := func(key string, exp time.Time) (bool, error) {
+			if v := dd.Get([]byte(key)); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > now {
+				return false, nil
+			}
+			var e [8]byte
+			binary.BigEndian.PutUint64(e[:], uint64(exp.UnixNano()))
+			if err := dd.Put([]byte(key), e[:]); err != nil {
+				return false, err
+			}
+			return true, ex.Put(append(e[:], key...), nil)
+		}
+		for i, op := range ops {
+			isNew, err := setNX(op.EventKey, op.Expires)
+			if err != nil {
+				return err
+			}
+			if !isNew {
+				res[i].Duplicate = true
+				continue
+			}
+			var trials, successes uint64
+			if op.TrialKey != "" {
+				ok, err := setNX(op.TrialKey, op.Expires)
+				if err != nil {
+					return err
+				}
+				if ok {
+					trials, res[i].Trial = 1, true
+				}
+			}
+			if op.SuccessKey != "" {
+				ok, err := setNX(op.SuccessKey, op.Expires)
+				if err != nil {
+					return err
+				}
+				if ok {
+					successes, res[i].Success = 1, true
+				}
+			}
+			if trials+successes > 0 {
+				if err := addCounts(cb, op.Counter, trials, successes); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply feedback: %w", err)
+	}
+	return res, nil
+}
+
+// SweepExpired deletes dedupe keys that expired before now, at most limit of
+// them, and reports how many it deleted.
+func (d *DB) SweepExpired(_ context.Context, limit int) (int, error) {
+	n := 0
+	now := uint64(d.now().UnixNano())
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		dd, ex := tx.Bucket(bDedupe), tx.Bucket(bExpiry)
+		c := ex.Cursor()
+		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) > now {
+				break
+			}
+			key := k[8:]
+			if v := dd.Get(key); len(v) == 8 && binary.BigEndian.Uint64(v) <= now {
+				if err := dd.Delete(key); err != nil {
+					return err
+				}
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
