@@ -2,7 +2,6 @@ package featurizer
 
 import (
 	"errors"
-	"math"
 	"os"
 	"reflect"
 	"strings"
@@ -171,6 +170,15 @@ func TestBuildTransforms(t *testing.T) {
 				t.Errorf("Inputs() = %+v, but built shape %v dtype %s", info, c.shape, out[0].DType)
 			}
 		})
+	}
+}
+
+func TestCandidatesAsIntegers(t *testing.T) {
+	// Candidates are strings on the wire; a model with integer item ids gets them parsed.
+	p := mustParse(t, one(`{"from": "candidates", "transform": "list", "dtype": "int64"}`))
+	out, err := p.Build(&Request{Candidates: []string{"7", "-8"}})
+	if err != nil || !reflect.DeepEqual(out[0].Int64, []int64{7, -8}) {
+		t.Errorf("Build = %v, %v; want [7 -8]", out, err)
 	}
 }
 
@@ -594,5 +602,3 @@ func TestHashBucketPanicsOnNoBuckets(t *testing.T) {
 	}()
 	HashBucket("a", 0)
 }
-
-var _ = math.MaxInt32

@@ -269,7 +269,7 @@ func parseInput(name string, raw json.RawMessage) (*input, error) {
 	for _, m := range members {
 		if !commonKeys[m.key] {
 			if _, ok := paramKeys[m.key]; !ok {
-				return nil, &FieldError{Field: join(path, m.key), Message: fmt.Sprintf("unknown key %q", m.key)}
+				return nil, &FieldError{Field: join(path, m.key), Message: fmt.Sprintf("unknown key %q (an input has from, transform, dtype, default, length, pad and its transform's parameters)", m.key)}
 			}
 		}
 		fields[m.key] = m.raw

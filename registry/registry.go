@@ -125,7 +125,11 @@ func (r *Registry) build(ctx context.Context, mv *ModelVersion) (*Version, error
 	if err != nil {
 		var fe *featurizer.FieldError
 		if errors.As(err, &fe) {
-			return nil, fault.Field("features."+fe.Field, "invalid_feature_spec", "%s", fe.Message)
+			field := "features"
+			if fe.Field != "" {
+				field += "." + fe.Field
+			}
+			return nil, fault.Field(field, "invalid_feature_spec", "%s", fe.Message)
 		}
 		return nil, fault.Field("features", "invalid_feature_spec", "%v", err)
 	}
