@@ -1,0 +1,144 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/modelgate/modelgate/backend/embedded"
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/router"
+	"github.com/modelgate/modelgate/store"
+)
+
+func newTestServer(t testing.TB) http.Handler {
+	t.Helper()
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	load := func(_ context.Context, mv *registry.ModelVersion) (registry.Scorer, error) {
+		m, err := embedded.Load(mv.Backend.Path)
+		if err != nil {
+			return nil, fault.Field("backend.path", "invalid_model", "%v", err)
+		}
+		return m, nil
+	}
+	ctx := context.Background()
+	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1", "2"} {
+		body := `{"backend": {"type": "embedded", "path": "` + filepath.Join("..", "examples", "demo", "models", "mf", v) + `"}}`
+		if _, _, err := reg.PutVersion(ctx, "mf", v, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := reg.PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@1", "mf@2"], "policy": {"segment_by": ["surface"]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	table := &counters.Table{}
+	signer, _ := feedback.NewSigner(bytes.Repeat([]byte{7}, 32))
+	rt := router.New(reg, table, signer, nil)
+	lookup := func(endpoint, arm string) (feedback.ArmPolicy, bool) {
+		ep, ok := reg.Snapshot().Endpoints[endpoint]
+		if !ok {
+			return feedback.ArmPolicy{}, false
+		}
+		_, ok = ep.ArmStates[arm]
+		return feedback.ArmPolicy{Window: ep.Policy.Window()}, ok
+	}
+	fb := feedback.NewService(signer, db, table, lookup, nil)
+	return New(Config{MaxBodyBytes: 64 << 10, MaxConcurrent: 8}, reg, rt, fb, table, nil).Handler()
+}
+
+// checkAnswer asserts that a response is never a 500 and is JSON in either
+// the success shape or the documented error shape.
+func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if rec.Code >= 500 && rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+	}
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatalf("status %d: body is not a JSON object: %q", rec.Code, rec.Body.String())
+	}
+	if rec.Code >= 400 {
+		var e ErrorBody
+		if err := json.Unmarshal(out["error"], &e.Error); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+			t.Fatalf("status %d: error body not in the documented shape: %s", rec.Code, rec.Body.String())
+		}
+	}
+}
+
+func FuzzDecodeRecommend(f *testing.F) {
+	h := newTestServer(f)
+	for _, s := range []string{
+		`{"user_id": "u42", "context": {"surface": "music"}, "features": {"recent_items": ["i3","i9"], "age": 31}, "candidates": ["i1","i2","i3"], "exclude": ["i9"], "k": 10}`,
+		`{"user_id": "u1", "k": 0}`, `{"user_id": ""}`, `[]`, `null`, `{"user_id": "\u0000", "context": {"surface": "\u0000"}}`,
+		`{"user_id": "u1", "k": 1e400}`, `{"user_id": "u1", "candidates": []}`, `{"user_id":"u","features":{"recent_items":[[1]]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/endpoints/home/recommend", bytes.NewReader(body)))
+		checkAnswer(t, rec)
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/feedback", bytes.NewReader(body)))
+		checkAnswer(t, rec)
+	})
+}
+
+func TestMethodNotAllowedAndNotFound(t *testing.T) {
+	h := newTestServer(t)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/v1/endpoints/home/recommend", 405, "method_not_allowed"},
+		{"GET", "/v2/anything", 404, "not_found"},
+		{"GET", "/v1/models/mf/versions/9", 404, "version_not_found"},
+		{"GET", "/v1/models/nope/versions/1", 404, "model_not_found"},
+		{"GET", "/v1/endpoints/nope/report", 404, "endpoint_not_found"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+			checkAnswer(t, rec)
+			var e ErrorBody
+			_ = json.Unmarshal(rec.Body.Bytes(), &e)
+			if rec.Code != tc.status || e.Error.Code != tc.code {
+				t.Fatalf("got %d %s, want %d %s", rec.Code, e.Error.Code, tc.status, tc.code)
+			}
+		})
+	}
+}
+
+func TestReportCSV(t *testing.T) {
+	h := newTestServer(t)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/endpoints/home/recommend", bytes.NewReader([]byte(`{"user_id": "u1", "context": {"surface": "music"}}`))))
+	if rec.Code != 200 {
+		t.Fatalf("recommend: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/endpoints/home/report?segment=surface%3Dmusic&format=csv", nil))
+	lines := bytes.Split(bytes.TrimSpace(rec.Body.Bytes()), []byte("\n"))
+	if rec.Code != 200 || len(lines) != 3 || !bytes.HasPrefix(lines[0], []byte("endpoint,segment,arm,state,trials,successes,rate,ci95_low,ci95_high")) {
+		t.Fatalf("csv: %d\n%s", rec.Code, rec.Body)
+	}
+	if !bytes.Contains(rec.Body.Bytes(), []byte("home,surface=music,mf@")) {
+		t.Fatalf("csv rows lack the segment:\n%s", rec.Body)
+	}
+}
