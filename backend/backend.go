@@ -31,8 +31,8 @@ func (r *Request) Input(name string) *featurizer.Tensor {
 
 // Item is one scored item. Score is the model's own score.
 type Item struct {
-	ID    string
-	Score float64
+	ID    string  `json:"id"`
+	Score float64 `json:"score"`
 }
 
 // Error classes an arm failure is counted under.

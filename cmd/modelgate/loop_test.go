@@ -23,6 +23,17 @@ func TestLoopOverHTTP(t *testing.T) {
 		rec.Model != "mf" || (rec.Arm != "mf@1" && rec.Arm != "mf@2") || rec.Arm != rec.Model+"@"+rec.Version {
 		t.Fatalf("recommend response: %+v", rec)
 	}
+	// The wire names are exact (Go's decoder would accept "ID" for "id").
+	raw := map[string]any{}
+	call(t, "POST", a.url+"/v1/endpoints/home/recommend", map[string]any{"user_id": "u42", "k": 1}, &raw)
+	for _, k := range []string{"prediction_id", "endpoint", "arm", "model", "version", "segment", "items", "fallback"} {
+		if _, ok := raw[k]; !ok {
+			t.Fatalf("response lacks %q: %v", k, raw)
+		}
+	}
+	if it := raw["items"].([]any)[0].(map[string]any); it["id"] == nil || it["score"] == nil || len(it) != 2 {
+		t.Fatalf("item fields: %v, want exactly id and score", it)
+	}
 	if len(rec.Items) != 5 {
 		t.Fatalf("got %d items, want k=5", len(rec.Items))
 	}
