@@ -25,7 +25,7 @@ func newTestServer(t testing.TB) http.Handler {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	load := func(_ context.Context, mv *registry.ModelVersion) (registry.Scorer, error) {
+	load := func(_ context.Context, mv *registry.ModelVersion, _ registry.LoadOptions) (registry.Scorer, error) {
 		m, err := embedded.Load(mv.Backend.Path)
 		if err != nil {
 			return nil, fault.Field("backend.path", "invalid_model", "%v", err)

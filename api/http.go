@@ -312,7 +312,7 @@ func (s *Server) getReport(c *gin.Context) {
 		s.writeError(c, fault.Field("format", "invalid_format", "format must be json or csv"))
 		return
 	}
-	rep := report.Build(ep, s.table, c.Query("segment"), s.now())
+	rep := report.Build(ep, s.table, s.router.Errors(), c.Query("segment"), s.now())
 	if format == "csv" {
 		c.Header("Content-Type", "text/csv; charset=utf-8")
 		c.Header("Content-Disposition", fmt.Sprintf("attachment; filename=%q", ep.Name+"-report.csv"))
@@ -354,7 +354,7 @@ func (s *Server) readyz(c *gin.Context) {
 			if ep.ArmStates[arm] == registry.Paused {
 				continue
 			}
-			if v := snap.Versions[arm]; v == nil || v.Scorer == nil {
+			if !router.Available(snap.Versions[arm]) {
 				bad = append(bad, ep.Name+"/"+arm)
 			}
 		}

@@ -3,6 +3,7 @@
 package backend
 
 import (
+	"context"
 	"errors"
 
 	"github.com/modelgate/modelgate/featurizer"
@@ -42,3 +43,35 @@ var (
 	// ErrBadOutput: the backend answered with outputs of the wrong shape or dtype.
 	ErrBadOutput = errors.New("backend returned bad output")
 )
+
+// Error classes, as Classify names them.
+const (
+	ClassUnavailable = "unavailable"
+	ClassDeadline    = "deadline"
+	ClassBadOutput   = "bad_output"
+	ClassCanceled    = "canceled"
+	ClassOther       = "other"
+)
+
+// Classify names the class of a backend failure for counting and alerting:
+// unavailable, deadline, bad_output, canceled (the client went away) or other.
+func Classify(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return ClassDeadline
+	case errors.Is(err, context.Canceled):
+		return ClassCanceled
+	case errors.Is(err, ErrUnavailable):
+		return ClassUnavailable
+	case errors.Is(err, ErrBadOutput):
+		return ClassBadOutput
+	}
+	return ClassOther
+}
+
+// Health is implemented by backends whose availability changes while they
+// are registered (a remote server); an arm whose backend is not healthy is
+// not chosen. Backends without it are always healthy.
+type Health interface {
+	Healthy() bool
+}

@@ -121,3 +121,42 @@ func (t *Table) Entries(endpoint string) []Entry {
 	})
 	return out
 }
+
+// ErrorKey names one class of failures of one arm of an endpoint.
+type ErrorKey struct {
+	Endpoint string
+	Arm      string
+	Class    string
+}
+
+// Errors counts arm failures by class. The zero value is ready to use and
+// safe for concurrent use. Counts live in memory only.
+type Errors struct {
+	m sync.Map // ErrorKey -> *atomic.Uint64
+}
+
+// Add counts one failure.
+func (e *Errors) Add(k ErrorKey) {
+	if c, ok := e.m.Load(k); ok {
+		c.(*atomic.Uint64).Add(1)
+		return
+	}
+	c, _ := e.m.LoadOrStore(k, new(atomic.Uint64))
+	c.(*atomic.Uint64).Add(1)
+}
+
+// Of returns an endpoint's failure counts by arm and class.
+func (e *Errors) Of(endpoint string) map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	e.m.Range(func(k, v any) bool {
+		key := k.(ErrorKey)
+		if key.Endpoint == endpoint {
+			if out[key.Arm] == nil {
+				out[key.Arm] = map[string]uint64{}
+			}
+			out[key.Arm][key.Class] = v.(*atomic.Uint64).Load()
+		}
+		return true
+	})
+	return out
+}

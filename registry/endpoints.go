@@ -7,17 +7,46 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/store"
 )
 
-func absPath(p string) (string, error) {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
+// checkBackend validates the backend fields a type needs, and makes an
+// embedded path absolute.
+func checkBackend(b *BackendSpec) error {
+	switch b.Type {
+	case "embedded":
+		if b.Path == "" {
+			return fault.Field("backend.path", "missing_field", "an embedded backend needs a path")
+		}
+		p, err := filepath.Abs(b.Path)
+		if err != nil {
+			return fault.Field("backend.path", "invalid_model", "%v", err)
+		}
+		b.Path = p
+	case "tfserving":
+		switch {
+		case b.Target == "":
+			return fault.Field("backend.target", "missing_field", "a tfserving backend needs a target, e.g. \"tfserving:8500\"")
+		case b.ModelName == "":
+			return fault.Field("backend.model_name", "missing_field", "a tfserving backend needs the model_name TF Serving serves")
+		case b.Version != nil && b.VersionLabel != "":
+			return fault.Field("backend.version_label", "invalid_backend", "give version or version_label, not both")
+		case b.Version != nil && *b.Version < 0:
+			return fault.Field("backend.version", "invalid_backend", "must be ≥ 0")
+		case b.Outputs == nil || b.Outputs.Scores == "":
+			return fault.Field("backend.outputs.scores", "missing_field", "map the signature output holding the scores, e.g. {\"scores\": \"scores\"}")
+		}
+		if b.SignatureName == "" {
+			b.SignatureName = "serving_default"
+		}
 	}
-	return a, nil
+	if b.TLS != nil && b.Type != "tfserving" {
+		return fault.Field("backend.tls", "invalid_backend", "tls applies to remote backends only")
+	}
+	return nil
 }
 
 // PutEndpoint creates (created=true) or replaces an endpoint. Every arm and
@@ -59,9 +88,20 @@ func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*
 	if in.Fallback != "" && !seen[in.Fallback] {
 		return nil, false, fault.Field("fallback", "invalid_fallback", "the fallback %q must be one of the endpoint's arms", in.Fallback)
 	}
+	if a := in.AutoArms; a != nil {
+		if a.Interval == "" {
+			a.Interval = "10s"
+		}
+		if d, err := time.ParseDuration(a.Interval); err != nil || d < time.Second || d > 24*time.Hour {
+			return nil, false, fault.Field("auto_arms.interval", "invalid_auto_arms", "must be a duration from 1s to 24h, e.g. \"30s\"")
+		}
+		if !snap.hasModel(a.Model) {
+			return nil, false, fault.Field("auto_arms.model", "invalid_auto_arms", "model %q has no registered version to copy new versions from", a.Model)
+		}
+	}
 	now := r.now().UTC()
 	ep := &Endpoint{Name: name, Arms: in.Arms, ArmStates: map[string]string{}, Policy: pol,
-		Fallback: in.Fallback, CreatedAt: now, UpdatedAt: now}
+		Fallback: in.Fallback, AutoArms: in.AutoArms, CreatedAt: now, UpdatedAt: now}
 	old, exists := snap.Endpoints[name]
 	for _, arm := range in.Arms {
 		ep.ArmStates[arm] = Active

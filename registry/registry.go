@@ -28,9 +28,20 @@ type Scorer interface {
 	Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error)
 }
 
+// LoadOptions tells a Loader how to load.
+type LoadOptions struct {
+	// Validate is true at registration: the backend must be reachable and
+	// match the spec, or the version is refused. At start-up it is false: a
+	// remote backend that is down yields an unhealthy Scorer, not an error.
+	Validate bool
+	// Plan is the version's parsed feature spec; its Inputs are what the
+	// model must accept.
+	Plan *featurizer.Plan
+}
+
 // Loader builds a Scorer for a version of one backend type, validating its
 // files or target. Errors are reported to the registering user as a 400.
-type Loader func(ctx context.Context, mv *ModelVersion) (Scorer, error)
+type Loader func(ctx context.Context, mv *ModelVersion, opt LoadOptions) (Scorer, error)
 
 // Store is the durable home of registry records.
 type Store interface {
@@ -90,7 +101,7 @@ func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Log
 		if err := json.Unmarshal(raw, &mv); err != nil {
 			return nil, fmt.Errorf("load model %s: %w", key, err)
 		}
-		v, err := r.build(ctx, &mv)
+		v, err := r.build(ctx, &mv, false)
 		if err != nil {
 			log.Error("model version unavailable", "arm", mv.Arm, "err", err)
 			v = &Version{Spec: mv, LoadErr: err}
@@ -116,7 +127,7 @@ func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Log
 func (r *Registry) Snapshot() *Snapshot { return r.snap.Load() }
 
 // build parses the spec and loads the scorer of mv.
-func (r *Registry) build(ctx context.Context, mv *ModelVersion) (*Version, error) {
+func (r *Registry) build(ctx context.Context, mv *ModelVersion, validate bool) (*Version, error) {
 	raw := []byte(mv.Features)
 	if isEmptyJSON(raw) && mv.Backend.Type == "embedded" {
 		raw = []byte(DefaultEmbeddedSpec)
@@ -137,7 +148,7 @@ func (r *Registry) build(ctx context.Context, mv *ModelVersion) (*Version, error
 	if !ok {
 		return nil, fault.Field("backend.type", "unsupported_backend", "backend type %q is not available (have: %v)", mv.Backend.Type, r.backendTypes())
 	}
-	sc, err := load(ctx, mv)
+	sc, err := load(ctx, mv, LoadOptions{Validate: validate, Plan: plan})
 	if err != nil {
 		if fault.As(err) != nil {
 			return nil, err
@@ -231,15 +242,10 @@ func (r *Registry) PutVersion(ctx context.Context, name, version string, body []
 	if isEmptyJSON(mv.Features) {
 		mv.Features = json.RawMessage("{}")
 	}
-	if mv.Backend.Type == "embedded" {
-		if mv.Backend.Path == "" {
-			return nil, false, fault.Field("backend.path", "missing_field", "an embedded backend needs a path")
-		}
-		if mv.Backend.Path, err = absPath(mv.Backend.Path); err != nil {
-			return nil, false, fault.Field("backend.path", "invalid_model", "%v", err)
-		}
+	if err := checkBackend(&mv.Backend); err != nil {
+		return nil, false, err
 	}
-	v, err := r.build(ctx, mv)
+	v, err := r.build(ctx, mv, true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -293,13 +299,28 @@ func (r *Registry) Version(name, version string) (*ModelVersion, error) {
 	return &mv, nil
 }
 
-func (r *Registry) hasModel(name string) bool {
-	for _, v := range r.snap.Load().Versions {
+func (r *Registry) hasModel(name string) bool { return r.snap.Load().hasModel(name) }
+
+func (s *Snapshot) hasModel(name string) bool {
+	for _, v := range s.Versions {
 		if v.Spec.Name == name {
 			return true
 		}
 	}
 	return false
+}
+
+// Newest returns the model's registered version that sorts last (numeric
+// versions numerically), or nil.
+func (s *Snapshot) Newest(model string) *ModelVersion {
+	var best *ModelVersion
+	for _, v := range s.Versions {
+		if v.Spec.Name == model && (best == nil || VersionLess(best.Version, v.Spec.Version)) {
+			spec := v.Spec
+			best = &spec
+		}
+	}
+	return best
 }
 
 // ModelInfo is one model with its versions, sorted by version.
@@ -316,15 +337,15 @@ func (r *Registry) Models() []ModelInfo {
 	}
 	out := make([]ModelInfo, 0, len(by))
 	for name, vs := range by {
-		sort.Slice(vs, func(i, j int) bool { return versionLess(vs[i].Version, vs[j].Version) })
+		sort.Slice(vs, func(i, j int) bool { return VersionLess(vs[i].Version, vs[j].Version) })
 		out = append(out, ModelInfo{Name: name, Versions: vs})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// versionLess orders numeric versions numerically, then the rest as strings.
-func versionLess(a, b string) bool {
+// VersionLess orders numeric versions numerically, then the rest as strings.
+func VersionLess(a, b string) bool {
 	if len(a) != len(b) && isDigits(a) && isDigits(b) {
 		return len(a) < len(b)
 	}

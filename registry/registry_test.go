@@ -16,7 +16,7 @@ func (nopScorer) Predict(context.Context, *backend.Request) ([]backend.Item, err
 
 // loaders returns a "test" backend that fails to load when the path is "bad".
 func loaders() map[string]Loader {
-	return map[string]Loader{"test": func(_ context.Context, mv *ModelVersion) (Scorer, error) {
+	return map[string]Loader{"test": func(_ context.Context, mv *ModelVersion, _ LoadOptions) (Scorer, error) {
 		if mv.Backend.Path == "/bad" {
 			return nil, errors.New("items.npy: not found")
 		}

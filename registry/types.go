@@ -10,11 +10,34 @@ import (
 	"github.com/modelgate/modelgate/fault"
 )
 
-// BackendSpec says which runtime computes a version's scores.
+// BackendSpec says which runtime computes a version's scores. Type is
+// "embedded" (Path) or "tfserving" (Target, ModelName, Version or
+// VersionLabel, SignatureName, Outputs, TLS).
 type BackendSpec struct {
-	Type      string `json:"type"`
-	Path      string `json:"path,omitempty"`
-	TimeoutMS int    `json:"timeout_ms,omitempty"`
+	Type          string      `json:"type"`
+	Path          string      `json:"path,omitempty"`
+	Target        string      `json:"target,omitempty"`
+	ModelName     string      `json:"model_name,omitempty"`
+	Version       *int64      `json:"version,omitempty"`
+	VersionLabel  string      `json:"version_label,omitempty"`
+	SignatureName string      `json:"signature_name,omitempty"`
+	TimeoutMS     int         `json:"timeout_ms,omitempty"`
+	Outputs       *OutputsMap `json:"outputs,omitempty"`
+	TLS           *BackendTLS `json:"tls,omitempty"`
+}
+
+// OutputsMap maps the roles a gateway reads to a signature's output aliases.
+type OutputsMap struct {
+	Scores string `json:"scores"`
+	IDs    string `json:"ids,omitempty"`
+}
+
+// BackendTLS configures TLS towards a remote backend.
+type BackendTLS struct {
+	CAFile     string `json:"ca_file,omitempty"`
+	CertFile   string `json:"cert_file,omitempty"`
+	KeyFile    string `json:"key_file,omitempty"`
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // ModelVersion is one immutable, registered model version as stored and as
@@ -73,6 +96,7 @@ type Endpoint struct {
 	ArmStates map[string]string `json:"arm_states"`
 	Policy    Policy            `json:"policy"`
 	Fallback  string            `json:"fallback,omitempty"`
+	AutoArms  *AutoArms         `json:"auto_arms,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
 	UpdatedAt time.Time         `json:"updated_at"`
 }
@@ -126,11 +150,28 @@ type policyBody struct {
 	StopRule          *stopRuleBody `json:"stop_rule"`
 }
 
+// AutoArms makes an endpoint watch a model for new versions: each new
+// version found (a new numeric directory next to an embedded version's
+// directory, or a new AVAILABLE version in TF Serving) is registered like the
+// model's newest registered version and added as an arm; an arm of the model
+// whose version disappears is paused (drained).
+type AutoArms struct {
+	Model    string `json:"model"`
+	Interval string `json:"interval"`
+}
+
+// Every is the parsed watch interval.
+func (a *AutoArms) Every() time.Duration {
+	d, _ := time.ParseDuration(a.Interval)
+	return d
+}
+
 // endpointBody is the request body of PUT /v1/endpoints/{e}.
 type endpointBody struct {
 	Arms     []string    `json:"arms"`
 	Policy   *policyBody `json:"policy"`
 	Fallback string      `json:"fallback"`
+	AutoArms *AutoArms   `json:"auto_arms"`
 }
 
 // DefaultPolicy is the policy an endpoint body without "policy" gets.

@@ -31,6 +31,9 @@ type Arm struct {
 	ExpectedLoss float64    `json:"expected_loss"`
 	TrafficShare float64    `json:"traffic_share"`
 	OffPolicy    *OffPolicy `json:"off_policy"`
+	// Errors counts the arm's backend failures by class since the process
+	// started (unavailable, deadline, bad_output, …).
+	Errors map[string]uint64 `json:"errors"`
 }
 
 // OffPolicy holds inverse-propensity estimates of an arm's click rate.
@@ -75,7 +78,7 @@ type Report struct {
 // Build computes the report of ep for one segment from the counters in
 // table. segment "" or "all" aggregates every segment (for an endpoint
 // without segment_by, "all" is its only segment).
-func Build(ep *registry.Endpoint, table *counters.Table, segment string, now time.Time) *Report {
+func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, segment string, now time.Time) *Report {
 	if segment == "" {
 		segment = "all"
 	}
@@ -109,6 +112,10 @@ func Build(ep *registry.Endpoint, table *counters.Table, segment string, now tim
 	}
 	pol.Shares(rng, arms, Draws, shares)
 	var total uint64
+	var armErrs map[string]map[string]uint64
+	if errs != nil {
+		armErrs = errs.Of(ep.Name)
+	}
 	for i, name := range ep.Arms {
 		st := an.Arms[i]
 		state := registry.Active
@@ -118,7 +125,10 @@ func Build(ep *registry.Endpoint, table *counters.Table, segment string, now tim
 		total += arms[i].Trials
 		r.Arms = append(r.Arms, Arm{Arm: name, State: state, Trials: arms[i].Trials, Successes: arms[i].Successes,
 			Rate: st.Rate, CI95: [2]float64{st.CILow, st.CIHigh}, PBest: st.PBest,
-			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i]})
+			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i], Errors: armErrs[name]})
+		if r.Arms[i].Errors == nil {
+			r.Arms[i].Errors = map[string]uint64{}
+		}
 	}
 	r.Regret.ExpectedCumulative = an.ExpectedRegret
 	r.Decision = decide(ep, an, total)

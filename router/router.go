@@ -73,6 +73,22 @@ type Router struct {
 	now    func() time.Time
 	rngs   sync.Pool
 	segs   sync.Map // segKey -> *segState
+	errs   counters.Errors
+}
+
+// Errors returns the router's arm failure counts.
+func (r *Router) Errors() *counters.Errors { return &r.errs }
+
+// Available reports whether a version can serve now: loaded, and healthy
+// when its backend reports health.
+func Available(v *registry.Version) bool {
+	if v == nil || v.Scorer == nil {
+		return false
+	}
+	if h, ok := v.Scorer.(backend.Health); ok {
+		return h.Healthy()
+	}
+	return true
 }
 
 // New returns a router over the registry reg, counting into table and
@@ -180,7 +196,7 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		c := r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: name})
 		t, s := c.Counts()
 		v := snap.Versions[name]
-		active := ep.ArmStates[name] != registry.Paused && v != nil && v.Scorer != nil
+		active := ep.ArmStates[name] != registry.Paused && Available(v)
 		arms = append(arms, bandit.Arm{Trials: t, Successes: s, Active: active})
 		cells = append(cells, c)
 	}
@@ -215,6 +231,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		v := snap.Versions[ep.Arms[i]]
 		it, err := r.call(ctx, v, &freq, cands, excl, k)
 		if err != nil {
+			if fault.As(err) == nil {
+				r.errs.Add(counters.ErrorKey{Endpoint: ep.Name, Arm: ep.Arms[i], Class: backend.Classify(err)})
+			}
 			return err
 		}
 		items, served = it, i

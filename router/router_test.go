@@ -61,7 +61,7 @@ func newFixture(t testing.TB, endpoint string) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	f := &fixture{table: &counters.Table{}, scorers: map[string]*scorer{}}
-	load := func(_ context.Context, mv *registry.ModelVersion) (registry.Scorer, error) {
+	load := func(_ context.Context, mv *registry.ModelVersion, _ registry.LoadOptions) (registry.Scorer, error) {
 		s := &scorer{}
 		s.mode.Store("ok")
 		f.scorers[mv.Arm] = s
@@ -147,6 +147,11 @@ func TestFallback(t *testing.T) {
 				}
 				if got := f.trials("m@1", "all"); got != 0 {
 					t.Fatalf("the failing arm got %d trials", got)
+				}
+				// Each failure of the chosen arm is counted under its class.
+				class := map[string]string{"fail": "unavailable", "slow": "deadline"}[tc.modes["m@1"]]
+				if n := f.r.Errors().Of("e")["m@1"][class]; n == 0 || n > 20 {
+					t.Fatalf("m@1 %s errors counted: %d", class, n)
 				}
 			}
 		})

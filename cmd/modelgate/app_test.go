@@ -50,7 +50,7 @@ func startApp(t *testing.T, cfg *config.Config) *testApp {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { a.fb.Run(ctx); close(done) }()
+	go func() { a.run(ctx); close(done) }()
 	ts := httptest.NewServer(a.srv.Handler())
 	t.Cleanup(func() {
 		ts.Close()

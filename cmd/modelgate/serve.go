@@ -22,6 +22,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/lifecycle"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
 	"github.com/modelgate/modelgate/store"
@@ -121,7 +122,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 		return err
 	}
 	defer a.db.Close()
-	srv, fb, reg := a.srv, a.fb, a.reg
+	srv, reg := a.srv, a.reg
 
 	hl, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
@@ -139,7 +140,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 
 	fbCtx, fbStop := context.WithCancel(context.Background())
 	fbDone := make(chan struct{})
-	go func() { fb.Run(fbCtx); close(fbDone) }()
+	go func() { a.run(fbCtx); close(fbDone) }()
 
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(hl) }()
@@ -180,6 +181,18 @@ type app struct {
 	fb    *feedback.Service
 	rt    *router.Router
 	srv   *api.Server
+	watch *lifecycle.Watcher
+}
+
+// run runs the background work (trial flushes, dedupe sweeps, auto_arms
+// watchers) until ctx ends; the final flush is done when it returns.
+func (a *app) run(ctx context.Context) {
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.watch.Run(wctx); close(done) }()
+	a.fb.Run(ctx)
+	cancel()
+	<-done
 }
 
 // newApp opens the data dir and wires the core services. The caller closes
@@ -233,10 +246,11 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logge
 		maxConc = 64 * runtime.NumCPU()
 	}
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc}, reg, rt, fb, table, log)
-	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv}, nil
+	watch := lifecycle.New(reg, nil, log)
+	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch}, nil
 }
 
-func loadEmbedded(_ context.Context, mv *registry.ModelVersion) (registry.Scorer, error) {
+func loadEmbedded(_ context.Context, mv *registry.ModelVersion, _ registry.LoadOptions) (registry.Scorer, error) {
 	m, err := embedded.Load(mv.Backend.Path)
 	if err != nil {
 		return nil, fault.Field("backend.path", "invalid_model", "%v", err)
