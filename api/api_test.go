@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/counters"
@@ -17,6 +20,11 @@ import (
 	"github.com/modelgate/modelgate/router"
 	"github.com/modelgate/modelgate/store"
 )
+
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode)
+	os.Exit(m.Run())
+}
 
 func newTestServer(t testing.TB) http.Handler {
 	t.Helper()
@@ -49,13 +57,13 @@ func newTestServer(t testing.TB) http.Handler {
 	table := &counters.Table{}
 	signer, _ := feedback.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil)
-	lookup := func(endpoint, arm string) (feedback.ArmPolicy, bool) {
+	lookup := func(endpoint, arm string) bool {
 		ep, ok := reg.Snapshot().Endpoints[endpoint]
 		if !ok {
-			return feedback.ArmPolicy{}, false
+			return false
 		}
 		_, ok = ep.ArmStates[arm]
-		return feedback.ArmPolicy{Window: ep.Policy.Window()}, ok
+		return ok
 	}
 	fb := feedback.NewService(signer, db, table, lookup, nil)
 	return New(Config{MaxBodyBytes: 64 << 10, MaxConcurrent: 8}, reg, rt, fb, table, nil).Handler()

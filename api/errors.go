@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -26,35 +27,45 @@ type ErrorDetail struct {
 	Field   string `json:"field,omitempty"`
 }
 
-var kindStatus = map[fault.Kind]int{
-	fault.Invalid:     http.StatusBadRequest,
-	fault.NotFound:    http.StatusNotFound,
-	fault.Conflict:    http.StatusConflict,
-	fault.TooLarge:    http.StatusRequestEntityTooLarge,
-	fault.Unavailable: http.StatusServiceUnavailable,
+func kindStatus(k fault.Kind) int {
+	switch k {
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.Conflict:
+		return http.StatusConflict
+	case fault.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case fault.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
 }
 
-var kindCode = map[fault.Kind]codes.Code{
-	fault.Invalid:     codes.InvalidArgument,
-	fault.NotFound:    codes.NotFound,
-	fault.Conflict:    codes.AlreadyExists,
-	fault.TooLarge:    codes.ResourceExhausted,
-	fault.Unavailable: codes.Unavailable,
+func kindCode(k fault.Kind) codes.Code {
+	switch k {
+	case fault.NotFound:
+		return codes.NotFound
+	case fault.Conflict:
+		return codes.AlreadyExists
+	case fault.TooLarge:
+		return codes.ResourceExhausted
+	case fault.Unavailable:
+		return codes.Unavailable
+	}
+	return codes.InvalidArgument
 }
 
 // classify turns any error into a status and body. Unclassified errors are
 // internal: their text is not shown to the client.
 func classify(err error) (int, ErrorDetail) {
 	if f := fault.As(err); f != nil {
-		return kindStatus[f.Kind], ErrorDetail{Code: f.Code, Message: f.Error(), Field: f.Field}
+		return kindStatus(f.Kind), ErrorDetail{Code: f.Code, Message: f.Error(), Field: f.Field}
 	}
-	if errors.Is(err, errCanceled) {
+	if errors.Is(err, context.Canceled) {
 		return 499, ErrorDetail{Code: "canceled", Message: "the client went away"}
 	}
 	return http.StatusInternalServerError, ErrorDetail{Code: "internal", Message: "internal error"}
 }
-
-var errCanceled = errors.New("canceled")
 
 func (s *Server) writeError(c *gin.Context, err error) {
 	st, d := classify(err)
@@ -67,6 +78,9 @@ func (s *Server) writeError(c *gin.Context, err error) {
 			d.Message += ": " + f.Err.Error()
 		}
 	}
+	if st == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "1")
+	}
 	c.AbortWithStatusJSON(st, ErrorBody{Error: d})
 }
 
@@ -77,7 +91,10 @@ func grpcError(err error) error {
 		if f.Field != "" {
 			msg = f.Field + ": " + msg
 		}
-		return status.Error(kindCode[f.Kind], f.Code+": "+msg)
+		return status.Error(kindCode(f.Kind), f.Code+": "+msg)
+	}
+	if errors.Is(err, context.Canceled) {
+		return status.Error(codes.Canceled, "the client went away")
 	}
 	return status.Error(codes.Internal, "internal error")
 }

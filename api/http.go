@@ -61,7 +61,6 @@ func New(cfg Config, reg *registry.Registry, rt *router.Router, fb *feedback.Ser
 
 // Handler returns the HTTP API.
 func (s *Server) Handler() http.Handler {
-	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.recover, s.limit)
@@ -178,9 +177,6 @@ func (s *Server) postFeedback(c *gin.Context) {
 	}
 	res, err := s.feedback.Record(c.Request.Context(), in.Events)
 	if err != nil {
-		if f := fault.As(err); f != nil && f.Kind == fault.Unavailable {
-			c.Header("Retry-After", "1")
-		}
 		s.writeError(c, err)
 		return
 	}
@@ -312,7 +308,9 @@ func (s *Server) getReport(c *gin.Context) {
 		s.writeError(c, fault.Field("format", "invalid_format", "format must be json or csv"))
 		return
 	}
-	rep := report.Build(ep, s.table, s.router.Errors(), c.Query("segment"), s.now())
+	snap := s.reg.Snapshot()
+	avail := func(arm string) bool { return router.Available(snap.Versions[arm]) }
+	rep := report.Build(ep, s.table, s.router.Errors(), avail, c.Query("segment"), s.now())
 	if format == "csv" {
 		c.Header("Content-Type", "text/csv; charset=utf-8")
 		c.Header("Content-Disposition", fmt.Sprintf("attachment; filename=%q", ep.Name+"-report.csv"))

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -55,4 +56,25 @@ func (s *Server) GRPCLimit(ctx context.Context, req any, _ *grpc.UnaryServerInfo
 	}
 	defer s.release()
 	return h(ctx, req)
+}
+
+// GRPCRecover turns a panic in a handler into a logged Internal error
+// instead of a crashed process.
+func (s *Server) GRPCRecover(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic serving gRPC call", "method", info.FullMethod, "panic", fmt.Sprint(p))
+			resp, err = nil, status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return h(ctx, req)
+}
+
+// GRPCServerOptions are the options a gRPC server of this API needs: panic
+// recovery and the in-flight limit.
+func (s *Server) GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(s.cfg.MaxBodyBytes)),
+		grpc.ChainUnaryInterceptor(s.GRPCRecover, s.GRPCLimit),
+	}
 }

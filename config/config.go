@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -76,7 +75,7 @@ type fileLimits struct {
 }
 
 type file struct {
-	Models    []map[string]any `yaml:"models"`
+	Models    []yaml.Node      `yaml:"models"`
 	Endpoints []map[string]any `yaml:"endpoints"`
 	Report    *struct {
 		Interval  *string `yaml:"interval"`
@@ -109,8 +108,8 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 		return nil, err
 	}
 	c := Default()
-	for i, m := range f.Models {
-		mod, err := parseModel(m, baseDir)
+	for i := range f.Models {
+		mod, err := parseModel(&f.Models[i], baseDir)
 		if err != nil {
 			return nil, fmt.Errorf("models[%d]: %w", i, err)
 		}
@@ -198,25 +197,30 @@ func DecodeKey(s string) ([]byte, error) {
 	return nil, fmt.Errorf("a signing key is hex or base64 of at least 32 bytes")
 }
 
-func parseModel(m map[string]any, baseDir string) (Model, error) {
+func parseModel(n *yaml.Node, baseDir string) (Model, error) {
+	if n.Kind != yaml.MappingNode {
+		return Model{}, fmt.Errorf("a model entry is a mapping with name, version, backend, …")
+	}
+	var m map[string]any
+	if err := n.Decode(&m); err != nil {
+		return Model{}, err
+	}
 	name, _ := m["name"].(string)
 	if name == "" {
 		return Model{}, fmt.Errorf("name: required")
 	}
+	// The version is taken as written: an unquoted 1.10 is "1.10", not 1.1.
 	var version string
-	switch v := m["version"].(type) {
-	case string:
-		version = v
-	case int:
-		version = strconv.Itoa(v)
-	case uint64:
-		version = strconv.FormatUint(v, 10)
-	case float64:
-		version = strconv.FormatFloat(v, 'f', -1, 64)
-	case nil:
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, v := n.Content[i], n.Content[i+1]; k.Value == "version" {
+			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+				return Model{}, fmt.Errorf("version: must be a string or a number")
+			}
+			version = v.Value
+		}
+	}
+	if version == "" {
 		return Model{}, fmt.Errorf("version: required")
-	default:
-		return Model{}, fmt.Errorf("version: must be a string or a number")
 	}
 	delete(m, "name")
 	delete(m, "version")

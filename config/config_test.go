@@ -72,6 +72,20 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+func TestVersionTakenAsWritten(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"1", "1"}, {"1.10", "1.10"}, {"2.0", "2.0"}, {"007", "007"}, {`"canary"`, "canary"}, {"20261101", "20261101"},
+	} {
+		c, err := Parse([]byte("models: [{name: m, version: "+tc.yaml+", backend: {type: embedded, path: /m}}]\n"), ".")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Models[0].Version; got != tc.want {
+			t.Errorf("version: %s read as %q, want %q", tc.yaml, got, tc.want)
+		}
+	}
+}
+
 func TestEmptyAndDefaults(t *testing.T) {
 	c, err := Parse(nil, ".")
 	if err != nil {

@@ -18,6 +18,8 @@ type Key struct {
 
 // Cell holds one Key's counts. Its methods are safe for concurrent use.
 type Cell struct {
+	key       Key
+	table     *Table
 	trials    atomic.Uint64
 	successes atomic.Uint64
 	pending   atomic.Uint64 // trials counted in memory but not yet durable
@@ -31,7 +33,9 @@ func (c *Cell) Counts() (trials, successes uint64) {
 // AddTrial counts one trial now and marks it pending for the next flush.
 func (c *Cell) AddTrial() {
 	c.trials.Add(1)
-	c.pending.Add(1)
+	if c.pending.Add(1) == 1 {
+		c.table.markDirty(c)
+	}
 }
 
 // AddDurable adds trials and successes that are already durable.
@@ -48,6 +52,18 @@ func (c *Cell) AddDurable(trials, successes uint64) {
 // concurrent use.
 type Table struct {
 	m sync.Map // Key -> *Cell
+
+	// dirty lists the cells whose pending count went from 0 to 1 since the
+	// last drain, so a drain never scans every cell. The lock is taken once
+	// per cell per flush interval, never held across anything else.
+	mu    sync.Mutex
+	dirty []*Cell
+}
+
+func (t *Table) markDirty(c *Cell) {
+	t.mu.Lock()
+	t.dirty = append(t.dirty, c)
+	t.mu.Unlock()
 }
 
 // Cell returns the cell for k, creating an empty one on first use.
@@ -55,7 +71,7 @@ func (t *Table) Cell(k Key) *Cell {
 	if c, ok := t.m.Load(k); ok {
 		return c.(*Cell)
 	}
-	c, _ := t.m.LoadOrStore(k, new(Cell))
+	c, _ := t.m.LoadOrStore(k, &Cell{key: k, table: t})
 	return c.(*Cell)
 }
 
@@ -70,23 +86,31 @@ func (t *Table) Lookup(k Key) *Cell {
 // DrainPending takes every pending trial delta, leaving them zero. A caller
 // that fails to persist them must hand them back with Restore.
 func (t *Table) DrainPending() map[Key]uint64 {
+	t.mu.Lock()
+	cells := t.dirty
+	t.dirty = nil
+	t.mu.Unlock()
 	var out map[Key]uint64
-	t.m.Range(func(k, v any) bool {
-		if n := v.(*Cell).pending.Swap(0); n > 0 {
+	for _, c := range cells {
+		// A cell whose pending count rises from 0 again after this swap is
+		// listed anew by AddTrial, so nothing is left behind.
+		if n := c.pending.Swap(0); n > 0 {
 			if out == nil {
-				out = make(map[Key]uint64)
+				out = make(map[Key]uint64, len(cells))
 			}
-			out[k.(Key)] = n
+			out[c.key] += n
 		}
-		return true
-	})
+	}
 	return out
 }
 
 // Restore gives back pending deltas that could not be persisted.
 func (t *Table) Restore(deltas map[Key]uint64) {
 	for k, n := range deltas {
-		t.Cell(k).pending.Add(n)
+		c := t.Cell(k)
+		if c.pending.Add(n) == n {
+			t.markDirty(c)
+		}
 	}
 }
 

@@ -53,15 +53,8 @@ type Result struct {
 	Rejected   []Rejection `json:"rejected"`
 }
 
-// ArmPolicy is what feedback needs to know of an endpoint's arm.
-type ArmPolicy struct {
-	Window             time.Duration
-	TrialsOnImpression bool
-}
-
-// Lookup returns the policy of an endpoint's arm, false when the endpoint
-// does not exist or the arm is not one of its arms.
-type Lookup func(endpoint, arm string) (ArmPolicy, bool)
+// Lookup reports whether the endpoint exists and still has the arm.
+type Lookup func(endpoint, arm string) bool
 
 // Store is the durable side of feedback.
 type Store interface {
@@ -114,12 +107,10 @@ func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
 				code = CodeInvalidToken
 			}
 		}
-		var pol ArmPolicy
 		if code == "" {
-			var ok bool
-			if pol, ok = s.lookup(tok.Endpoint, tok.Arm); !ok {
+			if !s.lookup(tok.Endpoint, tok.Arm) {
 				code = CodeUnknownArm
-			} else if now.Sub(tok.Time) > pol.Window {
+			} else if now.Sub(tok.Time) > tok.Window {
 				code = CodeExpired
 			}
 		}
@@ -131,12 +122,12 @@ func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
 		op := store.FeedbackOp{
 			EventKey: "e" + id + ev.Type + "\x00" + ev.ItemID,
 			Counter:  counters.Key{Endpoint: tok.Endpoint, Segment: tok.Segment, Arm: tok.Arm},
-			Expires:  tok.Time.Add(pol.Window),
+			Expires:  tok.Time.Add(tok.Window),
 		}
 		if ev.Type == Click {
 			op.SuccessKey = "s" + id
 		}
-		if pol.TrialsOnImpression {
+		if tok.OnImpression {
 			// A click implies the list was seen, so it counts the trial too.
 			op.TrialKey = "t" + id
 		}
@@ -149,7 +140,7 @@ func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
 	out, err := s.db.ApplyFeedback(ctx, ops, pending)
 	if err != nil {
 		s.table.Restore(pending)
-		return nil, fault.New(fault.Unavailable, "store_unavailable", "feedback not recorded, retry: %v", err)
+		return nil, &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "feedback not recorded, retry", Err: err}
 	}
 	for i, r := range out {
 		if r.Duplicate {
@@ -179,6 +170,30 @@ func binaryMillis(t time.Time) []byte {
 		ms >>= 8
 	}
 	return b
+}
+
+// sweepChunk bounds one sweep transaction, so feedback commits never wait
+// long behind it.
+const sweepChunk = 2000
+
+// sweep deletes every expired dedupe key, a chunk per transaction.
+func (s *Service) sweep(ctx context.Context) {
+	total := 0
+	for ctx.Err() == nil {
+		n, err := s.db.SweepExpired(ctx, sweepChunk)
+		if err != nil {
+			s.log.Error("sweep failed", "err", err)
+			return
+		}
+		total += n
+		if n < sweepChunk {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // let waiting commits through
+	}
+	if total > 0 {
+		s.log.Debug("swept expired dedupe keys", "n", total)
+	}
 }
 
 // Flush writes the pending trial counts to the store.
@@ -218,11 +233,7 @@ func (s *Service) Run(ctx context.Context) {
 				s.log.Error("flush failed", "err", err)
 			}
 		case <-sweep.C:
-			if n, err := s.db.SweepExpired(ctx, 100000); err != nil {
-				s.log.Error("sweep failed", "err", err)
-			} else if n > 0 {
-				s.log.Debug("swept expired dedupe keys", "n", n)
-			}
+			s.sweep(ctx)
 		}
 	}
 }

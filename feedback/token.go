@@ -23,14 +23,27 @@ type Token struct {
 	Segment    string
 	Time       time.Time // when the prediction was served, millisecond precision
 	Propensity float64   // probability the policy gave the serving arm
-	ID         [12]byte
+	// Window is the attribution window in force when the prediction was
+	// served, and OnImpression whether trials were counted on impressions
+	// then: feedback follows the rules the prediction was served under, even
+	// if the endpoint's policy has changed since.
+	Window       time.Duration
+	OnImpression bool
+	ID           [12]byte
 }
 
 const (
-	tokenVersion = 1
+	tokenVersion = 2
 	sigLen       = 16 // truncated HMAC-SHA256: 128 bits
-	maxTokenLen  = 2048
+	// maxTokenLen bounds what Verify decodes; the router's limits on
+	// names and context values keep every token it signs far below it.
+	maxTokenLen    = 16384
+	flagImpression = 1
 )
+
+// headerLen is the fixed part of a token: version, time, id, propensity,
+// window, flags.
+const headerLen = 1 + 8 + 12 + 4 + 4 + 1
 
 // ErrInvalidToken is returned for anything that is not a token signed by one
 // of the signer's keys.
@@ -70,6 +83,12 @@ func (s *Signer) Sign(t *Token) string {
 	buf = binary.BigEndian.AppendUint64(buf, uint64(t.Time.UnixMilli()))
 	buf = append(buf, t.ID[:]...)
 	buf = binary.BigEndian.AppendUint32(buf, math.Float32bits(float32(t.Propensity)))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(t.Window/time.Second))
+	var flags byte
+	if t.OnImpression {
+		flags |= flagImpression
+	}
+	buf = append(buf, flags)
 	for _, f := range [...]string{t.Endpoint, t.Arm, t.Segment} {
 		buf = binary.AppendUvarint(buf, uint64(len(f)))
 		buf = append(buf, f...)
@@ -90,7 +109,7 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 		return nil, ErrInvalidToken
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(raw) < 1+8+12+4+3+sigLen {
+	if err != nil || len(raw) < headerLen+3+sigLen {
 		return nil, ErrInvalidToken
 	}
 	body, sig := raw[:len(raw)-sigLen], raw[len(raw)-sigLen:]
@@ -107,7 +126,9 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 	t := &Token{Time: time.UnixMilli(int64(binary.BigEndian.Uint64(body[1:9])))}
 	copy(t.ID[:], body[9:21])
 	t.Propensity = float64(math.Float32frombits(binary.BigEndian.Uint32(body[21:25])))
-	rest := body[25:]
+	t.Window = time.Duration(binary.BigEndian.Uint32(body[25:29])) * time.Second
+	t.OnImpression = body[29]&flagImpression != 0
+	rest := body[headerLen:]
 	fields := [3]*string{&t.Endpoint, &t.Arm, &t.Segment}
 	for _, f := range fields {
 		n, w := binary.Uvarint(rest)

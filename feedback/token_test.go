@@ -15,14 +15,14 @@ func TestTokenRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := Token{Endpoint: "home", Arm: "mf@2", Segment: "surface=music,country=de", Time: time.UnixMilli(1764000000123),
-		Propensity: 0.75, ID: NewID()}
+		Propensity: 0.75, Window: 36 * time.Hour, OnImpression: true, ID: NewID()}
 	tok := s.Sign(&in)
 	out, err := s.Verify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out.Endpoint != in.Endpoint || out.Arm != in.Arm || out.Segment != in.Segment || !out.Time.Equal(in.Time) ||
-		out.ID != in.ID || out.Propensity != 0.75 {
+		out.ID != in.ID || out.Propensity != 0.75 || out.Window != in.Window || !out.OnImpression {
 		t.Fatalf("round trip: got %+v, want %+v", out, in)
 	}
 }

@@ -49,6 +49,38 @@ func checkBackend(b *BackendSpec) error {
 	return nil
 }
 
+// CheckEndpoint validates an endpoint body — fields, policy, auto_arms —
+// without checking that its arms exist or storing anything.
+func (r *Registry) CheckEndpoint(name string, body []byte) error {
+	if !ValidName(name) {
+		return fault.Field("endpoint", "invalid_name", "endpoint names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+	}
+	var in endpointBody
+	if err := fault.DecodeJSON(body, &in); err != nil {
+		return err
+	}
+	if _, err := parsePolicy(in.Policy); err != nil {
+		return err
+	}
+	return checkAutoArms(in.AutoArms)
+}
+
+func checkAutoArms(a *AutoArms) error {
+	if a == nil {
+		return nil
+	}
+	if a.Interval == "" {
+		a.Interval = "10s"
+	}
+	if d, err := time.ParseDuration(a.Interval); err != nil || d < time.Second || d > 24*time.Hour {
+		return fault.Field("auto_arms.interval", "invalid_auto_arms", "must be a duration from 1s to 24h, e.g. \"30s\"")
+	}
+	if !ValidName(a.Model) {
+		return fault.Field("auto_arms.model", "invalid_auto_arms", "name the model to watch")
+	}
+	return nil
+}
+
 // PutEndpoint creates (created=true) or replaces an endpoint. Every arm and
 // the fallback must be registered versions; the fallback must be one of the
 // arms. Replacing keeps the paused state of arms that remain, so re-applying
@@ -88,13 +120,10 @@ func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*
 	if in.Fallback != "" && !seen[in.Fallback] {
 		return nil, false, fault.Field("fallback", "invalid_fallback", "the fallback %q must be one of the endpoint's arms", in.Fallback)
 	}
+	if err := checkAutoArms(in.AutoArms); err != nil {
+		return nil, false, err
+	}
 	if a := in.AutoArms; a != nil {
-		if a.Interval == "" {
-			a.Interval = "10s"
-		}
-		if d, err := time.ParseDuration(a.Interval); err != nil || d < time.Second || d > 24*time.Hour {
-			return nil, false, fault.Field("auto_arms.interval", "invalid_auto_arms", "must be a duration from 1s to 24h, e.g. \"30s\"")
-		}
 		if !snap.hasModel(a.Model) {
 			return nil, false, fault.Field("auto_arms.model", "invalid_auto_arms", "model %q has no registered version to copy new versions from", a.Model)
 		}
@@ -131,7 +160,7 @@ func checkArm(snap *Snapshot, field, arm string) error {
 func (r *Registry) saveEndpoint(ctx context.Context, ep *Endpoint) error {
 	raw, _ := json.Marshal(ep)
 	if err := r.db.Put(ctx, store.Endpoints, ep.Name, raw); err != nil {
-		return fault.New(fault.Unavailable, "store_unavailable", "store: %v", err)
+		return storeError(err)
 	}
 	r.publish(func(s *Snapshot) { s.Endpoints[ep.Name] = ep })
 	return nil
@@ -165,7 +194,7 @@ func (r *Registry) DeleteEndpoint(ctx context.Context, name string) error {
 		return fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", name)
 	}
 	if err := r.db.Delete(ctx, store.Endpoints, name); err != nil {
-		return fault.New(fault.Unavailable, "store_unavailable", "store: %v", err)
+		return storeError(err)
 	}
 	r.publish(func(s *Snapshot) { delete(s.Endpoints, name) })
 	return nil

@@ -128,8 +128,29 @@ func (r *Registry) Snapshot() *Snapshot { return r.snap.Load() }
 
 // build parses the spec and loads the scorer of mv.
 func (r *Registry) build(ctx context.Context, mv *ModelVersion, validate bool) (*Version, error) {
+	plan, err := parseSpec(mv)
+	if err != nil {
+		return nil, err
+	}
+	load, ok := r.loaders[mv.Backend.Type]
+	if !ok {
+		return nil, fault.Field("backend.type", "unsupported_backend", "backend type %q is not available (have: %v)", mv.Backend.Type, r.backendTypes())
+	}
+	sc, err := load(ctx, mv, LoadOptions{Validate: validate, Plan: plan})
+	if err != nil {
+		if fault.As(err) != nil {
+			return nil, err
+		}
+		return nil, fault.Field("backend", "invalid_model", "%v", err)
+	}
+	return &Version{Spec: *mv, Plan: plan, Scorer: sc}, nil
+}
+
+// parseSpec parses a version's feature spec; an embedded version without
+// inputs gets DefaultEmbeddedSpec.
+func parseSpec(mv *ModelVersion) (*featurizer.Plan, error) {
 	raw := []byte(mv.Features)
-	if isEmptyJSON(raw) && mv.Backend.Type == "embedded" {
+	if mv.Backend.Type == "embedded" && (isEmptyJSON(raw) || isNoInputs(raw)) {
 		raw = []byte(DefaultEmbeddedSpec)
 	}
 	plan, err := featurizer.Parse(raw)
@@ -144,18 +165,17 @@ func (r *Registry) build(ctx context.Context, mv *ModelVersion, validate bool) (
 		}
 		return nil, fault.Field("features", "invalid_feature_spec", "%v", err)
 	}
-	load, ok := r.loaders[mv.Backend.Type]
-	if !ok {
-		return nil, fault.Field("backend.type", "unsupported_backend", "backend type %q is not available (have: %v)", mv.Backend.Type, r.backendTypes())
+	return plan, nil
+}
+
+// isNoInputs reports whether a spec is exactly {"inputs": {}} (or null).
+func isNoInputs(raw []byte) bool {
+	var s map[string]map[string]json.RawMessage
+	if json.Unmarshal(raw, &s) != nil || len(s) != 1 {
+		return false
 	}
-	sc, err := load(ctx, mv, LoadOptions{Validate: validate, Plan: plan})
-	if err != nil {
-		if fault.As(err) != nil {
-			return nil, err
-		}
-		return nil, fault.Field("backend", "invalid_model", "%v", err)
-	}
-	return &Version{Spec: *mv, Plan: plan, Scorer: sc}, nil
+	in, ok := s["inputs"]
+	return ok && len(in) == 0
 }
 
 func (r *Registry) backendTypes() []string {
@@ -204,37 +224,39 @@ func (s *Snapshot) usedBy(arm string) []string {
 	return out
 }
 
-// PutVersion registers a version (created=true) or replaces one that no
-// endpoint uses. The version is validated — spec parsed, backend loaded —
-// before anything is stored.
-func (r *Registry) PutVersion(ctx context.Context, name, version string, body []byte) (mv *ModelVersion, created bool, err error) {
+// ParseVersion validates a registration body — names, fields, backend
+// settings and the feature spec — without loading the model or storing
+// anything.
+func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersion, error) {
 	if !ValidName(name) {
-		return nil, false, fault.Field("model", "invalid_name", "model names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+		return nil, fault.Field("model", "invalid_name", "model names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
 	if !ValidVersion(version) {
-		return nil, false, fault.Field("version", "invalid_version", "versions are 1-64 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+		return nil, fault.Field("version", "invalid_version", "versions are 1-64 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+	}
+	// Name an unavailable backend type before strict decoding trips over
+	// that backend's own fields.
+	var loose struct {
+		Backend struct {
+			Type string `json:"type"`
+		} `json:"backend"`
+	}
+	if json.Unmarshal(body, &loose) == nil && loose.Backend.Type != "" {
+		if _, ok := r.loaders[loose.Backend.Type]; !ok {
+			return nil, fault.Field("backend.type", "unsupported_backend", "backend type %q is not available (have: %v)", loose.Backend.Type, r.backendTypes())
+		}
 	}
 	var in versionBody
 	if err := fault.DecodeJSON(body, &in); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if in.Backend == nil {
-		return nil, false, fault.Field("backend", "missing_field", "backend is required")
+		return nil, fault.Field("backend", "missing_field", "backend is required")
 	}
 	if in.Backend.TimeoutMS < 0 || in.Backend.TimeoutMS > 60000 {
-		return nil, false, fault.Field("backend.timeout_ms", "invalid_backend", "must be in 0..60000")
+		return nil, fault.Field("backend.timeout_ms", "invalid_backend", "must be in 0..60000")
 	}
-	arm := name + "@" + version
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	old := r.snap.Load()
-	_, exists := old.Versions[arm]
-	if exists {
-		if eps := old.usedBy(arm); len(eps) > 0 {
-			return nil, false, fault.New(fault.Conflict, "version_in_use", "%s is used by endpoint(s) %v; register a new version instead", arm, eps)
-		}
-	}
-	mv = &ModelVersion{Name: name, Version: version, Arm: arm, Backend: *in.Backend,
+	mv := &ModelVersion{Name: name, Version: version, Arm: name + "@" + version, Backend: *in.Backend,
 		Features: in.Features, Metadata: in.Metadata, CreatedAt: r.now().UTC()}
 	if mv.Metadata == nil {
 		mv.Metadata = map[string]any{}
@@ -243,24 +265,59 @@ func (r *Registry) PutVersion(ctx context.Context, name, version string, body []
 		mv.Features = json.RawMessage("{}")
 	}
 	if err := checkBackend(&mv.Backend); err != nil {
+		return nil, err
+	}
+	if _, err := parseSpec(mv); err != nil {
+		return nil, err
+	}
+	return mv, nil
+}
+
+// PutVersion registers a version (created=true) or replaces one that no
+// endpoint uses. The version is validated — spec parsed, backend loaded —
+// before anything is stored. The model loads outside the registry's lock,
+// so a slow registration never delays a pause.
+func (r *Registry) PutVersion(ctx context.Context, name, version string, body []byte) (mv *ModelVersion, created bool, err error) {
+	mv, err = r.ParseVersion(name, version, body)
+	if err != nil {
+		return nil, false, err
+	}
+	arm := mv.Arm
+	inUse := func(s *Snapshot) error {
+		if eps := s.usedBy(arm); len(eps) > 0 {
+			return fault.New(fault.Conflict, "version_in_use", "%s is used by endpoint(s) %v; register a new version instead", arm, eps)
+		}
+		return nil
+	}
+	if err := inUse(r.snap.Load()); err != nil {
 		return nil, false, err
 	}
 	v, err := r.build(ctx, mv, true)
 	if err != nil {
 		return nil, false, err
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.snap.Load()
+	if err := inUse(old); err != nil { // it may have become an arm while loading
+		closeScorer(v.Scorer)
+		return nil, false, err
+	}
+	prev, exists := old.Versions[arm]
 	raw, _ := json.Marshal(mv)
 	if err := r.db.Put(ctx, store.Models, arm, raw); err != nil {
 		closeScorer(v.Scorer)
-		return nil, false, fault.New(fault.Unavailable, "store_unavailable", "store: %v", err)
+		return nil, false, storeError(err)
 	}
 	r.publish(func(s *Snapshot) { s.Versions[arm] = v })
-	if exists {
-		if prev := old.Versions[arm]; prev.Scorer != nil {
-			closeScorer(prev.Scorer)
-		}
+	if exists && prev.Scorer != nil {
+		closeScorer(prev.Scorer)
 	}
 	return mv, !exists, nil
+}
+
+func storeError(err error) error {
+	return &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "the store did not take the change; retry", Err: err}
 }
 
 // DeleteVersion removes a version no endpoint uses.
@@ -277,7 +334,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, name, version string) erro
 		return fault.New(fault.Conflict, "version_in_use", "%s is used by endpoint(s) %v; remove it from them first", arm, eps)
 	}
 	if err := r.db.Delete(ctx, store.Models, arm); err != nil {
-		return fault.New(fault.Unavailable, "store_unavailable", "store: %v", err)
+		return storeError(err)
 	}
 	r.publish(func(s *Snapshot) { delete(s.Versions, arm) })
 	if v.Scorer != nil {

@@ -207,10 +207,13 @@ func parsePolicy(in *policyBody) (Policy, error) {
 		}
 	}
 	if in.SegmentBy != nil {
+		if len(in.SegmentBy) > 8 {
+			return p, fault.Field("policy.segment_by", "invalid_policy", "at most 8 context keys")
+		}
 		seen := map[string]bool{}
 		for i, k := range in.SegmentBy {
-			if k == "" || seen[k] || strings.ContainsAny(k, "=,") {
-				return p, fault.Field(fmt.Sprintf("policy.segment_by[%d]", i), "invalid_policy", "context keys must be non-empty, unique and free of '=' and ','")
+			if k == "" || len(k) > 128 || seen[k] || strings.ContainsAny(k, "=,%") {
+				return p, fault.Field(fmt.Sprintf("policy.segment_by[%d]", i), "invalid_policy", "context keys must be 1-128 bytes, unique and free of '=', ',' and '%%'")
 			}
 			seen[k] = true
 		}

@@ -78,7 +78,11 @@ type Report struct {
 // Build computes the report of ep for one segment from the counters in
 // table. segment "" or "all" aggregates every segment (for an endpoint
 // without segment_by, "all" is its only segment).
-func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, segment string, now time.Time) *Report {
+//
+// available tells whether an arm's model can serve now (nil: every arm
+// can); an arm that cannot is reported "unavailable" with no traffic share,
+// as the router never picks it.
+func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, available func(arm string) bool, segment string, now time.Time) *Report {
 	if segment == "" {
 		segment = "all"
 	}
@@ -86,7 +90,7 @@ func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, 
 	arms := make([]bandit.Arm, len(ep.Arms))
 	for i, a := range ep.Arms {
 		idx[a] = i
-		arms[i].Active = ep.ArmStates[a] != registry.Paused
+		arms[i].Active = ep.ArmStates[a] != registry.Paused && (available == nil || available(a))
 	}
 	segSet := map[string]bool{}
 	for _, e := range table.Entries(ep.Name) {
@@ -119,8 +123,10 @@ func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, 
 	for i, name := range ep.Arms {
 		st := an.Arms[i]
 		state := registry.Active
-		if !arms[i].Active {
+		if ep.ArmStates[name] == registry.Paused {
 			state = registry.Paused
+		} else if !arms[i].Active {
+			state = "unavailable"
 		}
 		total += arms[i].Trials
 		r.Arms = append(r.Arms, Arm{Arm: name, State: state, Trials: arms[i].Trials, Successes: arms[i].Successes,

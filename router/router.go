@@ -29,11 +29,14 @@ import (
 
 // Limits of a recommend call.
 const (
-	DefaultK             = 10
-	MaxK                 = 1000
-	MaxListLen           = 10000 // candidates, exclude
-	MaxUserIDLen         = 1024
-	DefaultBackendTimout = time.Second
+	DefaultK              = 10
+	MaxK                  = 1000
+	MaxListLen            = 10000 // candidates, exclude
+	MaxUserIDLen          = 1024
+	MaxContextKeys        = 64
+	MaxContextKeyLen      = 128
+	MaxContextValueLen    = 256
+	DefaultBackendTimeout = time.Second
 )
 
 // Snapshotter gives the current registry view.
@@ -121,12 +124,17 @@ type shareSet struct {
 	shares []float64
 }
 
-// shareTTL bounds how stale a logged propensity may be.
-const shareTTL = time.Second
+// shareTTL bounds how stale a logged propensity may be; shareDraws is the
+// Monte Carlo size of each refresh (standard error ≤ 0.016).
+const (
+	shareTTL   = time.Second
+	shareDraws = 1000
+)
 
 // Segment returns the segment name of a context for the given segment_by
 // keys: "all" with no keys, else "k1=v1,k2=v2" in segment_by order (a
-// missing key has an empty value).
+// missing key has an empty value). In values, '%', ',' and '=' are written
+// %25, %2C and %3D, so distinct contexts never share a segment.
 func Segment(segmentBy []string, ctx map[string]string) string {
 	if len(segmentBy) == 0 {
 		return "all"
@@ -138,10 +146,12 @@ func Segment(segmentBy []string, ctx map[string]string) string {
 		}
 		b.WriteString(k)
 		b.WriteByte('=')
-		b.WriteString(ctx[k])
+		segmentEscaper.WriteString(&b, ctx[k])
 	}
 	return b.String()
 }
+
+var segmentEscaper = strings.NewReplacer("%", "%25", ",", "%2C", "=", "%3D")
 
 // BanditPolicy converts an endpoint policy for package bandit.
 func BanditPolicy(p *registry.Policy) bandit.Policy {
@@ -160,6 +170,15 @@ func Validate(req *Request) error {
 	if len(req.UserID) > MaxUserIDLen {
 		return fault.Field("user_id", "invalid_value", "user_id is longer than %d bytes", MaxUserIDLen)
 	}
+	if len(req.Context) > MaxContextKeys {
+		return fault.Field("context", "invalid_context", "at most %d context keys", MaxContextKeys)
+	}
+	for k, v := range req.Context {
+		if len(k) > MaxContextKeyLen || len(v) > MaxContextValueLen {
+			return fault.Field("context."+truncate(k, MaxContextKeyLen), "invalid_context",
+				"context keys are at most %d bytes and values at most %d", MaxContextKeyLen, MaxContextValueLen)
+		}
+	}
 	if req.K < 0 || req.K > MaxK {
 		return fault.Field("k", "invalid_k", "k must be between 1 and %d", MaxK)
 	}
@@ -170,6 +189,13 @@ func Validate(req *Request) error {
 		return fault.Field("exclude", "too_many_items", "at most %d excluded items", MaxListLen)
 	}
 	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // Recommend serves one request.
@@ -231,7 +257,7 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		v := snap.Versions[ep.Arms[i]]
 		it, err := r.call(ctx, v, &freq, cands, excl, k)
 		if err != nil {
-			if fault.As(err) == nil {
+			if fault.As(err) == nil && ctx.Err() == nil {
 				r.errs.Add(counters.ErrorKey{Endpoint: ep.Name, Arm: ep.Arms[i], Class: backend.Classify(err)})
 			}
 			return err
@@ -244,6 +270,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		if lastErr != nil && fault.As(lastErr) != nil {
 			return nil, lastErr // the request itself is at fault (e.g. a missing feature)
 		}
+	}
+	if served < 0 && ctx.Err() != nil {
+		return nil, fmt.Errorf("recommend: %w", ctx.Err()) // the client went away: no fallback for nobody
 	}
 	if served < 0 {
 		if fb := fallbackArm(ep, arms, chosen); fb >= 0 {
@@ -273,7 +302,8 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 	armName := ep.Arms[served]
 	model, version, _ := registry.SplitArm(armName)
 	tok := feedback.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: r.now(),
-		Propensity: r.propensity(ep, segment, arms, served), ID: feedback.NewID()}
+		Propensity: r.propensity(ep, segment, arms, served), Window: ep.Policy.Window(),
+		OnImpression: ep.Policy.TrialsOn == "impression", ID: feedback.NewID()}
 	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: armName, Model: model,
 		Version: version, Segment: segment, Items: items, Fallback: fellBack}, nil
 }
@@ -310,7 +340,7 @@ func (r *Router) call(ctx context.Context, v *registry.Version, freq *featurizer
 		}
 		return nil, fault.New(fault.Invalid, "invalid_feature", "%v", err)
 	}
-	timeout := DefaultBackendTimout
+	timeout := DefaultBackendTimeout
 	if v.Spec.Backend.TimeoutMS > 0 {
 		timeout = time.Duration(v.Spec.Backend.TimeoutMS) * time.Millisecond
 	}
@@ -373,7 +403,7 @@ func (r *Router) propensity(ep *registry.Endpoint, segment string, arms []bandit
 				defer st.refreshing.Store(false)
 				out := make([]float64, len(snapshot))
 				rng := r.rngs.Get().(*rand.Rand)
-				pol.Shares(rng, snapshot, 2000, out)
+				pol.Shares(rng, snapshot, shareDraws, out)
 				r.rngs.Put(rng)
 				st.shares.Store(&shareSet{at: r.now(), arms: names, shares: out})
 			}()

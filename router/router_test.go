@@ -253,6 +253,10 @@ func TestSegmentName(t *testing.T) {
 		{[]string{"surface"}, map[string]string{"surface": "music"}, "surface=music"},
 		{[]string{"surface"}, nil, "surface="},
 		{[]string{"b", "a"}, map[string]string{"a": "1", "b": "2"}, "b=2,a=1"},
+		// Escaping keeps distinct contexts apart.
+		{[]string{"a", "b"}, map[string]string{"a": "x,b=y", "b": "z"}, "a=x%2Cb%3Dy,b=z"},
+		{[]string{"a", "b"}, map[string]string{"a": "x", "b": "y,b=z"}, "a=x,b=y%2Cb%3Dz"},
+		{[]string{"a"}, map[string]string{"a": "50%"}, "a=50%25"},
 	} {
 		if got := Segment(tc.by, tc.ctx); got != tc.want {
 			t.Errorf("Segment(%v, %v) = %q, want %q", tc.by, tc.ctx, got, tc.want)

@@ -13,8 +13,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/modelgate/modelgate/config"
 )
+
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode)
+	os.Exit(m.Run())
+}
 
 // demoDir is the bundled demo, used as real model files by the tests.
 var demoDir = filepath.Join("..", "..", "examples", "demo")

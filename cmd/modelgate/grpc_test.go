@@ -21,7 +21,7 @@ func TestLoopOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(grpc.UnaryInterceptor(a.srv.GRPCLimit))
+	gs := grpc.NewServer(a.srv.GRPCServerOptions()...)
 	a.srv.RegisterGRPC(gs)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)

@@ -23,17 +23,6 @@ func TestLoopOverHTTP(t *testing.T) {
 		rec.Model != "mf" || (rec.Arm != "mf@1" && rec.Arm != "mf@2") || rec.Arm != rec.Model+"@"+rec.Version {
 		t.Fatalf("recommend response: %+v", rec)
 	}
-	// The wire names are exact (Go's decoder would accept "ID" for "id").
-	raw := map[string]any{}
-	call(t, "POST", a.url+"/v1/endpoints/home/recommend", map[string]any{"user_id": "u42", "k": 1}, &raw)
-	for _, k := range []string{"prediction_id", "endpoint", "arm", "model", "version", "segment", "items", "fallback"} {
-		if _, ok := raw[k]; !ok {
-			t.Fatalf("response lacks %q: %v", k, raw)
-		}
-	}
-	if it := raw["items"].([]any)[0].(map[string]any); it["id"] == nil || it["score"] == nil || len(it) != 2 {
-		t.Fatalf("item fields: %v, want exactly id and score", it)
-	}
 	if len(rec.Items) != 5 {
 		t.Fatalf("got %d items, want k=5", len(rec.Items))
 	}
@@ -74,6 +63,18 @@ func TestLoopOverHTTP(t *testing.T) {
 	if tr, su := rep.arm(rec.Arm); tr != 1 || su != 1 {
 		t.Fatalf("after a second click: %d trials %d successes, want 1 and 1", tr, su)
 	}
+
+	// The wire names are exact (Go's decoder would accept "ID" for "id").
+	raw := map[string]any{}
+	call(t, "POST", a.url+"/v1/endpoints/home/recommend", map[string]any{"user_id": "u42", "k": 1}, &raw)
+	for _, k := range []string{"prediction_id", "endpoint", "arm", "model", "version", "segment", "items", "fallback"} {
+		if _, ok := raw[k]; !ok {
+			t.Fatalf("response lacks %q: %v", k, raw)
+		}
+	}
+	if it := raw["items"].([]any)[0].(map[string]any); it["id"] == nil || it["score"] == nil || len(it) != 2 {
+		t.Fatalf("item fields: %v, want exactly id and score", it)
+	}
 }
 
 func TestImpressionTrials(t *testing.T) {
@@ -98,6 +99,28 @@ func TestImpressionTrials(t *testing.T) {
 	call(t, "GET", a.url+"/v1/endpoints/imp/report", nil, &rep)
 	if tr, su := rep.arm("mf@1"); tr != 1 || su != 1 {
 		t.Fatalf("after impression and click: %d trials %d successes, want 1 and 1", tr, su)
+	}
+}
+
+// Feedback follows the rules a prediction was served under: switching the
+// policy from impression to serve counting must not leave a success
+// without its trial.
+func TestFeedbackUsesServeTimePolicy(t *testing.T) {
+	a := startApp(t, demoConfig(t, ""))
+	if st := call(t, "PUT", a.url+"/v1/endpoints/sw", `{"arms": ["mf@1"], "policy": {"trials_on": "impression"}}`, nil); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	var rec recResp
+	call(t, "POST", a.url+"/v1/endpoints/sw/recommend", map[string]any{"user_id": "u1"}, &rec)
+	if st := call(t, "PUT", a.url+"/v1/endpoints/sw", `{"arms": ["mf@1"], "policy": {"trials_on": "serve"}}`, nil); st != 200 {
+		t.Fatalf("replace: %d", st)
+	}
+	var fb fbResp
+	call(t, "POST", a.url+"/v1/feedback", map[string]any{"events": []map[string]string{{"prediction_id": rec.PredictionID, "type": "click", "item_id": rec.Items[0].ID}}}, &fb)
+	var rep reportResp
+	call(t, "GET", a.url+"/v1/endpoints/sw/report", nil, &rep)
+	if tr, su := rep.arm("mf@1"); tr != 1 || su != 1 || fb.Accepted != 1 {
+		t.Fatalf("%d trials %d successes (accepted %d), want 1 and 1", tr, su, fb.Accepted)
 	}
 }
 
@@ -127,6 +150,7 @@ func TestBadInput(t *testing.T) {
 		{"missing user_id", "POST", "/v1/endpoints/home/recommend", `{}`, 400, "missing_field", "user_id"},
 		{"user_id not a string", "POST", "/v1/endpoints/home/recommend", `{"user_id": 42}`, 400, "invalid_type", "user_id"},
 		{"context not strings", "POST", "/v1/endpoints/home/recommend", `{"user_id": "u1", "context": {"surface": 3}}`, 400, "invalid_type", "context"},
+		{"context value too long", "POST", "/v1/endpoints/home/recommend", `{"user_id": "u1", "context": {"surface": "` + strings.Repeat("y", 300) + `"}}`, 400, "invalid_context", "context.surface"},
 		{"unknown field", "POST", "/v1/endpoints/home/recommend", `{"user_id": "u1", "candidate": ["i1"]}`, 400, "unknown_field", "candidate"},
 		{"oversized body", "POST", "/v1/endpoints/home/recommend", `{"user_id": "` + strings.Repeat("x", 5000) + `"}`, 413, "body_too_large", ""},
 		{"no events", "POST", "/v1/feedback", `{"events": []}`, 400, "invalid_events", "events"},
@@ -134,6 +158,8 @@ func TestBadInput(t *testing.T) {
 		{"missing model files", "PUT", "/v1/models/mf/versions/9", `{"backend": {"type": "embedded", "path": "/nonexistent/mf/9"}}`, 400, "invalid_model", "backend.path"},
 		{"unknown backend", "PUT", "/v1/models/mf/versions/9", `{"backend": {"type": "pytorch"}}`, 400, "unsupported_backend", "backend.type"},
 		{"bad feature spec", "PUT", "/v1/models/mf/versions/9", `{"backend": {"type": "embedded", "path": "` + demoDir + `/models/mf/1"}, "features": {"inputs": {"x": {"from": "user_id", "dtype": "int128"}}}}`, 400, "invalid_feature_spec", "features.inputs.x.dtype"},
+		{"embedded spec the model cannot read", "PUT", "/v1/models/mf/versions/9", `{"backend": {"type": "embedded", "path": "` + demoDir + `/models/mf/1"}, "features": {"inputs": {"user_id": {"from": "user_id", "transform": "hash_bucket", "buckets": 10, "dtype": "int64"}}}}`, 400, "invalid_feature_spec", "features.inputs.user_id"},
+		{"onnx is not in this build", "PUT", "/v1/models/r/versions/1", `{"backend": {"type": "onnx", "path": "/m", "batching": {"max_batch_size": 4}}}`, 400, "unsupported_backend", "backend.type"},
 		{"endpoint with unknown arm", "PUT", "/v1/endpoints/e2", `{"arms": ["mf@7"]}`, 400, "unknown_model_version", "arms[0]"},
 		{"endpoint bad policy", "PUT", "/v1/endpoints/e2", `{"arms": ["mf@1"], "policy": {"type": "greedy"}}`, 400, "invalid_policy", "policy.type"},
 		{"delete version in use", "DELETE", "/v1/models/mf/versions/1", ``, 409, "version_in_use", ""},

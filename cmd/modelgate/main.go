@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/gin-gonic/gin"
 )
 
 type command struct {
@@ -18,6 +20,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the gateway (HTTP and gRPC)", runServe},
 		{"demo-traffic", "play simulated users against a running gateway", runDemoTraffic},
+		{"models", "register, list, show and delete model versions (HTTP client)", runModels},
+		{"endpoints", "list, show and apply endpoints; add, pause and resume arms (HTTP client)", runEndpoints},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
 }
@@ -37,6 +41,7 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	gin.SetMode(gin.ReleaseMode) // gin's one global: set once, before any handler exists
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/lifecycle"
 	"github.com/modelgate/modelgate/registry"
@@ -135,7 +136,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
 		ReadHeaderTimeout: cfg.Limits.ReadTimeout, MaxHeaderBytes: 64 << 10}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)), grpc.UnaryInterceptor(srv.GRPCLimit))
+	gs := grpc.NewServer(srv.GRPCServerOptions()...)
 	srv.RegisterGRPC(gs)
 
 	fbCtx, fbStop := context.WithCancel(context.Background())
@@ -224,7 +225,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	if err := seed(ctx, reg, cfg, log); err != nil {
+	if err := seed(ctx, reg, db, cfg, log); err != nil {
 		return nil, err
 	}
 	keys := cfg.SigningKeys
@@ -250,7 +251,10 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logge
 	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch}, nil
 }
 
-func loadEmbedded(_ context.Context, mv *registry.ModelVersion, _ registry.LoadOptions) (registry.Scorer, error) {
+func loadEmbedded(_ context.Context, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
+	if err := checkEmbeddedInputs(opt.Plan); err != nil {
+		return nil, err
+	}
 	m, err := embedded.Load(mv.Backend.Path)
 	if err != nil {
 		return nil, fault.Field("backend.path", "invalid_model", "%v", err)
@@ -258,42 +262,95 @@ func loadEmbedded(_ context.Context, mv *registry.ModelVersion, _ registry.LoadO
 	return m, nil
 }
 
+// checkEmbeddedInputs refuses a feature spec whose user_id or recent_items
+// inputs an embedding/v1 model could not read.
+func checkEmbeddedInputs(plan *featurizer.Plan) error {
+	if plan == nil {
+		return nil
+	}
+	for _, in := range plan.Inputs() {
+		switch in.Name {
+		case embedded.InputUserID:
+			if in.DType != featurizer.String || in.Rank != 1 {
+				return fault.Field("features.inputs."+in.Name, "invalid_feature_spec",
+					"an embedded model reads user_id as a single string (dtype string, no list)")
+			}
+		case embedded.InputRecentItems:
+			if in.DType != featurizer.String || in.Rank == 1 {
+				return fault.Field("features.inputs."+in.Name, "invalid_feature_spec",
+					"an embedded model reads recent_items as a list of strings (dtype string, transform list)")
+			}
+		}
+	}
+	return nil
+}
+
 // lookup tells feedback the policy of an endpoint's arm.
 func lookup(reg *registry.Registry) feedback.Lookup {
-	return func(endpoint, arm string) (feedback.ArmPolicy, bool) {
+	return func(endpoint, arm string) bool {
 		ep, ok := reg.Snapshot().Endpoints[endpoint]
 		if !ok {
-			return feedback.ArmPolicy{}, false
+			return false
 		}
-		if _, ok := ep.ArmStates[arm]; !ok {
-			return feedback.ArmPolicy{}, false
-		}
-		return feedback.ArmPolicy{Window: ep.Policy.Window(), TrialsOnImpression: ep.Policy.TrialsOn == "impression"}, true
+		_, ok = ep.ArmStates[arm]
+		return ok
 	}
 }
 
-// seed registers what the config declares and the data dir lacks. What the
-// data dir holds wins: a version or endpoint already stored (perhaps changed
-// or paused through the API since) is kept as it is, and a differing config
-// entry is logged, never applied.
-func seed(ctx context.Context, reg *registry.Registry, cfg *config.Config, log *slog.Logger) error {
+// seed applies the config to the registry. Every entry is validated on
+// every start. Each entry is applied once in the life of a data dir: an entry
+// the data dir lacks and was never seeded is registered; one it holds already
+// is kept as stored (it may have been changed or paused through the API
+// since); one seeded earlier and deleted through the API since stays deleted.
+func seed(ctx context.Context, reg *registry.Registry, db *store.DB, cfg *config.Config, log *slog.Logger) error {
 	for _, m := range cfg.Models {
-		arm := m.Name + "@" + m.Version
-		if reg.HasVersion(arm) {
-			log.Info("config model version already in the data dir; keeping the stored one", "arm", arm)
-			continue
-		}
-		if _, _, err := reg.PutVersion(ctx, m.Name, m.Version, m.Body); err != nil {
-			return fmt.Errorf("config: model %s: %w", arm, err)
+		if _, err := reg.ParseVersion(m.Name, m.Version, m.Body); err != nil {
+			return fmt.Errorf("config: model %s@%s: %w", m.Name, m.Version, err)
 		}
 	}
 	for _, e := range cfg.Endpoints {
-		if reg.HasEndpoint(e.Name) {
-			log.Info("config endpoint already in the data dir; keeping the stored one", "endpoint", e.Name)
-			continue
-		}
-		if _, _, err := reg.PutEndpoint(ctx, e.Name, e.Body); err != nil {
+		if err := reg.CheckEndpoint(e.Name, e.Body); err != nil {
 			return fmt.Errorf("config: endpoint %s: %w", e.Name, err)
+		}
+	}
+	apply := func(kind, name string, has func() bool, put func() error) error {
+		key := "seeded/" + kind + "/" + name
+		done, err := db.Meta(ctx, key)
+		if err != nil {
+			return err
+		}
+		switch {
+		case has():
+			log.Info("config entry already in the data dir; keeping the stored one", kind, name)
+		case done != nil:
+			log.Info("config entry was deleted through the API; not re-creating it", kind, name)
+		default:
+			if err := put(); err != nil {
+				return fmt.Errorf("config: %s %s: %w", kind, name, err)
+			}
+		}
+		if done == nil {
+			return db.SetMeta(ctx, key, []byte("1"))
+		}
+		return nil
+	}
+	for _, m := range cfg.Models {
+		arm := m.Name + "@" + m.Version
+		err := apply("model", arm, func() bool { return reg.HasVersion(arm) }, func() error {
+			_, _, err := reg.PutVersion(ctx, m.Name, m.Version, m.Body)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, e := range cfg.Endpoints {
+		err := apply("endpoint", e.Name, func() bool { return reg.HasEndpoint(e.Name) }, func() error {
+			_, _, err := reg.PutEndpoint(ctx, e.Name, e.Body)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

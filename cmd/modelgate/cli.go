@@ -1,0 +1,422 @@
+package main
+
+// The ML teams' command line: `modelgate models …` and `modelgate endpoints …`
+// are thin clients of the gateway's HTTP API. This file holds what they
+// share: command groups, flag parsing (flags may come before, between or
+// after the arguments), the HTTP client, error reporting and tables.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+const (
+	cliDefaultServer = "http://127.0.0.1:8080"
+	cliServerEnv     = "MODELGATE_SERVER"
+	// cliTimeout bounds one HTTP call; registering a version loads its files
+	// on the server, which may take a while for a large model.
+	cliTimeout = 60 * time.Second
+)
+
+// Exit statuses of the client commands.
+const (
+	exitOK    = 0
+	exitError = 1 // the server answered with an error, or could not be reached
+	exitUsage = 2 // bad flags or arguments, or an input file that cannot be used
+)
+
+const cliExitHelp = `Exit status: 0 ok; 1 the server answered with an error (its status, code and message
+are printed) or could not be reached; 2 usage error (bad flags or arguments, or an input
+file that cannot be read or is not JSON).`
+
+// cliSub is one command of a group, e.g. `list` of `models`.
+type cliSub struct {
+	name    string
+	args    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+// cliGroup is `modelgate models` or `modelgate endpoints`.
+type cliGroup struct {
+	name  string
+	about string
+	subs  []cliSub
+}
+
+func (g cliGroup) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: modelgate %s <command> [flags]\n\n%s\n\ncommands:\n", g.name, g.about)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range g.subs {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", s.name, s.args, s.summary)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nEvery command takes --server URL (default $%s, else %s) and --json\n", cliServerEnv, cliDefaultServer)
+	fmt.Fprintf(w, "(print the server's raw JSON instead of a table).\n")
+	fmt.Fprintf(w, "Run 'modelgate %s <command> --help' for a command's flags.\n\n%s\n", g.name, cliExitHelp)
+}
+
+func (g cliGroup) run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		g.usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		g.usage(stdout)
+		return exitOK
+	case "help":
+		if len(args) == 1 {
+			g.usage(stdout)
+			return exitOK
+		}
+		for _, s := range g.subs {
+			if s.name == args[1] {
+				return s.run([]string{"--help"}, stdout, stderr)
+			}
+		}
+		fmt.Fprintf(stderr, "modelgate %s: unknown command %q\n\n", g.name, args[1])
+		g.usage(stderr)
+		return exitUsage
+	}
+	for _, s := range g.subs {
+		if s.name == args[0] {
+			return s.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "modelgate %s: unknown command %q\n\n", g.name, args[0])
+	g.usage(stderr)
+	return exitUsage
+}
+
+// cliCmd is one invocation of a client command: its flags, including the
+// common --server and --json, and its output streams.
+type cliCmd struct {
+	path     string // "models register"
+	synopsis string // what follows the path in the usage line
+	about    string
+	fs       *flag.FlagSet
+	argNames map[string]string // flag name -> placeholder shown in help
+	server   string
+	json     bool
+	stdout   io.Writer
+	stderr   io.Writer
+}
+
+func newCLICmd(path, synopsis, about string, stdout, stderr io.Writer) *cliCmd {
+	c := &cliCmd{path: path, synopsis: synopsis, about: about, stdout: stdout, stderr: stderr, argNames: map[string]string{}}
+	c.fs = flag.NewFlagSet("modelgate "+path, flag.ContinueOnError)
+	c.fs.SetOutput(io.Discard) // parse reports errors and usage itself; --help goes to stdout
+	c.fs.Usage = func() {}
+	server := cliDefaultServer
+	if v := os.Getenv(cliServerEnv); v != "" {
+		server = v
+	}
+	c.fs.StringVar(&c.server, "server", server, "gateway base URL; env "+cliServerEnv)
+	c.argNames["server"] = "URL"
+	c.fs.BoolVar(&c.json, "json", false, "print the server's raw JSON instead of a table")
+	return c
+}
+
+// placeholder names the value of a flag in the help, e.g. --file BODY.json.
+func (c *cliCmd) placeholder(flagName, name string) { c.argNames[flagName] = name }
+
+func (c *cliCmd) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: modelgate %s %s\n", c.path, c.synopsis)
+	if c.about != "" {
+		fmt.Fprintf(w, "\n%s\n", c.about)
+	}
+	fmt.Fprintf(w, "\nflags:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	c.fs.VisitAll(func(f *flag.Flag) {
+		name := "--" + f.Name
+		if ph := c.argNames[f.Name]; ph != "" {
+			name += " " + ph
+		}
+		help := f.Usage
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			help += " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", name, help)
+	})
+	tw.Flush()
+	fmt.Fprintf(w, "\n%s\n", cliExitHelp)
+}
+
+// usageError prints msg and a pointer to --help; it returns exitUsage.
+func (c *cliCmd) usageError(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "modelgate %s: %s\n", c.path, fmt.Sprintf(format, args...))
+	fmt.Fprintf(c.stderr, "usage: modelgate %s %s\nRun 'modelgate %s --help' for the flags.\n", c.path, c.synopsis, c.path)
+	return exitUsage
+}
+
+// parse parses args, where flags may be mixed with positional arguments
+// ("--" ends the flags), and checks the number of positional arguments.
+// When ok is false the command returns code: 0 after --help, 2 on a usage
+// error (already reported).
+func (c *cliCmd) parse(args []string, minPos, maxPos int) (pos []string, code int, ok bool) {
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.usage(c.stdout)
+				return nil, exitOK, false
+			}
+			return nil, c.usageError("%v", err), false
+		}
+		rest := c.fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) < minPos:
+		return nil, c.usageError("missing arguments: want %s", c.positional()), false
+	case len(pos) > maxPos:
+		return nil, c.usageError("unexpected argument %q", pos[maxPos]), false
+	}
+	return pos, exitOK, true
+}
+
+// positional is the leading part of the synopsis that names the positional
+// arguments, e.g. "MODEL VERSION".
+func (c *cliCmd) positional() string {
+	var names []string
+	for _, w := range strings.Fields(c.synopsis) {
+		if strings.ContainsAny(w[:1], "[(-") {
+			break
+		}
+		names = append(names, w)
+	}
+	return strings.Join(names, " ")
+}
+
+// isSet reports whether a flag was given on the command line.
+func (c *cliCmd) isSet(name string) bool {
+	set := false
+	c.fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+// cliClient talks to one gateway.
+type cliClient struct {
+	base string
+	http *http.Client
+}
+
+// client checks --server and returns a client for it.
+func (c *cliCmd) client() (*cliClient, int, bool) {
+	s := strings.TrimSpace(c.server)
+	if s != "" && !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, c.usageError("--server %q: want a base URL like %s", c.server, cliDefaultServer), false
+	}
+	return &cliClient{base: strings.TrimRight(s, "/"), http: &http.Client{Timeout: cliTimeout}}, exitOK, true
+}
+
+// cliAPIError is an error answer of the server.
+type cliAPIError struct {
+	status  int
+	code    string
+	message string
+	field   string
+	body    string // when the answer was not the documented error shape
+}
+
+func (e *cliAPIError) Error() string {
+	if e.code == "" {
+		body := e.body
+		if len(body) > 300 {
+			body = body[:300] + "…"
+		}
+		msg := fmt.Sprintf("%d %s", e.status, http.StatusText(e.status))
+		if body != "" {
+			msg += ": " + body
+		}
+		return msg
+	}
+	msg := fmt.Sprintf("%d %s: %s", e.status, e.code, e.message)
+	if e.field != "" && !strings.Contains(e.message, e.field) {
+		msg += " (field " + e.field + ")"
+	}
+	return msg
+}
+
+// do sends one request with an optional JSON body. A non-2xx answer is a
+// *cliAPIError.
+func (cl *cliClient) do(method, path string, body []byte) (status int, raw []byte, err error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, cl.base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := cl.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%v (is the gateway running? set --server or %s)", err, cliServerEnv)
+	}
+	defer resp.Body.Close()
+	raw, err = io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("%s %s: reading the answer: %v", method, req.URL, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := &cliAPIError{status: resp.StatusCode}
+		var eb struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+				Field   string `json:"field"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(raw, &eb) == nil && eb.Error.Code != "" {
+			e.code, e.message, e.field = eb.Error.Code, eb.Error.Message, eb.Error.Field
+		} else {
+			e.body = strings.TrimSpace(string(raw))
+		}
+		return resp.StatusCode, raw, e
+	}
+	return resp.StatusCode, raw, nil
+}
+
+// fail reports err as "modelgate: …" and returns exitError.
+func (c *cliCmd) fail(err error) int {
+	fmt.Fprintf(c.stderr, "modelgate: %v\n", err)
+	return exitError
+}
+
+// decode reads a server answer; a malformed one is an error of the server.
+func (c *cliCmd) decode(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("unexpected answer from %s: %v", c.server, err)
+	}
+	return nil
+}
+
+// printRaw writes the server's JSON as it came, ending in a newline.
+func (c *cliCmd) printRaw(raw []byte) int {
+	c.stdout.Write(raw)
+	if len(raw) > 0 && raw[len(raw)-1] != '\n' {
+		io.WriteString(c.stdout, "\n")
+	}
+	return exitOK
+}
+
+// readInput reads a file named on the command line; "-" is standard input.
+func readInput(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(name)
+}
+
+// readJSONFile reads a file that must hold one JSON value.
+func readJSONFile(flagName, name string) (json.RawMessage, error) {
+	b, err := readInput(name)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %v", flagName, err)
+	}
+	b = bytes.TrimSpace(b)
+	if !json.Valid(b) {
+		var v any
+		err := json.Unmarshal(b, &v)
+		return nil, fmt.Errorf("--%s %s: not JSON: %v", flagName, name, err)
+	}
+	return b, nil
+}
+
+// table is an aligned text table.
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }
+
+// row writes one table row; cells are kept on one line.
+func row(tw io.Writer, cells ...string) {
+	for i, s := range cells {
+		cells[i] = cell(s)
+	}
+	fmt.Fprintln(tw, strings.Join(cells, "\t"))
+}
+
+var cellReplacer = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ")
+
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return cellReplacer.Replace(s)
+}
+
+// cliTime shows an RFC 3339 time from the server to the second, in UTC.
+func cliTime(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.IsZero() {
+		return s
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// cliValue shows a JSON value: a string as is, anything else as compact JSON.
+func cliValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	case nil:
+		return "null"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// truncate shortens s to at most n runes, marking the cut with "…".
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

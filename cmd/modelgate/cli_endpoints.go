@@ -1,0 +1,390 @@
+package main
+
+// `modelgate endpoints …`: list, show (with the report), apply, add-arm,
+// pause and resume through /v1/endpoints.
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+var endpointsGroup = cliGroup{
+	name:  "endpoints",
+	about: "Lists, shows and changes endpoints through the gateway's HTTP API (/v1/endpoints).",
+	subs: []cliSub{
+		{"list", "", "every endpoint: arms, policy, fallback", runEndpointsList},
+		{"show", "NAME", "one endpoint: policy, fallback, and per arm its state and report numbers", runEndpointsShow},
+		{"apply", "NAME --file BODY.json", "create or replace an endpoint from its JSON body", runEndpointsApply},
+		{"add-arm", "NAME ARM", "add a registered version as an active arm, while serving", runEndpointsAddArm},
+		{"pause", "NAME ARM", "the kill switch: the arm gets no traffic from the next request", runEndpointsPause},
+		{"resume", "NAME ARM", "make a paused arm active again", runEndpointsResume},
+	},
+}
+
+func runEndpoints(args []string, stdout, stderr io.Writer) int {
+	return endpointsGroup.run(args, stdout, stderr)
+}
+
+type cliEndpoint struct {
+	Name      string            `json:"name"`
+	Arms      []string          `json:"arms"`
+	ArmStates map[string]string `json:"arm_states"`
+	Policy    struct {
+		Type  string `json:"type"`
+		Prior struct {
+			Alpha float64 `json:"alpha"`
+			Beta  float64 `json:"beta"`
+		} `json:"prior"`
+		SegmentBy         []string `json:"segment_by"`
+		MinShare          float64  `json:"min_share"`
+		TrialsOn          string   `json:"trials_on"`
+		AttributionWindow string   `json:"attribution_window"`
+		StopRule          struct {
+			PBest          float64 `json:"p_best"`
+			ValueRemaining float64 `json:"value_remaining"`
+			MinTrials      uint64  `json:"min_trials"`
+		} `json:"stop_rule"`
+	} `json:"policy"`
+	Fallback string `json:"fallback"`
+	AutoArms *struct {
+		Model    string `json:"model"`
+		Interval string `json:"interval"`
+	} `json:"auto_arms"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+type cliReport struct {
+	Endpoint    string   `json:"endpoint"`
+	GeneratedAt string   `json:"generated_at"`
+	Segment     string   `json:"segment"`
+	Segments    []string `json:"segments"`
+	Arms        []struct {
+		Arm          string  `json:"arm"`
+		State        string  `json:"state"`
+		Trials       uint64  `json:"trials"`
+		Successes    uint64  `json:"successes"`
+		Rate         float64 `json:"rate"`
+		PBest        float64 `json:"p_best"`
+		TrafficShare float64 `json:"traffic_share"`
+	} `json:"arms"`
+	Decision struct {
+		Status         string  `json:"status"`
+		Arm            *string `json:"arm"`
+		Reason         *string `json:"reason"`
+		ValueRemaining float64 `json:"value_remaining"`
+	} `json:"decision"`
+	Health struct {
+		Warnings []string `json:"warnings"`
+	} `json:"health"`
+	Regret struct {
+		ExpectedCumulative float64 `json:"expected_cumulative"`
+	} `json:"regret"`
+}
+
+func endpointPath(name string) string { return "/v1/endpoints/" + url.PathEscape(name) }
+
+// armsSummary is "mf@1, mf@2 (paused)".
+func (e *cliEndpoint) armsSummary() string {
+	parts := make([]string, len(e.Arms))
+	for i, a := range e.Arms {
+		parts[i] = a
+		if st := e.ArmStates[a]; st != "" && st != "active" {
+			parts[i] += " (" + st + ")"
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// activeArms lists the arms that can serve.
+func (e *cliEndpoint) activeArms() string {
+	var out []string
+	for _, a := range e.Arms {
+		if st := e.ArmStates[a]; st == "" || st == "active" {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
+// segments describes segment_by.
+func (e *cliEndpoint) segments() string {
+	if len(e.Policy.SegmentBy) == 0 {
+		return "one segment (all)"
+	}
+	return "by " + strings.Join(e.Policy.SegmentBy, ", ")
+}
+
+// policyShort is the policy in one table cell.
+func (e *cliEndpoint) policyShort() string {
+	return fmt.Sprintf("%s, %s, min_share %g", e.Policy.Type, e.segments(), e.Policy.MinShare)
+}
+
+func runEndpointsList(args []string, stdout, stderr io.Writer) int {
+	c := newCLICmd("endpoints list", "[--server URL] [--json]",
+		"Lists every endpoint (GET /v1/endpoints): its arms (paused ones marked), policy, fallback and\n"+
+			"when it was last changed.", stdout, stderr)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	_, raw, err := cl.do(http.MethodGet, "/v1/endpoints", nil)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.printRaw(raw)
+	}
+	var resp struct {
+		Endpoints []cliEndpoint `json:"endpoints"`
+	}
+	if err := c.decode(raw, &resp); err != nil {
+		return c.fail(err)
+	}
+	if len(resp.Endpoints) == 0 {
+		fmt.Fprintln(stdout, "no endpoints")
+		return exitOK
+	}
+	tw := newTable(stdout)
+	row(tw, "ENDPOINT", "ARMS", "POLICY", "FALLBACK", "UPDATED")
+	for _, e := range resp.Endpoints {
+		row(tw, e.Name, e.armsSummary(), e.policyShort(), e.Fallback, cliTime(e.UpdatedAt))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
+	c := newCLICmd("endpoints show", "NAME [--segment SEGMENT] [--server URL] [--json]",
+		"Shows one endpoint (GET /v1/endpoints/NAME): its policy and fallback, and per arm its state and\n"+
+			"the report's numbers (GET /v1/endpoints/NAME/report): trials, successes, rate (posterior mean),\n"+
+			"P(best) and traffic share, then the report's decision.\n"+
+			"With --json the output is {\"endpoint\": <endpoint JSON>, \"report\": <report JSON>}.", stdout, stderr)
+	var segment string
+	c.fs.StringVar(&segment, "segment", "", "report one segment, e.g. surface=music (default: all segments added up)")
+	c.placeholder("segment", "SEGMENT")
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	name := pos[0]
+	_, epRaw, err := cl.do(http.MethodGet, endpointPath(name), nil)
+	if err != nil {
+		return c.fail(err)
+	}
+	repPath := endpointPath(name) + "/report"
+	if segment != "" {
+		repPath += "?segment=" + url.QueryEscape(segment)
+	}
+	_, repRaw, repErr := cl.do(http.MethodGet, repPath, nil)
+	if c.json {
+		if repErr != nil {
+			return c.fail(fmt.Errorf("report: %w", repErr))
+		}
+		out, _ := json.Marshal(struct {
+			Endpoint json.RawMessage `json:"endpoint"`
+			Report   json.RawMessage `json:"report"`
+		}{epRaw, repRaw})
+		return c.printRaw(out)
+	}
+	var ep cliEndpoint
+	if err := c.decode(epRaw, &ep); err != nil {
+		return c.fail(err)
+	}
+	var rep cliReport
+	if repErr == nil {
+		if err := c.decode(repRaw, &rep); err != nil {
+			repErr = err
+		}
+	}
+	p := ep.Policy
+	tw := newTable(stdout)
+	fmt.Fprintf(tw, "endpoint:\t%s\n", ep.Name)
+	fmt.Fprintf(tw, "policy:\t%s, prior Beta(%g, %g), min_share %g, trials on %s, attribution window %s\n",
+		p.Type, p.Prior.Alpha, p.Prior.Beta, p.MinShare, p.TrialsOn, p.AttributionWindow)
+	fmt.Fprintf(tw, "segments:\t%s\n", ep.segments())
+	fmt.Fprintf(tw, "stop rule:\twinner at P(best) ≥ %g or value remaining < %g, after ≥ %d trials\n",
+		p.StopRule.PBest, p.StopRule.ValueRemaining, p.StopRule.MinTrials)
+	fallback := ep.Fallback
+	if fallback == "" {
+		fallback = "none"
+	}
+	fmt.Fprintf(tw, "fallback:\t%s\n", fallback)
+	if ep.AutoArms != nil {
+		fmt.Fprintf(tw, "auto arms:\tnew versions of %s, checked every %s\n", ep.AutoArms.Model, ep.AutoArms.Interval)
+	}
+	fmt.Fprintf(tw, "created:\t%s\n", cliTime(ep.CreatedAt))
+	fmt.Fprintf(tw, "updated:\t%s\n", cliTime(ep.UpdatedAt))
+	tw.Flush()
+	fmt.Fprintln(stdout)
+	if repErr == nil {
+		fmt.Fprintf(stdout, "report, segment %s, generated %s:\n", rep.Segment, cliTime(rep.GeneratedAt))
+	}
+	tw = newTable(stdout)
+	row(tw, "ARM", "STATE", "TRIALS", "SUCCESSES", "RATE", "P_BEST", "SHARE")
+	for _, arm := range ep.Arms {
+		cells := []string{arm, ep.ArmStates[arm], "", "", "", "", ""}
+		for _, a := range rep.Arms {
+			if a.Arm == arm {
+				cells[2] = fmt.Sprint(a.Trials)
+				cells[3] = fmt.Sprint(a.Successes)
+				cells[4] = fmt.Sprintf("%.4f", a.Rate)
+				cells[5] = fmt.Sprintf("%.3f", a.PBest)
+				cells[6] = fmt.Sprintf("%.3f", a.TrafficShare)
+			}
+		}
+		row(tw, cells...)
+	}
+	tw.Flush()
+	if repErr != nil {
+		return c.fail(fmt.Errorf("report: %w", repErr))
+	}
+	d := rep.Decision
+	decision := d.Status
+	if d.Arm != nil {
+		decision += " " + *d.Arm
+		if d.Reason != nil {
+			decision += " (by " + *d.Reason + ")"
+		}
+	}
+	fmt.Fprintf(stdout, "decision: %s, value remaining %.4f, expected cumulative regret %.1f\n",
+		decision, d.ValueRemaining, rep.Regret.ExpectedCumulative)
+	if len(rep.Health.Warnings) > 0 {
+		fmt.Fprintf(stdout, "warnings: %s\n", strings.Join(rep.Health.Warnings, ", "))
+	}
+	if len(rep.Segments) > 0 && segment == "" {
+		fmt.Fprintf(stdout, "segments seen: %s (show one with --segment)\n", strings.Join(rep.Segments, ", "))
+	}
+	return exitOK
+}
+
+func runEndpointsApply(args []string, stdout, stderr io.Writer) int {
+	c := newCLICmd("endpoints apply", "NAME --file BODY.json [--server URL] [--json]",
+		"Creates (201) or replaces (200) an endpoint with the API's endpoint body (PUT /v1/endpoints/NAME):\n"+
+			"{\"arms\": [\"mf@1\", \"mf@2\"], \"policy\": {…}, \"fallback\": \"mf@1\"}. Every arm must be a\n"+
+			"registered version. Replacing keeps the paused state of arms that remain. \"-\" reads standard input.", stdout, stderr)
+	var file string
+	c.fs.StringVar(&file, "file", "", "the endpoint body, a JSON file (required)")
+	c.placeholder("file", "BODY.json")
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	if !c.isSet("file") || file == "" {
+		return c.usageError("--file is required")
+	}
+	body, err := readJSONFile("file", file)
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	status, raw, err := cl.do(http.MethodPut, endpointPath(pos[0]), body)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.printRaw(raw)
+	}
+	var ep cliEndpoint
+	if err := c.decode(raw, &ep); err != nil {
+		return c.fail(err)
+	}
+	verb := "replaced"
+	if status == http.StatusCreated {
+		verb = "created"
+	}
+	fmt.Fprintf(stdout, "%s endpoint %s: arms %s; %s", verb, ep.Name, ep.armsSummary(), ep.policyShort())
+	if ep.Fallback != "" {
+		fmt.Fprintf(stdout, "; fallback %s", ep.Fallback)
+	}
+	fmt.Fprintln(stdout)
+	return exitOK
+}
+
+func runEndpointsAddArm(args []string, stdout, stderr io.Writer) int {
+	c := newCLICmd("endpoints add-arm", "NAME ARM [--server URL] [--json]",
+		"Adds a registered model version (ARM is MODEL@VERSION, e.g. mf@3) to an endpoint as an active\n"+
+			"arm, while it serves (POST /v1/endpoints/NAME/arms). Its posterior starts at the prior.", stdout, stderr)
+	pos, code, ok := c.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	body, _ := json.Marshal(map[string]string{"arm": pos[1]})
+	_, raw, err := cl.do(http.MethodPost, endpointPath(pos[0])+"/arms", body)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.printRaw(raw)
+	}
+	var ep cliEndpoint
+	if err := c.decode(raw, &ep); err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(stdout, "added %s to %s; arms: %s\n", pos[1], ep.Name, ep.armsSummary())
+	return exitOK
+}
+
+func runEndpointsPause(args []string, stdout, stderr io.Writer) int {
+	return setArmState(args, stdout, stderr, "pause", "paused",
+		"The kill switch: pauses an arm of an endpoint (PATCH /v1/endpoints/NAME/arms/ARM\n"+
+			"{\"state\": \"paused\"}). From the next request on it is never chosen and never serves as\n"+
+			"fallback; its counts are kept. 'modelgate endpoints resume' undoes it.")
+}
+
+func runEndpointsResume(args []string, stdout, stderr io.Writer) int {
+	return setArmState(args, stdout, stderr, "resume", "active",
+		"Makes a paused arm of an endpoint active again (PATCH /v1/endpoints/NAME/arms/ARM\n"+
+			"{\"state\": \"active\"}), with the counts it had.")
+}
+
+func setArmState(args []string, stdout, stderr io.Writer, verb, state, about string) int {
+	c := newCLICmd("endpoints "+verb, "NAME ARM [--server URL] [--json]", about, stdout, stderr)
+	pos, code, ok := c.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	body, _ := json.Marshal(map[string]string{"state": state})
+	_, raw, err := cl.do(http.MethodPatch, endpointPath(pos[0])+"/arms/"+url.PathEscape(pos[1]), body)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.printRaw(raw)
+	}
+	var ep cliEndpoint
+	if err := c.decode(raw, &ep); err != nil {
+		return c.fail(err)
+	}
+	done := "paused"
+	if state == "active" {
+		done = "resumed"
+	}
+	fmt.Fprintf(stdout, "%s %s on %s; active arms: %s\n", done, pos[1], ep.Name, ep.activeArms())
+	return exitOK
+}

@@ -1,0 +1,495 @@
+package main
+
+// `modelgate models …`: list, show, register and delete model versions
+// through /v1/models.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+)
+
+var modelsGroup = cliGroup{
+	name:  "models",
+	about: "Registers, lists, shows and deletes model versions through the gateway's HTTP API (/v1/models).",
+	subs: []cliSub{
+		{"list", "", "every registered version: backend, path or target, created, metadata", runModelsList},
+		{"show", "MODEL VERSION", "one version: backend, metadata, feature spec", runModelsShow},
+		{"register", "MODEL VERSION …", "register a version from --file, --embedded or --tfserving", runModelsRegister},
+		{"delete", "MODEL VERSION", "delete a version no endpoint uses", runModelsDelete},
+	},
+}
+
+func runModels(args []string, stdout, stderr io.Writer) int {
+	return modelsGroup.run(args, stdout, stderr)
+}
+
+// cliVersion is a model version as the server returns it. The backend is
+// kept as a map so that fields of newer backends show up too.
+type cliVersion struct {
+	Name      string          `json:"name"`
+	Version   string          `json:"version"`
+	Arm       string          `json:"arm"`
+	Backend   map[string]any  `json:"backend"`
+	Features  json.RawMessage `json:"features"`
+	Metadata  map[string]any  `json:"metadata"`
+	CreatedAt string          `json:"created_at"`
+}
+
+// versionPath is the API path of a model version.
+func versionPath(model, version string) string {
+	return "/v1/models/" + url.PathEscape(model) + "/versions/" + url.PathEscape(version)
+}
+
+// modelVersionArgs takes MODEL VERSION, or MODEL@VERSION as one argument.
+func (c *cliCmd) modelVersionArgs(args []string) (model, version string, code int, ok bool) {
+	pos, code, ok := c.parse(args, 1, 2)
+	if !ok {
+		return "", "", code, false
+	}
+	if len(pos) == 1 {
+		i := strings.LastIndexByte(pos[0], '@')
+		if i <= 0 || i == len(pos[0])-1 {
+			return "", "", c.usageError("missing VERSION (give MODEL VERSION or MODEL@VERSION)"), false
+		}
+		return pos[0][:i], pos[0][i+1:], exitOK, true
+	}
+	return pos[0], pos[1], exitOK, true
+}
+
+func runModelsList(args []string, stdout, stderr io.Writer) int {
+	c := newCLICmd("models list", "[--server URL] [--json]",
+		"Lists every registered model version (GET /v1/models): model, version, backend type, its path\n"+
+			"(embedded) or target (tfserving), when it was registered, and its metadata in short.", stdout, stderr)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	_, raw, err := cl.do(http.MethodGet, "/v1/models", nil)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.printRaw(raw)
+	}
+	var resp struct {
+		Models []struct {
+			Name     string       `json:"name"`
+			Versions []cliVersion `json:"versions"`
+		} `json:"models"`
+	}
+	if err := c.decode(raw, &resp); err != nil {
+		return c.fail(err)
+	}
+	n := 0
+	tw := newTable(stdout)
+	for _, m := range resp.Models {
+		for _, v := range m.Versions {
+			if n == 0 {
+				row(tw, "MODEL", "VERSION", "BACKEND", "PATH/TARGET", "CREATED", "METADATA")
+			}
+			n++
+			row(tw, v.Name, v.Version, cliValue(v.Backend["type"]), backendWhere(v.Backend), cliTime(v.CreatedAt), metadataSummary(v.Metadata, 60))
+		}
+	}
+	tw.Flush()
+	if n == 0 {
+		fmt.Fprintln(stdout, "no model versions registered")
+	}
+	return exitOK
+}
+
+// backendWhere is the path of an embedded backend or the target (and
+// model name) of a remote one.
+func backendWhere(b map[string]any) string {
+	if p, ok := b["path"].(string); ok && p != "" {
+		return p
+	}
+	if t, ok := b["target"].(string); ok && t != "" {
+		if name, ok := b["model_name"].(string); ok && name != "" {
+			t += " " + name
+			if v, ok := b["version"]; ok {
+				t += "@" + cliValue(v)
+			} else if l, ok := b["version_label"].(string); ok && l != "" {
+				t += "@" + l
+			}
+		}
+		return t
+	}
+	return ""
+}
+
+// metadataSummary is "k=v, k=v" in key order, cut to n runes.
+func metadataSummary(md map[string]any, n int) string {
+	parts := make([]string, 0, len(md))
+	for _, k := range sortedKeys(md) {
+		parts = append(parts, k+"="+cliValue(md[k]))
+	}
+	return truncate(strings.Join(parts, ", "), n)
+}
+
+func runModelsShow(args []string, stdout, stderr io.Writer) int {
+	c := newCLICmd("models show", "MODEL VERSION [--server URL] [--json]",
+		"Shows one model version (GET /v1/models/MODEL/versions/VERSION): its backend, metadata and\n"+
+			"feature spec. MODEL@VERSION works as one argument too.", stdout, stderr)
+	model, version, code, ok := c.modelVersionArgs(args)
+	if !ok {
+		return code
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	_, raw, err := cl.do(http.MethodGet, versionPath(model, version), nil)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.printRaw(raw)
+	}
+	var v cliVersion
+	if err := c.decode(raw, &v); err != nil {
+		return c.fail(err)
+	}
+	tw := newTable(stdout)
+	fmt.Fprintf(tw, "model:\t%s\n", v.Name)
+	fmt.Fprintf(tw, "version:\t%s\n", v.Version)
+	fmt.Fprintf(tw, "arm:\t%s\n", v.Arm)
+	fmt.Fprintf(tw, "created:\t%s\n", cliTime(v.CreatedAt))
+	tw.Flush()
+	fmt.Fprintln(stdout, "backend:")
+	tw = newTable(stdout)
+	if t, ok := v.Backend["type"]; ok {
+		fmt.Fprintf(tw, "  type:\t%s\n", cliValue(t))
+	}
+	for _, k := range sortedKeys(v.Backend) {
+		if k != "type" {
+			fmt.Fprintf(tw, "  %s:\t%s\n", k, cliValue(v.Backend[k]))
+		}
+	}
+	tw.Flush()
+	if len(v.Metadata) == 0 {
+		fmt.Fprintln(stdout, "metadata: none")
+	} else {
+		fmt.Fprintln(stdout, "metadata:")
+		tw = newTable(stdout)
+		for _, k := range sortedKeys(v.Metadata) {
+			fmt.Fprintf(tw, "  %s:\t%s\n", k, cellReplacer.Replace(cliValue(v.Metadata[k])))
+		}
+		tw.Flush()
+	}
+	spec := bytes.TrimSpace(v.Features)
+	if len(spec) == 0 || string(spec) == "null" || string(spec) == "{}" {
+		if v.Backend["type"] == "embedded" {
+			fmt.Fprintln(stdout, "features: none (an embedded version reads user_id and features.recent_items)")
+		} else {
+			fmt.Fprintln(stdout, "features: none")
+		}
+		return exitOK
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, spec, "  ", "  "); err != nil {
+		pretty.Reset()
+		pretty.Write(spec)
+	}
+	fmt.Fprintf(stdout, "features:\n  %s\n", pretty.String())
+	return exitOK
+}
+
+// registerFlags are the flags of `models register`.
+type registerFlags struct {
+	file         string
+	embedded     string
+	tfserving    string
+	modelName    string
+	tfVersion    int64
+	versionLabel string
+	signature    string
+	timeoutMS    int
+	scoresOutput string
+	idsOutput    string
+	features     string
+	metadata     metadataFlag
+	set          func(name string) bool // was the flag given?
+}
+
+// metadataFlag collects repeated --metadata k=v (a string) or k:=JSON (any
+// JSON value, e.g. offline_recall_at_10:=0.21).
+type metadataFlag struct {
+	vals map[string]json.RawMessage
+}
+
+func (m *metadataFlag) String() string { return "" }
+
+func (m *metadataFlag) Set(s string) error {
+	i := strings.IndexByte(s, '=')
+	if i < 0 {
+		return fmt.Errorf("want KEY=VALUE or KEY:=JSON, got %q", s)
+	}
+	key, val := s[:i], s[i+1:]
+	var raw json.RawMessage
+	if strings.HasSuffix(key, ":") {
+		key = key[:len(key)-1]
+		if !json.Valid([]byte(val)) {
+			return fmt.Errorf("%s:=%s: not a JSON value (quote strings or use KEY=VALUE)", key, val)
+		}
+		raw = json.RawMessage(val)
+	} else {
+		raw, _ = json.Marshal(val)
+	}
+	if key == "" {
+		return fmt.Errorf("empty key in %q", s)
+	}
+	if m.vals == nil {
+		m.vals = map[string]json.RawMessage{}
+	}
+	m.vals[key] = raw // the last one wins
+	return nil
+}
+
+// cliBackend is the backend of a version body built from flags.
+type cliBackend struct {
+	Type          string            `json:"type"`
+	Path          string            `json:"path,omitempty"`
+	Target        string            `json:"target,omitempty"`
+	ModelName     string            `json:"model_name,omitempty"`
+	Version       *int64            `json:"version,omitempty"`
+	VersionLabel  string            `json:"version_label,omitempty"`
+	SignatureName string            `json:"signature_name,omitempty"`
+	TimeoutMS     *int              `json:"timeout_ms,omitempty"`
+	Outputs       map[string]string `json:"outputs,omitempty"`
+}
+
+// buildVersionBody builds the PUT body of `models register` from its flags.
+// Its errors are usage errors; warn receives notes for the user.
+func buildVersionBody(f *registerFlags, warn func(string)) ([]byte, error) {
+	sources := 0
+	for _, n := range []string{"file", "embedded", "tfserving"} {
+		if f.set(n) {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return nil, fmt.Errorf("give exactly one of --file, --embedded or --tfserving")
+	}
+	if !f.set("tfserving") {
+		for _, n := range []string{"model-name", "tf-version", "version-label", "signature", "scores-output", "ids-output"} {
+			if f.set(n) {
+				return nil, fmt.Errorf("--%s goes with --tfserving", n)
+			}
+		}
+	}
+	var features json.RawMessage
+	if f.set("features") {
+		spec, err := readJSONFile("features", f.features)
+		if err != nil {
+			return nil, err
+		}
+		features = spec
+	}
+	if f.set("file") {
+		if f.set("timeout-ms") {
+			return nil, fmt.Errorf("--timeout-ms cannot be combined with --file: set backend.timeout_ms in the file")
+		}
+		return versionBodyFromFile(f, features, warn)
+	}
+	b := cliBackend{}
+	if f.set("timeout-ms") {
+		t := f.timeoutMS
+		b.TimeoutMS = &t
+	}
+	if f.set("embedded") {
+		if f.embedded == "" {
+			return nil, fmt.Errorf("--embedded needs a directory")
+		}
+		abs, err := filepath.Abs(f.embedded)
+		if err != nil {
+			return nil, fmt.Errorf("--embedded %s: %v", f.embedded, err)
+		}
+		b.Type, b.Path = "embedded", abs
+	} else {
+		if f.tfserving == "" {
+			return nil, fmt.Errorf("--tfserving needs a HOST:PORT target")
+		}
+		if f.modelName == "" {
+			return nil, fmt.Errorf("--tfserving needs --model-name (the model's name in TF Serving)")
+		}
+		if f.set("tf-version") && f.set("version-label") {
+			return nil, fmt.Errorf("give --tf-version or --version-label, not both")
+		}
+		b.Type, b.Target, b.ModelName = "tfserving", f.tfserving, f.modelName
+		if f.set("tf-version") {
+			v := f.tfVersion
+			b.Version = &v
+		}
+		b.VersionLabel, b.SignatureName = f.versionLabel, f.signature
+		if f.set("ids-output") && !f.set("scores-output") {
+			return nil, fmt.Errorf("--ids-output needs --scores-output")
+		}
+		if f.set("scores-output") {
+			b.Outputs = map[string]string{"scores": f.scoresOutput}
+			if f.set("ids-output") {
+				b.Outputs["ids"] = f.idsOutput
+			}
+		}
+	}
+	body := struct {
+		Backend  cliBackend                 `json:"backend"`
+		Features json.RawMessage            `json:"features,omitempty"`
+		Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
+	}{b, features, f.metadata.vals}
+	return json.Marshal(body)
+}
+
+// versionBodyFromFile reads --file, then sets "features" from --features
+// and adds the --metadata keys (which win over the file's).
+func versionBodyFromFile(f *registerFlags, features json.RawMessage, warn func(string)) ([]byte, error) {
+	raw, err := readJSONFile("file", f.file)
+	if err != nil {
+		return nil, err
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &body); err != nil || body == nil {
+		return nil, fmt.Errorf("--file %s: the body must be a JSON object", f.file)
+	}
+	var backend struct {
+		Type string `json:"type"`
+		Path string `json:"path"`
+	}
+	if json.Unmarshal(body["backend"], &backend) == nil && backend.Type == "embedded" &&
+		backend.Path != "" && !filepath.IsAbs(backend.Path) {
+		warn(fmt.Sprintf("note: backend.path %q in %s is relative: the server resolves it against its own working directory, not this one", backend.Path, f.file))
+	}
+	if features != nil {
+		body["features"] = features
+	}
+	if len(f.metadata.vals) > 0 {
+		md := map[string]json.RawMessage{}
+		if m, ok := body["metadata"]; ok && string(bytes.TrimSpace(m)) != "null" {
+			if err := json.Unmarshal(m, &md); err != nil {
+				return nil, fmt.Errorf("--file %s: metadata must be a JSON object to add --metadata to it", f.file)
+			}
+		}
+		for k, v := range f.metadata.vals {
+			md[k] = v
+		}
+		body["metadata"], _ = json.Marshal(md)
+	}
+	if raw, err = json.Marshal(body); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+func runModelsRegister(args []string, stdout, stderr io.Writer) int {
+	c := newCLICmd("models register",
+		"MODEL VERSION (--file BODY.json | --embedded PATH | --tfserving TARGET --model-name NAME\n"+
+			"         [--tf-version N | --version-label L] [--signature S] [--scores-output A] [--ids-output B])\n"+
+			"         [--timeout-ms N] [--features SPEC.json] [--metadata KEY=VALUE]... [--server URL] [--json]",
+		"Registers a model version (PUT /v1/models/MODEL/versions/VERSION): 201 \"registered mf@3\" for a\n"+
+			"new one, 200 \"replaced mf@3\" when it replaces a version no endpoint uses (one in use is a 409:\n"+
+			"register a new version instead). The server loads and validates the version before it\n"+
+			"stores anything.\n\n"+
+			"The body is --file's (the API's model version body), or is built from --embedded or --tfserving\n"+
+			"and the other flags; --features and --metadata apply to both. \"-\" as a file is standard input.\n\n"+
+			"--embedded PATH is a directory the *server* reads (embedding/v1). A relative PATH is made\n"+
+			"absolute here, against this command's working directory, before it is sent: the server would\n"+
+			"resolve a relative path against its own working directory. A path inside --file is sent as\n"+
+			"written. So run this on the gateway's machine, or give a path that is valid there.\n\n"+
+			"--metadata KEY=VALUE sets a string; KEY:=JSON sets any JSON value (offline_recall_at_10:=0.21).", stdout, stderr)
+	f := &registerFlags{set: c.isSet}
+	c.fs.StringVar(&f.file, "file", "", "the whole PUT body, a JSON file")
+	c.placeholder("file", "BODY.json")
+	c.fs.StringVar(&f.embedded, "embedded", "", "embedded embedding/v1 model directory (made absolute on this side)")
+	c.placeholder("embedded", "PATH")
+	c.fs.StringVar(&f.tfserving, "tfserving", "", "TF Serving gRPC target")
+	c.placeholder("tfserving", "HOST:PORT")
+	c.fs.StringVar(&f.modelName, "model-name", "", "the model's name in TF Serving (with --tfserving)")
+	c.placeholder("model-name", "NAME")
+	c.fs.Int64Var(&f.tfVersion, "tf-version", 0, "TF Serving model version (else --version-label, else the latest)")
+	c.placeholder("tf-version", "N")
+	c.fs.StringVar(&f.versionLabel, "version-label", "", "TF Serving version label, e.g. canary")
+	c.placeholder("version-label", "L")
+	c.fs.StringVar(&f.signature, "signature", "", "signature name (server default serving_default)")
+	c.placeholder("signature", "S")
+	c.fs.IntVar(&f.timeoutMS, "timeout-ms", 0, "deadline of each model call in ms (server default 1000)")
+	c.placeholder("timeout-ms", "N")
+	c.fs.StringVar(&f.scoresOutput, "scores-output", "", "signature output alias holding the scores")
+	c.placeholder("scores-output", "A")
+	c.fs.StringVar(&f.idsOutput, "ids-output", "", "signature output alias holding item ids (the model's own ranking)")
+	c.placeholder("ids-output", "B")
+	c.fs.StringVar(&f.features, "features", "", "feature spec, a JSON file ({\"inputs\": {…}})")
+	c.placeholder("features", "SPEC.json")
+	c.fs.Var(&f.metadata, "metadata", "metadata entry; repeatable")
+	c.placeholder("metadata", "KEY=VALUE")
+	model, version, code, ok := c.modelVersionArgs(args)
+	if !ok {
+		return code
+	}
+	body, err := buildVersionBody(f, func(s string) { fmt.Fprintln(stderr, s) })
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	status, raw, err := cl.do(http.MethodPut, versionPath(model, version), body)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.printRaw(raw)
+	}
+	var v cliVersion
+	if err := c.decode(raw, &v); err != nil {
+		return c.fail(err)
+	}
+	arm := v.Arm
+	if arm == "" {
+		arm = model + "@" + version
+	}
+	verb := "replaced"
+	if status == http.StatusCreated {
+		verb = "registered"
+	}
+	where := backendWhere(v.Backend)
+	if where != "" {
+		where = " (" + cliValue(v.Backend["type"]) + " " + where + ")"
+	}
+	fmt.Fprintf(stdout, "%s %s%s\n", verb, arm, where)
+	return exitOK
+}
+
+func runModelsDelete(args []string, stdout, stderr io.Writer) int {
+	c := newCLICmd("models delete", "MODEL VERSION [--server URL] [--json]",
+		"Deletes a model version (DELETE /v1/models/MODEL/versions/VERSION). A version an endpoint uses\n"+
+			"as an arm or fallback cannot be deleted (409 version_in_use): remove it from the endpoint\n"+
+			"first (modelgate endpoints apply). With --json nothing is printed (the answer is 204 No Content).", stdout, stderr)
+	model, version, code, ok := c.modelVersionArgs(args)
+	if !ok {
+		return code
+	}
+	cl, code, ok := c.client()
+	if !ok {
+		return code
+	}
+	if _, raw, err := cl.do(http.MethodDelete, versionPath(model, version), nil); err != nil {
+		return c.fail(err)
+	} else if c.json {
+		if len(raw) > 0 {
+			return c.printRaw(raw)
+		}
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "deleted %s@%s\n", model, version)
+	return exitOK
+}
