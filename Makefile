@@ -53,6 +53,16 @@ proto:
 		--go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
 		modelgate/v1/gateway.proto
+	cd proto && PATH="$(GOBIN):$$PATH" protoc -I. \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		tensorflow/core/framework/types.proto tensorflow/core/framework/tensor_shape.proto \
+		tensorflow/core/framework/tensor.proto \
+		tensorflow/core/protobuf/error_codes.proto tensorflow/core/protobuf/meta_graph.proto \
+		tensorflow_serving/util/status.proto \
+		tensorflow_serving/apis/model.proto tensorflow_serving/apis/predict.proto \
+		tensorflow_serving/apis/get_model_metadata.proto tensorflow_serving/apis/get_model_status.proto \
+		tensorflow_serving/apis/prediction_service.proto tensorflow_serving/apis/model_service.proto
 
 ## demo-data: regenerate examples/demo (deterministic)
 demo-data:

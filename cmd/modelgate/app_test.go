@@ -63,7 +63,7 @@ func startApp(t *testing.T, cfg *config.Config) *testApp {
 		ts.Close()
 		cancel()
 		<-done
-		a.db.Close()
+		a.close()
 	})
 	return &testApp{app: a, url: ts.URL, dataDir: dir}
 }

@@ -21,7 +21,7 @@ func TestConfigSeedsOnce(t *testing.T) {
 	if _, err := a.reg.SetArmState(ctx, "home", "mf@1", "paused"); err != nil {
 		t.Fatal(err)
 	}
-	a.db.Close()
+	a.close()
 
 	a, err = newApp(ctx, demoConfig(t, ""), dir, log)
 	if err != nil {
@@ -33,7 +33,7 @@ func TestConfigSeedsOnce(t *testing.T) {
 	if err := a.reg.DeleteEndpoint(ctx, "home"); err != nil {
 		t.Fatal(err)
 	}
-	a.db.Close()
+	a.close()
 
 	a, err = newApp(ctx, demoConfig(t, ""), dir, log)
 	if err != nil {
@@ -42,7 +42,7 @@ func TestConfigSeedsOnce(t *testing.T) {
 	if a.reg.HasEndpoint("home") {
 		t.Fatal("a restart with the same config re-created an endpoint deleted through the API")
 	}
-	a.db.Close()
+	a.close()
 
 	// Every entry is validated on every start, stored or not.
 	bad := demoConfig(t, "")

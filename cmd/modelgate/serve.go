@@ -17,11 +17,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/modelgate/modelgate/api"
-	"github.com/modelgate/modelgate/backend/embedded"
+	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/counters"
-	"github.com/modelgate/modelgate/fault"
-	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/lifecycle"
 	"github.com/modelgate/modelgate/registry"
@@ -122,7 +120,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer a.db.Close()
+	defer a.close()
 	srv, reg := a.srv, a.reg
 
 	hl, err := net.Listen("tcp", f.httpAddr)
@@ -183,6 +181,13 @@ type app struct {
 	rt    *router.Router
 	srv   *api.Server
 	watch *lifecycle.Watcher
+	pool  *tfserving.Pool
+}
+
+// close releases the app's resources.
+func (a *app) close() {
+	a.pool.Close()
+	a.db.Close()
 }
 
 // run runs the background work (trial flushes, dedupe sweeps, auto_arms
@@ -220,12 +225,13 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logge
 	for _, e := range entries {
 		table.Cell(e.Key).AddDurable(e.Trials, e.Successes)
 	}
-	loaders := map[string]registry.Loader{"embedded": loadEmbedded}
-	reg, err := registry.New(ctx, db, loaders, log)
+	pool := tfserving.NewPool()
+	reg, err := registry.New(ctx, db, loaders(pool), log)
 	if err != nil {
 		return nil, err
 	}
 	if err := seed(ctx, reg, db, cfg, log); err != nil {
+		pool.Close()
 		return nil, err
 	}
 	keys := cfg.SigningKeys
@@ -247,42 +253,8 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logge
 		maxConc = 64 * runtime.NumCPU()
 	}
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc}, reg, rt, fb, table, log)
-	watch := lifecycle.New(reg, nil, log)
-	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch}, nil
-}
-
-func loadEmbedded(_ context.Context, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
-	if err := checkEmbeddedInputs(opt.Plan); err != nil {
-		return nil, err
-	}
-	m, err := embedded.Load(mv.Backend.Path)
-	if err != nil {
-		return nil, fault.Field("backend.path", "invalid_model", "%v", err)
-	}
-	return m, nil
-}
-
-// checkEmbeddedInputs refuses a feature spec whose user_id or recent_items
-// inputs an embedding/v1 model could not read.
-func checkEmbeddedInputs(plan *featurizer.Plan) error {
-	if plan == nil {
-		return nil
-	}
-	for _, in := range plan.Inputs() {
-		switch in.Name {
-		case embedded.InputUserID:
-			if in.DType != featurizer.String || in.Rank != 1 {
-				return fault.Field("features.inputs."+in.Name, "invalid_feature_spec",
-					"an embedded model reads user_id as a single string (dtype string, no list)")
-			}
-		case embedded.InputRecentItems:
-			if in.DType != featurizer.String || in.Rank == 1 {
-				return fault.Field("features.inputs."+in.Name, "invalid_feature_spec",
-					"an embedded model reads recent_items as a list of strings (dtype string, transform list)")
-			}
-		}
-	}
-	return nil
+	watch := lifecycle.New(reg, listers(pool), log)
+	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool}, nil
 }
 
 // lookup tells feedback the policy of an endpoint's arm.

@@ -1,0 +1,477 @@
+package tfserving
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/featurizer"
+	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
+	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
+)
+
+// Predict calls TF Serving's Predict with the request's input tensors and
+// returns at most req.K items, best first: by score descending, ties by id
+// ascending (byte order). Items in req.Exclude are never returned, nor, when
+// req.Candidates is non-nil, items outside it; an id the model returns twice
+// is returned once, with its best score.
+//
+// With Outputs.IDs "" the scores output must be a DT_FLOAT or DT_DOUBLE tensor
+// of shape [C] or [1, C], C = len(req.Candidates), scoring the candidates in
+// order; req.Candidates must then be non-nil (an empty list returns no items
+// without calling the server). With Outputs.IDs set, the ids
+// output (DT_STRING) and the scores output must both have shape [N] or
+// [1, N].
+//
+// The call's deadline is Config.Timeout or ctx's, whichever is earlier.
+// Errors wrap backend.ErrUnavailable (server unreachable, model or version
+// not loaded, load shed), ErrDeadline (which also matches
+// context.DeadlineExceeded), context.Canceled, backend.ErrBadOutput (outputs
+// missing or of the wrong dtype or shape, NaN scores) or ErrBadInput (a
+// malformed request); Classify names the class. Predict is safe for
+// concurrent use.
+func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
+	if req.K < 1 {
+		return nil, badInput("k = %d, want at least 1", req.K)
+	}
+	if m.cfg.Outputs.IDs == "" && len(req.Candidates) == 0 {
+		if req.Candidates == nil {
+			return nil, badInput("model %q scores the request's candidates, but the request has none", m.cfg.ModelName)
+		}
+		return []backend.Item{}, nil // nothing to score: spare the call
+	}
+	preq, err := m.request(req)
+	if err != nil {
+		return nil, err
+	}
+	budget := m.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= budget {
+		budget = time.Until(dl) // the caller's deadline comes first
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, budget)
+		defer cancel()
+	}
+	resp, err := m.pred.Predict(ctx, preq)
+	if err != nil {
+		err = callError(ctx, "predict", budget, err)
+		if errors.Is(err, backend.ErrUnavailable) {
+			m.setHealth(err)
+		}
+		return nil, err
+	}
+	return m.items(resp, req)
+}
+
+// request builds the PredictRequest. The model spec and output filter are
+// shared, read-only, by every request; each request's tensors are carved out
+// of a few allocations sized up front.
+func (m *Model) request(req *backend.Request) (*apis.PredictRequest, error) {
+	n := len(req.Inputs)
+	var ndims, nraw, nstr, strBytes int
+	for i := range req.Inputs {
+		t := &req.Inputs[i]
+		ndims += len(t.Shape)
+		switch t.DType {
+		case featurizer.Float32, featurizer.Int32:
+			nraw += 4 * t.Len()
+		case featurizer.Float64, featurizer.Int64:
+			nraw += 8 * t.Len()
+		case featurizer.String:
+			nstr += len(t.String)
+			for _, s := range t.String {
+				strBytes += len(s)
+			}
+		case featurizer.Bool:
+		default:
+			return nil, badInput("input %q has invalid dtype %s", t.Name, t.DType)
+		}
+	}
+	tensors := make([]framework.TensorProto, n)
+	shapes := make([]framework.TensorShapeProto, n)
+	dims := make([]framework.TensorShapeProto_Dim, ndims)
+	dimPtrs := make([]*framework.TensorShapeProto_Dim, ndims)
+	raw := make([]byte, 0, nraw)
+	var strs [][]byte
+	var strBuf []byte
+	if nstr > 0 {
+		strs = make([][]byte, 0, nstr)
+		strBuf = make([]byte, 0, strBytes)
+	}
+	inputs := make(map[string]*framework.TensorProto, n)
+	for i := range req.Inputs {
+		t := &req.Inputs[i]
+		size := int64(1)
+		for _, d := range t.Shape {
+			if d < 0 {
+				return nil, badInput("input %q has shape %v", t.Name, t.Shape)
+			}
+			size *= d
+		}
+		if size != int64(t.Len()) {
+			return nil, badInput("input %q has shape %v but %d values", t.Name, t.Shape, t.Len())
+		}
+		for j, d := range t.Shape {
+			dims[j].Size = d
+			dimPtrs[j] = &dims[j]
+		}
+		shapes[i].Dim = dimPtrs[:len(t.Shape):len(t.Shape)]
+		dims, dimPtrs = dims[len(t.Shape):], dimPtrs[len(t.Shape):]
+
+		tp := &tensors[i]
+		tp.Dtype = dataType(t.DType)
+		tp.TensorShape = &shapes[i]
+		start := len(raw)
+		switch t.DType {
+		case featurizer.Float32:
+			for _, v := range t.Float32 {
+				raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
+			}
+		case featurizer.Float64:
+			for _, v := range t.Float64 {
+				raw = binary.LittleEndian.AppendUint64(raw, math.Float64bits(v))
+			}
+		case featurizer.Int32:
+			for _, v := range t.Int32 {
+				raw = binary.LittleEndian.AppendUint32(raw, uint32(v))
+			}
+		case featurizer.Int64:
+			for _, v := range t.Int64 {
+				raw = binary.LittleEndian.AppendUint64(raw, uint64(v))
+			}
+		case featurizer.String:
+			first := len(strs)
+			for _, s := range t.String {
+				k := len(strBuf)
+				strBuf = append(strBuf, s...)
+				strs = append(strs, strBuf[k:len(strBuf):len(strBuf)])
+			}
+			tp.StringVal = strs[first:len(strs):len(strs)]
+		case featurizer.Bool:
+			tp.BoolVal = t.Bool // read only by the marshaller
+		}
+		if len(raw) > start {
+			tp.TensorContent = raw[start:len(raw):len(raw)]
+		}
+		inputs[t.Name] = tp
+	}
+	return &apis.PredictRequest{ModelSpec: m.spec, Inputs: inputs, OutputFilter: m.filter}, nil
+}
+
+// items reads the response's outputs into the ranked items.
+func (m *Model) items(resp *apis.PredictResponse, req *backend.Request) ([]backend.Item, error) {
+	outs := resp.GetOutputs()
+	st := outs[m.cfg.Outputs.Scores]
+	if st == nil {
+		return nil, badOutput("no output %q in the response", m.cfg.Outputs.Scores)
+	}
+	if m.cfg.Outputs.IDs == "" {
+		scores, err := readScores(st, m.cfg.Outputs.Scores, len(req.Candidates))
+		if err != nil {
+			return nil, err
+		}
+		return rank(idList{strs: req.Candidates}, &scores, req, false)
+	}
+	it := outs[m.cfg.Outputs.IDs]
+	if it == nil {
+		return nil, badOutput("no output %q in the response", m.cfg.Outputs.IDs)
+	}
+	ids, err := readIDs(it, m.cfg.Outputs.IDs)
+	if err != nil {
+		return nil, err
+	}
+	scores, err := readScores(st, m.cfg.Outputs.Scores, len(ids))
+	if err != nil {
+		return nil, err
+	}
+	return rank(idList{raw: ids}, &scores, req, req.Candidates != nil)
+}
+
+// vectorLen checks that a tensor has shape [N] or [1, N] and returns N.
+func vectorLen(t *framework.TensorProto, alias string) (int, error) {
+	dims := t.GetTensorShape().GetDim()
+	switch {
+	case len(dims) == 1 && dims[0].GetSize() >= 0:
+		return int(dims[0].GetSize()), nil
+	case len(dims) == 2 && dims[0].GetSize() == 1 && dims[1].GetSize() >= 0:
+		return int(dims[1].GetSize()), nil
+	}
+	return 0, badOutput("output %q has shape %s, want [N] or [1, N]", alias, shapeString(dims))
+}
+
+// scoreVec reads scores from whichever representation the tensor uses.
+type scoreVec struct {
+	f32  []float32
+	f64  []float64
+	raw  []byte
+	wide bool // raw holds float64s
+	n    int
+}
+
+func (s *scoreVec) at(i int) float64 {
+	switch {
+	case s.raw != nil && s.wide:
+		return math.Float64frombits(binary.LittleEndian.Uint64(s.raw[8*i:]))
+	case s.raw != nil:
+		return float64(math.Float32frombits(binary.LittleEndian.Uint32(s.raw[4*i:])))
+	case s.f64 != nil:
+		return s.f64[min(i, len(s.f64)-1)]
+	}
+	return float64(s.f32[min(i, len(s.f32)-1)])
+}
+
+// readScores checks the scores tensor against the n items it must score.
+func readScores(t *framework.TensorProto, alias string, n int) (scoreVec, error) {
+	s := scoreVec{n: n}
+	got, err := vectorLen(t, alias)
+	if err != nil {
+		return s, err
+	}
+	if got != n {
+		return s, badOutput("output %q has %d scores for %d items", alias, got, n)
+	}
+	var size, typed int
+	switch t.GetDtype() {
+	case framework.DataType_DT_FLOAT:
+		size, typed, s.f32 = 4, len(t.GetFloatVal()), t.GetFloatVal()
+	case framework.DataType_DT_DOUBLE:
+		size, typed, s.f64, s.wide = 8, len(t.GetDoubleVal()), t.GetDoubleVal(), true
+	default:
+		return s, badOutput("output %q is %s, want DT_FLOAT or DT_DOUBLE", alias, t.GetDtype())
+	}
+	if c := t.GetTensorContent(); len(c) > 0 {
+		if len(c) != size*n {
+			return s, badOutput("output %q has %d bytes of tensor_content for %d scores", alias, len(c), n)
+		}
+		s.raw, s.f32, s.f64 = c, nil, nil
+	} else if n > 0 && (typed == 0 || typed > n) {
+		return s, badOutput("output %q has %d values for %d scores", alias, typed, n)
+	}
+	return s, nil
+}
+
+// readIDs reads a DT_STRING vector from string_val or, as TensorFlow encodes
+// strings in tensor_content, from a list of varint lengths followed by the
+// bytes.
+func readIDs(t *framework.TensorProto, alias string) ([][]byte, error) {
+	if t.GetDtype() != framework.DataType_DT_STRING {
+		return nil, badOutput("output %q is %s, want DT_STRING", alias, t.GetDtype())
+	}
+	n, err := vectorLen(t, alias)
+	if err != nil {
+		return nil, err
+	}
+	if c := t.GetTensorContent(); len(c) > 0 {
+		ids, ok := decodeStringList(c, n)
+		if !ok {
+			return nil, badOutput("output %q has tensor_content that is not %d strings", alias, n)
+		}
+		return ids, nil
+	}
+	ids := t.GetStringVal()
+	switch {
+	case len(ids) == n:
+		return ids, nil
+	case len(ids) == 0 || len(ids) > n:
+		return nil, badOutput("output %q has %d ids for shape [%d]", alias, len(ids), n)
+	}
+	full := make([][]byte, n) // TensorFlow repeats the last value
+	copy(full, ids)
+	for i := len(ids); i < n; i++ {
+		full[i] = ids[len(ids)-1]
+	}
+	return full, nil
+}
+
+// decodeStringList decodes TensorFlow's string tensor_content: n varint
+// lengths, then the n strings' bytes.
+func decodeStringList(c []byte, n int) ([][]byte, bool) {
+	lens := make([]uint64, n)
+	for i := range lens {
+		v, k := binary.Uvarint(c)
+		if k <= 0 {
+			return nil, false
+		}
+		lens[i], c = v, c[k:]
+	}
+	out := make([][]byte, n)
+	for i, l := range lens {
+		if l > uint64(len(c)) {
+			return nil, false
+		}
+		out[i], c = c[:l:l], c[l:]
+	}
+	return out, len(c) == 0
+}
+
+// idList is the ids of the scored rows: the request's candidates, or the
+// model's own ids.
+type idList struct {
+	strs []string
+	raw  [][]byte
+}
+
+func (l *idList) cmp(a, b int32) int {
+	if l.raw != nil {
+		return bytes.Compare(l.raw[a], l.raw[b])
+	}
+	return strings.Compare(l.strs[a], l.strs[b])
+}
+
+func (l *idList) str(i int32) string {
+	if l.raw != nil {
+		return string(l.raw[i])
+	}
+	return l.strs[i]
+}
+
+// in reports whether row i's id is a key of set. The lookup does not
+// allocate.
+func (l *idList) in(i int32, set map[string]struct{}) bool {
+	if l.raw != nil {
+		_, ok := set[string(l.raw[i])]
+		return ok
+	}
+	_, ok := set[l.strs[i]]
+	return ok
+}
+
+type ranked struct {
+	score float64
+	row   int32
+}
+
+// rank returns the req.K best rows that are not excluded (and, with
+// onlyCandidates, are candidates), best first, without duplicate ids.
+func rank(ids idList, scores *scoreVec, req *backend.Request, onlyCandidates bool) ([]backend.Item, error) {
+	var allowed map[string]struct{}
+	if onlyCandidates {
+		allowed = make(map[string]struct{}, len(req.Candidates))
+		for _, c := range req.Candidates {
+			allowed[c] = struct{}{}
+		}
+	}
+	better := func(a, b ranked) bool {
+		return a.score > b.score || (a.score == b.score && ids.cmp(a.row, b.row) < 0)
+	}
+	k := min(req.K, scores.n)
+	// A heap of the k best so far, worst at the root.
+	h := make([]ranked, 0, k)
+	for i := range scores.n {
+		row := int32(i)
+		if (req.Exclude != nil && ids.in(row, req.Exclude)) || (allowed != nil && !ids.in(row, allowed)) {
+			continue
+		}
+		s := scores.at(i)
+		if math.IsNaN(s) {
+			return nil, badOutput("score of %q is NaN", ids.str(row))
+		}
+		r := ranked{s, row}
+		if len(h) < k {
+			h = append(h, r)
+			heapUp(h, len(h)-1, better)
+		} else if k > 0 && better(r, h[0]) {
+			h[0] = r
+			heapDown(h, 0, better)
+		}
+	}
+	byRank := func(a, b ranked) int {
+		if better(a, b) {
+			return -1
+		}
+		if better(b, a) {
+			return 1
+		}
+		return 0
+	}
+	slices.SortFunc(h, byRank)
+	items := make([]backend.Item, len(h))
+	for i, r := range h {
+		items[i] = backend.Item{ID: ids.str(r.row), Score: r.score}
+	}
+	if !hasDuplicates(items) {
+		return items, nil
+	}
+	// Rare: a duplicate id pushed another item out of the top k. Rank every
+	// row and keep each id's first (best) occurrence.
+	all := make([]ranked, 0, scores.n)
+	for i := range scores.n {
+		row := int32(i)
+		if (req.Exclude != nil && ids.in(row, req.Exclude)) || (allowed != nil && !ids.in(row, allowed)) {
+			continue
+		}
+		all = append(all, ranked{scores.at(i), row})
+	}
+	slices.SortFunc(all, byRank)
+	seen := make(map[string]struct{}, k)
+	items = items[:0]
+	for _, r := range all {
+		if len(items) == k {
+			break
+		}
+		if ids.in(r.row, seen) {
+			continue
+		}
+		id := ids.str(r.row)
+		seen[id] = struct{}{}
+		items = append(items, backend.Item{ID: id, Score: r.score})
+	}
+	return items, nil
+}
+
+// hasDuplicates reports whether two items share an id.
+func hasDuplicates(items []backend.Item) bool {
+	if len(items) <= 32 {
+		for i := range items {
+			for j := i + 1; j < len(items); j++ {
+				if items[i].ID == items[j].ID {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	seen := make(map[string]struct{}, len(items))
+	for _, it := range items {
+		if _, dup := seen[it.ID]; dup {
+			return true
+		}
+		seen[it.ID] = struct{}{}
+	}
+	return false
+}
+
+// heapUp and heapDown keep h a heap with the worst element (by better) at
+// the root.
+func heapUp(h []ranked, i int, better func(a, b ranked) bool) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !better(h[p], h[i]) {
+			return
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+}
+
+func heapDown(h []ranked, i int, better func(a, b ranked) bool) {
+	for {
+		worst := i
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < len(h) && better(h[worst], h[c]) {
+				worst = c
+			}
+		}
+		if worst == i {
+			return
+		}
+		h[i], h[worst] = h[worst], h[i]
+		i = worst
+	}
+}
