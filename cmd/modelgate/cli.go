@@ -420,3 +420,20 @@ func truncate(s string, n int) string {
 	}
 	return string(r[:n-1]) + "…"
 }
+
+// exchange sends one request and, unless --json printed the raw answer,
+// decodes it into out. done is true when the command should exit with code
+// now (an error, or the JSON was printed).
+func (c *cliCmd) exchange(cl *cliClient, method, path string, body []byte, out any) (status, code int, done bool) {
+	status, raw, err := cl.do(method, path, body)
+	if err != nil {
+		return status, c.fail(err), true
+	}
+	if c.json {
+		return status, c.printRaw(raw), true
+	}
+	if err := c.decode(raw, out); err != nil {
+		return status, c.fail(err), true
+	}
+	return status, 0, false
+}

@@ -295,16 +295,10 @@ func runEndpointsApply(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	status, raw, err := cl.do(http.MethodPut, endpointPath(pos[0]), body)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printRaw(raw)
-	}
 	var ep cliEndpoint
-	if err := c.decode(raw, &ep); err != nil {
-		return c.fail(err)
+	status, code, done := c.exchange(cl, http.MethodPut, endpointPath(pos[0]), body, &ep)
+	if done {
+		return code
 	}
 	verb := "replaced"
 	if status == http.StatusCreated {
@@ -331,16 +325,10 @@ func runEndpointsAddArm(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	body, _ := json.Marshal(map[string]string{"arm": pos[1]})
-	_, raw, err := cl.do(http.MethodPost, endpointPath(pos[0])+"/arms", body)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printRaw(raw)
-	}
 	var ep cliEndpoint
-	if err := c.decode(raw, &ep); err != nil {
-		return c.fail(err)
+	_, code, done := c.exchange(cl, http.MethodPost, endpointPath(pos[0])+"/arms", body, &ep)
+	if done {
+		return code
 	}
 	fmt.Fprintf(stdout, "added %s to %s; arms: %s\n", pos[1], ep.Name, ep.armsSummary())
 	return exitOK
@@ -370,21 +358,15 @@ func setArmState(args []string, stdout, stderr io.Writer, verb, state, about str
 		return code
 	}
 	body, _ := json.Marshal(map[string]string{"state": state})
-	_, raw, err := cl.do(http.MethodPatch, endpointPath(pos[0])+"/arms/"+url.PathEscape(pos[1]), body)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printRaw(raw)
-	}
 	var ep cliEndpoint
-	if err := c.decode(raw, &ep); err != nil {
-		return c.fail(err)
+	_, code, done := c.exchange(cl, http.MethodPatch, endpointPath(pos[0])+"/arms/"+url.PathEscape(pos[1]), body, &ep)
+	if done {
+		return code
 	}
-	done := "paused"
+	did := "paused"
 	if state == "active" {
-		done = "resumed"
+		did = "resumed"
 	}
-	fmt.Fprintf(stdout, "%s %s on %s; active arms: %s\n", done, pos[1], ep.Name, ep.activeArms())
+	fmt.Fprintf(stdout, "%s %s on %s; active arms: %s\n", did, pos[1], ep.Name, ep.activeArms())
 	return exitOK
 }

@@ -148,16 +148,10 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	_, raw, err := cl.do(http.MethodGet, versionPath(model, version), nil)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printRaw(raw)
-	}
 	var v cliVersion
-	if err := c.decode(raw, &v); err != nil {
-		return c.fail(err)
+	_, code, done := c.exchange(cl, http.MethodGet, versionPath(model, version), nil, &v)
+	if done {
+		return code
 	}
 	tw := newTable(stdout)
 	fmt.Fprintf(tw, "model:\t%s\n", v.Name)
@@ -442,16 +436,10 @@ func runModelsRegister(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	status, raw, err := cl.do(http.MethodPut, versionPath(model, version), body)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printRaw(raw)
-	}
 	var v cliVersion
-	if err := c.decode(raw, &v); err != nil {
-		return c.fail(err)
+	status, code, done := c.exchange(cl, http.MethodPut, versionPath(model, version), body, &v)
+	if done {
+		return code
 	}
 	arm := v.Arm
 	if arm == "" {
