@@ -56,10 +56,21 @@ func (p Prior) normalized() Prior {
 // prior's defaults are applied. Successes above Trials (corrupt or racing
 // counters) are clamped to Trials, so both shapes are always finite and
 // positive.
+//
+// The arm's pseudo-counts are added too: Beta(prior.Alpha + PseudoSuccesses
+// + successes, prior.Beta + PseudoFailures + trials − successes).
 func (p Prior) Posterior(arm Arm) (alpha, beta float64) {
 	p = p.normalized()
 	s := min(arm.Successes, arm.Trials)
-	return p.Alpha + float64(s), p.Beta + float64(arm.Trials-s)
+	return p.Alpha + pseudo(arm.PseudoSuccesses) + float64(s), p.Beta + pseudo(arm.PseudoFailures) + float64(arm.Trials-s)
+}
+
+// pseudo guards a pseudo-count: negative, NaN or infinite counts are 0.
+func pseudo(x float64) float64 {
+	if !(x > 0) || math.IsInf(x, 1) {
+		return 0
+	}
+	return x
 }
 
 // Arm is one arm's counters in one segment, plus whether the policy may serve
@@ -76,6 +87,11 @@ type Arm struct {
 	// Active is false for a paused arm (kill switch or guardrail): it keeps
 	// its counters and report statistics but is never served.
 	Active bool
+	// PseudoSuccesses and PseudoFailures are fractional counts added to the
+	// prior: a segment's prior borrowed from the endpoint-wide posterior, or
+	// counts discounted over time (with Trials and Successes then 0). Zero
+	// adds nothing; negative or non-finite values count as 0.
+	PseudoSuccesses, PseudoFailures float64
 }
 
 // Kind selects how a [Policy] splits traffic among active arms.
