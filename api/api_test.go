@@ -56,7 +56,7 @@ func newTestServer(t testing.TB) http.Handler {
 	}
 	table := &counters.Table{}
 	signer, _ := feedback.NewSigner(bytes.Repeat([]byte{7}, 32))
-	rt := router.New(reg, table, signer, nil)
+	rt := router.New(reg, table, signer, nil, router.Options{})
 	lookup := func(endpoint, arm string) bool {
 		ep, ok := reg.Snapshot().Endpoints[endpoint]
 		if !ok {

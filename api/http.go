@@ -310,7 +310,8 @@ func (s *Server) getReport(c *gin.Context) {
 	}
 	snap := s.reg.Snapshot()
 	avail := func(arm string) bool { return router.Available(snap.Versions[arm]) }
-	rep := report.Build(ep, s.table, s.router.Errors(), avail, c.Query("segment"), s.now())
+	rep := report.Build(ep, s.table, s.router.Errors(), avail, c.Query("segment"), s.now(),
+		s.router.PolicyShares(ep.Name, c.Query("segment")))
 	if format == "csv" {
 		c.Header("Content-Type", "text/csv; charset=utf-8")
 		c.Header("Content-Disposition", fmt.Sprintf("attachment; filename=%q", ep.Name+"-report.csv"))

@@ -4,10 +4,19 @@
 package counters
 
 import (
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
+
+// AggregateSegment names the in-memory cells holding an arm's counts summed
+// over every segment of an endpoint (the endpoint-wide posterior a segment
+// borrows its prior from). It is never a segment name ("all" or "k=v,…"),
+// its cells never have pending trials, and it is never written to a store:
+// it is rebuilt from the segments at start-up.
+const AggregateSegment = "*"
 
 // Key names one posterior: an arm of an endpoint in one segment.
 type Key struct {
@@ -23,6 +32,7 @@ type Cell struct {
 	trials    atomic.Uint64
 	successes atomic.Uint64
 	pending   atomic.Uint64 // trials counted in memory but not yet durable
+	disc      discState
 }
 
 // Counts returns the cell's current trials and successes.
@@ -179,6 +189,88 @@ func (e *Errors) Of(endpoint string) map[string]map[string]uint64 {
 				out[key.Arm] = map[string]uint64{}
 			}
 			out[key.Arm][key.Class] = v.(*atomic.Uint64).Load()
+		}
+		return true
+	})
+	return out
+}
+
+// Disc is a cell's discounted counts: trials and successes seen so far, each
+// weighted by 2^(−age/half-life), as of At, plus the raw totals they were
+// last brought up to date with.
+type Disc struct {
+	Trials, Successes float64
+	At                time.Time
+	RawTrials         uint64
+	RawSuccesses      uint64
+}
+
+// discState guards a cell's Disc; the lock is per cell, taken only by
+// endpoints with a discounted policy.
+type discState struct {
+	mu sync.Mutex
+	d  Disc
+	ok bool
+}
+
+// Discounted brings the cell's discounted counts up to now and returns
+// them. New raw trials and successes since the last call enter at full
+// weight (a success is credited when its click arrives, which for a
+// half-life of hours or days is close to when it was served). The first call
+// starts from the raw totals, or from the state given to RestoreDiscounted.
+func (c *Cell) Discounted(now time.Time, halfLife time.Duration) (trials, successes float64) {
+	rawT, rawS := c.Counts()
+	c.disc.mu.Lock()
+	defer c.disc.mu.Unlock()
+	d := &c.disc.d
+	if !c.disc.ok {
+		*d = Disc{Trials: float64(rawT), Successes: float64(rawS), At: now, RawTrials: rawT, RawSuccesses: rawS}
+		c.disc.ok = true
+		return d.Trials, d.Successes
+	}
+	if dt := now.Sub(d.At); dt > 0 && halfLife > 0 {
+		f := math.Exp2(-float64(dt) / float64(halfLife))
+		d.Trials *= f
+		d.Successes *= f
+		d.At = now
+	}
+	if rawT > d.RawTrials {
+		d.Trials += float64(rawT - d.RawTrials)
+	}
+	if rawS > d.RawSuccesses {
+		d.Successes += float64(rawS - d.RawSuccesses)
+	}
+	d.RawTrials, d.RawSuccesses = max(d.RawTrials, rawT), max(d.RawSuccesses, rawS)
+	return d.Trials, d.Successes
+}
+
+// DiscState returns the cell's discounted state, false when it has none.
+func (c *Cell) DiscState() (Disc, bool) {
+	c.disc.mu.Lock()
+	defer c.disc.mu.Unlock()
+	return c.disc.d, c.disc.ok
+}
+
+// RestoreDiscounted sets the cell's discounted state, e.g. from the store at
+// start-up.
+func (c *Cell) RestoreDiscounted(d Disc) {
+	c.disc.mu.Lock()
+	c.disc.d, c.disc.ok = d, true
+	c.disc.mu.Unlock()
+}
+
+// DiscEntry is one cell's discounted state.
+type DiscEntry struct {
+	Key  Key
+	Disc Disc
+}
+
+// DiscEntries lists every cell that has discounted state.
+func (t *Table) DiscEntries() []DiscEntry {
+	var out []DiscEntry
+	t.m.Range(func(k, v any) bool {
+		if d, ok := v.(*Cell).DiscState(); ok {
+			out = append(out, DiscEntry{Key: k.(Key), Disc: d})
 		}
 		return true
 	})

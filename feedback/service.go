@@ -157,6 +157,10 @@ func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
 				su = 1
 			}
 			s.table.Cell(ops[i].Counter).AddDurable(t, su)
+			if k := ops[i].Counter; k.Segment != "all" {
+				k.Segment = counters.AggregateSegment
+				s.table.Cell(k).AddDurable(t, su)
+			}
 		}
 	}
 	return res, nil

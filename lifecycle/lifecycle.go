@@ -33,7 +33,7 @@ type Registry interface {
 	Snapshot() *registry.Snapshot
 	PutVersion(ctx context.Context, name, version string, body []byte) (*registry.ModelVersion, bool, error)
 	AddArm(ctx context.Context, endpoint, arm string) (*registry.Endpoint, error)
-	SetArmState(ctx context.Context, endpoint, arm, state string) (*registry.Endpoint, error)
+	PauseArm(ctx context.Context, endpoint, arm, reason string) (*registry.Endpoint, error)
 }
 
 // Watcher polls the publishers of every endpoint with auto_arms. Create it
@@ -150,7 +150,8 @@ func (w *Watcher) Poll(ctx context.Context, endpoint string) error {
 		if name != model || slices.Contains(published, v) || ep.ArmStates[arm] == registry.Paused {
 			continue
 		}
-		if _, err := w.reg.SetArmState(ctx, endpoint, arm, registry.Paused); err != nil {
+		reason := fmt.Sprintf("drained by auto_arms: version %s of %s is no longer published", v, model)
+		if _, err := w.reg.PauseArm(ctx, endpoint, arm, reason); err != nil {
 			errs = append(errs, fmt.Errorf("drain %s: %w", arm, err))
 			continue
 		}

@@ -71,7 +71,7 @@ func TestNewVersionDirectoryBecomesAnArm(t *testing.T) {
 	w := New(reg, nil, nil)
 	go w.Run(ctx)
 	signer, _ := feedback.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
-	rt := router.New(reg, &counters.Table{}, signer, nil)
+	rt := router.New(reg, &counters.Table{}, signer, nil, router.Options{})
 
 	copyDir(t, filepath.Join(demo, "2"), filepath.Join(base, "2"))
 	if err := os.MkdirAll(filepath.Join(base, "tmp-upload"), 0o755); err != nil { // not a version

@@ -136,6 +136,12 @@ func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*
 		ep.ArmStates[arm] = Active
 		if exists && old.ArmStates[arm] == Paused {
 			ep.ArmStates[arm] = Paused
+			if why := old.ArmReasons[arm]; why != "" {
+				if ep.ArmReasons == nil {
+					ep.ArmReasons = map[string]string{}
+				}
+				ep.ArmReasons[arm] = why
+			}
 		}
 	}
 	if exists {
@@ -230,6 +236,19 @@ func (r *Registry) AddArm(ctx context.Context, endpoint, arm string) (*Endpoint,
 
 // SetArmState pauses or resumes an arm; it takes effect on the next request.
 func (r *Registry) SetArmState(ctx context.Context, endpoint, arm, state string) (*Endpoint, error) {
+	return r.setArmState(ctx, endpoint, arm, state, "")
+}
+
+// PauseArm pauses an arm automatically, recording why (shown with the
+// endpoint and in its report). An arm already paused is left as it is.
+func (r *Registry) PauseArm(ctx context.Context, endpoint, arm, reason string) (*Endpoint, error) {
+	if ep, err := r.Endpoint(endpoint); err == nil && ep.ArmStates[arm] == Paused {
+		return ep, nil
+	}
+	return r.setArmState(ctx, endpoint, arm, Paused, reason)
+}
+
+func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason string) (*Endpoint, error) {
 	if state != Active && state != Paused {
 		return nil, fault.Field("state", "invalid_state", "state must be \"active\" or \"paused\"")
 	}
@@ -244,6 +263,13 @@ func (r *Registry) SetArmState(ctx context.Context, endpoint, arm, state string)
 	}
 	ep := cloneEndpoint(old)
 	ep.ArmStates[arm] = state
+	delete(ep.ArmReasons, arm)
+	if reason != "" {
+		if ep.ArmReasons == nil {
+			ep.ArmReasons = map[string]string{}
+		}
+		ep.ArmReasons[arm] = reason
+	}
 	ep.UpdatedAt = r.now().UTC()
 	if err := r.saveEndpoint(ctx, ep); err != nil {
 		return nil, err
@@ -257,6 +283,12 @@ func cloneEndpoint(e *Endpoint) *Endpoint {
 	c.ArmStates = make(map[string]string, len(e.ArmStates))
 	for k, v := range e.ArmStates {
 		c.ArmStates[k] = v
+	}
+	if e.ArmReasons != nil {
+		c.ArmReasons = make(map[string]string, len(e.ArmReasons))
+		for k, v := range e.ArmReasons {
+			c.ArmReasons[k] = v
+		}
 	}
 	c.Policy.SegmentBy = slices.Clone(e.Policy.SegmentBy)
 	return &c

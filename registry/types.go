@@ -74,6 +74,61 @@ type Policy struct {
 	TrialsOn          string   `json:"trials_on"`
 	AttributionWindow string   `json:"attribution_window"`
 	StopRule          StopRule `json:"stop_rule"`
+	// HalfLife is the discounted-thompson policy's half-life of evidence
+	// (wall-clock time), e.g. "72h"; empty for other policies.
+	HalfLife string `json:"half_life,omitempty"`
+	// SegmentPriorWeight is the pseudo-count a segment borrows from the
+	// endpoint-wide posterior as its prior; 0 turns borrowing off.
+	SegmentPriorWeight float64 `json:"segment_prior_weight"`
+	// Sticky keeps a user on its arm for a while; nil turns it off.
+	Sticky *Sticky `json:"sticky,omitempty"`
+	// Guardrails pause an arm whose errors or latency breach limits; nil
+	// turns them off.
+	Guardrails *Guardrails `json:"guardrails,omitempty"`
+}
+
+// Sticky assignment: a user keeps the arm it was first given for TTL, while
+// that arm stays active and available.
+type Sticky struct {
+	TTL string `json:"ttl"`
+}
+
+// Guardrails pause an arm automatically when, over the sliding Window and
+// with at least MinRequests calls, its error rate exceeds MaxErrorRate or
+// its p99 latency exceeds MaxP99Ms (each limit 0 = not checked). A paused
+// arm is never resumed by itself.
+type Guardrails struct {
+	MaxErrorRate float64 `json:"max_error_rate"`
+	MaxP99Ms     float64 `json:"max_p99_ms"`
+	Window       string  `json:"window"`
+	MinRequests  int     `json:"min_requests"`
+}
+
+// Discounted returns the half-life of a discounted-thompson policy, or 0.
+func (p *Policy) Discounted() time.Duration {
+	if p.Type != "discounted-thompson" {
+		return 0
+	}
+	d, _ := time.ParseDuration(p.HalfLife)
+	return d
+}
+
+// StickyTTL is the sticky assignment's lifetime, or 0 when off.
+func (p *Policy) StickyTTL() time.Duration {
+	if p.Sticky == nil {
+		return 0
+	}
+	d, _ := time.ParseDuration(p.Sticky.TTL)
+	return d
+}
+
+// GuardWindow is the guardrails' sliding window, or 0 when off.
+func (p *Policy) GuardWindow() time.Duration {
+	if p.Guardrails == nil {
+		return 0
+	}
+	d, _ := time.ParseDuration(p.Guardrails.Window)
+	return d
 }
 
 // Window is the parsed attribution window.
@@ -94,11 +149,14 @@ type Endpoint struct {
 	Name      string            `json:"name"`
 	Arms      []string          `json:"arms"`
 	ArmStates map[string]string `json:"arm_states"`
-	Policy    Policy            `json:"policy"`
-	Fallback  string            `json:"fallback,omitempty"`
-	AutoArms  *AutoArms         `json:"auto_arms,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	// ArmReasons says why an arm was paused automatically (guardrail,
+	// auto_arms drain); a pause or resume through the API clears it.
+	ArmReasons map[string]string `json:"arm_reasons,omitempty"`
+	Policy     Policy            `json:"policy"`
+	Fallback   string            `json:"fallback,omitempty"`
+	AutoArms   *AutoArms         `json:"auto_arms,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	UpdatedAt  time.Time         `json:"updated_at"`
 }
 
 var (
@@ -148,6 +206,10 @@ type policyBody struct {
 	TrialsOn          *string       `json:"trials_on"`
 	AttributionWindow *string       `json:"attribution_window"`
 	StopRule          *stopRuleBody `json:"stop_rule"`
+	HalfLife          *string       `json:"half_life"`
+	SegmentPrior      *float64      `json:"segment_prior_weight"`
+	Sticky            *Sticky       `json:"sticky"`
+	Guardrails        *Guardrails   `json:"guardrails"`
 }
 
 // AutoArms makes an endpoint watch a model for new versions: each new
@@ -187,8 +249,8 @@ func parsePolicy(in *policyBody) (Policy, error) {
 		return p, nil
 	}
 	if in.Type != nil {
-		if *in.Type != "thompson" && *in.Type != "uniform" {
-			return p, fault.Field("policy.type", "invalid_policy", "unknown policy %q (want thompson or uniform)", *in.Type)
+		if *in.Type != "thompson" && *in.Type != "uniform" && *in.Type != "discounted-thompson" {
+			return p, fault.Field("policy.type", "invalid_policy", "unknown policy %q (want thompson, discounted-thompson or uniform)", *in.Type)
 		}
 		p.Type = *in.Type
 	}
@@ -257,6 +319,50 @@ func parsePolicy(in *policyBody) (Policy, error) {
 			}
 			p.StopRule.MinTrials = uint64(*r.MinTrials)
 		}
+	}
+	if p.Type == "discounted-thompson" {
+		if in.HalfLife == nil {
+			return p, fault.Field("policy.half_life", "invalid_policy", "discounted-thompson needs a half_life, e.g. \"72h\"")
+		}
+		if d, err := time.ParseDuration(*in.HalfLife); err != nil || d < time.Minute || d > 365*24*time.Hour {
+			return p, fault.Field("policy.half_life", "invalid_policy", "must be a duration from 1m to 8760h")
+		}
+		p.HalfLife = *in.HalfLife
+	} else if in.HalfLife != nil {
+		return p, fault.Field("policy.half_life", "invalid_policy", "half_life applies to discounted-thompson only")
+	}
+	if in.SegmentPrior != nil {
+		if !(*in.SegmentPrior >= 0 && *in.SegmentPrior <= 1e6) {
+			return p, fault.Field("policy.segment_prior_weight", "invalid_policy", "must be in [0, 1e6]")
+		}
+		p.SegmentPriorWeight = *in.SegmentPrior
+	}
+	if st := in.Sticky; st != nil {
+		if d, err := time.ParseDuration(st.TTL); err != nil || d < time.Second || d > 30*24*time.Hour {
+			return p, fault.Field("policy.sticky.ttl", "invalid_policy", "must be a duration from 1s to 720h, e.g. \"30m\"")
+		}
+		p.Sticky = st
+	}
+	if g := in.Guardrails; g != nil {
+		if g.Window == "" {
+			g.Window = "1m"
+		}
+		if g.MinRequests == 0 {
+			g.MinRequests = 20
+		}
+		switch d, err := time.ParseDuration(g.Window); {
+		case err != nil || d < time.Second || d > 24*time.Hour:
+			return p, fault.Field("policy.guardrails.window", "invalid_policy", "must be a duration from 1s to 24h")
+		case !(g.MaxErrorRate >= 0 && g.MaxErrorRate < 1):
+			return p, fault.Field("policy.guardrails.max_error_rate", "invalid_policy", "must be in [0, 1); 0 = not checked")
+		case !(g.MaxP99Ms >= 0 && g.MaxP99Ms <= 600000):
+			return p, fault.Field("policy.guardrails.max_p99_ms", "invalid_policy", "must be in [0, 600000]; 0 = not checked")
+		case g.MinRequests < 1:
+			return p, fault.Field("policy.guardrails.min_requests", "invalid_policy", "must be ≥ 1")
+		case g.MaxErrorRate == 0 && g.MaxP99Ms == 0:
+			return p, fault.Field("policy.guardrails", "invalid_policy", "set max_error_rate, max_p99_ms or both")
+		}
+		p.Guardrails = g
 	}
 	return p, nil
 }

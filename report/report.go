@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/modelgate/modelgate/bandit"
@@ -34,6 +35,8 @@ type Arm struct {
 	// Errors counts the arm's backend failures by class since the process
 	// started (unavailable, deadline, bad_output, …).
 	Errors map[string]uint64 `json:"errors"`
+	// Reason says why the arm was paused automatically, if it was.
+	Reason string `json:"reason,omitempty"`
 }
 
 // OffPolicy holds inverse-propensity estimates of an arm's click rate.
@@ -82,7 +85,11 @@ type Report struct {
 // available tells whether an arm's model can serve now (nil: every arm
 // can); an arm that cannot is reported "unavailable" with no traffic share,
 // as the router never picks it.
-func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, available func(arm string) bool, segment string, now time.Time) *Report {
+//
+// policyShares, when not nil, are the traffic shares as the router computes
+// them (with a segment's borrowed prior or discounted counts); nil computes
+// them from the plain counts.
+func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, available func(arm string) bool, segment string, now time.Time, policyShares []float64) *Report {
 	if segment == "" {
 		segment = "all"
 	}
@@ -94,6 +101,9 @@ func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, 
 	}
 	segSet := map[string]bool{}
 	for _, e := range table.Entries(ep.Name) {
+		if e.Key.Segment == counters.AggregateSegment {
+			continue
+		}
 		segSet[e.Key.Segment] = true
 		i, ok := idx[e.Key.Arm]
 		if !ok || (segment != "all" && e.Key.Segment != segment) {
@@ -114,7 +124,11 @@ func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, 
 	if ep.Policy.Type == "uniform" {
 		pol.Kind = bandit.Uniform
 	}
-	pol.Shares(rng, arms, Draws, shares)
+	if len(policyShares) == len(arms) {
+		copy(shares, policyShares)
+	} else {
+		pol.Shares(rng, arms, Draws, shares)
+	}
 	var total uint64
 	var armErrs map[string]map[string]uint64
 	if errs != nil {
@@ -131,7 +145,10 @@ func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, 
 		total += arms[i].Trials
 		r.Arms = append(r.Arms, Arm{Arm: name, State: state, Trials: arms[i].Trials, Successes: arms[i].Successes,
 			Rate: st.Rate, CI95: [2]float64{st.CILow, st.CIHigh}, PBest: st.PBest,
-			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i], Errors: armErrs[name]})
+			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i], Errors: armErrs[name], Reason: ep.ArmReasons[name]})
+		if state == registry.Paused && strings.HasPrefix(ep.ArmReasons[name], "paused by guardrail") {
+			r.Health.Warnings = append(r.Health.Warnings, "paused_by_guardrail: "+name)
+		}
 		if r.Arms[i].Errors == nil {
 			r.Arms[i].Errors = map[string]uint64{}
 		}

@@ -43,7 +43,7 @@ func TestDecision(t *testing.T) {
 			}
 			fill(tb, "all", "mf@1", tc.counts[0][0], tc.counts[0][1])
 			fill(tb, "all", "mf@2", tc.counts[1][0], tc.counts[1][1])
-			r := Build(ep, tb, nil, nil, "", time.Now())
+			r := Build(ep, tb, nil, nil, "", time.Now(), nil)
 			got := ""
 			if r.Decision.Arm != nil {
 				got = *r.Decision.Arm
@@ -73,7 +73,7 @@ func TestUnavailableArmGetsNoShare(t *testing.T) {
 	tb := &counters.Table{}
 	fill(tb, "all", "mf@1", 100, 10)
 	fill(tb, "all", "mf@2", 100, 30)
-	r := Build(endpoint(), tb, nil, func(arm string) bool { return arm != "mf@2" }, "", time.Now())
+	r := Build(endpoint(), tb, nil, func(arm string) bool { return arm != "mf@2" }, "", time.Now(), nil)
 	if a := r.Arms[1]; a.State != "unavailable" || a.TrafficShare != 0 || a.PBest != 0 {
 		t.Fatalf("unavailable arm: %+v", a)
 	}
@@ -88,18 +88,32 @@ func TestSegments(t *testing.T) {
 	fill(tb, "surface=music", "mf@1", 10, 1)
 	fill(tb, "surface=music", "mf@2", 20, 5)
 	fill(tb, "surface=home", "mf@1", 30, 3)
-	all := Build(ep, tb, nil, nil, "all", time.Now())
+	all := Build(ep, tb, nil, nil, "all", time.Now(), nil)
 	if all.Segment != "all" || all.Arms[0].Trials != 40 || all.Arms[1].Trials != 20 || all.Arms[0].Successes != 4 {
 		t.Fatalf("aggregate: %+v", all.Arms)
 	}
 	if len(all.Segments) != 2 || all.Segments[0] != "surface=home" || all.Segments[1] != "surface=music" {
 		t.Fatalf("segments: %v", all.Segments)
 	}
-	music := Build(ep, tb, nil, nil, "surface=music", time.Now())
+	music := Build(ep, tb, nil, nil, "surface=music", time.Now(), nil)
 	if music.Arms[0].Trials != 10 || music.Arms[1].Trials != 20 || music.Arms[1].Successes != 5 {
 		t.Fatalf("one segment: %+v", music.Arms)
 	}
-	if r := Build(ep, tb, nil, nil, "surface=none", time.Now()); r.Arms[0].Trials != 0 || r.Arms[0].Rate != 0.5 {
+	if r := Build(ep, tb, nil, nil, "surface=none", time.Now(), nil); r.Arms[0].Trials != 0 || r.Arms[0].Rate != 0.5 {
 		t.Fatalf("unseen segment should report the prior: %+v", r.Arms[0])
+	}
+}
+
+func TestGuardrailWarning(t *testing.T) {
+	ep := endpoint()
+	ep.ArmStates["mf@2"] = registry.Paused
+	ep.ArmReasons = map[string]string{"mf@2": "paused by guardrail: error rate 0.600 over the last 1m0s (30 of 50 calls) exceeds max_error_rate 0.200"}
+	r := Build(ep, &counters.Table{}, nil, nil, "", time.Now(), nil)
+	found := false
+	for _, w := range r.Health.Warnings {
+		found = found || w == "paused_by_guardrail: mf@2"
+	}
+	if !found || r.Arms[1].Reason == "" || r.Arms[1].State != "paused" {
+		t.Fatalf("warnings %v, arm %+v", r.Health.Warnings, r.Arms[1])
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/predlog"
 	"github.com/modelgate/modelgate/registry"
 )
 
@@ -69,14 +70,36 @@ type Response struct {
 
 // Router is safe for concurrent use. Create it with New.
 type Router struct {
-	reg    Snapshotter
-	table  *counters.Table
-	signer *feedback.Signer
-	log    *slog.Logger
-	now    func() time.Time
-	rngs   sync.Pool
-	segs   sync.Map // segKey -> *segState
-	errs   counters.Errors
+	reg     Snapshotter
+	table   *counters.Table
+	signer  *feedback.Signer
+	log     *slog.Logger
+	now     func() time.Time
+	rngs    sync.Pool
+	segs    sync.Map // segKey -> *segState
+	errs    counters.Errors
+	sticky  stickyStore
+	guards  sync.Map // guardKey -> *armGuard
+	predlog PredictionLog
+	onTrip  func(endpoint, arm, reason string)
+}
+
+// PredictionLog receives a record of every served prediction; Add must not
+// block.
+type PredictionLog interface {
+	Add(*predlog.Record)
+}
+
+// Options are a Router's optional collaborators. The zero value is usable.
+type Options struct {
+	// PredictionLog, when set, gets every served prediction.
+	PredictionLog PredictionLog
+	// OnGuardrail is called (in its own goroutine) when an arm breaches its
+	// endpoint's guardrails; it is expected to pause the arm with reason.
+	OnGuardrail func(endpoint, arm, reason string)
+	// Seed, when non-zero, seeds the random sources deterministically
+	// (tests); else they are seeded from crypto/rand.
+	Seed uint64
 }
 
 // Errors returns the router's arm failure counts.
@@ -96,12 +119,17 @@ func Available(v *registry.Version) bool {
 
 // New returns a router over the registry reg, counting into table and
 // signing with signer. log may be nil.
-func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *slog.Logger) *Router {
+func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *slog.Logger, opt Options) *Router {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now}
+	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now,
+		predlog: opt.PredictionLog, onTrip: opt.OnGuardrail}
+	var n atomic.Uint64
 	r.rngs.New = func() any {
+		if opt.Seed != 0 {
+			return rand.New(rand.NewPCG(opt.Seed, n.Add(1)))
+		}
 		var seed [16]byte
 		_, _ = crand.Read(seed[:])
 		return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
@@ -121,14 +149,16 @@ type segState struct {
 type shareSet struct {
 	at     time.Time
 	arms   []string
+	posts  []bandit.Arm // the posteriors the shares were computed from
 	shares []float64
 }
 
-// shareTTL bounds how stale a logged propensity may be; shareDraws is the
-// Monte Carlo size of each refresh (standard error ≤ 0.016).
+// shareTTL bounds how stale a logged propensity may be while posteriors
+// move; shareDraws is the Monte Carlo size of each estimate (standard error
+// ≤ 0.005).
 const (
 	shareTTL   = time.Second
-	shareDraws = 1000
+	shareDraws = 10000
 )
 
 // Segment returns the segment name of a context for the given segment_by
@@ -213,23 +243,47 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %q does not exist", req.Endpoint)
 	}
 	segment := Segment(ep.Policy.SegmentBy, req.Context)
+	now := r.now()
 
-	// Gather the arms' posteriors; paused and unloaded arms are inactive.
+	// Gather the arms' posteriors; paused and unavailable arms are inactive.
 	var armBuf [16]bandit.Arm
-	var cellBuf [16]*counters.Cell
-	arms, cells := armBuf[:0], cellBuf[:0]
+	var cellBuf, aggBuf [16]*counters.Cell
+	arms, cells, aggs := armBuf[:0], cellBuf[:0], aggBuf[:0]
+	segmented := len(ep.Policy.SegmentBy) > 0
 	for _, name := range ep.Arms {
 		c := r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: name})
-		t, s := c.Counts()
+		var agg *counters.Cell
+		if segmented {
+			agg = r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: name})
+		}
 		v := snap.Versions[name]
-		active := ep.ArmStates[name] != registry.Paused && Available(v)
-		arms = append(arms, bandit.Arm{Trials: t, Successes: s, Active: active})
+		a := r.posterior(ep, c, agg, now)
+		a.Active = ep.ArmStates[name] != registry.Paused && Available(v)
+		arms = append(arms, a)
 		cells = append(cells, c)
+		aggs = append(aggs, agg)
 	}
-	pol := BanditPolicy(&ep.Policy)
-	rng := r.rngs.Get().(*rand.Rand)
-	chosen := pol.Choose(rng, arms)
-	r.rngs.Put(rng)
+
+	chosen, prop, sticky := -1, 0.0, false
+	ttl := ep.Policy.StickyTTL()
+	if ttl > 0 {
+		if arm, p, ok := r.sticky.get(ep.Name, req.UserID, now); ok {
+			for i, name := range ep.Arms {
+				if name == arm && arms[i].Active {
+					chosen, prop, sticky = i, p, true
+				}
+			}
+		}
+	}
+	if chosen < 0 {
+		pol := BanditPolicy(&ep.Policy)
+		rng := r.rngs.Get().(*rand.Rand)
+		chosen = pol.Choose(rng, arms)
+		r.rngs.Put(rng)
+		if chosen >= 0 {
+			prop = r.propensity(ep, segment, arms, chosen, now)
+		}
+	}
 
 	var excl map[string]struct{}
 	if len(req.Exclude) > 0 {
@@ -255,7 +309,11 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 	var lastErr error
 	try := func(i int) error {
 		v := snap.Versions[ep.Arms[i]]
+		start := time.Now()
 		it, err := r.call(ctx, v, &freq, cands, excl, k)
+		if fault.As(err) == nil && ctx.Err() == nil {
+			r.guardrail(ep, ep.Arms[i], err != nil, time.Since(start))
+		}
 		if err != nil {
 			if fault.As(err) == nil && ctx.Err() == nil {
 				r.errs.Add(counters.ErrorKey{Endpoint: ep.Name, Arm: ep.Arms[i], Class: backend.Classify(err)})
@@ -278,6 +336,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		if fb := fallbackArm(ep, arms, chosen); fb >= 0 {
 			if err := try(fb); err == nil {
 				fellBack = true
+				// The arm that served was not the policy's choice: log the
+				// probability the policy gives it, as for any other choice.
+				prop = r.propensity(ep, segment, arms, fb, now)
 			} else {
 				if fault.As(err) != nil {
 					return nil, err
@@ -298,14 +359,97 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 	}
 	if ep.Policy.TrialsOn != "impression" {
 		cells[served].AddTrial()
+		if aggs[served] != nil {
+			aggs[served].AddDurable(1, 0) // in memory only: rebuilt from the segments at start-up
+		}
 	}
 	armName := ep.Arms[served]
+	if ttl > 0 && !sticky && !fellBack {
+		r.sticky.put(ep.Name, req.UserID, armName, prop, now.Add(ttl))
+	}
 	model, version, _ := registry.SplitArm(armName)
-	tok := feedback.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: r.now(),
-		Propensity: r.propensity(ep, segment, arms, served), Window: ep.Policy.Window(),
+	tok := feedback.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: now,
+		Propensity: prop, Window: ep.Policy.Window(),
 		OnImpression: ep.Policy.TrialsOn == "impression", ID: feedback.NewID()}
-	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: armName, Model: model,
-		Version: version, Segment: segment, Items: items, Fallback: fellBack}, nil
+	resp := &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: armName, Model: model,
+		Version: version, Segment: segment, Items: items, Fallback: fellBack}
+	if r.predlog != nil {
+		ids := make([]string, len(items))
+		for i, it := range items {
+			ids[i] = it.ID
+		}
+		r.predlog.Add(&predlog.Record{PredictionID: resp.PredictionID, Time: now.UTC(), Endpoint: ep.Name,
+			Segment: segment, Arm: armName, Propensity: prop, Fallback: fellBack, Sticky: sticky, Items: ids})
+	}
+	return resp, nil
+}
+
+// PolicyShares returns the probability that the endpoint's policy picks
+// each arm now in segment ("" or "all": across segments, from the
+// endpoint-wide counts), from the same posteriors Recommend uses (borrowed
+// segment priors, discounted counts) with 10⁴ draws; nil for an unknown
+// endpoint.
+func (r *Router) PolicyShares(endpoint, segment string) []float64 {
+	snap := r.reg.Snapshot()
+	ep, ok := snap.Endpoints[endpoint]
+	if !ok {
+		return nil
+	}
+	if segment == "" {
+		segment = "all"
+	}
+	segmented := len(ep.Policy.SegmentBy) > 0
+	now := r.now()
+	arms := make([]bandit.Arm, len(ep.Arms))
+	for i, name := range ep.Arms {
+		seg := segment
+		if segmented && segment == "all" {
+			seg = counters.AggregateSegment
+		}
+		c := r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: seg, Arm: name})
+		var agg *counters.Cell
+		if segmented && seg != counters.AggregateSegment {
+			agg = r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: name})
+		}
+		arms[i] = r.posterior(ep, c, agg, now)
+		arms[i].Active = ep.ArmStates[name] != registry.Paused && Available(snap.Versions[name])
+	}
+	out := make([]float64, len(arms))
+	pol := BanditPolicy(&ep.Policy)
+	rng := r.rngs.Get().(*rand.Rand)
+	pol.Shares(rng, arms, shareDraws, out)
+	r.rngs.Put(rng)
+	return out
+}
+
+// posterior is an arm's bandit input in one segment: its counts (discounted
+// for a discounted-thompson policy), plus, for a segmented endpoint with a
+// segment_prior_weight m, m pseudo-counts split by the endpoint-wide
+// posterior mean, so a segment with little data starts from what the
+// endpoint knows.
+func (r *Router) posterior(ep *registry.Endpoint, c, agg *counters.Cell, now time.Time) bandit.Arm {
+	var a bandit.Arm
+	h := ep.Policy.Discounted()
+	if h > 0 {
+		t, s := c.Discounted(now, h)
+		a.PseudoSuccesses, a.PseudoFailures = s, max(0, t-s)
+	} else {
+		a.Trials, a.Successes = c.Counts()
+	}
+	if m := ep.Policy.SegmentPriorWeight; m > 0 && agg != nil {
+		var t, s float64
+		if h > 0 {
+			t, s = agg.Discounted(now, h)
+		} else {
+			ti, si := agg.Counts()
+			t, s = float64(ti), float64(min(si, ti))
+		}
+		pr := ep.Policy.Prior
+		mean := (pr.Alpha + s) / (pr.Alpha + pr.Beta + t)
+		a.PseudoSuccesses += m * mean
+		a.PseudoFailures += m * (1 - mean)
+	}
+	return a
 }
 
 // fallbackArm is the endpoint's fallback when it is active and not the arm
@@ -321,7 +465,8 @@ func fallbackArm(ep *registry.Endpoint, arms []bandit.Arm, failed int) int {
 		if i == failed || !a.Active {
 			continue
 		}
-		m := (ep.Policy.Prior.Alpha + float64(a.Successes)) / (ep.Policy.Prior.Alpha + ep.Policy.Prior.Beta + float64(a.Trials))
+		al, be := bandit.Prior{Alpha: ep.Policy.Prior.Alpha, Beta: ep.Policy.Prior.Beta}.Posterior(a)
+		m := al / (al + be)
 		if m > bestMean {
 			best, bestMean = i, m
 		}
@@ -390,38 +535,73 @@ func filterItems(items []backend.Item, cands []string, excl map[string]struct{},
 }
 
 // propensity returns the cached probability that the policy picks arm i in
-// this segment, refreshing the cache in the background when it is stale.
-func (r *Router) propensity(ep *registry.Endpoint, segment string, arms []bandit.Arm, i int) float64 {
-	st := r.seg(ep.Name, segment)
-	cur := st.shares.Load()
-	if cur == nil || r.now().Sub(cur.at) > shareTTL {
-		if st.refreshing.CompareAndSwap(false, true) {
-			snapshot := append([]bandit.Arm(nil), arms...)
-			names := append([]string(nil), ep.Arms...)
-			pol := BanditPolicy(&ep.Policy)
-			go func() {
-				defer st.refreshing.Store(false)
-				out := make([]float64, len(snapshot))
-				rng := r.rngs.Get().(*rand.Rand)
-				pol.Shares(rng, snapshot, shareDraws, out)
-				r.rngs.Put(rng)
-				st.shares.Store(&shareSet{at: r.now(), arms: names, shares: out})
-			}()
-		}
-	}
-	if cur != nil && i < len(cur.arms) && cur.arms[i] == ep.Arms[i] {
-		return cur.shares[i]
-	}
-	n := 0
+// propensity is the probability that the policy picks arm i in this
+// segment now, after the floor and pauses. Uniform choices and a single
+// active arm are exact. Thompson's is a Monte Carlo estimate over
+// shareDraws joint posterior draws (standard error ≤ 0.005), cached per
+// segment: the cache is exact while the posteriors it was computed from are
+// unchanged; when they change it is refreshed in the background at most
+// every shareTTL; when the set of active arms changes it is recomputed at
+// once.
+func (r *Router) propensity(ep *registry.Endpoint, segment string, arms []bandit.Arm, i int, now time.Time) float64 {
+	pol := BanditPolicy(&ep.Policy)
+	active := 0
 	for _, a := range arms {
 		if a.Active {
-			n++
+			active++
 		}
 	}
-	if n == 0 {
+	if !arms[i].Active {
 		return 0
 	}
-	return 1 / float64(n)
+	if active == 1 || pol.Kind == bandit.Uniform {
+		return 1 / float64(active)
+	}
+	st := r.seg(ep.Name, segment)
+	cur := st.shares.Load()
+	if cur == nil || !cur.sameArms(ep.Arms, arms) {
+		cur = r.computeShares(pol, ep.Arms, arms, now)
+		st.shares.Store(cur)
+		return cur.shares[i]
+	}
+	if !cur.samePosteriors(arms) && now.Sub(cur.at) > shareTTL && st.refreshing.CompareAndSwap(false, true) {
+		snapshot := append([]bandit.Arm(nil), arms...)
+		names := append([]string(nil), ep.Arms...)
+		go func() {
+			defer st.refreshing.Store(false)
+			st.shares.Store(r.computeShares(pol, names, snapshot, now))
+		}()
+	}
+	return cur.shares[i]
+}
+
+func (r *Router) computeShares(pol bandit.Policy, names []string, arms []bandit.Arm, now time.Time) *shareSet {
+	out := make([]float64, len(arms))
+	rng := r.rngs.Get().(*rand.Rand)
+	pol.Shares(rng, arms, shareDraws, out)
+	r.rngs.Put(rng)
+	return &shareSet{at: now, arms: append([]string(nil), names...), posts: append([]bandit.Arm(nil), arms...), shares: out}
+}
+
+func (s *shareSet) sameArms(names []string, arms []bandit.Arm) bool {
+	if len(s.arms) != len(names) {
+		return false
+	}
+	for i := range names {
+		if s.arms[i] != names[i] || s.posts[i].Active != arms[i].Active {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *shareSet) samePosteriors(arms []bandit.Arm) bool {
+	for i := range arms {
+		if s.posts[i] != arms[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Router) seg(endpoint, segment string) *segState {

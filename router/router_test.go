@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/counters"
@@ -29,6 +30,8 @@ func (s *scorer) Predict(ctx context.Context, req *backend.Request) ([]backend.I
 	case "slow":
 		<-ctx.Done()
 		return nil, ctx.Err()
+	case "lag":
+		time.Sleep(12 * time.Millisecond) // slow, but inside the 20 ms deadline
 	case "junk":
 		// A model that ignores candidates and exclude and repeats itself.
 		return []backend.Item{{ID: "x", Score: 9}, {ID: "c1", Score: 8}, {ID: "c1", Score: 7}, {ID: "c2", Score: 6}}, nil
@@ -51,9 +54,14 @@ type fixture struct {
 	reg     *registry.Registry
 	table   *counters.Table
 	scorers map[string]*scorer
+	signer  *feedback.Signer
 }
 
 func newFixture(t testing.TB, endpoint string) *fixture {
+	return newFixtureOpt(t, endpoint, Options{})
+}
+
+func newFixtureOpt(t testing.TB, endpoint string, opt Options) *fixture {
 	t.Helper()
 	db, err := store.Open(t.TempDir())
 	if err != nil {
@@ -80,8 +88,8 @@ func newFixture(t testing.TB, endpoint string) *fixture {
 	if _, _, err := f.reg.PutEndpoint(ctx, "e", []byte(endpoint)); err != nil {
 		t.Fatal(err)
 	}
-	signer, _ := feedback.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
-	f.r = New(f.reg, f.table, signer, nil)
+	f.signer, _ = feedback.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	f.r = New(f.reg, f.table, f.signer, nil, opt)
 	return f
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,7 @@ var (
 	bCounters = []byte("counters")
 	bDedupe   = []byte("dedupe")    // key -> 8-byte expiry (unix nanos)
 	bExpiry   = []byte("dedupe_by") // 8-byte expiry + key -> nil, for sweeping in order
+	bDisc     = []byte("discounted")
 )
 
 // FileName is the database file inside the data dir.
@@ -62,7 +64,7 @@ func Open(dir string) (*DB, error) {
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bCounters, bDedupe, bExpiry, []byte(Models), []byte(Endpoints)} {
+		for _, b := range [][]byte{bMeta, bCounters, bDedupe, bExpiry, bDisc, []byte(Models), []byte(Endpoints)} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -314,4 +316,48 @@ func (d *DB) SweepExpired(_ context.Context, limit int) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// PutDiscounted stores discounted-count snapshots, replacing earlier ones.
+func (d *DB) PutDiscounted(_ context.Context, entries []counters.DiscEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bDisc)
+		for _, e := range entries {
+			var v [40]byte
+			binary.BigEndian.PutUint64(v[0:], math.Float64bits(e.Disc.Trials))
+			binary.BigEndian.PutUint64(v[8:], math.Float64bits(e.Disc.Successes))
+			binary.BigEndian.PutUint64(v[16:], uint64(e.Disc.At.UnixNano()))
+			binary.BigEndian.PutUint64(v[24:], e.Disc.RawTrials)
+			binary.BigEndian.PutUint64(v[32:], e.Disc.RawSuccesses)
+			if err := b.Put(counterKey(e.Key), v[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LoadDiscounted returns the stored discounted-count snapshots.
+func (d *DB) LoadDiscounted(_ context.Context) ([]counters.DiscEntry, error) {
+	var out []counters.DiscEntry
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bDisc).ForEach(func(k, v []byte) error {
+			key, ok := parseCounterKey(k)
+			if !ok || len(v) != 40 {
+				return nil
+			}
+			out = append(out, counters.DiscEntry{Key: key, Disc: counters.Disc{
+				Trials:       math.Float64frombits(binary.BigEndian.Uint64(v[0:])),
+				Successes:    math.Float64frombits(binary.BigEndian.Uint64(v[8:])),
+				At:           time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))),
+				RawTrials:    binary.BigEndian.Uint64(v[24:]),
+				RawSuccesses: binary.BigEndian.Uint64(v[32:]),
+			}})
+			return nil
+		})
+	})
+	return out, err
 }

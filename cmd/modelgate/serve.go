@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/lifecycle"
+	"github.com/modelgate/modelgate/predlog"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
 	"github.com/modelgate/modelgate/store"
@@ -182,11 +184,16 @@ type app struct {
 	srv   *api.Server
 	watch *lifecycle.Watcher
 	pool  *tfserving.Pool
+	plog  *predlog.Log
+	log   *slog.Logger
 }
 
-// close releases the app's resources.
+// close releases the app's resources; call it after the listeners stopped.
 func (a *app) close() {
 	a.pool.Close()
+	if err := a.plog.Close(); err != nil {
+		a.log.Error("closing the prediction log", "err", err)
+	}
 	a.db.Close()
 }
 
@@ -196,9 +203,35 @@ func (a *app) run(ctx context.Context) {
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { a.watch.Run(wctx); close(done) }()
+	discDone := make(chan struct{})
+	go func() { a.saveDiscounted(wctx); close(discDone) }()
 	a.fb.Run(ctx)
 	cancel()
 	<-done
+	<-discDone
+}
+
+// saveDiscounted snapshots the discounted counts every few seconds and once
+// more at the end, so a restart resumes the decay where it was.
+func (a *app) saveDiscounted(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	save := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.db.PutDiscounted(sctx, a.table.DiscEntries()); err != nil {
+			a.log.Error("saving discounted counts", "err", err)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			save()
+			return
+		case <-t.C:
+			save()
+		}
+	}
 }
 
 // newApp opens the data dir and wires the core services. The caller closes
@@ -208,15 +241,21 @@ func newApp(ctx context.Context, cfg *config.Config, dataDir string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	a, err := wire(ctx, cfg, db, log)
+	plog, err := predlog.Open(dataDir)
 	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	a, err := wire(ctx, cfg, db, plog, log)
+	if err != nil {
+		plog.Close()
 		db.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logger) (*app, error) {
+func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.Log, log *slog.Logger) (*app, error) {
 	table := &counters.Table{}
 	entries, err := db.LoadCounters(ctx)
 	if err != nil {
@@ -224,6 +263,18 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logge
 	}
 	for _, e := range entries {
 		table.Cell(e.Key).AddDurable(e.Trials, e.Successes)
+		if e.Key.Segment != "all" { // the endpoint-wide sums segments borrow from
+			agg := e.Key
+			agg.Segment = counters.AggregateSegment
+			table.Cell(agg).AddDurable(e.Trials, e.Successes)
+		}
+	}
+	discs, err := db.LoadDiscounted(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load discounted counts: %w", err)
+	}
+	for _, d := range discs {
+		table.Cell(d.Key).RestoreDiscounted(d.Disc)
 	}
 	pool := tfserving.NewPool()
 	reg, err := registry.New(ctx, db, loaders(pool), log)
@@ -246,7 +297,14 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	rt := router.New(reg, table, signer, log)
+	pauseArm := func(endpoint, arm, reason string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := reg.PauseArm(ctx, endpoint, arm, reason); err != nil {
+			log.Error("guardrail could not pause an arm", "endpoint", endpoint, "arm", arm, "err", err)
+		}
+	}
+	rt := router.New(reg, table, signer, log, router.Options{PredictionLog: plog, OnGuardrail: pauseArm})
 	fb := feedback.NewService(signer, db, table, lookup(reg), log)
 	maxConc := cfg.Limits.MaxConcurrent
 	if maxConc == 0 {
@@ -254,7 +312,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logge
 	}
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc}, reg, rt, fb, table, log)
 	watch := lifecycle.New(reg, listers(pool), log)
-	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool}, nil
+	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log}, nil
 }
 
 // lookup tells feedback the policy of an endpoint's arm.
