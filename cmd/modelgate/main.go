@@ -20,6 +20,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the gateway (HTTP and gRPC)", runServe},
 		{"demo-traffic", "play simulated users against a running gateway", runDemoTraffic},
+		{"simulate", "offline bandit simulator: regret of policies on simulated arms", runSimulate},
 		{"models", "register, list, show and delete model versions (HTTP client)", runModels},
 		{"endpoints", "list, show and apply endpoints; add, pause and resume arms (HTTP client)", runEndpoints},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
