@@ -1,0 +1,147 @@
+package redisstore
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/store"
+)
+
+// applyScript applies one batch atomically and at most once.
+//
+//	KEYS[1]   batch record  <prefix>batch:<id>
+//	KEYS[2]   trials hash   <prefix>counters:trials
+//	KEYS[3]   successes     <prefix>counters:successes
+//	KEYS[4..] per op, three dedupe keys: event, trial, success
+//	          (<prefix>d:<key>; the event key stands in for an absent one)
+//	ARGV[1]   seconds to keep the batch record
+//	ARGV[2]   n, the number of pending trial deltas, then n pairs
+//	          (counter field, delta as a decimal string)
+//	then per op: dedupe TTL in seconds, counter field, has_trial "1"/"0",
+//	          has_success "1"/"0"
+//
+// It returns {0, record} when it applied the batch, {1, record} when the
+// batch had been applied before (nothing changes then). record is "r"
+// followed by one character per op: "d" a duplicate event, else a digit
+// whose bit 1 says a trial and bit 2 a success was counted.
+//
+// Every check and increment happens inside the script, so concurrent
+// replicas never lose or double an update (the read-modify-write race of
+// Seldon's Redis router cannot happen). Counter deltas are passed as
+// strings to HINCRBY, never through Lua numbers, so they stay exact.
+var applyScript = redis.NewScript(`
+local done = redis.call('GET', KEYS[1])
+if done then
+  return {1, done}
+end
+local n = tonumber(ARGV[2])
+local a = 3
+for _ = 1, n do
+  redis.call('HINCRBY', KEYS[2], ARGV[a], ARGV[a + 1])
+  a = a + 2
+end
+local trials, successes, order = {}, {}, {}
+local res = {'r'}
+local k = 4
+while a <= #ARGV do
+  local ttl, field = ARGV[a], ARGV[a + 1]
+  local code = 'd'
+  if redis.call('SET', KEYS[k], '1', 'NX', 'EX', ttl) then
+    local c = 0
+    if ARGV[a + 2] == '1' and redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', ttl) then
+      c = c + 1
+    end
+    if ARGV[a + 3] == '1' and redis.call('SET', KEYS[k + 2], '1', 'NX', 'EX', ttl) then
+      c = c + 2
+    end
+    if c > 0 and trials[field] == nil then
+      trials[field], successes[field] = 0, 0
+      order[#order + 1] = field
+    end
+    if c % 2 == 1 then trials[field] = trials[field] + 1 end
+    if c >= 2 then successes[field] = successes[field] + 1 end
+    code = tostring(c)
+  end
+  res[#res + 1] = code
+  a = a + 4
+  k = k + 3
+end
+for _, f in ipairs(order) do
+  if trials[f] > 0 then redis.call('HINCRBY', KEYS[2], f, trials[f]) end
+  if successes[f] > 0 then redis.call('HINCRBY', KEYS[3], f, successes[f]) end
+end
+local out = table.concat(res)
+redis.call('SET', KEYS[1], out, 'EX', ARGV[1])
+return {0, out}
+`)
+
+// counterField is a counter's hash field. Endpoint and arm names cannot
+// hold NUL; a segment value could, so it goes last (as in the embedded
+// store).
+func counterField(k counters.Key) string {
+	return k.Endpoint + "\x00" + k.Arm + "\x00" + k.Segment
+}
+
+func ttlSeconds(exp, now time.Time) string {
+	d := exp.Sub(now)
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
+	}
+	return strconv.FormatInt(max(s, 1), 10)
+}
+
+// scriptArgs builds the script's keys and arguments for b as of now.
+func (s *Store) scriptArgs(b *batch, now time.Time) (keys []string, args []any) {
+	keys = make([]string, 0, 3+3*len(b.ops))
+	keys = append(keys, s.k("batch:"+b.idHex()), s.kTrials, s.kSuccesses)
+	args = make([]any, 0, 2+2*len(b.deltas)+4*len(b.ops))
+	args = append(args, strconv.FormatInt(int64(s.opt.BatchTTL/time.Second), 10), strconv.Itoa(len(b.deltas)))
+	for k, n := range b.deltas {
+		args = append(args, counterField(k), strconv.FormatUint(n, 10))
+	}
+	for _, op := range b.ops {
+		ev := s.kDedupe + op.EventKey
+		tk, sk := ev, ev
+		ht, hs := "0", "0"
+		if op.TrialKey != "" {
+			tk, ht = s.kDedupe+op.TrialKey, "1"
+		}
+		if op.SuccessKey != "" {
+			sk, hs = s.kDedupe+op.SuccessKey, "1"
+		}
+		keys = append(keys, ev, tk, sk)
+		args = append(args, ttlSeconds(op.Expires, now), counterField(op.Counter), ht, hs)
+	}
+	return keys, args
+}
+
+// parseReply turns the script's reply into results, one per op.
+func parseReply(v any, nops int) (res []store.FeedbackResult, replayed bool, err error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 2 {
+		return nil, false, fmt.Errorf("unexpected script reply %v", v)
+	}
+	flag, _ := arr[0].(int64)
+	rec, _ := arr[1].(string)
+	if len(rec) != nops+1 || rec[0] != 'r' {
+		return nil, false, fmt.Errorf("script reply %q does not match %d ops", rec, nops)
+	}
+	res = make([]store.FeedbackResult, nops)
+	for i := range res {
+		switch c := rec[i+1]; c {
+		case 'd':
+			res[i].Duplicate = true
+		case '0', '1', '2', '3':
+			res[i].Trial = (c-'0')&1 != 0
+			res[i].Success = (c-'0')&2 != 0
+		default:
+			return nil, false, fmt.Errorf("script reply %q: bad code %q", rec, c)
+		}
+	}
+	return res, flag == 1, nil
+}
