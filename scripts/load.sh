@@ -7,20 +7,27 @@
 # Phases (PHASES, space separated; default all):
 #   recommend   wrk closed loop: POST /v1/endpoints/home/recommend, user ids u0..u399
 #   rate        vegeta open loop at RATE rps (fixed rate), same bodies; skipped without vegeta
+#   floor       vegeta open loop at RATE rps on GET /healthz: what client, loopback and
+#               net/http cost by themselves on this machine; skipped without vegeta
 #   feedback    wrk: POST /v1/feedback, one click per call with real prediction tokens
 #               (pre-fetched with recommend calls), each (token, item_id) unique, so every
 #               event is accepted and fsynced
 #   reject      wrk: POST /v1/feedback with a malformed token (rejection path, no disk write)
+#
+# Settings (environment): DURATION (seconds, default 20s), THREADS (2), CONNS (8), RATE (1000),
+# MAX_REQUESTS (1000000), TOKENS (20000), HTTP_PORT (18181), GRPC_PORT (19191), MG_BIN, OUT.
 #
 # Needs: go (unless MG_BIN is set), wrk (apt-get install wrk), curl; optionally vegeta
 # (go install github.com/tsenart/vegeta/v12@v12.13.0) for the fixed-rate phase.
 #
 # Bounded: every client runs for DURATION under `timeout`, and each wrk thread stops
 # itself after MAX_REQUESTS/THREADS requests. Traffic goes to 127.0.0.1 only. The
-# server is started here on a fresh data dir and killed (by its pid) on exit.
+# server is started here on a fresh data dir and killed (by its pid) on exit. Reports are
+# written to OUT (default: a new /tmp/modelgate-load.* directory, printed at the end).
 set -euo pipefail
 
 DURATION=${DURATION:-20s}
+[[ $DURATION =~ ^[0-9]+s$ ]] || { echo "DURATION must be seconds, like 20s" >&2; exit 2; }
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-8}
 RATE=${RATE:-1000}
@@ -28,7 +35,9 @@ MAX_REQUESTS=${MAX_REQUESTS:-1000000}
 TOKENS=${TOKENS:-20000}
 HTTP_ADDR=127.0.0.1:${HTTP_PORT:-18181}
 GRPC_ADDR=127.0.0.1:${GRPC_PORT:-19191}
-PHASES=${PHASES:-recommend rate feedback reject}
+PHASES=${PHASES:-recommend rate floor feedback reject}
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/modelgate-load.XXXXXX)
 OUT=${OUT:-$WORK}
@@ -36,23 +45,28 @@ BASE=http://$HTTP_ADDR
 secs=${DURATION%s}
 LIMIT=$((secs + 30))
 
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-
-if [[ -z "${MG_BIN:-}" ]]; then
-	MG_BIN=$WORK/modelgate
-	(cd "$ROOT" && go build -o "$MG_BIN" ./cmd/modelgate)
-fi
-
 SERVER_PID=
 cleanup() {
 	if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill "$SERVER_PID"
 		wait "$SERVER_PID" 2>/dev/null || true
 	fi
+	# keep the reports (*.txt, server.log); drop the data dir, tokens, scripts and raw results
+	rm -rf "$WORK/data" "$WORK/tok" "$WORK"/*.bin "$WORK"/*.lua "$WORK/targets.jsonl" "$WORK/modelgate"
+	if [[ "$OUT" != "$WORK" ]] || ! compgen -G "$WORK/*.txt" >/dev/null; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-mkdir -p "$WORK/data" "$WORK/tok"
+if [[ -z "${MG_BIN:-}" ]]; then
+	MG_BIN=$WORK/modelgate
+	(cd "$ROOT" && go build -o "$MG_BIN" ./cmd/modelgate)
+fi
+
+if curl -s -o /dev/null --max-time 1 "$BASE/healthz"; then
+	echo "something already listens on $HTTP_ADDR: set HTTP_PORT/GRPC_PORT" >&2
+	exit 1
+fi
+mkdir -p "$OUT" "$WORK/data" "$WORK/tok"
 (cd "$ROOT" && exec "$MG_BIN" serve --config examples/demo/config.yaml --data-dir "$WORK/data" \
 	--http-addr "$HTTP_ADDR" --grpc-addr "$GRPC_ADDR" --log-level warn) 2>"$OUT/server.log" &
 SERVER_PID=$!
@@ -61,6 +75,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 curl -fsS "$BASE/readyz" >/dev/null
+kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server exited; see $OUT/server.log" >&2; exit 1; }
 
 # Server CPU time (user+sys, seconds) from /proc.
 cpu_secs() {
@@ -212,6 +227,21 @@ for phase in $PHASES; do
 			echo
 		} 2>&1 | tee "$OUT/rate.txt"
 		;;
+	floor)
+		if ! command -v vegeta >/dev/null; then
+			echo "== floor: skipped (vegeta not installed)"
+			continue
+		fi
+		{
+			echo "== floor: vegeta attack -rate=$RATE/s -duration=$DURATION GET /healthz (open loop)"
+			machine
+			echo "GET $BASE/healthz" | timeout "$LIMIT" vegeta attack -rate="$RATE/s" -duration="$DURATION" \
+				-max-workers=64 >"$WORK/floor.bin"
+			vegeta report "$WORK/floor.bin"
+			vegeta report -type='hist[0,250us,500us,1ms,2ms,5ms,10ms]' "$WORK/floor.bin"
+			echo
+		} 2>&1 | tee "$OUT/floor.txt"
+		;;
 	feedback)
 		echo "== collecting $TOKENS prediction tokens"
 		timeout 120 wrk -t"$THREADS" -c"$CONNS" -d60s -s "$WORK/collect.lua" "$BASE/v1/endpoints/home/recommend" >/dev/null
@@ -228,5 +258,5 @@ for phase in $PHASES; do
 		;;
 	esac
 done
-echo "server log: $OUT/server.log (last lines below)"
+echo "reports in $OUT; server log: $OUT/server.log (last lines below)"
 tail -n 5 "$OUT/server.log" || true
