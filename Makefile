@@ -7,7 +7,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 FUZZTIME      ?= 10s
 
-.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data clean
+.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelgate
@@ -29,7 +29,7 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./bandit ./featurizer ./backend/... ./router
+	$(GO) test -run '^$$' -bench . -benchmem ./bandit ./featurizer ./backend/... ./router ./api ./telemetry
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -63,6 +63,10 @@ proto:
 		tensorflow_serving/apis/model.proto tensorflow_serving/apis/predict.proto \
 		tensorflow_serving/apis/get_model_metadata.proto tensorflow_serving/apis/get_model_status.proto \
 		tensorflow_serving/apis/prediction_service.proto tensorflow_serving/apis/model_service.proto
+
+## screenshot: the analysts' page in headless Chromium, written to docs/img/ui-endpoint.png
+screenshot:
+	MODELGATE_SCREENSHOT=$(CURDIR)/docs/img/ui-endpoint.png $(GO) test -count=1 -run '^TestAnalystPageInBrowser$$' ./cmd/modelgate
 
 ## demo-data: regenerate examples/demo (deterministic)
 demo-data:

@@ -2,14 +2,12 @@ package api
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -18,8 +16,9 @@ import (
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/registry"
-	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/router"
+	"github.com/modelgate/modelgate/telemetry"
+	"github.com/modelgate/modelgate/ui"
 )
 
 // DefaultMaxBody is the request body limit when Config.MaxBodyBytes is 0.
@@ -29,6 +28,9 @@ const DefaultMaxBody = 1 << 20
 type Config struct {
 	MaxBodyBytes  int64 // 0 = DefaultMaxBody
 	MaxConcurrent int   // in-flight requests before 503 overloaded; 0 = unlimited
+	// Telemetry, when set, serves GET /metrics and, when it traces, wraps
+	// requests in server spans; nil serves no /metrics.
+	Telemetry *telemetry.Telemetry
 }
 
 // Server holds the core services behind both transports. Safe for
@@ -42,6 +44,9 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	slots    chan struct{}
+
+	analytics Analytics
+	tpl       *ui.Templates
 }
 
 // New returns a server over the core services. log may be nil.
@@ -63,6 +68,7 @@ func New(cfg Config, reg *registry.Registry, rt *router.Router, fb *feedback.Ser
 func (s *Server) Handler() http.Handler {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
+	s.useTelemetry(e)
 	e.Use(s.recover, s.limit)
 	e.NoRoute(func(c *gin.Context) {
 		s.writeError(c, fault.New(fault.NotFound, "not_found", "no such path: %s", c.Request.URL.Path))
@@ -73,6 +79,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
+	s.metricsRoute(e)
 	v1 := e.Group("/v1")
 	v1.POST("/endpoints/:endpoint/recommend", s.recommend)
 	v1.POST("/feedback", s.postFeedback)
@@ -86,7 +93,7 @@ func (s *Server) Handler() http.Handler {
 	v1.DELETE("/endpoints/:endpoint", s.deleteEndpoint)
 	v1.POST("/endpoints/:endpoint/arms", s.addArm)
 	v1.PATCH("/endpoints/:endpoint/arms/:arm", s.patchArm)
-	v1.GET("/endpoints/:endpoint/report", s.getReport)
+	s.analystRoutes(e, v1)
 	return e
 }
 
@@ -163,6 +170,7 @@ func (s *Server) recommend(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	s.noteArm(c, resp.Arm)
 	c.JSON(http.StatusOK, resp)
 }
 
@@ -295,54 +303,6 @@ func (s *Server) patchArm(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, ep)
-}
-
-func (s *Server) getReport(c *gin.Context) {
-	ep, err := s.reg.Endpoint(c.Param("endpoint"))
-	if err != nil {
-		s.writeError(c, err)
-		return
-	}
-	format := c.DefaultQuery("format", "json")
-	if format != "json" && format != "csv" {
-		s.writeError(c, fault.Field("format", "invalid_format", "format must be json or csv"))
-		return
-	}
-	snap := s.reg.Snapshot()
-	avail := func(arm string) bool { return router.Available(snap.Versions[arm]) }
-	rep := report.Build(ep, s.table, s.router.Errors(), avail, c.Query("segment"), s.now(),
-		s.router.PolicyShares(ep.Name, c.Query("segment")))
-	if format == "csv" {
-		c.Header("Content-Type", "text/csv; charset=utf-8")
-		c.Header("Content-Disposition", fmt.Sprintf("attachment; filename=%q", ep.Name+"-report.csv"))
-		c.Status(http.StatusOK)
-		writeReportCSV(c.Writer, rep)
-		return
-	}
-	c.JSON(http.StatusOK, rep)
-}
-
-func writeReportCSV(w io.Writer, r *report.Report) {
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"endpoint", "segment", "arm", "state", "trials", "successes", "rate", "ci95_low", "ci95_high",
-		"p_best", "expected_loss", "traffic_share", "off_policy_n", "off_policy_ips", "off_policy_snips",
-		"off_policy_ci95_low", "off_policy_ci95_high", "decision", "decision_arm"})
-	f := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
-	winner := ""
-	if r.Decision.Arm != nil {
-		winner = *r.Decision.Arm
-	}
-	for _, a := range r.Arms {
-		row := []string{r.Endpoint, r.Segment, a.Arm, a.State, strconv.FormatUint(a.Trials, 10),
-			strconv.FormatUint(a.Successes, 10), f(a.Rate), f(a.CI95[0]), f(a.CI95[1]), f(a.PBest),
-			f(a.ExpectedLoss), f(a.TrafficShare), "", "", "", "", ""}
-		if o := a.OffPolicy; o != nil {
-			row[12], row[13], row[14], row[15], row[16] = strconv.Itoa(o.N), f(o.IPS), f(o.SNIPS), f(o.CI95[0]), f(o.CI95[1])
-		}
-		row = append(row, r.Decision.Status, winner)
-		_ = cw.Write(row)
-	}
-	cw.Flush()
 }
 
 func (s *Server) readyz(c *gin.Context) {

@@ -71,10 +71,11 @@ func (s *Server) GRPCRecover(ctx context.Context, req any, info *grpc.UnaryServe
 }
 
 // GRPCServerOptions are the options a gRPC server of this API needs: panic
-// recovery and the in-flight limit.
+// recovery and the in-flight limit, plus, with Config.Telemetry, tracing
+// and, at debug level, a log line per call.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxBodyBytes)),
-		grpc.ChainUnaryInterceptor(s.GRPCRecover, s.GRPCLimit),
-	}
+		grpc.ChainUnaryInterceptor(append(s.grpcAccessLog(), s.GRPCRecover, s.GRPCLimit)...),
+	}, s.cfg.Telemetry.GRPCServerOptions()...)
 }

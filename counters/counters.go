@@ -114,6 +114,21 @@ func (t *Table) DrainPending() map[Key]uint64 {
 	return out
 }
 
+// Pending returns the number of trials counted in memory and not yet
+// drained for the store (the flush backlog).
+func (t *Table) Pending() uint64 {
+	t.mu.Lock()
+	cells := t.dirty
+	t.mu.Unlock()
+	// Appends after the unlock write past len(cells) only; the listed
+	// cells are read through their atomics.
+	var n uint64
+	for _, c := range cells {
+		n += c.pending.Load()
+	}
+	return n
+}
+
 // Restore gives back pending deltas that could not be persisted.
 func (t *Table) Restore(deltas map[Key]uint64) {
 	for k, n := range deltas {

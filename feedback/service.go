@@ -9,7 +9,9 @@ import (
 
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/store"
+	"github.com/modelgate/modelgate/telemetry"
 )
 
 // Limits of a feedback call.
@@ -72,6 +74,9 @@ type Service struct {
 	lookup Lookup
 	log    *slog.Logger
 	now    func() time.Time
+	offp   *offpolicy.Table
+	tel    *telemetry.Telemetry
+	met    *telemetry.Metrics
 }
 
 // NewService returns a feedback service. log may be nil.
@@ -82,15 +87,37 @@ func NewService(signer *Signer, db Store, table *counters.Table, lookup Lookup, 
 	return &Service{signer: signer, db: db, table: table, lookup: lookup, log: log, now: time.Now}
 }
 
+// SetOffPolicy makes the service add each newly counted success to the
+// off-policy sums. Call it before the service is used.
+func (s *Service) SetOffPolicy(t *offpolicy.Table) { s.offp = t }
+
+// SetTelemetry makes the service count feedback events, trials and
+// successes, time trial flushes and trace both. Call it before the service
+// is used.
+func (s *Service) SetTelemetry(t *telemetry.Telemetry) {
+	s.tel = t
+	if t != nil {
+		s.met = t.Metrics
+	}
+}
+
 // Record checks and applies a batch of events. When it returns a nil error,
 // every accepted event is durable. An error means nothing was acknowledged;
 // the client retries the same call, and deduplication makes that safe.
 func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
+	ctx, span := s.tel.Child(ctx, "feedback.record")
+	res, err := s.record(ctx, events)
+	s.recorded(ctx, span, len(events), res, err)
+	return res, err
+}
+
+func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 	if len(events) == 0 || len(events) > MaxEvents {
 		return nil, fault.Field("events", "invalid_events", "a feedback call carries 1 to %d events, got %d", MaxEvents, len(events))
 	}
 	res := &Result{Rejected: []Rejection{}}
 	ops := make([]store.FeedbackOp, 0, len(events))
+	toks := make([]*Token, 0, len(events))
 	now := s.now()
 	for i, ev := range events {
 		code := ""
@@ -118,6 +145,7 @@ func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
 			res.Rejected = append(res.Rejected, Rejection{Index: i, Code: code})
 			continue
 		}
+		toks = append(toks, tok)
 		id := string(tok.ID[:]) + string(binaryMillis(tok.Time))
 		op := store.FeedbackOp{
 			EventKey: "e" + id + ev.Type + "\x00" + ev.ItemID,
@@ -140,6 +168,7 @@ func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
 	out, err := s.db.ApplyFeedback(ctx, ops, pending)
 	if err != nil {
 		s.table.Restore(pending)
+		s.met.FeedbackEvents(ctx, "store_unavailable", int64(len(ops)))
 		return nil, &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "feedback not recorded, retry", Err: err}
 	}
 	for i, r := range out {
@@ -157,6 +186,12 @@ func (s *Service) Record(ctx context.Context, events []Event) (*Result, error) {
 				su = 1
 			}
 			s.table.Cell(ops[i].Counter).AddDurable(t, su)
+			s.met.Trial(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, int64(t))
+			s.met.Success(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, int64(su))
+			if r.Success && s.offp != nil {
+				tk := toks[i]
+				s.offp.Success(tk.Endpoint, tk.Segment, tk.Arm, tk.Time, tk.Propensity)
+			}
 			if k := ops[i].Counter; k.Segment != "all" {
 				k.Segment = counters.AggregateSegment
 				s.table.Cell(k).AddDurable(t, su)
@@ -206,7 +241,11 @@ func (s *Service) Flush(ctx context.Context) error {
 	if len(pending) == 0 {
 		return nil
 	}
-	if err := s.db.AddTrials(ctx, pending); err != nil {
+	ctx, span := s.tel.Start(ctx, "store.flush")
+	start := time.Now()
+	err := s.db.AddTrials(ctx, pending)
+	s.flushed(ctx, span, pending, time.Since(start), err)
+	if err != nil {
 		s.table.Restore(pending)
 		return fmt.Errorf("flush trials: %w", err)
 	}

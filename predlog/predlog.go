@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,14 +35,22 @@ type Record struct {
 }
 
 // Log appends records to a file. Create it with Open; it is safe for
-// concurrent use.
+// concurrent use. Add must not be called after Close.
+//
+// The file rotates at midnight UTC: the day's file is renamed
+// predictions-YYYY-MM-DD.jsonl and a new one started; rotated files older
+// than the retention are deleted.
 type Log struct {
-	q       chan *Record
-	f       *os.File
-	done    chan struct{}
-	closed  sync.Once
-	dropped atomic.Uint64
-	written atomic.Uint64
+	q         chan *Record
+	f         *os.File
+	dir       string
+	day       string
+	retention time.Duration
+	now       func() time.Time
+	done      chan struct{}
+	closed    sync.Once
+	dropped   atomic.Uint64
+	written   atomic.Uint64
 }
 
 // QueueLen bounds the records waiting to be written.
@@ -50,15 +59,61 @@ const QueueLen = 1 << 14
 // flushEvery bounds how long a record waits in the write buffer.
 const flushEvery = 200 * time.Millisecond
 
-// Open opens (appending) the log in dir.
-func Open(dir string) (*Log, error) {
-	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("prediction log: %w", err)
+// Open opens (appending) the log in dir, keeping rotated days for
+// retention (0 keeps them all).
+func Open(dir string, retention time.Duration) (*Log, error) {
+	l := &Log{q: make(chan *Record, QueueLen), dir: dir, retention: retention, now: time.Now, done: make(chan struct{})}
+	if err := l.open(); err != nil {
+		return nil, err
 	}
-	l := &Log{q: make(chan *Record, QueueLen), f: f, done: make(chan struct{})}
 	go l.run()
 	return l, nil
+}
+
+func (l *Log) open() error {
+	path := filepath.Join(l.dir, FileName)
+	// A file left from an earlier day is rotated before it is appended to.
+	if st, err := os.Stat(path); err == nil && st.ModTime().UTC().Format(time.DateOnly) != l.now().UTC().Format(time.DateOnly) {
+		_ = os.Rename(path, filepath.Join(l.dir, rotatedName(st.ModTime())))
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("prediction log: %w", err)
+	}
+	l.f, l.day = f, l.now().UTC().Format(time.DateOnly)
+	return nil
+}
+
+func rotatedName(day time.Time) string {
+	return "predictions-" + day.UTC().Format(time.DateOnly) + ".jsonl"
+}
+
+// rotate starts a new file when the day has changed, and deletes rotated
+// files past the retention.
+func (l *Log) rotate(w *bufio.Writer) {
+	now := l.now().UTC()
+	if now.Format(time.DateOnly) == l.day {
+		return
+	}
+	_ = w.Flush()
+	_ = l.f.Sync()
+	_ = l.f.Close()
+	day, _ := time.Parse(time.DateOnly, l.day)
+	_ = os.Rename(filepath.Join(l.dir, FileName), filepath.Join(l.dir, rotatedName(day)))
+	if err := l.open(); err != nil {
+		// Keep going into a fresh file descriptor of the same name.
+		l.f, _ = os.OpenFile(filepath.Join(l.dir, FileName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	}
+	w.Reset(l.f)
+	if l.retention > 0 {
+		old, _ := filepath.Glob(filepath.Join(l.dir, "predictions-*.jsonl"))
+		for _, p := range old {
+			d, err := time.Parse(time.DateOnly, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "predictions-"), ".jsonl"))
+			if err == nil && now.Sub(d) > l.retention+24*time.Hour {
+				_ = os.Remove(p)
+			}
+		}
+	}
 }
 
 // Add queues a record; when the queue is full the record is dropped.
@@ -94,6 +149,7 @@ func (l *Log) run() {
 			}
 		case <-t.C:
 			_ = w.Flush()
+			l.rotate(w)
 		}
 	}
 }

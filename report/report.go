@@ -13,8 +13,13 @@ import (
 
 	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/registry"
 )
+
+// SRMThreshold is the p-value below which the report warns of a sample
+// ratio mismatch.
+const SRMThreshold = 0.001
 
 // Draws is the number of joint posterior draws behind P(best), expected
 // loss, value remaining and traffic share.
@@ -78,8 +83,21 @@ type Report struct {
 	Regret      Regret   `json:"regret"`
 }
 
-// Build computes the report of ep for one segment from the counters in
-// table. segment "" or "all" aggregates every segment (for an endpoint
+// Input is what a report is built from.
+type Input struct {
+	Endpoint  *registry.Endpoint
+	Table     *counters.Table
+	Errors    *counters.Errors      // nil: no error counts
+	Available func(arm string) bool // nil: every arm can serve
+	Segment   string
+	Now       time.Time
+	Shares    []float64         // nil: computed from the plain counts
+	OffPolicy *offpolicy.Result // nil: no prediction log sums
+	Draws     int               // posterior draws; 0 = Draws
+}
+
+// Build computes the report of an endpoint for one segment from the counters
+// in the table. segment "" or "all" aggregates every segment (for an endpoint
 // without segment_by, "all" is its only segment).
 //
 // available tells whether an arm's model can serve now (nil: every arm
@@ -89,7 +107,8 @@ type Report struct {
 // policyShares, when not nil, are the traffic shares as the router computes
 // them (with a segment's borrowed prior or discounted counts); nil computes
 // them from the plain counts.
-func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, available func(arm string) bool, segment string, now time.Time, policyShares []float64) *Report {
+func Build(in Input) *Report {
+	ep, table, errs, available, segment, now, policyShares := in.Endpoint, in.Table, in.Errors, in.Available, in.Segment, in.Now, in.Shares
 	if segment == "" {
 		segment = "all"
 	}
@@ -118,7 +137,11 @@ func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, 
 	_, _ = crand.Read(seed[:])
 	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	prior := bandit.Prior{Alpha: ep.Policy.Prior.Alpha, Beta: ep.Policy.Prior.Beta}
-	an := bandit.Analyze(rng, prior, arms, Draws)
+	draws := in.Draws
+	if draws <= 0 {
+		draws = Draws
+	}
+	an := bandit.Analyze(rng, prior, arms, draws)
 	shares := make([]float64, len(arms))
 	pol := bandit.Policy{Prior: prior, MinShare: ep.Policy.MinShare}
 	if ep.Policy.Type == "uniform" {
@@ -127,7 +150,7 @@ func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, 
 	if len(policyShares) == len(arms) {
 		copy(shares, policyShares)
 	} else {
-		pol.Shares(rng, arms, Draws, shares)
+		pol.Shares(rng, arms, draws, shares)
 	}
 	var total uint64
 	var armErrs map[string]map[string]uint64
@@ -154,6 +177,17 @@ func Build(ep *registry.Endpoint, table *counters.Table, errs *counters.Errors, 
 		}
 	}
 	r.Regret.ExpectedCumulative = an.ExpectedRegret
+	if op := in.OffPolicy; op != nil {
+		for i := range r.Arms {
+			if e := op.Arms[r.Arms[i].Arm]; e != nil {
+				r.Arms[i].OffPolicy = &OffPolicy{N: e.N, IPS: e.IPS, SNIPS: e.SNIPS, CI95: e.CI95}
+			}
+		}
+		r.Health.SRMPValue = op.SRMPValue
+		if op.SRMPValue != nil && *op.SRMPValue < SRMThreshold {
+			r.Health.Warnings = append([]string{"sample_ratio_mismatch"}, r.Health.Warnings...)
+		}
+	}
 	r.Decision = decide(ep, an, total)
 	if total < ep.Policy.StopRule.MinTrials {
 		r.Health.Warnings = append(r.Health.Warnings, "low_traffic")

@@ -43,7 +43,7 @@ func TestDecision(t *testing.T) {
 			}
 			fill(tb, "all", "mf@1", tc.counts[0][0], tc.counts[0][1])
 			fill(tb, "all", "mf@2", tc.counts[1][0], tc.counts[1][1])
-			r := Build(ep, tb, nil, nil, "", time.Now(), nil)
+			r := Build(Input{Endpoint: ep, Table: tb, Available: nil, Segment: "", Now: time.Now()})
 			got := ""
 			if r.Decision.Arm != nil {
 				got = *r.Decision.Arm
@@ -73,7 +73,7 @@ func TestUnavailableArmGetsNoShare(t *testing.T) {
 	tb := &counters.Table{}
 	fill(tb, "all", "mf@1", 100, 10)
 	fill(tb, "all", "mf@2", 100, 30)
-	r := Build(endpoint(), tb, nil, func(arm string) bool { return arm != "mf@2" }, "", time.Now(), nil)
+	r := Build(Input{Endpoint: endpoint(), Table: tb, Available: func(arm string) bool { return arm != "mf@2" }, Segment: "", Now: time.Now()})
 	if a := r.Arms[1]; a.State != "unavailable" || a.TrafficShare != 0 || a.PBest != 0 {
 		t.Fatalf("unavailable arm: %+v", a)
 	}
@@ -88,18 +88,18 @@ func TestSegments(t *testing.T) {
 	fill(tb, "surface=music", "mf@1", 10, 1)
 	fill(tb, "surface=music", "mf@2", 20, 5)
 	fill(tb, "surface=home", "mf@1", 30, 3)
-	all := Build(ep, tb, nil, nil, "all", time.Now(), nil)
+	all := Build(Input{Endpoint: ep, Table: tb, Available: nil, Segment: "all", Now: time.Now()})
 	if all.Segment != "all" || all.Arms[0].Trials != 40 || all.Arms[1].Trials != 20 || all.Arms[0].Successes != 4 {
 		t.Fatalf("aggregate: %+v", all.Arms)
 	}
 	if len(all.Segments) != 2 || all.Segments[0] != "surface=home" || all.Segments[1] != "surface=music" {
 		t.Fatalf("segments: %v", all.Segments)
 	}
-	music := Build(ep, tb, nil, nil, "surface=music", time.Now(), nil)
+	music := Build(Input{Endpoint: ep, Table: tb, Available: nil, Segment: "surface=music", Now: time.Now()})
 	if music.Arms[0].Trials != 10 || music.Arms[1].Trials != 20 || music.Arms[1].Successes != 5 {
 		t.Fatalf("one segment: %+v", music.Arms)
 	}
-	if r := Build(ep, tb, nil, nil, "surface=none", time.Now(), nil); r.Arms[0].Trials != 0 || r.Arms[0].Rate != 0.5 {
+	if r := Build(Input{Endpoint: ep, Table: tb, Available: nil, Segment: "surface=none", Now: time.Now()}); r.Arms[0].Trials != 0 || r.Arms[0].Rate != 0.5 {
 		t.Fatalf("unseen segment should report the prior: %+v", r.Arms[0])
 	}
 }
@@ -108,12 +108,37 @@ func TestGuardrailWarning(t *testing.T) {
 	ep := endpoint()
 	ep.ArmStates["mf@2"] = registry.Paused
 	ep.ArmReasons = map[string]string{"mf@2": "paused by guardrail: error rate 0.600 over the last 1m0s (30 of 50 calls) exceeds max_error_rate 0.200"}
-	r := Build(ep, &counters.Table{}, nil, nil, "", time.Now(), nil)
+	r := Build(Input{Endpoint: ep, Table: &counters.Table{}, Available: nil, Segment: "", Now: time.Now()})
 	found := false
 	for _, w := range r.Health.Warnings {
 		found = found || w == "paused_by_guardrail: mf@2"
 	}
 	if !found || r.Arms[1].Reason == "" || r.Arms[1].State != "paused" {
 		t.Fatalf("warnings %v, arm %+v", r.Health.Warnings, r.Arms[1])
+	}
+}
+
+// Two equal arms: the stop rule keeps running while the value remaining in
+// exploring is large, and calls it (on value remaining, P(best) being
+// stuck near 1/2) once enough data makes the difference negligible.
+func TestStopRuleEqualArms(t *testing.T) {
+	for _, tc := range []struct {
+		trials     uint64
+		wantStatus string
+	}{
+		{500, "keep_running"},
+		{20000, "keep_running"},
+		{2000000, "winner"},
+	} {
+		tb := &counters.Table{}
+		fill(tb, "all", "mf@1", tc.trials, tc.trials/10)
+		fill(tb, "all", "mf@2", tc.trials, tc.trials/10)
+		r := Build(Input{Endpoint: endpoint(), Table: tb, Now: time.Now()})
+		if r.Decision.Status != tc.wantStatus {
+			t.Fatalf("%d trials each: %s (value remaining %.4f), want %s", tc.trials, r.Decision.Status, r.Decision.ValueRemaining, tc.wantStatus)
+		}
+		if tc.wantStatus == "winner" && (r.Decision.Reason == nil || *r.Decision.Reason != "value_remaining") {
+			t.Fatalf("reason %v, want value_remaining", r.Decision.Reason)
+		}
 	}
 }

@@ -33,7 +33,7 @@ type guardSlice struct {
 type armGuard struct {
 	mu      sync.Mutex
 	slices  [guardBuckets]guardSlice
-	tripped atomic.Bool
+	tripped atomic.Int64 // when the guard last paused the arm (unix nanos), 0 if never
 }
 
 type guardKey struct{ endpoint, arm string }
@@ -119,12 +119,16 @@ func (r *Router) guardrail(ep *registry.Endpoint, arm string, failed bool, lat t
 	if ep.ArmStates[arm] == registry.Paused {
 		return
 	}
-	// A resumed arm is watched afresh.
-	if ag.tripped.Load() {
+	// Until the endpoint changes after a trip (the pause landing, then a
+	// resume), the guard stays tripped; a resumed arm is watched afresh.
+	if at := ag.tripped.Load(); at != 0 {
+		if ep.UpdatedAt.UnixNano() <= at {
+			return
+		}
 		ag.mu.Lock()
 		ag.slices = [guardBuckets]guardSlice{}
 		ag.mu.Unlock()
-		ag.tripped.Store(false)
+		ag.tripped.CompareAndSwap(at, 0)
 	}
 	n, errs, p99 := ag.add(r.now(), window, failed, lat)
 	if n < g.MinRequests {
@@ -139,7 +143,7 @@ func (r *Router) guardrail(ep *registry.Endpoint, arm string, failed bool, lat t
 	default:
 		return
 	}
-	if r.onTrip == nil || !ag.tripped.CompareAndSwap(false, true) {
+	if r.onTrip == nil || !ag.tripped.CompareAndSwap(0, r.now().UnixNano()) {
 		return
 	}
 	r.log.Warn("guardrail paused an arm", "endpoint", ep.Name, "arm", arm, "reason", reason)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -24,8 +25,10 @@ import (
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/predlog"
 	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/telemetry"
 )
 
 // Limits of a recommend call.
@@ -81,7 +84,10 @@ type Router struct {
 	sticky  stickyStore
 	guards  sync.Map // guardKey -> *armGuard
 	predlog PredictionLog
+	offp    *offpolicy.Table
 	onTrip  func(endpoint, arm, reason string)
+	tel     *telemetry.Telemetry
+	met     *telemetry.Metrics
 }
 
 // PredictionLog receives a record of every served prediction; Add must not
@@ -97,9 +103,14 @@ type Options struct {
 	// OnGuardrail is called (in its own goroutine) when an arm breaches its
 	// endpoint's guardrails; it is expected to pause the arm with reason.
 	OnGuardrail func(endpoint, arm, reason string)
+	// OffPolicy, when set, gets the sums of every served prediction.
+	OffPolicy *offpolicy.Table
 	// Seed, when non-zero, seeds the random sources deterministically
 	// (tests); else they are seeded from crypto/rand.
 	Seed uint64
+	// Telemetry, when set, gets the recommend metrics and, under a
+	// recording server span, the choose, featurize and backend spans.
+	Telemetry *telemetry.Telemetry
 }
 
 // Errors returns the router's arm failure counts.
@@ -124,7 +135,10 @@ func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *s
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now,
-		predlog: opt.PredictionLog, onTrip: opt.OnGuardrail}
+		predlog: opt.PredictionLog, offp: opt.OffPolicy, onTrip: opt.OnGuardrail}
+	if opt.Telemetry != nil {
+		r.tel, r.met = opt.Telemetry, opt.Telemetry.Metrics
+	}
 	var n atomic.Uint64
 	r.rngs.New = func() any {
 		if opt.Seed != 0 {
@@ -153,11 +167,15 @@ type shareSet struct {
 	shares []float64
 }
 
-// shareTTL bounds how stale a logged propensity may be while posteriors
-// move; shareDraws is the Monte Carlo size of each estimate (standard error
-// ≤ 0.005).
+// Propensity caching: shares are recomputed at once when an arm's evidence
+// moved by more than syncDrift (relative, see shareSet.drift), in the
+// background when it moved by more than asyncDrift or at all after
+// shareTTL; shareDraws is the Monte Carlo size of each estimate (standard
+// error ≤ 0.005).
 const (
-	shareTTL   = time.Second
+	shareTTL   = 100 * time.Millisecond
+	syncDrift  = 0.10
+	asyncDrift = 0.01
 	shareDraws = 10000
 )
 
@@ -229,7 +247,8 @@ func truncate(s string, n int) string {
 }
 
 // Recommend serves one request.
-func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error) {
+func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err error) {
+	start := time.Now()
 	if err := Validate(req); err != nil {
 		return nil, err
 	}
@@ -244,6 +263,7 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 	}
 	segment := Segment(ep.Policy.SegmentBy, req.Context)
 	now := r.now()
+	_, chooseSpan := r.tel.Child(ctx, "choose")
 
 	// Gather the arms' posteriors; paused and unavailable arms are inactive.
 	var armBuf [16]bandit.Arm
@@ -265,12 +285,15 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 	}
 
 	chosen, prop, sticky := -1, 0.0, false
+	var shares []float64 // the policy's probability of each arm for this request
 	ttl := ep.Policy.StickyTTL()
 	if ttl > 0 {
 		if arm, p, ok := r.sticky.get(ep.Name, req.UserID, now); ok {
 			for i, name := range ep.Arms {
 				if name == arm && arms[i].Active {
 					chosen, prop, sticky = i, p, true
+					shares = make([]float64, len(arms)) // the assignment holds: certain
+					shares[i] = 1
 				}
 			}
 		}
@@ -281,9 +304,11 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		chosen = pol.Choose(rng, arms)
 		r.rngs.Put(rng)
 		if chosen >= 0 {
-			prop = r.propensity(ep, segment, arms, chosen, now)
+			shares = r.shares(ep, segment, arms, now)
+			prop = shares[chosen]
 		}
 	}
+	endChoose(chooseSpan, ep, segment, chosen, prop)
 
 	var excl map[string]struct{}
 	if len(req.Exclude) > 0 {
@@ -307,6 +332,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 	served, fellBack := -1, false
 	var items []backend.Item
 	var lastErr error
+	if r.met != nil || r.tel != nil {
+		defer func() { r.observe(ctx, start, ep, segment, chosen, served, fellBack, err) }()
+	}
 	try := func(i int) error {
 		v := snap.Versions[ep.Arms[i]]
 		start := time.Now()
@@ -317,6 +345,7 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		if err != nil {
 			if fault.As(err) == nil && ctx.Err() == nil {
 				r.errs.Add(counters.ErrorKey{Endpoint: ep.Name, Arm: ep.Arms[i], Class: backend.Classify(err)})
+				r.met.ArmError(ctx, ep.Name, ep.Arms[i], backend.Classify(err))
 			}
 			return err
 		}
@@ -338,7 +367,10 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 				fellBack = true
 				// The arm that served was not the policy's choice: log the
 				// probability the policy gives it, as for any other choice.
-				prop = r.propensity(ep, segment, arms, fb, now)
+				if shares == nil || sticky {
+					shares = r.shares(ep, segment, arms, now)
+				}
+				prop = shares[fb]
 			} else {
 				if fault.As(err) != nil {
 					return nil, err
@@ -355,9 +387,10 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		return nil, fault.New(fault.Unavailable, "no_healthy_arm", "%s", msg)
 	}
 	if chosen >= 0 && lastErr != nil {
-		r.log.Warn("arm failed", "endpoint", ep.Name, "arm", ep.Arms[chosen], "served", ep.Arms[served], "err", lastErr)
+		r.log.WarnContext(ctx, "arm failed", "endpoint", ep.Name, "arm", ep.Arms[chosen], "served", ep.Arms[served], "err", lastErr)
 	}
 	if ep.Policy.TrialsOn != "impression" {
+		r.met.Trial(ctx, ep.Name, ep.Arms[served], 1)
 		cells[served].AddTrial()
 		if aggs[served] != nil {
 			aggs[served].AddDurable(1, 0) // in memory only: rebuilt from the segments at start-up
@@ -373,6 +406,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (*Response, error)
 		OnImpression: ep.Policy.TrialsOn == "impression", ID: feedback.NewID()}
 	resp := &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: armName, Model: model,
 		Version: version, Segment: segment, Items: items, Fallback: fellBack}
+	if r.offp != nil {
+		r.offp.Served(ep.Name, segment, now, ep.Arms, shares, served, prop)
+	}
 	if r.predlog != nil {
 		ids := make([]string, len(items))
 		for i, it := range items {
@@ -477,7 +513,9 @@ func fallbackArm(ep *registry.Endpoint, arms []bandit.Arm, failed int) int {
 // call featurizes for version v and calls its backend under its deadline,
 // then enforces candidates, exclude and k whatever the model returned.
 func (r *Router) call(ctx context.Context, v *registry.Version, freq *featurizer.Request, cands []string, excl map[string]struct{}, k int) ([]backend.Item, error) {
+	_, fspan := r.tel.Child(ctx, "featurize")
 	inputs, err := v.Plan.Build(freq)
+	endFeaturize(fspan, v, err)
 	if err != nil {
 		var fe *featurizer.FieldError
 		if errors.As(err, &fe) {
@@ -491,7 +529,10 @@ func (r *Router) call(ctx context.Context, v *registry.Version, freq *featurizer
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	cctx, pspan := r.tel.Child(cctx, predictSpanName(v.Spec.Backend.Type))
+	start := time.Now()
 	items, err := v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, Candidates: cands, Exclude: excl, K: k})
+	r.endPredict(cctx, pspan, v, time.Since(start), err)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.Spec.Arm, err)
 	}
@@ -535,15 +576,13 @@ func filterItems(items []backend.Item, cands []string, excl map[string]struct{},
 }
 
 // propensity returns the cached probability that the policy picks arm i in
-// propensity is the probability that the policy picks arm i in this
-// segment now, after the floor and pauses. Uniform choices and a single
-// active arm are exact. Thompson's is a Monte Carlo estimate over
-// shareDraws joint posterior draws (standard error ≤ 0.005), cached per
-// segment: the cache is exact while the posteriors it was computed from are
-// unchanged; when they change it is refreshed in the background at most
-// every shareTTL; when the set of active arms changes it is recomputed at
-// once.
-func (r *Router) propensity(ep *registry.Endpoint, segment string, arms []bandit.Arm, i int, now time.Time) float64 {
+// shares is the probability that the policy picks each arm in this segment
+// now, after the floor and pauses; the slice is shared and read-only.
+// Uniform choices and a single active arm are exact. Thompson's is a Monte
+// Carlo estimate over shareDraws joint posterior draws (standard error
+// ≤ 0.005), cached per segment and kept close to the posteriors: see the
+// drift constants. A change of the active arms recomputes it at once.
+func (r *Router) shares(ep *registry.Endpoint, segment string, arms []bandit.Arm, now time.Time) []float64 {
 	pol := BanditPolicy(&ep.Policy)
 	active := 0
 	for _, a := range arms {
@@ -551,20 +590,23 @@ func (r *Router) propensity(ep *registry.Endpoint, segment string, arms []bandit
 			active++
 		}
 	}
-	if !arms[i].Active {
-		return 0
-	}
-	if active == 1 || pol.Kind == bandit.Uniform {
-		return 1 / float64(active)
+	if active <= 1 || pol.Kind == bandit.Uniform {
+		out := make([]float64, len(arms))
+		for i, a := range arms {
+			if a.Active {
+				out[i] = 1 / float64(active)
+			}
+		}
+		return out
 	}
 	st := r.seg(ep.Name, segment)
 	cur := st.shares.Load()
-	if cur == nil || !cur.sameArms(ep.Arms, arms) {
+	if cur == nil || !cur.sameArms(ep.Arms, arms) || cur.drift(arms) > syncDrift {
 		cur = r.computeShares(pol, ep.Arms, arms, now)
 		st.shares.Store(cur)
-		return cur.shares[i]
+		return cur.shares
 	}
-	if !cur.samePosteriors(arms) && now.Sub(cur.at) > shareTTL && st.refreshing.CompareAndSwap(false, true) {
+	if d := cur.drift(arms); d > 0 && (d > asyncDrift || now.Sub(cur.at) > shareTTL) && st.refreshing.CompareAndSwap(false, true) {
 		snapshot := append([]bandit.Arm(nil), arms...)
 		names := append([]string(nil), ep.Arms...)
 		go func() {
@@ -572,7 +614,7 @@ func (r *Router) propensity(ep *registry.Endpoint, segment string, arms []bandit
 			st.shares.Store(r.computeShares(pol, names, snapshot, now))
 		}()
 	}
-	return cur.shares[i]
+	return cur.shares
 }
 
 func (r *Router) computeShares(pol bandit.Policy, names []string, arms []bandit.Arm, now time.Time) *shareSet {
@@ -595,13 +637,22 @@ func (s *shareSet) sameArms(names []string, arms []bandit.Arm) bool {
 	return true
 }
 
-func (s *shareSet) samePosteriors(arms []bandit.Arm) bool {
+// drift measures how far the posteriors moved since the shares were
+// computed: the largest change of an arm's evidence (trials plus
+// pseudo-counts) relative to (10 + its evidence then); 0 when unchanged.
+func (s *shareSet) drift(arms []bandit.Arm) float64 {
+	d := 0.0
 	for i := range arms {
-		if s.posts[i] != arms[i] {
-			return false
+		a, b := s.posts[i], arms[i]
+		if a == b {
+			continue
 		}
+		was := float64(a.Trials) + a.PseudoSuccesses + a.PseudoFailures
+		now := float64(b.Trials) + b.PseudoSuccesses + b.PseudoFailures
+		ds := math.Abs(float64(b.Successes)-float64(a.Successes)) + math.Abs(b.PseudoSuccesses-a.PseudoSuccesses)
+		d = max(d, (math.Abs(now-was)+ds)/(10+was), 1e-9)
 	}
-	return true
+	return d
 }
 
 func (r *Router) seg(endpoint, segment string) *segState {

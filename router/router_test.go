@@ -284,3 +284,5 @@ func BenchmarkRecommend(b *testing.B) {
 		}
 	}
 }
+
+var zeroTime time.Time

@@ -5,6 +5,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -37,6 +38,8 @@ var (
 	bDedupe   = []byte("dedupe")    // key -> 8-byte expiry (unix nanos)
 	bExpiry   = []byte("dedupe_by") // 8-byte expiry + key -> nil, for sweeping in order
 	bDisc     = []byte("discounted")
+	bOffPol   = []byte("offpolicy")
+	bHistory  = []byte("history")
 )
 
 // FileName is the database file inside the data dir.
@@ -64,7 +67,7 @@ func Open(dir string) (*DB, error) {
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bCounters, bDedupe, bExpiry, bDisc, []byte(Models), []byte(Endpoints)} {
+		for _, b := range [][]byte{bMeta, bCounters, bDedupe, bExpiry, bDisc, bOffPol, bHistory, []byte(Models), []byte(Endpoints)} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -360,4 +363,133 @@ func (d *DB) LoadDiscounted(_ context.Context) ([]counters.DiscEntry, error) {
 		})
 	})
 	return out, err
+}
+
+// seriesKey is endpoint NUL segment NUL 8-byte big-endian time: the points
+// of one series sort by time.
+func seriesKey(endpoint, segment string, t int64) []byte {
+	k := make([]byte, 0, len(endpoint)+len(segment)+10)
+	k = append(k, endpoint...)
+	k = append(k, 0)
+	k = append(k, segment...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, uint64(t))
+}
+
+func parseSeriesKey(k []byte) (endpoint, segment string, t int64, ok bool) {
+	if len(k) < 10 {
+		return "", "", 0, false
+	}
+	head := string(k[:len(k)-8])
+	parts := strings.SplitN(head, "\x00", 3)
+	if len(parts) != 3 || parts[2] != "" {
+		return "", "", 0, false
+	}
+	return parts[0], parts[1], int64(binary.BigEndian.Uint64(k[len(k)-8:])), true
+}
+
+// Record is one stored point of a time series.
+type Record struct {
+	Endpoint string
+	Segment  string
+	Time     int64 // unix seconds
+	Value    []byte
+}
+
+// PutOffPolicy stores off-policy minute snapshots, replacing earlier ones.
+func (d *DB) PutOffPolicy(_ context.Context, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bOffPol)
+		for _, r := range recs {
+			if err := b.Put(seriesKey(r.Endpoint, r.Segment, r.Time), r.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LoadOffPolicy returns every stored off-policy minute.
+func (d *DB) LoadOffPolicy(_ context.Context) ([]Record, error) { return d.all(bOffPol) }
+
+func (d *DB) all(bucket []byte) ([]Record, error) {
+	var out []Record
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			if e, s, t, ok := parseSeriesKey(k); ok {
+				out = append(out, Record{Endpoint: e, Segment: s, Time: t, Value: append([]byte(nil), v...)})
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// AddHistory stores a history point unless one exists for the same series
+// and time (so replicas sharing a store write one series).
+func (d *DB) AddHistory(_ context.Context, r Record) (bool, error) {
+	added := false
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bHistory)
+		k := seriesKey(r.Endpoint, r.Segment, r.Time)
+		if b.Get(k) != nil {
+			return nil
+		}
+		added = true
+		return b.Put(k, r.Value)
+	})
+	return added, err
+}
+
+// History returns the points of one series with from ≤ time < to (a zero
+// bound is open), oldest first.
+func (d *DB) History(_ context.Context, endpoint, segment string, from, to int64) ([]Record, error) {
+	var out []Record
+	err := d.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bHistory).Cursor()
+		prefix := seriesKey(endpoint, segment, 0)
+		prefix = prefix[:len(prefix)-8]
+		for k, v := c.Seek(seriesKey(endpoint, segment, max(from, 0))); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			_, _, t, ok := parseSeriesKey(k)
+			if !ok {
+				continue
+			}
+			if to != 0 && t >= to {
+				break
+			}
+			out = append(out, Record{Endpoint: endpoint, Segment: segment, Time: t, Value: append([]byte(nil), v...)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PruneSeries deletes history points and off-policy minutes older than
+// cutoff, and thins history points older than thinBefore to one per
+// keepEvery. It returns how many points it deleted.
+func (d *DB) PruneSeries(_ context.Context, cutoff, thinBefore, keepEvery int64) (int, error) {
+	n := 0
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bHistory, bOffPol} {
+			c := tx.Bucket(name).Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				_, _, t, ok := parseSeriesKey(k)
+				drop := !ok || t < cutoff
+				if !drop && string(name) == string(bHistory) && t < thinBefore && keepEvery > 0 && t%keepEvery != 0 {
+					drop = true
+				}
+				if drop {
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					n++
+				}
+			}
+		}
+		return nil
+	})
+	return n, err
 }

@@ -24,13 +24,19 @@ const MaxMsgSize = 64 << 20
 // when the last Model using it is closed. The zero value is ready to use; a
 // Pool is safe for concurrent use and must not be copied after first use.
 type Pool struct {
+	// DialOptions are added to every connection's own settings, e.g. a
+	// tracing stats handler so TF Serving receives the traceparent. Set it
+	// before the first Open; nil adds nothing.
+	DialOptions []grpc.DialOption
+
 	mu     sync.Mutex
 	conns  map[connKey]*sharedConn
 	closed bool
 }
 
-// NewPool returns an empty pool, the same as new(Pool).
-func NewPool() *Pool { return new(Pool) }
+// NewPool returns an empty pool whose connections also get opts (see
+// DialOptions); NewPool() is the same as new(Pool).
+func NewPool(opts ...grpc.DialOption) *Pool { return &Pool{DialOptions: opts} }
 
 type connKey struct {
 	target string
@@ -84,7 +90,7 @@ func (p *Pool) acquire(target string, t *TLS) (*grpc.ClientConn, func(), error) 
 		if err != nil {
 			return nil, nil, err
 		}
-		cc, err := grpc.NewClient(target, dialOptions(creds)...)
+		cc, err := grpc.NewClient(target, append(dialOptions(creds), p.DialOptions...)...)
 		if err != nil {
 			return nil, nil, invalid("backend.target", "%v", err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,10 +24,13 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/lifecycle"
+	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/predlog"
 	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/router"
 	"github.com/modelgate/modelgate/store"
+	"github.com/modelgate/modelgate/telemetry"
 )
 
 type serveFlags struct {
@@ -76,7 +80,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "serve: --log-level: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
+	telemetry.LogErrors(log)
 	if err := serve(f, log, stdout); err != nil {
 		log.Error("serve failed", "err", err)
 		fmt.Fprintf(stderr, "modelgate serve: %v\n", err)
@@ -148,6 +153,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 	go func() { errc <- gs.Serve(gl) }()
 	log.Info("modelgate serving", "http", hl.Addr().String(), "grpc", gl.Addr().String(), "data_dir", f.dataDir,
 		"models", len(reg.Snapshot().Versions), "endpoints", len(reg.Snapshot().Endpoints))
+	log.Info("telemetry", "exporters", a.tel.Exporters(), "tracing", a.tel.Tracing())
 	fmt.Fprintf(stdout, "modelgate: HTTP on http://%s, gRPC on %s, data in %s\n", hl.Addr(), gl.Addr(), f.dataDir)
 
 	var serveErr error
@@ -186,10 +192,18 @@ type app struct {
 	pool  *tfserving.Pool
 	plog  *predlog.Log
 	log   *slog.Logger
+	tel   *telemetry.Telemetry
+	offp  *offpolicy.Table
+	rec   *report.Recorder
+
+	retention time.Duration
 }
 
 // close releases the app's resources; call it after the listeners stopped.
 func (a *app) close() {
+	if err := a.tel.Shutdown(context.Background()); err != nil {
+		a.log.Error("flushing telemetry", "err", err)
+	}
 	a.pool.Close()
 	if err := a.plog.Close(); err != nil {
 		a.log.Error("closing the prediction log", "err", err)
@@ -205,10 +219,48 @@ func (a *app) run(ctx context.Context) {
 	go func() { a.watch.Run(wctx); close(done) }()
 	discDone := make(chan struct{})
 	go func() { a.saveDiscounted(wctx); close(discDone) }()
+	recDone := make(chan struct{})
+	go func() { a.rec.Run(wctx); close(recDone) }()
+	opDone := make(chan struct{})
+	go func() { a.saveOffPolicy(wctx); close(opDone) }()
 	a.fb.Run(ctx)
 	cancel()
 	<-done
 	<-discDone
+	<-recDone
+	<-opDone
+}
+
+// saveOffPolicy writes the changed off-policy minutes every second and
+// once more at the end, and forgets minutes past the retention.
+func (a *app) saveOffPolicy(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	save := func() {
+		dirty := a.offp.Dirty()
+		recs := make([]store.Record, 0, len(dirty))
+		for k, m := range dirty {
+			raw, _ := json.Marshal(m)
+			recs = append(recs, store.Record{Endpoint: k.Endpoint, Segment: k.Segment, Time: k.Minute, Value: raw})
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.db.PutOffPolicy(sctx, recs); err != nil {
+			a.log.Error("saving off-policy sums", "err", err)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			save()
+			return
+		case now := <-t.C:
+			save()
+			if now.Second() == 0 {
+				a.offp.Forget(now.Add(-a.retention))
+			}
+		}
+	}
 }
 
 // saveDiscounted snapshots the discounted counts every few seconds and once
@@ -237,25 +289,40 @@ func (a *app) saveDiscounted(ctx context.Context) {
 // newApp opens the data dir and wires the core services. The caller closes
 // a.db and runs a.fb.Run for the background flushes.
 func newApp(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (*app, error) {
+	tel, err := telemetry.New(ctx, telemetry.Config{ServiceVersion: version})
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAppWith(ctx, cfg, dataDir, log, tel)
+	if err != nil {
+		_ = tel.Shutdown(context.Background())
+	}
+	return a, err
+}
+
+// newAppWith is newApp with the given telemetry (OTEL_* settings, test
+// exporters); the app shuts it down in close.
+func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger, tel *telemetry.Telemetry) (*app, error) {
 	db, err := store.Open(dataDir)
 	if err != nil {
 		return nil, err
 	}
-	plog, err := predlog.Open(dataDir)
+	plog, err := predlog.Open(dataDir, cfg.Report.Retention)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	a, err := wire(ctx, cfg, db, plog, log)
+	a, err := wire(ctx, cfg, db, plog, log, tel)
 	if err != nil {
 		plog.Close()
 		db.Close()
 		return nil, err
 	}
+	a.tel = tel
 	return a, nil
 }
 
-func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.Log, log *slog.Logger) (*app, error) {
+func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.Log, log *slog.Logger, tel *telemetry.Telemetry) (*app, error) {
 	table := &counters.Table{}
 	entries, err := db.LoadCounters(ctx)
 	if err != nil {
@@ -269,6 +336,18 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.L
 			table.Cell(agg).AddDurable(e.Trials, e.Successes)
 		}
 	}
+	offp := &offpolicy.Table{}
+	recs, err := db.LoadOffPolicy(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load off-policy sums: %w", err)
+	}
+	for _, r := range recs {
+		var m offpolicy.Minute
+		if json.Unmarshal(r.Value, &m) == nil {
+			offp.Load(offpolicy.Key{Endpoint: r.Endpoint, Segment: r.Segment, Minute: r.Time}, m)
+		}
+	}
+	offp.Dirty() // what was just loaded is already stored
 	discs, err := db.LoadDiscounted(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load discounted counts: %w", err)
@@ -276,7 +355,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.L
 	for _, d := range discs {
 		table.Cell(d.Key).RestoreDiscounted(d.Disc)
 	}
-	pool := tfserving.NewPool()
+	pool := tfserving.NewPool(tel.GRPCDialOptions()...)
 	reg, err := registry.New(ctx, db, loaders(pool), log)
 	if err != nil {
 		return nil, err
@@ -304,15 +383,26 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.L
 			log.Error("guardrail could not pause an arm", "endpoint", endpoint, "arm", arm, "err", err)
 		}
 	}
-	rt := router.New(reg, table, signer, log, router.Options{PredictionLog: plog, OnGuardrail: pauseArm})
+	rt := router.New(reg, table, signer, log, router.Options{PredictionLog: plog, OnGuardrail: pauseArm, OffPolicy: offp, Telemetry: tel})
 	fb := feedback.NewService(signer, db, table, lookup(reg), log)
+	fb.SetTelemetry(tel)
 	maxConc := cfg.Limits.MaxConcurrent
 	if maxConc == 0 {
 		maxConc = 64 * runtime.NumCPU()
 	}
-	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc}, reg, rt, fb, table, log)
+	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc, Telemetry: tel}, reg, rt, fb, table, log)
+	fb.SetOffPolicy(offp)
+	srv.SetAnalytics(api.Analytics{OffPolicy: offp, Series: db, Interval: cfg.Report.Interval})
+	rec := report.NewRecorder(reg, table, db, func(ep *registry.Endpoint, segment string, now time.Time) *report.Report {
+		return srv.BuildReport(ep, segment, now, time.Time{}, time.Time{})
+	}, cfg.Report.Interval, cfg.Report.Retention, log)
 	watch := lifecycle.New(reg, listers(pool), log)
-	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log}, nil
+	if err := observeGauges(tel, reg, rt, table); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log,
+		offp: offp, rec: rec, retention: cfg.Report.Retention}, nil
 }
 
 // lookup tells feedback the policy of an endpoint's arm.

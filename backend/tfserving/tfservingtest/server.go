@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -152,6 +153,7 @@ type Server struct {
 	fault    Fault
 	gs       *grpc.Server
 	requests []*apis.PredictRequest
+	mds      []metadata.MD // the metadata of the requests, in step
 	keep     int
 	calls    map[string]int
 }
@@ -277,6 +279,18 @@ func (s *Server) Requests() []*apis.PredictRequest {
 	return out
 }
 
+// PredictMetadata returns copies of the incoming metadata (headers such as
+// traceparent) of the last Predict calls received (up to 16), oldest first.
+func (s *Server) PredictMetadata() []metadata.MD {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]metadata.MD, len(s.mds))
+	for i, md := range s.mds {
+		out[i] = md.Copy()
+	}
+	return out
+}
+
 // LastRequest returns a copy of the last Predict request received, or nil.
 func (s *Server) LastRequest() *apis.PredictRequest {
 	s.mu.Lock()
@@ -311,6 +325,16 @@ func (s *Server) record(req *apis.PredictRequest) {
 		s.requests = slices.Delete(s.requests, 0, 1)
 	}
 	s.requests = append(s.requests, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) recordMetadata(ctx context.Context) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	s.mu.Lock()
+	if len(s.mds) == s.keep {
+		s.mds = slices.Delete(s.mds, 0, 1)
+	}
+	s.mds = append(s.mds, md.Copy())
 	s.mu.Unlock()
 }
 
@@ -375,6 +399,7 @@ func (p predictionService) GetModelMetadata(_ context.Context, req *apis.GetMode
 
 func (p predictionService) Predict(ctx context.Context, req *apis.PredictRequest) (*apis.PredictResponse, error) {
 	p.s.record(req)
+	p.s.recordMetadata(ctx)
 	m, f := p.s.begin("Predict", req.GetModelSpec().GetName())
 	if f.Delay > 0 {
 		t := time.NewTimer(f.Delay)

@@ -1,0 +1,179 @@
+package api
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/offpolicy"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/report"
+	"github.com/modelgate/modelgate/router"
+)
+
+// Analytics are the analysts' data sources: the off-policy sums and the
+// report history. Zero fields turn their features off.
+type Analytics struct {
+	OffPolicy *offpolicy.Table
+	Series    report.Series
+	Interval  time.Duration // history interval
+}
+
+// SetAnalytics gives the server its analytics sources; call it before
+// serving.
+func (s *Server) SetAnalytics(a Analytics) { s.analytics = a }
+
+func (s *Server) analystRoutes(e *gin.Engine, v1 *gin.RouterGroup) {
+	v1.GET("/endpoints/:endpoint/report", s.getReport)
+	v1.GET("/endpoints/:endpoint/report/history", s.getHistory)
+	s.uiRoutes(e)
+}
+
+// reportQuery is a report request's validated parameters.
+type reportQuery struct {
+	ep       *registry.Endpoint
+	segment  string
+	from, to time.Time
+	format   string
+}
+
+func (s *Server) parseReportQuery(c *gin.Context) (*reportQuery, error) {
+	ep, err := s.reg.Endpoint(c.Param("endpoint"))
+	if err != nil {
+		return nil, err
+	}
+	q := &reportQuery{ep: ep, segment: c.DefaultQuery("segment", "all"), format: c.DefaultQuery("format", "json")}
+	if q.format != "json" && q.format != "csv" {
+		return nil, fault.Field("format", "invalid_format", "format must be json or csv")
+	}
+	if q.segment == "" {
+		q.segment = "all"
+	}
+	if q.segment != "all" && !slices.Contains(report.Segments(s.table, ep.Name), q.segment) {
+		return nil, fault.New(fault.NotFound, "segment_not_found",
+			"endpoint %s has no segment %q (segments are written like surface=music; see the report's \"segments\")", ep.Name, q.segment)
+	}
+	for _, b := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &q.from}, {"to", &q.to}} {
+		if v := c.Query(b.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return nil, fault.Field(b.name, "invalid_time", "%q is not an RFC 3339 time like 2026-11-26T10:00:00Z", v)
+			}
+			*b.dst = t
+		}
+	}
+	if !q.from.IsZero() && !q.to.IsZero() && !q.from.Before(q.to) {
+		return nil, fault.Field("to", "invalid_time", "to must be after from")
+	}
+	return q, nil
+}
+
+// BuildReport computes an endpoint segment's report as GET …/report does,
+// with off-policy estimates over [from, to).
+func (s *Server) BuildReport(ep *registry.Endpoint, segment string, now, from, to time.Time) *report.Report {
+	snap := s.reg.Snapshot()
+	in := report.Input{Endpoint: ep, Table: s.table, Errors: s.router.Errors(), Segment: segment, Now: now,
+		Available: func(arm string) bool { return router.Available(snap.Versions[arm]) },
+		Shares:    s.router.PolicyShares(ep.Name, segment)}
+	if s.analytics.OffPolicy != nil {
+		all := segment == "all" || segment == ""
+		res := s.analytics.OffPolicy.Query(ep.Name, segment, all, from, to)
+		in.OffPolicy = &res
+	}
+	return report.Build(in)
+}
+
+func (s *Server) getReport(c *gin.Context) {
+	q, err := s.parseReportQuery(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	rep := s.BuildReport(q.ep, q.segment, s.now(), q.from, q.to)
+	if q.format == "csv" {
+		csvHeaders(c, q.ep.Name+"-report.csv")
+		writeReportCSV(c.Writer, rep)
+		return
+	}
+	c.JSON(http.StatusOK, rep)
+}
+
+func (s *Server) getHistory(c *gin.Context) {
+	q, err := s.parseReportQuery(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if s.analytics.Series == nil {
+		s.writeError(c, fault.New(fault.NotFound, "history_disabled", "this server records no history"))
+		return
+	}
+	h, err := report.ReadHistory(c.Request.Context(), s.analytics.Series, q.ep.Name, q.segment, s.analytics.Interval, q.from, q.to)
+	if err != nil {
+		s.writeError(c, &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "reading history", Err: err})
+		return
+	}
+	if q.format == "csv" {
+		csvHeaders(c, q.ep.Name+"-history.csv")
+		writeHistoryCSV(c.Writer, h)
+		return
+	}
+	c.JSON(http.StatusOK, h)
+}
+
+func csvHeaders(c *gin.Context, name string) {
+	c.Header("Content-Type", "text/csv; charset=utf-8")
+	c.Header("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
+	c.Status(http.StatusOK)
+}
+
+func fmtFloat(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
+
+func writeReportCSV(w io.Writer, r *report.Report) {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"endpoint", "segment", "arm", "state", "trials", "successes", "rate", "ci95_low", "ci95_high",
+		"p_best", "expected_loss", "traffic_share", "off_policy_n", "off_policy_ips", "off_policy_snips",
+		"off_policy_ci95_low", "off_policy_ci95_high", "decision", "decision_arm", "value_remaining",
+		"srm_p_value", "regret_expected_cumulative"})
+	winner := ""
+	if r.Decision.Arm != nil {
+		winner = *r.Decision.Arm
+	}
+	srm := ""
+	if r.Health.SRMPValue != nil {
+		srm = fmtFloat(*r.Health.SRMPValue)
+	}
+	for _, a := range r.Arms {
+		row := []string{r.Endpoint, r.Segment, a.Arm, a.State, strconv.FormatUint(a.Trials, 10),
+			strconv.FormatUint(a.Successes, 10), fmtFloat(a.Rate), fmtFloat(a.CI95[0]), fmtFloat(a.CI95[1]), fmtFloat(a.PBest),
+			fmtFloat(a.ExpectedLoss), fmtFloat(a.TrafficShare), "", "", "", "", ""}
+		if o := a.OffPolicy; o != nil {
+			row[12], row[13], row[14], row[15], row[16] = strconv.Itoa(o.N), fmtFloat(o.IPS), fmtFloat(o.SNIPS), fmtFloat(o.CI95[0]), fmtFloat(o.CI95[1])
+		}
+		row = append(row, r.Decision.Status, winner, fmtFloat(r.Decision.ValueRemaining), srm, fmtFloat(r.Regret.ExpectedCumulative))
+		_ = cw.Write(row)
+	}
+	cw.Flush()
+}
+
+func writeHistoryCSV(w io.Writer, h *report.History) {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"t", "endpoint", "segment", "arm", "trials", "successes", "traffic_share", "p_best", "regret_expected_cumulative"})
+	for _, p := range h.Points {
+		for _, a := range p.Arms {
+			_ = cw.Write([]string{p.T, h.Endpoint, h.Segment, a.Arm, strconv.FormatUint(a.Trials, 10),
+				strconv.FormatUint(a.Successes, 10), fmtFloat(a.TrafficShare), fmtFloat(a.PBest), fmtFloat(p.RegretExpectedCumulative)})
+		}
+	}
+	cw.Flush()
+}
