@@ -7,7 +7,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 FUZZTIME      ?= 10s
 
-.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot clean
+.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot redis-demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelgate
@@ -63,6 +63,10 @@ proto:
 		tensorflow_serving/apis/model.proto tensorflow_serving/apis/predict.proto \
 		tensorflow_serving/apis/get_model_metadata.proto tensorflow_serving/apis/get_model_status.proto \
 		tensorflow_serving/apis/prediction_service.proto tensorflow_serving/apis/model_service.proto
+
+## redis-demo: three replicas of the demo sharing a local redis-server (Ctrl-C stops)
+redis-demo: build
+	scripts/redis-demo.sh
 
 ## screenshot: the analysts' page in headless Chromium, written to docs/img/ui-endpoint.png
 screenshot:

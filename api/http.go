@@ -45,8 +45,9 @@ type Server struct {
 	now      func() time.Time
 	slots    chan struct{}
 
-	analytics Analytics
-	tpl       *ui.Templates
+	analytics   Analytics
+	storeHealth func() (ok bool, detail any)
+	tpl         *ui.Templates
 }
 
 // New returns a server over the core services. log may be nil.
@@ -318,11 +319,23 @@ func (s *Server) readyz(c *gin.Context) {
 			}
 		}
 	}
-	if len(bad) > 0 {
+	out := gin.H{"status": "ready"}
+	storeOK := true
+	if s.storeHealth != nil {
+		var detail any
+		storeOK, detail = s.storeHealth()
+		out["store"] = detail
+	}
+	if len(bad) > 0 || !storeOK {
 		sort.Strings(bad)
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not_ready", "unavailable_arms": bad,
-			"error": ErrorDetail{Code: "not_ready", Message: fmt.Sprintf("arms not loaded or unhealthy: %v", bad)}})
+		msg := fmt.Sprintf("arms not loaded or unhealthy: %v", bad)
+		if !storeOK {
+			msg = "the shared store's write-ahead log is nearly full; " + msg
+		}
+		out["status"], out["unavailable_arms"] = "not_ready", bad
+		out["error"] = ErrorDetail{Code: "not_ready", Message: msg}
+		c.JSON(http.StatusServiceUnavailable, out)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	c.JSON(http.StatusOK, out)
 }

@@ -55,6 +55,19 @@ type Config struct {
 	Report      Report
 	Limits      Limits
 	SigningKeys [][]byte
+	Redis       Redis
+	// RedisURL comes from --redis-url / MODELGATE_REDIS_URL, not the file:
+	// with it, replicas share their state through Redis.
+	RedisURL string
+}
+
+// Redis tunes the shared store used with --redis-url.
+type Redis struct {
+	RefreshInterval time.Duration // how often the local posteriors are refreshed from Redis
+	FlushInterval   time.Duration // how often pending trial counts are sent
+	Timeout         time.Duration // deadline of each hot-path Redis call before the WAL takes over
+	PoolSize        int           // connections per replica; 0 = go-redis's default
+	WALMaxBytes     int64         // bound of the local write-ahead log
 }
 
 // Default returns the configuration used without a config file.
@@ -63,6 +76,8 @@ func Default() *Config {
 		Report: Report{Interval: time.Minute, Retention: 720 * time.Hour},
 		Limits: Limits{MaxBodyBytes: 1 << 20, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
 			ShutdownTimeout: 10 * time.Second},
+		Redis: Redis{RefreshInterval: 250 * time.Millisecond, FlushInterval: 100 * time.Millisecond,
+			Timeout: 100 * time.Millisecond, WALMaxBytes: 256 << 20},
 	}
 }
 
@@ -81,8 +96,15 @@ type file struct {
 		Interval  *string `yaml:"interval"`
 		Retention *string `yaml:"retention"`
 	} `yaml:"report"`
-	Limits      *fileLimits `yaml:"limits"`
-	SigningKeys []string    `yaml:"signing_keys"`
+	Limits *fileLimits `yaml:"limits"`
+	Redis  *struct {
+		RefreshInterval *string `yaml:"refresh_interval"`
+		FlushInterval   *string `yaml:"flush_interval"`
+		Timeout         *string `yaml:"timeout"`
+		PoolSize        *int    `yaml:"pool_size"`
+		WALMaxBytes     *int64  `yaml:"wal_max_bytes"`
+	} `yaml:"redis"`
+	SigningKeys []string `yaml:"signing_keys"`
 }
 
 // Load reads and validates the config file at path. Relative backend paths
@@ -158,6 +180,34 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 			if err := duration(d.dst, d.src, d.name, time.Millisecond); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if r := f.Redis; r != nil {
+		for _, d := range []struct {
+			dst  *time.Duration
+			src  *string
+			name string
+		}{{&c.Redis.RefreshInterval, r.RefreshInterval, "redis.refresh_interval"},
+			{&c.Redis.FlushInterval, r.FlushInterval, "redis.flush_interval"},
+			{&c.Redis.Timeout, r.Timeout, "redis.timeout"}} {
+			if err := duration(d.dst, d.src, d.name, time.Millisecond); err != nil {
+				return nil, err
+			}
+		}
+		if c.Redis.RefreshInterval > 250*time.Millisecond || c.Redis.FlushInterval > 100*time.Millisecond {
+			return nil, fmt.Errorf("redis: refresh_interval is at most 250ms and flush_interval at most 100ms (the staleness bound)")
+		}
+		if r.PoolSize != nil {
+			if *r.PoolSize < 0 {
+				return nil, fmt.Errorf("redis.pool_size: must be ≥ 0")
+			}
+			c.Redis.PoolSize = *r.PoolSize
+		}
+		if r.WALMaxBytes != nil {
+			if *r.WALMaxBytes < 1<<20 {
+				return nil, fmt.Errorf("redis.wal_max_bytes: at least 1048576")
+			}
+			c.Redis.WALMaxBytes = *r.WALMaxBytes
 		}
 	}
 	for i, s := range f.SigningKeys {

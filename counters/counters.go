@@ -291,3 +291,36 @@ func (t *Table) DiscEntries() []DiscEntry {
 	})
 	return out
 }
+
+// Refresh sets every listed cell to the shared store's totals plus the
+// trials this process counted and has not flushed yet, and recomputes the
+// endpoint-wide aggregate cells from the segments. Cells the store does not
+// list keep their counts. Used with a store shared by many replicas, whose
+// totals include every replica's trials and successes.
+func (t *Table) Refresh(entries []Entry) {
+	agg := map[Key][2]uint64{}
+	for _, e := range entries {
+		if e.Key.Segment == AggregateSegment {
+			continue
+		}
+		c := t.Cell(e.Key)
+		c.trials.Store(e.Trials + c.pending.Load())
+		c.successes.Store(e.Successes)
+	}
+	t.m.Range(func(k, v any) bool {
+		key := k.(Key)
+		if key.Segment == AggregateSegment || key.Segment == "all" {
+			return true
+		}
+		tr, su := v.(*Cell).Counts()
+		key.Segment = AggregateSegment
+		s := agg[key]
+		agg[key] = [2]uint64{s[0] + tr, s[1] + su}
+		return true
+	})
+	for k, s := range agg {
+		c := t.Cell(k)
+		c.trials.Store(s[0])
+		c.successes.Store(s[1])
+	}
+}

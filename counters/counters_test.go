@@ -57,3 +57,21 @@ func TestDrainUnderConcurrency(t *testing.T) {
 		t.Fatalf("pending after a full drain: %v", d)
 	}
 }
+
+func TestRefreshKeepsLocalPending(t *testing.T) {
+	var tb Table
+	k := Key{Endpoint: "e", Segment: "s=1", Arm: "a"}
+	c := tb.Cell(k)
+	c.AddTrial() // counted here, not flushed yet
+	tb.Refresh([]Entry{{Key: k, Trials: 100, Successes: 7}})
+	if tr, su := c.Counts(); tr != 101 || su != 7 {
+		t.Fatalf("after refresh: %d/%d, want 101/7", tr, su)
+	}
+	agg := tb.Lookup(Key{Endpoint: "e", Segment: AggregateSegment, Arm: "a"})
+	if tr, su := agg.Counts(); tr != 101 || su != 7 {
+		t.Fatalf("aggregate: %d/%d", tr, su)
+	}
+	if d := tb.DrainPending(); d[k] != 1 {
+		t.Fatalf("pending after refresh: %v", d)
+	}
+}

@@ -75,8 +75,10 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	offp   *offpolicy.Table
-	tel    *telemetry.Telemetry
-	met    *telemetry.Metrics
+
+	flushEvery time.Duration
+	tel        *telemetry.Telemetry
+	met        *telemetry.Metrics
 }
 
 // NewService returns a feedback service. log may be nil.
@@ -86,6 +88,10 @@ func NewService(signer *Signer, db Store, table *counters.Table, lookup Lookup, 
 	}
 	return &Service{signer: signer, db: db, table: table, lookup: lookup, log: log, now: time.Now}
 }
+
+// SetFlushInterval sets how often Run flushes pending trials (default
+// FlushInterval). Call it before Run.
+func (s *Service) SetFlushInterval(d time.Duration) { s.flushEvery = d }
 
 // SetOffPolicy makes the service add each newly counted success to the
 // off-policy sums. Call it before the service is used.
@@ -258,7 +264,11 @@ const FlushInterval = 250 * time.Millisecond
 // Run flushes trials every FlushInterval and sweeps expired dedupe keys
 // every minute until ctx ends, then flushes once more.
 func (s *Service) Run(ctx context.Context) {
-	flush := time.NewTicker(FlushInterval)
+	every := s.flushEvery
+	if every <= 0 {
+		every = FlushInterval
+	}
+	flush := time.NewTicker(every)
 	sweep := time.NewTicker(time.Minute)
 	defer flush.Stop()
 	defer sweep.Stop()

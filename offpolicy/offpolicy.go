@@ -102,6 +102,24 @@ func (m *minute) snapshot() Minute {
 // concurrent use and takes no lock on the request path.
 type Table struct {
 	m sync.Map // Key -> *minute
+
+	// others holds the sums of other replicas sharing a store, by minute,
+	// as last read; Query adds them. Never touched on the request path.
+	mu     sync.Mutex
+	others map[Key]Minute
+}
+
+// SetOthers records other replicas' sums for the given minutes, replacing
+// what was recorded for those minutes before.
+func (t *Table) SetOthers(sums map[Key]Minute) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.others == nil {
+		t.others = map[Key]Minute{}
+	}
+	for k, m := range sums {
+		t.others[k] = m
+	}
 }
 
 func (t *Table) minute(endpoint, segment string, at time.Time) *minute {
@@ -177,6 +195,13 @@ func (t *Table) Dirty() map[Key]Minute {
 
 // Forget drops the minutes before cutoff (retention).
 func (t *Table) Forget(cutoff time.Time) {
+	t.mu.Lock()
+	for k := range t.others {
+		if k.Minute < cutoff.Unix() {
+			delete(t.others, k)
+		}
+	}
+	t.mu.Unlock()
 	t.m.Range(func(k, _ any) bool {
 		if k.(Key).Minute < cutoff.Unix() {
 			t.m.Delete(k)
@@ -207,15 +232,27 @@ type Result struct {
 func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.Time) Result {
 	var n float64
 	sums := map[string]*Sums{}
-	t.m.Range(func(k, v any) bool {
-		key := k.(Key)
+	in := func(key Key) bool {
 		if key.Endpoint != endpoint || (!allSegments && key.Segment != segment) {
-			return true
+			return false
 		}
-		if (!from.IsZero() && key.Minute+60 <= from.Unix()) || (!to.IsZero() && key.Minute >= to.Unix()) {
-			return true
+		return !(!from.IsZero() && key.Minute+60 <= from.Unix()) && !(!to.IsZero() && key.Minute >= to.Unix())
+	}
+	var minutes []Minute
+	t.m.Range(func(k, v any) bool {
+		if in(k.(Key)) {
+			minutes = append(minutes, v.(*minute).snapshot())
 		}
-		s := v.(*minute).snapshot()
+		return true
+	})
+	t.mu.Lock()
+	for k, m := range t.others {
+		if in(k) {
+			minutes = append(minutes, m)
+		}
+	}
+	t.mu.Unlock()
+	for _, s := range minutes {
 		n += s.N
 		for name, a := range s.Arms {
 			x := sums[name]
@@ -230,8 +267,7 @@ func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.
 			x.RW += a.RW
 			x.RW2 += a.RW2
 		}
-		return true
-	})
+	}
 	return estimate(n, sums)
 }
 

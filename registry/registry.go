@@ -417,3 +417,86 @@ func isDigits(s string) bool {
 	}
 	return s != ""
 }
+
+// Reload re-reads the store, for a store that other replicas change, and
+// publishes what changed: versions whose stored spec differs are loaded
+// again (without validation; a backend that is down is unavailable until
+// it answers), removed ones are closed, endpoints are replaced. On a store
+// error the current snapshot stays. It reports whether anything changed.
+func (r *Registry) Reload(ctx context.Context) (bool, error) {
+	models, err := r.db.List(ctx, store.Models)
+	if err != nil {
+		return false, fmt.Errorf("reload models: %w", err)
+	}
+	eps, err := r.db.List(ctx, store.Endpoints)
+	if err != nil {
+		return false, fmt.Errorf("reload endpoints: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.snap.Load()
+	next := &Snapshot{Versions: make(map[string]*Version, len(models)), Endpoints: make(map[string]*Endpoint, len(eps))}
+	changed := false
+	var closeLater []Scorer
+	for key, raw := range models {
+		var mv ModelVersion
+		if err := json.Unmarshal(raw, &mv); err != nil {
+			r.log.Error("reload: unreadable model record", "key", key, "err", err)
+			continue
+		}
+		if prev, ok := old.Versions[mv.Arm]; ok && sameSpec(&prev.Spec, &mv) {
+			next.Versions[mv.Arm] = prev
+			continue
+		}
+		changed = true
+		v, err := r.build(ctx, &mv, false)
+		if err != nil {
+			r.log.Error("model version unavailable", "arm", mv.Arm, "err", err)
+			v = &Version{Spec: mv, LoadErr: err}
+		}
+		next.Versions[mv.Arm] = v
+		if prev, ok := old.Versions[mv.Arm]; ok && prev.Scorer != nil {
+			closeLater = append(closeLater, prev.Scorer)
+		}
+	}
+	for arm, prev := range old.Versions {
+		if _, ok := next.Versions[arm]; !ok {
+			changed = true
+			if prev.Scorer != nil {
+				closeLater = append(closeLater, prev.Scorer)
+			}
+		}
+	}
+	for key, raw := range eps {
+		var ep Endpoint
+		if err := json.Unmarshal(raw, &ep); err != nil {
+			r.log.Error("reload: unreadable endpoint record", "key", key, "err", err)
+			continue
+		}
+		if prev, ok := old.Endpoints[ep.Name]; ok {
+			a, _ := json.Marshal(prev)
+			if string(a) == string(raw) {
+				next.Endpoints[ep.Name] = prev
+				continue
+			}
+		}
+		changed = true
+		next.Endpoints[ep.Name] = &ep
+	}
+	if len(next.Endpoints) != len(old.Endpoints) {
+		changed = true
+	}
+	if changed {
+		r.snap.Store(next)
+		for _, sc := range closeLater {
+			closeScorer(sc)
+		}
+	}
+	return changed, nil
+}
+
+func sameSpec(a, b *ModelVersion) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}

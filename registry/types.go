@@ -274,7 +274,7 @@ func parsePolicy(in *policyBody) (Policy, error) {
 		}
 		seen := map[string]bool{}
 		for i, k := range in.SegmentBy {
-			if k == "" || len(k) > 128 || seen[k] || strings.ContainsAny(k, "=,%") {
+			if k == "" || len(k) > 128 || seen[k] || strings.ContainsAny(k, "=,%\x00") {
 				return p, fault.Field(fmt.Sprintf("policy.segment_by[%d]", i), "invalid_policy", "context keys must be 1-128 bytes, unique and free of '=', ',' and '%%'")
 			}
 			seen[k] = true

@@ -181,8 +181,9 @@ const (
 
 // Segment returns the segment name of a context for the given segment_by
 // keys: "all" with no keys, else "k1=v1,k2=v2" in segment_by order (a
-// missing key has an empty value). In values, '%', ',' and '=' are written
-// %25, %2C and %3D, so distinct contexts never share a segment.
+// missing key has an empty value). In values, '%', ',', '=' and NUL are
+// written %25, %2C, %3D and %00, so distinct contexts never share a
+// segment and no segment holds a NUL.
 func Segment(segmentBy []string, ctx map[string]string) string {
 	if len(segmentBy) == 0 {
 		return "all"
@@ -199,7 +200,7 @@ func Segment(segmentBy []string, ctx map[string]string) string {
 	return b.String()
 }
 
-var segmentEscaper = strings.NewReplacer("%", "%25", ",", "%2C", "=", "%3D")
+var segmentEscaper = strings.NewReplacer("%", "%25", ",", "%2C", "=", "%3D", "\x00", "%00")
 
 // BanditPolicy converts an endpoint policy for package bandit.
 func BanditPolicy(p *registry.Policy) bandit.Policy {

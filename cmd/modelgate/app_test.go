@@ -34,7 +34,7 @@ type testApp struct {
 	dataDir string
 }
 
-func demoConfig(t *testing.T, extra string) *config.Config {
+func demoConfig(t testing.TB, extra string) *config.Config {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(demoDir, "config.yaml"))
 	if err != nil {

@@ -104,9 +104,6 @@ func loopback(addr string) bool {
 }
 
 func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
-	if f.redisURL != "" {
-		return errors.New("--redis-url: shared Redis state is not available in this build yet; run one replica on the embedded store (omit --redis-url)")
-	}
 	if !f.insecure {
 		for _, a := range []string{f.httpAddr, f.grpcAddr} {
 			if !loopback(a) {
@@ -121,6 +118,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 			return err
 		}
 	}
+	cfg.RedisURL = f.redisURL
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := newApp(ctx, cfg, f.dataDir, log)
@@ -182,7 +180,8 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 
 // app is the gateway's core, wired, without listeners.
 type app struct {
-	db    *store.DB
+	db    stateStore
+	cfg   *config.Config
 	reg   *registry.Registry
 	table *counters.Table
 	fb    *feedback.Service
@@ -223,8 +222,11 @@ func (a *app) run(ctx context.Context) {
 	go func() { a.rec.Run(wctx); close(recDone) }()
 	opDone := make(chan struct{})
 	go func() { a.saveOffPolicy(wctx); close(opDone) }()
+	sharedDone := make(chan struct{})
+	go func() { a.runShared(wctx); close(sharedDone) }()
 	a.fb.Run(ctx)
 	cancel()
+	<-sharedDone
 	<-done
 	<-discDone
 	<-recDone
@@ -303,7 +305,7 @@ func newApp(ctx context.Context, cfg *config.Config, dataDir string, log *slog.L
 // newAppWith is newApp with the given telemetry (OTEL_* settings, test
 // exporters); the app shuts it down in close.
 func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger, tel *telemetry.Telemetry) (*app, error) {
-	db, err := store.Open(dataDir)
+	db, err := openStore(ctx, cfg, dataDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +324,7 @@ func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *sl
 	return a, nil
 }
 
-func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.Log, log *slog.Logger, tel *telemetry.Telemetry) (*app, error) {
+func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.Log, log *slog.Logger, tel *telemetry.Telemetry) (*app, error) {
 	table := &counters.Table{}
 	entries, err := db.LoadCounters(ctx)
 	if err != nil {
@@ -392,6 +394,14 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.L
 	}
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc, Telemetry: tel}, reg, rt, fb, table, log)
 	fb.SetOffPolicy(offp)
+	if sh, ok := db.(sharedStore); ok {
+		fb.SetFlushInterval(cfg.Redis.FlushInterval)
+		srv.SetStoreHealth(func() (bool, any) {
+			batches, bytes := sh.Backlog()
+			return bytes < cfg.Redis.WALMaxBytes*9/10, map[string]any{"type": "redis", "healthy": sh.Healthy(),
+				"wal_batches": batches, "wal_bytes": bytes}
+		})
+	}
 	srv.SetAnalytics(api.Analytics{OffPolicy: offp, Series: db, Interval: cfg.Report.Interval})
 	rec := report.NewRecorder(reg, table, db, func(ep *registry.Endpoint, segment string, now time.Time) *report.Report {
 		return srv.BuildReport(ep, segment, now, time.Time{}, time.Time{})
@@ -401,7 +411,7 @@ func wire(ctx context.Context, cfg *config.Config, db *store.DB, plog *predlog.L
 		pool.Close()
 		return nil, err
 	}
-	return &app{db: db, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log,
+	return &app{db: db, cfg: cfg, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log,
 		offp: offp, rec: rec, retention: cfg.Report.Retention}, nil
 }
 
@@ -422,7 +432,7 @@ func lookup(reg *registry.Registry) feedback.Lookup {
 // the data dir lacks and was never seeded is registered; one it holds already
 // is kept as stored (it may have been changed or paused through the API
 // since); one seeded earlier and deleted through the API since stays deleted.
-func seed(ctx context.Context, reg *registry.Registry, db *store.DB, cfg *config.Config, log *slog.Logger) error {
+func seed(ctx context.Context, reg *registry.Registry, db stateStore, cfg *config.Config, log *slog.Logger) error {
 	for _, m := range cfg.Models {
 		if _, err := reg.ParseVersion(m.Name, m.Version, m.Body); err != nil {
 			return fmt.Errorf("config: model %s@%s: %w", m.Name, m.Version, err)
@@ -438,6 +448,13 @@ func seed(ctx context.Context, reg *registry.Registry, db *store.DB, cfg *config
 		done, err := db.Meta(ctx, key)
 		if err != nil {
 			return err
+		}
+		if done != nil && !has() {
+			// Another replica sharing the store may have seeded it after
+			// this registry was loaded: look again before calling it deleted.
+			if _, err := reg.Reload(ctx); err != nil {
+				return err
+			}
 		}
 		switch {
 		case has():

@@ -1,8 +1,9 @@
 // Package redisstore is the shared state of many gateway replicas in Redis:
 // the registry's records, metadata, the token signing key, the bandit
-// counters and the feedback dedupe keys. It has the method set of the
+// counters, the feedback dedupe keys, the discounted-count snapshots, the
+// report history and the off-policy sums. It has the method set of the
 // embedded *store.DB, so the app uses either through the same small
-// interfaces.
+// interfaces, and OffPolicyOthers on top (see below).
 //
 // Counters only ever grow by atomic server-side increments (HINCRBY inside
 // one Lua script per write), never by a read-modify-write in the client.
@@ -20,7 +21,8 @@
 //
 // # Keys
 //
-// Every key starts with Options.Prefix (P, default "modelgate:"):
+// Every key starts with Options.Prefix (P, default "modelgate:"). Redis
+// 6.2 or later is needed (ZRANGE ... BYSCORE).
 //
 //	P reg:models, P reg:endpoints  hash  registry records, field = record key
 //	P registry                     pub/sub channel, "put|delete BUCKET/KEY" per change
@@ -31,11 +33,35 @@
 //	P d:<dedupe key>               string "1", TTL = the op's Expires - now (min 1 s):
 //	                               event, trial and success keys of FeedbackOp
 //	P batch:<32 hex>               string, the batch's recorded results, TTL BatchTTL
+//	P disc                         hash  field "endpoint\x00arm\x00segment" -> 40-byte
+//	                               discounted-count snapshot (as *store.DB encodes it)
+//	P hist:<endpoint>\x00<segment>
+//	                               hash  history points, field = decimal Unix seconds,
+//	                               value = the point; HSETNX, so the first writer wins
+//	P hist:index                   set   the history series keys, for pruning
+//	P op:<endpoint>\x00<segment>\x00<minute>
+//	                               hash  off-policy snapshots of one minute (decimal
+//	                               Unix seconds), field = replica id -> JSON of that
+//	                               replica's cumulative offpolicy.Minute
+//	P op:touched                   zset  op keys, score = when last written (Unix ms,
+//	                               the writer's clock), for OffPolicyOthers
+//	P op:minutes                   zset  op keys, score = their minute, for
+//	                               LoadOffPolicy and pruning
+//
+// # Off-policy sums across replicas
+//
+// Each replica keeps its own running off-policy sums and stores snapshots
+// of them under its Options.ReplicaID, so replicas never overwrite each
+// other's counts. At start a replica loads its own snapshots back
+// (LoadOffPolicy) and resumes its sums from them; what the other replicas
+// counted it reads, summed, with OffPolicyOthers. A minute's total is its
+// own sums plus the others'.
 package redisstore
 
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -113,6 +139,16 @@ type Options struct {
 	WALMaxBytes int64
 	// Logger receives outage and replay messages; nil discards them.
 	Logger *slog.Logger
+	// ReplicaID names this replica's off-policy snapshots (see
+	// PutOffPolicy). It must differ between replicas running at the same
+	// time, or they overwrite each other's sums. Default: 8 random bytes in
+	// hex, chosen at Open. A stable id per replica (e.g. the hostname of a
+	// StatefulSet pod) is better: a restarted replica then loads its own
+	// snapshots back at start (LoadOffPolicy), resumes its sums from them
+	// and overwrites them, instead of starting from zero under a new id and
+	// leaving the old snapshots behind as one more replica's (which is not
+	// wrong, only one more field per minute until retention prunes it).
+	ReplicaID string
 }
 
 func (o *Options) defaults() {
@@ -141,6 +177,11 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if o.ReplicaID == "" {
+		var id [8]byte
+		_, _ = rand.Read(id[:]) // crypto/rand.Read never fails (Go 1.24+)
+		o.ReplicaID = hex.EncodeToString(id[:])
+	}
 }
 
 // Store is the Redis-backed store. Create it with Open; its methods are
@@ -155,6 +196,7 @@ type Store struct {
 	now   func() time.Time
 
 	kTrials, kSuccesses, kDedupe, kChannel, kMeta, kSigning string
+	kDisc, kHist, kHistIndex, kOp, kOpTouched, kOpMinutes   string
 
 	healthy atomic.Bool
 	again   atomic.Int64 // batches Redis had applied already when replayed
@@ -199,6 +241,8 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 		kTrials: opt.Prefix + "counters:trials", kSuccesses: opt.Prefix + "counters:successes",
 		kDedupe: opt.Prefix + "d:", kChannel: opt.Prefix + "registry",
 		kMeta: opt.Prefix + "meta", kSigning: opt.Prefix + "signing_key",
+		kDisc: opt.Prefix + "disc", kHist: opt.Prefix + "hist:", kHistIndex: opt.Prefix + "hist:index",
+		kOp: opt.Prefix + "op:", kOpTouched: opt.Prefix + "op:touched", kOpMinutes: opt.Prefix + "op:minutes",
 		wake:   make(chan struct{}, 1),
 		outage: map[string]int{},
 	}

@@ -18,7 +18,8 @@ import (
 )
 
 // appStore is every method the app uses of *store.DB (registry.Store,
-// feedback.Store and what cmd/modelgate calls); both stores have it. The
+// feedback.Store, report.Series and what cmd/modelgate calls); both stores
+// have it. The
 // consumers' interfaces are spelled out rather than imported, so this
 // package's tests do not depend on packages it does not use.
 type appStore interface {
@@ -32,6 +33,13 @@ type appStore interface {
 	SetMeta(ctx context.Context, key string, val []byte) error
 	SigningKey(ctx context.Context) ([]byte, error)
 	LoadCounters(ctx context.Context) ([]counters.Entry, error)
+	PutDiscounted(ctx context.Context, entries []counters.DiscEntry) error
+	LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error)
+	PutOffPolicy(ctx context.Context, recs []store.Record) error
+	LoadOffPolicy(ctx context.Context) ([]store.Record, error)
+	AddHistory(ctx context.Context, r store.Record) (bool, error)
+	History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error)
+	PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error)
 	Close() error
 }
 

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/redistest"
+)
+
+// replicas starts n gateways in this process sharing one Redis, each with
+// its own data dir (its write-ahead log and prediction log).
+func replicas(t *testing.T, rs *redistest.Server, n int) []*testApp {
+	t.Helper()
+	out := make([]*testApp, n)
+	for i := range out {
+		cfg := demoConfig(t, "")
+		cfg.RedisURL = rs.URL()
+		cfg.Report.Interval = time.Second
+		out[i] = startApp(t, cfg)
+	}
+	return out
+}
+
+type tally struct {
+	mu       sync.Mutex
+	served   map[string]int
+	clicked  map[string]int
+	failures atomic.Int64
+}
+
+// drive serves n recommends spread over the replicas; every third
+// prediction is clicked on another replica than the one that served it, and
+// the same click is sent again to a third replica (a duplicate).
+func drive(t *testing.T, reps []*testApp, n int, tl *tally) {
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 3 {
+				var rec recResp
+				if st := call(t, "POST", reps[i%len(reps)].url+"/v1/endpoints/home/recommend", map[string]any{"user_id": fmt.Sprint("u", i%400)}, &rec); st != 200 {
+					tl.failures.Add(1)
+					continue
+				}
+				tl.mu.Lock()
+				tl.served[rec.Arm]++
+				tl.mu.Unlock()
+				if i%3 != 0 {
+					continue
+				}
+				ev := map[string]any{"events": []map[string]string{{"prediction_id": rec.PredictionID, "type": "click", "item_id": rec.Items[0].ID}}}
+				var fb fbResp
+				if st := call(t, "POST", reps[(i+1)%len(reps)].url+"/v1/feedback", ev, &fb); st != 200 || fb.Accepted != 1 {
+					tl.failures.Add(1)
+					continue
+				}
+				tl.mu.Lock()
+				tl.clicked[rec.Arm]++
+				tl.mu.Unlock()
+				var dup fbResp
+				if st := call(t, "POST", reps[(i+2)%len(reps)].url+"/v1/feedback", ev, &dup); st != 200 || dup.Accepted+dup.Duplicates != 1 {
+					tl.failures.Add(1)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+}
+
+// exact waits until every replica's report shows exactly what was served
+// and clicked.
+func exact(t *testing.T, reps []*testApp, tl *tally, within time.Duration) {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(within)
+	for {
+		ok := true
+		for _, r := range reps {
+			var rep reportResp
+			call(t, "GET", r.url+"/v1/endpoints/home/report", nil, &rep)
+			for _, arm := range []string{"mf@1", "mf@2"} {
+				tr, su := rep.arm(arm)
+				if tr != uint64(tl.served[arm]) || su != uint64(tl.clicked[arm]) {
+					ok = false
+					last = fmt.Sprintf("%s: %s has %d trials %d successes, want %d and %d", r.url, arm, tr, su, tl.served[arm], tl.clicked[arm])
+				}
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts not exact after %s: %s", within, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestReplicasCountExactly(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{AOF: true, AppendFsync: redistest.FsyncAlways})
+	reps := replicas(t, rs, 3)
+	tl := &tally{served: map[string]int{}, clicked: map[string]int{}}
+	drive(t, reps, 300, tl)
+	if n := tl.failures.Load(); n > 0 {
+		t.Fatalf("%d calls failed", n)
+	}
+	exact(t, reps, tl, 3*time.Second)
+
+	// A pause on one replica is obeyed by every replica within a second.
+	start := time.Now()
+	if st := call(t, "PATCH", reps[0].url+"/v1/endpoints/home/arms/mf@2", `{"state": "paused"}`, nil); st != 200 {
+		t.Fatalf("pause: %d", st)
+	}
+	for _, r := range reps[1:] {
+		waitUntil(t, time.Second, func() bool {
+			var ep struct {
+				ArmStates map[string]string `json:"arm_states"`
+			}
+			call(t, "GET", r.url+"/v1/endpoints/home", nil, &ep)
+			return ep.ArmStates["mf@2"] == "paused"
+		})
+	}
+	took := time.Since(start)
+	for i := 0; i < 30; i++ {
+		var rec recResp
+		call(t, "POST", reps[i%3].url+"/v1/endpoints/home/recommend", map[string]any{"user_id": "u1"}, &rec)
+		if rec.Arm == "mf@2" {
+			t.Fatal("a replica served the paused arm")
+		}
+	}
+	t.Logf("the pause reached every replica in %s", took)
+}
+
+// Redis is killed mid-traffic and restarted from its AOF: no request fails,
+// feedback acknowledged during the outage is counted once, and the counts
+// end exact.
+func TestReplicasSurviveRedisRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts Redis")
+	}
+	rs := redistest.Start(t, redistest.Options{AOF: true, AppendFsync: redistest.FsyncAlways})
+	reps := replicas(t, rs, 3)
+	tl := &tally{served: map[string]int{}, clicked: map[string]int{}}
+	drive(t, reps, 90, tl)
+	rs.Stop()
+	drive(t, reps, 150, tl) // during the outage
+	if n := tl.failures.Load(); n > 0 {
+		t.Fatalf("%d calls failed while Redis was down", n)
+	}
+	rs.Restart()
+	drive(t, reps, 90, tl)
+	if n := tl.failures.Load(); n > 0 {
+		t.Fatalf("%d calls failed", n)
+	}
+	exact(t, reps, tl, 10*time.Second)
+}
+
+// History is one series across replicas: every point time appears once.
+func TestReplicasWriteOneHistory(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	reps := replicas(t, rs, 2)
+	tl := &tally{served: map[string]int{}, clicked: map[string]int{}}
+	drive(t, reps, 30, tl)
+	var h historyResp
+	waitUntil(t, 6*time.Second, func() bool {
+		call(t, "GET", reps[1].url+"/v1/endpoints/home/report/history", nil, &h)
+		return len(h.Points) >= 3
+	})
+	seen := map[string]bool{}
+	for _, p := range h.Points {
+		if seen[p.T] {
+			t.Fatalf("two points at %s", p.T)
+		}
+		seen[p.T] = true
+	}
+}
+
+// A replica killed with SIGKILL mid-traffic loses no acknowledged click and
+// at most the trials of its last flush interval.
+func TestReplicaKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the binary")
+	}
+	rs := redistest.Start(t, redistest.Options{AOF: true, AppendFsync: redistest.FsyncAlways})
+	bin := buildBinary(t)
+	cfgPath := filepath.Join(demoDir, "config.yaml")
+	cmd, url := startBinary(t, bin, "--config", cfgPath, "--data-dir", t.TempDir(), "--redis-url", rs.URL())
+	other := replicas(t, rs, 1)[0]
+
+	var served, acked atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var rec recResp
+			if st := callQuiet("POST", url+"/v1/endpoints/home/recommend", map[string]any{"user_id": fmt.Sprint("u", i%400)}, &rec); st != 200 {
+				return // killed
+			}
+			served.Add(1)
+			if i%2 == 0 {
+				var fb fbResp
+				ev := map[string]any{"events": []map[string]string{{"prediction_id": rec.PredictionID, "type": "click", "item_id": rec.Items[0].ID}}}
+				if st := callQuiet("POST", url+"/v1/feedback", ev, &fb); st == 200 && fb.Accepted == 1 {
+					acked.Add(1)
+				}
+			}
+		}
+	}()
+	time.Sleep(700 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	<-done
+	_ = cmd.Wait()
+
+	var trials, successes uint64
+	waitUntil(t, 3*time.Second, func() bool {
+		var rep reportResp
+		call(t, "GET", other.url+"/v1/endpoints/home/report", nil, &rep)
+		trials, successes = 0, 0
+		for _, a := range rep.Arms {
+			trials += a.Trials
+			successes += a.Successes
+		}
+		return successes >= uint64(acked.Load())
+	})
+	if successes != uint64(acked.Load()) {
+		t.Fatalf("%d successes counted, %d clicks acknowledged", successes, acked.Load())
+	}
+	lost := served.Load() - int64(trials)
+	if lost < 0 || lost > 60 {
+		t.Fatalf("served %d, counted %d trials: lost %d", served.Load(), trials, lost)
+	}
+	t.Logf("served %d, acknowledged %d clicks; after kill -9: %d trials (%d lost), %d successes", served.Load(), acked.Load(), trials, lost, successes)
+}
+
+// callQuiet is call without failing the test on transport errors (the
+// server may be gone); it returns 0 then.
+func callQuiet(method, url string, body any, out any) int {
+	raw, _ := json.Marshal(body)
+	req, err := http.NewRequest(method, url, bytes.NewReader(raw))
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return 0
+	}
+	return resp.StatusCode
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/offpolicy"
+	"github.com/modelgate/modelgate/store"
+	"github.com/modelgate/modelgate/store/redisstore"
+)
+
+// stateStore is what the app keeps its state in: the embedded store in the
+// data dir, or Redis shared by replicas.
+type stateStore interface {
+	Put(ctx context.Context, b store.Bucket, key string, val []byte) error
+	Delete(ctx context.Context, b store.Bucket, key string) error
+	List(ctx context.Context, b store.Bucket) (map[string][]byte, error)
+	Meta(ctx context.Context, key string) ([]byte, error)
+	SetMeta(ctx context.Context, key string, val []byte) error
+	SigningKey(ctx context.Context) ([]byte, error)
+	LoadCounters(ctx context.Context) ([]counters.Entry, error)
+	AddTrials(ctx context.Context, deltas map[counters.Key]uint64) error
+	ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendingTrials map[counters.Key]uint64) ([]store.FeedbackResult, error)
+	SweepExpired(ctx context.Context, limit int) (int, error)
+	PutDiscounted(ctx context.Context, entries []counters.DiscEntry) error
+	LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error)
+	PutOffPolicy(ctx context.Context, recs []store.Record) error
+	LoadOffPolicy(ctx context.Context) ([]store.Record, error)
+	AddHistory(ctx context.Context, r store.Record) (bool, error)
+	History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error)
+	PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error)
+	Close() error
+}
+
+// sharedStore is a stateStore other replicas write too.
+type sharedStore interface {
+	stateStore
+	Subscribe(ctx context.Context) <-chan struct{}
+	OffPolicyOthers(ctx context.Context, since time.Time) ([]store.Record, error)
+	Healthy() bool
+	Backlog() (batches int, bytes int64)
+}
+
+var (
+	_ stateStore  = (*store.DB)(nil)
+	_ sharedStore = (*redisstore.Store)(nil)
+)
+
+// redisLogger sends go-redis's own log lines to slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug("redis: " + fmt.Sprintf(format, v...))
+}
+
+// openStore opens Redis when the config names it, else the data dir's
+// embedded store.
+func openStore(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (stateStore, error) {
+	if cfg.RedisURL == "" {
+		return store.Open(dataDir)
+	}
+	redis.SetLogger(redisLogger{log})
+	id, err := replicaID(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{
+		WALDir: filepath.Join(dataDir, "redis-wal"), WALMaxBytes: cfg.Redis.WALMaxBytes,
+		PoolSize: cfg.Redis.PoolSize, OpTimeout: cfg.Redis.Timeout, Logger: log, ReplicaID: id,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return rs, nil
+}
+
+// replicaID is this replica's id in the shared store, made once and kept
+// in the data dir, so a restarted replica takes up its own sums again.
+func replicaID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "replica-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var raw [8]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("replica id: %w", err)
+	}
+	return id, nil
+}
+
+// runShared keeps this replica in step with the others until ctx ends:
+// posteriors refreshed from Redis every redis.refresh_interval, the
+// registry reloaded on every change notice and at least every second, and
+// the other replicas' off-policy sums every two seconds. A Redis outage
+// leaves the last values in place.
+func (a *app) runShared(ctx context.Context) {
+	sh, ok := a.db.(sharedStore)
+	if !ok {
+		return
+	}
+	refresh := time.NewTicker(a.cfg.Redis.RefreshInterval)
+	defer refresh.Stop()
+	reload := time.NewTicker(time.Second)
+	defer reload.Stop()
+	others := time.NewTicker(2 * time.Second)
+	defer others.Stop()
+	changes := sh.Subscribe(ctx)
+	var since time.Time // zero: every touched minute at the first read
+	call := func(f func(ctx context.Context) error, what string) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := f(cctx); err != nil && ctx.Err() == nil {
+			a.log.Debug("shared state: "+what, "err", err)
+		}
+	}
+	reloadRegistry := func(ctx context.Context) error {
+		_, err := a.reg.Reload(ctx)
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh.C:
+			call(func(ctx context.Context) error {
+				entries, err := sh.LoadCounters(ctx)
+				if err == nil {
+					a.table.Refresh(entries)
+				}
+				return err
+			}, "refreshing counters")
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil
+				continue
+			}
+			call(reloadRegistry, "reloading the registry")
+		case <-reload.C:
+			call(reloadRegistry, "reloading the registry")
+		case now := <-others.C:
+			call(func(ctx context.Context) error {
+				recs, err := sh.OffPolicyOthers(ctx, since)
+				if err != nil {
+					return err
+				}
+				sums := make(map[offpolicy.Key]offpolicy.Minute, len(recs))
+				for _, r := range recs {
+					var m offpolicy.Minute
+					if json.Unmarshal(r.Value, &m) == nil {
+						sums[offpolicy.Key{Endpoint: r.Endpoint, Segment: r.Segment, Minute: r.Time}] = m
+					}
+				}
+				a.offp.SetOthers(sums)
+				since = now.Add(-5 * time.Second) // overlap: a touch may land while we read
+				return nil
+			}, "reading other replicas' off-policy sums")
+		}
+	}
+}

@@ -1,0 +1,492 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/offpolicy"
+	"github.com/modelgate/modelgate/store"
+)
+
+// chunk bounds the keys, fields or commands sent in one command or
+// pipeline by the methods of this file.
+const chunk = 500
+
+// Discounted counts.
+
+// encodeDisc is the 40-byte value *store.DB keeps per cell: trials and
+// successes as float64 bits, At in Unix nanoseconds, then the raw trials
+// and successes, each 8 bytes big-endian.
+func encodeDisc(d counters.Disc) []byte {
+	v := make([]byte, 40)
+	binary.BigEndian.PutUint64(v[0:], math.Float64bits(d.Trials))
+	binary.BigEndian.PutUint64(v[8:], math.Float64bits(d.Successes))
+	binary.BigEndian.PutUint64(v[16:], uint64(d.At.UnixNano()))
+	binary.BigEndian.PutUint64(v[24:], d.RawTrials)
+	binary.BigEndian.PutUint64(v[32:], d.RawSuccesses)
+	return v
+}
+
+func decodeDisc(v []byte) (counters.Disc, bool) {
+	if len(v) != 40 {
+		return counters.Disc{}, false
+	}
+	return counters.Disc{
+		Trials:       math.Float64frombits(binary.BigEndian.Uint64(v[0:])),
+		Successes:    math.Float64frombits(binary.BigEndian.Uint64(v[8:])),
+		At:           time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))),
+		RawTrials:    binary.BigEndian.Uint64(v[24:]),
+		RawSuccesses: binary.BigEndian.Uint64(v[32:]),
+	}, true
+}
+
+func parseCounterField(f string) (counters.Key, bool) {
+	parts := strings.SplitN(f, "\x00", 3)
+	if len(parts) != 3 {
+		return counters.Key{}, false
+	}
+	return counters.Key{Endpoint: parts[0], Arm: parts[1], Segment: parts[2]}, true
+}
+
+// PutDiscounted stores discounted-count snapshots, replacing earlier ones
+// (the last writer wins: every replica derives the same values from the
+// shared counters).
+func (s *Store) PutDiscounted(ctx context.Context, entries []counters.DiscEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for part := range slices.Chunk(entries, chunk) {
+			args := make([]any, 0, 2*len(part))
+			for _, e := range part {
+				args = append(args, counterField(e.Key), encodeDisc(e.Disc))
+			}
+			p.HSet(ctx, s.kDisc, args...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis put discounted: %w", err)
+	}
+	return nil
+}
+
+// LoadDiscounted returns the stored discounted-count snapshots; malformed
+// ones are skipped.
+func (s *Store) LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error) {
+	m, err := s.admin.HGetAll(ctx, s.kDisc).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis load discounted: %w", err)
+	}
+	var out []counters.DiscEntry
+	for f, v := range m {
+		k, ok := parseCounterField(f)
+		if !ok {
+			continue
+		}
+		d, ok := decodeDisc([]byte(v))
+		if !ok {
+			continue
+		}
+		out = append(out, counters.DiscEntry{Key: k, Disc: d})
+	}
+	slices.SortFunc(out, func(a, b counters.DiscEntry) int {
+		return strings.Compare(counterField(a.Key), counterField(b.Key))
+	})
+	return out, nil
+}
+
+// History.
+
+func (s *Store) histKey(endpoint, segment string) string {
+	return s.kHist + endpoint + "\x00" + segment
+}
+
+// AddHistory stores a history point unless one exists for the same series
+// and time, so replicas sharing Redis write one series: the first writer
+// wins. It reports whether it stored the point.
+func (s *Store) AddHistory(ctx context.Context, r store.Record) (bool, error) {
+	key := s.histKey(r.Endpoint, r.Segment)
+	var added *redis.BoolCmd
+	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		added = p.HSetNX(ctx, key, strconv.FormatInt(r.Time, 10), r.Value)
+		p.SAdd(ctx, s.kHistIndex, key)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("redis add history %s/%s at %d: %w", r.Endpoint, r.Segment, r.Time, err)
+	}
+	return added.Val(), nil
+}
+
+// History returns the points of one series with from ≤ time < to (a zero
+// bound is open; so is a negative from), oldest first.
+func (s *Store) History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error) {
+	key := s.histKey(endpoint, segment)
+	fields, err := s.admin.HKeys(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis history %s/%s: %w", endpoint, segment, err)
+	}
+	type point struct {
+		t     int64
+		field string
+	}
+	pts := make([]point, 0, len(fields))
+	for _, f := range fields {
+		t, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || (from > 0 && t < from) || (to != 0 && t >= to) {
+			continue
+		}
+		pts = append(pts, point{t, f})
+	}
+	if len(pts) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(pts, func(a, b point) int { return cmp.Compare(a.t, b.t) })
+	out := make([]store.Record, 0, len(pts))
+	for part := range slices.Chunk(pts, chunk) {
+		names := make([]string, len(part))
+		for i, p := range part {
+			names[i] = p.field
+		}
+		vals, err := s.admin.HMGet(ctx, key, names...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redis history %s/%s: %w", endpoint, segment, err)
+		}
+		for i, v := range vals {
+			if v, ok := v.(string); ok { // nil: pruned meanwhile
+				out = append(out, store.Record{Endpoint: endpoint, Segment: segment, Time: part[i].t, Value: []byte(v)})
+			}
+		}
+	}
+	return out, nil
+}
+
+// dropIfEmpty removes a history series from the index once its hash is
+// gone, atomically, so a point added concurrently keeps its series listed.
+var dropIfEmpty = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.call('SREM', KEYS[2], KEYS[1])
+end
+return 0
+`)
+
+// PruneSeries deletes history points and off-policy minutes older than
+// cutoff, and thins history points older than thinBefore to one per
+// keepEvery (those whose time is a multiple of it). It returns how many
+// points it deleted, an off-policy minute (all replicas' snapshots of it)
+// counting as one. Replicas may prune concurrently.
+func (s *Store) PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error) {
+	n, err := s.pruneHistory(ctx, cutoff, thinBefore, keepEvery)
+	if err != nil {
+		return n, fmt.Errorf("redis prune history: %w", err)
+	}
+	m, err := s.pruneOffPolicy(ctx, cutoff)
+	if err != nil {
+		return n + m, fmt.Errorf("redis prune off-policy: %w", err)
+	}
+	return n + m, nil
+}
+
+func (s *Store) pruneHistory(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error) {
+	series, err := s.admin.SMembers(ctx, s.kHistIndex).Result()
+	if err != nil {
+		return 0, err
+	}
+	slices.Sort(series)
+	n := 0
+	for part := range slices.Chunk(series, chunk/10) {
+		keys := make([]*redis.StringSliceCmd, len(part))
+		_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range part {
+				keys[i] = p.HKeys(ctx, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		var dels []*redis.IntCmd
+		_, err = s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range part {
+				var drop []string
+				for _, f := range keys[i].Val() {
+					t, err := strconv.ParseInt(f, 10, 64)
+					if err != nil || t < cutoff || (t < thinBefore && keepEvery > 0 && t%keepEvery != 0) {
+						drop = append(drop, f)
+					}
+				}
+				for d := range slices.Chunk(drop, chunk) {
+					dels = append(dels, p.HDel(ctx, k, d...))
+				}
+				dropIfEmpty.Eval(ctx, p, []string{k, s.kHistIndex})
+			}
+			return nil
+		})
+		for _, d := range dels {
+			n += int(d.Val())
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Off-policy minutes.
+
+func (s *Store) opKey(endpoint, segment string, minute int64) string {
+	return s.kOp + endpoint + "\x00" + segment + "\x00" + strconv.FormatInt(minute, 10)
+}
+
+// parseOpKey splits an off-policy key. Endpoint names hold no NUL and the
+// minute is decimal, so a NUL in the segment is no ambiguity.
+func (s *Store) parseOpKey(k string) (endpoint, segment string, minute int64, ok bool) {
+	rest, ok := strings.CutPrefix(k, s.kOp)
+	if !ok {
+		return "", "", 0, false
+	}
+	i, j := strings.IndexByte(rest, 0), strings.LastIndexByte(rest, 0)
+	if i < 0 || j == i {
+		return "", "", 0, false
+	}
+	minute, err := strconv.ParseInt(rest[j+1:], 10, 64)
+	if err != nil {
+		return "", "", 0, false
+	}
+	return rest[:i], rest[i+1 : j], minute, true
+}
+
+// ReplicaID is the id under which this replica stores its off-policy
+// snapshots (Options.ReplicaID or the random one chosen at Open).
+func (s *Store) ReplicaID() string { return s.opt.ReplicaID }
+
+// PutOffPolicy stores this replica's off-policy minute snapshots, each
+// replacing this replica's earlier snapshot of the same minute and leaving
+// other replicas' alone. A snapshot is cumulative for its replica: the sum
+// of a minute over every replica is the minute's total. Record.Time is the
+// minute (Unix seconds of its start); Record.Value is stored as given (the
+// JSON of an offpolicy.Minute). All records are written in one
+// transaction, and the minutes marked touched now, for OffPolicyOthers.
+func (s *Store) PutOffPolicy(ctx context.Context, recs []store.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	now := float64(s.now().UnixMilli())
+	touched := make([]redis.Z, len(recs))
+	minutes := make([]redis.Z, len(recs))
+	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range recs {
+			k := s.opKey(r.Endpoint, r.Segment, r.Time)
+			p.HSet(ctx, k, s.opt.ReplicaID, r.Value)
+			touched[i] = redis.Z{Score: now, Member: k}
+			minutes[i] = redis.Z{Score: float64(r.Time), Member: k}
+		}
+		for part := range slices.Chunk(touched, chunk) {
+			p.ZAdd(ctx, s.kOpTouched, part...)
+		}
+		for part := range slices.Chunk(minutes, chunk) {
+			p.ZAdd(ctx, s.kOpMinutes, part...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis put off-policy: %w", err)
+	}
+	return nil
+}
+
+// LoadOffPolicy returns this replica's own off-policy minute snapshots
+// (those stored under its ReplicaID), with Time the minute, so a replica
+// restarted with the same id resumes its cumulative sums. Other
+// replicas' snapshots are OffPolicyOthers's.
+func (s *Store) LoadOffPolicy(ctx context.Context) ([]store.Record, error) {
+	keys, err := s.allOpKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("redis load off-policy: %w", err)
+	}
+	var out []store.Record
+	for part := range slices.Chunk(keys, chunk) {
+		vals := make([]*redis.StringCmd, len(part))
+		_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range part {
+				vals[i] = p.HGet(ctx, k, s.opt.ReplicaID)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("redis load off-policy: %w", err)
+		}
+		for i, v := range vals {
+			b, err := v.Bytes()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("redis load off-policy: %w", err)
+			}
+			if e, seg, m, ok := s.parseOpKey(part[i]); ok {
+				out = append(out, store.Record{Endpoint: e, Segment: seg, Time: m, Value: b})
+			}
+		}
+	}
+	sortRecords(out)
+	return out, nil
+}
+
+// allOpKeys lists every off-policy key, scanning the minute index so a
+// concurrent write or prune does not hide a key present throughout.
+func (s *Store) allOpKeys(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
+	var keys []string
+	var cursor uint64
+	for {
+		page, next, err := s.admin.ZScan(ctx, s.kOpMinutes, cursor, "", chunk).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i < len(page); i += 2 { // member, score
+			if k := page[i]; !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// OffPolicyOthers returns, for every off-policy minute some replica wrote
+// at or after since (by the writer's clock, so allow for skew between
+// replicas), the sum of the other replicas' snapshots of it: one record per
+// endpoint, segment and minute, with Time the minute and Value the JSON of
+// the offpolicy.Minute summed field by field. Minutes only this replica
+// wrote are left out; malformed snapshots are skipped. A zero since means
+// every minute.
+func (s *Store) OffPolicyOthers(ctx context.Context, since time.Time) ([]store.Record, error) {
+	lo := "-inf"
+	if !since.IsZero() {
+		lo = strconv.FormatInt(since.UnixMilli(), 10)
+	}
+	keys, err := s.admin.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.kOpTouched, Start: lo, Stop: "+inf", ByScore: true}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis off-policy of other replicas: %w", err)
+	}
+	var out []store.Record
+	for part := range slices.Chunk(keys, chunk) {
+		snaps := make([]*redis.MapStringStringCmd, len(part))
+		_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range part {
+				snaps[i] = p.HGetAll(ctx, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis off-policy of other replicas: %w", err)
+		}
+		for i, c := range snaps {
+			e, seg, m, ok := s.parseOpKey(part[i])
+			if !ok {
+				continue
+			}
+			if sum, ok := s.sumOthers(c.Val()); ok {
+				raw, err := json.Marshal(sum)
+				if err != nil {
+					return nil, fmt.Errorf("off-policy sum of %s/%s at %d: %w", e, seg, m, err)
+				}
+				out = append(out, store.Record{Endpoint: e, Segment: seg, Time: m, Value: raw})
+			}
+		}
+	}
+	sortRecords(out)
+	return out, nil
+}
+
+// sumOthers adds up the snapshots of replicas other than this one, in
+// replica id order so the float sums do not depend on map order. It
+// reports false when there is none.
+func (s *Store) sumOthers(snaps map[string]string) (offpolicy.Minute, bool) {
+	ids := make([]string, 0, len(snaps))
+	for id := range snaps {
+		if id != s.opt.ReplicaID {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	sum := offpolicy.Minute{Arms: map[string]*offpolicy.Sums{}}
+	found := false
+	for _, id := range ids {
+		var m offpolicy.Minute
+		if json.Unmarshal([]byte(snaps[id]), &m) != nil {
+			continue
+		}
+		found = true
+		sum.N += m.N
+		for name, a := range m.Arms {
+			if a == nil {
+				continue
+			}
+			x := sum.Arms[name]
+			if x == nil {
+				x = &offpolicy.Sums{}
+				sum.Arms[name] = x
+			}
+			x.Served += a.Served
+			x.Expected += a.Expected
+			x.W += a.W
+			x.W2 += a.W2
+			x.RW += a.RW
+			x.RW2 += a.RW2
+		}
+	}
+	return sum, found
+}
+
+func sortRecords(rs []store.Record) {
+	slices.SortFunc(rs, func(a, b store.Record) int {
+		return cmp.Or(strings.Compare(a.Endpoint, b.Endpoint), strings.Compare(a.Segment, b.Segment), cmp.Compare(a.Time, b.Time))
+	})
+}
+
+// pruneOffPolicy deletes the off-policy keys of minutes before cutoff
+// with their index entries.
+func (s *Store) pruneOffPolicy(ctx context.Context, cutoff int64) (int, error) {
+	n := 0
+	hi := "(" + strconv.FormatInt(cutoff, 10)
+	for {
+		keys, err := s.admin.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.kOpMinutes, Start: "-inf", Stop: hi, ByScore: true, Count: chunk}).Result()
+		if err != nil || len(keys) == 0 {
+			return n, err
+		}
+		var del *redis.IntCmd
+		_, err = s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			del = p.Unlink(ctx, keys...)
+			members := make([]any, len(keys))
+			for i, k := range keys {
+				members[i] = k
+			}
+			p.ZRem(ctx, s.kOpTouched, members...)
+			p.ZRem(ctx, s.kOpMinutes, members...)
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		n += int(del.Val())
+	}
+}
