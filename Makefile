@@ -7,7 +7,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 FUZZTIME      ?= 10s
 
-.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot redis-demo clean
+.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot redis-demo onnxruntime clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelgate
@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./featurizer
 	$(GO) test -run '^$$' -fuzz '^FuzzBuild$$' -fuzztime $(FUZZTIME) ./featurizer
 	$(GO) test -run '^$$' -fuzz '^FuzzReadNpy$$' -fuzztime $(FUZZTIME) ./backend/embedded/npy
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./store/redisstore
 
 ## proto: regenerate the committed Go code from proto/ (needs protoc: apt-get install protobuf-compiler)
 proto:
@@ -67,6 +68,10 @@ proto:
 ## redis-demo: three replicas of the demo sharing a local redis-server (Ctrl-C stops)
 redis-demo: build
 	scripts/redis-demo.sh
+
+## onnxruntime: put ONNX Runtime (npm onnxruntime-node 1.30.0, pinned) in .cache/onnxruntime/
+onnxruntime:
+	bash scripts/onnxruntime.sh
 
 ## screenshot: the analysts' page in headless Chromium, written to docs/img/ui-endpoint.png
 screenshot:

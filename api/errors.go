@@ -37,6 +37,12 @@ func kindStatus(k fault.Kind) int {
 		return http.StatusRequestEntityTooLarge
 	case fault.Unavailable:
 		return http.StatusServiceUnavailable
+	case fault.Unauthenticated:
+		return http.StatusUnauthorized
+	case fault.Forbidden:
+		return http.StatusForbidden
+	case fault.RateLimited:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusBadRequest
 }
@@ -51,6 +57,12 @@ func kindCode(k fault.Kind) codes.Code {
 		return codes.ResourceExhausted
 	case fault.Unavailable:
 		return codes.Unavailable
+	case fault.Unauthenticated:
+		return codes.Unauthenticated
+	case fault.Forbidden:
+		return codes.PermissionDenied
+	case fault.RateLimited:
+		return codes.ResourceExhausted
 	}
 	return codes.InvalidArgument
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
@@ -47,7 +48,9 @@ type Server struct {
 
 	analytics   Analytics
 	storeHealth func() (ok bool, detail any)
+	auditLog    *audit.Log
 	tpl         *ui.Templates
+	authz       *authState
 }
 
 // New returns a server over the core services. log may be nil.
@@ -71,6 +74,7 @@ func (s *Server) Handler() http.Handler {
 	e.HandleMethodNotAllowed = true
 	s.useTelemetry(e)
 	e.Use(s.recover, s.limit)
+	s.useAuth(e)
 	e.NoRoute(func(c *gin.Context) {
 		s.writeError(c, fault.New(fault.NotFound, "not_found", "no such path: %s", c.Request.URL.Path))
 	})
@@ -81,7 +85,7 @@ func (s *Server) Handler() http.Handler {
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	s.metricsRoute(e)
-	v1 := e.Group("/v1")
+	v1 := e.Group("/v1", s.actor)
 	v1.POST("/endpoints/:endpoint/recommend", s.recommend)
 	v1.POST("/feedback", s.postFeedback)
 	v1.GET("/models", s.listModels)
@@ -95,6 +99,8 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/endpoints/:endpoint/arms", s.addArm)
 	v1.PATCH("/endpoints/:endpoint/arms/:arm", s.patchArm)
 	s.analystRoutes(e, v1)
+	s.keyRoutes(v1)
+	v1.GET("/audit", s.getAudit)
 	return e
 }
 

@@ -76,6 +76,7 @@ func (s *Server) GRPCRecover(ctx context.Context, req any, info *grpc.UnaryServe
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxBodyBytes)),
-		grpc.ChainUnaryInterceptor(append(s.grpcAccessLog(), s.GRPCRecover, s.GRPCLimit)...),
+		grpc.ChainUnaryInterceptor(append(s.grpcAccessLog(), s.GRPCRecover, s.GRPCLimit, s.grpcAuth)...),
+		grpc.ChainStreamInterceptor(s.grpcAuthStream),
 	}, s.cfg.Telemetry.GRPCServerOptions()...)
 }

@@ -56,9 +56,32 @@ type Config struct {
 	Limits      Limits
 	SigningKeys [][]byte
 	Redis       Redis
+	TLS         TLS
+	Auth        Auth
+	// ONNXRuntime locates the ONNX Runtime library for onnx versions.
+	ONNXRuntime ONNXRuntime
 	// RedisURL comes from --redis-url / MODELGATE_REDIS_URL, not the file:
 	// with it, replicas share their state through Redis.
 	RedisURL string
+}
+
+// TLS makes the listeners serve HTTPS and gRPC over TLS (when CertFile is
+// set). With ClientCAFile, clients must present a certificate signed by one
+// of its CAs (mTLS). Paths are resolved against the config file's directory.
+type TLS struct {
+	CertFile     string
+	KeyFile      string
+	ClientCAFile string
+}
+
+// Enabled reports whether the listeners serve TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// ONNXRuntime locates libonnxruntime.so.1; an empty Library uses
+// $MODELGATE_ONNXRUNTIME_LIB, else .cache/onnxruntime/ in the working
+// directory or a parent.
+type ONNXRuntime struct {
+	Library string
 }
 
 // Redis tunes the shared store used with --redis-url.
@@ -70,12 +93,24 @@ type Redis struct {
 	WALMaxBytes     int64         // bound of the local write-ahead log
 }
 
+// Auth modes.
+const (
+	AuthNone = "none" // no keys: allowed only on loopback listeners (or with --insecure)
+	AuthKeys = "keys" // every call but /healthz, /readyz, /metrics needs an API key
+)
+
+// Auth configures API keys.
+type Auth struct {
+	Mode string // AuthNone (default) or AuthKeys
+}
+
 // Default returns the configuration used without a config file.
 func Default() *Config {
 	return &Config{
 		Report: Report{Interval: time.Minute, Retention: 720 * time.Hour},
 		Limits: Limits{MaxBodyBytes: 1 << 20, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
 			ShutdownTimeout: 10 * time.Second},
+		Auth: Auth{Mode: AuthNone},
 		Redis: Redis{RefreshInterval: 250 * time.Millisecond, FlushInterval: 100 * time.Millisecond,
 			Timeout: 100 * time.Millisecond, WALMaxBytes: 256 << 20},
 	}
@@ -96,8 +131,11 @@ type file struct {
 		Interval  *string `yaml:"interval"`
 		Retention *string `yaml:"retention"`
 	} `yaml:"report"`
-	Limits *fileLimits `yaml:"limits"`
-	Redis  *struct {
+	Limits      *fileLimits `yaml:"limits"`
+	ONNXRuntime *struct {
+		Library string `yaml:"library"`
+	} `yaml:"onnxruntime"`
+	Redis *struct {
 		RefreshInterval *string `yaml:"refresh_interval"`
 		FlushInterval   *string `yaml:"flush_interval"`
 		Timeout         *string `yaml:"timeout"`
@@ -105,6 +143,14 @@ type file struct {
 		WALMaxBytes     *int64  `yaml:"wal_max_bytes"`
 	} `yaml:"redis"`
 	SigningKeys []string `yaml:"signing_keys"`
+	TLS         *struct {
+		CertFile     string `yaml:"cert_file"`
+		KeyFile      string `yaml:"key_file"`
+		ClientCAFile string `yaml:"client_ca_file"`
+	} `yaml:"tls"`
+	Auth *struct {
+		Mode *string `yaml:"mode"`
+	} `yaml:"auth"`
 }
 
 // Load reads and validates the config file at path. Relative backend paths
@@ -182,6 +228,12 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 			}
 		}
 	}
+	if o := f.ONNXRuntime; o != nil && o.Library != "" {
+		c.ONNXRuntime.Library = o.Library
+		if !filepath.IsAbs(o.Library) {
+			c.ONNXRuntime.Library = filepath.Join(baseDir, o.Library)
+		}
+	}
 	if r := f.Redis; r != nil {
 		for _, d := range []struct {
 			dst  *time.Duration
@@ -210,6 +262,12 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 			c.Redis.WALMaxBytes = *r.WALMaxBytes
 		}
 	}
+	if a := f.Auth; a != nil && a.Mode != nil {
+		if *a.Mode != AuthNone && *a.Mode != AuthKeys {
+			return nil, fmt.Errorf("auth.mode: %q is not none or keys", *a.Mode)
+		}
+		c.Auth.Mode = *a.Mode
+	}
 	for i, s := range f.SigningKeys {
 		k, err := DecodeKey(s)
 		if err != nil {
@@ -217,7 +275,42 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 		}
 		c.SigningKeys = append(c.SigningKeys, k)
 	}
+	if t := f.TLS; t != nil {
+		if err := parseTLS(c, t.CertFile, t.KeyFile, t.ClientCAFile, baseDir); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// parseTLS checks the tls section: cert_file and key_file together,
+// client_ca_file only with them, and every file present.
+func parseTLS(c *Config, certFile, keyFile, caFile, baseDir string) error {
+	if certFile == "" && keyFile == "" && caFile == "" {
+		return nil
+	}
+	if certFile == "" || keyFile == "" {
+		return fmt.Errorf("tls: cert_file and key_file are required together")
+	}
+	for _, f := range []struct {
+		dst  *string
+		src  string
+		name string
+	}{{&c.TLS.CertFile, certFile, "tls.cert_file"}, {&c.TLS.KeyFile, keyFile, "tls.key_file"},
+		{&c.TLS.ClientCAFile, caFile, "tls.client_ca_file"}} {
+		if f.src == "" {
+			continue
+		}
+		p := f.src
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(baseDir, p)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		*f.dst = p
+	}
+	return nil
 }
 
 func duration(dst *time.Duration, src *string, name string, min time.Duration) error {

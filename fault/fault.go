@@ -14,11 +14,14 @@ type Kind uint8
 
 // Kinds of errors, each with one HTTP status and one gRPC code in package api.
 const (
-	Invalid     Kind = iota // malformed or invalid input (400)
-	NotFound                // unknown endpoint, model or version (404)
-	Conflict                // the change conflicts with current state (409)
-	TooLarge                // the request body is too large (413)
-	Unavailable             // no arm could serve, or the store is down (503)
+	Invalid         Kind = iota // malformed or invalid input (400)
+	NotFound                    // unknown endpoint, model or version (404)
+	Conflict                    // the change conflicts with current state (409)
+	TooLarge                    // the request body is too large (413)
+	Unavailable                 // no arm could serve, or the store is down (503)
+	Unauthenticated             // no valid API key (401)
+	Forbidden                   // the key lacks the scope the call needs (403)
+	RateLimited                 // the key is over its rate limit (429)
 )
 
 // Error is a classified error with a stable snake_case code, a human message

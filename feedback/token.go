@@ -33,7 +33,7 @@ type Token struct {
 }
 
 const (
-	tokenVersion = 2
+	tokenVersion = 3
 	sigLen       = 16 // truncated HMAC-SHA256: 128 bits
 	// maxTokenLen bounds what Verify decodes; the router's limits on
 	// names and context values keep every token it signs far below it.
@@ -41,9 +41,9 @@ const (
 	flagImpression = 1
 )
 
-// headerLen is the fixed part of a token: version, time, id, propensity,
-// window, flags.
-const headerLen = 1 + 8 + 12 + 4 + 4 + 1
+// headerLen is the fixed part of a token: version, key id, time, id,
+// propensity, window, flags.
+const headerLen = 1 + 4 + 8 + 12 + 4 + 4 + 1
 
 // ErrInvalidToken is returned for anything that is not a token signed by one
 // of the signer's keys.
@@ -54,6 +54,7 @@ var ErrInvalidToken = errors.New("invalid prediction id")
 // immutable and safe for concurrent use.
 type Signer struct {
 	keys [][]byte
+	ids  [][4]byte // key ids: the first 4 bytes of each key's SHA-256
 }
 
 // NewSigner returns a signer; keys[0] signs. Each key must be ≥ 32 bytes.
@@ -66,7 +67,12 @@ func NewSigner(keys ...[]byte) (*Signer, error) {
 			return nil, errors.New("signing key " + strconv.Itoa(i) + " is shorter than 32 bytes")
 		}
 	}
-	return &Signer{keys: keys}, nil
+	s := &Signer{keys: keys}
+	for _, k := range keys {
+		sum := sha256.Sum256(k)
+		s.ids = append(s.ids, [4]byte(sum[:4]))
+	}
+	return s, nil
 }
 
 // NewID returns a fresh random token id.
@@ -80,6 +86,7 @@ func NewID() [12]byte {
 func (s *Signer) Sign(t *Token) string {
 	buf := make([]byte, 0, 64+len(t.Endpoint)+len(t.Arm)+len(t.Segment))
 	buf = append(buf, tokenVersion)
+	buf = append(buf, s.ids[0][:]...)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(t.Time.UnixMilli()))
 	buf = append(buf, t.ID[:]...)
 	buf = binary.BigEndian.AppendUint32(buf, math.Float32bits(float32(t.Propensity)))
@@ -113,21 +120,35 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 		return nil, ErrInvalidToken
 	}
 	body, sig := raw[:len(raw)-sigLen], raw[len(raw)-sigLen:]
+	if body[0] != tokenVersion {
+		return nil, ErrInvalidToken
+	}
+	// The key id picks the key; an unknown id (or a key id collision) is
+	// still checked against every key, so the id is a hint, not a trust.
 	ok := false
-	for _, k := range s.keys {
-		if hmac.Equal(mac(k, body), sig) {
+	for i, k := range s.keys {
+		if s.ids[i] == [4]byte(body[1:5]) && hmac.Equal(mac(k, body), sig) {
 			ok = true
 			break
 		}
 	}
-	if !ok || body[0] != tokenVersion {
+	if !ok {
+		for _, k := range s.keys {
+			if hmac.Equal(mac(k, body), sig) {
+				ok = true
+				break
+			}
+		}
+	}
+	if !ok {
 		return nil, ErrInvalidToken
 	}
-	t := &Token{Time: time.UnixMilli(int64(binary.BigEndian.Uint64(body[1:9])))}
-	copy(t.ID[:], body[9:21])
-	t.Propensity = float64(math.Float32frombits(binary.BigEndian.Uint32(body[21:25])))
-	t.Window = time.Duration(binary.BigEndian.Uint32(body[25:29])) * time.Second
-	t.OnImpression = body[29]&flagImpression != 0
+	b := body[5:]
+	t := &Token{Time: time.UnixMilli(int64(binary.BigEndian.Uint64(b[0:8])))}
+	copy(t.ID[:], b[8:20])
+	t.Propensity = float64(math.Float32frombits(binary.BigEndian.Uint32(b[20:24])))
+	t.Window = time.Duration(binary.BigEndian.Uint32(b[24:28])) * time.Second
+	t.OnImpression = b[28]&flagImpression != 0
 	rest := body[headerLen:]
 	fields := [3]*string{&t.Endpoint, &t.Arm, &t.Segment}
 	for _, f := range fields {

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/registry"
 )
@@ -54,7 +55,7 @@ func New(reg Registry, listers map[string]Lister, log *slog.Logger) *Watcher {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	all := map[string]Lister{"embedded": ListDirs}
+	all := map[string]Lister{"embedded": ListDirs, "onnx": ListDirs}
 	for k, v := range listers {
 		all[k] = v
 	}
@@ -92,6 +93,7 @@ func (w *Watcher) Run(ctx context.Context) {
 
 // Poll checks one endpoint's watched model once.
 func (w *Watcher) Poll(ctx context.Context, endpoint string) error {
+	ctx = audit.WithActor(ctx, "auto_arms")
 	snap := w.reg.Snapshot()
 	ep, ok := snap.Endpoints[endpoint]
 	if !ok || ep.AutoArms == nil {
@@ -164,7 +166,7 @@ func (w *Watcher) Poll(ctx context.Context, endpoint string) error {
 func versionBody(tmpl *registry.ModelVersion, v string) ([]byte, error) {
 	b := tmpl.Backend
 	switch b.Type {
-	case "embedded":
+	case "embedded", "onnx":
 		b.Path = filepath.Join(filepath.Dir(tmpl.Backend.Path), v)
 	case "tfserving":
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -197,7 +199,11 @@ func ListDirs(_ context.Context, tmpl *registry.ModelVersion) ([]string, error) 
 		if _, err := strconv.ParseUint(e.Name(), 10, 63); err != nil {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(base, e.Name(), "model.json")); err == nil {
+		marker := "model.json"
+		if tmpl.Backend.Type == "onnx" {
+			marker = "model.onnx"
+		}
+		if _, err := os.Stat(filepath.Join(base, e.Name(), marker)); err == nil {
 			out = append(out, e.Name())
 		}
 	}

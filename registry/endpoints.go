@@ -43,6 +43,21 @@ func checkBackend(b *BackendSpec) error {
 			b.SignatureName = "serving_default"
 		}
 	}
+	if b.Type == "onnx" {
+		if b.Path == "" {
+			return fault.Field("backend.path", "missing_field", "an onnx backend needs a path")
+		}
+		p, err := filepath.Abs(b.Path)
+		if err != nil {
+			return fault.Field("backend.path", "invalid_model", "%v", err)
+		}
+		b.Path = p
+		if bt := b.Batching; bt != nil && (bt.MaxBatchSize < 1 || bt.MaxBatchSize > 4096 || bt.BatchTimeoutUS < 0 || bt.BatchTimeoutUS > 1000000) {
+			return fault.Field("backend.batching", "invalid_backend", "max_batch_size is 1..4096 and batch_timeout_us 0..1000000")
+		}
+	} else if b.Batching != nil {
+		return fault.Field("backend.batching", "invalid_backend", "batching applies to onnx backends only")
+	}
 	if b.TLS != nil && b.Type != "tfserving" {
 		return fault.Field("backend.tls", "invalid_backend", "tls applies to remote backends only")
 	}
@@ -85,7 +100,7 @@ func checkAutoArms(a *AutoArms) error {
 // the fallback must be registered versions; the fallback must be one of the
 // arms. Replacing keeps the paused state of arms that remain, so re-applying
 // a definition never silently resumes a paused arm.
-func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
+func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
 	if !ValidName(name) {
 		return nil, false, fault.Field("endpoint", "invalid_name", "endpoint names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
@@ -193,7 +208,7 @@ func (r *Registry) Endpoints() []*Endpoint {
 }
 
 // DeleteEndpoint removes an endpoint. Its counters stay in the store.
-func (r *Registry) DeleteEndpoint(ctx context.Context, name string) error {
+func (r *Registry) deleteEndpoint(ctx context.Context, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.snap.Load().Endpoints[name]; !ok {
@@ -207,7 +222,7 @@ func (r *Registry) DeleteEndpoint(ctx context.Context, name string) error {
 }
 
 // AddArm adds a registered version to an endpoint as an active arm.
-func (r *Registry) AddArm(ctx context.Context, endpoint, arm string) (*Endpoint, error) {
+func (r *Registry) addArm(ctx context.Context, endpoint, arm string) (*Endpoint, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	snap := r.snap.Load()
@@ -248,7 +263,18 @@ func (r *Registry) PauseArm(ctx context.Context, endpoint, arm, reason string) (
 	return r.setArmState(ctx, endpoint, arm, Paused, reason)
 }
 
-func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason string) (*Endpoint, error) {
+func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason string) (ep *Endpoint, err error) {
+	defer func() {
+		action := "resume_arm"
+		if state == Paused {
+			action = "pause_arm"
+		}
+		r.audit.Record(ctx, action, endpoint+"/"+arm, err)
+	}()
+	return r.setArmStateLocked(ctx, endpoint, arm, state, reason)
+}
+
+func (r *Registry) setArmStateLocked(ctx context.Context, endpoint, arm, state, reason string) (*Endpoint, error) {
 	if state != Active && state != Paused {
 		return nil, fault.Field("state", "invalid_state", "state must be \"active\" or \"paused\"")
 	}
@@ -304,4 +330,32 @@ func (r *Registry) HasVersion(arm string) bool {
 func (r *Registry) HasEndpoint(name string) bool {
 	_, ok := r.snap.Load().Endpoints[name]
 	return ok
+}
+
+// PutEndpoint creates (created=true) or replaces an endpoint; see
+// putEndpoint. The change is audited.
+func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
+	ep, created, err := r.putEndpoint(ctx, name, body)
+	action := "replace_endpoint"
+	if created {
+		action = "create_endpoint"
+	}
+	r.audit.Record(ctx, action, name, err)
+	return ep, created, err
+}
+
+// DeleteEndpoint removes an endpoint (its counters stay in the store); the
+// change is audited.
+func (r *Registry) DeleteEndpoint(ctx context.Context, name string) error {
+	err := r.deleteEndpoint(ctx, name)
+	r.audit.Record(ctx, "delete_endpoint", name, err)
+	return err
+}
+
+// AddArm adds a registered version to an endpoint as an active arm; the
+// change is audited.
+func (r *Registry) AddArm(ctx context.Context, endpoint, arm string) (*Endpoint, error) {
+	ep, err := r.addArm(ctx, endpoint, arm)
+	r.audit.Record(ctx, "add_arm", endpoint+"/"+arm, err)
+	return ep, err
 }

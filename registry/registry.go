@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
@@ -76,6 +77,7 @@ const DefaultEmbeddedSpec = `{"inputs": {
 // Snapshot. Safe for concurrent use.
 type Registry struct {
 	mu      sync.Mutex // serializes changes, never held on the request path
+	audit   *audit.Log
 	db      Store
 	loaders map[string]Loader
 	snap    atomic.Pointer[Snapshot]
@@ -277,7 +279,7 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 // endpoint uses. The version is validated — spec parsed, backend loaded —
 // before anything is stored. The model loads outside the registry's lock,
 // so a slow registration never delays a pause.
-func (r *Registry) PutVersion(ctx context.Context, name, version string, body []byte) (mv *ModelVersion, created bool, err error) {
+func (r *Registry) putVersion(ctx context.Context, name, version string, body []byte) (mv *ModelVersion, created bool, err error) {
 	mv, err = r.ParseVersion(name, version, body)
 	if err != nil {
 		return nil, false, err
@@ -321,7 +323,7 @@ func storeError(err error) error {
 }
 
 // DeleteVersion removes a version no endpoint uses.
-func (r *Registry) DeleteVersion(ctx context.Context, name, version string) error {
+func (r *Registry) deleteVersion(ctx context.Context, name, version string) error {
 	arm := name + "@" + version
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -499,4 +501,29 @@ func sameSpec(a, b *ModelVersion) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// SetAudit makes every change to versions and endpoints recorded in log.
+// Call it before the registry is shared.
+func (r *Registry) SetAudit(log *audit.Log) { r.audit = log }
+
+// PutVersion registers a version (created=true) or replaces one that no
+// endpoint uses. The version is validated — spec parsed, backend loaded —
+// before anything is stored. The model loads outside the registry's lock,
+// so a slow registration never delays a pause. The change is audited.
+func (r *Registry) PutVersion(ctx context.Context, name, version string, body []byte) (*ModelVersion, bool, error) {
+	mv, created, err := r.putVersion(ctx, name, version, body)
+	action := "replace_version"
+	if created {
+		action = "register_version"
+	}
+	r.audit.Record(ctx, action, name+"@"+version, err)
+	return mv, created, err
+}
+
+// DeleteVersion removes a version no endpoint uses; the change is audited.
+func (r *Registry) DeleteVersion(ctx context.Context, name, version string) error {
+	err := r.deleteVersion(ctx, name, version)
+	r.audit.Record(ctx, "delete_version", name+"@"+version, err)
+	return err
 }

@@ -24,6 +24,14 @@ type BackendSpec struct {
 	TimeoutMS     int         `json:"timeout_ms,omitempty"`
 	Outputs       *OutputsMap `json:"outputs,omitempty"`
 	TLS           *BackendTLS `json:"tls,omitempty"`
+	Batching      *Batching   `json:"batching,omitempty"`
+}
+
+// Batching joins concurrent requests for an onnx version into one run of
+// at most MaxBatchSize, waiting at most BatchTimeoutUS microseconds.
+type Batching struct {
+	MaxBatchSize   int `json:"max_batch_size"`
+	BatchTimeoutUS int `json:"batch_timeout_us"`
 }
 
 // OutputsMap maps the roles a gateway reads to a signature's output aliases.

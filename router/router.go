@@ -401,7 +401,8 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 	if ttl > 0 && !sticky && !fellBack {
 		r.sticky.put(ep.Name, req.UserID, armName, prop, now.Add(ttl))
 	}
-	model, version, _ := registry.SplitArm(armName)
+	spec := &snap.Versions[armName].Spec
+	model, version := spec.Name, spec.Version
 	tok := feedback.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: now,
 		Propensity: prop, Window: ep.Policy.Window(),
 		OnImpression: ep.Policy.TrialsOn == "impression", ID: feedback.NewID()}

@@ -493,3 +493,36 @@ func (d *DB) PruneSeries(_ context.Context, cutoff, thinBefore, keepEvery int64)
 	})
 	return n, err
 }
+
+var bAudit = []byte("audit")
+
+// AppendAudit appends an audit entry.
+func (d *DB) AppendAudit(_ context.Context, entry []byte) error {
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bAudit)
+		if err != nil {
+			return err
+		}
+		seq, _ := b.NextSequence()
+		k := binary.BigEndian.AppendUint64(nil, uint64(d.now().UnixNano()))
+		k = binary.BigEndian.AppendUint64(k, seq)
+		return b.Put(k, entry)
+	})
+}
+
+// ListAudit returns up to limit audit entries, newest first.
+func (d *DB) ListAudit(_ context.Context, limit int) ([][]byte, error) {
+	var out [][]byte
+	err := d.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bAudit)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			out = append(out, append([]byte(nil), v...))
+		}
+		return nil
+	})
+	return out, err
+}

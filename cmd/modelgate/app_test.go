@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/gin-gonic/gin"
+	"google.golang.org/grpc"
 
 	"github.com/modelgate/modelgate/config"
 )
@@ -169,4 +171,29 @@ func (r *reportResp) arm(name string) (trials, successes uint64) {
 		}
 	}
 	return 0, 0
+}
+
+// serveTestApp runs a's background work and serves it over HTTP and gRPC on
+// loopback until the test ends; it returns the app and the gRPC address.
+func serveTestApp(t *testing.T, a *app, dir string) (*testApp, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.run(ctx); close(done) }()
+	ts := httptest.NewServer(a.srv.Handler())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(a.srv.GRPCServerOptions()...)
+	a.srv.RegisterGRPC(gs)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(func() {
+		gs.Stop()
+		ts.Close()
+		cancel()
+		<-done
+		a.close()
+	})
+	return &testApp{app: a, url: ts.URL, dataDir: dir}, lis.Addr().String()
 }

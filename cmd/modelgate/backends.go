@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/backend/embedded"
+	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
@@ -15,9 +16,12 @@ import (
 )
 
 // loaders are the backend types this binary serves.
-func loaders(pool *tfserving.Pool) map[string]registry.Loader {
+func loaders(pool *tfserving.Pool, onnxLibrary string) map[string]registry.Loader {
 	return map[string]registry.Loader{
 		"embedded": loadEmbedded,
+		"onnx": func(ctx context.Context, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
+			return loadONNX(ctx, onnxLibrary, mv, opt)
+		},
 		"tfserving": func(ctx context.Context, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
 			return loadTFServing(ctx, pool, mv, opt)
 		},
@@ -108,4 +112,28 @@ func checkEmbeddedInputs(plan *featurizer.Plan) error {
 		}
 	}
 	return nil
+}
+
+func loadONNX(_ context.Context, library string, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
+	b := mv.Backend
+	cfg := onnx.Config{Timeout: time.Duration(b.TimeoutMS) * time.Millisecond, LibraryPath: library}
+	if b.Outputs != nil {
+		cfg.Outputs = onnx.Outputs{Scores: b.Outputs.Scores, IDs: b.Outputs.IDs}
+	}
+	if b.Batching != nil {
+		cfg.Batching = &onnx.Batching{MaxBatchSize: b.Batching.MaxBatchSize,
+			BatchTimeout: time.Duration(b.Batching.BatchTimeoutUS) * time.Microsecond}
+	}
+	if opt.Plan != nil {
+		cfg.Inputs = opt.Plan.Inputs()
+	}
+	m, err := onnx.Load(b.Path, cfg)
+	if err != nil {
+		var ve *onnx.ValidationError
+		if errors.As(err, &ve) {
+			return nil, &fault.Error{Kind: fault.Invalid, Code: "invalid_model", Field: ve.Field, Message: ve.Msg}
+		}
+		return nil, fault.Field("backend.path", "invalid_model", "%v", err)
+	}
+	return m, nil
 }

@@ -26,7 +26,7 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-var listenRE = regexp.MustCompile(`HTTP on (http://[0-9.:]+), gRPC on ([0-9.:]+)`)
+var listenRE = regexp.MustCompile(`HTTP on (https?://[0-9.:]+), gRPC on ([0-9.:]+)`)
 
 // startBinary runs `modelgate serve` on free ports and returns its base URL.
 func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {

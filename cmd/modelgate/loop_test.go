@@ -159,7 +159,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown backend", "PUT", "/v1/models/mf/versions/9", `{"backend": {"type": "pytorch"}}`, 400, "unsupported_backend", "backend.type"},
 		{"bad feature spec", "PUT", "/v1/models/mf/versions/9", `{"backend": {"type": "embedded", "path": "` + demoDir + `/models/mf/1"}, "features": {"inputs": {"x": {"from": "user_id", "dtype": "int128"}}}}`, 400, "invalid_feature_spec", "features.inputs.x.dtype"},
 		{"embedded spec the model cannot read", "PUT", "/v1/models/mf/versions/9", `{"backend": {"type": "embedded", "path": "` + demoDir + `/models/mf/1"}, "features": {"inputs": {"user_id": {"from": "user_id", "transform": "hash_bucket", "buckets": 10, "dtype": "int64"}}}}`, 400, "invalid_feature_spec", "features.inputs.user_id"},
-		{"onnx is not in this build", "PUT", "/v1/models/r/versions/1", `{"backend": {"type": "onnx", "path": "/m", "batching": {"max_batch_size": 4}}}`, 400, "unsupported_backend", "backend.type"},
+		{"onnx model missing", "PUT", "/v1/models/r/versions/1", `{"backend": {"type": "onnx", "path": "/nonexistent/r/1", "outputs": {"scores": "scores"}, "batching": {"max_batch_size": 4}}}`, 400, "invalid_model", "backend.path"},
+		{"unknown backend type", "PUT", "/v1/models/r/versions/1", `{"backend": {"type": "torchscript", "path": "/m"}}`, 400, "unsupported_backend", "backend.type"},
 		{"endpoint with unknown arm", "PUT", "/v1/endpoints/e2", `{"arms": ["mf@7"]}`, 400, "unknown_model_version", "arms[0]"},
 		{"endpoint bad policy", "PUT", "/v1/endpoints/e2", `{"arms": ["mf@1"], "policy": {"type": "greedy"}}`, 400, "invalid_policy", "policy.type"},
 		{"delete version in use", "DELETE", "/v1/models/mf/versions/1", ``, 409, "version_in_use", ""},
@@ -211,4 +212,29 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("got accepted %d duplicates %d codes %v, want 1, 1, %v", fb.Accepted, fb.Duplicates, got, want)
 		}
 	})
+}
+
+// Every change to versions and endpoints is in the audit log, newest first,
+// with who made it (config at start-up) and the result.
+func TestAuditLog(t *testing.T) {
+	a := startApp(t, demoConfig(t, ""))
+	call(t, "PATCH", a.url+"/v1/endpoints/home/arms/mf@1", `{"state": "paused"}`, nil)
+	call(t, "DELETE", a.url+"/v1/models/mf/versions/1", nil, nil) // refused: in use
+	var out struct {
+		Entries []struct {
+			Key, Action, Target, Result string
+		} `json:"entries"`
+	}
+	if st := call(t, "GET", a.url+"/v1/audit?limit=10", nil, &out); st != 200 {
+		t.Fatalf("audit: %d", st)
+	}
+	got := []string{}
+	for _, e := range out.Entries {
+		got = append(got, e.Key+" "+e.Action+" "+e.Target)
+	}
+	want := []string{"anonymous delete_version mf@1", "anonymous pause_arm home/mf@1", "config create_endpoint home",
+		"config register_version mf@2", "config register_version mf@1"}
+	if fmt.Sprint(got) != fmt.Sprint(want) || !strings.Contains(out.Entries[0].Result, "is used by") || out.Entries[1].Result != "ok" {
+		t.Fatalf("audit entries %v (%+v)", got, out.Entries)
+	}
 }

@@ -23,6 +23,7 @@ func commands() []command {
 		{"simulate", "offline bandit simulator: regret of policies on simulated arms", runSimulate},
 		{"models", "register, list, show and delete model versions (HTTP client)", runModels},
 		{"endpoints", "list, show and apply endpoints; add, pause and resume arms (HTTP client)", runEndpoints},
+		{"keys", "create, list and revoke API keys (on the data dir or Redis)", runKeys},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
 }

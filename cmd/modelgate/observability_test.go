@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,25 +136,7 @@ func startAppTel(t *testing.T, tel *telemetry.Telemetry) (*testApp, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.run(ctx); close(done) }()
-	ts := httptest.NewServer(a.srv.Handler())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(a.srv.GRPCServerOptions()...)
-	a.srv.RegisterGRPC(gs)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(func() {
-		gs.Stop()
-		ts.Close()
-		cancel()
-		<-done
-		a.close()
-	})
-	return &testApp{app: a, url: ts.URL, dataDir: dir}, lis.Addr().String()
+	return serveTestApp(t, a, dir)
 }
 
 // One recommend that carries a traceparent leaves, in the collector, the

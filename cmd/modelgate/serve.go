@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/modelgate/modelgate/api"
+	"github.com/modelgate/modelgate/audit"
+	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/counters"
@@ -104,13 +106,6 @@ func loopback(addr string) bool {
 }
 
 func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
-	if !f.insecure {
-		for _, a := range []string{f.httpAddr, f.grpcAddr} {
-			if !loopback(a) {
-				return fmt.Errorf("refusing to listen on %s without API keys: bind to a loopback address (127.0.0.1, ::1, localhost) or pass --insecure", a)
-			}
-		}
-	}
 	cfg := config.Default()
 	if f.config != "" {
 		var err error
@@ -119,6 +114,13 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 		}
 	}
 	cfg.RedisURL = f.redisURL
+	if err := checkListeners(f, cfg, log); err != nil {
+		return err
+	}
+	ltls, err := newListenerTLS(cfg.TLS, log)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := newApp(ctx, cfg, f.dataDir, log)
@@ -137,9 +139,10 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 		hl.Close()
 		return fmt.Errorf("grpc listen: %w", err)
 	}
+	hl = ltls.wrapHTTP(hl)
 	hs := &http.Server{Handler: srv.Handler(), ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
 		ReadHeaderTimeout: cfg.Limits.ReadTimeout, MaxHeaderBytes: 64 << 10}
-	gs := grpc.NewServer(srv.GRPCServerOptions()...)
+	gs := grpc.NewServer(ltls.grpcOptions(srv.GRPCServerOptions())...)
 	srv.RegisterGRPC(gs)
 
 	fbCtx, fbStop := context.WithCancel(context.Background())
@@ -152,7 +155,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 	log.Info("modelgate serving", "http", hl.Addr().String(), "grpc", gl.Addr().String(), "data_dir", f.dataDir,
 		"models", len(reg.Snapshot().Versions), "endpoints", len(reg.Snapshot().Endpoints))
 	log.Info("telemetry", "exporters", a.tel.Exporters(), "tracing", a.tel.Tracing())
-	fmt.Fprintf(stdout, "modelgate: HTTP on http://%s, gRPC on %s, data in %s\n", hl.Addr(), gl.Addr(), f.dataDir)
+	fmt.Fprintf(stdout, "modelgate: HTTP on %s://%s, gRPC on %s, data in %s\n", ltls.scheme(), hl.Addr(), gl.Addr(), f.dataDir)
 
 	var serveErr error
 	select {
@@ -194,6 +197,7 @@ type app struct {
 	tel   *telemetry.Telemetry
 	offp  *offpolicy.Table
 	rec   *report.Recorder
+	keys  *auth.Keys // API keys; nil when the store keeps none
 
 	retention time.Duration
 }
@@ -224,9 +228,12 @@ func (a *app) run(ctx context.Context) {
 	go func() { a.saveOffPolicy(wctx); close(opDone) }()
 	sharedDone := make(chan struct{})
 	go func() { a.runShared(wctx); close(sharedDone) }()
+	keysDone := make(chan struct{})
+	go func() { a.runKeys(wctx); close(keysDone) }()
 	a.fb.Run(ctx)
 	cancel()
 	<-sharedDone
+	<-keysDone
 	<-done
 	<-discDone
 	<-recDone
@@ -358,11 +365,13 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		table.Cell(d.Key).RestoreDiscounted(d.Disc)
 	}
 	pool := tfserving.NewPool(tel.GRPCDialOptions()...)
-	reg, err := registry.New(ctx, db, loaders(pool), log)
+	reg, err := registry.New(ctx, db, loaders(pool, cfg.ONNXRuntime.Library), log)
 	if err != nil {
 		return nil, err
 	}
-	if err := seed(ctx, reg, db, cfg, log); err != nil {
+	auditLog := audit.New(db, log)
+	reg.SetAudit(auditLog)
+	if err := seed(audit.WithActor(ctx, "config"), reg, db, cfg, log); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -379,7 +388,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		return nil, err
 	}
 	pauseArm := func(endpoint, arm, reason string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(audit.WithActor(context.Background(), "guardrail"), 10*time.Second)
 		defer cancel()
 		if _, err := reg.PauseArm(ctx, endpoint, arm, reason); err != nil {
 			log.Error("guardrail could not pause an arm", "endpoint", endpoint, "arm", arm, "err", err)
@@ -393,7 +402,13 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		maxConc = 64 * runtime.NumCPU()
 	}
 	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc, Telemetry: tel}, reg, rt, fb, table, log)
+	apiKeys, err := wireAuth(ctx, cfg, db, srv, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	fb.SetOffPolicy(offp)
+	srv.SetAudit(auditLog)
 	if sh, ok := db.(sharedStore); ok {
 		fb.SetFlushInterval(cfg.Redis.FlushInterval)
 		srv.SetStoreHealth(func() (bool, any) {
@@ -412,7 +427,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		return nil, err
 	}
 	return &app{db: db, cfg: cfg, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log,
-		offp: offp, rec: rec, retention: cfg.Report.Retention}, nil
+		offp: offp, rec: rec, keys: apiKeys, retention: cfg.Report.Retention}, nil
 }
 
 // lookup tells feedback the policy of an endpoint's arm.

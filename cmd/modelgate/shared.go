@@ -41,6 +41,8 @@ type stateStore interface {
 	AddHistory(ctx context.Context, r store.Record) (bool, error)
 	History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error)
 	PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error)
+	AppendAudit(ctx context.Context, entry []byte) error
+	ListAudit(ctx context.Context, limit int) ([][]byte, error)
 	Close() error
 }
 

@@ -1,0 +1,323 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/modelgate/modelgate/auth"
+	"github.com/modelgate/modelgate/fault"
+)
+
+// routeScopes is the one table of what each call needs: "METHOD route"
+// (the gin route pattern) -> scope. A registered route missing here needs
+// admin; /healthz, /readyz and /metrics are open (openRoutes); an unknown
+// path needs any valid key (and then answers 404).
+var routeScopes = map[string]string{
+	"POST /v1/endpoints/:endpoint/recommend": auth.ScopeClient,
+	"POST /v1/feedback":                      auth.ScopeClient,
+
+	"GET /v1/models": auth.ScopeML,
+	"PUT /v1/models/:model/versions/:version":    auth.ScopeML,
+	"GET /v1/models/:model/versions/:version":    auth.ScopeML,
+	"DELETE /v1/models/:model/versions/:version": auth.ScopeML,
+	"GET /v1/endpoints":                          auth.ScopeML,
+	"PUT /v1/endpoints/:endpoint":                auth.ScopeML,
+	"GET /v1/endpoints/:endpoint":                auth.ScopeML,
+	"DELETE /v1/endpoints/:endpoint":             auth.ScopeML,
+	"POST /v1/endpoints/:endpoint/arms":          auth.ScopeML,
+	"PATCH /v1/endpoints/:endpoint/arms/:arm":    auth.ScopeML,
+
+	"GET /v1/endpoints/:endpoint/report":         auth.ScopeAnalyst,
+	"GET /v1/endpoints/:endpoint/report/history": auth.ScopeAnalyst,
+	"GET /ui":                     auth.ScopeAnalyst,
+	"GET /ui/":                    auth.ScopeAnalyst,
+	"GET /ui/endpoints/:endpoint": auth.ScopeAnalyst,
+	"GET /ui/static/*filepath":    auth.ScopeAnalyst,
+	"HEAD /ui/static/*filepath":   auth.ScopeAnalyst,
+
+	"POST /v1/keys":         auth.ScopeAdmin,
+	"GET /v1/keys":          auth.ScopeAdmin,
+	"DELETE /v1/keys/:name": auth.ScopeAdmin,
+	"GET /v1/audit":         auth.ScopeAdmin,
+}
+
+// grpcScopes is routeScopes for gRPC: full method -> scope. Other unary
+// methods need admin; streams (server reflection) need any valid key.
+var grpcScopes = map[string]string{
+	"/modelgate.v1.Gateway/Recommend": auth.ScopeClient,
+	"/modelgate.v1.Gateway/Feedback":  auth.ScopeClient,
+}
+
+// openRoutes need no key.
+var openRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// RouteScope returns the scope a call needs by method and gin route
+// pattern; "" for open routes and unknown paths (route "").
+func RouteScope(method, route string) string {
+	if route == "" || openRoutes[route] {
+		return ""
+	}
+	if s, ok := routeScopes[method+" "+route]; ok {
+		return s
+	}
+	return auth.ScopeAdmin
+}
+
+// authState is the server's keys and limiter (see SetAuth).
+type authState struct {
+	keys    *auth.Keys
+	limiter auth.Limiter
+	enforce bool
+}
+
+// SetAuth gives the server its API keys, served under /v1/keys, and their
+// rate limiter; with enforce every call but /healthz, /readyz and /metrics
+// needs a key with the right scope. Call it before Handler.
+func (s *Server) SetAuth(keys *auth.Keys, lim auth.Limiter, enforce bool) {
+	if lim == nil {
+		lim = auth.NewLocalLimiter()
+	}
+	s.authz = &authState{keys: keys, limiter: lim, enforce: enforce}
+}
+
+func (s *Server) useAuth(e *gin.Engine) {
+	if s.authz != nil && s.authz.enforce {
+		e.Use(s.authenticate)
+	}
+}
+
+// presentedKey is the key of an Authorization header: Bearer, or, when
+// basic is allowed (the /ui/ pages), HTTP Basic with the key as password.
+func presentedKey(r *http.Request, basic bool) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	if basic {
+		if _, pw, ok := r.BasicAuth(); ok {
+			return pw
+		}
+	}
+	return ""
+}
+
+// retrySeconds is a Retry-After value: seconds, rounded up, at least 1.
+func retrySeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+// check authenticates a presented key for a call needing scope need ("" =
+// any valid key) and applies its rate limit.
+func (s *Server) check(ctx context.Context, presented, need, what string) (*auth.Key, error) {
+	if presented == "" {
+		return nil, fault.New(fault.Unauthenticated, "unauthenticated", "an API key is required (Authorization: Bearer KEY)")
+	}
+	k := s.authz.keys.Lookup(presented)
+	if k == nil {
+		return nil, fault.New(fault.Unauthenticated, "unauthenticated", "unknown or revoked API key")
+	}
+	if need != "" && !auth.Allowed(k.Scopes, need) {
+		or := ""
+		if g := auth.Grantors(need); len(g) > 1 {
+			or = " (or " + strings.Join(g[1:], ", ") + ")"
+		}
+		return nil, fault.New(fault.Forbidden, "forbidden", "%s needs scope %s%s; key %q has %s",
+			what, need, or, k.Name, strings.Join(k.Scopes, ", "))
+	}
+	if ok, retry := s.authz.limiter.Allow(ctx, k); !ok {
+		return nil, &fault.Error{Kind: fault.RateLimited, Code: "rate_limited",
+			Message: fmt.Sprintf("key %q is over its rate limit of %g per second (burst %d); retry after %d s", k.Name, k.Rate, k.Burst, retrySeconds(retry)),
+			Err:     retryAfter(retry)}
+	}
+	return k, nil
+}
+
+// retryAfter carries a wait inside a rate_limited fault.
+type retryAfter time.Duration
+
+func (r retryAfter) Error() string { return "" }
+
+func retryOf(err error) (time.Duration, bool) {
+	var r retryAfter
+	if errors.As(err, &r) {
+		return time.Duration(r), true
+	}
+	return 0, false
+}
+
+// authenticate is the HTTP middleware of SetAuth's enforce.
+func (s *Server) authenticate(c *gin.Context) {
+	route := c.FullPath()
+	if openRoutes[route] {
+		c.Next()
+		return
+	}
+	isUI := strings.HasPrefix(c.Request.URL.Path, "/ui")
+	need := RouteScope(c.Request.Method, route)
+	k, err := s.check(c.Request.Context(), presentedKey(c.Request, isUI), need, c.Request.Method+" "+c.Request.URL.Path)
+	if err != nil {
+		f := fault.As(err)
+		switch f.Kind {
+		case fault.Unauthenticated:
+			if isUI {
+				c.Header("WWW-Authenticate", `Basic realm="modelgate", charset="UTF-8"`)
+			} else {
+				c.Header("WWW-Authenticate", `Bearer realm="modelgate"`)
+			}
+		case fault.RateLimited:
+			d, _ := retryOf(err)
+			c.Header("Retry-After", strconv.Itoa(retrySeconds(d)))
+		}
+		c.AbortWithStatusJSON(kindStatus(f.Kind), ErrorBody{Error: ErrorDetail{Code: f.Code, Message: f.Message}})
+		return
+	}
+	c.Set(ActorKey, k.Name) // for the audit log
+	c.Request = c.Request.WithContext(auth.WithKey(c.Request.Context(), k))
+	c.Next()
+}
+
+// grpcKey is the key in gRPC metadata "authorization: Bearer KEY".
+func grpcKey(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, h := range md.Get("authorization") {
+		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			return strings.TrimSpace(h[7:])
+		}
+	}
+	return ""
+}
+
+func (s *Server) grpcCheck(ctx context.Context, method, need string) (context.Context, error) {
+	k, err := s.check(ctx, grpcKey(ctx), need, method)
+	if err != nil {
+		if d, ok := retryOf(err); ok {
+			_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(retrySeconds(d))))
+		}
+		f := fault.As(err)
+		return nil, grpcError(&fault.Error{Kind: f.Kind, Code: f.Code, Message: f.Message})
+	}
+	return auth.WithKey(ctx, k), nil
+}
+
+// grpcAuth is the unary interceptor of SetAuth's enforce.
+func (s *Server) grpcAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if s.authz == nil || !s.authz.enforce {
+		return h(ctx, req)
+	}
+	need, ok := grpcScopes[info.FullMethod]
+	if !ok {
+		need = auth.ScopeAdmin
+	}
+	ctx, err := s.grpcCheck(ctx, info.FullMethod, need)
+	if err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+// grpcAuthStream is the stream interceptor of SetAuth's enforce: any valid
+// key (server reflection).
+func (s *Server) grpcAuthStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if s.authz == nil || !s.authz.enforce {
+		return h(srv, ss)
+	}
+	if _, err := s.grpcCheck(ss.Context(), info.FullMethod, ""); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
+
+func (s *Server) keyRoutes(v1 *gin.RouterGroup) {
+	if s.authz == nil || s.authz.keys == nil {
+		return
+	}
+	v1.POST("/keys", s.createKey)
+	v1.GET("/keys", s.listKeys)
+	v1.DELETE("/keys/:name", s.revokeKey)
+}
+
+// keyView is a key as GET /v1/keys shows it: never the key nor its hash.
+type keyView struct {
+	Name      string    `json:"name"`
+	Key       string    `json:"key,omitempty"` // only in the answer to POST /v1/keys
+	Scopes    []string  `json:"scopes"`
+	Rate      float64   `json:"rate,omitempty"`
+	Burst     int       `json:"burst,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	LastUsed  time.Time `json:"last_used,omitzero"`
+}
+
+func viewOf(k auth.Key) keyView {
+	return keyView{Name: k.Name, Scopes: k.Scopes, Rate: k.Rate, Burst: k.Burst, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed}
+}
+
+func storeFault(err error) error {
+	return &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "the key store did not answer", Err: err}
+}
+
+func (s *Server) createKey(c *gin.Context) {
+	var in struct {
+		Name   string   `json:"name"`
+		Scopes []string `json:"scopes"`
+		Rate   float64  `json:"rate"`
+		Burst  int      `json:"burst"`
+	}
+	if !s.decode(c, &in) {
+		return
+	}
+	plain, k, err := s.authz.keys.Create(c.Request.Context(), auth.Key{Name: in.Name, Scopes: in.Scopes, Rate: in.Rate, Burst: in.Burst})
+	switch {
+	case err == nil:
+	case auth.IsInvalid(err):
+		s.writeError(c, fault.New(fault.Invalid, "invalid_key", "%v", err))
+		return
+	case errors.Is(err, auth.ErrExists):
+		s.writeError(c, fault.New(fault.Conflict, "key_exists", "a key named %q exists; revoke it first or pick another name", in.Name))
+		return
+	default:
+		s.writeError(c, storeFault(err))
+		return
+	}
+	s.log.Info("API key created", "name", k.Name, "scopes", k.Scopes)
+	v := viewOf(k)
+	v.Key = plain
+	c.JSON(http.StatusCreated, v)
+}
+
+func (s *Server) listKeys(c *gin.Context) {
+	all, err := s.authz.keys.List(c.Request.Context())
+	if err != nil {
+		s.writeError(c, storeFault(err))
+		return
+	}
+	out := make([]keyView, len(all))
+	for i, k := range all {
+		out[i] = viewOf(k)
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": out})
+}
+
+func (s *Server) revokeKey(c *gin.Context) {
+	name := c.Param("name")
+	ok, err := s.authz.keys.Revoke(c.Request.Context(), name)
+	if err != nil {
+		s.writeError(c, storeFault(err))
+		return
+	}
+	if !ok {
+		s.writeError(c, fault.New(fault.NotFound, "key_not_found", "no key named %q", name))
+		return
+	}
+	s.log.Info("API key revoked", "name", name)
+	c.Status(http.StatusNoContent)
+}

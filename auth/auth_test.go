@@ -1,0 +1,223 @@
+package auth_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/auth"
+	"github.com/modelgate/modelgate/store"
+)
+
+func TestGenerate(t *testing.T) {
+	seen := map[string]bool{}
+	for range 200 {
+		k, h := auth.Generate()
+		if len(k) != 46 || !strings.HasPrefix(k, "mg_") || !auth.WellFormed(k) {
+			t.Fatalf("bad key %q (%d chars)", k, len(k))
+		}
+		if auth.Sum(k) != h {
+			t.Fatal("hash is not the key's SHA-256")
+		}
+		if seen[k] {
+			t.Fatal("duplicate key")
+		}
+		seen[k] = true
+	}
+	if auth.WellFormed("mg_short") || auth.WellFormed("xx_"+strings.Repeat("a", 43)) || auth.WellFormed("mg_"+strings.Repeat("-", 43)) {
+		t.Fatal("malformed keys accepted")
+	}
+}
+
+func TestAllowed(t *testing.T) {
+	needs := []string{auth.ScopeClient, auth.ScopeML, auth.ScopeAnalyst, auth.ScopeAdmin}
+	want := map[string][]string{ // scope -> what it may do
+		auth.ScopeClient:  {auth.ScopeClient},
+		auth.ScopeML:      {auth.ScopeML, auth.ScopeAnalyst},
+		auth.ScopeAnalyst: {auth.ScopeAnalyst},
+		auth.ScopeAdmin:   needs,
+	}
+	for scope, may := range want {
+		for _, need := range needs {
+			exp := false
+			for _, m := range may {
+				exp = exp || m == need
+			}
+			if got := auth.Allowed([]string{scope}, need); got != exp {
+				t.Errorf("Allowed(%s, %s) = %v, want %v", scope, need, got, exp)
+			}
+		}
+	}
+	if !auth.Allowed([]string{"client", "analyst"}, "analyst") || auth.Allowed(nil, "client") {
+		t.Error("several scopes")
+	}
+	if g := auth.Grantors("analyst"); strings.Join(g, ",") != "analyst,ml,admin" {
+		t.Errorf("grantors %v", g)
+	}
+}
+
+func TestKeysLookupCreateRevoke(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	plain, k, err := auth.Create(ctx, db, auth.Key{Name: "app1", Scopes: []string{"client"}, Rate: 5}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Burst != 5 {
+		t.Fatalf("default burst %d", k.Burst)
+	}
+	if _, _, err := auth.Create(ctx, db, auth.Key{Name: "app1", Scopes: []string{"client"}}, time.Now()); err != auth.ErrExists {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	for _, bad := range []auth.Key{{Name: "", Scopes: []string{"client"}}, {Name: "x", Scopes: []string{"root"}},
+		{Name: "x"}, {Name: "x", Scopes: []string{"ml"}, Burst: 3}, {Name: "a b", Scopes: []string{"ml"}}} {
+		if _, _, err := auth.Create(ctx, db, bad, time.Now()); !auth.IsInvalid(err) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	keys, err := auth.NewKeys(ctx, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys.Lookup(plain); got == nil || got.Name != "app1" {
+		t.Fatalf("lookup: %+v", got)
+	}
+	other, _ := auth.Generate()
+	if keys.Lookup(other) != nil || keys.Lookup("") != nil || keys.Lookup(plain+"x") != nil {
+		t.Fatal("unknown key accepted")
+	}
+	keys.Flush(ctx)
+	all, err := keys.List(ctx)
+	if err != nil || len(all) != 1 || all[0].LastUsed.IsZero() {
+		t.Fatalf("last use not recorded: %+v %v", all, err)
+	}
+	// A key created by Create on the cache works at once.
+	p2, _, err := keys.Create(ctx, auth.Key{Name: "ops", Scopes: []string{"admin"}})
+	if err != nil || keys.Lookup(p2) == nil {
+		t.Fatalf("created key not usable: %v", err)
+	}
+	ok, err := keys.Revoke(ctx, "app1")
+	if err != nil || !ok || keys.Lookup(plain) != nil {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	if ok, _ := keys.Revoke(ctx, "app1"); ok {
+		t.Fatal("revoked twice")
+	}
+}
+
+func TestKeysRunSeesOtherWriters(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	keys, err := auth.NewKeys(ctx, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go keys.Run(ctx, nil)
+	plain, _, err := auth.Create(ctx, db, auth.Key{Name: "x", Scopes: []string{"ml"}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for keys.Lookup(plain) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("new key not seen within 1 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := db.DeleteKey(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Second)
+	for keys.Lookup(plain) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("revocation not seen within 1 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLocalLimiter(t *testing.T) {
+	l := auth.NewLocalLimiter()
+	k := &auth.Key{Name: "k", Rate: 50, Burst: 10}
+	k.Hash = auth.Sum("k")
+	ctx := context.Background()
+	okN := 0
+	var retry time.Duration
+	for range 20 {
+		if ok, r := l.Allow(ctx, k); ok {
+			okN++
+		} else {
+			retry = r
+		}
+	}
+	if okN < 10 || okN > 11 || retry <= 0 || retry > 25*time.Millisecond {
+		t.Fatalf("burst: %d allowed, retry %v", okN, retry)
+	}
+	if ok, _ := l.Allow(ctx, &auth.Key{Name: "free"}); !ok {
+		t.Fatal("a key without a rate is limited")
+	}
+}
+
+type fakeTaker struct {
+	calls int
+	fail  bool
+	l     *auth.LocalLimiter
+}
+
+func (f *fakeTaker) TakeTokens(ctx context.Context, _ string, rate float64, burst, n int) (int, time.Duration, error) {
+	f.calls++
+	if f.fail {
+		return 0, 0, context.DeadlineExceeded
+	}
+	k := &auth.Key{Rate: rate, Burst: burst}
+	got := 0
+	for range n {
+		ok, retry := f.l.Allow(ctx, k)
+		if !ok {
+			if got == 0 {
+				return 0, retry, nil
+			}
+			break
+		}
+		got++
+	}
+	return got, 0, nil
+}
+
+func TestSharedLimiterLeases(t *testing.T) {
+	ft := &fakeTaker{l: auth.NewLocalLimiter()}
+	l := auth.NewSharedLimiter(ft)
+	k := &auth.Key{Name: "k", Hash: auth.Sum("k"), Rate: 1000, Burst: 400}
+	ctx := context.Background()
+	for range 100 {
+		if ok, _ := l.Allow(ctx, k); !ok {
+			t.Fatal("denied within the burst")
+		}
+	}
+	// Leases of 5% of the rate: 50 tokens a round trip.
+	if ft.calls != 2 {
+		t.Fatalf("%d round trips for 100 requests", ft.calls)
+	}
+	// When the taker fails, the local bucket limits.
+	ft.fail = true
+	k2 := &auth.Key{Name: "k2", Hash: auth.Sum("k2"), Rate: 1, Burst: 2}
+	n := 0
+	for range 5 {
+		if ok, _ := l.Allow(ctx, k2); ok {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("fallback allowed %d of 5 at burst 2", n)
+	}
+}
