@@ -68,6 +68,7 @@ type Recorder struct {
 	retention time.Duration
 	log       *slog.Logger
 	decisions map[string]string // endpoint/segment -> last decision, owned by Run
+	onChange  func(endpoint string)
 	// Changes counts decision changes since start; read it after Run returns
 	// or from Run's goroutine only.
 	Changes int
@@ -81,6 +82,10 @@ func NewRecorder(reg Endpoints, table *counters.Table, series Series, build Buil
 	return &Recorder{reg: reg, table: table, series: series, build: build, interval: interval,
 		retention: retention, log: log, decisions: map[string]string{}}
 }
+
+// OnDecisionChange sets a function called (from Run's goroutine) with the
+// endpoint whenever a segment's decision changes. Call it before Run.
+func (r *Recorder) OnDecisionChange(f func(endpoint string)) { r.onChange = f }
 
 // Run records until ctx ends.
 func (r *Recorder) Run(ctx context.Context) {
@@ -142,6 +147,9 @@ func (r *Recorder) noteDecision(endpoint, segment string, rep *Report) {
 	key := endpoint + "/" + segment
 	if old, ok := r.decisions[key]; ok && old != d {
 		r.Changes++
+		if r.onChange != nil {
+			r.onChange(endpoint)
+		}
 		r.log.Info("experiment decision changed", "endpoint", endpoint, "segment", segment, "from", old, "to", d,
 			"value_remaining", rep.Decision.ValueRemaining)
 	}

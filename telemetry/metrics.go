@@ -28,6 +28,10 @@ const (
 	StoreFlushDuration = "modelgate_store_flush_seconds"
 	StoreFlushErrors   = "modelgate_store_flush_errors_total"
 	PendingTrials      = "modelgate_pending_trials"
+	StoreUp            = "modelgate_store_up"
+	StoreWALBatches    = "modelgate_store_wal_batches"
+	StoreWALBytes      = "modelgate_store_wal_bytes"
+	DecisionChanges    = "modelgate_decision_changes_total"
 )
 
 // Outcomes of a recommend call, the outcome label of RecommendRequests.
@@ -60,6 +64,10 @@ type Metrics struct {
 	TrafficShare      metric.Float64ObservableGauge
 	PBest             metric.Float64ObservableGauge
 	PendingTrialCount metric.Int64ObservableGauge
+	StoreUpGauge      metric.Int64ObservableGauge
+	WALBatches        metric.Int64ObservableGauge
+	WALBytes          metric.Int64ObservableGauge
+	DecisionChange    metric.Int64Counter
 
 	attrs attrCache
 }
@@ -99,6 +107,16 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	x.PendingTrialCount, err = m.Int64ObservableGauge(PendingTrials,
 		metric.WithDescription("Trials counted in memory and not yet flushed to the store."))
 	errs = append(errs, err)
+	x.StoreUpGauge, err = m.Int64ObservableGauge(StoreUp,
+		metric.WithDescription("1 while the shared store (Redis) answers, 0 while writes go to the local write-ahead log; absent with the embedded store."))
+	errs = append(errs, err)
+	x.WALBatches, err = m.Int64ObservableGauge(StoreWALBatches,
+		metric.WithDescription("Write batches in the local write-ahead log waiting for Redis."))
+	errs = append(errs, err)
+	x.WALBytes, err = m.Int64ObservableGauge(StoreWALBytes,
+		metric.WithDescription("Bytes of the local write-ahead log waiting for Redis."))
+	errs = append(errs, err)
+	x.DecisionChange = counter(DecisionChanges, "Changes of an experiment's stop-rule decision (keep_running, winner and which arm), by endpoint.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: instruments: %w", err)
 	}
@@ -187,6 +205,9 @@ type Sources struct {
 	Arms func(context.Context) []ArmStat
 	// PendingTrials is the number of trials not yet flushed to the store.
 	PendingTrials func() int64
+	// Store, when set, is the shared store's state: up, and its
+	// write-ahead log backlog.
+	Store func() (up bool, walBatches int, walBytes int64)
 }
 
 // Observe registers the gauges' sources. Call it once, when the services
@@ -207,8 +228,18 @@ func (t *Telemetry) Observe(src Sources) error {
 		if src.PendingTrials != nil {
 			o.ObserveInt64(m.PendingTrialCount, src.PendingTrials())
 		}
+		if src.Store != nil {
+			up, batches, bytes := src.Store()
+			v := int64(0)
+			if up {
+				v = 1
+			}
+			o.ObserveInt64(m.StoreUpGauge, v)
+			o.ObserveInt64(m.WALBatches, int64(batches))
+			o.ObserveInt64(m.WALBytes, bytes)
+		}
 		return nil
-	}, m.TrafficShare, m.PBest, m.PendingTrialCount)
+	}, m.TrafficShare, m.PBest, m.PendingTrialCount, m.StoreUpGauge, m.WALBatches, m.WALBytes)
 	if err != nil {
 		return fmt.Errorf("telemetry: gauges: %w", err)
 	}
@@ -297,4 +328,12 @@ func lenOf(m *map[attrKey]*attrOpts) int {
 		return 0
 	}
 	return len(*m)
+}
+
+// DecisionChanged counts a change of an endpoint's stop-rule decision.
+func (t *Telemetry) DecisionChanged(ctx context.Context, endpoint string) {
+	if t == nil {
+		return
+	}
+	t.Metrics.DecisionChange.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", endpoint)))
 }

@@ -138,6 +138,20 @@ func TestReplicasCountExactly(t *testing.T) {
 		}
 	}
 	t.Logf("the pause reached every replica in %s", took)
+
+	// /metrics shows the shared store's state and backlog.
+	resp, err := http.Get(reps[0].url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	for _, want := range []string{"modelgate_store_up 1", "modelgate_store_wal_batches 0", "modelgate_store_wal_bytes 0"} {
+		if !bytes.Contains(b.Bytes(), []byte(want)) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
 
 // Redis is killed mid-traffic and restarted from its AOF: no request fails,

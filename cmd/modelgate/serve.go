@@ -421,8 +421,9 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	rec := report.NewRecorder(reg, table, db, func(ep *registry.Endpoint, segment string, now time.Time) *report.Report {
 		return srv.BuildReport(ep, segment, now, time.Time{}, time.Time{})
 	}, cfg.Report.Interval, cfg.Report.Retention, log)
+	rec.OnDecisionChange(func(endpoint string) { tel.DecisionChanged(context.Background(), endpoint) })
 	watch := lifecycle.New(reg, listers(pool), log)
-	if err := observeGauges(tel, reg, rt, table); err != nil {
+	if err := observeGauges(tel, reg, rt, table, db); err != nil {
 		pool.Close()
 		return nil, err
 	}

@@ -15,8 +15,16 @@ import (
 // observeGauges registers the sources of the gauges computed at scrape
 // time: each arm's traffic share and P(best) across segments, as the
 // report shows them, and the trial flush backlog.
-func observeGauges(tel *telemetry.Telemetry, reg *registry.Registry, rt *router.Router, table *counters.Table) error {
+func observeGauges(tel *telemetry.Telemetry, reg *registry.Registry, rt *router.Router, table *counters.Table, db stateStore) error {
+	var storeState func() (bool, int, int64)
+	if sh, ok := db.(sharedStore); ok {
+		storeState = func() (bool, int, int64) {
+			b, n := sh.Backlog()
+			return sh.Healthy(), b, n
+		}
+	}
 	return tel.Observe(telemetry.Sources{
+		Store: storeState,
 		Arms: func(context.Context) []telemetry.ArmStat {
 			snap := reg.Snapshot()
 			names := make([]string, 0, len(snap.Endpoints))
