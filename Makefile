@@ -7,7 +7,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 FUZZTIME      ?= 10s
 
-.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot redis-demo onnxruntime clean
+.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot redis-demo onnxruntime vulncheck clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelgate
@@ -72,6 +72,10 @@ redis-demo: build
 ## onnxruntime: put ONNX Runtime (npm onnxruntime-node 1.30.0, pinned) in .cache/onnxruntime/
 onnxruntime:
 	bash scripts/onnxruntime.sh
+
+## vulncheck: govulncheck (pinned) with a database built from the golang.org/x/vulndb module
+vulncheck:
+	bash scripts/vulncheck.sh
 
 ## screenshot: the analysts' page in headless Chromium, written to docs/img/ui-endpoint.png
 screenshot:
