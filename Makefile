@@ -14,7 +14,11 @@ build:
 
 ## run: serve the bundled demo (endpoint "home") with the embedded store in ./data
 run: build
-	$(BIN) serve --config examples/demo/config.yaml --data-dir ./data
+	@if bash scripts/onnxruntime.sh; then config=examples/demo/config.yaml; else \
+	  echo "make run: no ONNX Runtime library (see above), so serving examples/demo/config-embedded.yaml: the demo without its onnx arm nn@1" >&2; \
+	  config=examples/demo/config-embedded.yaml; fi; \
+	echo "$(BIN) serve --config $$config --data-dir ./data"; \
+	exec $(BIN) serve --config $$config --data-dir ./data
 
 ## demo-traffic: simulated users against the gateway started by `make run`
 demo-traffic: build

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${REDIS_PORT:-6390}
+config=examples/demo/config.yaml
+bash scripts/onnxruntime.sh || { echo "no ONNX Runtime: serving the demo without its onnx arm" >&2; config=examples/demo/config-embedded.yaml; }
 mkdir -p data-redis
 redis-server --port "$PORT" --bind 127.0.0.1 --dir "$PWD/data-redis" --appendonly yes --appendfsync always \
   --maxmemory-policy noeviction --save "" --daemonize no >data-redis/redis.log 2>&1 &
@@ -11,7 +13,7 @@ pids=($!)
 trap 'kill "${pids[@]}" 2>/dev/null; wait' INT TERM EXIT
 for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 for i in 1 2 3; do
-  bin/modelgate serve --config examples/demo/config.yaml --data-dir "data-r$i" \
+  bin/modelgate serve --config "$config" --data-dir "data-r$i" \
     --http-addr "127.0.0.1:808$i" --grpc-addr "127.0.0.1:909$i" --redis-url "redis://127.0.0.1:$PORT/0" &
   pids+=($!)
 done

@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
-	"github.com/modelgate/modelgate/backend/onnx/internal/onnxgen"
+	"github.com/modelgate/modelgate/backend/onnx/onnxgen"
 	"github.com/modelgate/modelgate/featurizer"
 )
 
 // needRuntime skips the test when the ONNX Runtime library is not installed,
 // except under CI, where it must be.
-func needRuntime(t *testing.T) {
+func needRuntime(t testing.TB) {
 	t.Helper()
 	p := LibraryPath("")
 	if p != "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"google.golang.org/grpc"
 
+	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/config"
 )
 
@@ -36,9 +37,25 @@ type testApp struct {
 	dataDir string
 }
 
+// demoConfig is the bundled two-arm demo (mf@1, mf@2 behind home) that the
+// tests are written against: examples/demo/config-embedded.yaml, which is
+// config.yaml without its onnx arm nn@1. Tests of the onnx arm use
+// fullDemoConfig.
 func demoConfig(t testing.TB, extra string) *config.Config {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(demoDir, "config.yaml"))
+	return parseDemoConfig(t, filepath.Join(demoDir, "config-embedded.yaml"), extra)
+}
+
+// fullDemoConfig is examples/demo/config.yaml, with nn@1 (see
+// demoConfigFile).
+func fullDemoConfig(t testing.TB, extra string) *config.Config {
+	t.Helper()
+	return parseDemoConfig(t, demoConfigFile(t), extra)
+}
+
+func parseDemoConfig(t testing.TB, path, extra string) *config.Config {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +64,46 @@ func demoConfig(t testing.TB, extra string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// haveONNXRuntime reports whether backend/onnx finds its runtime library.
+func haveONNXRuntime() bool {
+	p := onnx.LibraryPath("")
+	if p == "" {
+		return false
+	}
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+const missingRuntime = "ONNX Runtime library not found: run `make onnxruntime` (scripts/onnxruntime.sh) or set " + onnx.EnvLibrary
+
+// needONNXRuntime skips the test without the ONNX Runtime library, except
+// under CI, where it must be installed.
+func needONNXRuntime(t testing.TB) {
+	t.Helper()
+	if haveONNXRuntime() {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal(missingRuntime)
+	}
+	t.Skip(missingRuntime)
+}
+
+// demoConfigFile is the bundled demo's config file: config.yaml, or, when
+// the ONNX Runtime library is missing (and not under CI, where it must be
+// there), config-embedded.yaml, the same without nn@1 — as `make run` does.
+func demoConfigFile(t testing.TB) string {
+	t.Helper()
+	if haveONNXRuntime() {
+		return filepath.Join(demoDir, "config.yaml")
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal(missingRuntime)
+	}
+	t.Log(missingRuntime + "; using config-embedded.yaml")
+	return filepath.Join(demoDir, "config-embedded.yaml")
 }
 
 func startApp(t *testing.T, cfg *config.Config) *testApp {

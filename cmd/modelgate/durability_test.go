@@ -73,7 +73,7 @@ func TestDurabilityAcrossKill9(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	data := t.TempDir()
-	cfg := filepath.Join(demoDir, "config.yaml")
+	cfg := demoConfigFile(t)
 	cmd, url := startBinary(t, bin, "--config", cfg, "--data-dir", data)
 
 	const n = 40

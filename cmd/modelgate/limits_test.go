@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,7 +78,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	data := t.TempDir()
-	cfgPath := filepath.Join(demoDir, "config.yaml")
+	cfgPath := demoConfigFile(t)
 	cmd, url := startBinary(t, bin, "--config", cfgPath, "--data-dir", data)
 	served, acked := 0, 0
 	var mu sync.Mutex

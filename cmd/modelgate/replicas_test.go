@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -206,7 +205,7 @@ func TestReplicaKill9(t *testing.T) {
 	}
 	rs := redistest.Start(t, redistest.Options{AOF: true, AppendFsync: redistest.FsyncAlways})
 	bin := buildBinary(t)
-	cfgPath := filepath.Join(demoDir, "config.yaml")
+	cfgPath := demoConfigFile(t)
 	cmd, url := startBinary(t, bin, "--config", cfgPath, "--data-dir", t.TempDir(), "--redis-url", rs.URL())
 	other := replicas(t, rs, 1)[0]
 

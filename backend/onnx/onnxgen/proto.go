@@ -1,6 +1,8 @@
-// Package onnxgen writes small ONNX models for tests: the protobuf encoding of
-// the few onnx.proto messages a model needs (upstream field numbers), and
-// builders for the recommendation graphs the onnx backend's tests run.
+// Package onnxgen writes small ONNX models without Python: the protobuf
+// encoding of the few onnx.proto messages a model needs (upstream field
+// numbers), and builders for the recommendation graphs the onnx backend's
+// tests run. The demo generator (examples/demo/gen) builds nn@1 with it. The
+// output is deterministic: the same Graph gives the same bytes.
 package onnxgen
 
 import (

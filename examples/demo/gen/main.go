@@ -1,6 +1,7 @@
 // Command gen writes the bundled demo's data: the ground truth of the
 // simulated world (examples/demo/truth) and two embedding/v1 models of it,
-// a poor one (models/mf/1) and a good one (models/mf/2). See
+// a poor one (models/mf/1) and a good one (models/mf/2), and an onnx/v1
+// ranker in between (models/nn/1, see nn.go). See
 // examples/demo/README.md and package groundtruth for the click model.
 //
 // Usage, from the repository root:
@@ -52,7 +53,7 @@ var versions = []version{
 }
 
 func main() {
-	out := flag.String("out", "examples/demo", "directory to write truth/ and models/mf/ into")
+	out := flag.String("out", "examples/demo", "directory to write truth/ and models/ into")
 	flag.Parse()
 	if err := generate(*out); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
@@ -80,7 +81,7 @@ func generate(out string) error {
 			return err
 		}
 	}
-	return nil
+	return writeNN(filepath.Join(out, "models", "nn", "1"), users, items, userIDs, itemIDs)
 }
 
 func writeTable(dir string, users, items *npy.Matrix, userIDs, itemIDs []string) error {

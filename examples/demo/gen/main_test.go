@@ -43,7 +43,7 @@ func TestCommittedDataIsReproducible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 14 {
-		t.Errorf("compared %d files, want 14 (4 truth + 2×5 model files)", n)
+	if n != 16 {
+		t.Errorf("compared %d files, want 16 (4 truth + 2×5 mf files + 2 nn files)", n)
 	}
 }

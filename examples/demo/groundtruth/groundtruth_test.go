@@ -4,11 +4,13 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/embedded"
+	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/examples/demo/groundtruth"
 	"github.com/modelgate/modelgate/featurizer"
 )
@@ -131,5 +133,53 @@ func TestOracleAndRandom(t *testing.T) {
 	t.Logf("oracle %.4f, random %.4f", best/n, random/n)
 	if best/n < 0.30 || random/n > 0.11 {
 		t.Errorf("oracle %.4f, random %.4f", best/n, random/n)
+	}
+}
+
+// nnSpec is the feature spec of nn@1 in examples/demo/config.yaml.
+const nnSpec = `{"inputs": {"user": {"from": "user_id", "transform": "hash_bucket", "buckets": 1000000, "dtype": "int64"}}}`
+
+// The onnx/v1 demo model nn@1 sits between mf@1 and mf@2, clearly better
+// than mf@1, so that a bandit has something to find against either.
+func TestDemoONNXModel(t *testing.T) {
+	p := onnx.LibraryPath("")
+	if _, err := os.Stat(p); p == "" || err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ONNX Runtime library not found: run `make onnxruntime`")
+		}
+		t.Skip("ONNX Runtime library not found: run `make onnxruntime`")
+	}
+	tr := load(t)
+	plan, err := featurizer.Parse([]byte(nnSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.Load("../models/nn/1", onnx.Config{Inputs: plan.Inputs(), Outputs: onnx.Outputs{Scores: "scores"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var sum float64
+	for _, u := range tr.Users() {
+		ins, err := plan.Build(&featurizer.Request{UserID: u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		items, err := m.Predict(context.Background(), &backend.Request{Inputs: ins, K: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, len(items))
+		for i, it := range items {
+			ids[i] = it.ID
+		}
+		sum += tr.SuccessProb(u, ids)
+	}
+	nn := sum / float64(len(tr.Users()))
+	mf1 := expectedSuccess(t, tr, "../models/mf/1")
+	mf2 := expectedSuccess(t, tr, "../models/mf/2")
+	t.Logf("expected success rate of a top-10: mf@1 %.4f, nn@1 %.4f, mf@2 %.4f", mf1, nn, mf2)
+	if nn-mf1 < 0.06 || mf2-nn < 0.02 {
+		t.Errorf("nn@1 success %.4f, want at least mf@1 + 0.06 (%.4f) and at most mf@2 - 0.02 (%.4f)", nn, mf1+0.06, mf2-0.02)
 	}
 }
