@@ -28,8 +28,9 @@ var runtime struct {
 }
 
 // LibraryPath resolves the library to load: configured, else
-// $MODELGATE_ONNXRUNTIME_LIB, else DefaultLibrary in the working directory
-// or the nearest parent directory that has it. It returns the first
+// $MODELGATE_ONNXRUNTIME_LIB, else libonnxruntime.so.1 next to the running
+// binary, else DefaultLibrary in the working directory or the nearest parent
+// directory that has it. It returns the first
 // candidate ("" when none is configured and no default exists).
 func LibraryPath(configured string) string {
 	if configured != "" {
@@ -37,6 +38,13 @@ func LibraryPath(configured string) string {
 	}
 	if p := os.Getenv(EnvLibrary); p != "" {
 		return p
+	}
+	// Next to the binary: a deployment ships the library beside it.
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), filepath.Base(DefaultLibrary))
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
 	}
 	dir, err := os.Getwd()
 	if err != nil {
