@@ -82,6 +82,8 @@ func (t TLS) Enabled() bool { return t.CertFile != "" }
 // directory or a parent.
 type ONNXRuntime struct {
 	Library string
+	// IntraOpThreads per session; 0 = 1 (latency first on a small machine).
+	IntraOpThreads int
 }
 
 // Redis tunes the shared store used with --redis-url.
@@ -133,7 +135,8 @@ type file struct {
 	} `yaml:"report"`
 	Limits      *fileLimits `yaml:"limits"`
 	ONNXRuntime *struct {
-		Library string `yaml:"library"`
+		Library        string `yaml:"library"`
+		IntraOpThreads int    `yaml:"intra_op_threads"`
 	} `yaml:"onnxruntime"`
 	Redis *struct {
 		RefreshInterval *string `yaml:"refresh_interval"`
@@ -227,6 +230,12 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 				return nil, err
 			}
 		}
+	}
+	if o := f.ONNXRuntime; o != nil {
+		if o.IntraOpThreads < 0 || o.IntraOpThreads > 256 {
+			return nil, fmt.Errorf("onnxruntime.intra_op_threads: must be 0..256")
+		}
+		c.ONNXRuntime.IntraOpThreads = o.IntraOpThreads
 	}
 	if o := f.ONNXRuntime; o != nil && o.Library != "" {
 		c.ONNXRuntime.Library = o.Library

@@ -436,3 +436,54 @@ func TestBadOutput(t *testing.T) {
 		t.Fatalf("got %v, want ErrBadInput", err)
 	}
 }
+
+// A run that fails fails only its own batch: requests of another shape in
+// flight at the same time still get their rows.
+func TestFailingBatchIsolated(t *testing.T) {
+	needRuntime(t)
+	r := newRecsys(onnxgen.Aligned)
+	p := plan(t, specUser, specAge, specSurf, specCand)
+	m := load(t, writeModel(t, r), p, Config{Batching: &Batching{MaxBatchSize: 16, BatchTimeout: 20 * time.Millisecond}})
+	type result struct {
+		bad bool
+		err error
+	}
+	const good, bad = 8, 4
+	out := make(chan result, good+bad)
+	var wg sync.WaitGroup
+	for i := range good + bad {
+		isBad := i >= good
+		q := query{user: fmt.Sprintf("user-%d", i), age: 30, surface: "music", candidates: candidates(10, uint64(i)), k: 5}
+		if isBad {
+			q.candidates = candidates(13, uint64(i)) // another shape: another batch
+		}
+		req := q.request(t, p)
+		if isBad {
+			for j := range req.Inputs {
+				if req.Inputs[j].Name == "surface" {
+					req.Inputs[j].Int64[0] = 99 // out of the bias table: the run fails
+				}
+			}
+		}
+		wg.Go(func() {
+			got, err := m.Predict(context.Background(), req)
+			if err == nil && !isBad {
+				w := want(r, q)
+				if len(got) != len(w) || got[0].ID != w[0].ID {
+					err = fmt.Errorf("got %v, want %v", got, w)
+				}
+			}
+			out <- result{bad: isBad, err: err}
+		})
+	}
+	wg.Wait()
+	close(out)
+	for res := range out {
+		switch {
+		case res.bad && res.err == nil:
+			t.Error("a request of the failing batch succeeded")
+		case !res.bad && res.err != nil:
+			t.Errorf("a request of another batch failed: %v", res.err)
+		}
+	}
+}

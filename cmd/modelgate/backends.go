@@ -9,6 +9,7 @@ import (
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/backend/tfserving"
+	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/lifecycle"
@@ -16,11 +17,11 @@ import (
 )
 
 // loaders are the backend types this binary serves.
-func loaders(pool *tfserving.Pool, onnxLibrary string) map[string]registry.Loader {
+func loaders(pool *tfserving.Pool, ort config.ONNXRuntime) map[string]registry.Loader {
 	return map[string]registry.Loader{
 		"embedded": loadEmbedded,
 		"onnx": func(ctx context.Context, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
-			return loadONNX(ctx, onnxLibrary, mv, opt)
+			return loadONNX(ctx, ort, mv, opt)
 		},
 		"tfserving": func(ctx context.Context, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
 			return loadTFServing(ctx, pool, mv, opt)
@@ -114,9 +115,9 @@ func checkEmbeddedInputs(plan *featurizer.Plan) error {
 	return nil
 }
 
-func loadONNX(_ context.Context, library string, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
+func loadONNX(_ context.Context, ort config.ONNXRuntime, mv *registry.ModelVersion, opt registry.LoadOptions) (registry.Scorer, error) {
 	b := mv.Backend
-	cfg := onnx.Config{Timeout: time.Duration(b.TimeoutMS) * time.Millisecond, LibraryPath: library}
+	cfg := onnx.Config{Timeout: time.Duration(b.TimeoutMS) * time.Millisecond, LibraryPath: ort.Library, IntraOpThreads: ort.IntraOpThreads}
 	if b.Outputs != nil {
 		cfg.Outputs = onnx.Outputs{Scores: b.Outputs.Scores, IDs: b.Outputs.IDs}
 	}

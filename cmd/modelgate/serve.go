@@ -365,7 +365,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		table.Cell(d.Key).RestoreDiscounted(d.Disc)
 	}
 	pool := tfserving.NewPool(tel.GRPCDialOptions()...)
-	reg, err := registry.New(ctx, db, loaders(pool, cfg.ONNXRuntime.Library), log)
+	reg, err := registry.New(ctx, db, loaders(pool, cfg.ONNXRuntime), log)
 	if err != nil {
 		return nil, err
 	}
