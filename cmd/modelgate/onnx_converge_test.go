@@ -111,3 +111,21 @@ func TestEmbeddedDemoConfigMatches(t *testing.T) {
 		t.Errorf("config-embedded.yaml is not config.yaml without nn@1:\n--- got\n%s\n--- want\n%s", got, want)
 	}
 }
+
+// Without the runtime library, registering an onnx version is a 400 that
+// says how to install it, and the other arms keep serving.
+func TestONNXRuntimeMissingIsA400(t *testing.T) {
+	cfg := demoConfig(t, "")
+	cfg.ONNXRuntime.Library = filepath.Join(t.TempDir(), "libonnxruntime.so.1")
+	a := startApp(t, cfg)
+	body := `{"backend": {"type": "onnx", "path": "` + filepath.Join(demoDir, "models", "nn", "1") + `", "outputs": {"scores": "scores"}},
+		"features": {"inputs": {"user": {"from": "user_id", "transform": "hash_bucket", "buckets": 1000000, "dtype": "int64"}}}}`
+	var e errResp
+	if st := call(t, "PUT", a.url+"/v1/models/nn/versions/9", body, &e); st != 400 || !strings.Contains(e.Error.Message, "make onnxruntime") {
+		t.Fatalf("got %d %+v, want a 400 with the install hint", st, e.Error)
+	}
+	var rec recResp
+	if st := call(t, "POST", a.url+"/v1/endpoints/home/recommend", map[string]any{"user_id": "u1"}, &rec); st != 200 {
+		t.Fatalf("the other arms stopped serving: %d", st)
+	}
+}
