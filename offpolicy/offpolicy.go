@@ -52,6 +52,19 @@ type Sums struct {
 	RW2      float64 `json:"rw2"`
 }
 
+// Add adds o's sums to s; a nil o adds nothing.
+func (s *Sums) Add(o *Sums) {
+	if o == nil {
+		return
+	}
+	s.Served += o.Served
+	s.Expected += o.Expected
+	s.W += o.W
+	s.W2 += o.W2
+	s.RW += o.RW
+	s.RW2 += o.RW2
+}
+
 // Minute is one minute's sums: N predictions and the sums per arm.
 type Minute struct {
 	N    float64          `json:"n"`
@@ -260,12 +273,7 @@ func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.
 				x = &Sums{}
 				sums[name] = x
 			}
-			x.Served += a.Served
-			x.Expected += a.Expected
-			x.W += a.W
-			x.W2 += a.W2
-			x.RW += a.RW
-			x.RW2 += a.RW2
+			x.Add(a)
 		}
 	}
 	return estimate(n, sums)

@@ -446,12 +446,7 @@ func (s *Store) sumOthers(snaps map[string]string) (offpolicy.Minute, bool) {
 				x = &offpolicy.Sums{}
 				sum.Arms[name] = x
 			}
-			x.Served += a.Served
-			x.Expected += a.Expected
-			x.W += a.W
-			x.W2 += a.W2
-			x.RW += a.RW
-			x.RW2 += a.RW2
+			x.Add(a)
 		}
 	}
 	return sum, found
