@@ -337,14 +337,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	if err != nil {
 		return nil, fmt.Errorf("load counters: %w", err)
 	}
-	for _, e := range entries {
-		table.Cell(e.Key).AddDurable(e.Trials, e.Successes)
-		if e.Key.Segment != "all" { // the endpoint-wide sums segments borrow from
-			agg := e.Key
-			agg.Segment = counters.AggregateSegment
-			table.Cell(agg).AddDurable(e.Trials, e.Successes)
-		}
-	}
+	table.Refresh(entries) // also sums the endpoint-wide cells segments borrow from
 	offp := &offpolicy.Table{}
 	recs, err := db.LoadOffPolicy(ctx)
 	if err != nil {
