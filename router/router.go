@@ -270,16 +270,8 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 	var armBuf [16]bandit.Arm
 	var cellBuf, aggBuf [16]*counters.Cell
 	arms, cells, aggs := armBuf[:0], cellBuf[:0], aggBuf[:0]
-	segmented := len(ep.Policy.SegmentBy) > 0
 	for _, name := range ep.Arms {
-		c := r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: name})
-		var agg *counters.Cell
-		if segmented {
-			agg = r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: name})
-		}
-		v := snap.Versions[name]
-		a := r.posterior(ep, c, agg, now)
-		a.Active = ep.ArmStates[name] != registry.Paused && Available(v)
+		a, c, agg := r.armInput(snap, ep, segment, name, now)
 		arms = append(arms, a)
 		cells = append(cells, c)
 		aggs = append(aggs, agg)
@@ -436,28 +428,29 @@ func (r *Router) PolicyShares(endpoint, segment string) []float64 {
 	if segment == "" {
 		segment = "all"
 	}
-	segmented := len(ep.Policy.SegmentBy) > 0
+	if len(ep.Policy.SegmentBy) > 0 && segment == "all" {
+		segment = counters.AggregateSegment // across segments: the endpoint-wide counts
+	}
 	now := r.now()
 	arms := make([]bandit.Arm, len(ep.Arms))
 	for i, name := range ep.Arms {
-		seg := segment
-		if segmented && segment == "all" {
-			seg = counters.AggregateSegment
-		}
-		c := r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: seg, Arm: name})
-		var agg *counters.Cell
-		if segmented && seg != counters.AggregateSegment {
-			agg = r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: name})
-		}
-		arms[i] = r.posterior(ep, c, agg, now)
-		arms[i].Active = ep.ArmStates[name] != registry.Paused && Available(snap.Versions[name])
+		arms[i], _, _ = r.armInput(snap, ep, segment, name, now)
 	}
-	out := make([]float64, len(arms))
-	pol := BanditPolicy(&ep.Policy)
-	rng := r.rngs.Get().(*rand.Rand)
-	pol.Shares(rng, arms, shareDraws, out)
-	r.rngs.Put(rng)
-	return out
+	return r.computeShares(BanditPolicy(&ep.Policy), ep.Arms, arms, now).shares
+}
+
+// armInput is one arm's bandit input in segment (AggregateSegment for the
+// endpoint-wide view), with its cell and, for a segment of a segmented
+// endpoint, the endpoint-wide cell it borrows its prior from. Paused and
+// unavailable arms are inactive.
+func (r *Router) armInput(snap *registry.Snapshot, ep *registry.Endpoint, segment, name string, now time.Time) (a bandit.Arm, c, agg *counters.Cell) {
+	c = r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: name})
+	if len(ep.Policy.SegmentBy) > 0 && segment != counters.AggregateSegment {
+		agg = r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: name})
+	}
+	a = r.posterior(ep, c, agg, now)
+	a.Active = ep.ArmStates[name] != registry.Paused && Available(snap.Versions[name])
+	return a, c, agg
 }
 
 // posterior is an arm's bandit input in one segment: its counts (discounted
