@@ -114,17 +114,8 @@ func startApp(t *testing.T, cfg *config.Config) *testApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.run(ctx); close(done) }()
-	ts := httptest.NewServer(a.srv.Handler())
-	t.Cleanup(func() {
-		ts.Close()
-		cancel()
-		<-done
-		a.close()
-	})
-	return &testApp{app: a, url: ts.URL, dataDir: dir}
+	ta, _ := serveTestApp(t, a, dir)
+	return ta
 }
 
 // call sends a JSON request and decodes the JSON answer into out (when not
