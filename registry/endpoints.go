@@ -96,10 +96,7 @@ func checkAutoArms(a *AutoArms) error {
 	return nil
 }
 
-// PutEndpoint creates (created=true) or replaces an endpoint. Every arm and
-// the fallback must be registered versions; the fallback must be one of the
-// arms. Replacing keeps the paused state of arms that remain, so re-applying
-// a definition never silently resumes a paused arm.
+// putEndpoint is PutEndpoint without the audit entry.
 func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
 	if !ValidName(name) {
 		return nil, false, fault.Field("endpoint", "invalid_name", "endpoint names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
@@ -207,7 +204,7 @@ func (r *Registry) Endpoints() []*Endpoint {
 	return out
 }
 
-// DeleteEndpoint removes an endpoint. Its counters stay in the store.
+// deleteEndpoint is DeleteEndpoint without the audit entry.
 func (r *Registry) deleteEndpoint(ctx context.Context, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -221,7 +218,7 @@ func (r *Registry) deleteEndpoint(ctx context.Context, name string) error {
 	return nil
 }
 
-// AddArm adds a registered version to an endpoint as an active arm.
+// addArm is AddArm without the audit entry.
 func (r *Registry) addArm(ctx context.Context, endpoint, arm string) (*Endpoint, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -332,8 +329,10 @@ func (r *Registry) HasEndpoint(name string) bool {
 	return ok
 }
 
-// PutEndpoint creates (created=true) or replaces an endpoint; see
-// putEndpoint. The change is audited.
+// PutEndpoint creates (created=true) or replaces an endpoint. Every arm and
+// the fallback must be registered versions; the fallback must be one of the
+// arms. Replacing keeps the paused state of arms that remain, so re-applying
+// a definition never silently resumes a paused arm. The change is audited.
 func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
 	ep, created, err := r.putEndpoint(ctx, name, body)
 	action := "replace_endpoint"

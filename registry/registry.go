@@ -275,10 +275,7 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 	return mv, nil
 }
 
-// PutVersion registers a version (created=true) or replaces one that no
-// endpoint uses. The version is validated — spec parsed, backend loaded —
-// before anything is stored. The model loads outside the registry's lock,
-// so a slow registration never delays a pause.
+// putVersion is PutVersion without the audit entry.
 func (r *Registry) putVersion(ctx context.Context, name, version string, body []byte) (mv *ModelVersion, created bool, err error) {
 	mv, err = r.ParseVersion(name, version, body)
 	if err != nil {
@@ -322,7 +319,7 @@ func storeError(err error) error {
 	return &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "the store did not take the change; retry", Err: err}
 }
 
-// DeleteVersion removes a version no endpoint uses.
+// deleteVersion is DeleteVersion without the audit entry.
 func (r *Registry) deleteVersion(ctx context.Context, name, version string) error {
 	arm := name + "@" + version
 	r.mu.Lock()
