@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/fault"
@@ -192,5 +193,35 @@ func TestPolicyValidation(t *testing.T) {
 				t.Fatalf("got %v, want an error on %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// The durations of a policy are the same parsed from a body and read back
+// from the store.
+func TestPolicyDurationsSurviveStorage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	r := newReg(t, db)
+	if _, _, err := r.PutVersion(ctx, "mf", "1", []byte(`{"backend": {"type": "test", "path": "/m"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"arms": ["mf@1"], "policy": {"type": "discounted-thompson", "half_life": "72h", "attribution_window": "90m",
+		"sticky": {"ttl": "1h"}, "guardrails": {"max_error_rate": 0.1, "window": "30s"}}}`
+	ep, _, err := r.PutEndpoint(ctx, "home", []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openDB(t, dir)
+	defer db.Close()
+	loaded, err := newReg(t, db).Endpoint("home")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*Policy{&ep.Policy, &loaded.Policy} {
+		if p.Window() != 90*time.Minute || p.Discounted() != 72*time.Hour || p.StickyTTL() != time.Hour || p.GuardWindow() != 30*time.Second {
+			t.Fatalf("durations %v %v %v %v", p.Window(), p.Discounted(), p.StickyTTL(), p.GuardWindow())
+		}
 	}
 }

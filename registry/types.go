@@ -93,6 +93,34 @@ type Policy struct {
 	// Guardrails pause an arm whose errors or latency breach limits; nil
 	// turns them off.
 	Guardrails *Guardrails `json:"guardrails,omitempty"`
+
+	// d holds the durations above, parsed once (compile) so the request
+	// path does not parse them on every call.
+	d policyDurations
+}
+
+type policyDurations struct {
+	ok                                  bool
+	window, halfLife, sticky, guardWind time.Duration
+}
+
+// compile parses the policy's durations once.
+func (p *Policy) compile() {
+	p.d = policyDurations{}
+	p.d.window, p.d.halfLife, p.d.sticky, p.d.guardWind = p.Window(), p.Discounted(), p.StickyTTL(), p.GuardWindow()
+	p.d.ok = true
+}
+
+// UnmarshalJSON decodes a stored policy and parses its durations.
+func (p *Policy) UnmarshalJSON(b []byte) error {
+	type plain Policy
+	var q plain
+	if err := json.Unmarshal(b, &q); err != nil {
+		return err
+	}
+	*p = Policy(q)
+	p.compile()
+	return nil
 }
 
 // Sticky assignment: a user keeps the arm it was first given for TTL, while
@@ -114,6 +142,9 @@ type Guardrails struct {
 
 // Discounted returns the half-life of a discounted-thompson policy, or 0.
 func (p *Policy) Discounted() time.Duration {
+	if p.d.ok {
+		return p.d.halfLife
+	}
 	if p.Type != "discounted-thompson" {
 		return 0
 	}
@@ -123,6 +154,9 @@ func (p *Policy) Discounted() time.Duration {
 
 // StickyTTL is the sticky assignment's lifetime, or 0 when off.
 func (p *Policy) StickyTTL() time.Duration {
+	if p.d.ok {
+		return p.d.sticky
+	}
 	if p.Sticky == nil {
 		return 0
 	}
@@ -132,6 +166,9 @@ func (p *Policy) StickyTTL() time.Duration {
 
 // GuardWindow is the guardrails' sliding window, or 0 when off.
 func (p *Policy) GuardWindow() time.Duration {
+	if p.d.ok {
+		return p.d.guardWind
+	}
 	if p.Guardrails == nil {
 		return 0
 	}
@@ -141,6 +178,9 @@ func (p *Policy) GuardWindow() time.Duration {
 
 // Window is the parsed attribution window.
 func (p *Policy) Window() time.Duration {
+	if p.d.ok {
+		return p.d.window
+	}
 	d, _ := time.ParseDuration(p.AttributionWindow)
 	return d
 }
@@ -252,6 +292,14 @@ func DefaultPolicy() Policy {
 }
 
 func parsePolicy(in *policyBody) (Policy, error) {
+	p, err := parsePolicyFields(in)
+	if err == nil {
+		p.compile()
+	}
+	return p, err
+}
+
+func parsePolicyFields(in *policyBody) (Policy, error) {
 	p := DefaultPolicy()
 	if in == nil {
 		return p, nil
