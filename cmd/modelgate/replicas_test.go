@@ -253,8 +253,10 @@ func TestReplicaKill9(t *testing.T) {
 		}
 		return successes >= uint64(acked.Load())
 	})
-	if successes != uint64(acked.Load()) {
-		t.Fatalf("%d successes counted, %d clicks acknowledged", successes, acked.Load())
+	// Every acknowledged click counts. The one feedback call in flight when
+	// the replica died may have been applied without its answer arriving.
+	if successes < uint64(acked.Load()) || successes > uint64(acked.Load())+1 {
+		t.Fatalf("%d successes counted, %d clicks acknowledged (one unacknowledged may count)", successes, acked.Load())
 	}
 	lost := served.Load() - int64(trials)
 	if lost < 0 || lost > 60 {
