@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/registry"
@@ -56,7 +56,7 @@ func (s *Server) parseReportQuery(c *gin.Context) (*reportQuery, error) {
 	if q.segment == "" {
 		q.segment = "all"
 	}
-	if q.segment != "all" && !slices.Contains(report.Segments(s.table, ep.Name), q.segment) {
+	if q.segment != counters.AllSegment && (q.segment == counters.AggregateSegment || !s.table.Known(ep.Name, q.segment)) {
 		return nil, fault.New(fault.NotFound, "segment_not_found",
 			"endpoint %s has no segment %q (segments are written like surface=music; see the report's \"segments\")", ep.Name, q.segment)
 	}
@@ -90,6 +90,17 @@ func (s *Server) BuildReport(ep *registry.Endpoint, segment string, now, from, t
 		res := s.analytics.OffPolicy.Query(ep.Name, segment, all, from, to)
 		in.OffPolicy = &res
 	}
+	return report.Build(in)
+}
+
+// PointReport completes in as the report behind a history point: the
+// router's cached traffic shares (no Monte Carlo of its own for them when
+// the router has some) and no off-policy sums, which a point does not hold.
+func (s *Server) PointReport(in report.Input) *report.Report {
+	snap := s.reg.Snapshot()
+	in.Table, in.Errors = s.table, s.router.Errors()
+	in.Available = func(arm string) bool { return router.Available(snap.Versions[arm]) }
+	in.Shares = s.router.CachedShares(in.Endpoint.Name, in.Segment)
 	return report.Build(in)
 }
 
@@ -144,7 +155,7 @@ func writeReportCSV(w io.Writer, r *report.Report) {
 	_ = cw.Write([]string{"endpoint", "segment", "arm", "state", "trials", "successes", "rate", "ci95_low", "ci95_high",
 		"p_best", "expected_loss", "traffic_share", "off_policy_n", "off_policy_ips", "off_policy_snips",
 		"off_policy_ci95_low", "off_policy_ci95_high", "decision", "decision_arm", "value_remaining",
-		"srm_p_value", "regret_expected_cumulative"})
+		"srm_p_value", "regret_expected_cumulative", "off_policy_served"})
 	winner := ""
 	if r.Decision.Arm != nil {
 		winner = *r.Decision.Arm
@@ -160,7 +171,10 @@ func writeReportCSV(w io.Writer, r *report.Report) {
 		if o := a.OffPolicy; o != nil {
 			row[12], row[13], row[14], row[15], row[16] = strconv.Itoa(o.N), fmtFloat(o.IPS), fmtFloat(o.SNIPS), fmtFloat(o.CI95[0]), fmtFloat(o.CI95[1])
 		}
-		row = append(row, r.Decision.Status, winner, fmtFloat(r.Decision.ValueRemaining), srm, fmtFloat(r.Regret.ExpectedCumulative))
+		row = append(row, r.Decision.Status, winner, fmtFloat(r.Decision.ValueRemaining), srm, fmtFloat(r.Regret.ExpectedCumulative), "")
+		if o := a.OffPolicy; o != nil {
+			row[len(row)-1] = strconv.Itoa(o.Served)
+		}
 		_ = cw.Write(row)
 	}
 	cw.Flush()

@@ -18,6 +18,20 @@ import (
 // it is rebuilt from the segments at start-up.
 const AggregateSegment = "*"
 
+// AllSegment is the one segment of an endpoint without segment_by, and the
+// name reports use for "across every segment" of a segmented endpoint.
+const AllSegment = "all"
+
+// OtherSegment is the overflow segment of a segmented endpoint: requests
+// whose segment would exceed the endpoint's max_segments are served, counted
+// and reported here. It never collides with a segment named from a context
+// ("k=v,…" always holds '=').
+const OtherSegment = "other"
+
+// DefaultMaxSegments is how many segments an endpoint keeps when its policy
+// does not say.
+const DefaultMaxSegments = 1000
+
 // Key names one posterior: an arm of an endpoint in one segment.
 type Key struct {
 	Endpoint string
@@ -63,6 +77,11 @@ func (c *Cell) AddDurable(trials, successes uint64) {
 type Table struct {
 	m sync.Map // Key -> *Cell
 
+	// segs indexes the segments of each endpoint that have cells, so the
+	// request path can tell a known segment from a new one, and a report
+	// can list them, without scanning every cell.
+	segs sync.Map // endpoint -> *segIndex
+
 	// dirty lists the cells whose pending count went from 0 to 1 since the
 	// last drain, so a drain never scans every cell. The lock is taken once
 	// per cell per flush interval, never held across anything else.
@@ -76,13 +95,110 @@ func (t *Table) markDirty(c *Cell) {
 	t.mu.Unlock()
 }
 
-// Cell returns the cell for k, creating an empty one on first use.
+// Cell returns the cell for k, creating an empty one on first use. A new
+// cell's segment becomes known to the endpoint's segment index; the cap on
+// segments is the caller's (see Admit).
 func (t *Table) Cell(k Key) *Cell {
 	if c, ok := t.m.Load(k); ok {
 		return c.(*Cell)
 	}
-	c, _ := t.m.LoadOrStore(k, &Cell{key: k, table: t})
+	c, loaded := t.m.LoadOrStore(k, &Cell{key: k, table: t})
+	if !loaded {
+		t.index(k.Endpoint).add(k.Segment)
+	}
 	return c.(*Cell)
+}
+
+// segIndex is one endpoint's set of segments. n counts the named segments
+// (not AggregateSegment, AllSegment or OtherSegment): what max_segments caps.
+type segIndex struct {
+	mu    sync.Mutex // serialises admissions, so the cap holds exactly
+	known sync.Map   // segment -> struct{}
+	n     atomic.Int64
+}
+
+func (x *segIndex) add(segment string) {
+	if _, loaded := x.known.LoadOrStore(segment, struct{}{}); !loaded && Counted(segment) {
+		x.n.Add(1)
+	}
+}
+
+// Counted reports whether a segment counts against max_segments: every
+// segment named from a context does; AllSegment, OtherSegment and
+// AggregateSegment do not.
+func Counted(segment string) bool {
+	return segment != AllSegment && segment != OtherSegment && segment != AggregateSegment
+}
+
+func (t *Table) index(endpoint string) *segIndex {
+	if x, ok := t.segs.Load(endpoint); ok {
+		return x.(*segIndex)
+	}
+	x, _ := t.segs.LoadOrStore(endpoint, new(segIndex))
+	return x.(*segIndex)
+}
+
+// Known reports whether segment has cells (or was admitted) in endpoint.
+// It takes no lock.
+func (t *Table) Known(endpoint, segment string) bool {
+	x, ok := t.segs.Load(endpoint)
+	if !ok {
+		return false
+	}
+	_, ok = x.(*segIndex).known.Load(segment)
+	return ok
+}
+
+// SegmentCount is the number of named segments endpoint has.
+func (t *Table) SegmentCount(endpoint string) int {
+	x, ok := t.segs.Load(endpoint)
+	if !ok {
+		return 0
+	}
+	return int(x.(*segIndex).n.Load())
+}
+
+// Admit makes segment a known segment of endpoint unless that would give
+// the endpoint more than max named segments; it reports whether segment is
+// known afterwards. Segments that do not count (see Counted) are always
+// admitted.
+func (t *Table) Admit(endpoint, segment string, max int) bool {
+	x := t.index(endpoint)
+	if _, ok := x.known.Load(segment); ok {
+		return true
+	}
+	if !Counted(segment) {
+		x.add(segment)
+		return true
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.known.Load(segment); ok {
+		return true
+	}
+	if int(x.n.Load()) >= max {
+		return false
+	}
+	x.add(segment)
+	return true
+}
+
+// Segments lists endpoint's segments (without AggregateSegment), sorted.
+// It costs one pass over the endpoint's segments, not over every cell.
+func (t *Table) Segments(endpoint string) []string {
+	x, ok := t.segs.Load(endpoint)
+	if !ok {
+		return []string{}
+	}
+	out := []string{}
+	x.(*segIndex).known.Range(func(k, _ any) bool {
+		if s := k.(string); s != AggregateSegment {
+			out = append(out, s)
+		}
+		return true
+	})
+	sort.Strings(out)
+	return out
 }
 
 // Lookup returns the cell for k, or nil when it has never been used.
@@ -309,7 +425,7 @@ func (t *Table) Refresh(entries []Entry) {
 	}
 	t.m.Range(func(k, v any) bool {
 		key := k.(Key)
-		if key.Segment == AggregateSegment || key.Segment == "all" {
+		if key.Segment == AggregateSegment || key.Segment == AllSegment {
 			return true
 		}
 		tr, su := v.(*Cell).Counts()

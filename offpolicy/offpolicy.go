@@ -223,12 +223,14 @@ func (t *Table) Forget(cutoff time.Time) {
 	})
 }
 
-// Estimate is one arm's off-policy estimate.
+// Estimate is one arm's off-policy estimate. N is every logged prediction
+// of the range; Served is how many of them the arm served.
 type Estimate struct {
-	N     int        `json:"n"`
-	IPS   float64    `json:"ips"`
-	SNIPS float64    `json:"snips"`
-	CI95  [2]float64 `json:"ci95"`
+	N      int        `json:"n"`
+	Served int        `json:"served"`
+	IPS    float64    `json:"ips"`
+	SNIPS  float64    `json:"snips"`
+	CI95   [2]float64 `json:"ci95"`
 }
 
 // Result is the estimates of every arm with logged predictions, and the
@@ -301,7 +303,9 @@ func estimate(n float64, sums map[string]*Sums) Result {
 		if s.W <= 0 {
 			continue
 		}
-		e := &Estimate{N: int(math.Round(s.Served)), IPS: s.RW / n, SNIPS: s.RW / s.W}
+		// N is every logged prediction in the range (the n of ips), not
+		// just the arm's: the estimate is of the arm serving all of them.
+		e := &Estimate{N: int(math.Round(n)), Served: int(math.Round(s.Served)), IPS: s.RW / n, SNIPS: s.RW / s.W}
 		xbar, wbar := s.RW/n, s.W/n
 		varX := s.RW2/n - xbar*xbar
 		varW := s.W2/n - wbar*wbar

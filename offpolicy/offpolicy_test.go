@@ -22,8 +22,8 @@ func TestEstimatesOnKnownSums(t *testing.T) {
 	}
 	res := tb.Query("e", "all", false, time.Time{}, time.Time{})
 	a, b := res.Arms["a"], res.Arms["b"]
-	if res.N != 1000 || a.N != 750 || b.N != 250 {
-		t.Fatalf("n %v, a %d, b %d", res.N, a.N, b.N)
+	if res.N != 1000 || a.N != 1000 || b.N != 1000 || a.Served != 750 || b.Served != 250 {
+		t.Fatalf("n %v, a %+v, b %+v", res.N, a, b)
 	}
 	// a: 75 successes of 750; b: 25 of 250 (every tenth request).
 	for name, e := range map[string]*Estimate{"a": a, "b": b} {
@@ -40,7 +40,7 @@ func TestEstimatesOnKnownSums(t *testing.T) {
 	}
 	tb.SetOthers(map[Key]Minute{{Endpoint: "e", Segment: "all", Minute: at.Unix() - at.Unix()%60}: {N: 1000, Arms: map[string]*Sums{
 		"a": {Served: 750, Expected: 750, W: 1000, W2: 1333.33, RW: 100, RW2: 133.33}}}})
-	if r := tb.Query("e", "all", false, time.Time{}, time.Time{}); r.N != 2000 || r.Arms["a"].N != 1500 {
+	if r := tb.Query("e", "all", false, time.Time{}, time.Time{}); r.N != 2000 || r.Arms["a"].N != 2000 || r.Arms["a"].Served != 1500 {
 		t.Fatalf("with another replica's sums: n %v, a %+v", r.N, r.Arms["a"])
 	}
 }

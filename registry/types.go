@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 )
 
@@ -93,6 +94,11 @@ type Policy struct {
 	// Guardrails pause an arm whose errors or latency breach limits; nil
 	// turns them off.
 	Guardrails *Guardrails `json:"guardrails,omitempty"`
+	// MaxSegments caps the segments the endpoint keeps (1..MaxMaxSegments);
+	// requests beyond it go to the overflow segment "other". 0 (a policy
+	// stored before the field existed) means DefaultMaxSegments: use
+	// SegmentCap.
+	MaxSegments int `json:"max_segments"`
 
 	// d holds the durations above, parsed once (compile) so the request
 	// path does not parse them on every call.
@@ -121,6 +127,17 @@ func (p *Policy) UnmarshalJSON(b []byte) error {
 	*p = Policy(q)
 	p.compile()
 	return nil
+}
+
+// MaxMaxSegments is the largest max_segments a policy may set.
+const MaxMaxSegments = 100000
+
+// SegmentCap is the number of named segments the endpoint keeps.
+func (p *Policy) SegmentCap() int {
+	if p.MaxSegments <= 0 {
+		return counters.DefaultMaxSegments
+	}
+	return p.MaxSegments
 }
 
 // Sticky assignment: a user keeps the arm it was first given for TTL, while
@@ -258,6 +275,7 @@ type policyBody struct {
 	SegmentPrior      *float64      `json:"segment_prior_weight"`
 	Sticky            *Sticky       `json:"sticky"`
 	Guardrails        *Guardrails   `json:"guardrails"`
+	MaxSegments       *int64        `json:"max_segments"`
 }
 
 // AutoArms makes an endpoint watch a model for new versions: each new
@@ -288,7 +306,8 @@ type endpointBody struct {
 func DefaultPolicy() Policy {
 	return Policy{Type: "thompson", Prior: Prior{1, 1}, SegmentBy: []string{}, MinShare: 0.01,
 		TrialsOn: "serve", AttributionWindow: "24h",
-		StopRule: StopRule{PBest: 0.95, ValueRemaining: 0.01, MinTrials: 1000}}
+		StopRule:    StopRule{PBest: 0.95, ValueRemaining: 0.01, MinTrials: 1000},
+		MaxSegments: counters.DefaultMaxSegments}
 }
 
 func parsePolicy(in *policyBody) (Policy, error) {
@@ -336,6 +355,12 @@ func parsePolicyFields(in *policyBody) (Policy, error) {
 			seen[k] = true
 		}
 		p.SegmentBy = in.SegmentBy
+	}
+	if in.MaxSegments != nil {
+		if *in.MaxSegments < 1 || *in.MaxSegments > MaxMaxSegments {
+			return p, fault.Field("policy.max_segments", "invalid_policy", "must be between 1 and %d", MaxMaxSegments)
+		}
+		p.MaxSegments = int(*in.MaxSegments)
 	}
 	if in.MinShare != nil {
 		if !(*in.MinShare >= 0 && *in.MinShare < 1) {

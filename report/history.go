@@ -38,10 +38,11 @@ type History struct {
 	Points   []Point `json:"points"`
 }
 
-// Series is where history points are kept. AddHistory must not overwrite an
-// existing point, so that replicas sharing a store write one series.
+// Series is where history points are kept. AddHistoryBatch must not
+// overwrite an existing point, so that replicas sharing a store write one
+// series, and writes the batch in one transaction.
 type Series interface {
-	AddHistory(ctx context.Context, r store.Record) (bool, error)
+	AddHistoryBatch(ctx context.Context, recs []store.Record) (int, error)
 	History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error)
 	PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error)
 }
@@ -51,9 +52,23 @@ type Endpoints interface {
 	Endpoints() []*registry.Endpoint
 }
 
-// BuildFunc computes a report of an endpoint segment now; the recorder
-// uses the same one the API serves.
-type BuildFunc func(ep *registry.Endpoint, segment string, now time.Time) *Report
+// BuildFunc completes in (Endpoint, Segment, Now, Entries, Segments and
+// Draws are set) and builds the report behind a history point. It should
+// compute nothing the point does not hold (off-policy sums) and reuse the
+// traffic shares the router keeps.
+type BuildFunc func(in Input) *Report
+
+// History budget per tick: every endpoint's "all" point is recorded; of a
+// segmented endpoint's segments, those whose counts changed since their
+// last point are, least recently recorded first, at most SegmentPointsPerTick
+// per endpoint, each from SegmentPointDraws posterior draws. So a tick costs
+// O(cells) to read the counts plus a bounded number of reports, whatever
+// the number of segments; with more active segments than the budget, a
+// segment's points are further apart than the interval.
+const (
+	SegmentPointsPerTick = 200
+	SegmentPointDraws    = 4000
+)
 
 // Recorder writes a history point per endpoint and segment every interval
 // and prunes the series to the retention, keeping full resolution for the
@@ -68,6 +83,7 @@ type Recorder struct {
 	retention time.Duration
 	log       *slog.Logger
 	decisions map[string]string // endpoint/segment -> last decision, owned by Run
+	marks     map[string]mark   // endpoint/segment -> its last recorded point, owned by Run
 	onChange  func(endpoint string)
 	// Changes counts decision changes since start; read it after Run returns
 	// or from Run's goroutine only.
@@ -80,7 +96,7 @@ func NewRecorder(reg Endpoints, table *counters.Table, series Series, build Buil
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Recorder{reg: reg, table: table, series: series, build: build, interval: interval,
-		retention: retention, log: log, decisions: map[string]string{}}
+		retention: retention, log: log, decisions: map[string]string{}, marks: map[string]mark{}}
 }
 
 // OnDecisionChange sets a function called (from Run's goroutine) with the
@@ -112,30 +128,90 @@ func (r *Recorder) Run(ctx context.Context) {
 	}
 }
 
-// RecordAll records one point for every endpoint and segment at now
-// (aligned down to the interval).
+// mark is what a segment's last point was recorded from.
+type mark struct {
+	trials, successes uint64
+	at                int64
+}
+
+// RecordAll records the points of one tick at now (aligned down to the
+// interval), in one write; see SegmentPointsPerTick for which.
 func (r *Recorder) RecordAll(ctx context.Context, now time.Time) {
 	sec := int64(r.interval / time.Second)
 	if sec < 1 {
 		sec = 1
 	}
 	at := now.Unix() - now.Unix()%sec
+	atTime := time.Unix(at, 0)
+	byEndpoint := map[string][]counters.Entry{}
+	for _, e := range r.table.Entries("") { // one pass, sorted by endpoint, segment, arm
+		if e.Key.Segment != counters.AggregateSegment {
+			byEndpoint[e.Key.Endpoint] = append(byEndpoint[e.Key.Endpoint], e)
+		}
+	}
+	var recs []store.Record
+	point := func(ep *registry.Endpoint, seg string, entries []counters.Entry, segs []string, draws int) {
+		rep := r.build(Input{Endpoint: ep, Segment: seg, Now: atTime, Entries: entries, Segments: segs, Draws: draws})
+		r.noteDecision(ep.Name, seg, rep)
+		raw, _ := json.Marshal(PointOf(rep, atTime))
+		recs = append(recs, store.Record{Endpoint: ep.Name, Segment: seg, Time: at, Value: raw})
+	}
+	live := make(map[string]bool, len(r.marks))
 	for _, ep := range r.reg.Endpoints() {
-		segs := Segments(r.table, ep.Name)
-		if len(ep.Policy.SegmentBy) > 0 {
-			segs = append([]string{"all"}, segs...)
-		} else if len(segs) == 0 {
-			segs = []string{"all"}
+		entries := byEndpoint[ep.Name]
+		if entries == nil {
+			entries = []counters.Entry{}
 		}
-		for _, seg := range segs {
-			rep := r.build(ep, seg, time.Unix(at, 0))
-			r.noteDecision(ep.Name, seg, rep)
-			p := PointOf(rep, time.Unix(at, 0))
-			raw, _ := json.Marshal(p)
-			if _, err := r.series.AddHistory(ctx, store.Record{Endpoint: ep.Name, Segment: seg, Time: at, Value: raw}); err != nil {
-				r.log.Error("recording history", "endpoint", ep.Name, "segment", seg, "err", err)
+		segs := []string{}
+		type run struct {
+			seg     string
+			entries []counters.Entry
+			m       mark
+		}
+		var changed []run
+		for i := 0; i < len(entries); {
+			j := i
+			var m mark
+			for j < len(entries) && entries[j].Key.Segment == entries[i].Key.Segment {
+				m.trials += entries[j].Trials
+				m.successes += entries[j].Successes
+				j++
 			}
+			seg := entries[i].Key.Segment
+			segs = append(segs, seg)
+			key := ep.Name + "/" + seg
+			live[key] = true
+			if last, ok := r.marks[key]; len(ep.Policy.SegmentBy) > 0 && (!ok || last.trials != m.trials || last.successes != m.successes) {
+				m.at = last.at
+				changed = append(changed, run{seg, entries[i:j], m})
+			}
+			i = j
 		}
+		point(ep, counters.AllSegment, entries, segs, 0)
+		live[ep.Name+"/"+counters.AllSegment] = true
+		sort.SliceStable(changed, func(i, j int) bool { return changed[i].m.at < changed[j].m.at })
+		for _, c := range changed[:min(len(changed), SegmentPointsPerTick)] {
+			point(ep, c.seg, c.entries, segs, SegmentPointDraws)
+			c.m.at = at
+			r.marks[ep.Name+"/"+c.seg] = c.m
+		}
+	}
+	// Forget what deleted endpoints and segments left behind.
+	for k := range r.marks {
+		if !live[k] {
+			delete(r.marks, k)
+		}
+	}
+	for k := range r.decisions {
+		if !live[k] {
+			delete(r.decisions, k)
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	if _, err := r.series.AddHistoryBatch(ctx, recs); err != nil {
+		r.log.Error("recording history", "points", len(recs), "err", err)
 	}
 }
 
@@ -187,22 +263,6 @@ func ReadHistory(ctx context.Context, series Series, endpoint, segment string, i
 		}
 	}
 	return h, nil
-}
-
-// Segments lists the segments of an endpoint that have counts, sorted.
-func Segments(table *counters.Table, endpoint string) []string {
-	set := map[string]bool{}
-	for _, e := range table.Entries(endpoint) {
-		if e.Key.Segment != counters.AggregateSegment {
-			set[e.Key.Segment] = true
-		}
-	}
-	out := make([]string, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // ShortDuration writes d without zero units: 1m, 1h30m, 90s → 1m30s.

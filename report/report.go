@@ -6,8 +6,8 @@ package report
 import (
 	crand "crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"time"
 
@@ -46,10 +46,13 @@ type Arm struct {
 
 // OffPolicy holds inverse-propensity estimates of an arm's click rate.
 type OffPolicy struct {
-	N     int        `json:"n"`
-	IPS   float64    `json:"ips"`
-	SNIPS float64    `json:"snips"`
-	CI95  [2]float64 `json:"ci95"`
+	// N is every logged prediction of the endpoint (and segment) in the
+	// range; Served is how many of them this arm served.
+	N      int        `json:"n"`
+	Served int        `json:"served"`
+	IPS    float64    `json:"ips"`
+	SNIPS  float64    `json:"snips"`
+	CI95   [2]float64 `json:"ci95"`
 }
 
 // Decision is the stop rule's verdict.
@@ -94,6 +97,11 @@ type Input struct {
 	Shares    []float64         // nil: computed from the plain counts
 	OffPolicy *offpolicy.Result // nil: no prediction log sums
 	Draws     int               // posterior draws; 0 = Draws
+	// Entries, when not nil, are the endpoint's counter entries to use
+	// instead of reading Table (a caller building many segments' reports
+	// reads the table once); Segments likewise lists its segments.
+	Entries  []counters.Entry
+	Segments []string
 }
 
 // Build computes the report of an endpoint for one segment from the counters
@@ -110,7 +118,7 @@ type Input struct {
 func Build(in Input) *Report {
 	ep, table, errs, available, segment, now, policyShares := in.Endpoint, in.Table, in.Errors, in.Available, in.Segment, in.Now, in.Shares
 	if segment == "" {
-		segment = "all"
+		segment = counters.AllSegment
 	}
 	idx := make(map[string]int, len(ep.Arms))
 	arms := make([]bandit.Arm, len(ep.Arms))
@@ -118,21 +126,36 @@ func Build(in Input) *Report {
 		idx[a] = i
 		arms[i].Active = ep.ArmStates[a] != registry.Paused && (available == nil || available(a))
 	}
-	segSet := map[string]bool{}
-	for _, e := range table.Entries(ep.Name) {
+	entries := in.Entries
+	if entries == nil {
+		entries = table.Entries(ep.Name)
+	}
+	var overflowed uint64
+	for _, e := range entries {
 		if e.Key.Segment == counters.AggregateSegment {
 			continue
 		}
-		segSet[e.Key.Segment] = true
+		if e.Key.Segment == counters.OtherSegment {
+			overflowed += e.Trials
+		}
 		i, ok := idx[e.Key.Arm]
-		if !ok || (segment != "all" && e.Key.Segment != segment) {
+		if !ok || (segment != counters.AllSegment && e.Key.Segment != segment) {
 			continue
 		}
 		arms[i].Trials += e.Trials
 		arms[i].Successes += e.Successes
 	}
+	segs := in.Segments
+	if segs == nil {
+		segs = table.Segments(ep.Name)
+	}
 	r := &Report{Endpoint: ep.Name, GeneratedAt: now.UTC().Format(time.RFC3339), Segment: segment,
-		Segments: sortedKeys(segSet), Health: Health{Warnings: []string{}}}
+		Segments: segs, Health: Health{Warnings: []string{}}}
+	if overflowed > 0 {
+		r.Health.Warnings = append(r.Health.Warnings, fmt.Sprintf(
+			"segments_capped: %d requests were served in segment %q because the endpoint has max_segments %d segments",
+			overflowed, counters.OtherSegment, ep.Policy.SegmentCap()))
+	}
 	var seed [16]byte
 	_, _ = crand.Read(seed[:])
 	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
@@ -180,7 +203,7 @@ func Build(in Input) *Report {
 	if op := in.OffPolicy; op != nil {
 		for i := range r.Arms {
 			if e := op.Arms[r.Arms[i].Arm]; e != nil {
-				r.Arms[i].OffPolicy = &OffPolicy{N: e.N, IPS: e.IPS, SNIPS: e.SNIPS, CI95: e.CI95}
+				r.Arms[i].OffPolicy = &OffPolicy{N: e.N, Served: e.Served, IPS: e.IPS, SNIPS: e.SNIPS, CI95: e.CI95}
 			}
 		}
 		r.Health.SRMPValue = op.SRMPValue
@@ -211,13 +234,4 @@ func decide(ep *registry.Endpoint, an bandit.Analysis, total uint64) Decision {
 		d.Status, d.Arm, d.Reason = "winner", &arm, &reason
 	}
 	return d
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

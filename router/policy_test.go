@@ -50,6 +50,7 @@ func TestPropensitiesMatchSelectionFrequency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		f.r.drainRefresh()
 		tok, err := f.signer.Verify(resp.PredictionID)
 		if err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,9 +86,11 @@ type Router struct {
 	guards  sync.Map // guardKey -> *armGuard
 	predlog PredictionLog
 	offp    *offpolicy.Table
-	onTrip  func(endpoint, arm, reason string)
-	tel     *telemetry.Telemetry
-	met     *telemetry.Metrics
+	// refreshQ holds segments whose shares Run should recompute.
+	refreshQ chan segKey
+	onTrip   func(endpoint, arm, reason string)
+	tel      *telemetry.Telemetry
+	met      *telemetry.Metrics
 }
 
 // PredictionLog receives a record of every served prediction; Add must not
@@ -135,7 +138,8 @@ func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *s
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now,
-		predlog: opt.PredictionLog, offp: opt.OffPolicy, onTrip: opt.OnGuardrail}
+		predlog: opt.PredictionLog, offp: opt.OffPolicy, onTrip: opt.OnGuardrail,
+		refreshQ: make(chan segKey, refreshQueue)}
 	if opt.Telemetry != nil {
 		r.tel, r.met = opt.Telemetry, opt.Telemetry.Metrics
 	}
@@ -167,14 +171,12 @@ type shareSet struct {
 	shares []float64
 }
 
-// Propensity caching: shares are recomputed at once when an arm's evidence
-// moved by more than syncDrift (relative, see shareSet.drift), in the
-// background when it moved by more than asyncDrift or at all after
-// shareTTL; shareDraws is the Monte Carlo size of each estimate (standard
-// error ≤ 0.005).
+// Propensity caching: a segment's shares are recomputed off the request
+// path when an arm's evidence moved by more than asyncDrift (relative, see
+// shareSet.drift), or at all after shareTTL; shareDraws is the Monte Carlo
+// size of each estimate (standard error ≤ 0.005).
 const (
-	shareTTL   = 100 * time.Millisecond
-	syncDrift  = 0.10
+	shareTTL   = time.Second
 	asyncDrift = 0.01
 	shareDraws = 10000
 )
@@ -262,19 +264,15 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 	if !ok {
 		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %q does not exist", req.Endpoint)
 	}
-	segment := Segment(ep.Policy.SegmentBy, req.Context)
+	segment := r.segmentOf(ep, req.Context)
 	now := r.now()
 	_, chooseSpan := r.tel.Child(ctx, "choose")
 
 	// Gather the arms' posteriors; paused and unavailable arms are inactive.
 	var armBuf [16]bandit.Arm
-	var cellBuf, aggBuf [16]*counters.Cell
-	arms, cells, aggs := armBuf[:0], cellBuf[:0], aggBuf[:0]
+	arms := armBuf[:0]
 	for _, name := range ep.Arms {
-		a, c, agg := r.armInput(snap, ep, segment, name, now)
-		arms = append(arms, a)
-		cells = append(cells, c)
-		aggs = append(aggs, agg)
+		arms = append(arms, r.armInput(snap, ep, segment, name, now))
 	}
 
 	chosen, prop, sticky := -1, 0.0, false
@@ -382,14 +380,22 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 	if chosen >= 0 && lastErr != nil {
 		r.log.WarnContext(ctx, "arm failed", "endpoint", ep.Name, "arm", ep.Arms[chosen], "served", ep.Arms[served], "err", lastErr)
 	}
+	armName := ep.Arms[served]
+	// Only a served request makes state: a new segment is admitted here
+	// (or, when others took the last places meanwhile, overflows).
+	if !r.table.Admit(ep.Name, segment, ep.Policy.SegmentCap()) {
+		segment = counters.OtherSegment
+	}
+	cell := r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: armName})
 	if ep.Policy.TrialsOn != "impression" {
-		r.met.Trial(ctx, ep.Name, ep.Arms[served], 1)
-		cells[served].AddTrial()
-		if aggs[served] != nil {
-			aggs[served].AddDurable(1, 0) // in memory only: rebuilt from the segments at start-up
+		r.met.Trial(ctx, ep.Name, armName, 1)
+		cell.AddTrial()
+		if len(ep.Policy.SegmentBy) > 0 {
+			// In memory only: rebuilt from the segments at start-up.
+			r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: armName}).AddDurable(1, 0)
 		}
 	}
-	armName := ep.Arms[served]
+	r.noteServed(ep.Name, segment)
 	if ttl > 0 && !sticky && !fellBack {
 		r.sticky.put(ep.Name, req.UserID, armName, prop, now.Add(ttl))
 	}
@@ -434,23 +440,58 @@ func (r *Router) PolicyShares(endpoint, segment string) []float64 {
 	now := r.now()
 	arms := make([]bandit.Arm, len(ep.Arms))
 	for i, name := range ep.Arms {
-		arms[i], _, _ = r.armInput(snap, ep, segment, name, now)
+		arms[i] = r.armInput(snap, ep, segment, name, now)
 	}
 	return r.computeShares(BanditPolicy(&ep.Policy), ep.Arms, arms, now).shares
 }
 
-// armInput is one arm's bandit input in segment (AggregateSegment for the
-// endpoint-wide view), with its cell and, for a segment of a segmented
-// endpoint, the endpoint-wide cell it borrows its prior from. Paused and
-// unavailable arms are inactive.
-func (r *Router) armInput(snap *registry.Snapshot, ep *registry.Endpoint, segment, name string, now time.Time) (a bandit.Arm, c, agg *counters.Cell) {
-	c = r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: name})
-	if len(ep.Policy.SegmentBy) > 0 && segment != counters.AggregateSegment {
-		agg = r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: name})
+// CachedShares returns the traffic shares the router last computed for a
+// segment of endpoint (off the request path), or nil when it has none or
+// the endpoint's arms changed since. It computes nothing.
+func (r *Router) CachedShares(endpoint, segment string) []float64 {
+	ep, ok := r.reg.Snapshot().Endpoints[endpoint]
+	if !ok {
+		return nil
 	}
-	a = r.posterior(ep, c, agg, now)
+	if len(ep.Policy.SegmentBy) > 0 && (segment == "" || segment == counters.AllSegment) {
+		segment = counters.AggregateSegment
+	}
+	v, ok := r.segs.Load(segKey{endpoint, segment})
+	if !ok {
+		return nil
+	}
+	cur := v.(*segState).shares.Load()
+	if cur == nil || !slices.Equal(cur.arms, ep.Arms) {
+		return nil
+	}
+	return cur.shares
+}
+
+// armInput is one arm's bandit input in segment (AggregateSegment for the
+// endpoint-wide view): its counts there and, for a segment of a segmented
+// endpoint, the endpoint-wide counts it borrows its prior from. It creates
+// no cell: a segment that has none starts from the prior. Paused and
+// unavailable arms are inactive.
+func (r *Router) armInput(snap *registry.Snapshot, ep *registry.Endpoint, segment, name string, now time.Time) bandit.Arm {
+	c := r.table.Lookup(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: name})
+	var agg *counters.Cell
+	if len(ep.Policy.SegmentBy) > 0 && segment != counters.AggregateSegment {
+		agg = r.table.Lookup(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: name})
+	}
+	a := r.posterior(ep, c, agg, now)
 	a.Active = ep.ArmStates[name] != registry.Paused && Available(snap.Versions[name])
-	return a, c, agg
+	return a
+}
+
+// segmentOf names the segment a request is served in: its context's
+// segment when the endpoint knows it or has room for one more, else the
+// overflow segment. It creates nothing (see Recommend's admission).
+func (r *Router) segmentOf(ep *registry.Endpoint, ctx map[string]string) string {
+	seg := Segment(ep.Policy.SegmentBy, ctx)
+	if !counters.Counted(seg) || r.table.Known(ep.Name, seg) || r.table.SegmentCount(ep.Name) < ep.Policy.SegmentCap() {
+		return seg
+	}
+	return counters.OtherSegment
 }
 
 // posterior is an arm's bandit input in one segment: its counts (discounted
@@ -461,17 +502,19 @@ func (r *Router) armInput(snap *registry.Snapshot, ep *registry.Endpoint, segmen
 func (r *Router) posterior(ep *registry.Endpoint, c, agg *counters.Cell, now time.Time) bandit.Arm {
 	var a bandit.Arm
 	h := ep.Policy.Discounted()
-	if h > 0 {
+	switch {
+	case c == nil: // no evidence yet: the prior alone
+	case h > 0:
 		t, s := c.Discounted(now, h)
 		a.PseudoSuccesses, a.PseudoFailures = s, max(0, t-s)
-	} else {
+	default:
 		a.Trials, a.Successes = c.Counts()
 	}
 	if m := ep.Policy.SegmentPriorWeight; m > 0 && agg != nil {
 		var t, s float64
 		if h > 0 {
 			t, s = agg.Discounted(now, h)
-		} else {
+		} else if agg != nil {
 			ti, si := agg.Counts()
 			t, s = float64(ti), float64(min(si, ti))
 		}
@@ -570,13 +613,16 @@ func filterItems(items []backend.Item, cands []string, excl map[string]struct{},
 	return out
 }
 
-// propensity returns the cached probability that the policy picks arm i in
 // shares is the probability that the policy picks each arm in this segment
 // now, after the floor and pauses; the slice is shared and read-only.
-// Uniform choices and a single active arm are exact. Thompson's is a Monte
-// Carlo estimate over shareDraws joint posterior draws (standard error
-// ≤ 0.005), cached per segment and kept close to the posteriors: see the
-// drift constants. A change of the active arms recomputes it at once.
+// Uniform choices, a single active arm and arms with identical posteriors
+// (a new segment without borrowed prior) are exact. Otherwise it is the
+// segment's cached Monte Carlo estimate (shareDraws joint posterior draws,
+// standard error ≤ 0.005), which Run's refresher keeps close to the
+// posteriors off the request path (see the drift constants); a segment
+// without one yet — new, or whose active arms just changed — is given the
+// endpoint-wide shares until its own are computed. Nothing here computes a
+// Monte Carlo estimate: a new segment costs what a known one does.
 func (r *Router) shares(ep *registry.Endpoint, segment string, arms []bandit.Arm, now time.Time) []float64 {
 	pol := BanditPolicy(&ep.Policy)
 	active := 0
@@ -585,31 +631,155 @@ func (r *Router) shares(ep *registry.Endpoint, segment string, arms []bandit.Arm
 			active++
 		}
 	}
-	if active <= 1 || pol.Kind == bandit.Uniform {
-		out := make([]float64, len(arms))
-		for i, a := range arms {
-			if a.Active {
-				out[i] = 1 / float64(active)
+	if active <= 1 || pol.Kind == bandit.Uniform || samePosteriors(arms) {
+		return uniformShares(arms, active)
+	}
+	if r.table.Known(ep.Name, segment) {
+		st := r.seg(ep.Name, segment)
+		if cur := st.shares.Load(); cur != nil && cur.sameArms(ep.Arms, arms) {
+			if d := cur.drift(arms); d > asyncDrift || (d > 0 && now.Sub(cur.at) > shareTTL) {
+				r.enqueue(segKey{ep.Name, segment}, st)
+			}
+			return cur.shares
+		}
+		r.enqueue(segKey{ep.Name, segment}, st)
+	}
+	// No shares of its own yet: start from the endpoint-wide ones.
+	if len(ep.Policy.SegmentBy) > 0 && segment != counters.AggregateSegment {
+		k := segKey{ep.Name, counters.AggregateSegment}
+		st := r.seg(k.endpoint, k.segment)
+		cur := st.shares.Load()
+		if cur == nil || now.Sub(cur.at) > shareTTL || !cur.sameArms(ep.Arms, arms) {
+			r.enqueue(k, st)
+		}
+		if cur != nil && cur.sameArms(ep.Arms, arms) {
+			return cur.shares
+		}
+	}
+	return uniformShares(arms, active)
+}
+
+// uniformShares gives each of the active arms 1/active.
+func uniformShares(arms []bandit.Arm, active int) []float64 {
+	out := make([]float64, len(arms))
+	for i, a := range arms {
+		if a.Active {
+			out[i] = 1 / float64(active)
+		}
+	}
+	return out
+}
+
+// samePosteriors reports whether every active arm has the same posterior,
+// so that Thompson sampling (with or without a floor) picks each with
+// equal probability.
+func samePosteriors(arms []bandit.Arm) bool {
+	first := -1
+	for i, a := range arms {
+		if !a.Active {
+			continue
+		}
+		if first < 0 {
+			first = i
+			continue
+		}
+		b := arms[first]
+		if a.Trials != b.Trials || a.Successes != b.Successes || a.PseudoSuccesses != b.PseudoSuccesses || a.PseudoFailures != b.PseudoFailures {
+			return false
+		}
+	}
+	return true
+}
+
+// noteServed makes sure a segment that just served has cached shares on
+// their way, so its next request need not borrow the endpoint's.
+func (r *Router) noteServed(endpoint, segment string) {
+	st := r.seg(endpoint, segment)
+	if st.shares.Load() == nil {
+		r.enqueue(segKey{endpoint, segment}, st)
+	}
+}
+
+// Share refreshing: a bounded queue of segments to recompute, drained by
+// Run. A segment is queued at most once at a time; when the queue is full
+// the request goes on with the cached shares and a later one queues it.
+// The refresher spends at most about refreshDuty of one core.
+const (
+	refreshQueue = 4096
+	refreshDuty  = 0.25
+)
+
+func (r *Router) enqueue(k segKey, st *segState) {
+	if !st.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case r.refreshQ <- k:
+	default:
+		st.refreshing.Store(false)
+	}
+}
+
+// Run recomputes the queued segments' traffic shares until ctx ends, then
+// returns. It must run for the router's propensities to follow the
+// posteriors; it is the only goroutine the router needs.
+func (r *Router) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case k := <-r.refreshQ:
+			start := time.Now()
+			r.refresh(k)
+			// Pace to refreshDuty so a flood of segments cannot take the
+			// cores the requests need.
+			if pause := time.Duration(float64(time.Since(start)) * (1/refreshDuty - 1)); pause > 0 {
+				t := time.NewTimer(min(pause, 100*time.Millisecond))
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
 			}
 		}
-		return out
 	}
-	st := r.seg(ep.Name, segment)
-	cur := st.shares.Load()
-	if cur == nil || !cur.sameArms(ep.Arms, arms) || cur.drift(arms) > syncDrift {
-		cur = r.computeShares(pol, ep.Arms, arms, now)
-		st.shares.Store(cur)
-		return cur.shares
+}
+
+// drainRefresh recomputes every queued segment now, unpaced: what Run does,
+// in the caller's goroutine (tests use it to take scheduling out of the
+// propensities they check).
+func (r *Router) drainRefresh() {
+	for {
+		select {
+		case k := <-r.refreshQ:
+			r.refresh(k)
+		default:
+			return
+		}
 	}
-	if d := cur.drift(arms); d > 0 && (d > asyncDrift || now.Sub(cur.at) > shareTTL) && st.refreshing.CompareAndSwap(false, true) {
-		snapshot := append([]bandit.Arm(nil), arms...)
-		names := append([]string(nil), ep.Arms...)
-		go func() {
-			defer st.refreshing.Store(false)
-			st.shares.Store(r.computeShares(pol, names, snapshot, now))
-		}()
+}
+
+// refresh recomputes one segment's shares from the current posteriors.
+func (r *Router) refresh(k segKey) {
+	v, ok := r.segs.Load(k)
+	if !ok {
+		return
 	}
-	return cur.shares
+	st := v.(*segState)
+	defer st.refreshing.Store(false)
+	snap := r.reg.Snapshot()
+	ep, ok := snap.Endpoints[k.endpoint]
+	if !ok {
+		r.segs.Delete(k)
+		return
+	}
+	now := r.now()
+	arms := make([]bandit.Arm, len(ep.Arms))
+	for i, name := range ep.Arms {
+		arms[i] = r.armInput(snap, ep, k.segment, name, now)
+	}
+	st.shares.Store(r.computeShares(BanditPolicy(&ep.Policy), ep.Arms, arms, now))
 }
 
 func (r *Router) computeShares(pol bandit.Policy, names []string, arms []bandit.Arm, now time.Time) *shareSet {

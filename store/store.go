@@ -430,16 +430,29 @@ func (d *DB) all(bucket []byte) ([]Record, error) {
 
 // AddHistory stores a history point unless one exists for the same series
 // and time (so replicas sharing a store write one series).
-func (d *DB) AddHistory(_ context.Context, r Record) (bool, error) {
-	added := false
+func (d *DB) AddHistory(ctx context.Context, r Record) (bool, error) {
+	n, err := d.AddHistoryBatch(ctx, []Record{r})
+	return n == 1, err
+}
+
+// AddHistoryBatch stores history points in one transaction, each unless
+// one exists for the same series and time; it returns how many it stored.
+func (d *DB) AddHistoryBatch(_ context.Context, recs []Record) (int, error) {
+	added := 0
 	err := d.db.Update(func(tx *bolt.Tx) error {
+		added = 0
 		b := tx.Bucket(bHistory)
-		k := seriesKey(r.Endpoint, r.Segment, r.Time)
-		if b.Get(k) != nil {
-			return nil
+		for _, r := range recs {
+			k := seriesKey(r.Endpoint, r.Segment, r.Time)
+			if b.Get(k) != nil {
+				continue
+			}
+			if err := b.Put(k, r.Value); err != nil {
+				return err
+			}
+			added++
 		}
-		added = true
-		return b.Put(k, r.Value)
+		return nil
 	})
 	return added, err
 }

@@ -230,8 +230,11 @@ func (a *app) run(ctx context.Context) {
 	go func() { a.runShared(wctx); close(sharedDone) }()
 	keysDone := make(chan struct{})
 	go func() { a.runKeys(wctx); close(keysDone) }()
+	rtDone := make(chan struct{})
+	go func() { a.rt.Run(wctx); close(rtDone) }()
 	a.fb.Run(ctx)
 	cancel()
+	<-rtDone
 	<-sharedDone
 	<-keysDone
 	<-done
@@ -411,9 +414,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		})
 	}
 	srv.SetAnalytics(api.Analytics{OffPolicy: offp, Series: db, Interval: cfg.Report.Interval})
-	rec := report.NewRecorder(reg, table, db, func(ep *registry.Endpoint, segment string, now time.Time) *report.Report {
-		return srv.BuildReport(ep, segment, now, time.Time{}, time.Time{})
-	}, cfg.Report.Interval, cfg.Report.Retention, log)
+	rec := report.NewRecorder(reg, table, db, srv.PointReport, cfg.Report.Interval, cfg.Report.Retention, log)
 	rec.OnDecisionChange(func(endpoint string) { tel.DecisionChanged(context.Background(), endpoint) })
 	watch := lifecycle.New(reg, listers(pool), log)
 	if err := observeGauges(tel, reg, rt, table, db); err != nil {

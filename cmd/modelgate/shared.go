@@ -38,7 +38,7 @@ type stateStore interface {
 	LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error)
 	PutOffPolicy(ctx context.Context, recs []store.Record) error
 	LoadOffPolicy(ctx context.Context) ([]store.Record, error)
-	AddHistory(ctx context.Context, r store.Record) (bool, error)
+	AddHistoryBatch(ctx context.Context, recs []store.Record) (int, error)
 	History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error)
 	PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error)
 	AppendAudit(ctx context.Context, entry []byte) error

@@ -118,17 +118,38 @@ func (s *Store) histKey(endpoint, segment string) string {
 // and time, so replicas sharing Redis write one series: the first writer
 // wins. It reports whether it stored the point.
 func (s *Store) AddHistory(ctx context.Context, r store.Record) (bool, error) {
-	key := s.histKey(r.Endpoint, r.Segment)
-	var added *redis.BoolCmd
+	n, err := s.AddHistoryBatch(ctx, []store.Record{r})
+	return n == 1, err
+}
+
+// AddHistoryBatch stores history points in one MULTI/EXEC transaction,
+// each unless one exists for the same series and time (the first writer
+// wins); it returns how many it stored.
+func (s *Store) AddHistoryBatch(ctx context.Context, recs []store.Record) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	added := make([]*redis.BoolCmd, len(recs))
 	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		added = p.HSetNX(ctx, key, strconv.FormatInt(r.Time, 10), r.Value)
-		p.SAdd(ctx, s.kHistIndex, key)
+		keys := make([]any, 0, len(recs))
+		for i, r := range recs {
+			key := s.histKey(r.Endpoint, r.Segment)
+			added[i] = p.HSetNX(ctx, key, strconv.FormatInt(r.Time, 10), r.Value)
+			keys = append(keys, key)
+		}
+		p.SAdd(ctx, s.kHistIndex, keys...)
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("redis add history %s/%s at %d: %w", r.Endpoint, r.Segment, r.Time, err)
+		return 0, fmt.Errorf("redis add %d history points: %w", len(recs), err)
 	}
-	return added.Val(), nil
+	n := 0
+	for _, c := range added {
+		if c.Val() {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // History returns the points of one series with from ≤ time < to (a zero
