@@ -235,6 +235,36 @@ func (p *Policy) Shares(r Source, arms []Arm, draws int, out []float64) {
 	}
 }
 
+// Pick returns an index drawn with probability proportional to shares[i]
+// (the output of Shares), or -1 when every share is zero. Choosing from a
+// posterior's shares is Thompson sampling under that posterior, with the
+// chosen arm's probability known exactly: its share. One draw from r; no
+// allocation.
+func Pick(r Source, shares []float64) int {
+	total := 0.0
+	last := -1
+	for i, s := range shares {
+		if s > 0 {
+			total += s
+			last = i
+		}
+	}
+	if last < 0 {
+		return -1
+	}
+	u := r.Float64() * total
+	for i, s := range shares {
+		if s <= 0 {
+			continue
+		}
+		if u < s {
+			return i
+		}
+		u -= s
+	}
+	return last // rounding left u past the end
+}
+
 // DefaultDraws is the number of Monte Carlo draws Shares and Analyze use when
 // given draws ≤ 0: enough for P(best) to ±0.01 (95%).
 const DefaultDraws = 10000

@@ -25,7 +25,6 @@ func simulate(t *testing.T, endpoint string, seed uint64, n int, rate func(arm s
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.r.drainRefresh()
 		if rng.Float64() < rate(resp.Arm, i) {
 			tok, _ := f.signer.Verify(resp.PredictionID)
 			f.table.Cell(counters.Key{Endpoint: "e", Segment: tok.Segment, Arm: tok.Arm}).AddDurable(0, 1)

@@ -50,7 +50,6 @@ func TestPropensitiesMatchSelectionFrequency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.r.drainRefresh()
 		tok, err := f.signer.Verify(resp.PredictionID)
 		if err != nil {
 			t.Fatal(err)

@@ -88,9 +88,15 @@ type Router struct {
 	offp    *offpolicy.Table
 	// refreshQ holds segments whose shares Run should recompute.
 	refreshQ chan segKey
-	onTrip   func(endpoint, arm, reason string)
-	tel      *telemetry.Telemetry
-	met      *telemetry.Metrics
+	// estimates counts Monte Carlo share estimates (tests check that the
+	// request path makes none).
+	estimates atomic.Int64
+	// syncRefresh makes enqueue refresh at once, in the caller: tests that
+	// check the policy's statistics set it so no scheduling decides them.
+	syncRefresh bool
+	onTrip      func(endpoint, arm, reason string)
+	tel         *telemetry.Telemetry
+	met         *telemetry.Metrics
 }
 
 // PredictionLog receives a record of every served prediction; Add must not
@@ -290,12 +296,15 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 		}
 	}
 	if chosen < 0 {
-		pol := BanditPolicy(&ep.Policy)
+		// The arm is drawn from the segment's traffic shares: Thompson
+		// sampling under the posterior as of their last refresh (batched
+		// updates), so the logged propensity is exactly the probability
+		// of this choice.
+		shares = r.shares(ep, segment, arms, now)
 		rng := r.rngs.Get().(*rand.Rand)
-		chosen = pol.Choose(rng, arms)
+		chosen = bandit.Pick(rng, shares)
 		r.rngs.Put(rng)
 		if chosen >= 0 {
-			shares = r.shares(ep, segment, arms, now)
 			prop = shares[chosen]
 		}
 	}
@@ -718,6 +727,9 @@ func (r *Router) enqueue(k segKey, st *segState) {
 	default:
 		st.refreshing.Store(false)
 	}
+	if r.syncRefresh {
+		r.drainRefresh()
+	}
 }
 
 // Run recomputes the queued segments' traffic shares until ctx ends, then
@@ -783,6 +795,7 @@ func (r *Router) refresh(k segKey) {
 }
 
 func (r *Router) computeShares(pol bandit.Policy, names []string, arms []bandit.Arm, now time.Time) *shareSet {
+	r.estimates.Add(1)
 	out := make([]float64, len(arms))
 	rng := r.rngs.Get().(*rand.Rand)
 	pol.Shares(rng, arms, shareDraws, out)

@@ -1,0 +1,126 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/store"
+)
+
+// Requests served in the overflow segment show as a segments_capped
+// warning with their number; without any, no warning.
+func TestSegmentsCappedWarning(t *testing.T) {
+	tb := &counters.Table{}
+	ep := endpoint("surface")
+	fill(tb, "surface=music", "mf@1", 10, 1)
+	if r := Build(Input{Endpoint: ep, Table: tb, Segment: "all", Now: time.Now()}); hasWarning(r, "segments_capped") {
+		t.Fatalf("no overflow, warnings %v", r.Health.Warnings)
+	}
+	fill(tb, counters.OtherSegment, "mf@1", 70, 7)
+	fill(tb, counters.OtherSegment, "mf@2", 30, 3)
+	for _, seg := range []string{"all", "surface=music", counters.OtherSegment} {
+		r := Build(Input{Endpoint: ep, Table: tb, Segment: seg, Now: time.Now()})
+		if !hasWarning(r, "segments_capped: 100 requests") {
+			t.Fatalf("segment %s: warnings %v", seg, r.Health.Warnings)
+		}
+	}
+}
+
+func hasWarning(r *Report, prefix string) bool {
+	for _, w := range r.Health.Warnings {
+		if strings.HasPrefix(w, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+type memSeries struct {
+	batches [][]store.Record
+	points  map[string]bool
+}
+
+func (m *memSeries) AddHistoryBatch(_ context.Context, recs []store.Record) (int, error) {
+	m.batches = append(m.batches, recs)
+	n := 0
+	for _, r := range recs {
+		k := fmt.Sprintf("%s/%s/%d", r.Endpoint, r.Segment, r.Time)
+		if !m.points[k] {
+			m.points[k] = true
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (m *memSeries) History(context.Context, string, string, int64, int64) ([]store.Record, error) {
+	return nil, nil
+}
+
+func (m *memSeries) PruneSeries(context.Context, int64, int64, int64) (int, error) { return 0, nil }
+
+type endpoints []*registry.Endpoint
+
+func (e endpoints) Endpoints() []*registry.Endpoint { return e }
+
+// A tick writes one batch; it records every endpoint's "all" point and the
+// segments whose counts changed, at most SegmentPointsPerTick of them, the
+// least recently recorded first, and builds one report per point it writes.
+func TestRecorderTick(t *testing.T) {
+	tb := &counters.Table{}
+	ep := endpoint("surface")
+	const segs = SegmentPointsPerTick + 50
+	for i := 0; i < segs; i++ {
+		fill(tb, fmt.Sprintf("surface=s%03d", i), "mf@1", 10, 1)
+	}
+	series := &memSeries{points: map[string]bool{}}
+	builds := 0
+	build := func(in Input) *Report {
+		builds++
+		if in.Entries == nil || in.Segments == nil {
+			t.Fatal("the recorder must hand the entries and segments it read")
+		}
+		in.Table = tb
+		return Build(in)
+	}
+	rec := NewRecorder(endpoints{ep}, tb, series, build, time.Minute, time.Hour, nil)
+	t0 := time.Unix(1_800_000_000, 0)
+	tick := func(at time.Time) (segments map[string]bool) {
+		builds = 0
+		rec.RecordAll(context.Background(), at)
+		last := series.batches[len(series.batches)-1]
+		if builds != len(last) {
+			t.Fatalf("%d reports built for %d points", builds, len(last))
+		}
+		segments = map[string]bool{}
+		for _, r := range last {
+			segments[r.Segment] = true
+		}
+		return segments
+	}
+	first := tick(t0)
+	if len(series.batches) != 1 || !first["all"] || len(first) != SegmentPointsPerTick+1 {
+		t.Fatalf("first tick: %d batches, %d points", len(series.batches), len(first))
+	}
+	// The next tick records the 50 left out, and nothing unchanged.
+	second := tick(t0.Add(time.Minute))
+	if len(second) != 51 || !second["all"] {
+		t.Fatalf("second tick: %d points", len(second))
+	}
+	for s := range second {
+		if s != "all" && first[s] {
+			t.Fatalf("second tick re-recorded unchanged %s", s)
+		}
+	}
+	// A segment that changes is recorded again.
+	fill(tb, "surface=s000", "mf@2", 5, 1)
+	third := tick(t0.Add(2 * time.Minute))
+	if len(third) != 2 || !third["surface=s000"] {
+		t.Fatalf("third tick: %v", third)
+	}
+}
