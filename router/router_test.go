@@ -275,6 +275,7 @@ func TestSegmentName(t *testing.T) {
 
 func BenchmarkRecommend(b *testing.B) {
 	f := newFixture(b, `{"arms": ["m@1", "m@2", "m@3"]}`)
+	runRefresher(b, f)
 	req := &Request{Endpoint: "e", UserID: "u", K: 10}
 	ctx := context.Background()
 	b.ReportAllocs()

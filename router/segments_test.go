@@ -140,3 +140,37 @@ func TestNoMonteCarloOnTheRequestPath(t *testing.T) {
 		}
 	}
 }
+
+// runRefresher runs the router's refresher as the server does, off the
+// caller's path, until the test ends.
+func runRefresher(tb testing.TB, f *fixture) {
+	f.r.syncRefresh = false
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.r.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+}
+
+// Recommend over many distinct segment values costs what it costs over a
+// few: compare the sub-benchmarks (benchstat) — no Monte Carlo on the path,
+// and past max_segments (1000) the values share "other".
+func BenchmarkRecommendSegments(b *testing.B) {
+	for _, n := range []int{10, 5000, 100000} {
+		b.Run(fmt.Sprintf("values=%d", n), func(b *testing.B) {
+			f := newFixture(b, `{"arms": ["m@1", "m@2", "m@3"], "policy": {"segment_by": ["surface"]}}`)
+			runRefresher(b, f)
+			reqs := make([]*Request, n)
+			for i := range reqs {
+				reqs[i] = &Request{Endpoint: "e", UserID: "u", K: 10, Context: map[string]string{"surface": fmt.Sprintf("s%d", i)}}
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := f.r.Recommend(ctx, reqs[i%n]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
