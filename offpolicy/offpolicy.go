@@ -19,12 +19,21 @@
 //
 //	se² = (Var x − 2·snips·Cov(x, w) + snips²·Var w) / (n · w̄²)
 //
-// clamped to [0, 1]. Rewards reach the minute the prediction was served in.
+// clamped to [0, 1]. Rewards reach the bucket the prediction was served in.
+//
+// State is bounded by the number of segments, not by time: an endpoint's
+// sums across its segments are kept per minute (series "all" for an
+// endpoint without segment_by, AggregateSeries for one with), and each
+// segment's per day (DaySeries), so the minutes kept for the retention do
+// not multiply by the segments. A segment's from/to are therefore widened to
+// whole UTC days. Records written per segment and minute by earlier versions
+// (legacy series) are still loaded, queried and pruned, never written again.
 package offpolicy
 
 import (
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,17 +41,46 @@ import (
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
-// BucketWidth is the resolution of from/to.
-const BucketWidth = time.Minute
+// BucketWidth is the resolution of from/to for the endpoint-wide sums;
+// DayWidth is a segment's.
+const (
+	BucketWidth = time.Minute
+	DayWidth    = 24 * time.Hour
+)
 
-// Key names one minute of one segment of an endpoint.
+// Series names as stored (store.Record.Segment): an endpoint with
+// segment_by keeps its sums across segments in AggregateSeries (minutes)
+// and each segment's in DaySeries(segment) (days); an endpoint without one
+// keeps them in its only segment, "all" (minutes).
+const (
+	AggregateSeries = "*"
+	allSegment      = "all"
+	// No segment name starts with '%': it starts with a segment_by key,
+	// which holds no '%', or is "all" or "other".
+	dayPrefix = "%day:"
+)
+
+// DaySeries is the stored series name of one segment's daily sums.
+func DaySeries(segment string) string { return dayPrefix + segment }
+
+// width is the bucket width, in seconds, of a stored series.
+func width(series string) int64 {
+	if strings.HasPrefix(series, dayPrefix) {
+		return int64(DayWidth / time.Second)
+	}
+	return int64(BucketWidth / time.Second)
+}
+
+// Key names one bucket of one series of an endpoint, as stored: Segment is
+// the series name (see AggregateSeries, DaySeries) and Minute the unix
+// seconds of the bucket's start.
 type Key struct {
 	Endpoint string
 	Segment  string
-	Minute   int64 // unix seconds of the minute's start
+	Minute   int64
 }
 
-// Sums are one arm's running sums in one minute.
+// Sums are one arm's running sums in one bucket.
 type Sums struct {
 	Served   float64 `json:"served"`
 	Expected float64 `json:"expected"`
@@ -65,7 +103,7 @@ func (s *Sums) Add(o *Sums) {
 	s.RW2 += o.RW2
 }
 
-// Minute is one minute's sums: N predictions and the sums per arm.
+// Minute is one bucket's sums: N predictions and the sums per arm.
 type Minute struct {
 	N    float64          `json:"n"`
 	Arms map[string]*Sums `json:"arms"`
@@ -86,13 +124,14 @@ func (a *atomicFloat) load() float64 { return math.Float64frombits(a.bits.Load()
 
 type armSums struct{ served, expected, w, w2, rw, rw2 atomicFloat }
 
-type minute struct {
+type bucket struct {
+	key   Key
 	n     atomicFloat
 	arms  sync.Map // arm -> *armSums
 	dirty atomic.Bool
 }
 
-func (m *minute) arm(name string) *armSums {
+func (m *bucket) arm(name string) *armSums {
 	if a, ok := m.arms.Load(name); ok {
 		return a.(*armSums)
 	}
@@ -100,7 +139,7 @@ func (m *minute) arm(name string) *armSums {
 	return a.(*armSums)
 }
 
-func (m *minute) snapshot() Minute {
+func (m *bucket) snapshot() Minute {
 	out := Minute{N: m.n.load(), Arms: map[string]*Sums{}}
 	m.arms.Range(func(k, v any) bool {
 		a := v.(*armSums)
@@ -111,57 +150,110 @@ func (m *minute) snapshot() Minute {
 	return out
 }
 
-// Table holds the sums. The zero value is ready to use; it is safe for
-// concurrent use and takes no lock on the request path.
-type Table struct {
-	m sync.Map // Key -> *minute
+type seriesKey struct{ endpoint, series string }
 
-	// others holds the sums of other replicas sharing a store, by minute,
-	// as last read; Query adds them. Never touched on the request path.
-	mu     sync.Mutex
-	others map[Key]Minute
+// series is one stored series' buckets, by start.
+type series struct {
+	buckets sync.Map // int64 -> *bucket
 }
 
-// SetOthers records other replicas' sums for the given minutes, replacing
-// what was recorded for those minutes before.
+// Table holds the sums. The zero value is ready to use; it is safe for
+// concurrent use and takes no lock on the request path (but the first
+// change of a bucket since the last Dirty, which lists it).
+type Table struct {
+	series sync.Map // seriesKey -> *series
+
+	// legacy lists, per endpoint, the per-segment minute series loaded
+	// from earlier versions' records (see the package comment).
+	legacy sync.Map // endpoint -> *sync.Map (series name -> struct{})
+
+	mu    sync.Mutex
+	dirty []*bucket
+	// others holds the sums of other replicas sharing a store, per series
+	// and bucket, as last read; Query adds them. Never touched on the
+	// request path.
+	others map[seriesKey]map[int64]Minute
+}
+
+// SetOthers records other replicas' sums for the given buckets, replacing
+// what was recorded for those buckets before.
 func (t *Table) SetOthers(sums map[Key]Minute) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.others == nil {
-		t.others = map[Key]Minute{}
+		t.others = map[seriesKey]map[int64]Minute{}
 	}
 	for k, m := range sums {
-		t.others[k] = m
+		t.noteLegacy(k)
+		sk := seriesKey{k.Endpoint, k.Segment}
+		if t.others[sk] == nil {
+			t.others[sk] = map[int64]Minute{}
+		}
+		t.others[sk][k.Minute] = m
 	}
 }
 
-func (t *Table) minute(endpoint, segment string, at time.Time) *minute {
-	k := Key{Endpoint: endpoint, Segment: segment, Minute: at.Unix() - at.Unix()%60}
-	if m, ok := t.m.Load(k); ok {
-		return m.(*minute)
+// noteLegacy registers k's series when it is a legacy per-segment minute
+// series, so queries of its endpoint read it.
+func (t *Table) noteLegacy(k Key) {
+	if k.Segment == allSegment || k.Segment == AggregateSeries || strings.HasPrefix(k.Segment, dayPrefix) {
+		return
 	}
-	m, _ := t.m.LoadOrStore(k, new(minute))
-	return m.(*minute)
+	v, _ := t.legacy.LoadOrStore(k.Endpoint, new(sync.Map))
+	v.(*sync.Map).Store(k.Segment, struct{}{})
+}
+
+func (t *Table) bucket(endpoint, name string, at int64) *bucket {
+	sk := seriesKey{endpoint, name}
+	v, ok := t.series.Load(sk)
+	if !ok {
+		v, _ = t.series.LoadOrStore(sk, new(series))
+	}
+	sr := v.(*series)
+	start := at - at%width(name)
+	if b, ok := sr.buckets.Load(start); ok {
+		return b.(*bucket)
+	}
+	b, _ := sr.buckets.LoadOrStore(start, &bucket{key: Key{Endpoint: endpoint, Segment: name, Minute: start}})
+	return b.(*bucket)
+}
+
+func (t *Table) markDirty(b *bucket) {
+	if !b.dirty.Swap(true) {
+		t.mu.Lock()
+		t.dirty = append(t.dirty, b)
+		t.mu.Unlock()
+	}
+}
+
+// seriesOf names the series a prediction of segment is summed into.
+func seriesOf(segment string) []string {
+	if segment == allSegment {
+		return []string{allSegment}
+	}
+	return []string{AggregateSeries, DaySeries(segment)}
 }
 
 // Served records one prediction: arms are the endpoint's arms, shares the
 // policy's probability of each when it chose, served the index of the arm
 // that served and p its propensity.
 func (t *Table) Served(endpoint, segment string, at time.Time, arms []string, shares []float64, served int, p float64) {
-	m := t.minute(endpoint, segment, at)
-	m.n.add(1)
-	for i, name := range arms {
-		if i < len(shares) && shares[i] > 0 {
-			m.arm(name).expected.add(shares[i])
+	for _, name := range seriesOf(segment) {
+		m := t.bucket(endpoint, name, at.Unix())
+		m.n.add(1)
+		for i, arm := range arms {
+			if i < len(shares) && shares[i] > 0 {
+				m.arm(arm).expected.add(shares[i])
+			}
 		}
+		if p > 0 && served >= 0 && served < len(arms) {
+			a := m.arm(arms[served])
+			a.served.add(1)
+			a.w.add(1 / p)
+			a.w2.add(1 / (p * p))
+		}
+		t.markDirty(m)
 	}
-	if p > 0 && served >= 0 && served < len(arms) {
-		a := m.arm(arms[served])
-		a.served.add(1)
-		a.w.add(1 / p)
-		a.w2.add(1 / (p * p))
-	}
-	m.dirty.Store(true)
 }
 
 // Success records that a prediction served at `at` by arm with propensity
@@ -170,16 +262,20 @@ func (t *Table) Success(endpoint, segment, arm string, at time.Time, p float64) 
 	if !(p > 0) {
 		return
 	}
-	m := t.minute(endpoint, segment, at)
-	a := m.arm(arm)
-	a.rw.add(1 / p)
-	a.rw2.add(1 / (p * p))
-	m.dirty.Store(true)
+	for _, name := range seriesOf(segment) {
+		m := t.bucket(endpoint, name, at.Unix())
+		a := m.arm(arm)
+		a.rw.add(1 / p)
+		a.rw2.add(1 / (p * p))
+		t.markDirty(m)
+	}
 }
 
-// Load adds stored sums (at start-up).
+// Load adds stored sums (at start-up). A record of a per-segment minute
+// series (written by an earlier version) is kept as a legacy series.
 func (t *Table) Load(k Key, s Minute) {
-	m := t.minute(k.Endpoint, k.Segment, time.Unix(k.Minute, 0))
+	t.noteLegacy(k)
+	m := t.bucket(k.Endpoint, k.Segment, k.Minute)
 	m.n.add(s.N)
 	for name, a := range s.Arms {
 		x := m.arm(name)
@@ -192,33 +288,45 @@ func (t *Table) Load(k Key, s Minute) {
 	}
 }
 
-// Dirty returns the minutes changed since the last call, as snapshots, for
-// the store.
+// Dirty returns the buckets changed since the last call, as snapshots, for
+// the store. It costs the number of changed buckets, not of all buckets.
 func (t *Table) Dirty() map[Key]Minute {
-	out := map[Key]Minute{}
-	t.m.Range(func(k, v any) bool {
-		m := v.(*minute)
-		if m.dirty.Swap(false) {
-			out[k.(Key)] = m.snapshot()
-		}
-		return true
-	})
+	t.mu.Lock()
+	list := t.dirty
+	t.dirty = nil
+	t.mu.Unlock()
+	out := make(map[Key]Minute, len(list))
+	for _, b := range list {
+		// Cleared before the snapshot: a change after this is listed anew.
+		b.dirty.Store(false)
+		out[b.key] = b.snapshot()
+	}
 	return out
 }
 
-// Forget drops the minutes before cutoff (retention).
+// Forget drops the buckets that ended before cutoff (retention).
 func (t *Table) Forget(cutoff time.Time) {
+	c := cutoff.Unix()
 	t.mu.Lock()
-	for k := range t.others {
-		if k.Minute < cutoff.Unix() {
-			delete(t.others, k)
+	for sk, bs := range t.others {
+		for start := range bs {
+			if start+width(sk.series) <= c {
+				delete(bs, start)
+			}
+		}
+		if len(bs) == 0 {
+			delete(t.others, sk)
 		}
 	}
 	t.mu.Unlock()
-	t.m.Range(func(k, _ any) bool {
-		if k.(Key).Minute < cutoff.Unix() {
-			t.m.Delete(k)
-		}
+	t.series.Range(func(k, v any) bool {
+		w := width(k.(seriesKey).series)
+		v.(*series).buckets.Range(func(start, _ any) bool {
+			if start.(int64)+w <= c {
+				v.(*series).buckets.Delete(start)
+			}
+			return true
+		})
 		return true
 	})
 }
@@ -241,32 +349,54 @@ type Result struct {
 	N         float64
 }
 
-// Query sums the minutes of endpoint in [from, to) — every segment when
-// segment is "" or "all" and the endpoint is segmented — and estimates.
-// A zero from or to leaves that side open.
+// Query sums the buckets of endpoint in [from, to) — every segment when
+// segment is "" or "all" and the endpoint is segmented (or allSegments) —
+// and estimates. A zero from or to leaves that side open. A segment's
+// buckets are days: a bucket counts when it overlaps the range. It costs
+// the buckets of the series it reads, not every bucket kept.
 func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.Time) Result {
-	var n float64
-	sums := map[string]*Sums{}
-	in := func(key Key) bool {
-		if key.Endpoint != endpoint || (!allSegments && key.Segment != segment) {
-			return false
+	var names []string
+	if allSegments || segment == "" || segment == allSegment {
+		names = []string{allSegment, AggregateSeries}
+		if v, ok := t.legacy.Load(endpoint); ok {
+			v.(*sync.Map).Range(func(k, _ any) bool {
+				names = append(names, k.(string))
+				return true
+			})
 		}
-		return !(!from.IsZero() && key.Minute+60 <= from.Unix()) && !(!to.IsZero() && key.Minute >= to.Unix())
+	} else {
+		names = []string{DaySeries(segment)}
+		if v, ok := t.legacy.Load(endpoint); ok {
+			if _, ok := v.(*sync.Map).Load(segment); ok {
+				names = append(names, segment)
+			}
+		}
+	}
+	in := func(name string, start int64) bool {
+		return !(!from.IsZero() && start+width(name) <= from.Unix()) && !(!to.IsZero() && start >= to.Unix())
 	}
 	var minutes []Minute
-	t.m.Range(func(k, v any) bool {
-		if in(k.(Key)) {
-			minutes = append(minutes, v.(*minute).snapshot())
+	for _, name := range names {
+		if v, ok := t.series.Load(seriesKey{endpoint, name}); ok {
+			v.(*series).buckets.Range(func(k, b any) bool {
+				if in(name, k.(int64)) {
+					minutes = append(minutes, b.(*bucket).snapshot())
+				}
+				return true
+			})
 		}
-		return true
-	})
+	}
 	t.mu.Lock()
-	for k, m := range t.others {
-		if in(k) {
-			minutes = append(minutes, m)
+	for _, name := range names {
+		for start, m := range t.others[seriesKey{endpoint, name}] {
+			if in(name, start) {
+				minutes = append(minutes, m)
+			}
 		}
 	}
 	t.mu.Unlock()
+	var n float64
+	sums := map[string]*Sums{}
 	for _, s := range minutes {
 		n += s.N
 		for name, a := range s.Arms {

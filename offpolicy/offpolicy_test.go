@@ -44,3 +44,98 @@ func TestEstimatesOnKnownSums(t *testing.T) {
 		t.Fatalf("with another replica's sums: n %v, a %+v", r.N, r.Arms["a"])
 	}
 }
+
+// A segmented endpoint keeps one minute series across its segments and one
+// day bucket per segment: a day of traffic over many segments is as many
+// buckets as segments plus minutes, not their product. The endpoint-wide
+// query equals the sum of the segments; a segment's range widens to days.
+func TestSegmentedSeries(t *testing.T) {
+	var tb Table
+	day := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	arms := []string{"a", "b"}
+	const segments, minutes = 50, 120
+	for m := 0; m < minutes; m++ {
+		at := day.Add(time.Duration(m) * time.Minute)
+		for s := 0; s < segments; s++ {
+			seg := "k=" + string(rune('A'+s%26)) + string(rune('a'+s/26))
+			tb.Served("e", seg, at, arms, []float64{0.5, 0.5}, s%2, 0.5)
+			if m%10 == 0 {
+				tb.Success("e", seg, arms[s%2], at, 0.5)
+			}
+		}
+	}
+	buckets := 0
+	tb.series.Range(func(_, v any) bool {
+		v.(*series).buckets.Range(func(any, any) bool { buckets++; return true })
+		return true
+	})
+	if want := minutes + segments; buckets != want {
+		t.Fatalf("%d buckets, want %d (minutes + segments)", buckets, want)
+	}
+	all := tb.Query("e", "all", true, time.Time{}, time.Time{})
+	if all.N != segments*minutes || all.Arms["a"].Served != segments*minutes/2 {
+		t.Fatalf("all: n %v, a %+v", all.N, all.Arms["a"])
+	}
+	one := tb.Query("e", "k=Aa", false, time.Time{}, time.Time{})
+	if one.N != minutes || one.Arms["a"].Served != minutes || math.Abs(one.Arms["a"].SNIPS-0.1) > 1e-9 {
+		t.Fatalf("one segment: n %v, a %+v", one.N, one.Arms["a"])
+	}
+	// A range inside the day: the endpoint-wide sums resolve minutes, a
+	// segment's the whole day.
+	from, to := day.Add(30*time.Minute), day.Add(40*time.Minute)
+	if r := tb.Query("e", "all", true, from, to); r.N != segments*10 {
+		t.Fatalf("all in [30m, 40m): n %v", r.N)
+	}
+	if r := tb.Query("e", "k=Aa", false, from, to); r.N != minutes {
+		t.Fatalf("segment in [30m, 40m): n %v, want the day's %d", r.N, minutes)
+	}
+	if r := tb.Query("e", "k=Aa", false, day.Add(24*time.Hour), time.Time{}); r.N != 0 {
+		t.Fatalf("segment the next day: n %v", r.N)
+	}
+	// Dirty lists what changed since the last call, and only that.
+	if d := tb.Dirty(); len(d) != minutes+segments {
+		t.Fatalf("first Dirty: %d buckets", len(d))
+	}
+	tb.Served("e", "k=Aa", day.Add(time.Hour), arms, []float64{0.5, 0.5}, 0, 0.5)
+	d := tb.Dirty()
+	if len(d) != 2 {
+		t.Fatalf("after one prediction Dirty lists %d buckets, want 2", len(d))
+	}
+	if _, ok := d[Key{Endpoint: "e", Segment: DaySeries("k=Aa"), Minute: day.Unix()}]; !ok {
+		t.Fatalf("the segment's day bucket is not listed: %v", d)
+	}
+	// Retention drops buckets that ended before the cutoff.
+	tb.Forget(day.Add(time.Hour))
+	if r := tb.Query("e", "all", true, time.Time{}, time.Time{}); r.N != segments*(minutes-60)+1 {
+		t.Fatalf("after Forget: n %v", r.N)
+	}
+	if r := tb.Query("e", "k=Aa", false, time.Time{}, time.Time{}); r.N != minutes+1 {
+		t.Fatalf("the day bucket, not over yet, must stay: n %v", r.N)
+	}
+}
+
+// Records of per-segment minute series written by earlier versions load,
+// count in the endpoint-wide and the segment's queries, and are never
+// listed as dirty (never written again).
+func TestLegacySegmentMinutes(t *testing.T) {
+	var tb Table
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC).Unix()
+	tb.Load(Key{Endpoint: "e", Segment: "k=v", Minute: at}, Minute{N: 10, Arms: map[string]*Sums{"a": {Served: 10, Expected: 5, W: 20, W2: 40, RW: 4, RW2: 8}}})
+	tb.Load(Key{Endpoint: "e", Segment: "k=w", Minute: at}, Minute{N: 6, Arms: map[string]*Sums{"a": {Served: 6, Expected: 3, W: 12, W2: 24}}})
+	tb.Dirty()
+	if r := tb.Query("e", "all", true, time.Time{}, time.Time{}); r.N != 16 || r.Arms["a"].Served != 16 {
+		t.Fatalf("all: %+v", r)
+	}
+	if r := tb.Query("e", "k=v", false, time.Time{}, time.Time{}); r.N != 10 {
+		t.Fatalf("k=v: %+v", r)
+	}
+	tb.Served("e", "k=v", time.Unix(at, 0).Add(48*time.Hour), []string{"a"}, []float64{1}, 0, 1)
+	if r := tb.Query("e", "k=v", false, time.Time{}, time.Time{}); r.N != 11 {
+		t.Fatalf("k=v after new traffic: %+v", r)
+	}
+	for k := range tb.Dirty() {
+		if k.Segment == "k=v" || k.Segment == "k=w" {
+			t.Fatalf("a legacy bucket was listed dirty: %+v", k)
+		}
+	}
+}
