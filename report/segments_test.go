@@ -124,3 +124,36 @@ func TestRecorderTick(t *testing.T) {
 		t.Fatalf("third tick: %v", third)
 	}
 }
+
+// A history tick over many segments: one pass over the counters plus at
+// most SegmentPointsPerTick segment reports, so its cost grows linearly
+// (the counting), not quadratically, with the segments; compare the
+// sub-benchmarks.
+func BenchmarkRecordAll(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("segments=%d", n), func(b *testing.B) {
+			tb := &counters.Table{}
+			ep := endpoint("surface")
+			for i := 0; i < n; i++ {
+				fill(tb, fmt.Sprintf("surface=s%05d", i), "mf@1", 10, 1)
+				fill(tb, fmt.Sprintf("surface=s%05d", i), "mf@2", 10, 2)
+			}
+			series := &memSeries{points: map[string]bool{}}
+			build := func(in Input) *Report { in.Table = tb; return Build(in) }
+			rec := NewRecorder(endpoints{ep}, tb, series, build, time.Minute, time.Hour, nil)
+			t0 := time.Unix(1_800_000_000, 0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				// Every segment changed since the last tick: the worst case.
+				b.StopTimer()
+				for s := 0; s < n; s++ {
+					fill(tb, fmt.Sprintf("surface=s%05d", s), "mf@1", 1, 0)
+				}
+				series.batches = series.batches[:0]
+				b.StartTimer()
+				rec.RecordAll(context.Background(), t0.Add(time.Duration(i)*time.Minute))
+			}
+		})
+	}
+}

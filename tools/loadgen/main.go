@@ -169,10 +169,11 @@ pacing:
 			parts = append(parts, fmt.Sprintf("%s:%.1fMiB", rssAt[i], float64(r)/(1<<20)))
 		}
 		fmt.Printf("server RSS %s\n", strings.Join(parts, " "))
-		// Growth after the first minute (or the first sample when shorter).
-		base := 0
+		// Growth after the first minute (after the first half of a
+		// shorter run): what the steady state adds.
+		base, warm := 0, min(time.Minute, *duration/2)
 		for i, at := range rssAt {
-			if at >= time.Minute {
+			if at >= warm {
 				base = i
 				break
 			}
