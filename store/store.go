@@ -98,6 +98,39 @@ func (d *DB) Delete(_ context.Context, b Bucket, key string) error {
 	})
 }
 
+// Update changes one registry record atomically, in one transaction: f
+// gets the stored value (nil when there is none) and returns the value to
+// store, or nil to delete the record. An error from f aborts the change and
+// is returned as it is. Update returns what is stored afterwards (nil when
+// nothing is). f runs while the store's write lock is held, once: keep it
+// short, and do not call the store from it.
+func (d *DB) Update(_ context.Context, b Bucket, key string, f func(cur []byte) ([]byte, error)) ([]byte, error) {
+	var out []byte
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(b))
+		var cur []byte
+		if v := bk.Get([]byte(key)); v != nil {
+			cur = append([]byte(nil), v...)
+		}
+		next, err := f(cur)
+		if err != nil {
+			return err
+		}
+		out = next
+		if next == nil {
+			if cur == nil {
+				return nil
+			}
+			return bk.Delete([]byte(key))
+		}
+		return bk.Put([]byte(key), next)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // List returns every record of a bucket by key.
 func (d *DB) List(_ context.Context, b Bucket) (map[string][]byte, error) {
 	out := make(map[string][]byte)

@@ -24,7 +24,8 @@
 // Every key starts with Options.Prefix (P, default "modelgate:"). Redis
 // 6.2 or later is needed (ZRANGE ... BYSCORE).
 //
-//	P reg:models, P reg:endpoints  hash  registry records, field = record key
+//	P reg:models, P reg:endpoints  hash  registry records, field = record key;
+//	                               changed by compare-and-set (Update, one Lua script)
 //	P registry                     pub/sub channel, "put|delete BUCKET/KEY" per change
 //	P meta                         hash  metadata (Meta, SetMeta)
 //	P signing_key                  string, 32 random bytes, created once (SET NX)
@@ -348,6 +349,89 @@ func (s *Store) Delete(ctx context.Context, b store.Bucket, key string) error {
 		return fmt.Errorf("redis delete %s/%s: %w", b, key, err)
 	}
 	return nil
+}
+
+// ErrContended is returned by Update when the record changed under it on
+// every attempt.
+var ErrContended = errors.New("the record kept changing under the update; retry")
+
+// maxUpdateAttempts bounds Update's compare-and-set retries. Every failed
+// attempt means another writer's change went in, so it is only reached
+// under that many concurrent changes to one record.
+const maxUpdateAttempts = 64
+
+// casScript writes one registry record only if it is still what the
+// caller read, and tells every replica.
+//
+//	KEYS[1]  the bucket's hash
+//	ARGV[1]  field (the record key)
+//	ARGV[2]  "1" when the caller read a value, "0" when it read none
+//	ARGV[3]  the value read
+//	ARGV[4]  "put" or "delete"
+//	ARGV[5]  the value to put
+//	ARGV[6]  the registry channel
+//	ARGV[7]  "BUCKET/KEY" for the change notice
+//
+// It returns 1 when it wrote, 0 when the record had changed (nothing is
+// written then).
+var casScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then
+  if cur ~= ARGV[3] then return 0 end
+elseif cur then
+  return 0
+end
+if ARGV[4] == 'put' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[4] .. ' ' .. ARGV[7])
+return 1
+`)
+
+// Update changes one registry record atomically across replicas: f gets
+// the stored value (nil when there is none) and returns the value to
+// store, or nil to delete the record; the result is written only if the
+// record is still what f was given (a compare-and-set in a Lua script),
+// else f runs again on the newer value, at most maxUpdateAttempts times
+// (then ErrContended). f may run more than once, so it must not have
+// effects beyond its result. An error from f aborts the change and is
+// returned as it is. Update returns what is stored afterwards (nil when
+// nothing is) and tells every replica of a change.
+func (s *Store) Update(ctx context.Context, b store.Bucket, key string, f func(cur []byte) ([]byte, error)) ([]byte, error) {
+	hash := s.regKey(b)
+	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
+		cur, err := s.admin.HGet(ctx, hash, key).Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+			cur = nil
+		case err != nil:
+			return nil, fmt.Errorf("redis read %s/%s: %w", b, key, err)
+		}
+		next, err := f(cur)
+		if err != nil {
+			return nil, err
+		}
+		if next == nil && cur == nil {
+			return nil, nil
+		}
+		had, op := "0", "put"
+		if cur != nil {
+			had = "1"
+		}
+		if next == nil {
+			op = "delete"
+		}
+		ok, err := casScript.Run(ctx, s.admin, []string{hash}, key, had, cur, op, next, s.kChannel, string(b)+"/"+key).Int()
+		if err != nil {
+			return nil, fmt.Errorf("redis update %s/%s: %w", b, key, err)
+		}
+		if ok == 1 {
+			return next, nil
+		}
+	}
+	return nil, fmt.Errorf("redis update %s/%s: %w", b, key, ErrContended)
 }
 
 // List returns every record of a bucket by key. While Redis is unreachable

@@ -25,6 +25,7 @@ import (
 type appStore interface {
 	Put(ctx context.Context, b store.Bucket, key string, val []byte) error
 	Delete(ctx context.Context, b store.Bucket, key string) error
+	Update(ctx context.Context, b store.Bucket, key string, f func(cur []byte) ([]byte, error)) ([]byte, error)
 	List(ctx context.Context, b store.Bucket) (map[string][]byte, error)
 	ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendingTrials map[counters.Key]uint64) ([]store.FeedbackResult, error)
 	AddTrials(ctx context.Context, deltas map[counters.Key]uint64) error
