@@ -22,6 +22,7 @@ const (
 	Unauthenticated             // no valid API key (401)
 	Forbidden                   // the key lacks the scope the call needs (403)
 	RateLimited                 // the key is over its rate limit (429)
+	Precondition                // If-Match names a revision no longer stored (412)
 )
 
 // Error is a classified error with a stable snake_case code, a human message

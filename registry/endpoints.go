@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -97,7 +98,7 @@ func checkAutoArms(a *AutoArms) error {
 }
 
 // putEndpoint is PutEndpoint without the audit entry.
-func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
+func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, cond IfMatch) (*Endpoint, bool, error) {
 	if !ValidName(name) {
 		return nil, false, fault.Field("endpoint", "invalid_name", "endpoint names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
@@ -141,28 +142,51 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte) (*
 		}
 	}
 	now := r.now().UTC()
-	ep := &Endpoint{Name: name, Arms: in.Arms, ArmStates: map[string]string{}, Policy: pol,
-		Fallback: in.Fallback, AutoArms: in.AutoArms, CreatedAt: now, UpdatedAt: now}
-	old, exists := snap.Endpoints[name]
-	for _, arm := range in.Arms {
-		ep.ArmStates[arm] = Active
-		if exists && old.ArmStates[arm] == Paused {
-			ep.ArmStates[arm] = Paused
-			if why := old.ArmReasons[arm]; why != "" {
-				if ep.ArmReasons == nil {
-					ep.ArmReasons = map[string]string{}
+	created := false
+	// The paused state of arms that remain comes from the stored endpoint,
+	// read again on every attempt, so a pause that lands meanwhile (on any
+	// replica) is kept.
+	raw, err := r.update(ctx, store.Endpoints, name, func(cur []byte) ([]byte, error) {
+		ep := &Endpoint{Name: name, Arms: in.Arms, ArmStates: map[string]string{}, Policy: pol,
+			Fallback: in.Fallback, AutoArms: in.AutoArms, CreatedAt: now, UpdatedAt: now, Revision: 1}
+		var old *Endpoint
+		created = cur == nil
+		if created {
+			if err := cond.checkAbsent("endpoint " + name); err != nil {
+				return nil, err
+			}
+		} else {
+			var err error
+			if old, err = decodeEndpoint(cur); err != nil {
+				return nil, unreadable("endpoint "+name, err)
+			}
+			if err := cond.check("endpoint "+name, old.Revision); err != nil {
+				return nil, err
+			}
+			ep.CreatedAt, ep.Revision = old.CreatedAt, old.Revision+1
+		}
+		for _, arm := range in.Arms {
+			ep.ArmStates[arm] = Active
+			if old != nil && old.ArmStates[arm] == Paused {
+				ep.ArmStates[arm] = Paused
+				if why := old.ArmReasons[arm]; why != "" {
+					if ep.ArmReasons == nil {
+						ep.ArmReasons = map[string]string{}
+					}
+					ep.ArmReasons[arm] = why
 				}
-				ep.ArmReasons[arm] = why
 			}
 		}
-	}
-	if exists {
-		ep.CreatedAt = old.CreatedAt
-	}
-	if err := r.saveEndpoint(ctx, ep); err != nil {
+		return json.Marshal(ep)
+	})
+	if err != nil {
 		return nil, false, err
 	}
-	return ep, !exists, nil
+	ep, err := r.publishEndpoint(raw)
+	if err != nil {
+		return nil, false, err
+	}
+	return ep, created, nil
 }
 
 func checkArm(snap *Snapshot, field, arm string) error {
@@ -175,13 +199,53 @@ func checkArm(snap *Snapshot, field, arm string) error {
 	return nil
 }
 
-func (r *Registry) saveEndpoint(ctx context.Context, ep *Endpoint) error {
-	raw, _ := json.Marshal(ep)
-	if err := r.db.Put(ctx, store.Endpoints, ep.Name, raw); err != nil {
-		return storeError(err)
+// publishEndpoint puts a stored endpoint record into the snapshot.
+func (r *Registry) publishEndpoint(raw []byte) (*Endpoint, error) {
+	ep, err := decodeEndpoint(raw)
+	if err != nil {
+		return nil, unreadable("endpoint", err)
 	}
 	r.publish(func(s *Snapshot) { s.Endpoints[ep.Name] = ep })
-	return nil
+	return ep, nil
+}
+
+// changeEndpoint applies f to a copy of the latest stored endpoint, when
+// it exists and meets cond, and stores the result with the next revision;
+// the snapshot then shows what was stored. f returns errUnchanged to store
+// nothing (the endpoint is returned as stored). f may run more than once.
+func (r *Registry) changeEndpoint(ctx context.Context, name string, cond IfMatch, f func(ep *Endpoint) error) (*Endpoint, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var stored []byte
+	raw, err := r.update(ctx, store.Endpoints, name, func(cur []byte) ([]byte, error) {
+		stored = cur
+		if cur == nil {
+			return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", name)
+		}
+		old, err := decodeEndpoint(cur)
+		if err != nil {
+			return nil, unreadable("endpoint "+name, err)
+		}
+		if err := cond.check("endpoint "+name, old.Revision); err != nil {
+			return nil, err
+		}
+		if err := f(old); err != nil {
+			return nil, err
+		}
+		old.Revision++
+		old.UpdatedAt = r.now().UTC()
+		return json.Marshal(old)
+	})
+	if errors.Is(err, errUnchanged) {
+		raw, err = stored, nil
+	}
+	if err != nil {
+		if fe := fault.As(err); fe != nil && fe.Code == "endpoint_not_found" {
+			r.publish(func(s *Snapshot) { delete(s.Endpoints, name) })
+		}
+		return nil, err
+	}
+	return r.publishEndpoint(raw)
 }
 
 // Endpoint returns one endpoint.
@@ -205,62 +269,65 @@ func (r *Registry) Endpoints() []*Endpoint {
 }
 
 // deleteEndpoint is DeleteEndpoint without the audit entry.
-func (r *Registry) deleteEndpoint(ctx context.Context, name string) error {
+func (r *Registry) deleteEndpoint(ctx context.Context, name string, cond IfMatch) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.snap.Load().Endpoints[name]; !ok {
-		return fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", name)
+	_, err := r.update(ctx, store.Endpoints, name, func(cur []byte) ([]byte, error) {
+		if cur == nil {
+			return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", name)
+		}
+		old, err := decodeEndpoint(cur)
+		if err != nil {
+			return nil, unreadable("endpoint "+name, err)
+		}
+		return nil, cond.check("endpoint "+name, old.Revision)
+	})
+	if f := fault.As(err); err == nil || (f != nil && f.Code == "endpoint_not_found") {
+		r.publish(func(s *Snapshot) { delete(s.Endpoints, name) })
 	}
-	if err := r.db.Delete(ctx, store.Endpoints, name); err != nil {
-		return storeError(err)
-	}
-	r.publish(func(s *Snapshot) { delete(s.Endpoints, name) })
-	return nil
+	return err
 }
 
 // addArm is AddArm without the audit entry.
-func (r *Registry) addArm(ctx context.Context, endpoint, arm string) (*Endpoint, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	snap := r.snap.Load()
-	old, ok := snap.Endpoints[endpoint]
-	if !ok {
-		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", endpoint)
-	}
-	if err := checkArm(snap, "arm", arm); err != nil {
+func (r *Registry) addArm(ctx context.Context, endpoint, arm string, cond IfMatch) (*Endpoint, error) {
+	if err := checkArm(r.snap.Load(), "arm", arm); err != nil {
 		return nil, err
 	}
-	if slices.Contains(old.Arms, arm) {
-		return nil, fault.New(fault.Conflict, "arm_exists", "%s is already an arm of %s", arm, endpoint)
-	}
-	if len(old.Arms) >= 64 {
-		return nil, fault.Field("arm", "too_many_arms", "at most 64 arms")
-	}
-	ep := cloneEndpoint(old)
-	ep.Arms = append(ep.Arms, arm)
-	ep.ArmStates[arm] = Active
-	ep.UpdatedAt = r.now().UTC()
-	if err := r.saveEndpoint(ctx, ep); err != nil {
-		return nil, err
-	}
-	return ep, nil
+	return r.changeEndpoint(ctx, endpoint, cond, func(ep *Endpoint) error {
+		if slices.Contains(ep.Arms, arm) {
+			return fault.New(fault.Conflict, "arm_exists", "%s is already an arm of %s", arm, endpoint)
+		}
+		if len(ep.Arms) >= 64 {
+			return fault.Field("arm", "too_many_arms", "at most 64 arms")
+		}
+		ep.Arms = append(ep.Arms, arm)
+		ep.ArmStates[arm] = Active
+		return nil
+	})
 }
 
 // SetArmState pauses or resumes an arm; it takes effect on the next request.
 func (r *Registry) SetArmState(ctx context.Context, endpoint, arm, state string) (*Endpoint, error) {
-	return r.setArmState(ctx, endpoint, arm, state, "")
+	return r.SetArmStateIf(ctx, endpoint, arm, state, IfMatch{})
+}
+
+// SetArmStateIf is SetArmState applied only when the stored endpoint meets
+// cond (412 precondition_failed otherwise, and nothing changes).
+func (r *Registry) SetArmStateIf(ctx context.Context, endpoint, arm, state string, cond IfMatch) (*Endpoint, error) {
+	return r.setArmState(ctx, endpoint, arm, state, "", cond)
 }
 
 // PauseArm pauses an arm automatically, recording why (shown with the
-// endpoint and in its report). An arm already paused is left as it is.
+// endpoint and in its report). An arm already paused (in the store, by
+// anyone) is left as it is.
 func (r *Registry) PauseArm(ctx context.Context, endpoint, arm, reason string) (*Endpoint, error) {
 	if ep, err := r.Endpoint(endpoint); err == nil && ep.ArmStates[arm] == Paused {
 		return ep, nil
 	}
-	return r.setArmState(ctx, endpoint, arm, Paused, reason)
+	return r.setArmState(ctx, endpoint, arm, Paused, reason, IfMatch{})
 }
 
-func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason string) (ep *Endpoint, err error) {
+func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason string, cond IfMatch) (ep *Endpoint, err error) {
 	defer func() {
 		action := "resume_arm"
 		if state == Paused {
@@ -268,53 +335,26 @@ func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason
 		}
 		r.audit.Record(ctx, action, endpoint+"/"+arm, err)
 	}()
-	return r.setArmStateLocked(ctx, endpoint, arm, state, reason)
-}
-
-func (r *Registry) setArmStateLocked(ctx context.Context, endpoint, arm, state, reason string) (*Endpoint, error) {
 	if state != Active && state != Paused {
 		return nil, fault.Field("state", "invalid_state", "state must be \"active\" or \"paused\"")
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	old, ok := r.snap.Load().Endpoints[endpoint]
-	if !ok {
-		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %s does not exist", endpoint)
-	}
-	if !slices.Contains(old.Arms, arm) {
-		return nil, fault.New(fault.NotFound, "arm_not_found", "%s is not an arm of %s", arm, endpoint)
-	}
-	ep := cloneEndpoint(old)
-	ep.ArmStates[arm] = state
-	delete(ep.ArmReasons, arm)
-	if reason != "" {
-		if ep.ArmReasons == nil {
-			ep.ArmReasons = map[string]string{}
+	return r.changeEndpoint(ctx, endpoint, cond, func(ep *Endpoint) error {
+		if !slices.Contains(ep.Arms, arm) {
+			return fault.New(fault.NotFound, "arm_not_found", "%s is not an arm of %s", arm, endpoint)
 		}
-		ep.ArmReasons[arm] = reason
-	}
-	ep.UpdatedAt = r.now().UTC()
-	if err := r.saveEndpoint(ctx, ep); err != nil {
-		return nil, err
-	}
-	return ep, nil
-}
-
-func cloneEndpoint(e *Endpoint) *Endpoint {
-	c := *e
-	c.Arms = slices.Clone(e.Arms)
-	c.ArmStates = make(map[string]string, len(e.ArmStates))
-	for k, v := range e.ArmStates {
-		c.ArmStates[k] = v
-	}
-	if e.ArmReasons != nil {
-		c.ArmReasons = make(map[string]string, len(e.ArmReasons))
-		for k, v := range e.ArmReasons {
-			c.ArmReasons[k] = v
+		if reason != "" && ep.ArmStates[arm] == Paused {
+			return errUnchanged // an automatic pause never overwrites a pause
 		}
-	}
-	c.Policy.SegmentBy = slices.Clone(e.Policy.SegmentBy)
-	return &c
+		ep.ArmStates[arm] = state
+		delete(ep.ArmReasons, arm)
+		if reason != "" {
+			if ep.ArmReasons == nil {
+				ep.ArmReasons = map[string]string{}
+			}
+			ep.ArmReasons[arm] = reason
+		}
+		return nil
+	})
 }
 
 // HasVersion reports whether arm is registered.
@@ -334,7 +374,13 @@ func (r *Registry) HasEndpoint(name string) bool {
 // arms. Replacing keeps the paused state of arms that remain, so re-applying
 // a definition never silently resumes a paused arm. The change is audited.
 func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
-	ep, created, err := r.putEndpoint(ctx, name, body)
+	return r.PutEndpointIf(ctx, name, body, IfMatch{})
+}
+
+// PutEndpointIf is PutEndpoint applied only when the stored endpoint meets
+// cond (412 precondition_failed otherwise, and nothing changes).
+func (r *Registry) PutEndpointIf(ctx context.Context, name string, body []byte, cond IfMatch) (*Endpoint, bool, error) {
+	ep, created, err := r.putEndpoint(ctx, name, body, cond)
 	action := "replace_endpoint"
 	if created {
 		action = "create_endpoint"
@@ -346,7 +392,13 @@ func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*
 // DeleteEndpoint removes an endpoint (its counters stay in the store); the
 // change is audited.
 func (r *Registry) DeleteEndpoint(ctx context.Context, name string) error {
-	err := r.deleteEndpoint(ctx, name)
+	return r.DeleteEndpointIf(ctx, name, IfMatch{})
+}
+
+// DeleteEndpointIf is DeleteEndpoint applied only when the stored endpoint
+// meets cond (412 precondition_failed otherwise, and nothing changes).
+func (r *Registry) DeleteEndpointIf(ctx context.Context, name string, cond IfMatch) error {
+	err := r.deleteEndpoint(ctx, name, cond)
 	r.audit.Record(ctx, "delete_endpoint", name, err)
 	return err
 }
@@ -354,7 +406,13 @@ func (r *Registry) DeleteEndpoint(ctx context.Context, name string) error {
 // AddArm adds a registered version to an endpoint as an active arm; the
 // change is audited.
 func (r *Registry) AddArm(ctx context.Context, endpoint, arm string) (*Endpoint, error) {
-	ep, err := r.addArm(ctx, endpoint, arm)
+	return r.AddArmIf(ctx, endpoint, arm, IfMatch{})
+}
+
+// AddArmIf is AddArm applied only when the stored endpoint meets cond (412
+// precondition_failed otherwise, and nothing changes).
+func (r *Registry) AddArmIf(ctx context.Context, endpoint, arm string, cond IfMatch) (*Endpoint, error) {
+	ep, err := r.addArm(ctx, endpoint, arm, cond)
 	r.audit.Record(ctx, "add_arm", endpoint+"/"+arm, err)
 	return ep, err
 }

@@ -44,10 +44,14 @@ type LoadOptions struct {
 // files or target. Errors are reported to the registering user as a 400.
 type Loader func(ctx context.Context, mv *ModelVersion, opt LoadOptions) (Scorer, error)
 
-// Store is the durable home of registry records.
+// Store is the durable home of registry records. Update is a
+// compare-and-set on one record: f gets the latest stored value (nil when
+// there is none) and returns the value to store (nil deletes it); the
+// result is written only if the record has not changed since f was given
+// it, else f runs again on the newer value (a bounded number of times).
+// An error from f aborts the change and comes back as it is.
 type Store interface {
-	Put(ctx context.Context, b store.Bucket, key string, val []byte) error
-	Delete(ctx context.Context, b store.Bucket, key string) error
+	Update(ctx context.Context, b store.Bucket, key string, f func(cur []byte) ([]byte, error)) ([]byte, error)
 	List(ctx context.Context, b store.Bucket) (map[string][]byte, error)
 }
 
@@ -81,6 +85,7 @@ type Registry struct {
 	db      Store
 	loaders map[string]Loader
 	snap    atomic.Pointer[Snapshot]
+	writes  atomic.Uint64 // changes stored by this registry, for Reload
 	now     func() time.Time
 	log     *slog.Logger
 }
@@ -99,14 +104,14 @@ func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Log
 		return nil, fmt.Errorf("load models: %w", err)
 	}
 	for key, raw := range models {
-		var mv ModelVersion
-		if err := json.Unmarshal(raw, &mv); err != nil {
+		mv, err := decodeVersion(raw)
+		if err != nil {
 			return nil, fmt.Errorf("load model %s: %w", key, err)
 		}
-		v, err := r.build(ctx, &mv, false)
+		v, err := r.build(ctx, mv, false)
 		if err != nil {
 			log.Error("model version unavailable", "arm", mv.Arm, "err", err)
-			v = &Version{Spec: mv, LoadErr: err}
+			v = &Version{Spec: *mv, LoadErr: err}
 		}
 		s.Versions[mv.Arm] = v
 	}
@@ -115,11 +120,11 @@ func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Log
 		return nil, fmt.Errorf("load endpoints: %w", err)
 	}
 	for key, raw := range eps {
-		var ep Endpoint
-		if err := json.Unmarshal(raw, &ep); err != nil {
+		ep, err := decodeEndpoint(raw)
+		if err != nil {
 			return nil, fmt.Errorf("load endpoint %s: %w", key, err)
 		}
-		s.Endpoints[ep.Name] = &ep
+		s.Endpoints[ep.Name] = ep
 	}
 	r.snap.Store(s)
 	return r, nil
@@ -276,7 +281,7 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 }
 
 // putVersion is PutVersion without the audit entry.
-func (r *Registry) putVersion(ctx context.Context, name, version string, body []byte) (mv *ModelVersion, created bool, err error) {
+func (r *Registry) putVersion(ctx context.Context, name, version string, body []byte, cond IfMatch) (mv *ModelVersion, created bool, err error) {
 	mv, err = r.ParseVersion(name, version, body)
 	if err != nil {
 		return nil, false, err
@@ -302,17 +307,42 @@ func (r *Registry) putVersion(ctx context.Context, name, version string, body []
 		closeScorer(v.Scorer)
 		return nil, false, err
 	}
-	prev, exists := old.Versions[arm]
-	raw, _ := json.Marshal(mv)
-	if err := r.db.Put(ctx, store.Models, arm, raw); err != nil {
+	raw, err := r.update(ctx, store.Models, arm, func(cur []byte) ([]byte, error) {
+		next := *mv
+		next.Revision = 1
+		created = cur == nil
+		if created {
+			if err := cond.checkAbsent("model version " + arm); err != nil {
+				return nil, err
+			}
+		} else {
+			prev, err := decodeVersion(cur)
+			if err != nil {
+				return nil, unreadable("model version "+arm, err)
+			}
+			if err := cond.check("model version "+arm, prev.Revision); err != nil {
+				return nil, err
+			}
+			next.Revision = prev.Revision + 1
+		}
+		return json.Marshal(&next)
+	})
+	if err != nil {
 		closeScorer(v.Scorer)
-		return nil, false, storeError(err)
+		return nil, false, err
 	}
+	stored, err := decodeVersion(raw)
+	if err != nil {
+		closeScorer(v.Scorer)
+		return nil, false, unreadable("model version "+arm, err)
+	}
+	v.Spec = *stored
+	prev, exists := old.Versions[arm]
 	r.publish(func(s *Snapshot) { s.Versions[arm] = v })
 	if exists && prev.Scorer != nil {
 		closeScorer(prev.Scorer)
 	}
-	return mv, !exists, nil
+	return stored, created, nil
 }
 
 func storeError(err error) error {
@@ -320,26 +350,39 @@ func storeError(err error) error {
 }
 
 // deleteVersion is DeleteVersion without the audit entry.
-func (r *Registry) deleteVersion(ctx context.Context, name, version string) error {
+func (r *Registry) deleteVersion(ctx context.Context, name, version string, cond IfMatch) error {
 	arm := name + "@" + version
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.snap.Load()
-	v, ok := old.Versions[arm]
-	if !ok {
-		return fault.New(fault.NotFound, "version_not_found", "model version %s is not registered", arm)
-	}
 	if eps := old.usedBy(arm); len(eps) > 0 {
 		return fault.New(fault.Conflict, "version_in_use", "%s is used by endpoint(s) %v; remove it from them first", arm, eps)
 	}
-	if err := r.db.Delete(ctx, store.Models, arm); err != nil {
-		return storeError(err)
+	notFound := fault.New(fault.NotFound, "version_not_found", "model version %s is not registered", arm)
+	_, err := r.update(ctx, store.Models, arm, func(cur []byte) ([]byte, error) {
+		if cur == nil {
+			return nil, notFound
+		}
+		prev, err := decodeVersion(cur)
+		if err != nil {
+			return nil, unreadable("model version "+arm, err)
+		}
+		if err := cond.check("model version "+arm, prev.Revision); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	})
+	if err != nil && err != notFound {
+		return err
 	}
-	r.publish(func(s *Snapshot) { delete(s.Versions, arm) })
-	if v.Scorer != nil {
-		closeScorer(v.Scorer)
+	v, ok := old.Versions[arm]
+	if ok {
+		r.publish(func(s *Snapshot) { delete(s.Versions, arm) })
+		if v.Scorer != nil {
+			closeScorer(v.Scorer)
+		}
 	}
-	return nil
+	return err
 }
 
 // Version returns a registered version.
@@ -423,6 +466,7 @@ func isDigits(s string) bool {
 // it answers), removed ones are closed, endpoints are replaced. On a store
 // error the current snapshot stays. It reports whether anything changed.
 func (r *Registry) Reload(ctx context.Context) (bool, error) {
+	writes := r.writes.Load()
 	models, err := r.db.List(ctx, store.Models)
 	if err != nil {
 		return false, fmt.Errorf("reload models: %w", err)
@@ -433,25 +477,31 @@ func (r *Registry) Reload(ctx context.Context) (bool, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.writes.Load() != writes {
+		// This registry stored a change since the lists were read: they
+		// may be older than the snapshot. The change's notice brings the
+		// next reload.
+		return false, nil
+	}
 	old := r.snap.Load()
 	next := &Snapshot{Versions: make(map[string]*Version, len(models)), Endpoints: make(map[string]*Endpoint, len(eps))}
 	changed := false
 	var closeLater []Scorer
 	for key, raw := range models {
-		var mv ModelVersion
-		if err := json.Unmarshal(raw, &mv); err != nil {
+		mv, err := decodeVersion(raw)
+		if err != nil {
 			r.log.Error("reload: unreadable model record", "key", key, "err", err)
 			continue
 		}
-		if prev, ok := old.Versions[mv.Arm]; ok && sameSpec(&prev.Spec, &mv) {
+		if prev, ok := old.Versions[mv.Arm]; ok && sameSpec(&prev.Spec, mv) {
 			next.Versions[mv.Arm] = prev
 			continue
 		}
 		changed = true
-		v, err := r.build(ctx, &mv, false)
+		v, err := r.build(ctx, mv, false)
 		if err != nil {
 			r.log.Error("model version unavailable", "arm", mv.Arm, "err", err)
-			v = &Version{Spec: mv, LoadErr: err}
+			v = &Version{Spec: *mv, LoadErr: err}
 		}
 		next.Versions[mv.Arm] = v
 		if prev, ok := old.Versions[mv.Arm]; ok && prev.Scorer != nil {
@@ -467,20 +517,21 @@ func (r *Registry) Reload(ctx context.Context) (bool, error) {
 		}
 	}
 	for key, raw := range eps {
-		var ep Endpoint
-		if err := json.Unmarshal(raw, &ep); err != nil {
+		ep, err := decodeEndpoint(raw)
+		if err != nil {
 			r.log.Error("reload: unreadable endpoint record", "key", key, "err", err)
 			continue
 		}
 		if prev, ok := old.Endpoints[ep.Name]; ok {
 			a, _ := json.Marshal(prev)
-			if string(a) == string(raw) {
+			b, _ := json.Marshal(ep)
+			if string(a) == string(b) {
 				next.Endpoints[ep.Name] = prev
 				continue
 			}
 		}
 		changed = true
-		next.Endpoints[ep.Name] = &ep
+		next.Endpoints[ep.Name] = ep
 	}
 	if len(next.Endpoints) != len(old.Endpoints) {
 		changed = true
@@ -509,7 +560,13 @@ func (r *Registry) SetAudit(log *audit.Log) { r.audit = log }
 // before anything is stored. The model loads outside the registry's lock,
 // so a slow registration never delays a pause. The change is audited.
 func (r *Registry) PutVersion(ctx context.Context, name, version string, body []byte) (*ModelVersion, bool, error) {
-	mv, created, err := r.putVersion(ctx, name, version, body)
+	return r.PutVersionIf(ctx, name, version, body, IfMatch{})
+}
+
+// PutVersionIf is PutVersion applied only when the stored version meets
+// cond (412 precondition_failed otherwise, and nothing changes).
+func (r *Registry) PutVersionIf(ctx context.Context, name, version string, body []byte, cond IfMatch) (*ModelVersion, bool, error) {
+	mv, created, err := r.putVersion(ctx, name, version, body, cond)
 	action := "replace_version"
 	if created {
 		action = "register_version"
@@ -520,7 +577,13 @@ func (r *Registry) PutVersion(ctx context.Context, name, version string, body []
 
 // DeleteVersion removes a version no endpoint uses; the change is audited.
 func (r *Registry) DeleteVersion(ctx context.Context, name, version string) error {
-	err := r.deleteVersion(ctx, name, version)
+	return r.DeleteVersionIf(ctx, name, version, IfMatch{})
+}
+
+// DeleteVersionIf is DeleteVersion applied only when the stored version
+// meets cond (412 precondition_failed otherwise, and nothing changes).
+func (r *Registry) DeleteVersionIf(ctx context.Context, name, version string, cond IfMatch) error {
+	err := r.deleteVersion(ctx, name, version, cond)
 	r.audit.Record(ctx, "delete_version", name+"@"+version, err)
 	return err
 }

@@ -59,6 +59,9 @@ type ModelVersion struct {
 	Features  json.RawMessage `json:"features"`
 	Metadata  map[string]any  `json:"metadata"`
 	CreatedAt time.Time       `json:"created_at"`
+	// Revision grows by one with every stored change of the version; a
+	// record stored before revisions existed reads as 1.
+	Revision uint64 `json:"revision"`
 }
 
 // Prior is the Beta prior of every arm's click rate.
@@ -222,6 +225,10 @@ type Endpoint struct {
 	AutoArms   *AutoArms         `json:"auto_arms,omitempty"`
 	CreatedAt  time.Time         `json:"created_at"`
 	UpdatedAt  time.Time         `json:"updated_at"`
+	// Revision grows by one with every stored change of the endpoint
+	// (including automatic pauses); a record stored before revisions
+	// existed reads as 1.
+	Revision uint64 `json:"revision"`
 }
 
 var (

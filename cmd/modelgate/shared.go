@@ -26,6 +26,7 @@ import (
 type stateStore interface {
 	Put(ctx context.Context, b store.Bucket, key string, val []byte) error
 	Delete(ctx context.Context, b store.Bucket, key string) error
+	Update(ctx context.Context, b store.Bucket, key string, f func(cur []byte) ([]byte, error)) ([]byte, error)
 	List(ctx context.Context, b store.Bucket) (map[string][]byte, error)
 	Meta(ctx context.Context, key string) ([]byte, error)
 	SetMeta(ctx context.Context, key string, val []byte) error
