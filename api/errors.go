@@ -43,6 +43,8 @@ func kindStatus(k fault.Kind) int {
 		return http.StatusForbidden
 	case fault.RateLimited:
 		return http.StatusTooManyRequests
+	case fault.Precondition:
+		return http.StatusPreconditionFailed
 	}
 	return http.StatusBadRequest
 }
@@ -63,6 +65,8 @@ func kindCode(k fault.Kind) codes.Code {
 		return codes.PermissionDenied
 	case fault.RateLimited:
 		return codes.ResourceExhausted
+	case fault.Precondition:
+		return codes.FailedPrecondition
 	}
 	return codes.InvalidArgument
 }

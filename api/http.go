@@ -208,9 +208,14 @@ func (s *Server) putVersion(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	cond, err := ifMatch(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
 	defer cancel()
-	mv, created, err := s.reg.PutVersion(ctx, c.Param("model"), c.Param("version"), b)
+	mv, created, err := s.reg.PutVersionIf(ctx, c.Param("model"), c.Param("version"), b, cond)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -219,6 +224,7 @@ func (s *Server) putVersion(c *gin.Context) {
 	if created {
 		st = http.StatusCreated
 	}
+	setETag(c, mv.Revision)
 	c.JSON(st, mv)
 }
 
@@ -228,11 +234,16 @@ func (s *Server) getVersion(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	setETag(c, mv.Revision)
 	c.JSON(http.StatusOK, mv)
 }
 
 func (s *Server) deleteVersion(c *gin.Context) {
-	if err := s.reg.DeleteVersion(c.Request.Context(), c.Param("model"), c.Param("version")); err != nil {
+	cond, err := ifMatch(c)
+	if err == nil {
+		err = s.reg.DeleteVersionIf(c.Request.Context(), c.Param("model"), c.Param("version"), cond)
+	}
+	if err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -249,7 +260,12 @@ func (s *Server) putEndpoint(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	ep, created, err := s.reg.PutEndpoint(c.Request.Context(), c.Param("endpoint"), b)
+	cond, err := ifMatch(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	ep, created, err := s.reg.PutEndpointIf(c.Request.Context(), c.Param("endpoint"), b, cond)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -258,6 +274,7 @@ func (s *Server) putEndpoint(c *gin.Context) {
 	if created {
 		st = http.StatusCreated
 	}
+	setETag(c, ep.Revision)
 	c.JSON(st, ep)
 }
 
@@ -267,11 +284,16 @@ func (s *Server) getEndpoint(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	setETag(c, ep.Revision)
 	c.JSON(http.StatusOK, ep)
 }
 
 func (s *Server) deleteEndpoint(c *gin.Context) {
-	if err := s.reg.DeleteEndpoint(c.Request.Context(), c.Param("endpoint")); err != nil {
+	cond, err := ifMatch(c)
+	if err == nil {
+		err = s.reg.DeleteEndpointIf(c.Request.Context(), c.Param("endpoint"), cond)
+	}
+	if err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -289,11 +311,17 @@ func (s *Server) addArm(c *gin.Context) {
 		s.writeError(c, fault.Field("arm", "missing_field", "arm is required, e.g. \"mf@3\""))
 		return
 	}
-	ep, err := s.reg.AddArm(c.Request.Context(), c.Param("endpoint"), in.Arm)
+	cond, err := ifMatch(c)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
+	ep, err := s.reg.AddArmIf(c.Request.Context(), c.Param("endpoint"), in.Arm, cond)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	setETag(c, ep.Revision)
 	c.JSON(http.StatusCreated, ep)
 }
 
@@ -304,11 +332,17 @@ func (s *Server) patchArm(c *gin.Context) {
 	if !s.decode(c, &in) {
 		return
 	}
-	ep, err := s.reg.SetArmState(c.Request.Context(), c.Param("endpoint"), c.Param("arm"), in.State)
+	cond, err := ifMatch(c)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
+	ep, err := s.reg.SetArmStateIf(c.Request.Context(), c.Param("endpoint"), c.Param("arm"), in.State, cond)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	setETag(c, ep.Revision)
 	c.JSON(http.StatusOK, ep)
 }
 
