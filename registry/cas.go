@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/store"
@@ -42,6 +43,10 @@ func (m IfMatch) checkAbsent(what string) error {
 	return fault.New(fault.Precondition, "precondition_failed", "%s does not exist, and If-Match needs it to", what)
 }
 
+// storeTimeout bounds one change's round trips to the store, retries
+// included.
+const storeTimeout = 10 * time.Second
+
 // errUnchanged, returned by a change's mutation, ends the change without
 // writing: the stored record already says what the change would.
 var errUnchanged = errors.New("registry: record already as wanted")
@@ -53,6 +58,8 @@ var errUnchanged = errors.New("registry: record already as wanted")
 // only compute its result (and remember it). Errors f returns come back as
 // they are; store failures as a store_unavailable fault.
 func (r *Registry) update(ctx context.Context, b store.Bucket, key string, f func(cur []byte) ([]byte, error)) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	raw, err := r.db.Update(ctx, b, key, f)
 	if err == nil || errors.Is(err, errUnchanged) {
 		// What the caller publishes now is newer than what a Reload that

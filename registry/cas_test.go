@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/store/redisstore"
@@ -292,5 +293,46 @@ func TestRecordsWithoutRevisionLoad(t *testing.T) {
 	if got.Revision != 2 || got.ArmStates["mf@1"] != Paused || !slices.Equal(got.Arms, []string{"mf@1"}) ||
 		got.CreatedAt.Format("2006-01-02") != "2026-11-02" {
 		t.Fatalf("stored after a pause: %s", m["home"])
+	}
+}
+
+// A guardrail pausing an arm that another replica paused already changes
+// nothing and records nothing; a pause through the API is recorded.
+func TestAutomaticPauseOfPausedArmIsNoChange(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	r := replicasOn(t, db)
+	log := audit.New(db, nil)
+	r[1].SetAudit(log)
+	if _, _, err := r[0].PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@1", "mf@2"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r[1].Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r[0].SetArmState(ctx, "home", "mf@1", Paused); err != nil {
+		t.Fatal(err)
+	}
+	// r[1] has not reloaded: its snapshot still shows mf@1 active.
+	ep, err := r[1].PauseArm(ctx, "home", "mf@1", "guardrail: p99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.Revision != 2 || ep.ArmReasons["mf@1"] != "" || ep.ArmStates["mf@1"] != Paused {
+		t.Fatalf("after the guardrail's pause: revision %d, states %v, reasons %v", ep.Revision, ep.ArmStates, ep.ArmReasons)
+	}
+	if got := stored(t, db, "home"); got.Revision != 2 {
+		t.Fatalf("stored revision %d, want 2: the guardrail wrote", got.Revision)
+	}
+	entries, err := log.List(ctx, 10)
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("audit entries %v, %v; want none", entries, err)
+	}
+	if _, err := r[1].SetArmState(ctx, "home", "mf@2", Paused); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := log.List(ctx, 10); len(entries) != 1 || entries[0].Action != "pause_arm" || entries[0].Target != "home/mf@2" {
+		t.Fatalf("audit entries after a pause: %+v", entries)
 	}
 }

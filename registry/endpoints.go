@@ -212,8 +212,9 @@ func (r *Registry) publishEndpoint(raw []byte) (*Endpoint, error) {
 // changeEndpoint applies f to a copy of the latest stored endpoint, when
 // it exists and meets cond, and stores the result with the next revision;
 // the snapshot then shows what was stored. f returns errUnchanged to store
-// nothing (the endpoint is returned as stored). f may run more than once.
-func (r *Registry) changeEndpoint(ctx context.Context, name string, cond IfMatch, f func(ep *Endpoint) error) (*Endpoint, error) {
+// nothing (the endpoint is returned as stored, with changed false). f may
+// run more than once.
+func (r *Registry) changeEndpoint(ctx context.Context, name string, cond IfMatch, f func(ep *Endpoint) error) (ep *Endpoint, changed bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var stored []byte
@@ -236,6 +237,7 @@ func (r *Registry) changeEndpoint(ctx context.Context, name string, cond IfMatch
 		old.UpdatedAt = r.now().UTC()
 		return json.Marshal(old)
 	})
+	changed = err == nil
 	if errors.Is(err, errUnchanged) {
 		raw, err = stored, nil
 	}
@@ -243,9 +245,10 @@ func (r *Registry) changeEndpoint(ctx context.Context, name string, cond IfMatch
 		if fe := fault.As(err); fe != nil && fe.Code == "endpoint_not_found" {
 			r.publish(func(s *Snapshot) { delete(s.Endpoints, name) })
 		}
-		return nil, err
+		return nil, false, err
 	}
-	return r.publishEndpoint(raw)
+	ep, err = r.publishEndpoint(raw)
+	return ep, changed, err
 }
 
 // Endpoint returns one endpoint.
@@ -293,7 +296,7 @@ func (r *Registry) addArm(ctx context.Context, endpoint, arm string, cond IfMatc
 	if err := checkArm(r.snap.Load(), "arm", arm); err != nil {
 		return nil, err
 	}
-	return r.changeEndpoint(ctx, endpoint, cond, func(ep *Endpoint) error {
+	ep, _, err := r.changeEndpoint(ctx, endpoint, cond, func(ep *Endpoint) error {
 		if slices.Contains(ep.Arms, arm) {
 			return fault.New(fault.Conflict, "arm_exists", "%s is already an arm of %s", arm, endpoint)
 		}
@@ -304,6 +307,7 @@ func (r *Registry) addArm(ctx context.Context, endpoint, arm string, cond IfMatc
 		ep.ArmStates[arm] = Active
 		return nil
 	})
+	return ep, err
 }
 
 // SetArmState pauses or resumes an arm; it takes effect on the next request.
@@ -327,18 +331,20 @@ func (r *Registry) PauseArm(ctx context.Context, endpoint, arm, reason string) (
 	return r.setArmState(ctx, endpoint, arm, Paused, reason, IfMatch{})
 }
 
-func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason string, cond IfMatch) (ep *Endpoint, err error) {
-	defer func() {
-		action := "resume_arm"
-		if state == Paused {
-			action = "pause_arm"
-		}
-		r.audit.Record(ctx, action, endpoint+"/"+arm, err)
-	}()
-	if state != Active && state != Paused {
-		return nil, fault.Field("state", "invalid_state", "state must be \"active\" or \"paused\"")
+// setArmState sets an arm's state and audits the change; an automatic
+// pause (reason set) of an arm the store holds paused already changes and
+// records nothing.
+func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason string, cond IfMatch) (*Endpoint, error) {
+	action := "resume_arm"
+	if state == Paused {
+		action = "pause_arm"
 	}
-	return r.changeEndpoint(ctx, endpoint, cond, func(ep *Endpoint) error {
+	if state != Active && state != Paused {
+		err := fault.Field("state", "invalid_state", "state must be \"active\" or \"paused\"")
+		r.audit.Record(ctx, action, endpoint+"/"+arm, err)
+		return nil, err
+	}
+	ep, changed, err := r.changeEndpoint(ctx, endpoint, cond, func(ep *Endpoint) error {
 		if !slices.Contains(ep.Arms, arm) {
 			return fault.New(fault.NotFound, "arm_not_found", "%s is not an arm of %s", arm, endpoint)
 		}
@@ -355,6 +361,10 @@ func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason
 		}
 		return nil
 	})
+	if changed || err != nil {
+		r.audit.Record(ctx, action, endpoint+"/"+arm, err)
+	}
+	return ep, err
 }
 
 // HasVersion reports whether arm is registered.

@@ -77,8 +77,10 @@ const DefaultEmbeddedSpec = `{"inputs": {
   "user_id": {"from": "user_id", "dtype": "string"},
   "recent_items": {"from": "features.recent_items", "transform": "list", "dtype": "string", "default": []}}}`
 
-// Registry is the live registry. Changes are serialized; reads go through
-// Snapshot. Safe for concurrent use.
+// Registry is the live registry. Changes are serialized within a process,
+// and each is a compare-and-set on the stored record, so changes made at
+// the same time by other processes sharing the store are kept too; reads
+// go through Snapshot. Safe for concurrent use.
 type Registry struct {
 	mu      sync.Mutex // serializes changes, never held on the request path
 	audit   *audit.Log
