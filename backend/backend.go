@@ -5,6 +5,8 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 
 	"github.com/modelgate/modelgate/featurizer"
 )
@@ -40,9 +42,56 @@ type Item struct {
 var (
 	// ErrUnavailable: the backend could not be reached or is not loaded.
 	ErrUnavailable = errors.New("backend unavailable")
-	// ErrBadOutput: the backend answered with outputs of the wrong shape or dtype.
+	// ErrBadOutput: the backend answered with outputs of the wrong shape or
+	// dtype, or with scores that are not finite numbers: a sick model.
 	ErrBadOutput = errors.New("backend returned bad output")
+	// ErrRejectedInput: the backend refused the request's input (TF
+	// Serving's INVALID_ARGUMENT, a tensor the runtime will not take, a
+	// candidates-aligned model called without candidates). The request is
+	// at fault, not the model: such a failure never counts against the
+	// arm's health. Backends return it as an *InputError.
+	ErrRejectedInput = errors.New("the model rejected the input")
 )
+
+// InputError is a backend's refusal of a request's input. Msg is the
+// backend's own explanation, as it may be shown to the client; Err, when
+// set, is the backend's sentinel (e.g. tfserving.ErrBadInput), so
+// errors.Is matches both it and ErrRejectedInput.
+type InputError struct {
+	Msg string
+	Err error
+}
+
+// RejectInput returns an *InputError with the backend's sentinel and a
+// formatted message.
+func RejectInput(sentinel error, format string, args ...any) error {
+	return &InputError{Err: sentinel, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (e *InputError) Error() string {
+	if e.Err == nil {
+		return ErrRejectedInput.Error() + ": " + e.Msg
+	}
+	return e.Err.Error() + ": " + e.Msg
+}
+
+// Unwrap returns the backend's sentinel, if any.
+func (e *InputError) Unwrap() error { return e.Err }
+
+// Is makes every InputError match ErrRejectedInput.
+func (e *InputError) Is(target error) bool { return target == ErrRejectedInput }
+
+// CheckScores returns an error wrapping ErrBadOutput when an item's score
+// is NaN or ±Inf: such a score cannot be ranked or sent as JSON, and a model
+// that produces it is sick.
+func CheckScores(items []Item) error {
+	for i := range items {
+		if s := items[i].Score; math.IsNaN(s) || math.IsInf(s, 0) {
+			return fmt.Errorf("%w: item %q has the non-finite score %v", ErrBadOutput, items[i].ID, s)
+		}
+	}
+	return nil
+}
 
 // Error classes, as Classify names them.
 const (
@@ -50,11 +99,14 @@ const (
 	ClassDeadline    = "deadline"
 	ClassBadOutput   = "bad_output"
 	ClassCanceled    = "canceled"
+	ClassRejected    = "rejected_input"
 	ClassOther       = "other"
 )
 
 // Classify names the class of a backend failure for counting and alerting:
-// unavailable, deadline, bad_output, canceled (the client went away) or other.
+// unavailable, deadline, bad_output, rejected_input (the request's input
+// was refused: not the model's fault), canceled (the client went away) or
+// other.
 func Classify(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -65,6 +117,8 @@ func Classify(err error) string {
 		return ClassUnavailable
 	case errors.Is(err, ErrBadOutput):
 		return ClassBadOutput
+	case errors.Is(err, ErrRejectedInput):
+		return ClassRejected
 	}
 	return ClassOther
 }

@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 
@@ -22,7 +21,8 @@ const (
 
 // ErrBadInput is wrapped by Predict's errors about the request itself: an
 // input tensor of the wrong dtype or shape, or K < 1. Such a request fails
-// the same way on every embedded model, so it is not the arm's fault.
+// the same way on every embedded model, so it is not the arm's fault: the
+// errors are *backend.InputError and match backend.ErrRejectedInput.
 var ErrBadInput = errors.New("embedded: bad input")
 
 // checkEvery is how many items are scored between two looks at the
@@ -59,7 +59,7 @@ const checkEvery = 4096
 // and an error wrapping ErrBadInput for malformed inputs or K < 1.
 func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
 	if req.K < 1 {
-		return nil, fmt.Errorf("%w: k = %d, want at least 1", ErrBadInput, req.K)
+		return nil, backend.RejectInput(ErrBadInput, "k = %d, want at least 1", req.K)
 	}
 	done := ctx.Done()
 	if done != nil {
@@ -95,8 +95,8 @@ var errDone = errors.New("context done")
 func (m *Model) query(req *backend.Request, s *scratch) ([]float32, error) {
 	if t := req.Input(InputUserID); t != nil {
 		if t.DType != featurizer.String || len(t.String) != 1 {
-			return nil, fmt.Errorf("%w: input %q must be a string tensor of shape [1], got %s with %d values",
-				ErrBadInput, InputUserID, t.DType, t.Len())
+			return nil, backend.RejectInput(ErrBadInput, "input %q must be a string tensor of shape [1], got %s with %d values",
+				InputUserID, t.DType, t.Len())
 		}
 		if u, ok := m.userIndex[t.String[0]]; ok {
 			off := int(u) * m.dim
@@ -105,7 +105,7 @@ func (m *Model) query(req *backend.Request, s *scratch) ([]float32, error) {
 	}
 	if t := req.Input(InputRecentItems); t != nil {
 		if t.DType != featurizer.String {
-			return nil, fmt.Errorf("%w: input %q must be a string tensor, got %s", ErrBadInput, InputRecentItems, t.DType)
+			return nil, backend.RejectInput(ErrBadInput, "input %q must be a string tensor, got %s", InputRecentItems, t.DType)
 		}
 		// Summed in float64: float32 sums of large vectors could overflow.
 		if cap(s.sum) < m.dim {

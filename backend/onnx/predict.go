@@ -17,8 +17,10 @@ import (
 )
 
 // ErrBadInput is wrapped by Predict's errors about the request itself: a
-// missing input, an input of the wrong dtype or shape, K < 1, or no
-// candidates for a model whose scores are aligned with them.
+// missing input, an input of the wrong dtype or shape, K < 1, no
+// candidates for a model whose scores are aligned with them, or ONNX
+// Runtime refusing an input tensor. They are *backend.InputError and match
+// backend.ErrRejectedInput.
 var ErrBadInput = errors.New("onnx: bad input")
 
 // errClosed is returned by Predict after Close.
@@ -35,15 +37,15 @@ var errClosed = fmt.Errorf("%w: onnx model closed", backend.ErrUnavailable)
 //     restricted to the candidates that are in it.
 //   - ids + scores: the model's own list, filtered and re-ranked.
 //
-// A duplicate id keeps its best score; NaN scores are dropped. Output of the
-// wrong size wraps backend.ErrBadOutput. With batching the request may run
+// A duplicate id keeps its best score. Output of the wrong size, or with a
+// NaN or infinite score, wraps backend.ErrBadOutput. With batching the request may run
 // with others; it never waits past ctx's deadline (or Config.Timeout).
 func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
 	if req.K < 1 {
-		return nil, fmt.Errorf("%w: k = %d, want at least 1", ErrBadInput, req.K)
+		return nil, backend.RejectInput(ErrBadInput, "k = %d, want at least 1", req.K)
 	}
 	if m.mode == modeAligned && req.Candidates == nil {
-		return nil, fmt.Errorf("%w: this model scores the request's candidates, and the request has none", ErrBadInput)
+		return nil, backend.RejectInput(ErrBadInput, "this model scores the request's candidates, and the request has none")
 	}
 	if m.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -87,23 +89,23 @@ func (m *Model) prepare(req *backend.Request) (*prepared, error) {
 	for i, gi := range m.inputs {
 		t := req.Input(gi.name)
 		if t == nil {
-			return nil, fmt.Errorf("%w: input %q is missing", ErrBadInput, gi.name)
+			return nil, backend.RejectInput(ErrBadInput, "input %q is missing", gi.name)
 		}
 		if t.DType != gi.dtype {
-			return nil, fmt.Errorf("%w: input %q is %s, the model wants %s", ErrBadInput, gi.name, t.DType, gi.dtype)
+			return nil, backend.RejectInput(ErrBadInput, "input %q is %s, the model wants %s", gi.name, t.DType, gi.dtype)
 		}
 		if len(t.Shape) != len(gi.dims) || len(t.Shape) == 0 || t.Shape[0] != 1 {
-			return nil, fmt.Errorf("%w: input %q has shape %v, the model wants %v", ErrBadInput, gi.name, t.Shape, gi.dims)
+			return nil, backend.RejectInput(ErrBadInput, "input %q has shape %v, the model wants %v", gi.name, t.Shape, gi.dims)
 		}
 		n := int64(1)
 		for j, d := range t.Shape {
 			if d < 0 || (gi.dims[j] >= 0 && d != gi.dims[j]) {
-				return nil, fmt.Errorf("%w: input %q has shape %v, the model wants %v", ErrBadInput, gi.name, t.Shape, gi.dims)
+				return nil, backend.RejectInput(ErrBadInput, "input %q has shape %v, the model wants %v", gi.name, t.Shape, gi.dims)
 			}
 			n *= d
 		}
 		if int64(t.Len()) != n {
-			return nil, fmt.Errorf("%w: input %q has %d values for shape %v", ErrBadInput, gi.name, t.Len(), t.Shape)
+			return nil, backend.RejectInput(ErrBadInput, "input %q has %d values for shape %v", gi.name, t.Len(), t.Shape)
 		}
 		p.inputs[i] = t
 		for _, d := range t.Shape[1:] {
@@ -214,9 +216,34 @@ func (m *Model) runSession(ctx context.Context, ins, outs []ort.Value) error {
 		return cerr
 	}
 	if err != nil {
+		if refusesInput(err) {
+			return backend.RejectInput(ErrBadInput, "%v", err)
+		}
 		return fmt.Errorf("onnx: run: %w", err)
 	}
 	return nil
+}
+
+// refusesInput reports whether a run error is ONNX Runtime refusing the
+// request's input rather than the model failing. Only the message reaches
+// Go through onnxruntime_go, not the status code, so it is matched on how
+// ONNX Runtime begins such messages: feeds checked against the graph's
+// inputs, and an index beyond a Gather's table (a token or item id out of
+// an embedding's range).
+func refusesInput(err error) bool {
+	msg := err.Error()
+	for _, p := range [...]string{
+		"Invalid Feed Input Name",
+		"Got invalid dimensions for input",
+		"Invalid rank for input",
+		"Unexpected input data type",
+		"indices element out of data bounds",
+	} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // perRow checks an output's shape against the batch size and returns the
@@ -283,7 +310,7 @@ func batchTensor(ps []*prepared, i int, b int64) (ort.Value, error) {
 		}
 		return st, nil
 	}
-	return nil, fmt.Errorf("%w: input %q has dtype %s", ErrBadInput, first.Name, first.DType)
+	return nil, backend.RejectInput(ErrBadInput, "input %q has dtype %s", first.Name, first.DType)
 }
 
 func newTensor[T ort.TensorData](ps []*prepared, i int, shape ort.Shape, get func(*featurizer.Tensor) []T) (ort.Value, error) {
@@ -310,11 +337,13 @@ func newTensor[T ort.TensorData](ps []*prepared, i int, shape ort.Shape, get fun
 // rank turns a request's output row into its top k items.
 func (m *Model) rank(req *backend.Request, row *outputRow) ([]backend.Item, error) {
 	var cand map[string]struct{}
+	for i, s := range row.scores {
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return nil, fmt.Errorf("%w: output %q has the non-finite score %v at %d", backend.ErrBadOutput, m.cfg.Outputs.Scores, s, i)
+		}
+	}
 	best := map[string]float64{}
 	add := func(id string, s float64) {
-		if math.IsNaN(s) {
-			return
-		}
 		if _, ex := req.Exclude[id]; ex {
 			return
 		}

@@ -26,14 +26,16 @@ func (deadlineError) Error() string { return "tfserving: deadline exceeded" }
 func (deadlineError) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // ErrBadInput is wrapped by Predict's errors about the request itself: a
-// malformed input tensor, K < 1, or no candidates for a model whose scores
-// are aligned with the candidates. The request would fail the same way on
-// every TF Serving model, so it is not the server's fault.
+// malformed input tensor, K < 1, no candidates for a model whose scores
+// are aligned with the candidates, or TF Serving answering
+// INVALID_ARGUMENT. It is not the server's fault: these errors are
+// *backend.InputError and match backend.ErrRejectedInput too.
 var ErrBadInput = errors.New("tfserving: bad input")
 
 // Classify names the class of a Predict error, as backend.Classify does:
 // "deadline", "canceled" (the caller went away), "unavailable",
-// "bad_output" or "other". It also classifies a bare gRPC status error.
+// "bad_output", "rejected_input" or "other". It also classifies a bare gRPC
+// status error.
 func Classify(err error) string {
 	if err == nil {
 		return backend.ClassOther
@@ -49,6 +51,8 @@ func Classify(err error) string {
 			return backend.ClassCanceled
 		case codes.Unavailable, codes.NotFound, codes.ResourceExhausted:
 			return backend.ClassUnavailable
+		case codes.InvalidArgument:
+			return backend.ClassRejected
 		}
 	}
 	return backend.ClassOther
@@ -73,6 +77,11 @@ func callError(ctx context.Context, op string, timeout time.Duration, err error)
 		// the server sheds load. Canceled without our context being done:
 		// the connection is closing.
 		return fmt.Errorf("tfserving %s: %w: %s: %s", op, backend.ErrUnavailable, st.Code(), st.Message())
+	case codes.InvalidArgument:
+		// The server refused the tensors this request made (a shape, a
+		// dtype, an id out of an embedding's range): the request's fault,
+		// and the server's message says what to fix.
+		return fmt.Errorf("tfserving %s: %w", op, &backend.InputError{Err: ErrBadInput, Msg: st.Message()})
 	}
 	return fmt.Errorf("tfserving %s: %s: %s", op, st.Code(), st.Message())
 }
@@ -82,7 +91,7 @@ func badOutput(format string, args ...any) error {
 	return fmt.Errorf("tfserving predict: %w: %s", backend.ErrBadOutput, fmt.Sprintf(format, args...))
 }
 
-// badInput returns an error wrapping ErrBadInput.
+// badInput returns a *backend.InputError wrapping ErrBadInput.
 func badInput(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
+	return backend.RejectInput(ErrBadInput, format, args...)
 }

@@ -140,14 +140,32 @@ func TestDecodeStringList(t *testing.T) {
 	}
 }
 
-func TestNaNScoreIsBadOutput(t *testing.T) {
-	resp := &apis.PredictResponse{Outputs: map[string]*framework.TensorProto{"scores": {
-		Dtype: framework.DataType_DT_FLOAT, TensorShape: &framework.TensorShapeProto{Dim: []*framework.TensorShapeProto_Dim{{Size: 2}}},
-		FloatVal: []float32{1, float32(math.NaN())}}}}
-	m := &Model{cfg: Config{Outputs: Outputs{Scores: "scores"}}}
-	_, err := m.items(resp, &backend.Request{Candidates: []string{"a", "b"}, K: 2})
-	if !errors.Is(err, backend.ErrBadOutput) {
-		t.Fatalf("err = %v, want bad output", err)
+func TestNonFiniteScoreIsBadOutput(t *testing.T) {
+	tests := []struct {
+		name    string
+		scores  []float32
+		exclude string
+	}{
+		{name: "NaN", scores: []float32{1, float32(math.NaN())}},
+		{name: "+Inf", scores: []float32{float32(math.Inf(1)), 0.5}},
+		{name: "-Inf", scores: []float32{0.5, float32(math.Inf(-1))}},
+		{name: "Inf of an excluded item", scores: []float32{0.5, float32(math.Inf(1))}, exclude: "b"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := &apis.PredictResponse{Outputs: map[string]*framework.TensorProto{"scores": {
+				Dtype: framework.DataType_DT_FLOAT, TensorShape: &framework.TensorShapeProto{Dim: []*framework.TensorShapeProto_Dim{{Size: 2}}},
+				FloatVal: tc.scores}}}
+			m := &Model{cfg: Config{Outputs: Outputs{Scores: "scores"}}}
+			req := &backend.Request{Candidates: []string{"a", "b"}, K: 2}
+			if tc.exclude != "" {
+				req.Exclude = map[string]struct{}{tc.exclude: {}}
+			}
+			items, err := m.items(resp, req)
+			if !errors.Is(err, backend.ErrBadOutput) || backend.Classify(err) != backend.ClassBadOutput {
+				t.Fatalf("items = %v, err = %v, want bad output", items, err)
+			}
+		})
 	}
 }
 

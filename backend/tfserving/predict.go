@@ -33,8 +33,9 @@ import (
 // Errors wrap backend.ErrUnavailable (server unreachable, model or version
 // not loaded, load shed), ErrDeadline (which also matches
 // context.DeadlineExceeded), context.Canceled, backend.ErrBadOutput (outputs
-// missing or of the wrong dtype or shape, NaN scores) or ErrBadInput (a
-// malformed request); Classify names the class. Predict is safe for
+// missing or of the wrong dtype or shape, NaN or infinite scores) or
+// ErrBadInput (a malformed request, or INVALID_ARGUMENT from the server;
+// these also match backend.ErrRejectedInput); Classify names the class. Predict is safe for
 // concurrent use.
 func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
 	if req.K < 1 {
@@ -365,12 +366,14 @@ func rank(ids idList, scores *scoreVec, req *backend.Request, onlyCandidates boo
 	h := make([]ranked, 0, k)
 	for i := range scores.n {
 		row := int32(i)
+		// Any non-finite score, even of a row filtered out below, says the
+		// model is sick; it could not be sent as JSON either.
+		s := scores.at(i)
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return nil, badOutput("score of %q is %v", ids.str(row), s)
+		}
 		if (req.Exclude != nil && ids.in(row, req.Exclude)) || (allowed != nil && !ids.in(row, allowed)) {
 			continue
-		}
-		s := scores.at(i)
-		if math.IsNaN(s) {
-			return nil, badOutput("score of %q is NaN", ids.str(row))
 		}
 		r := ranked{s, row}
 		if len(h) < k {

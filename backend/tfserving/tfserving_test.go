@@ -408,6 +408,7 @@ func TestPredictErrors(t *testing.T) {
 		noCands   bool
 		wantClass string
 		wantIs    error
+		wantMsg   string // the backend's own words, for a rejected input
 		maxTime   time.Duration
 	}{
 		{name: "wrong dtype", fault: tfservingtest.Fault{BadOutput: tfservingtest.WrongDType}, wantClass: "bad_output", wantIs: backend.ErrBadOutput},
@@ -427,8 +428,10 @@ func TestPredictErrors(t *testing.T) {
 		{name: "server unavailable", fault: tfservingtest.Fault{Fail: codes.Unavailable}, wantClass: "unavailable", wantIs: backend.ErrUnavailable},
 		{name: "version not found", fault: tfservingtest.Fault{Fail: codes.NotFound}, wantClass: "unavailable", wantIs: backend.ErrUnavailable},
 		{name: "server deadline", fault: tfservingtest.Fault{Fail: codes.DeadlineExceeded}, wantClass: "deadline", wantIs: tfserving.ErrDeadline},
-		{name: "invalid argument", fault: tfservingtest.Fault{Fail: codes.InvalidArgument}, wantClass: "other"},
-		{name: "no candidates", wantClass: "other", wantIs: tfserving.ErrBadInput, noCands: true},
+		{name: "invalid argument", fault: tfservingtest.Fault{Fail: codes.InvalidArgument, Message: "Expected shape [1,3]"},
+			wantClass: "rejected_input", wantIs: backend.ErrRejectedInput, wantMsg: "Expected shape [1,3]"},
+		{name: "no candidates", wantClass: "rejected_input", wantIs: tfserving.ErrBadInput, noCands: true},
+		{name: "failed precondition", fault: tfservingtest.Fault{Fail: codes.FailedPrecondition}, wantClass: "other"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -457,6 +460,13 @@ func TestPredictErrors(t *testing.T) {
 			}
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("error %v does not wrap %v", err, tc.wantIs)
+			}
+			var ie *backend.InputError
+			if errors.As(err, &ie) != (tc.wantClass == "rejected_input") {
+				t.Errorf("error %v: *backend.InputError in its chain = %v, want %v", err, ie != nil, tc.wantClass == "rejected_input")
+			}
+			if tc.wantMsg != "" && (ie == nil || ie.Msg != tc.wantMsg) {
+				t.Errorf("error %v: backend message %+v, want %q", err, ie, tc.wantMsg)
 			}
 			if tc.maxTime > 0 && elapsed > tc.maxTime {
 				t.Errorf("took %s, want at most %s", elapsed, tc.maxTime)

@@ -138,8 +138,10 @@ const (
 // call's deadline), then, if Fail is not codes.OK, an error with that code,
 // else the response spoiled as BadOutput says.
 type Fault struct {
-	Delay     time.Duration
-	Fail      codes.Code
+	Delay time.Duration
+	Fail  codes.Code
+	// Message is the failure's status message; "injected failure" when "".
+	Message   string
 	BadOutput BadOutput
 }
 
@@ -411,7 +413,11 @@ func (p predictionService) Predict(ctx context.Context, req *apis.PredictRequest
 		}
 	}
 	if f.Fail != codes.OK {
-		return nil, status.Errorf(f.Fail, "injected failure")
+		msg := f.Message
+		if msg == "" {
+			msg = "injected failure"
+		}
+		return nil, status.Error(f.Fail, msg)
 	}
 	if m == nil {
 		return nil, status.Errorf(codes.NotFound, "Servable not found for request: Latest(%s)", req.GetModelSpec().GetName())
