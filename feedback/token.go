@@ -29,12 +29,31 @@ type Token struct {
 	// if the endpoint's policy has changed since.
 	Window       time.Duration
 	OnImpression bool
-	ID           [12]byte
+	// Items is how many items the prediction returned: feedback accepts
+	// events for at most max(Items, 1) distinct item ids of it (see
+	// ItemLimit). Sign stores at most MaxTokenItems.
+	Items int
+	ID    [12]byte
 }
 
+// LegacyItems is the Items of a token signed before tokens carried the
+// count (version 3): the router's largest k, the most items any prediction
+// can have returned.
+const LegacyItems = 1000
+
+// MaxTokenItems is the largest Items a token carries.
+const MaxTokenItems = math.MaxUint16
+
+// ItemLimit is how many distinct non-empty item ids feedback accepts for
+// the prediction: as many as it returned, and at least one, so a client
+// may still name an item it showed next to an empty list.
+func (t *Token) ItemLimit() int { return max(t.Items, 1) }
+
 const (
-	tokenVersion = 3
-	sigLen       = 16 // truncated HMAC-SHA256: 128 bits
+	tokenVersion = 4
+	// v3Version tokens (without the item count) are still verified.
+	v3Version = 3
+	sigLen    = 16 // truncated HMAC-SHA256: 128 bits
 	// maxTokenLen bounds what Verify decodes; the router's limits on
 	// names and context values keep every token it signs far below it.
 	maxTokenLen    = 16384
@@ -42,8 +61,11 @@ const (
 )
 
 // headerLen is the fixed part of a token: version, key id, time, id,
-// propensity, window, flags.
-const headerLen = 1 + 4 + 8 + 12 + 4 + 4 + 1
+// propensity, window, flags, items; v3HeaderLen the same without items.
+const (
+	v3HeaderLen = 1 + 4 + 8 + 12 + 4 + 4 + 1
+	headerLen   = v3HeaderLen + 2
+)
 
 // ErrInvalidToken is returned for anything that is not a token signed by one
 // of the signer's keys.
@@ -96,6 +118,7 @@ func (s *Signer) Sign(t *Token) string {
 		flags |= flagImpression
 	}
 	buf = append(buf, flags)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(min(max(t.Items, 0), MaxTokenItems)))
 	for _, f := range [...]string{t.Endpoint, t.Arm, t.Segment} {
 		buf = binary.AppendUvarint(buf, uint64(len(f)))
 		buf = append(buf, f...)
@@ -116,11 +139,19 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 		return nil, ErrInvalidToken
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(raw) < headerLen+3+sigLen {
+	if err != nil || len(raw) < v3HeaderLen+3+sigLen {
 		return nil, ErrInvalidToken
 	}
 	body, sig := raw[:len(raw)-sigLen], raw[len(raw)-sigLen:]
-	if body[0] != tokenVersion {
+	hlen := headerLen
+	switch body[0] {
+	case tokenVersion:
+		if len(body) < headerLen+3 {
+			return nil, ErrInvalidToken
+		}
+	case v3Version:
+		hlen = v3HeaderLen
+	default:
 		return nil, ErrInvalidToken
 	}
 	// The key id picks the key; an unknown id (or a key id collision) is
@@ -149,7 +180,11 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 	t.Propensity = float64(math.Float32frombits(binary.BigEndian.Uint32(b[20:24])))
 	t.Window = time.Duration(binary.BigEndian.Uint32(b[24:28])) * time.Second
 	t.OnImpression = b[28]&flagImpression != 0
-	rest := body[headerLen:]
+	t.Items = LegacyItems
+	if hlen == headerLen {
+		t.Items = int(binary.BigEndian.Uint16(b[29:31]))
+	}
+	rest := body[hlen:]
 	fields := [3]*string{&t.Endpoint, &t.Arm, &t.Segment}
 	for _, f := range fields {
 		n, w := binary.Uvarint(rest)

@@ -15,15 +15,57 @@ func TestTokenRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := Token{Endpoint: "home", Arm: "mf@2", Segment: "surface=music,country=de", Time: time.UnixMilli(1764000000123),
-		Propensity: 0.75, Window: 36 * time.Hour, OnImpression: true, ID: NewID()}
+		Propensity: 0.75, Window: 36 * time.Hour, OnImpression: true, Items: 1000, ID: NewID()}
 	tok := s.Sign(&in)
 	out, err := s.Verify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out.Endpoint != in.Endpoint || out.Arm != in.Arm || out.Segment != in.Segment || !out.Time.Equal(in.Time) ||
-		out.ID != in.ID || out.Propensity != 0.75 || out.Window != in.Window || !out.OnImpression {
+		out.ID != in.ID || out.Propensity != 0.75 || out.Window != in.Window || !out.OnImpression || out.Items != 1000 {
 		t.Fatalf("round trip: got %+v, want %+v", out, in)
+	}
+}
+
+func TestTokenItems(t *testing.T) {
+	s, _ := NewSigner(key(1))
+	tests := []struct {
+		items, want, limit int
+	}{
+		{items: 0, want: 0, limit: 1},
+		{items: 1, want: 1, limit: 1},
+		{items: 10, want: 10, limit: 10},
+		{items: -3, want: 0, limit: 1},
+		{items: 1 << 20, want: MaxTokenItems, limit: MaxTokenItems},
+	}
+	for _, tc := range tests {
+		out, err := s.Verify(s.Sign(&Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: time.Now(), Items: tc.items, ID: NewID()}))
+		if err != nil || out.Items != tc.want || out.ItemLimit() != tc.limit {
+			t.Errorf("Items %d: verified %+v, %v; want Items %d, ItemLimit %d", tc.items, out, err, tc.want, tc.limit)
+		}
+	}
+}
+
+// v3Token was signed with key(1) by the token format before the item count
+// (version 3): endpoint home, arm mf@1, segment surface=music, served at
+// Unix ms 1764000000123, propensity 0.5, window 24h, id "abcdefghijkl".
+const v3Token = "A3LNboQAAAGatpfoe2FiY2RlZmdoaWprbD8AAAAAAVGAAARob21lBG1mQDENc3VyZmFjZT1tdXNpY6RtIlPbY9GsfwPqC2z_mo0"
+
+func TestVersion3TokenStillVerifies(t *testing.T) {
+	s, _ := NewSigner(key(1))
+	out, err := s.Verify(v3Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Endpoint != "home" || out.Arm != "mf@1" || out.Segment != "surface=music" || out.Time.UnixMilli() != 1764000000123 ||
+		out.Propensity != 0.5 || out.Window != 24*time.Hour || out.OnImpression || string(out.ID[:]) != "abcdefghijkl" {
+		t.Fatalf("v3 token decoded as %+v", out)
+	}
+	if out.Items != LegacyItems {
+		t.Fatalf("v3 token: Items = %d, want LegacyItems (%d)", out.Items, LegacyItems)
+	}
+	if again, err := s.Verify(s.Sign(out)); err != nil || again.Items != LegacyItems {
+		t.Fatalf("v3 token re-signed: %+v, %v", again, err)
 	}
 }
 
@@ -70,6 +112,8 @@ func TestKeyRotation(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	s, _ := NewSigner(key(1))
 	f.Add(s.Sign(&Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: time.Now(), ID: NewID()}))
+	f.Add(s.Sign(&Token{Endpoint: "home", Arm: "mf@1", Segment: "s=a", Time: time.Now(), Items: 7, ID: NewID()}))
+	f.Add(v3Token)
 	f.Add("")
 	f.Add("AAAA")
 	f.Fuzz(func(t *testing.T, tok string) {
@@ -77,7 +121,8 @@ func FuzzVerify(f *testing.F) {
 		if err == nil {
 			// Anything that verifies must re-sign to a token that verifies the same.
 			again, err := s.Verify(s.Sign(out))
-			if err != nil || again.Endpoint != out.Endpoint || again.Arm != out.Arm || again.Segment != out.Segment {
+			if err != nil || again.Endpoint != out.Endpoint || again.Arm != out.Arm || again.Segment != out.Segment ||
+				again.Items != out.Items || again.Window != out.Window || again.OnImpression != out.OnImpression {
 				t.Fatalf("re-signed token differs: %+v vs %+v (%v)", again, out, err)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/bandit"
@@ -331,7 +332,8 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 
 	served, fellBack := -1, false
 	var items []backend.Item
-	var lastErr error
+	var lastErr, rejected error // rejected: the first refusal of the input, by rejectedBy
+	var rejectedBy string
 	if r.met != nil || r.tel != nil {
 		defer func() { r.observe(ctx, start, ep, segment, chosen, served, fellBack, err) }()
 	}
@@ -339,13 +341,22 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 		v := snap.Versions[ep.Arms[i]]
 		start := time.Now()
 		it, err := r.call(ctx, v, &freq, cands, excl, k)
-		if fault.As(err) == nil && ctx.Err() == nil {
+		class := "" // the arm's failure class; "" when it served or the request is at fault
+		if err != nil && fault.As(err) == nil && ctx.Err() == nil {
+			class = backend.Classify(err)
+		}
+		// A refused input is the request's fault, not the arm's: it never
+		// feeds the guardrail, neither as a failure nor as a served call.
+		if fault.As(err) == nil && ctx.Err() == nil && class != backend.ClassRejected {
 			r.guardrail(ep, ep.Arms[i], err != nil, time.Since(start))
 		}
 		if err != nil {
-			if fault.As(err) == nil && ctx.Err() == nil {
-				r.errs.Add(counters.ErrorKey{Endpoint: ep.Name, Arm: ep.Arms[i], Class: backend.Classify(err)})
-				r.met.ArmError(ctx, ep.Name, ep.Arms[i], backend.Classify(err))
+			if class != "" {
+				r.errs.Add(counters.ErrorKey{Endpoint: ep.Name, Arm: ep.Arms[i], Class: class})
+				r.met.ArmError(ctx, ep.Name, ep.Arms[i], class)
+			}
+			if class == backend.ClassRejected && rejected == nil {
+				rejected, rejectedBy = err, ep.Arms[i]
 			}
 			return err
 		}
@@ -379,6 +390,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 			}
 		}
 	}
+	if served < 0 && rejected != nil {
+		return nil, rejectedInput(rejectedBy, rejected) // no trial: nobody served
+	}
 	if served < 0 {
 		msg := "no healthy arm could serve and no fallback is available"
 		if lastErr != nil {
@@ -411,7 +425,7 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 	spec := &snap.Versions[armName].Spec
 	model, version := spec.Name, spec.Version
 	tok := feedback.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: now,
-		Propensity: prop, Window: ep.Policy.Window(),
+		Propensity: prop, Window: ep.Policy.Window(), Items: len(items),
 		OnImpression: ep.Policy.TrialsOn == "impression", ID: feedback.NewID()}
 	resp := &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: armName, Model: model,
 		Version: version, Segment: segment, Items: items, Fallback: fellBack}
@@ -579,11 +593,38 @@ func (r *Router) call(ctx context.Context, v *registry.Version, freq *featurizer
 	cctx, pspan := r.tel.Child(cctx, predictSpanName(v.Spec.Backend.Type))
 	start := time.Now()
 	items, err := v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, Candidates: cands, Exclude: excl, K: k})
+	if err == nil {
+		// Whatever the backend let through, a non-finite score is a sick
+		// model's output, and could not be encoded as JSON.
+		err = backend.CheckScores(items)
+	}
 	r.endPredict(cctx, pspan, v, time.Since(start), err)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.Spec.Arm, err)
 	}
 	return filterItems(items, cands, excl, k), nil
+}
+
+// MaxRejectionLen bounds the backend's message a model_rejected_input error
+// shows the client, in bytes (cut at a character boundary).
+const MaxRejectionLen = 200
+
+// rejectedInput is the client's error when no arm accepted the request's
+// input and at least one refused it: err is the first refusal, by arm.
+func rejectedInput(arm string, err error) error {
+	msg := err.Error()
+	var ie *backend.InputError
+	if errors.As(err, &ie) {
+		msg = ie.Msg
+	}
+	if len(msg) > MaxRejectionLen {
+		cut := MaxRejectionLen
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut]
+	}
+	return fault.New(fault.Invalid, "model_rejected_input", "model %s rejected the request's input: %s", arm, msg)
 }
 
 // filterItems drops items outside cands (when given), excluded and

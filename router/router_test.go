@@ -3,6 +3,8 @@ package router
 import (
 	"context"
 	"fmt"
+	"math"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,7 +20,7 @@ import (
 // scorer is a test backend: it ranks the candidates (or c0..c19) with fixed
 // scores, or fails, or sleeps past its deadline, as its mode says.
 type scorer struct {
-	mode  atomic.Value // "ok", "fail", "slow", "junk"
+	mode  atomic.Value // "ok", "fail", "slow", "lag", "junk", "reject", "inf", "nan"
 	calls atomic.Int64
 }
 
@@ -32,6 +34,14 @@ func (s *scorer) Predict(ctx context.Context, req *backend.Request) ([]backend.I
 		return nil, ctx.Err()
 	case "lag":
 		time.Sleep(12 * time.Millisecond) // slow, but inside the 20 ms deadline
+	case "reject":
+		return nil, backend.RejectInput(nil, "%s", rejectMsg)
+	case "inf", "nan":
+		bad := math.Inf(1)
+		if s.mode.Load() == "nan" {
+			bad = math.NaN()
+		}
+		return []backend.Item{{ID: "c0", Score: 1}, {ID: "c1", Score: bad}}, nil
 	case "junk":
 		// A model that ignores candidates and exclude and repeats itself.
 		return []backend.Item{{ID: "x", Score: 9}, {ID: "c1", Score: 8}, {ID: "c1", Score: 7}, {ID: "c2", Score: 6}}, nil
@@ -48,6 +58,10 @@ func (s *scorer) Predict(ctx context.Context, req *backend.Request) ([]backend.I
 	}
 	return out, nil
 }
+
+// rejectMsg is what a "reject" scorer says: 251 bytes; its 200th byte is
+// inside a two-byte character, and a '!' follows it.
+var rejectMsg = "a" + strings.Repeat("é", 100) + "!" + strings.Repeat("x", 49)
 
 type fixture struct {
 	r       *Router
