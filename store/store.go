@@ -240,21 +240,40 @@ func (d *DB) AddTrials(_ context.Context, deltas map[counters.Key]uint64) error 
 // FeedbackOp is one accepted-so-far feedback event to apply atomically.
 // EventKey deduplicates the event itself. When SuccessKey is set and new, the
 // event counts a success; when TrialKey is set and new, it counts a trial.
-// All three keys expire at Expires.
+// When ItemsKey is set and Item is not "", the event is accepted only if
+// Item is one of the at most MaxItems distinct items already accepted under
+// ItemsKey, or there are fewer than MaxItems of them (it is then added);
+// otherwise it changes nothing and its result is TooMany. A duplicate event
+// is a duplicate whatever its item. Every key expires at Expires.
 type FeedbackOp struct {
 	EventKey   string
 	SuccessKey string
 	TrialKey   string
+	ItemsKey   string
+	Item       string
+	MaxItems   int
 	Counter    counters.Key
 	Expires    time.Time
+	// Now is the clock reading the caller checked the attribution window
+	// against: a key is live through its Expires instant as of Now, so an
+	// event the caller found inside its window always finds its earlier
+	// copies. Zero means the store's own clock.
+	Now time.Time
 }
 
 // FeedbackResult says what one FeedbackOp did.
 type FeedbackResult struct {
 	Duplicate bool // the event was seen before and changed nothing
+	TooMany   bool // the event named one item more than MaxItems and changed nothing
 	Success   bool // a success was counted
 	Trial     bool // a trial was counted
 }
+
+// ExpiryGrace is how long a dedupe key is kept past its expiry before it is
+// removed: a feedback call that checked its window an instant before a
+// key's expiry may reach the store a moment after it, and must still find
+// the key.
+const ExpiryGrace = 10 * time.Second
 
 // ApplyFeedback applies ops and the pending trial deltas in one durable
 // transaction (group-committed with concurrent callers): when it returns nil,
@@ -262,7 +281,7 @@ type FeedbackResult struct {
 // same transaction keeps durable successes from running ahead of trials.
 func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials map[counters.Key]uint64) ([]FeedbackResult, error) {
 	res := make([]FeedbackResult, len(ops))
-	now := d.now().UnixNano()
+	clock := d.now()
 	err := d.db.Batch(func(tx *bolt.Tx) error {
 		// Batch may run this function again on its own after a failure of a
 		// sibling; start from a clean result each time.
@@ -273,25 +292,51 @@ func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials ma
 				return err
 			}
 		}
-		setNX := func(key string, exp time.Time) (bool, error) {
-			if v := dd.Get([]byte(key)); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > now {
-				return false, nil
+		var now int64
+		// live reports whether key is set and unexpired as of now, and
+		// returns its value after the expiry.
+		live := func(key string) (bool, []byte) {
+			v := dd.Get([]byte(key))
+			if len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) >= now {
+				return true, v[8:]
 			}
-			var e [8]byte
-			binary.BigEndian.PutUint64(e[:], uint64(exp.UnixNano()))
-			if err := dd.Put([]byte(key), e[:]); err != nil {
-				return false, err
-			}
-			return true, ex.Put(append(e[:], key...), nil)
+			return false, nil
 		}
-		for i, op := range ops {
-			isNew, err := setNX(op.EventKey, op.Expires)
-			if err != nil {
+		put := func(key string, exp time.Time, extra []byte) error {
+			e := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(extra)), uint64(exp.UnixNano()))
+			e = append(e, extra...)
+			if err := dd.Put([]byte(key), e); err != nil {
 				return err
 			}
-			if !isNew {
+			return ex.Put(append(e[:8:8], key...), nil)
+		}
+		setNX := func(key string, exp time.Time) (bool, error) {
+			if ok, _ := live(key); ok {
+				return false, nil
+			}
+			return true, put(key, exp, nil)
+		}
+		for i, op := range ops {
+			now = clock.UnixNano()
+			if !op.Now.IsZero() {
+				now = op.Now.UnixNano()
+			}
+			if ok, _ := live(op.EventKey); ok {
 				res[i].Duplicate = true
 				continue
+			}
+			if op.ItemsKey != "" && op.Item != "" {
+				ok, err := d.admitItem(live, put, op)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					res[i].TooMany = true
+					continue
+				}
+			}
+			if err := put(op.EventKey, op.Expires, nil); err != nil {
+				return err
 			}
 			var trials, successes uint64
 			if op.TrialKey != "" {
@@ -326,20 +371,41 @@ func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials ma
 	return res, nil
 }
 
-// SweepExpired deletes dedupe keys that expired before now, at most limit of
-// them, and reports how many it deleted.
+// admitItem reports whether op's item is, or can become, one of the
+// distinct items of op.ItemsKey: the key ItemsKey holds their count after
+// its expiry, and ItemsKey NUL item marks each of them.
+func (d *DB) admitItem(live func(string) (bool, []byte), put func(string, time.Time, []byte) error, op FeedbackOp) (bool, error) {
+	itemKey := op.ItemsKey + "\x00" + op.Item
+	if ok, _ := live(itemKey); ok {
+		return true, nil
+	}
+	n := uint32(0)
+	if ok, v := live(op.ItemsKey); ok && len(v) == 4 {
+		n = binary.BigEndian.Uint32(v)
+	}
+	if int64(n) >= int64(op.MaxItems) {
+		return false, nil
+	}
+	if err := put(itemKey, op.Expires, nil); err != nil {
+		return false, err
+	}
+	return true, put(op.ItemsKey, op.Expires, binary.BigEndian.AppendUint32(nil, n+1))
+}
+
+// SweepExpired deletes dedupe keys that expired more than ExpiryGrace
+// before now, at most limit of them, and reports how many it deleted.
 func (d *DB) SweepExpired(_ context.Context, limit int) (int, error) {
 	n := 0
-	now := uint64(d.now().UnixNano())
+	now := uint64(d.now().Add(-ExpiryGrace).UnixNano())
 	err := d.db.Update(func(tx *bolt.Tx) error {
 		dd, ex := tx.Bucket(bDedupe), tx.Bucket(bExpiry)
 		c := ex.Cursor()
 		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
-			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) > now {
+			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) >= now {
 				break
 			}
 			key := k[8:]
-			if v := dd.Get(key); len(v) == 8 && binary.BigEndian.Uint64(v) <= now {
+			if v := dd.Get(key); len(v) >= 8 && binary.BigEndian.Uint64(v) < now {
 				if err := dd.Delete(key); err != nil {
 					return err
 				}

@@ -102,3 +102,99 @@ func TestRegistryRecordsAndSigningKey(t *testing.T) {
 		t.Fatal("a second Open of a held data dir must fail")
 	}
 }
+
+func TestFeedbackItemLimit(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, t.TempDir())
+	defer db.Close()
+	k := counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}
+	exp := time.Now().Add(time.Hour)
+	op := func(typ, item string) FeedbackOp {
+		o := FeedbackOp{EventKey: "e1" + typ + "\x00" + item, ItemsKey: "i1", Item: item, MaxItems: 2, Counter: k, Expires: exp}
+		if typ == "click" {
+			o.SuccessKey = "s1"
+		}
+		return o
+	}
+	steps := []struct {
+		op   FeedbackOp
+		want FeedbackResult
+	}{
+		{op("click", "a"), FeedbackResult{Success: true}},
+		{op("impression", ""), FeedbackResult{}}, // no item: not counted against the limit
+		{op("click", "b"), FeedbackResult{}},
+		{op("click", "c"), FeedbackResult{TooMany: true}},
+		{op("click", "c"), FeedbackResult{TooMany: true}}, // refused, so not remembered as seen
+		{op("click", "b"), FeedbackResult{Duplicate: true}},
+		{op("impression", "a"), FeedbackResult{}}, // a known item, another event
+		{op("impression", "d"), FeedbackResult{TooMany: true}},
+	}
+	for i, s := range steps {
+		res, err := db.ApplyFeedback(ctx, []FeedbackOp{s.op}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0] != s.want {
+			t.Errorf("step %d (%q): got %+v, want %+v", i, s.op.EventKey, res[0], s.want)
+		}
+	}
+	// In one batch, the limit holds as well.
+	ops := []FeedbackOp{op("click", "x"), op("click", "y"), op("click", "z")}
+	for i := range ops {
+		ops[i].ItemsKey = "i2"
+		ops[i].EventKey = "e2" + ops[i].EventKey[2:]
+	}
+	res, err := db.ApplyFeedback(ctx, ops, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].TooMany || res[1].TooMany || !res[2].TooMany {
+		t.Fatalf("batch of 3 items with a limit of 2: %+v", res)
+	}
+}
+
+// The store decides whether an earlier copy of an event is still live with
+// the caller's clock reading, the one the attribution window was checked
+// with: a click at the very end of the window is a duplicate even when the
+// store's own clock has moved past the window by then.
+func TestFeedbackDedupeUsesCallersClock(t *testing.T) {
+	ctx := context.Background()
+	db := open(t, t.TempDir())
+	defer db.Close()
+	k := counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}
+	end := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC) // the window's end: Expires
+	click := func(now time.Time) FeedbackOp {
+		return FeedbackOp{EventKey: "e1click\x00i1", SuccessKey: "s1", Counter: k, Expires: end, Now: now}
+	}
+	db.now = func() time.Time { return end.Add(-time.Hour) }
+	if res, err := db.ApplyFeedback(ctx, []FeedbackOp{click(end.Add(-time.Hour))}, nil); err != nil || !res[0].Success {
+		t.Fatalf("first click: %+v, %v", res, err)
+	}
+	db.now = func() time.Time { return end.Add(time.Millisecond) } // the store reads its clock a moment later
+	tests := []struct {
+		name string
+		now  time.Time
+		want FeedbackResult
+	}{
+		{"checked at the window's last instant", end, FeedbackResult{Duplicate: true}},
+		{"checked a millisecond before", end.Add(-time.Millisecond), FeedbackResult{Duplicate: true}},
+		{"after the window (the caller would have refused it)", end.Add(time.Nanosecond), FeedbackResult{Success: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := db.ApplyFeedback(ctx, []FeedbackOp{click(tc.now)}, nil)
+			if err != nil || res[0] != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", res, err, tc.want)
+			}
+		})
+	}
+	// Swept only once ExpiryGrace has passed.
+	db.now = func() time.Time { return end.Add(ExpiryGrace / 2) }
+	if n, err := db.SweepExpired(ctx, 100); err != nil || n != 0 {
+		t.Fatalf("SweepExpired within the grace = %d, %v; want 0", n, err)
+	}
+	db.now = func() time.Time { return end.Add(ExpiryGrace + time.Second) }
+	if n, err := db.SweepExpired(ctx, 100); err != nil || n == 0 {
+		t.Fatalf("SweepExpired after the grace = %d, %v; want the keys swept", n, err)
+	}
+}
