@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -39,8 +40,8 @@ func newBatch(feedback bool, deltas map[counters.Key]uint64, ops []store.Feedbac
 
 func (b *batch) idHex() string { return hex.EncodeToString(b.id[:]) }
 
-// Payload layout, version 1 (integers are Go varints, strings a uvarint
-// length then bytes):
+// Payload layout, version 2 (integers are Go varints, strings a uvarint
+// length then bytes; version 1 had no items key, item and max items):
 //
 //	version   byte 1
 //	kind      byte 'T' (AddTrials) or 'F' (ApplyFeedback)
@@ -49,8 +50,9 @@ func (b *batch) idHex() string { return hex.EncodeToString(b.id[:]) }
 //	ndeltas   uvarint, then per delta: endpoint, segment, arm (strings), count (uvarint)
 //	nops      uvarint, then per op: event, trial, success keys, endpoint,
 //	          segment, arm (strings), expires (varint Unix nanoseconds),
+//	          items key, item (strings), max items (uvarint),
 //	          provisional answer (byte 'n', 'd', or 0 when none was given)
-const batchVersion = 1
+const batchVersion = 2
 
 func encodeBatch(b *batch) []byte {
 	buf := make([]byte, 0, 64+len(b.ops)*96+len(b.deltas)*48)
@@ -79,6 +81,9 @@ func encodeBatch(b *batch) []byte {
 		buf = appendStr(buf, op.Counter.Segment)
 		buf = appendStr(buf, op.Counter.Arm)
 		buf = binary.AppendVarint(buf, op.Expires.UnixNano())
+		buf = appendStr(buf, op.ItemsKey)
+		buf = appendStr(buf, op.Item)
+		buf = binary.AppendUvarint(buf, uint64(max(op.MaxItems, 0)))
 		var p byte
 		if b.prov != nil {
 			p = b.prov[i]
@@ -179,8 +184,9 @@ func (d *decoder) count(minSize int) int {
 
 func decodeBatch(p []byte) (*batch, error) {
 	d := &decoder{b: p}
-	if v := d.byte1(); v != batchVersion {
-		return nil, fmt.Errorf("batch record version %d, want %d", v, batchVersion)
+	v := d.byte1()
+	if v != batchVersion && v != 1 {
+		return nil, fmt.Errorf("batch record version %d, want 1 or %d", v, batchVersion)
 	}
 	b := &batch{}
 	switch d.byte1() {
@@ -212,6 +218,10 @@ func decodeBatch(p []byte) (*batch, error) {
 			op.EventKey, op.TrialKey, op.SuccessKey = d.str(), d.str(), d.str()
 			op.Counter = counters.Key{Endpoint: d.str(), Segment: d.str(), Arm: d.str()}
 			op.Expires = time.Unix(0, d.varint())
+			if v >= 2 {
+				op.ItemsKey, op.Item = d.str(), d.str()
+				op.MaxItems = int(min(d.uvarint(), math.MaxInt32))
+			}
 			b.prov[i] = d.byte1()
 			given = given || b.prov[i] != 0
 		}

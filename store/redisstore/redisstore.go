@@ -31,8 +31,10 @@
 //	P signing_key                  string, 32 random bytes, created once (SET NX)
 //	P counters:trials              hash  field "endpoint\x00arm\x00segment" -> trials
 //	P counters:successes           hash  same fields -> successes
-//	P d:<dedupe key>               string "1", TTL = the op's Expires - now (min 1 s):
-//	                               event, trial and success keys of FeedbackOp
+//	P d:<dedupe key>               string "1", TTL = the op's Expires - its Now
+//	                               + store.ExpiryGrace (min 1 s): event, trial
+//	                               and success keys of FeedbackOp; for its
+//	                               ItemsKey a set of the distinct items, same TTL
 //	P batch:<32 hex>               string, the batch's recorded results, TTL BatchTTL
 //	P disc                         hash  field "endpoint\x00arm\x00segment" -> 40-byte
 //	                               discounted-count snapshot (as *store.DB encodes it)
@@ -581,7 +583,8 @@ func nonZero(m map[counters.Key]uint64) map[counters.Key]uint64 {
 // When Redis does not answer within OpTimeout, the batch is written to the
 // write-ahead log (fsynced before ApplyFeedback returns) and the results
 // are provisional: Duplicate only for an event this replica saw before
-// while Redis was away, and no Trial or Success, since counting happens
+// while Redis was away, never TooMany (the item limit is applied when the
+// batch is replayed), and no Trial or Success, since counting happens
 // when the batch is replayed. It fails only when the log is full
 // (ErrWALFull) or broken, or Redis rejects the script.
 func (s *Store) ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendingTrials map[counters.Key]uint64) ([]store.FeedbackResult, error) {

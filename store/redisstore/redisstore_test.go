@@ -111,6 +111,14 @@ func impression(pred string, k counters.Key) store.FeedbackOp {
 	return store.FeedbackOp{EventKey: "e" + pred + "impression\x00", TrialKey: "t" + pred, Counter: k, Expires: time.Now().Add(time.Hour)}
 }
 
+// limited is a click of pred on item, whose prediction accepts events for
+// at most two distinct items.
+func limited(item, pred string, k counters.Key) store.FeedbackOp {
+	op := click(item, pred, k)
+	op.ItemsKey, op.Item, op.MaxItems = "i"+pred, item, 2
+	return op
+}
+
 // TestSameAnswersAsEmbeddedStore runs one sequence of calls against the
 // embedded store and against Redis: results and counters must agree.
 func TestSameAnswersAsEmbeddedStore(t *testing.T) {
@@ -145,6 +153,10 @@ func TestSameAnswersAsEmbeddedStore(t *testing.T) {
 			{pending: map[counters.Key]uint64{kB: 2}},
 			{trials: map[counters.Key]uint64{kA: 1}},
 		}, map[counters.Key][2]uint64{kA: {4, 0}, kB: {2, 0}}},
+		{"at most two distinct items of a prediction", []call{
+			{ops: []store.FeedbackOp{limited("a", "p5", kA), limited("b", "p5", kA), limited("c", "p5", kA), limited("a", "p5", kA)}},
+			{ops: []store.FeedbackOp{limited("c", "p5", kA), limited("b", "p5", kA), limited("x", "p6", kA)}},
+		}, map[counters.Key][2]uint64{kA: {0, 2}}},
 		{"already expired event still counts once", []call{
 			{ops: []store.FeedbackOp{{EventKey: "eold", SuccessKey: "sold", Counter: kA, Expires: time.Now().Add(-time.Minute)}}},
 		}, map[counters.Key][2]uint64{kA: {0, 1}}},
@@ -718,5 +730,30 @@ func TestLostReplyIsNotCountedTwice(t *testing.T) {
 	want := map[counters.Key][2]uint64{kA: {1, 1}, kB: {4, 0}}
 	if got := countsOf(t, s); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("counters %v, want %v", got, want)
+	}
+}
+
+// A dedupe key outlives the window by store.ExpiryGrace, counted from the
+// caller's clock reading: Redis starts the TTL when the script runs, a
+// moment later, and an event checked just inside its window must still
+// find its first copy.
+func TestDedupeTTLFromCallersClock(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	s := openStore(t, srv.URL(), onlineOpts())
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), DisableIdentity: true})
+	defer rdb.Close()
+	now := time.Now()
+	op := limited("a", "p7", kA)
+	op.Now, op.Expires = now.Add(-20*time.Second), now.Add(10*time.Second) // read 20 s ago, 30 s of window left then
+	if _, err := s.ApplyFeedback(ctx, []store.FeedbackOp{op}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := 30*time.Second + store.ExpiryGrace
+	for _, key := range []string{op.EventKey, op.SuccessKey, op.ItemsKey} {
+		ttl, err := rdb.TTL(ctx, DefaultPrefix+"d:"+key).Result()
+		if err != nil || ttl < want-2*time.Second || ttl > want {
+			t.Errorf("TTL of %q = %s, %v; want about %s (window left as of the caller's clock, plus the grace)", key, ttl, err, want)
+		}
 	}
 }

@@ -16,18 +16,21 @@ import (
 //	KEYS[1]   batch record  <prefix>batch:<id>
 //	KEYS[2]   trials hash   <prefix>counters:trials
 //	KEYS[3]   successes     <prefix>counters:successes
-//	KEYS[4..] per op, three dedupe keys: event, trial, success
-//	          (<prefix>d:<key>; the event key stands in for an absent one)
+//	KEYS[4..] per op, four dedupe keys: event, trial, success, and the
+//	          prediction's set of distinct items (<prefix>d:<key>; the event
+//	          key stands in for an absent one)
 //	ARGV[1]   seconds to keep the batch record
 //	ARGV[2]   n, the number of pending trial deltas, then n pairs
 //	          (counter field, delta as a decimal string)
 //	then per op: dedupe TTL in seconds, counter field, has_trial "1"/"0",
-//	          has_success "1"/"0"
+//	          has_success "1"/"0", item ("" for none or no limit), the
+//	          most distinct items of the set
 //
 // It returns {0, record} when it applied the batch, {1, record} when the
 // batch had been applied before (nothing changes then). record is "r"
-// followed by one character per op: "d" a duplicate event, else a digit
-// whose bit 1 says a trial and bit 2 a success was counted.
+// followed by one character per op: "d" a duplicate event, "x" an event
+// that named one item more than the set may hold (nothing changed), else a
+// digit whose bit 1 says a trial and bit 2 a success was counted.
 //
 // Every check and increment happens inside the script, so concurrent
 // replicas never lose or double an update (the read-modify-write race of
@@ -48,9 +51,19 @@ local trials, successes, order = {}, {}, {}
 local res = {'r'}
 local k = 4
 while a <= #ARGV do
-  local ttl, field = ARGV[a], ARGV[a + 1]
+  local ttl, field, item = ARGV[a], ARGV[a + 1], ARGV[a + 4]
   local code = 'd'
-  if redis.call('SET', KEYS[k], '1', 'NX', 'EX', ttl) then
+  local admit = redis.call('EXISTS', KEYS[k]) == 0
+  if admit and item ~= '' and redis.call('SISMEMBER', KEYS[k + 3], item) == 0 then
+    if redis.call('SCARD', KEYS[k + 3]) < tonumber(ARGV[a + 5]) then
+      redis.call('SADD', KEYS[k + 3], item)
+      redis.call('EXPIRE', KEYS[k + 3], ttl)
+    else
+      admit, code = false, 'x'
+    end
+  end
+  if admit then
+    redis.call('SET', KEYS[k], '1', 'EX', ttl)
     local c = 0
     if ARGV[a + 2] == '1' and redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', ttl) then
       c = c + 1
@@ -67,8 +80,8 @@ while a <= #ARGV do
     code = tostring(c)
   end
   res[#res + 1] = code
-  a = a + 4
-  k = k + 3
+  a = a + 6
+  k = k + 4
 end
 for _, f in ipairs(order) do
   if trials[f] > 0 then redis.call('HINCRBY', KEYS[2], f, trials[f]) end
@@ -86,8 +99,11 @@ func counterField(k counters.Key) string {
 	return k.Endpoint + "\x00" + k.Arm + "\x00" + k.Segment
 }
 
+// ttlSeconds is a dedupe key's TTL: until exp as of now, plus
+// store.ExpiryGrace, because Redis starts counting when the script runs,
+// a moment after the caller read its clock to check the event's window.
 func ttlSeconds(exp, now time.Time) string {
-	d := exp.Sub(now)
+	d := exp.Add(store.ExpiryGrace).Sub(now)
 	s := int64(d / time.Second)
 	if d%time.Second != 0 {
 		s++
@@ -97,9 +113,9 @@ func ttlSeconds(exp, now time.Time) string {
 
 // scriptArgs builds the script's keys and arguments for b as of now.
 func (s *Store) scriptArgs(b *batch, now time.Time) (keys []string, args []any) {
-	keys = make([]string, 0, 3+3*len(b.ops))
+	keys = make([]string, 0, 3+4*len(b.ops))
 	keys = append(keys, s.k("batch:"+b.idHex()), s.kTrials, s.kSuccesses)
-	args = make([]any, 0, 2+2*len(b.deltas)+4*len(b.ops))
+	args = make([]any, 0, 2+2*len(b.deltas)+6*len(b.ops))
 	args = append(args, strconv.FormatInt(int64(s.opt.BatchTTL/time.Second), 10), strconv.Itoa(len(b.deltas)))
 	for k, n := range b.deltas {
 		args = append(args, counterField(k), strconv.FormatUint(n, 10))
@@ -114,8 +130,16 @@ func (s *Store) scriptArgs(b *batch, now time.Time) (keys []string, args []any) 
 		if op.SuccessKey != "" {
 			sk, hs = s.kDedupe+op.SuccessKey, "1"
 		}
-		keys = append(keys, ev, tk, sk)
-		args = append(args, ttlSeconds(op.Expires, now), counterField(op.Counter), ht, hs)
+		ik, item := ev, ""
+		if op.ItemsKey != "" && op.Item != "" {
+			ik, item = s.kDedupe+op.ItemsKey, op.Item
+		}
+		at := now
+		if !op.Now.IsZero() {
+			at = op.Now // the reading the caller checked the window with
+		}
+		keys = append(keys, ev, tk, sk, ik)
+		args = append(args, ttlSeconds(op.Expires, at), counterField(op.Counter), ht, hs, item, strconv.Itoa(op.MaxItems))
 	}
 	return keys, args
 }
@@ -136,6 +160,8 @@ func parseReply(v any, nops int) (res []store.FeedbackResult, replayed bool, err
 		switch c := rec[i+1]; c {
 		case 'd':
 			res[i].Duplicate = true
+		case 'x':
+			res[i].TooMany = true
 		case '0', '1', '2', '3':
 			res[i].Trial = (c-'0')&1 != 0
 			res[i].Success = (c-'0')&2 != 0

@@ -247,7 +247,7 @@ func sampleBatch() *batch {
 		feedback: true,
 		deltas:   map[counters.Key]uint64{k: 7, {Endpoint: "home", Segment: "all", Arm: "mf@2"}: 1 << 40},
 		ops: []store.FeedbackOp{
-			{EventKey: "e\x01\x02click\x00i1", SuccessKey: "s\x01\x02", Counter: k, Expires: exp},
+			{EventKey: "e\x01\x02click\x00i1", SuccessKey: "s\x01\x02", ItemsKey: "i\x01\x02", Item: "i1", MaxItems: 10, Counter: k, Expires: exp},
 			{EventKey: "e\x01\x02impression\x00", TrialKey: "t\x01\x02", Counter: k, Expires: exp},
 		},
 		prov: []byte{provNew, provDup},
@@ -259,7 +259,7 @@ func sampleBatch() *batch {
 func TestBatchEncoding(t *testing.T) {
 	b := sampleBatch()
 	enc := encodeBatch(b)
-	golden := filepath.Join("testdata", "batch-v1.bin")
+	golden := filepath.Join("testdata", "batch-v2.bin")
 	if *update {
 		if err := os.WriteFile(golden, enc, 0o644); err != nil {
 			t.Fatal(err)
@@ -271,20 +271,33 @@ func TestBatchEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(enc, want) {
-		t.Fatalf("the v1 record encoding changed (run with -update only if old logs need not replay):\n got %x\nwant %x", enc, want)
+		t.Fatalf("the v2 record encoding changed (run with -update only if old logs need not replay):\n got %x\nwant %x", enc, want)
 	}
-	got, err := decodeBatch(want)
+	v1, err := os.ReadFile(filepath.Join("testdata", "batch-v1.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.id != b.id || !got.created.Equal(b.created) || got.feedback != b.feedback ||
-		!reflect.DeepEqual(got.deltas, b.deltas) || !reflect.DeepEqual(got.prov, b.prov) || len(got.ops) != len(b.ops) {
-		t.Fatalf("decoded %+v, want %+v", got, b)
-	}
-	for i := range b.ops {
-		g, w := got.ops[i], b.ops[i]
-		if g.EventKey != w.EventKey || g.TrialKey != w.TrialKey || g.SuccessKey != w.SuccessKey || g.Counter != w.Counter || !g.Expires.Equal(w.Expires) {
-			t.Errorf("op %d decoded %+v, want %+v", i, g, w)
+	v1Want := sampleBatch() // version 1 had no item limit
+	v1Want.ops[0].ItemsKey, v1Want.ops[0].Item, v1Want.ops[0].MaxItems = "", "", 0
+	for name, tc := range map[string]struct {
+		rec  []byte
+		want *batch
+	}{"v2": {want, b}, "v1": {v1, v1Want}} {
+		got, err := decodeBatch(tc.rec)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		w := tc.want
+		if got.id != w.id || !got.created.Equal(w.created) || got.feedback != w.feedback ||
+			!reflect.DeepEqual(got.deltas, w.deltas) || !reflect.DeepEqual(got.prov, w.prov) || len(got.ops) != len(w.ops) {
+			t.Fatalf("%s: decoded %+v, want %+v", name, got, w)
+		}
+		for i := range w.ops {
+			g, w := got.ops[i], w.ops[i]
+			if g.EventKey != w.EventKey || g.TrialKey != w.TrialKey || g.SuccessKey != w.SuccessKey || g.Counter != w.Counter || !g.Expires.Equal(w.Expires) ||
+				g.ItemsKey != w.ItemsKey || g.Item != w.Item || g.MaxItems != w.MaxItems {
+				t.Errorf("%s: op %d decoded %+v, want %+v", name, i, g, w)
+			}
 		}
 	}
 	// Every truncation of a record is refused, never misread.
