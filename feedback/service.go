@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/modelgate/modelgate/counters"
@@ -33,6 +34,9 @@ const (
 	CodeUnknownType   = "unknown_type"
 	CodeUnknownArm    = "unknown_endpoint_or_arm"
 	CodeInvalidItemID = "invalid_item_id"
+	// CodeTooManyEvents: the event names one distinct item_id more than
+	// the prediction returned items (Token.ItemLimit).
+	CodeTooManyEvents = "too_many_events"
 )
 
 // Event is one feedback event as sent by a client.
@@ -124,6 +128,9 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 	res := &Result{Rejected: []Rejection{}}
 	ops := make([]store.FeedbackOp, 0, len(events))
 	toks := make([]*Token, 0, len(events))
+	idx := make([]int, 0, len(events)) // the event index of each op
+	// One clock reading for the window check and the store's dedupe
+	// expiry, so the two never disagree about an event at the window's edge.
 	now := s.now()
 	for i, ev := range events {
 		code := ""
@@ -152,11 +159,19 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			continue
 		}
 		toks = append(toks, tok)
+		idx = append(idx, i)
 		id := string(tok.ID[:]) + string(binaryMillis(tok.Time))
 		op := store.FeedbackOp{
 			EventKey: "e" + id + ev.Type + "\x00" + ev.ItemID,
+			// The distinct item_ids of one prediction are bounded by what it
+			// served, so its dedupe state is too. An event without an item
+			// (an impression of the list) is not counted against it.
+			ItemsKey: "i" + id,
+			Item:     ev.ItemID,
+			MaxItems: tok.ItemLimit(),
 			Counter:  counters.Key{Endpoint: tok.Endpoint, Segment: tok.Segment, Arm: tok.Arm},
 			Expires:  tok.Time.Add(tok.Window),
+			Now:      now,
 		}
 		if ev.Type == Click {
 			op.SuccessKey = "s" + id
@@ -177,9 +192,15 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 		s.met.FeedbackEvents(ctx, "store_unavailable", int64(len(ops)))
 		return nil, &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "feedback not recorded, retry", Err: err}
 	}
+	tooMany := false
 	for i, r := range out {
 		if r.Duplicate {
 			res.Duplicates++
+			continue
+		}
+		if r.TooMany {
+			res.Rejected = append(res.Rejected, Rejection{Index: idx[i], Code: CodeTooManyEvents})
+			tooMany = true
 			continue
 		}
 		res.Accepted++
@@ -203,6 +224,9 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 				s.table.Cell(k).AddDurable(t, su)
 			}
 		}
+	}
+	if tooMany {
+		slices.SortFunc(res.Rejected, func(a, b Rejection) int { return a.Index - b.Index })
 	}
 	return res, nil
 }

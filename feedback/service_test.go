@@ -1,0 +1,158 @@
+package feedback
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/store"
+)
+
+func newService(t *testing.T, now func() time.Time) (*Service, *Signer) {
+	t.Helper()
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	signer, _ := NewSigner(key(1))
+	s := NewService(signer, db, &counters.Table{}, func(string, string) bool { return true }, nil)
+	if now != nil {
+		s.now = now
+	}
+	return s, signer
+}
+
+func sign(s *Signer, items int, at time.Time) string {
+	return s.Sign(&Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: at, Window: 24 * time.Hour, Items: items, ID: NewID()})
+}
+
+// A prediction accepts events for at most as many distinct item_ids as it
+// returned items (at least one); events without an item_id are not
+// counted against that, and a repeat of an accepted event is a duplicate.
+func TestTooManyEvents(t *testing.T) {
+	type step struct {
+		typ, item string
+		want      string // "accepted", "duplicate", or a rejection code
+	}
+	tests := []struct {
+		name  string
+		items int
+		steps []step
+	}{
+		{"3 served", 3, []step{
+			{Click, "a", "accepted"}, {Click, "b", "accepted"}, {Impression, "", "accepted"},
+			{Click, "c", "accepted"}, {Click, "d", CodeTooManyEvents}, {Click, "a", "duplicate"},
+			{Impression, "c", "accepted"}, {Impression, "e", CodeTooManyEvents}, {Click, "d", CodeTooManyEvents},
+		}},
+		{"0 served: one item still accepted", 0, []step{
+			{Impression, "", "accepted"}, {Click, "a", "accepted"}, {Click, "b", CodeTooManyEvents}, {Click, "a", "duplicate"},
+		}},
+		{"1 served", 1, []step{
+			{Click, "a", "accepted"}, {Impression, "a", "accepted"}, {Click, "b", CodeTooManyEvents},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, signer := newService(t, nil)
+			tok := sign(signer, tc.items, time.Now())
+			for i, st := range tc.steps {
+				res, err := s.Record(context.Background(), []Event{{PredictionID: tok, Type: st.typ, ItemID: st.item}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := "accepted"
+				switch {
+				case len(res.Rejected) == 1:
+					got = res.Rejected[0].Code
+				case res.Duplicates == 1:
+					got = "duplicate"
+				case res.Accepted != 1:
+					got = fmt.Sprintf("%+v", res)
+				}
+				if got != st.want {
+					t.Errorf("step %d (%s %q): %s, want %s", i, st.typ, st.item, got, st.want)
+				}
+			}
+		})
+	}
+}
+
+// In one call, the rejections name the right events, in order.
+func TestTooManyEventsInOneCall(t *testing.T) {
+	s, signer := newService(t, nil)
+	tok := sign(signer, 2, time.Now())
+	res, err := s.Record(context.Background(), []Event{
+		{PredictionID: tok, Type: Click, ItemID: "a"},
+		{PredictionID: "junk", Type: Click, ItemID: "a"},
+		{PredictionID: tok, Type: Click, ItemID: "b"},
+		{PredictionID: tok, Type: Click, ItemID: "c"},
+		{PredictionID: tok, Type: "bogus", ItemID: "a"},
+		{PredictionID: tok, Type: Impression, ItemID: "d"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Rejection{{1, CodeInvalidToken}, {3, CodeTooManyEvents}, {4, CodeUnknownType}, {5, CodeTooManyEvents}}
+	if res.Accepted != 2 || fmt.Sprint(res.Rejected) != fmt.Sprint(want) {
+		t.Fatalf("got %+v, want 2 accepted and rejections %v", res, want)
+	}
+}
+
+// A token signed before tokens carried the count accepts up to
+// LegacyItems distinct items.
+func TestVersion3TokenItemLimit(t *testing.T) {
+	s, _ := newService(t, func() time.Time { return time.UnixMilli(1764000000123).Add(time.Hour) })
+	evs := make([]Event, LegacyItems)
+	for i := range evs {
+		evs[i] = Event{PredictionID: v3Token, Type: Impression, ItemID: fmt.Sprintf("i%d", i)}
+	}
+	res, err := s.Record(context.Background(), evs)
+	if err != nil || res.Accepted != LegacyItems {
+		t.Fatalf("%d distinct items on a v3 token: %+v, %v", LegacyItems, res, err)
+	}
+	res, err = s.Record(context.Background(), []Event{{PredictionID: v3Token, Type: Click, ItemID: "one-more"}})
+	if err != nil || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeTooManyEvents {
+		t.Fatalf("item %d on a v3 token: %+v, %v", LegacyItems+1, res, err)
+	}
+}
+
+// The window check and the store's dedupe use one clock reading: a repeat
+// of a click checked at the window's last instant is a duplicate, although
+// the store's own clock has passed the window by the time it runs.
+func TestDedupeAtWindowEdge(t *testing.T) {
+	served := time.UnixMilli(time.Now().Add(-24 * time.Hour).UnixMilli())
+	end := served.Add(24 * time.Hour) // ≤ the store's clock (time.Now) from here on
+	var clock time.Time
+	s, signer := newService(t, func() time.Time { return clock })
+	tok := sign(signer, 5, served)
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{end.Add(-time.Hour), "accepted"},
+		{end, "duplicate"}, // the window's last instant: still inside it
+		{end.Add(time.Millisecond), CodeExpired},
+	} {
+		clock = tc.at
+		res, err := s.Record(context.Background(), []Event{{PredictionID: tok, Type: Click, ItemID: "a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := "accepted"
+		if len(res.Rejected) == 1 {
+			got = res.Rejected[0].Code
+		} else if res.Duplicates == 1 {
+			got = "duplicate"
+		}
+		if got != tc.want {
+			t.Fatalf("click at window end %+v: %s (%+v), want %s", tc.at.Sub(end), got, res, tc.want)
+		}
+	}
+	c := s.table.Lookup(counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"})
+	if _, su := c.Counts(); su != 1 {
+		t.Fatalf("%d successes counted for one prediction's click, want 1", su)
+	}
+}
