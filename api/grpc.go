@@ -2,15 +2,43 @@ package api
 
 import (
 	"context"
+	"math"
+	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
 	"github.com/modelgate/modelgate/router"
 )
+
+// nonFinite finds a NaN or ±Inf number in v, which a protobuf Struct can
+// carry (JSON cannot): it returns the number and its path below v
+// (".a[2]"). No model input may be such a number; it is the client's error.
+func nonFinite(v *structpb.Value) (path string, x float64, bad bool) {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		if math.IsNaN(k.NumberValue) || math.IsInf(k.NumberValue, 0) {
+			return "", k.NumberValue, true
+		}
+	case *structpb.Value_StructValue:
+		for key, e := range k.StructValue.GetFields() {
+			if p, x, bad := nonFinite(e); bad {
+				return "." + key + p, x, true
+			}
+		}
+	case *structpb.Value_ListValue:
+		for i, e := range k.ListValue.GetValues() {
+			if p, x, bad := nonFinite(e); bad {
+				return "[" + strconv.Itoa(i) + "]" + p, x, true
+			}
+		}
+	}
+	return "", 0, false
+}
 
 // grpcGateway implements modelgate.v1.Gateway over the same core as HTTP.
 type grpcGateway struct {
@@ -31,6 +59,11 @@ func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*
 	req := router.Request{Endpoint: in.GetEndpoint(), UserID: in.GetUserId(), Context: in.GetContext(),
 		Candidates: in.GetCandidates(), Exclude: in.GetExclude(), K: int(in.GetK())}
 	if f := in.GetFeatures(); f != nil {
+		for key, v := range f.GetFields() {
+			if path, x, bad := nonFinite(v); bad {
+				return nil, grpcError(fault.Field("features."+key+path, "invalid_number", "the number %v is not finite", x))
+			}
+		}
 		req.Features = f.AsMap()
 	}
 	resp, err := g.s.router.Recommend(ctx, &req)

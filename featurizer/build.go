@@ -417,10 +417,11 @@ const (
 	kList
 	kObject
 	kOther
+	kNonFinite // NaN or ±Inf: a gRPC Struct can carry them, JSON cannot
 )
 
 var kindNames = [...]string{kNull: "null", kString: "a string", kNumber: "a number", kBool: "a bool",
-	kList: "a list", kObject: "an object", kOther: "an unsupported value"}
+	kList: "a list", kObject: "an object", kOther: "an unsupported value", kNonFinite: "a number that is not finite (NaN or ±Inf)"}
 
 // elem is one raw scalar. text marks a string from a source that can only
 // carry strings (user_id, context, candidates): it may be parsed as a number or
@@ -440,6 +441,9 @@ func elemOf(a any, text bool) elem {
 	case string:
 		return elem{k: kString, s: x, text: text}
 	case float64:
+		if !finite(x) {
+			return elem{k: kNonFinite}
+		}
 		return elem{k: kNumber, f: x}
 	case bool:
 		return elem{k: kBool, b: x}
@@ -456,6 +460,9 @@ func elemOf(a any, text bool) elem {
 	case int32:
 		return elem{k: kNumber, f: float64(x)}
 	case float32:
+		if !finite(float64(x)) {
+			return elem{k: kNonFinite}
+		}
 		return elem{k: kNumber, f: float64(x)}
 	case json.Number:
 		if f, err := strconv.ParseFloat(string(x), 64); err == nil && finite(f) {

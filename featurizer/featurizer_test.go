@@ -2,6 +2,7 @@ package featurizer
 
 import (
 	"errors"
+	"math"
 	"os"
 	"reflect"
 	"strings"
@@ -308,6 +309,12 @@ func TestBuildErrors(t *testing.T) {
 		{"out of float32 range", `{"from": "features.n", "dtype": "float32"}`, &Request{Features: map[string]any{"n": 1e300}}, "features.n", "out of float32 range"},
 		{"context not a number", `{"from": "context.n", "dtype": "float64"}`, &Request{Context: map[string]string{"n": "abc"}}, "context.n", `want a number, got the string "abc"`},
 		{"context NaN", `{"from": "context.n", "dtype": "float64"}`, &Request{Context: map[string]string{"n": "NaN"}}, "context.n", "want a number"},
+		{"NaN feature", `{"from": "features.age", "dtype": "float64"}`, &Request{Features: map[string]any{"age": math.NaN()}}, "features.age", "want a number, got a number that is not finite"},
+		{"+Inf feature", `{"from": "features.age", "dtype": "float32"}`, &Request{Features: map[string]any{"age": math.Inf(1)}}, "features.age", "not finite"},
+		{"-Inf for an integer", `{"from": "features.n", "dtype": "int64"}`, &Request{Features: map[string]any{"n": math.Inf(-1)}}, "features.n", "not finite"},
+		{"Inf in a list", `{"from": "features.a", "transform": "list", "dtype": "float32"}`, &Request{Features: map[string]any{"a": []any{1.0, math.Inf(1)}}}, "features.a", "element 1: want a number, got a number that is not finite"},
+		{"NaN to bucketize", `{"from": "features.a", "transform": "bucketize", "boundaries": [0, 1], "dtype": "int64"}`, &Request{Features: map[string]any{"a": math.NaN()}}, "features.a", "not finite"},
+		{"Inf to hash", `{"from": "features.a", "transform": "hash_bucket", "buckets": 5, "dtype": "int64"}`, &Request{Features: map[string]any{"a": float32(math.Inf(1))}}, "features.a", "not finite"},
 		{"number for bool", `{"from": "features.b", "dtype": "bool"}`, &Request{Features: map[string]any{"b": 1.0}}, "features.b", "want a bool, got a number"},
 		{"list for a scalar input", `{"from": "features.a", "dtype": "float32"}`, &Request{Features: map[string]any{"a": []any{1.0}}}, "features.a", `input "x" takes a single value, got a list`},
 		{"object", `{"from": "features.a", "dtype": "string"}`, &Request{Features: map[string]any{"a": map[string]any{}}}, "features.a", "got an object"},
