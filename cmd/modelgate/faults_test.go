@@ -104,7 +104,7 @@ func TestModelCallFaultsOverHTTP(t *testing.T) {
 		}
 	}
 	if served == 0 {
-		t.Fatal("ranker@1 never served 20 uniform requests")
+		t.Fatal("ranker@1 never served 20 uniform requests: paused by the guardrail over refused inputs?")
 	}
 	tf.SetFault(tfservingtest.Fault{Fail: codes.Internal}) // sick, but still reachable: chosen again
 	var ep struct {
