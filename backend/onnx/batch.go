@@ -2,8 +2,11 @@ package onnx
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/modelgate/modelgate/backend"
 )
 
 // batcher joins concurrent Predicts into runs of at most max requests. The
@@ -117,6 +120,19 @@ func (b *batcher) dispatch(batch []*call) {
 			// The batch runs to completion: each caller leaves on its own
 			// deadline, and a run of a few rows is short.
 			rows, err := b.m.run(context.Background(), ps)
+			if err != nil && len(g) > 1 && errors.Is(err, backend.ErrRejectedInput) {
+				// One request's input spoiled the run: run each alone, so
+				// that only its own caller is refused.
+				for _, c := range g {
+					rows, err := b.m.run(context.Background(), []*prepared{c.p})
+					if err != nil {
+						c.res <- result{err: err}
+					} else {
+						c.res <- result{row: &rows[0]}
+					}
+				}
+				return
+			}
 			for i, c := range g {
 				if err != nil {
 					c.res <- result{err: err}

@@ -1,15 +1,20 @@
 package onnx
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/onnx/onnxgen"
 )
 
-// These run without the ONNX Runtime library: they check how a run's
-// outcome is classified, not the runtime itself.
+// The first two run without the ONNX Runtime library: they check how a
+// run's outcome is classified.
 
 func TestRankNonFiniteScoreIsBadOutput(t *testing.T) {
 	m := &Model{mode: modeAligned, cfg: Config{Outputs: Outputs{Scores: "scores"}}}
@@ -54,5 +59,54 @@ func TestRunRefusingInputIsRejectedInput(t *testing.T) {
 	err := backend.RejectInput(ErrBadInput, "%v", errors.New("Got invalid dimensions for input: x"))
 	if backend.Classify(err) != backend.ClassRejected || !errors.Is(err, ErrBadInput) {
 		t.Errorf("refused run error %v: class %q, want %q and ErrBadInput", err, backend.Classify(err), backend.ClassRejected)
+	}
+}
+
+// ONNX Runtime refusing the request's input (an index beyond a Gather's
+// table) is rejected_input, with the runtime's own message.
+func TestRuntimeRefusesInput(t *testing.T) {
+	needRuntime(t)
+	r := newRecsys(onnxgen.Aligned)
+	p := plan(t, specUser, specAge, specSurf, specCand)
+	m := load(t, writeModel(t, r), p, Config{})
+	req := query{user: "u", age: 30, surface: "music", candidates: candidates(10, 1), k: 5}.request(t, p)
+	for j := range req.Inputs {
+		if req.Inputs[j].Name == "surface" {
+			req.Inputs[j].Int64[0] = 99 // out of the bias table
+		}
+	}
+	_, err := m.Predict(context.Background(), req)
+	var ie *backend.InputError
+	if backend.Classify(err) != backend.ClassRejected || !errors.As(err, &ie) || ie.Msg == "" {
+		t.Fatalf("got %v (class %q), want rejected_input with the runtime's message", err, backend.Classify(err))
+	}
+}
+
+// In a batch, a request whose input the runtime refuses is refused alone:
+// the others of its run still get their rows.
+func TestRefusedInputInBatch(t *testing.T) {
+	needRuntime(t)
+	r := newRecsys(onnxgen.Aligned)
+	p := plan(t, specUser, specAge, specSurf, specCand)
+	m := load(t, writeModel(t, r), p, Config{Batching: &Batching{MaxBatchSize: 16, BatchTimeout: 50 * time.Millisecond}})
+	const n, bad = 6, 2
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		req := query{user: fmt.Sprintf("user-%d", i), age: 30, surface: "music", candidates: candidates(10, uint64(i)), k: 5}.request(t, p)
+		if i == bad {
+			for j := range req.Inputs {
+				if req.Inputs[j].Name == "surface" {
+					req.Inputs[j].Int64[0] = 99
+				}
+			}
+		}
+		wg.Go(func() { _, errs[i] = m.Predict(context.Background(), req) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i == bad) != (backend.Classify(err) == backend.ClassRejected) || (i != bad && err != nil) {
+			t.Errorf("request %d: %v", i, err)
+		}
 	}
 }

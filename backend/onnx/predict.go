@@ -196,7 +196,7 @@ func (m *Model) run(ctx context.Context, ps []*prepared) ([]outputRow, error) {
 // runSession runs the session, terminating it when ctx is done.
 func (m *Model) runSession(ctx context.Context, ins, outs []ort.Value) error {
 	if ctx.Done() == nil {
-		return m.session.Run(ins, outs)
+		return runError(m.session.Run(ins, outs))
 	}
 	opts, err := ort.NewRunOptions()
 	if err != nil {
@@ -215,13 +215,19 @@ func (m *Model) runSession(ctx context.Context, ins, outs []ort.Value) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
-	if err != nil {
-		if refusesInput(err) {
-			return backend.RejectInput(ErrBadInput, "%v", err)
-		}
-		return fmt.Errorf("onnx: run: %w", err)
+	return runError(err)
+}
+
+// runError classifies a run's error: the runtime refusing the request's
+// input is a *backend.InputError, anything else the model's failure.
+func runError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case refusesInput(err):
+		return backend.RejectInput(ErrBadInput, "%v", err)
 	}
-	return nil
+	return fmt.Errorf("onnx: run: %w", err)
 }
 
 // refusesInput reports whether a run error is ONNX Runtime refusing the
