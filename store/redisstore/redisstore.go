@@ -856,9 +856,9 @@ func (s *Store) releaseRecords() {
 }
 
 // Subscribe returns a channel that receives a value whenever a replica
-// (this one included) changed the registry, and after the subscription
-// was re-established following a lost connection, since changes may have
-// been missed meanwhile. Signals are coalesced: the receiver reloads the
+// (this one included) changed the registry, and whenever the subscription
+// is (re-)established, since changes made before it took hold (or while
+// the connection was lost) were not heard. Signals are coalesced: the receiver reloads the
 // registry once per value. It reconnects by itself and closes the channel
 // when ctx ends or the Store is closed.
 func (s *Store) Subscribe(ctx context.Context) <-chan struct{} {
@@ -885,7 +885,7 @@ func (s *Store) subscribe(ctx context.Context, ch chan<- struct{}) {
 	}
 	const pingEvery = time.Second
 	backoff := 50 * time.Millisecond
-	for session := 0; ctx.Err() == nil; session++ {
+	for ctx.Err() == nil {
 		ps := s.admin.Subscribe(ctx)
 		// A blocked receive does not watch ctx; closing the connection
 		// ends it at once.
@@ -908,9 +908,9 @@ func (s *Store) subscribe(ctx context.Context, ch chan<- struct{}) {
 				switch m := msg.(type) {
 				case *redis.Subscription:
 					if m.Kind == "subscribe" {
-						if session > 0 {
-							fire() // (re)subscribed late: changes may have been missed
-						}
+						// Changes made between Subscribe's call (or the
+						// last session) and now were not heard: say so.
+						fire()
 						backoff = 50 * time.Millisecond
 					}
 				case *redis.Message:
