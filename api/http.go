@@ -374,6 +374,7 @@ func (s *Server) readyz(c *gin.Context) {
 		}
 		out["status"], out["unavailable_arms"] = "not_ready", bad
 		out["error"] = ErrorDetail{Code: "not_ready", Message: msg}
+		c.Header("Retry-After", "1") // like every 503
 		c.JSON(http.StatusServiceUnavailable, out)
 		return
 	}
