@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"google.golang.org/grpc/codes"
@@ -112,5 +113,31 @@ func grpcError(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return status.Error(codes.Canceled, "the client went away")
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
+	}
 	return status.Error(codes.Internal, "internal error")
+}
+
+// deadlineSlack is how close to its deadline a cancelled call counts as
+// one whose deadline passed: a client resets the stream when its own timer
+// fires, a moment before the server's copy of the deadline (the client's
+// timeout counted from the request's arrival) passes.
+const deadlineSlack = 50 * time.Millisecond
+
+// grpcCallError is grpcError for the error of a call whose context may have
+// ended: once the client's deadline has passed or the client cancelled, the
+// call ends DeadlineExceeded or Canceled, whatever failed on the way (a
+// backend call cut short, a fallback that had no time left).
+func grpcCallError(ctx context.Context, err error) error {
+	switch ctx.Err() {
+	case nil:
+		return grpcError(err)
+	case context.DeadlineExceeded:
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < deadlineSlack {
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed")
+	}
+	return status.Error(codes.Canceled, "the client went away")
 }

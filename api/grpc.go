@@ -68,7 +68,7 @@ func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*
 	}
 	resp, err := g.s.router.Recommend(ctx, &req)
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, grpcCallError(ctx, err)
 	}
 	out := &pb.RecommendResponse{PredictionId: resp.PredictionID, Endpoint: resp.Endpoint, Arm: resp.Arm,
 		Model: resp.Model, Version: resp.Version, Segment: resp.Segment, Fallback: resp.Fallback,
@@ -86,7 +86,7 @@ func (g *grpcGateway) Feedback(ctx context.Context, in *pb.FeedbackRequest) (*pb
 	}
 	res, err := g.s.feedback.Record(ctx, evs)
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, grpcCallError(ctx, err)
 	}
 	out := &pb.FeedbackResponse{Accepted: int32(res.Accepted), Duplicates: int32(res.Duplicates),
 		Rejected: make([]*pb.Rejection, len(res.Rejected))}
