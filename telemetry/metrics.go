@@ -99,10 +99,10 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	x.StoreFlush = hist(StoreFlushDuration, "Duration of one flush of pending trial counts to the store.")
 	x.StoreFlushErrors = counter(StoreFlushErrors, "Flushes of pending trial counts that failed (the counts are kept for the next flush).")
 	x.TrafficShare, err = m.Float64ObservableGauge(TrafficShare,
-		metric.WithDescription("Probability that the endpoint's policy picks the arm now, across segments; computed when scraped."))
+		metric.WithDescription("Probability that the endpoint's policy picks the arm now, across segments; recomputed every few seconds, not when scraped."))
 	errs = append(errs, err)
 	x.PBest, err = m.Float64ObservableGauge(PBest,
-		metric.WithDescription("Posterior probability that the arm has the best success rate of the endpoint, across segments; computed when scraped."))
+		metric.WithDescription("Posterior probability that the arm has the best success rate of the endpoint, across segments; recomputed every few seconds, not when scraped."))
 	errs = append(errs, err)
 	x.PendingTrialCount, err = m.Int64ObservableGauge(PendingTrials,
 		metric.WithDescription("Trials counted in memory and not yet flushed to the store."))
@@ -197,9 +197,10 @@ type ArmStat struct {
 	TrafficShare, PBest float64
 }
 
-// Sources compute the gauges when metrics are collected (a scrape of GET
-// /metrics or an OTLP export), never on the request path. Either may be
-// nil.
+// Sources give the gauges when metrics are collected (a scrape of GET
+// /metrics or an OTLP export), never on the request path. They must be
+// cheap reads: a scrape needs no key, so anything costly belongs in a loop
+// off the scrape path whose result they return. Any may be nil.
 type Sources struct {
 	// Arms lists every arm of every endpoint.
 	Arms func(context.Context) []ArmStat

@@ -379,6 +379,7 @@ func trafficApp(t *testing.T) (a *testApp, served, clicked map[string]int) {
 // its labels, and the counters equal what was sent.
 func TestMetricsAfterTraffic(t *testing.T) {
 	a, served, clicked := trafficApp(t)
+	a.gauges.refresh() // as the gauges' loop does within gaugeInterval: tf was created after the start
 	var fams map[string]*dto.MetricFamily
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		fams = scrapeMetrics(t, a.url)

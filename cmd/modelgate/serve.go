@@ -198,6 +198,9 @@ type app struct {
 	offp  *offpolicy.Table
 	rec   *report.Recorder
 	keys  *auth.Keys // API keys; nil when the store keeps none
+	// gauges are the traffic_share and p_best gauges, computed off the
+	// scrape path.
+	gauges *armGauges
 
 	retention time.Duration
 }
@@ -232,11 +235,14 @@ func (a *app) run(ctx context.Context) {
 	go func() { a.runKeys(wctx); close(keysDone) }()
 	rtDone := make(chan struct{})
 	go func() { a.rt.Run(wctx); close(rtDone) }()
+	gaugesDone := make(chan struct{})
+	go func() { a.gauges.run(wctx); close(gaugesDone) }()
 	a.fb.Run(ctx)
 	cancel()
 	<-rtDone
 	<-sharedDone
 	<-keysDone
+	<-gaugesDone
 	<-done
 	<-discDone
 	<-recDone
@@ -417,12 +423,13 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	rec := report.NewRecorder(reg, table, db, srv.PointReport, cfg.Report.Interval, cfg.Report.Retention, log)
 	rec.OnDecisionChange(func(endpoint string) { tel.DecisionChanged(context.Background(), endpoint) })
 	watch := lifecycle.New(reg, listers(pool), log)
-	if err := observeGauges(tel, reg, rt, table, db); err != nil {
+	gauges := newArmGauges(reg, rt, table)
+	if err := observeGauges(tel, gauges, table, db); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return &app{db: db, cfg: cfg, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log,
-		offp: offp, rec: rec, keys: apiKeys, retention: cfg.Report.Retention}, nil
+		offp: offp, rec: rec, keys: apiKeys, gauges: gauges, retention: cfg.Report.Retention}, nil
 }
 
 // lookup tells feedback the policy of an endpoint's arm.
