@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/fault"
 )
@@ -246,10 +247,19 @@ func (s *Server) keyRoutes(v1 *gin.RouterGroup) {
 	v1.DELETE("/keys/:name", s.revokeKey)
 }
 
-// keyView is a key as GET /v1/keys shows it: never the key nor its hash.
-type keyView struct {
+// KeyRequest is the body of POST /v1/keys, and of a key created over the
+// admin socket.
+type KeyRequest struct {
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+	Rate   float64  `json:"rate,omitempty"`
+	Burst  int      `json:"burst,omitempty"`
+}
+
+// KeyView is a key as GET /v1/keys shows it: never the key nor its hash.
+type KeyView struct {
 	Name      string    `json:"name"`
-	Key       string    `json:"key,omitempty"` // only in the answer to POST /v1/keys
+	Key       string    `json:"key,omitempty"` // only in the answer to a creation
 	Scopes    []string  `json:"scopes"`
 	Rate      float64   `json:"rate,omitempty"`
 	Burst     int       `json:"burst,omitempty"`
@@ -257,67 +267,114 @@ type keyView struct {
 	LastUsed  time.Time `json:"last_used,omitzero"`
 }
 
-func viewOf(k auth.Key) keyView {
-	return keyView{Name: k.Name, Scopes: k.Scopes, Rate: k.Rate, Burst: k.Burst, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed}
+// ViewOf is the view of a stored key, without the key itself.
+func ViewOf(k auth.Key) KeyView {
+	return KeyView{Name: k.Name, Scopes: k.Scopes, Rate: k.Rate, Burst: k.Burst, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed}
 }
 
 func storeFault(err error) error {
 	return &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "the key store did not answer", Err: err}
 }
 
-func (s *Server) createKey(c *gin.Context) {
-	var in struct {
-		Name   string   `json:"name"`
-		Scopes []string `json:"scopes"`
-		Rate   float64  `json:"rate"`
-		Burst  int      `json:"burst"`
+// errNoKeys is a key call on a server that keeps no keys.
+var errNoKeys = fault.New(fault.NotFound, "keys_disabled", "this server keeps no API keys")
+
+// CreateKey creates a key, as POST /v1/keys does, and records it in the
+// audit log under the actor of ctx (the name of the key, never the key).
+// The answer carries the key, shown this once. Errors are faults:
+// invalid_key, key_exists, store_unavailable.
+func (s *Server) CreateKey(ctx context.Context, in KeyRequest) (KeyView, error) {
+	if s.authz == nil || s.authz.keys == nil {
+		return KeyView{}, errNoKeys
 	}
+	plain, k, err := s.authz.keys.Create(ctx, auth.Key{Name: in.Name, Scopes: in.Scopes, Rate: in.Rate, Burst: in.Burst})
+	invalid := auth.IsInvalid(err)
+	switch {
+	case err == nil:
+	case invalid:
+		err = fault.New(fault.Invalid, "invalid_key", "%v", err)
+	case errors.Is(err, auth.ErrExists):
+		err = fault.New(fault.Conflict, "key_exists", "a key named %q exists; revoke it first or pick another name", in.Name)
+	default:
+		err = storeFault(err)
+	}
+	if !invalid { // nothing changed, and the name may be anything
+		s.auditLog.Record(ctx, "create_key", in.Name, err)
+	}
+	if err != nil {
+		return KeyView{}, err
+	}
+	s.log.Info("API key created", "name", k.Name, "scopes", k.Scopes, "by", audit.Actor(ctx))
+	v := ViewOf(k)
+	v.Key = plain
+	return v, nil
+}
+
+// ListKeys lists the keys by name, as GET /v1/keys does.
+func (s *Server) ListKeys(ctx context.Context) ([]KeyView, error) {
+	if s.authz == nil || s.authz.keys == nil {
+		return nil, errNoKeys
+	}
+	all, err := s.authz.keys.List(ctx)
+	if err != nil {
+		return nil, storeFault(err)
+	}
+	out := make([]KeyView, len(all))
+	for i, k := range all {
+		out[i] = ViewOf(k)
+	}
+	return out, nil
+}
+
+// RevokeKey deletes the named key, as DELETE /v1/keys/{name} does: this
+// process refuses it at once, other replicas within a second. The
+// revocation is recorded in the audit log under the actor of ctx. Errors are
+// faults: key_not_found, store_unavailable.
+func (s *Server) RevokeKey(ctx context.Context, name string) error {
+	if s.authz == nil || s.authz.keys == nil {
+		return errNoKeys
+	}
+	ok, err := s.authz.keys.Revoke(ctx, name)
+	switch {
+	case err != nil:
+		err = storeFault(err)
+	case !ok:
+		err = fault.New(fault.NotFound, "key_not_found", "no key named %q", name)
+	}
+	s.auditLog.Record(ctx, "revoke_key", name, err)
+	if err != nil {
+		return err
+	}
+	s.log.Info("API key revoked", "name", name, "by", audit.Actor(ctx))
+	return nil
+}
+
+func (s *Server) createKey(c *gin.Context) {
+	var in KeyRequest
 	if !s.decode(c, &in) {
 		return
 	}
-	plain, k, err := s.authz.keys.Create(c.Request.Context(), auth.Key{Name: in.Name, Scopes: in.Scopes, Rate: in.Rate, Burst: in.Burst})
-	switch {
-	case err == nil:
-	case auth.IsInvalid(err):
-		s.writeError(c, fault.New(fault.Invalid, "invalid_key", "%v", err))
-		return
-	case errors.Is(err, auth.ErrExists):
-		s.writeError(c, fault.New(fault.Conflict, "key_exists", "a key named %q exists; revoke it first or pick another name", in.Name))
-		return
-	default:
-		s.writeError(c, storeFault(err))
+	v, err := s.CreateKey(c.Request.Context(), in)
+	if err != nil {
+		s.writeError(c, err)
 		return
 	}
-	s.log.Info("API key created", "name", k.Name, "scopes", k.Scopes)
-	v := viewOf(k)
-	v.Key = plain
 	c.JSON(http.StatusCreated, v)
 }
 
 func (s *Server) listKeys(c *gin.Context) {
-	all, err := s.authz.keys.List(c.Request.Context())
+	out, err := s.ListKeys(c.Request.Context())
 	if err != nil {
-		s.writeError(c, storeFault(err))
+		s.writeError(c, err)
 		return
-	}
-	out := make([]keyView, len(all))
-	for i, k := range all {
-		out[i] = viewOf(k)
 	}
 	c.JSON(http.StatusOK, gin.H{"keys": out})
 }
 
 func (s *Server) revokeKey(c *gin.Context) {
-	name := c.Param("name")
-	ok, err := s.authz.keys.Revoke(c.Request.Context(), name)
-	if err != nil {
-		s.writeError(c, storeFault(err))
+	if err := s.RevokeKey(c.Request.Context(), c.Param("name")); err != nil {
+		s.writeError(c, err)
 		return
 	}
-	if !ok {
-		s.writeError(c, fault.New(fault.NotFound, "key_not_found", "no key named %q", name))
-		return
-	}
-	s.log.Info("API key revoked", "name", name)
 	c.Status(http.StatusNoContent)
 }

@@ -2,18 +2,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/modelgate/modelgate/api"
+	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/store"
@@ -68,7 +74,7 @@ func wireAuth(ctx context.Context, cfg *config.Config, db stateStore, srv *api.S
 	srv.SetAuth(keys, lim, enforce)
 	if enforce && keys.Len() == 0 {
 		log.Warn("auth mode is keys but no API key exists: every call but /healthz, /readyz and /metrics is refused; " +
-			"create one with: modelgate keys create --name root --scope admin (with the server stopped, or with --redis-url)")
+			"create one with: modelgate keys create --name root --scope admin (with --data-dir or --redis-url, while the server runs or not)")
 	}
 	return keys, nil
 }
@@ -106,7 +112,9 @@ const keysUsage = `usage: modelgate keys <create|list|revoke> [flags]
   revoke NAME
 
 Every subcommand takes --data-dir DIR (env MODELGATE_DATA_DIR) or
---redis-url URL (env MODELGATE_REDIS_URL) and works on the store directly.
+--redis-url URL (env MODELGATE_REDIS_URL) and works on the store directly,
+or, when a server runs on the data dir, through its admin socket
+DIR/admin.sock (no restart needed). Changes are in the audit log, actor cli.
 Scopes: client, ml, analyst, admin.`
 
 func runKeys(args []string, stdout, stderr io.Writer) int {
@@ -160,40 +168,47 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "modelgate keys %s: unexpected arguments %q\n\n%s\n", sub, pos, keysUsage)
 		return 2
 	}
+	if sub == "create" && (name == "" || len(scopes) == 0) {
+		fmt.Fprintf(stderr, "modelgate keys create: --name and at least one --scope are required\n\n%s\n", keysUsage)
+		return 2
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, closeStore, err := openKeyStore(ctx, *dataDir, *redisURL)
+	do, closeKeys, err := openKeys(ctx, *dataDir, *redisURL)
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate keys: %v\n", err)
 		return 1
 	}
-	defer closeStore()
+	defer closeKeys()
+	req := api.AdminRequest{Op: api.AdminListKeys}
 	switch sub {
 	case "create":
-		if name == "" || len(scopes) == 0 {
-			fmt.Fprintf(stderr, "modelgate keys create: --name and at least one --scope are required\n\n%s\n", keysUsage)
-			return 2
-		}
-		plain, k, err := auth.Create(ctx, st, auth.Key{Name: name, Scopes: scopes, Rate: rate, Burst: burst}, time.Now())
-		if err != nil {
-			if errors.Is(err, auth.ErrExists) {
-				err = fmt.Errorf("a key named %q exists; revoke it first or pick another name", name)
-			}
-			fmt.Fprintf(stderr, "modelgate keys create: %v\n", err)
+		req = api.AdminRequest{Op: api.AdminCreateKey, Key: &api.KeyRequest{Name: name, Scopes: scopes, Rate: rate, Burst: burst}}
+	case "revoke":
+		req = api.AdminRequest{Op: api.AdminRevokeKey, Name: pos[0]}
+	}
+	resp, err := do(ctx, req)
+	if err == nil && resp.Error != nil {
+		err = errors.New(resp.Error.Message)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "modelgate keys %s: %v\n", sub, err)
+		return 1
+	}
+	switch sub {
+	case "create":
+		k := resp.Key
+		if k == nil || k.Key == "" {
+			fmt.Fprintln(stderr, "modelgate keys create: the answer holds no key")
 			return 1
 		}
-		fmt.Fprintln(stdout, plain)
-		fmt.Fprintf(stderr, "created key %q with scopes %s%s; it is shown only this once\n", k.Name, strings.Join(k.Scopes, ","), limitText(k))
+		fmt.Fprintln(stdout, k.Key)
+		fmt.Fprintf(stderr, "created key %q with scopes %s%s; it is shown only this once\n", k.Name, strings.Join(k.Scopes, ","), limitText(k.Rate, k.Burst))
 	case "list":
-		all, err := st.ListKeys(ctx)
-		if err != nil {
-			fmt.Fprintf(stderr, "modelgate keys list: %v\n", err)
-			return 1
-		}
-		sortKeys(all)
+		sort.Slice(resp.Keys, func(i, j int) bool { return resp.Keys[i].Name < resp.Keys[j].Name })
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tSCOPES\tRATE\tBURST\tCREATED\tLAST USED")
-		for _, k := range all {
+		for _, k := range resp.Keys {
 			r, b, used := "-", "-", "never"
 			if k.Rate > 0 {
 				r, b = strconv.FormatFloat(k.Rate, 'g', -1, 64), strconv.Itoa(k.Burst)
@@ -205,38 +220,106 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		}
 		tw.Flush()
 	case "revoke":
-		ok, err := st.DeleteKey(ctx, pos[0])
-		if err != nil {
-			fmt.Fprintf(stderr, "modelgate keys revoke: %v\n", err)
-			return 1
-		}
-		if !ok {
-			fmt.Fprintf(stderr, "modelgate keys revoke: no key named %q\n", pos[0])
-			return 1
-		}
 		fmt.Fprintf(stderr, "revoked key %q\n", pos[0])
 	}
 	return 0
 }
 
-func limitText(k auth.Key) string {
-	if k.Rate <= 0 {
+func limitText(rate float64, burst int) string {
+	if rate <= 0 {
 		return ""
 	}
-	return fmt.Sprintf(", limited to %g/s (burst %d)", k.Rate, k.Burst)
+	return fmt.Sprintf(", limited to %g/s (burst %d)", rate, burst)
 }
 
-func sortKeys(all []auth.Key) {
-	for i := 1; i < len(all); i++ {
-		for j := i; j > 0 && all[j].Name < all[j-1].Name; j-- {
-			all[j], all[j-1] = all[j-1], all[j]
+// adminSocketName is the admin socket's name in the data dir.
+const adminSocketName = "admin.sock"
+
+// listenAdmin opens the admin socket of a server running on dataDir,
+// readable and writable by its owner only. The caller holds the data dir's
+// lock, so a socket file already there is stale (left by a server that was
+// killed) and is replaced.
+func listenAdmin(dataDir string) (net.Listener, error) {
+	path := filepath.Join(dataDir, adminSocketName)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+// adminDo applies one key request: over a running server's admin socket,
+// or on the store directly.
+type adminDo func(context.Context, api.AdminRequest) (api.AdminResponse, error)
+
+// openKeys finds where the keys are managed: with a URL, Redis, shared
+// with any running replica; else, when a server runs on the data dir, its
+// admin socket; else the data dir's embedded store.
+func openKeys(ctx context.Context, dataDir, redisURL string) (adminDo, func(), error) {
+	if redisURL == "" {
+		sock := filepath.Join(dataDir, adminSocketName)
+		var d net.Dialer
+		if conn, err := d.DialContext(ctx, "unix", sock); err == nil {
+			conn.Close()
+			return func(ctx context.Context, req api.AdminRequest) (api.AdminResponse, error) {
+				return adminCall(ctx, sock, req)
+			}, func() {}, nil
 		}
 	}
+	st, closeStore, err := openKeyStore(ctx, dataDir, redisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := auth.NewKeys(ctx, st, nil)
+	if err != nil {
+		closeStore()
+		return nil, nil, fmt.Errorf("load API keys: %w", err)
+	}
+	srv := api.New(api.Config{}, nil, nil, nil, nil, nil)
+	srv.SetAuth(keys, nil, false)
+	srv.SetAudit(audit.New(st, nil))
+	return func(ctx context.Context, req api.AdminRequest) (api.AdminResponse, error) {
+		return srv.Admin(ctx, req), nil
+	}, closeStore, nil
+}
+
+// adminCall sends one request to the admin socket at path.
+func adminCall(ctx context.Context, path string, req api.AdminRequest) (api.AdminResponse, error) {
+	var resp api.AdminResponse
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return resp, fmt.Errorf("the server's admin socket: %w", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if err := json.NewEncoder(conn).Encode(&req); err != nil {
+		return resp, fmt.Errorf("the server's admin socket: %w", err)
+	}
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return resp, fmt.Errorf("the server's admin socket: no answer: %w", err)
+	}
+	return resp, nil
+}
+
+// keyStore is a store that keeps API keys and the audit log.
+type keyStore interface {
+	auth.Store
+	audit.Store
 }
 
 // openKeyStore opens the store the keys live in: Redis with a URL, else the
 // data dir's embedded store (locked while a server runs on it).
-func openKeyStore(ctx context.Context, dataDir, redisURL string) (auth.Store, func(), error) {
+func openKeyStore(ctx context.Context, dataDir, redisURL string) (keyStore, func(), error) {
 	if redisURL != "" {
 		// The CLI writes no counters: its write-ahead log stays empty.
 		wal, err := os.MkdirTemp("", "modelgate-keys-wal-")
@@ -253,8 +336,9 @@ func openKeyStore(ctx context.Context, dataDir, redisURL string) (auth.Store, fu
 	db, err := store.Open(dataDir)
 	if err != nil {
 		if strings.Contains(err.Error(), "another process holds") {
-			return nil, nil, fmt.Errorf("%w\n  a server is running on this data dir: stop it, or manage keys through its HTTP API with an admin key "+
-				"(POST/GET /v1/keys, DELETE /v1/keys/NAME)", err)
+			return nil, nil, fmt.Errorf("%w\n  a server is running on this data dir, but its admin socket %s does not answer; "+
+				"manage keys through its HTTP API with an admin key (POST/GET /v1/keys, DELETE /v1/keys/NAME), or stop it",
+				err, filepath.Join(dataDir, adminSocketName))
 		}
 		return nil, nil, err
 	}

@@ -201,12 +201,28 @@ type app struct {
 	// gauges are the traffic_share and p_best gauges, computed off the
 	// scrape path.
 	gauges *armGauges
+	// admin is the admin socket in the data dir (embedded store only),
+	// served by run; nil when there is none.
+	admin net.Listener
 
 	retention time.Duration
 }
 
+// serveAdmin serves the admin socket until ctx ends, then removes it.
+func (a *app) serveAdmin(ctx context.Context) {
+	if a.admin == nil {
+		return
+	}
+	if err := a.srv.ServeAdmin(ctx, a.admin); err != nil {
+		a.log.Error("admin socket", "err", err)
+	}
+}
+
 // close releases the app's resources; call it after the listeners stopped.
 func (a *app) close() {
+	if a.admin != nil {
+		_ = a.admin.Close() // removes the socket file; already closed when run ran
+	}
 	if err := a.tel.Shutdown(context.Background()); err != nil {
 		a.log.Error("flushing telemetry", "err", err)
 	}
@@ -237,12 +253,15 @@ func (a *app) run(ctx context.Context) {
 	go func() { a.rt.Run(wctx); close(rtDone) }()
 	gaugesDone := make(chan struct{})
 	go func() { a.gauges.run(wctx); close(gaugesDone) }()
+	adminDone := make(chan struct{})
+	go func() { a.serveAdmin(wctx); close(adminDone) }()
 	a.fb.Run(ctx)
 	cancel()
 	<-rtDone
 	<-sharedDone
 	<-keysDone
 	<-gaugesDone
+	<-adminDone
 	<-done
 	<-discDone
 	<-recDone
@@ -337,6 +356,13 @@ func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *sl
 		return nil, err
 	}
 	a.tel = tel
+	if _, embedded := db.(*store.DB); embedded && a.keys != nil {
+		// The command line hands key changes to this server through the
+		// socket, as it cannot open the locked store itself.
+		if a.admin, err = listenAdmin(dataDir); err != nil {
+			log.Warn("modelgate keys cannot reach this server; manage keys through the HTTP API", "err", err)
+		}
+	}
 	return a, nil
 }
 
