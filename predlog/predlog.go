@@ -10,6 +10,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,18 +41,24 @@ type Record struct {
 //
 // The file rotates at midnight UTC: the day's file is renamed
 // predictions-YYYY-MM-DD.jsonl and a new one started; rotated files older
-// than the retention are deleted.
+// than the retention are deleted. A failure to write, rotate or reopen the
+// file (the data dir gone, the disk full) never stops the process: the
+// records that could not be written are dropped and counted (Failed), the
+// failure is logged once, and the file is reopened as soon as it can be.
 type Log struct {
 	q         chan *Record
-	f         *os.File
+	f         *os.File // nil while the file cannot be opened
 	dir       string
 	day       string
 	retention time.Duration
 	now       func() time.Time
+	log       *slog.Logger
 	done      chan struct{}
 	closed    sync.Once
 	dropped   atomic.Uint64
+	failed    atomic.Uint64
 	written   atomic.Uint64
+	failing   bool // the last write or open failed; only the writer goroutine uses it
 }
 
 // QueueLen bounds the records waiting to be written.
@@ -60,9 +68,12 @@ const QueueLen = 1 << 14
 const flushEvery = 200 * time.Millisecond
 
 // Open opens (appending) the log in dir, keeping rotated days for
-// retention (0 keeps them all).
-func Open(dir string, retention time.Duration) (*Log, error) {
-	l := &Log{q: make(chan *Record, QueueLen), dir: dir, retention: retention, now: time.Now, done: make(chan struct{})}
+// retention (0 keeps them all). log, which may be nil, gets write failures.
+func Open(dir string, retention time.Duration, log *slog.Logger) (*Log, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	l := &Log{q: make(chan *Record, QueueLen), dir: dir, retention: retention, now: time.Now, log: log, done: make(chan struct{})}
 	if err := l.open(); err != nil {
 		return nil, err
 	}
@@ -88,23 +99,52 @@ func rotatedName(day time.Time) string {
 	return "predictions-" + day.UTC().Format(time.DateOnly) + ".jsonl"
 }
 
+// sink is where the write buffer goes: the file, or nowhere while there is
+// none (no record is encoded then).
+func (l *Log) sink() io.Writer {
+	if l.f == nil {
+		return io.Discard
+	}
+	return l.f
+}
+
+// trouble notes a failure: logged when the log starts failing, not for
+// every record after.
+func (l *Log) trouble(what string, err error) {
+	if !l.failing {
+		l.log.Error("prediction log: "+what+"; records are dropped until it works again", "dir", l.dir, "err", err)
+	}
+	l.failing = true
+}
+
+// recovered notes that a write went through again.
+func (l *Log) recovered() {
+	if l.failing {
+		l.log.Info("prediction log: writing again", "dir", l.dir, "dropped_so_far", l.failed.Load())
+	}
+	l.failing = false
+}
+
 // rotate starts a new file when the day has changed, and deletes rotated
-// files past the retention.
+// files past the retention. The write buffer is empty.
 func (l *Log) rotate(w *bufio.Writer) {
 	now := l.now().UTC()
 	if now.Format(time.DateOnly) == l.day {
 		return
 	}
-	_ = w.Flush()
-	_ = l.f.Sync()
-	_ = l.f.Close()
-	day, _ := time.Parse(time.DateOnly, l.day)
-	_ = os.Rename(filepath.Join(l.dir, FileName), filepath.Join(l.dir, rotatedName(day)))
-	if err := l.open(); err != nil {
-		// Keep going into a fresh file descriptor of the same name.
-		l.f, _ = os.OpenFile(filepath.Join(l.dir, FileName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if l.f != nil {
+		_ = l.f.Sync()
+		_ = l.f.Close()
+		l.f = nil
+		day, _ := time.Parse(time.DateOnly, l.day)
+		if err := os.Rename(filepath.Join(l.dir, FileName), filepath.Join(l.dir, rotatedName(day))); err != nil {
+			l.trouble("rotating the file", err)
+		}
 	}
-	w.Reset(l.f)
+	if err := l.open(); err != nil {
+		l.trouble("starting a new file", err)
+	}
+	w.Reset(l.sink())
 	if l.retention > 0 {
 		old, _ := filepath.Glob(filepath.Join(l.dir, "predictions-*.jsonl"))
 		for _, p := range old {
@@ -128,28 +168,63 @@ func (l *Log) Add(r *Record) {
 // Dropped is the number of records dropped because the queue was full.
 func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 
-// Written is the number of records written.
+// Failed is the number of records dropped because the file could not be
+// written, rotated or reopened.
+func (l *Log) Failed() uint64 { return l.failed.Load() }
+
+// Written is the number of records written to the file.
 func (l *Log) Written() uint64 { return l.written.Load() }
 
 func (l *Log) run() {
 	defer close(l.done)
-	w := bufio.NewWriterSize(l.f, 64<<10)
+	w := bufio.NewWriterSize(l.sink(), 64<<10)
 	enc := json.NewEncoder(w)
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
+	var buffered uint64 // records in w since its last flush
+	flush := func() {
+		if buffered == 0 {
+			return
+		}
+		if err := w.Flush(); err != nil {
+			l.failed.Add(buffered)
+			l.trouble("writing", err)
+			w.Reset(l.sink()) // drop what could not be written
+		} else {
+			l.written.Add(buffered)
+			l.recovered()
+		}
+		buffered = 0
+	}
 	for {
 		select {
 		case r, ok := <-l.q:
 			if !ok {
-				_ = w.Flush()
+				flush()
 				return
 			}
-			if enc.Encode(r) == nil {
-				l.written.Add(1)
+			if l.f == nil {
+				l.failed.Add(1)
+				continue
 			}
+			if err := enc.Encode(r); err != nil {
+				// A full buffer whose flush failed: it and r are lost.
+				l.failed.Add(buffered + 1)
+				buffered = 0
+				l.trouble("writing", err)
+				w.Reset(l.sink())
+				continue
+			}
+			buffered++
 		case <-t.C:
-			_ = w.Flush()
+			flush()
 			l.rotate(w)
+			if l.f == nil {
+				if err := l.open(); err == nil {
+					w.Reset(l.f)
+					l.recovered()
+				}
+			}
 		}
 	}
 }
@@ -160,6 +235,9 @@ func (l *Log) Close() error {
 	l.closed.Do(func() {
 		close(l.q)
 		<-l.done
+		if l.f == nil {
+			return
+		}
 		if e := l.f.Sync(); e != nil {
 			err = e
 		}

@@ -32,6 +32,7 @@ const (
 	StoreWALBatches    = "modelgate_store_wal_batches"
 	StoreWALBytes      = "modelgate_store_wal_bytes"
 	DecisionChanges    = "modelgate_decision_changes_total"
+	PredLogDropped     = "modelgate_prediction_log_dropped_total"
 )
 
 // Outcomes of a recommend call, the outcome label of RecommendRequests.
@@ -68,6 +69,7 @@ type Metrics struct {
 	WALBatches        metric.Int64ObservableGauge
 	WALBytes          metric.Int64ObservableGauge
 	DecisionChange    metric.Int64Counter
+	PredLogDropped    metric.Int64ObservableCounter
 
 	attrs attrCache
 }
@@ -115,6 +117,9 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	errs = append(errs, err)
 	x.WALBytes, err = m.Int64ObservableGauge(StoreWALBytes,
 		metric.WithDescription("Bytes of the local write-ahead log waiting for Redis."))
+	errs = append(errs, err)
+	x.PredLogDropped, err = m.Int64ObservableCounter(PredLogDropped,
+		metric.WithDescription("Prediction log records dropped, by reason: queue_full (the writer fell behind) or write_failed (the file could not be written, rotated or reopened)."))
 	errs = append(errs, err)
 	x.DecisionChange = counter(DecisionChanges, "Changes of an experiment's stop-rule decision (keep_running, winner and which arm), by endpoint.")
 	if err := errors.Join(errs...); err != nil {
@@ -209,6 +214,9 @@ type Sources struct {
 	// Store, when set, is the shared store's state: up, and its
 	// write-ahead log backlog.
 	Store func() (up bool, walBatches int, walBytes int64)
+	// PredictionLog, when set, is the count of prediction log records
+	// dropped since the start, by reason.
+	PredictionLog func() (queueFull, writeFailed int64)
 }
 
 // Observe registers the gauges' sources. Call it once, when the services
@@ -239,8 +247,13 @@ func (t *Telemetry) Observe(src Sources) error {
 			o.ObserveInt64(m.WALBatches, int64(batches))
 			o.ObserveInt64(m.WALBytes, bytes)
 		}
+		if src.PredictionLog != nil {
+			full, failed := src.PredictionLog()
+			o.ObserveInt64(m.PredLogDropped, full, metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "queue_full"))))
+			o.ObserveInt64(m.PredLogDropped, failed, metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "write_failed"))))
+		}
 		return nil
-	}, m.TrafficShare, m.PBest, m.PendingTrialCount, m.StoreUpGauge, m.WALBatches, m.WALBytes)
+	}, m.TrafficShare, m.PBest, m.PendingTrialCount, m.StoreUpGauge, m.WALBatches, m.WALBytes, m.PredLogDropped)
 	if err != nil {
 		return fmt.Errorf("telemetry: gauges: %w", err)
 	}

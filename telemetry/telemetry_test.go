@@ -154,7 +154,7 @@ func TestMetricNames(t *testing.T) {
 	m.FeedbackEvents(ctx, "accepted", 2)
 	m.Flush(ctx, time.Millisecond, context.DeadlineExceeded)
 	if err := tel.Observe(Sources{Arms: func(context.Context) []ArmStat { return []ArmStat{{"home", "mf@1", 0.25, 0.5}} },
-		PendingTrials: func() int64 { return 7 }}); err != nil {
+		PendingTrials: func() int64 { return 7 }, PredictionLog: func() (int64, int64) { return 2, 3 }}); err != nil {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
@@ -180,6 +180,17 @@ func TestMetricNames(t *testing.T) {
 		StoreFlushDuration: {"HISTOGRAM", ""},
 		StoreFlushErrors:   {"COUNTER", ""},
 		PendingTrials:      {"GAUGE", ""},
+	}
+	if f := fams[PredLogDropped]; f == nil || f.GetType().String() != "COUNTER" || len(f.GetMetric()) != 2 {
+		t.Errorf("%s: %v, want a counter with two series", PredLogDropped, f)
+	} else {
+		for _, m := range f.GetMetric() {
+			l := m.GetLabel()
+			if len(l) != 1 || l[0].GetName() != "reason" ||
+				map[string]float64{"queue_full": 2, "write_failed": 3}[l[0].GetValue()] != m.GetCounter().GetValue() {
+				t.Errorf("%s series %v = %v", PredLogDropped, l, m.GetCounter().GetValue())
+			}
+		}
 	}
 	for name, w := range want {
 		f := fams[name]

@@ -344,7 +344,7 @@ func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *sl
 	if err != nil {
 		return nil, err
 	}
-	plog, err := predlog.Open(dataDir, cfg.Report.Retention)
+	plog, err := predlog.Open(dataDir, cfg.Report.Retention, log)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -450,7 +450,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	rec.OnDecisionChange(func(endpoint string) { tel.DecisionChanged(context.Background(), endpoint) })
 	watch := lifecycle.New(reg, listers(pool), log)
 	gauges := newArmGauges(reg, rt, table)
-	if err := observeGauges(tel, gauges, table, db); err != nil {
+	if err := observeGauges(tel, gauges, table, db, plog); err != nil {
 		pool.Close()
 		return nil, err
 	}

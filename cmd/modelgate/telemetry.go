@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/predlog"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/router"
@@ -87,9 +88,10 @@ func (g *armGauges) run(ctx context.Context) {
 }
 
 // observeGauges registers the sources of the gauges: each arm's traffic
-// share and P(best) from the snapshot of arms, the trial flush backlog and,
-// with Redis, the store's state; all are cheap reads.
-func observeGauges(tel *telemetry.Telemetry, arms *armGauges, table *counters.Table, db stateStore) error {
+// share and P(best) from the snapshot of arms, the trial flush backlog, the
+// prediction log's dropped records and, with Redis, the store's state; all
+// are cheap reads.
+func observeGauges(tel *telemetry.Telemetry, arms *armGauges, table *counters.Table, db stateStore, plog *predlog.Log) error {
 	var storeState func() (bool, int, int64)
 	if sh, ok := db.(sharedStore); ok {
 		storeState = func() (bool, int, int64) {
@@ -101,5 +103,6 @@ func observeGauges(tel *telemetry.Telemetry, arms *armGauges, table *counters.Ta
 		Store:         storeState,
 		Arms:          arms.arms,
 		PendingTrials: func() int64 { return int64(table.Pending()) },
+		PredictionLog: func() (int64, int64) { return int64(plog.Dropped()), int64(plog.Failed()) },
 	})
 }
