@@ -215,6 +215,19 @@ func (r *Registry) publish(f func(s *Snapshot)) {
 	r.snap.Store(s)
 }
 
+// Close closes the backend of every loaded version (TF Serving health
+// polls, ONNX batchers) and waits for their goroutines. Call it at shutdown,
+// after the last request; the registry serves nothing after.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, v := range r.snap.Load().Versions {
+		if v.Scorer != nil {
+			closeScorer(v.Scorer)
+		}
+	}
+}
+
 func closeScorer(sc Scorer) {
 	if c, ok := sc.(io.Closer); ok {
 		_ = c.Close()

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"fmt"
 	"math/bits"
 	"sync"
@@ -143,9 +144,47 @@ func (r *Router) guardrail(ep *registry.Endpoint, arm string, failed bool, lat t
 	default:
 		return
 	}
-	if r.onTrip == nil || !ag.tripped.CompareAndSwap(0, r.now().UnixNano()) {
+	at := r.now().UnixNano()
+	if r.onTrip == nil || !ag.tripped.CompareAndSwap(0, at) {
 		return
 	}
-	r.log.Warn("guardrail paused an arm", "endpoint", ep.Name, "arm", arm, "reason", reason)
-	go r.onTrip(ep.Name, arm, "paused by guardrail: "+reason)
+	select {
+	case r.trips <- trip{endpoint: ep.Name, arm: arm, reason: "paused by guardrail: " + reason}:
+		r.log.Warn("guardrail pausing an arm", "endpoint", ep.Name, "arm", arm, "reason", reason)
+	default:
+		// Too many pauses at once: this one is tried again on the
+		// arm's next call that still breaches.
+		ag.tripped.CompareAndSwap(at, 0)
+	}
+}
+
+// tripQueueLen bounds the guardrail pauses waiting to be applied.
+const tripQueueLen = 64
+
+// trip is a guardrail's decision to pause an arm.
+type trip struct{ endpoint, arm, reason string }
+
+// RunGuardrails applies the pauses that guardrails decide (Options.
+// OnGuardrail), one at a time, off the request path, until ctx ends; then it
+// applies those still queued and returns. Run it once, for as long as the
+// router serves: without it no guardrail pauses an arm.
+func (r *Router) RunGuardrails(ctx context.Context) {
+	if r.onTrip == nil {
+		return
+	}
+	for {
+		select {
+		case t := <-r.trips:
+			r.onTrip(t.endpoint, t.arm, t.reason)
+		case <-ctx.Done():
+			for {
+				select {
+				case t := <-r.trips:
+					r.onTrip(t.endpoint, t.arm, t.reason)
+				default:
+					return
+				}
+			}
+		}
+	}
 }

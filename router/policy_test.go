@@ -157,6 +157,10 @@ func TestGuardrails(t *testing.T) {
 					}
 					tripped <- struct{}{}
 				}})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { f.r.RunGuardrails(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
 			f.scorers["m@1"].mode.Store(tc.mode)
 			for i := 0; i < 60; i++ {
 				if _, err := f.r.Recommend(context.Background(), &Request{Endpoint: "e", UserID: "u"}); err != nil {
@@ -238,5 +242,38 @@ func TestLatencyBuckets(t *testing.T) {
 		if lo := latLower(b); lo > d || (b+1 < latBuckets && latLower(b+1) <= d) {
 			t.Fatalf("%v in bucket %d [%v, %v)", d, b, lo, latLower(b+1))
 		}
+	}
+}
+
+// Guardrail pauses are applied by RunGuardrails, never by a goroutine of
+// their own: with no loop running, a trip waits in the queue; a loop whose
+// context has ended applies what is queued and returns.
+func TestGuardrailTripsAreOwned(t *testing.T) {
+	var f *fixture
+	var paused []string
+	f = newFixtureOpt(t, `{"arms": ["m@1", "m@2"], "fallback": "m@2", "policy": {"type": "uniform", "guardrails": {"max_error_rate": 0.5, "window": "10s", "min_requests": 5}}}`,
+		Options{Seed: 5, OnGuardrail: func(endpoint, arm, reason string) {
+			if _, err := f.reg.PauseArm(context.Background(), endpoint, arm, reason); err != nil {
+				t.Error(err)
+			}
+			paused = append(paused, arm)
+		}})
+	f.scorers["m@1"].mode.Store("fail")
+	for i := 0; i < 60; i++ {
+		if _, err := f.r.Recommend(context.Background(), &Request{Endpoint: "e", UserID: "u"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ep, _ := f.reg.Endpoint("e"); ep.ArmStates["m@1"] == registry.Paused || len(paused) != 0 {
+		t.Fatal("an arm was paused with no RunGuardrails running")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.r.RunGuardrails(ctx) // returns: its context has ended
+	if len(paused) != 1 || paused[0] != "m@1" {
+		t.Fatalf("paused %v, want [m@1] once", paused)
+	}
+	if ep, _ := f.reg.Endpoint("e"); ep.ArmStates["m@1"] != registry.Paused {
+		t.Fatal("the queued trip was not applied")
 	}
 }

@@ -96,6 +96,7 @@ type Router struct {
 	// check the policy's statistics set it so no scheduling decides them.
 	syncRefresh bool
 	onTrip      func(endpoint, arm, reason string)
+	trips       chan trip // to RunGuardrails
 	tel         *telemetry.Telemetry
 	met         *telemetry.Metrics
 }
@@ -110,8 +111,9 @@ type PredictionLog interface {
 type Options struct {
 	// PredictionLog, when set, gets every served prediction.
 	PredictionLog PredictionLog
-	// OnGuardrail is called (in its own goroutine) when an arm breaches its
-	// endpoint's guardrails; it is expected to pause the arm with reason.
+	// OnGuardrail is called when an arm breaches its endpoint's
+	// guardrails; it is expected to pause the arm with reason. It is called
+	// from RunGuardrails, one pause at a time, never on the request path.
 	OnGuardrail func(endpoint, arm, reason string)
 	// OffPolicy, when set, gets the sums of every served prediction.
 	OffPolicy *offpolicy.Table
@@ -146,7 +148,7 @@ func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *s
 	}
 	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now,
 		predlog: opt.PredictionLog, offp: opt.OffPolicy, onTrip: opt.OnGuardrail,
-		refreshQ: make(chan segKey, refreshQueue)}
+		refreshQ: make(chan segKey, refreshQueue), trips: make(chan trip, tripQueueLen)}
 	if opt.Telemetry != nil {
 		r.tel, r.met = opt.Telemetry, opt.Telemetry.Metrics
 	}

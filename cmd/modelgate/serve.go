@@ -226,6 +226,7 @@ func (a *app) close() {
 	if err := a.tel.Shutdown(context.Background()); err != nil {
 		a.log.Error("flushing telemetry", "err", err)
 	}
+	a.reg.Close()
 	a.pool.Close()
 	if err := a.plog.Close(); err != nil {
 		a.log.Error("closing the prediction log", "err", err)
@@ -253,6 +254,8 @@ func (a *app) run(ctx context.Context) {
 	go func() { a.rt.Run(wctx); close(rtDone) }()
 	gaugesDone := make(chan struct{})
 	go func() { a.gauges.run(wctx); close(gaugesDone) }()
+	guardDone := make(chan struct{})
+	go func() { a.rt.RunGuardrails(wctx); close(guardDone) }()
 	adminDone := make(chan struct{})
 	go func() { a.serveAdmin(wctx); close(adminDone) }()
 	a.fb.Run(ctx)
@@ -262,6 +265,7 @@ func (a *app) run(ctx context.Context) {
 	<-keysDone
 	<-gaugesDone
 	<-adminDone
+	<-guardDone
 	<-done
 	<-discDone
 	<-recDone

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
+	"github.com/modelgate/modelgate/internal/redistest"
+	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
+)
+
+// Every goroutine the gateway starts — background loops, TF Serving health
+// polls, the guardrail and gauge loops, the admin socket, the store's own —
+// is joined or closed at shutdown: after a run with traffic on HTTP, gRPC,
+// a TF Serving arm and the admin socket, none is left.
+func TestShutdownJoinsEveryGoroutine(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	tf := startTF(t, ranker(map[int64]tfservingtest.State{1: tfservingtest.StateAvailable}))
+	for _, tc := range []struct{ name, redisURL string }{
+		{"embedded", ""},
+		{"redis", rs.URL()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := goleak.IgnoreCurrent()
+			cfg := demoConfig(t, "")
+			cfg.RedisURL = tc.redisURL
+			dir := t.TempDir()
+			a, err := newApp(context.Background(), cfg, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { a.run(ctx); close(done) }()
+			hs := httptest.NewServer(a.srv.Handler())
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			gs := grpc.NewServer(a.srv.GRPCServerOptions()...)
+			a.srv.RegisterGRPC(gs)
+			served := make(chan struct{})
+			go func() { _ = gs.Serve(lis); close(served) }()
+
+			client := &http.Client{Transport: &http.Transport{}}
+			send := func(method, path, body string) int {
+				req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if st := send("PUT", "/v1/models/ranker/versions/1", rankerBody(tf.Addr(), 1, 500)); st != 201 && st != 200 {
+				t.Fatalf("register the TF Serving arm: %d", st)
+			}
+			if st := send("PUT", "/v1/endpoints/tf", `{"arms": ["ranker@1"], "policy": {"guardrails": {"max_error_rate": 0.5, "window": "10s", "min_requests": 5}}}`); st != 201 && st != 200 {
+				t.Fatalf("endpoint: %d", st)
+			}
+			for _, ep := range []string{"home", "tf"} {
+				if st := send("POST", "/v1/endpoints/"+ep+"/recommend", `{"user_id": "u1", "candidates": ["i1", "i2", "i3"], "k": 2}`); st != 200 {
+					t.Fatalf("recommend %s: %d", ep, st)
+				}
+			}
+			if st := send("GET", "/metrics", ""); st != 200 {
+				t.Fatalf("metrics: %d", st)
+			}
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pb.NewGatewayClient(conn).Recommend(context.Background(), &pb.RecommendRequest{Endpoint: "home", UserId: "u2"}); err != nil {
+				t.Fatal(err)
+			}
+			conn.Close()
+			if tc.redisURL == "" {
+				if code, _, errOut := runKeysCLI("list", "--data-dir", dir); code != 0 {
+					t.Fatalf("keys list over the admin socket: %d %s", code, errOut)
+				}
+			}
+
+			// Shut down as serve does.
+			gs.GracefulStop()
+			<-served
+			hs.Close()
+			client.CloseIdleConnections()
+			cancel()
+			<-done
+			a.close()
+			goleak.VerifyNone(t, before)
+		})
+	}
+}
