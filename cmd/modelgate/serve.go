@@ -172,6 +172,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 	case <-done:
 	case <-sctx.Done():
 		gs.Stop()
+		<-done // GracefulStop returns once Stop has closed everything
 	}
 	fbStop()
 	<-fbDone
