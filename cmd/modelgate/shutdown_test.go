@@ -9,11 +9,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
 	"github.com/modelgate/modelgate/internal/redistest"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
@@ -102,5 +105,40 @@ func TestShutdownJoinsEveryGoroutine(t *testing.T) {
 			a.close()
 			goleak.VerifyNone(t, before)
 		})
+	}
+}
+
+// A guardrail trip in the running gateway pauses the arm through the loop
+// that the app runs (not a goroutine of its own), audited as guardrail.
+func TestGuardrailPausesThroughTheAppLoop(t *testing.T) {
+	tf := startTF(t, ranker(map[int64]tfservingtest.State{1: tfservingtest.StateAvailable}))
+	a := startApp(t, demoConfig(t, ""))
+	if st := call(t, "PUT", a.url+"/v1/models/ranker/versions/1", rankerBody(tf.Addr(), 1, 500), nil); st != http.StatusCreated {
+		t.Fatalf("register: %d", st)
+	}
+	if st := call(t, "PUT", a.url+"/v1/endpoints/g", `{"arms": ["ranker@1", "mf@1"], "fallback": "mf@1",
+		"policy": {"type": "uniform", "guardrails": {"max_error_rate": 0.5, "window": "10s", "min_requests": 5}}}`, nil); st != http.StatusCreated {
+		t.Fatalf("endpoint: %d", st)
+	}
+	tf.SetFault(tfservingtest.Fault{Fail: codes.Internal})
+	paused := func() bool {
+		ep, _ := a.reg.Endpoint("g")
+		return ep.ArmStates["ranker@1"] == "paused"
+	}
+	for i := 0; i < 200 && !paused(); i++ {
+		call(t, "POST", a.url+"/v1/endpoints/g/recommend", map[string]any{"user_id": "u", "candidates": cands}, nil)
+	}
+	waitUntil(t, 10*time.Second, paused)
+	var e *audit.Entry
+	waitUntil(t, 10*time.Second, func() bool { // the entry follows the change
+		entries, err := auditLogOf(a.app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e = findAudit(entries, "pause_arm", "g/ranker@1")
+		return e != nil
+	})
+	if e.Actor != "guardrail" {
+		t.Fatalf("audit of the pause: %+v", e)
 	}
 }
