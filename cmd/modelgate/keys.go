@@ -174,12 +174,6 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	do, closeKeys, err := openKeys(ctx, *dataDir, *redisURL)
-	if err != nil {
-		fmt.Fprintf(stderr, "modelgate keys: %v\n", err)
-		return 1
-	}
-	defer closeKeys()
 	req := api.AdminRequest{Op: api.AdminListKeys}
 	switch sub {
 	case "create":
@@ -187,7 +181,7 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	case "revoke":
 		req = api.AdminRequest{Op: api.AdminRevokeKey, Name: pos[0]}
 	}
-	resp, err := do(ctx, req)
+	resp, err := applyKeys(ctx, *dataDir, *redisURL, req)
 	if err == nil && resp.Error != nil {
 		err = errors.New(resp.Error.Message)
 	}
@@ -255,40 +249,35 @@ func listenAdmin(dataDir string) (net.Listener, error) {
 	return ln, nil
 }
 
-// adminDo applies one key request: over a running server's admin socket,
-// or on the store directly.
-type adminDo func(context.Context, api.AdminRequest) (api.AdminResponse, error)
-
-// openKeys finds where the keys are managed: with a URL, Redis, shared
-// with any running replica; else, when a server runs on the data dir, its
-// admin socket; else the data dir's embedded store.
-func openKeys(ctx context.Context, dataDir, redisURL string) (adminDo, func(), error) {
+// applyKeys applies one key request where the keys are managed: with a
+// URL, in Redis, shared with any running replica; else, when a server runs
+// on the data dir, through its admin socket; else in the data dir's
+// embedded store. The changes are audited under the actor cli.
+func applyKeys(ctx context.Context, dataDir, redisURL string, req api.AdminRequest) (api.AdminResponse, error) {
 	if redisURL == "" {
-		sock := filepath.Join(dataDir, adminSocketName)
-		var d net.Dialer
-		if conn, err := d.DialContext(ctx, "unix", sock); err == nil {
-			conn.Close()
-			return func(ctx context.Context, req api.AdminRequest) (api.AdminResponse, error) {
-				return adminCall(ctx, sock, req)
-			}, func() {}, nil
+		resp, err := adminCall(ctx, filepath.Join(dataDir, adminSocketName), req)
+		if !errors.Is(err, errNoServer) {
+			return resp, err
 		}
 	}
 	st, closeStore, err := openKeyStore(ctx, dataDir, redisURL)
 	if err != nil {
-		return nil, nil, err
+		return api.AdminResponse{}, err
 	}
+	defer closeStore()
 	keys, err := auth.NewKeys(ctx, st, nil)
 	if err != nil {
-		closeStore()
-		return nil, nil, fmt.Errorf("load API keys: %w", err)
+		return api.AdminResponse{}, fmt.Errorf("load API keys: %w", err)
 	}
 	srv := api.New(api.Config{}, nil, nil, nil, nil, nil)
 	srv.SetAuth(keys, nil, false)
 	srv.SetAudit(audit.New(st, nil))
-	return func(ctx context.Context, req api.AdminRequest) (api.AdminResponse, error) {
-		return srv.Admin(ctx, req), nil
-	}, closeStore, nil
+	return srv.Admin(ctx, req), nil
 }
+
+// errNoServer is an admin socket that no server answers: none, or a stale
+// one.
+var errNoServer = errors.New("no server listens on the admin socket")
 
 // adminCall sends one request to the admin socket at path.
 func adminCall(ctx context.Context, path string, req api.AdminRequest) (api.AdminResponse, error) {
@@ -296,7 +285,7 @@ func adminCall(ctx context.Context, path string, req api.AdminRequest) (api.Admi
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return resp, fmt.Errorf("the server's admin socket: %w", err)
+		return resp, fmt.Errorf("%w: %w", errNoServer, err)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
