@@ -267,8 +267,8 @@ type KeyView struct {
 	LastUsed  time.Time `json:"last_used,omitzero"`
 }
 
-// ViewOf is the view of a stored key, without the key itself.
-func ViewOf(k auth.Key) KeyView {
+// viewOf is the view of a stored key, without the key itself.
+func viewOf(k auth.Key) KeyView {
 	return KeyView{Name: k.Name, Scopes: k.Scopes, Rate: k.Rate, Burst: k.Burst, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed}
 }
 
@@ -305,7 +305,7 @@ func (s *Server) CreateKey(ctx context.Context, in KeyRequest) (KeyView, error) 
 		return KeyView{}, err
 	}
 	s.log.Info("API key created", "name", k.Name, "scopes", k.Scopes, "by", audit.Actor(ctx))
-	v := ViewOf(k)
+	v := viewOf(k)
 	v.Key = plain
 	return v, nil
 }
@@ -321,7 +321,7 @@ func (s *Server) ListKeys(ctx context.Context) ([]KeyView, error) {
 	}
 	out := make([]KeyView, len(all))
 	for i, k := range all {
-		out[i] = ViewOf(k)
+		out[i] = viewOf(k)
 	}
 	return out, nil
 }
