@@ -81,6 +81,9 @@ func classify(err error) (int, ErrorDetail) {
 	if errors.Is(err, context.Canceled) {
 		return 499, ErrorDetail{Code: "canceled", Message: "the client went away"}
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout, ErrorDetail{Code: "deadline_exceeded", Message: "the request's deadline passed"}
+	}
 	return http.StatusInternalServerError, ErrorDetail{Code: "internal", Message: "internal error"}
 }
 
