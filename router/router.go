@@ -80,7 +80,7 @@ type Router struct {
 	signer  *feedback.Signer
 	log     *slog.Logger
 	now     func() time.Time
-	rngs    sync.Pool
+	rngs    rngPool
 	segs    sync.Map // segKey -> *segState
 	errs    counters.Errors
 	sticky  stickyStore
@@ -117,8 +117,10 @@ type Options struct {
 	OnGuardrail func(endpoint, arm, reason string)
 	// OffPolicy, when set, gets the sums of every served prediction.
 	OffPolicy *offpolicy.Table
-	// Seed, when non-zero, seeds the random sources deterministically
-	// (tests); else they are seeded from crypto/rand.
+	// Seed, when non-zero, makes the router's random draws one seeded
+	// sequence, taken in turn by every request (tests, reproducible runs:
+	// it serialises the draws); else each P has its own source seeded from
+	// crypto/rand.
 	Seed uint64
 	// Telemetry, when set, gets the recommend metrics and, under a
 	// recording server span, the choose, featurize and backend spans.
@@ -152,16 +154,42 @@ func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *s
 	if opt.Telemetry != nil {
 		r.tel, r.met = opt.Telemetry, opt.Telemetry.Metrics
 	}
-	var n atomic.Uint64
-	r.rngs.New = func() any {
-		if opt.Seed != 0 {
-			return rand.New(rand.NewPCG(opt.Seed, n.Add(1)))
-		}
+	if opt.Seed != 0 {
+		r.rngs.seeded = rand.New(rand.NewPCG(opt.Seed, 1))
+	}
+	r.rngs.pool.New = func() any {
 		var seed [16]byte
 		_, _ = crand.Read(seed[:])
 		return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	}
 	return r
+}
+
+// rngPool hands out random sources: one per P from a pool, or, seeded,
+// one source for everyone in turn, so that a seeded router draws the same
+// sequence whatever the goroutine scheduling and the garbage collector do
+// (a pool may drop its sources at any GC, and which one a goroutine gets
+// is not defined).
+type rngPool struct {
+	pool   sync.Pool
+	mu     sync.Mutex
+	seeded *rand.Rand
+}
+
+func (p *rngPool) get() *rand.Rand {
+	if p.seeded != nil {
+		p.mu.Lock()
+		return p.seeded
+	}
+	return p.pool.Get().(*rand.Rand)
+}
+
+func (p *rngPool) put(r *rand.Rand) {
+	if p.seeded != nil {
+		p.mu.Unlock()
+		return
+	}
+	p.pool.Put(r)
 }
 
 type segKey struct{ endpoint, segment string }
@@ -304,9 +332,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 		// updates), so the logged propensity is exactly the probability
 		// of this choice.
 		shares = r.shares(ep, segment, arms, now)
-		rng := r.rngs.Get().(*rand.Rand)
+		rng := r.rngs.get()
 		chosen = bandit.Pick(rng, shares)
-		r.rngs.Put(rng)
+		r.rngs.put(rng)
 		if chosen >= 0 {
 			prop = shares[chosen]
 		}
@@ -840,9 +868,9 @@ func (r *Router) refresh(k segKey) {
 func (r *Router) computeShares(pol bandit.Policy, names []string, arms []bandit.Arm, now time.Time) *shareSet {
 	r.estimates.Add(1)
 	out := make([]float64, len(arms))
-	rng := r.rngs.Get().(*rand.Rand)
+	rng := r.rngs.get()
 	pol.Shares(rng, arms, shareDraws, out)
-	r.rngs.Put(rng)
+	r.rngs.put(rng)
 	return &shareSet{at: now, arms: append([]string(nil), names...), posts: append([]bandit.Arm(nil), arms...), shares: out}
 }
 
