@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/internal/acklog"
 )
 
 func open(t *testing.T, dir string) *DB {
@@ -196,5 +200,80 @@ func TestFeedbackDedupeUsesCallersClock(t *testing.T) {
 	db.now = func() time.Time { return end.Add(ExpiryGrace + time.Second) }
 	if n, err := db.SweepExpired(ctx, 100); err != nil || n == 0 {
 		t.Fatalf("SweepExpired after the grace = %d, %v; want the keys swept", n, err)
+	}
+}
+
+// Every write the store acknowledges — a feedback call returning, a
+// registry record stored — follows an fsync reported by OnSync that holds
+// it. With writers one at a time each call's own commit must come between
+// its start and its return; with concurrent writers (group commit) some
+// commit holding feedback must, and the commits must hold every op once.
+func TestAcknowledgementFollowsSync(t *testing.T) {
+	k := counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}
+	exp := time.Now().Add(time.Hour)
+	feedback := func(db *DB, id string) error {
+		ops := []FeedbackOp{
+			{EventKey: "e" + id + "click", SuccessKey: "s" + id, Counter: k, Expires: exp},
+			{EventKey: "e" + id + "impression", TrialKey: "t" + id, Counter: k, Expires: exp},
+		}
+		_, err := db.ApplyFeedback(context.Background(), ops, map[counters.Key]uint64{k: 1})
+		return err
+	}
+	put := func(db *DB, id string) error {
+		return db.Put(context.Background(), Endpoints, id, []byte(`{}`))
+	}
+	cases := []struct {
+		name             string
+		write            func(db *DB, id string) error
+		weight           int              // units per write
+		held             func(Commit) int // units a commit holds
+		writers, perEach int
+	}{
+		{"feedback one at a time", feedback, 2, func(c Commit) int { return c.Feedback }, 1, 30},
+		{"feedback group-committed", feedback, 2, func(c Commit) int { return c.Feedback }, 8, 25},
+		{"registry one at a time", put, 1, func(Commit) int { return 1 }, 1, 20},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var log acklog.Log
+			var started atomic.Bool // Open's own commit is no write under test
+			db, err := OpenWith(t.TempDir(), Options{OnSync: func(c Commit) {
+				if started.Load() {
+					log.Synced(tc.held(c))
+				}
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if db.db.NoSync {
+				t.Fatal("bbolt's NoSync is set: commits are not fsynced")
+			}
+			started.Store(true)
+			var wg sync.WaitGroup
+			for w := range tc.writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range tc.perEach {
+						id := fmt.Sprintf("%d-%d", w, i)
+						log.Begin(id, tc.weight)
+						if err := tc.write(db, id); err != nil {
+							t.Error(err)
+							return
+						}
+						log.Ack(id)
+					}
+				}()
+			}
+			wg.Wait()
+			if err := log.Check(tc.writers == 1); err != nil {
+				t.Fatal(err)
+			}
+			n := tc.writers * tc.perEach
+			if syncs, held := log.Totals(); held != n*tc.weight || syncs > n {
+				t.Fatalf("%d fsynced commits held %d units, want %d in at most %d commits", syncs, held, n*tc.weight, n)
+			}
+		})
 	}
 }
