@@ -68,8 +68,11 @@ func (l *Log) Totals() (syncs, weight int) {
 }
 
 // Check reports the first acknowledged write that no sync covers: one with
-// no sync of weight > 0 between its Begin and its Ack. Writes that began but
-// were never acknowledged promise nothing and are not checked.
+// no sync of weight > 0 between its Begin and its Ack, or one whose Ack
+// brings the weight acknowledged so far above the weight synced so far.
+// Writes that began but were never acknowledged promise nothing and are not
+// checked. Sync weights must count only the writes under test, each unit
+// once.
 //
 // With oneAtATime, the writes were sent one after another (each Ack before
 // the next Begin), so the syncs between a write's Begin and Ack are its own:
@@ -130,6 +133,21 @@ func (l *Log) Check(oneAtATime bool) error {
 		}
 		if oneAtATime && got != w.weight {
 			return fmt.Errorf("write %q of weight %d was acknowledged after fsyncs holding %d%s", id, w.weight, got, around(evs, w.begin, w.ack))
+		}
+	}
+	// However writes overlap, what was acknowledged so far was synced so
+	// far: a write answered on a sync of other writes (one it merely
+	// waited for) is caught here when the window check alone cannot.
+	ackedW, syncedW := 0, 0
+	for i, e := range evs {
+		switch e.kind {
+		case synced:
+			syncedW += max(e.weight, 0)
+		case ack:
+			ackedW += wins[e.id].weight
+			if ackedW > syncedW {
+				return fmt.Errorf("by the acknowledgement of %q, writes of weight %d were acknowledged but fsyncs held only %d%s", e.id, ackedW, syncedW, around(evs, i, i))
+			}
 		}
 	}
 	if oneAtATime {

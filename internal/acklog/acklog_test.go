@@ -31,6 +31,8 @@ func TestCheck(t *testing.T) {
 		{"overlapping writes share a sync", false, []step{b("1", 1), b("2", 1), s(2), a("2"), a("1")}, ""},
 		{"overlap is not one at a time", true, []step{b("1", 1), b("2", 1), s(2), a("2"), a("1")}, "not one at a time"},
 		{"overlap, one acked early", false, []step{b("1", 1), b("2", 1), a("2"), s(2), a("1")}, `write "2" was acknowledged with no fsync`},
+		// "2" waited for the sync of "1" only; its own came later.
+		{"answered on another write's sync", false, []step{b("1", 1), b("2", 1), s(1), a("1"), a("2"), s(1)}, `writes of weight 2 were acknowledged but fsyncs held only 1`},
 		{"never acknowledged", false, []step{b("1", 1), s(0)}, ""},
 		{"ack without begin", false, []step{a("1")}, "never begun"},
 		{"acked twice", false, []step{b("1", 1), s(1), a("1"), a("1")}, "acknowledged twice"},

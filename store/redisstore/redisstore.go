@@ -140,6 +140,14 @@ type Options struct {
 	// WALMaxBytes bounds the log; a write that would grow it further fails
 	// with ErrWALFull. Default 256 MiB.
 	WALMaxBytes int64
+	// OnWALSync, when set, is called after every fsync of the write-ahead
+	// log with the number of records it made durable, before the writes
+	// those records hold (AddTrials or ApplyFeedback calls during an
+	// outage) return. Calls are serialized and hold up those writes:
+	// it must be quick. Tests use it to check that acknowledgements follow
+	// the fsync, which a kill -9 cannot show (the page cache survives the
+	// process).
+	OnWALSync func(records int)
 	// Logger receives outage and replay messages; nil discards them.
 	Logger *slog.Logger
 	// ReplicaID names this replica's off-policy snapshots (see
@@ -249,7 +257,7 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 		wake:   make(chan struct{}, 1),
 		outage: map[string]int{},
 	}
-	s.wal, err = openWAL(opt.WALDir, opt.WALMaxBytes, func(p []byte) error {
+	s.wal, err = openWAL(opt.WALDir, opt.WALMaxBytes, opt.OnWALSync, func(p []byte) error {
 		b, err := decodeBatch(p)
 		if err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/internal/acklog"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/store"
 )
@@ -570,6 +571,80 @@ func TestWALSurvivesRestartAndReplaysOnce(t *testing.T) {
 	}
 	if n := s.again.Load(); n != 2 {
 		t.Fatalf("%d replayed batches were found applied already, want both", n)
+	}
+}
+
+// With Redis down, a write returns only after the fsync of the log record
+// holding it (OnWALSync): one at a time, each write's own fsync comes
+// between its start and its return; concurrently, every record is in some
+// fsync before its write returns. Back online, writes do not touch the log.
+func TestOutageWritesFollowWALSync(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name             string
+		write            func(s *Store, id string) error
+		writers, perEach int
+	}{
+		{"feedback one at a time", func(s *Store, id string) error {
+			_, err := s.ApplyFeedback(ctx, []store.FeedbackOp{click("i", id, kA), impression(id, kB)}, map[counters.Key]uint64{kB: 1})
+			return err
+		}, 1, 30},
+		{"feedback concurrently", func(s *Store, id string) error {
+			_, err := s.ApplyFeedback(ctx, []store.FeedbackOp{click("i", id, kA)}, nil)
+			return err
+		}, 8, 15},
+		{"trials one at a time", func(s *Store, _ string) error {
+			return s.AddTrials(ctx, map[counters.Key]uint64{kA: 2, kB: 1})
+		}, 1, 20},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			var log acklog.Log
+			opt := fastOpts(t.TempDir())
+			opt.OpTimeout = 200 * time.Millisecond
+			opt.OnWALSync = log.Synced
+			s := openStore(t, srv.URL(), opt)
+			online := func(id string) {
+				if err := tc.write(s, id); err != nil {
+					t.Fatal(err)
+				}
+				if n, w := log.Totals(); n != 0 {
+					t.Fatalf("with Redis up, %d fsyncs of %d log records", n, w)
+				}
+			}
+			online("before")
+			srv.Stop()
+			// The first write after the outage may wait out OpTimeout, then
+			// goes to the log like the rest.
+			var wg sync.WaitGroup
+			for w := range tc.writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range tc.perEach {
+						id := fmt.Sprintf("p%d-%d", w, i)
+						log.Begin(id, 1) // one batch, one record
+						if err := tc.write(s, id); err != nil {
+							t.Error(err)
+							return
+						}
+						log.Ack(id)
+					}
+				}()
+			}
+			wg.Wait()
+			if err := log.Check(tc.writers == 1); err != nil {
+				t.Fatal(err)
+			}
+			n := tc.writers * tc.perEach
+			if batches, _ := s.Backlog(); batches != n {
+				t.Fatalf("backlog of %d batches, want %d", batches, n)
+			}
+			if syncs, recs := log.Totals(); recs != n || syncs > n {
+				t.Fatalf("%d fsyncs held %d records, want %d in at most %d", syncs, recs, n, n)
+			}
+		})
 	}
 }
 

@@ -52,6 +52,8 @@ type segment struct {
 	r      *os.File // read handle of the replayer, opened lazily
 	size   int64    // bytes written, header included
 	synced int64    // bytes known durable
+	recs   int      // records written
+	srecs  int      // records known durable
 	sealed bool     // no more appends: a newer segment exists or it was found at open
 }
 
@@ -60,6 +62,7 @@ type wal struct {
 	max    int64
 	segMax int64
 	lock   *os.File
+	onSync func(records int) // see Options.OnWALSync; may be nil
 
 	// syncMu serializes fsyncs with each other and with closing or removing
 	// a segment; it is always taken before mu.
@@ -77,7 +80,9 @@ type wal struct {
 
 // openWAL opens (creating) the log in dir, truncates a torn tail, and calls
 // fn with every record still in it, in order. fn's error aborts the open.
-func openWAL(dir string, maxBytes int64, fn func(payload []byte) error) (*wal, error) {
+// onSync, when not nil, is called after every fsync that makes appended
+// records durable, before their appends return.
+func openWAL(dir string, maxBytes int64, onSync func(records int), fn func(payload []byte) error) (*wal, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create WAL dir: %w", err)
 	}
@@ -85,7 +90,7 @@ func openWAL(dir string, maxBytes int64, fn func(payload []byte) error) (*wal, e
 	if err != nil {
 		return nil, err
 	}
-	w := &wal{dir: dir, max: maxBytes, lock: lock, off: int64(len(walHeader))}
+	w := &wal{dir: dir, max: maxBytes, lock: lock, off: int64(len(walHeader)), onSync: onSync}
 	w.segMax = min(max(maxBytes/8, 64<<10), 16<<20)
 	if err := w.load(fn); err != nil {
 		lock.Close()
@@ -156,7 +161,7 @@ func (w *wal) load(fn func([]byte) error) error {
 			}
 			continue
 		}
-		w.segs = append(w.segs, &segment{seq: seq, path: path, size: off, synced: off, sealed: true})
+		w.segs = append(w.segs, &segment{seq: seq, path: path, size: off, synced: off, recs: n, srecs: n, sealed: true})
 		w.total += off
 		w.recs += n
 		w.bytes += off - int64(len(walHeader))
@@ -239,6 +244,7 @@ func (w *wal) append(payload []byte) error {
 		return w.broken
 	}
 	s.size += int64(len(rec))
+	s.recs++
 	w.total += int64(len(rec))
 	w.recs++
 	w.bytes += int64(len(rec))
@@ -318,21 +324,29 @@ func (w *wal) syncTo(s *segment, end int64) error {
 		w.mu.Unlock()
 		return w.broken
 	}
-	f, target := s.w, s.size
+	f, target, recs := s.w, s.size, s.recs
 	w.mu.Unlock()
 	err := f.Sync()
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if err != nil {
 		// After a failed fsync the kernel may have dropped the dirty
 		// pages; nothing written since the last good fsync can be trusted.
 		w.broken = fmt.Errorf("redisstore: WAL fsync: %w", err)
-		return w.broken
+		err = w.broken
+		w.mu.Unlock()
+		return err
 	}
 	s.synced = target
+	n := recs - s.srecs
+	s.srecs = recs
 	if s.sealed && s.synced == s.size && s.w != nil {
 		s.w.Close()
 		s.w = nil
+	}
+	w.mu.Unlock()
+	// Still holding syncMu: every append this fsync covers is waiting.
+	if w.onSync != nil && n > 0 {
+		w.onSync(n)
 	}
 	return nil
 }

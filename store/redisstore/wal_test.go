@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/internal/acklog"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -21,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 func openTestWAL(t *testing.T, dir string, maxBytes int64) (*wal, [][]byte) {
 	t.Helper()
 	var got [][]byte
-	w, err := openWAL(dir, maxBytes, func(p []byte) error {
+	w, err := openWAL(dir, maxBytes, nil, func(p []byte) error {
 		got = append(got, append([]byte(nil), p...))
 		return nil
 	})
@@ -228,10 +229,66 @@ func TestWALConcurrentAppendsShareFsyncs(t *testing.T) {
 	w.close()
 }
 
+// An append returns only after an fsync that holds its record: one at a
+// time, each append's own fsync comes between its start and its return;
+// concurrently, appends share fsyncs, which together hold every record once.
+// Large records make the log rotate to new segments on the way.
+func TestWALAppendFollowsSync(t *testing.T) {
+	cases := []struct {
+		name             string
+		writers, perEach int
+		size             int
+	}{
+		{"one at a time", 1, 40, 100},
+		{"concurrent", 8, 25, 100},
+		{"one at a time, rotating", 1, 60, 4 << 10},
+		{"concurrent, rotating", 8, 20, 4 << 10},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var log acklog.Log
+			w, err := openWAL(t.TempDir(), 1<<20, log.Synced, // 128 KiB segments
+				func([]byte) error { return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.close()
+			var wg sync.WaitGroup
+			for g := range tc.writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range tc.perEach {
+						id := fmt.Sprintf("%d/%d", g, i)
+						rec := append([]byte(id), bytes.Repeat([]byte{'.'}, tc.size)...)
+						log.Begin(id, 1)
+						if err := w.append(rec); err != nil {
+							t.Error(err)
+							return
+						}
+						log.Ack(id)
+					}
+				}()
+			}
+			wg.Wait()
+			if err := log.Check(tc.writers == 1); err != nil {
+				t.Fatal(err)
+			}
+			n := tc.writers * tc.perEach
+			if syncs, recs := log.Totals(); recs != n || syncs > n {
+				t.Fatalf("%d fsyncs held %d records, want %d in at most %d fsyncs", syncs, recs, n, n)
+			}
+			if tc.size > 1<<10 && len(walFiles(t, w.dir)) < 2 {
+				t.Fatalf("the log did not rotate: %v", walFiles(t, w.dir))
+			}
+		})
+	}
+}
+
 func TestWALDirLocked(t *testing.T) {
 	dir := t.TempDir()
 	w, _ := openTestWAL(t, dir, 1<<20)
-	if _, err := openWAL(dir, 1<<20, func([]byte) error { return nil }); err == nil {
+	if _, err := openWAL(dir, 1<<20, nil, func([]byte) error { return nil }); err == nil {
 		t.Fatal("a second open of a WAL dir in use must fail")
 	}
 	w.close()
