@@ -2,16 +2,31 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/internal/acklog"
+	"github.com/modelgate/modelgate/internal/redistest"
+	"github.com/modelgate/modelgate/predlog"
+	"github.com/modelgate/modelgate/store"
+	"github.com/modelgate/modelgate/store/redisstore"
+	"github.com/modelgate/modelgate/telemetry"
 )
 
 // buildBinary builds the modelgate binary once per test run.
@@ -142,5 +157,174 @@ func TestDurabilityAcrossKill9(t *testing.T) {
 	}
 	if !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("unexpected listen URL %s", url)
+	}
+}
+
+// A kill -9 cannot tell an fsynced acknowledgement from one left in the
+// page cache, which survives the process: the test above would pass against
+// a store that never fsyncs. Here the store reports each fsync, and every
+// 200 of POST /v1/feedback must come after an fsync holding its events: in
+// the embedded store, and in a replica's write-ahead log while Redis is down.
+func TestFeedbackAcknowledgedAfterFsync(t *testing.T) {
+	t.Run("embedded store", func(t *testing.T) {
+		var cur atomic.Pointer[acklog.Log]
+		dir := t.TempDir()
+		db, err := store.OpenWith(dir, store.Options{OnSync: func(c store.Commit) {
+			if l := cur.Load(); l != nil {
+				l.Synced(c.Feedback) // commits of trials alone hold 0
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := startAppOn(t, demoConfig(t, ""), dir, db)
+		feedbackFollowsSync(t, a.url, recommendations(t, a.url, 60), &cur, func(events int) int { return events })
+	})
+	t.Run("redis write-ahead log", func(t *testing.T) {
+		rs := redistest.Start(t, redistest.Options{})
+		var cur atomic.Pointer[acklog.Log]
+		dir := t.TempDir()
+		cfg := demoConfig(t, "")
+		cfg.RedisURL = rs.URL()
+		redis.SetLogger(redisLogger{slog.New(slog.NewTextHandler(io.Discard, nil))}) // as openStore does
+		db, err := redisstore.Open(context.Background(), rs.URL(), redisstore.Options{
+			WALDir: filepath.Join(dir, "redis-wal"), OpTimeout: cfg.Redis.Timeout,
+			OnWALSync: func(records int) {
+				if l := cur.Load(); l != nil {
+					l.Synced(records)
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := startAppOn(t, cfg, dir, db)
+		recs := recommendations(t, a.url, 60)
+		// The trials of those recommendations reach Redis, so that what the
+		// log gets from here on is feedback only, a record per call.
+		waitUntil(t, 5*time.Second, func() bool {
+			es, err := db.LoadCounters(context.Background())
+			var n uint64
+			for _, e := range es {
+				if e.Key.Segment == "all" {
+					n += e.Trials
+				}
+			}
+			return err == nil && n == uint64(len(recs))
+		})
+		rs.Stop()
+		feedbackFollowsSync(t, a.url, recs, &cur, func(int) int { return 1 })
+		if n, _ := db.Backlog(); n == 0 {
+			t.Fatal("no batch in the write-ahead log: the feedback did not go there")
+		}
+	})
+}
+
+// startAppOn is startApp on a store the test opened in dir (newAppWith
+// with the test's own store).
+func startAppOn(t *testing.T, cfg *config.Config, dir string, db stateStore) *testApp {
+	t.Helper()
+	ctx := context.Background()
+	tel, err := telemetry.New(ctx, telemetry.Config{ServiceVersion: version})
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	plog, err := predlog.Open(dir, cfg.Report.Retention)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	a, err := wire(ctx, cfg, db, plog, slog.New(slog.NewTextHandler(io.Discard, nil)), tel)
+	if err != nil {
+		plog.Close()
+		db.Close()
+		t.Fatal(err)
+	}
+	a.tel = tel
+	ta, _ := serveTestApp(t, a, dir)
+	return ta
+}
+
+// recommendations serves n recommendations of the demo endpoint.
+func recommendations(t *testing.T, url string, n int) []recResp {
+	t.Helper()
+	out := make([]recResp, n)
+	for i := range out {
+		if st := call(t, "POST", url+"/v1/endpoints/home/recommend", map[string]any{"user_id": fmt.Sprint("u", i)}, &out[i]); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+	}
+	return out
+}
+
+// feedbackFollowsSync clicks recs through POST /v1/feedback while cur
+// records the store's fsyncs: first one call at a time (each 200 must follow
+// an fsync of its own, holding exactly its events), then from several
+// clients at once (group-committed). weight is what one call of that many
+// events adds to an fsync: events in the embedded store, one record in the
+// write-ahead log.
+func feedbackFollowsSync(t *testing.T, url string, recs []recResp, cur *atomic.Pointer[acklog.Log], weight func(events int) int) {
+	t.Helper()
+	clicks := func(recs []recResp) map[string]any {
+		var evs []map[string]string
+		for _, r := range recs {
+			evs = append(evs, map[string]string{"prediction_id": r.PredictionID, "type": "click", "item_id": r.Items[0].ID})
+		}
+		return map[string]any{"events": evs}
+	}
+	send := func(log *acklog.Log, id string, recs []recResp) error {
+		log.Begin(id, weight(len(recs)))
+		var fb fbResp
+		if st := callQuiet("POST", url+"/v1/feedback", clicks(recs), &fb); st != 200 || fb.Accepted != len(recs) {
+			return fmt.Errorf("feedback %s: %d %+v", id, st, fb)
+		}
+		log.Ack(id)
+		return nil
+	}
+
+	var one acklog.Log
+	cur.Store(&one)
+	for i := 0; i < 10; i++ {
+		if err := send(&one, fmt.Sprint("single ", i), recs[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := send(&one, "three events", recs[10:13]); err != nil {
+		t.Fatal(err)
+	}
+	cur.Store(nil)
+	if err := one.Check(true); err != nil {
+		t.Fatalf("one call at a time: %v", err)
+	}
+
+	var many acklog.Log
+	cur.Store(&many)
+	const clients, each = 6, 7
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				r := recs[13+c*each+i]
+				if err := send(&many, fmt.Sprintf("client %d call %d", c, i), []recResp{r}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cur.Store(nil)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := many.Check(false); err != nil {
+		t.Fatalf("concurrent calls: %v", err)
+	}
+	if _, w := many.Totals(); w != clients*each*weight(1) {
+		t.Fatalf("fsyncs held %d, want %d", w, clients*each*weight(1))
 	}
 }
