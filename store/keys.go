@@ -39,7 +39,7 @@ func (d *DB) PutKey(_ context.Context, k auth.Key) error {
 	if err != nil {
 		return err
 	}
-	return d.update(func(tx *bolt.Tx) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bKeys)
 		if err != nil {
 			return err
@@ -54,7 +54,7 @@ func (d *DB) PutKey(_ context.Context, k auth.Key) error {
 // DeleteKey removes the named API key, reporting whether it existed.
 func (d *DB) DeleteKey(_ context.Context, name string) (bool, error) {
 	var found bool
-	err := d.update(func(tx *bolt.Tx) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bKeys)
 		if b == nil || b.Get([]byte(name)) == nil {
 			return nil
@@ -67,7 +67,7 @@ func (d *DB) DeleteKey(_ context.Context, name string) (bool, error) {
 
 // TouchKeys records the API keys' last-use times in one transaction.
 func (d *DB) TouchKeys(_ context.Context, used map[string]time.Time) error {
-	return d.update(func(tx *bolt.Tx) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bKeys)
 		if b == nil {
 			return nil

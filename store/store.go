@@ -48,16 +48,8 @@ const FileName = "modelgate.db"
 // DB is the embedded store. It is safe for concurrent use. Only one process
 // may open a data dir at a time.
 type DB struct {
-	db     *bolt.DB
-	now    func() time.Time
-	onSync func(Commit)
-
-	// cur is the write transaction being built and its report; only the
-	// goroutine holding bbolt's writer lock touches it. Keeping the *Tx
-	// (not only its id: a rolled-back transaction's id is used again)
-	// tells a new transaction from the next function of a batch.
-	curTx *bolt.Tx
-	cur   *Commit
+	db  *boltDB
+	now func() time.Time
 }
 
 // Options configure OpenWith. The zero value is what Open uses.
@@ -93,8 +85,6 @@ func OpenWith(dir string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	// NoSync stays false: every commit fdatasyncs its pages, then its
-	// meta page, before Update or Batch returns.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
@@ -103,8 +93,7 @@ func OpenWith(dir string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
-	d := &DB{db: db, now: time.Now, onSync: opt.OnSync}
-	err = d.update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMeta, bCounters, bDedupe, bExpiry, bDisc, bOffPol, bHistory, []byte(Models), []byte(Endpoints)} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -116,45 +105,60 @@ func OpenWith(dir string, opt Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	return d, nil
+	return &DB{db: &boltDB{DB: db, onSync: opt.OnSync}, now: time.Now}, nil
 }
 
-// update runs fn in a write transaction of its own.
-func (d *DB) update(fn func(*bolt.Tx) error) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
-		d.track(tx, 0)
+// boltDB is bbolt's handle (never opened with NoSync: every commit
+// fdatasyncs its pages, then its meta page, before Update or Batch
+// returns) with write transactions that report their commits to onSync.
+type boltDB struct {
+	*bolt.DB
+	onSync func(Commit)
+
+	// curTx is the write transaction being built and cur its report;
+	// only the goroutine holding bbolt's writer lock touches them. Keeping
+	// the *Tx (not only its id: a rolled-back transaction's id is used
+	// again) tells a new transaction from the next function of a batch.
+	curTx *bolt.Tx
+	cur   *Commit
+}
+
+// Update runs fn in a write transaction of its own.
+func (b *boltDB) Update(fn func(*bolt.Tx) error) error {
+	return b.DB.Update(func(tx *bolt.Tx) error {
+		b.track(tx, 0)
 		return fn(tx)
 	})
 }
 
-// batch runs fn in a write transaction shared with concurrent callers
+// Batch runs fn in a write transaction shared with concurrent callers
 // (bbolt's group commit).
-func (d *DB) batch(fn func(*bolt.Tx) error) error {
-	return d.db.Batch(func(tx *bolt.Tx) error {
-		d.track(tx, 0)
+func (b *boltDB) Batch(fn func(*bolt.Tx) error) error {
+	return b.DB.Batch(func(tx *bolt.Tx) error {
+		b.track(tx, 0)
 		return fn(tx)
 	})
 }
 
-// track counts feedback ops into tx's report and, on the first call for
-// tx, arranges for OnSync to get the report once tx commits. bbolt runs
-// commit handlers after the commit's fdatasyncs and before Update or
-// Batch returns to any caller. Called with bbolt's writer lock held.
-func (d *DB) track(tx *bolt.Tx, feedback int) {
-	if d.onSync == nil {
+// track adds feedback ops to tx's report and, on the first call for tx,
+// arranges for onSync to get the report once tx commits: bbolt runs commit
+// handlers after the commit's fdatasyncs and before Update or Batch returns
+// to any caller. Called with bbolt's writer lock held.
+func (b *boltDB) track(tx *bolt.Tx, feedback int) {
+	if b.onSync == nil {
 		return
 	}
-	if d.curTx != tx {
+	if b.curTx != tx {
 		c := &Commit{Tx: tx.ID()}
-		d.curTx, d.cur = tx, c
+		b.curTx, b.cur = tx, c
 		tx.OnCommit(func() {
 			// With NoSync bbolt skips the fdatasyncs: nothing was synced.
-			if !d.db.NoSync {
-				d.onSync(*c)
+			if !b.NoSync {
+				b.onSync(*c)
 			}
 		})
 	}
-	d.cur.Feedback += feedback
+	b.cur.Feedback += feedback
 }
 
 // Close closes the database file.
@@ -162,14 +166,14 @@ func (d *DB) Close() error { return d.db.Close() }
 
 // Put stores a registry record.
 func (d *DB) Put(_ context.Context, b Bucket, key string, val []byte) error {
-	return d.update(func(tx *bolt.Tx) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(b)).Put([]byte(key), val)
 	})
 }
 
 // Delete removes a registry record; deleting a missing one is not an error.
 func (d *DB) Delete(_ context.Context, b Bucket, key string) error {
-	return d.update(func(tx *bolt.Tx) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(b)).Delete([]byte(key))
 	})
 }
@@ -233,14 +237,14 @@ func (d *DB) Meta(_ context.Context, key string) ([]byte, error) {
 
 // SetMeta sets a metadata value.
 func (d *DB) SetMeta(_ context.Context, key string, val []byte) error {
-	return d.update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte(key), val) })
+	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte(key), val) })
 }
 
 // SigningKey returns the token signing key kept in the store, generating a
 // random 32-byte key on first use.
 func (d *DB) SigningKey(_ context.Context) ([]byte, error) {
 	var key []byte
-	err := d.update(func(tx *bolt.Tx) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if v := m.Get([]byte("signing_key")); len(v) >= 32 {
 			key = append([]byte(nil), v...)
@@ -302,7 +306,7 @@ func (d *DB) AddTrials(_ context.Context, deltas map[counters.Key]uint64) error 
 	if len(deltas) == 0 {
 		return nil
 	}
-	return d.batch(func(tx *bolt.Tx) error {
+	return d.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bCounters)
 		for k, n := range deltas {
 			if err := addCounts(b, k, n, 0); err != nil {
@@ -359,10 +363,10 @@ func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials ma
 	res := make([]FeedbackResult, len(ops))
 	clock := d.now()
 	err := d.db.Batch(func(tx *bolt.Tx) error {
-		d.track(tx, len(ops))
 		// Batch may run this function again on its own after a failure of a
 		// sibling; start from a clean result each time.
 		clear(res)
+		d.db.track(tx, len(ops))
 		dd, ex, cb := tx.Bucket(bDedupe), tx.Bucket(bExpiry), tx.Bucket(bCounters)
 		for k, n := range pendingTrials {
 			if err := addCounts(cb, k, n, 0); err != nil {
@@ -474,7 +478,7 @@ func (d *DB) admitItem(live func(string) (bool, []byte), put func(string, time.T
 func (d *DB) SweepExpired(_ context.Context, limit int) (int, error) {
 	n := 0
 	now := uint64(d.now().Add(-ExpiryGrace).UnixNano())
-	err := d.update(func(tx *bolt.Tx) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
 		dd, ex := tx.Bucket(bDedupe), tx.Bucket(bExpiry)
 		c := ex.Cursor()
 		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
@@ -502,7 +506,7 @@ func (d *DB) PutDiscounted(_ context.Context, entries []counters.DiscEntry) erro
 	if len(entries) == 0 {
 		return nil
 	}
-	return d.batch(func(tx *bolt.Tx) error {
+	return d.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bDisc)
 		for _, e := range entries {
 			var v [40]byte
@@ -577,7 +581,7 @@ func (d *DB) PutOffPolicy(_ context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return d.batch(func(tx *bolt.Tx) error {
+	return d.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bOffPol)
 		for _, r := range recs {
 			if err := b.Put(seriesKey(r.Endpoint, r.Segment, r.Time), r.Value); err != nil {
@@ -615,7 +619,7 @@ func (d *DB) AddHistory(ctx context.Context, r Record) (bool, error) {
 // one exists for the same series and time; it returns how many it stored.
 func (d *DB) AddHistoryBatch(_ context.Context, recs []Record) (int, error) {
 	added := 0
-	err := d.update(func(tx *bolt.Tx) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
 		added = 0
 		b := tx.Bucket(bHistory)
 		for _, r := range recs {
@@ -661,7 +665,7 @@ func (d *DB) History(_ context.Context, endpoint, segment string, from, to int64
 // keepEvery. It returns how many points it deleted.
 func (d *DB) PruneSeries(_ context.Context, cutoff, thinBefore, keepEvery int64) (int, error) {
 	n := 0
-	err := d.update(func(tx *bolt.Tx) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bHistory, bOffPol} {
 			c := tx.Bucket(name).Cursor()
 			for k, _ := c.First(); k != nil; k, _ = c.Next() {
@@ -687,7 +691,7 @@ var bAudit = []byte("audit")
 
 // AppendAudit appends an audit entry.
 func (d *DB) AppendAudit(_ context.Context, entry []byte) error {
-	return d.batch(func(tx *bolt.Tx) error {
+	return d.db.Batch(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bAudit)
 		if err != nil {
 			return err
