@@ -18,6 +18,7 @@ import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/onnx/onnxgen"
 	"github.com/modelgate/modelgate/featurizer"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // needRuntime skips the test when the ONNX Runtime library is not installed,
@@ -30,11 +31,7 @@ func needRuntime(t testing.TB) {
 			return
 		}
 	}
-	msg := "ONNX Runtime library not found: run `make onnxruntime` (scripts/onnxruntime.sh) or set " + EnvLibrary
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.SkipOrFail(t, "ONNX Runtime library not found: run `make onnxruntime` (scripts/onnxruntime.sh) or set %s", EnvLibrary)
 }
 
 const (

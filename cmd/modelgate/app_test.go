@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -85,10 +86,7 @@ func needONNXRuntime(t testing.TB) {
 	if haveONNXRuntime() {
 		return
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal(missingRuntime)
-	}
-	t.Skip(missingRuntime)
+	testenv.SkipOrFail(t, missingRuntime)
 }
 
 // demoConfigFile is the bundled demo's config file: config.yaml, or, when
@@ -99,8 +97,8 @@ func demoConfigFile(t testing.TB) string {
 	if haveONNXRuntime() {
 		return filepath.Join(demoDir, "config.yaml")
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal(missingRuntime)
+	if testenv.CI() {
+		t.Fatal(missingRuntime + " (CI is set: every test dependency must be installed)")
 	}
 	t.Log(missingRuntime + "; using config-embedded.yaml")
 	return filepath.Join(demoDir, "config-embedded.yaml")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,21 +10,14 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // chromium finds Debian's headless browser; CI installs it (.ci/run).
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; .ci/run installs it")
-	}
-	t.Skip("chromium is not installed (apt-get install chromium)")
-	return ""
+	return testenv.LookPath(t, "Debian: apt-get install chromium; .ci/run installs it", "chromium", "chromium-browser", "google-chrome")
 }
 
 // The analysts' page in a real browser: it shows every arm with the JSON

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
+	"github.com/modelgate/modelgate/internal/testenv"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
 	"github.com/modelgate/modelgate/telemetry"
 )
@@ -571,10 +572,7 @@ func TestObservabilityKit(t *testing.T) {
 		}
 	})
 	t.Run("promtool check rules", func(t *testing.T) {
-		promtool, err := exec.LookPath("promtool")
-		if err != nil {
-			t.Skip("promtool not installed (Debian: apt-get install prometheus)")
-		}
+		promtool := testenv.LookPath(t, "Debian: promtool is in the prometheus package; .ci/run extracts it", "promtool")
 		for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}, {"check", "config", "prometheus.yml"}} {
 			cmd := exec.Command(promtool, args...)
 			cmd.Dir = dir

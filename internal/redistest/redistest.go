@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // Fsync policies of the append-only file (Redis's appendfsync).
@@ -63,12 +65,7 @@ type Server struct {
 // redis-server is not installed (outside CI).
 func Start(t testing.TB, opt Options) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server not on PATH (CI must install it): %v", err)
-		}
-		t.Skipf("redis-server not on PATH: %v", err)
-	}
+	testenv.LookPath(t, "Debian: apt-get install redis-server", "redis-server")
 	if opt.AppendFsync == "" {
 		opt.AppendFsync = FsyncEverySec
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/examples/demo/groundtruth"
 	"github.com/modelgate/modelgate/featurizer"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 func load(t *testing.T) *groundtruth.Truth {
@@ -144,10 +145,7 @@ const nnSpec = `{"inputs": {"user": {"from": "user_id", "transform": "hash_bucke
 func TestDemoONNXModel(t *testing.T) {
 	p := onnx.LibraryPath("")
 	if _, err := os.Stat(p); p == "" || err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("ONNX Runtime library not found: run `make onnxruntime`")
-		}
-		t.Skip("ONNX Runtime library not found: run `make onnxruntime`")
+		testenv.SkipOrFail(t, "ONNX Runtime library not found: run `make onnxruntime`")
 	}
 	tr := load(t)
 	plan, err := featurizer.Parse([]byte(nnSpec))
