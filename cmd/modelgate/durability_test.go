@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/internal/acklog"
 	"github.com/modelgate/modelgate/internal/redistest"
+	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/predlog"
 	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/store/redisstore"
@@ -326,5 +328,241 @@ func feedbackFollowsSync(t *testing.T, url string, recs []recResp, cur *atomic.P
 	}
 	if _, w := many.Totals(); w != clients*each*weight(1) {
 		t.Fatalf("fsyncs held %d, want %d", w, clients*each*weight(1))
+	}
+}
+
+// The built binary under strace shows the order itself, syscall by
+// syscall: between reading a POST /v1/feedback and writing its 200, the
+// process writes the store's file and then fsyncs it — the embedded store's
+// bbolt file, or the replica's write-ahead log while Redis is down. No hook
+// is involved: a binary that skipped the fsync or answered before it fails.
+func TestFeedbackFsyncedBeforeResponse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and traces the binary")
+	}
+	strace := testenv.LookPath(t, "Debian: apt-get install strace; .ci/run installs it", "strace")
+	bin := buildBinary(t)
+	cases := []struct {
+		name  string
+		store *regexp.Regexp // the file the events must be fsynced to
+		redis bool
+	}{
+		{"embedded store", regexp.MustCompile(`/modelgate\.db$`), false},
+		{"redis write-ahead log", regexp.MustCompile(`/redis-wal/wal-[0-9a-f]+\.log$`), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"--config", demoConfigFile(t), "--data-dir", t.TempDir()}
+			var rs *redistest.Server
+			if tc.redis {
+				rs = redistest.Start(t, redistest.Options{})
+				args = append(args, "--redis-url", rs.URL())
+			}
+			cmd, url := startBinary(t, bin, args...)
+			recs := recommendations(t, url, 10)
+			if rs != nil {
+				rs.Stop()
+			}
+			stop := straceAttach(t, strace, cmd.Process.Pid)
+			for i, r := range recs {
+				ev := map[string]any{"events": []map[string]string{{"prediction_id": r.PredictionID, "type": "click", "item_id": r.Items[0].ID}}}
+				var fb fbResp
+				if st := call(t, "POST", url+"/v1/feedback", ev, &fb); st != 200 || fb.Accepted != 1 {
+					t.Fatalf("feedback %d: %d %+v", i, st, fb)
+				}
+			}
+			n, err := checkFsyncBeforeAck(stop(), tc.store)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != len(recs) {
+				t.Fatalf("the trace shows %d answered feedback calls, want %d", n, len(recs))
+			}
+		})
+	}
+}
+
+// straceAttach attaches strace (the executable exe) to every thread of
+// process pid, tracing the reads and writes of sockets and files and the
+// fsyncs. stop detaches it and returns the trace (strace -f -y: one line per
+// call, in the order the calls happened where one caused the other, files
+// and sockets named).
+func straceAttach(t *testing.T, exe string, pid int) (stop func() []byte) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "trace")
+	cmd := exec.Command(exe, "-f", "-y", "-s", "32", "-e", "trace=read,write,pwrite64,fsync,fdatasync",
+		"-e", "signal=none", "-o", out, "-p", strconv.Itoa(pid))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// strace reports "Process N attached" once it traces every thread.
+	attached := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stderr)
+		ok := false
+		var msgs []string
+		for sc.Scan() {
+			switch {
+			case ok:
+			case strings.Contains(sc.Text(), "attached"):
+				ok = true
+				attached <- nil
+			default:
+				msgs = append(msgs, sc.Text())
+			}
+		}
+		if !ok {
+			attached <- fmt.Errorf("strace exited: %s", strings.Join(msgs, "; "))
+		}
+	}()
+	var once sync.Once
+	var trace []byte
+	stop = func() []byte {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt) // detaches, flushes the trace
+			<-done
+			_ = cmd.Wait()
+			var err error
+			if trace, err = os.ReadFile(out); err != nil {
+				t.Error(err)
+			}
+		})
+		return trace
+	}
+	t.Cleanup(func() { stop() })
+	select {
+	case err := <-attached:
+		if err != nil {
+			stop()
+			testenv.SkipOrFail(t, "strace cannot trace here: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("strace did not attach in 20 s")
+	}
+	return stop
+}
+
+var (
+	straceLine = regexp.MustCompile(`^(\d+) +(.*)$`)
+	// The start of a request for POST /v1/feedback. On a kept-alive
+	// connection net/http reads the first byte by itself (its background
+	// read), then the rest.
+	feedbackRequest = regexp.MustCompile(`^P?OST /v1/feedback `)
+	// name(fd<path>[, "string"...]...) = result
+	straceCall = regexp.MustCompile(`^(\w+)\(\d+<([^>]*)>(?:, "((?:[^"\\]|\\.)*)")?.*\) += (-?\d+)`)
+)
+
+// checkFsyncBeforeAck reads a trace of straceAttach and checks every 200
+// answered to a POST /v1/feedback: between reading the request and
+// writing the answer on that socket, the process wrote to a file matching
+// store and, after that write, fsynced such a file. It returns how many
+// answers it checked.
+func checkFsyncBeforeAck(trace []byte, store *regexp.Regexp) (int, error) {
+	type window struct {
+		line          int
+		wrote, synced bool
+	}
+	open := map[string]*window{} // by socket
+	unfinished := map[string]string{}
+	checked := 0
+	for i, raw := range strings.Split(string(trace), "\n") {
+		m := straceLine.FindStringSubmatch(raw)
+		if m == nil {
+			continue
+		}
+		pid, text := m[1], m[2]
+		// A call interrupted by another thread's is printed in two parts.
+		if head, ok := strings.CutSuffix(text, " <unfinished ...>"); ok {
+			unfinished[pid] = head
+			continue
+		}
+		if strings.HasPrefix(text, "<... ") {
+			_, tail, ok := strings.Cut(text, " resumed>")
+			if !ok {
+				continue
+			}
+			text = unfinished[pid] + tail
+			delete(unfinished, pid)
+		}
+		c := straceCall.FindStringSubmatch(text)
+		if c == nil {
+			continue
+		}
+		name, path, str := c[1], c[2], c[3]
+		ret, _ := strconv.Atoi(c[4])
+		switch {
+		case name == "read" && strings.HasPrefix(path, "socket:") && feedbackRequest.MatchString(str) && ret > 0:
+			open[path] = &window{line: i + 1}
+		case (name == "write" || name == "pwrite64") && store.MatchString(path) && ret > 0:
+			for _, w := range open {
+				w.wrote = true
+			}
+		case (name == "fsync" || name == "fdatasync") && store.MatchString(path) && ret == 0:
+			for _, w := range open {
+				w.synced = w.synced || w.wrote
+			}
+		case name == "write" && strings.HasPrefix(path, "socket:") && strings.HasPrefix(str, "HTTP/1.1 200"):
+			w := open[path]
+			if w == nil {
+				continue
+			}
+			if !w.wrote || !w.synced {
+				return checked, fmt.Errorf("trace line %d: the feedback request read at line %d was answered 200 with the store's file written %v and fsynced after that %v", i+1, w.line, w.wrote, w.synced)
+			}
+			delete(open, path)
+			checked++
+		}
+	}
+	return checked, nil
+}
+
+// checkFsyncBeforeAck on hand-written traces: it finds a missing fsync, an
+// fsync before the write, an answer before the fsync, and reads calls
+// split by another thread's.
+func TestCheckFsyncBeforeAck(t *testing.T) {
+	const (
+		req   = `7 read(12<socket:[9]>, "POST /v1/feedback HTTP/1.1\r\nHost"..., 4096) = 310`
+		data  = `8 pwrite64(5</d/modelgate.db>, "\2\0\0"..., 4096, 8192) = 4096`
+		sync  = `8 fdatasync(5</d/modelgate.db>) = 0`
+		other = `8 fdatasync(6</d/predictions.jsonl>) = 0`
+		resp  = `7 write(12<socket:[9]>, "HTTP/1.1 200 OK\r\nContent-Type: a"..., 166) = 166`
+	)
+	db := regexp.MustCompile(`/modelgate\.db$`)
+	cases := []struct {
+		name    string
+		lines   []string
+		want    int
+		wantErr bool
+	}{
+		{"written, synced, answered", []string{req, data, sync, resp}, 1, false},
+		{"twice on one connection", []string{req, data, sync, resp,
+			`7 read(12<socket:[9]>, "P", 1) = 1`, `7 read(12<socket:[9]>, "OST /v1/feedback HTTP/1.1\r\nHost:"..., 4095) = 311`,
+			data, sync, resp}, 2, false},
+		{"split calls", []string{
+			`7 read(12<socket:[9]>,  <unfinished ...>`,
+			`8 fdatasync(5</d/modelgate.db> <unfinished ...>`,
+			`7 <... read resumed>"POST /v1/feedback HTTP/1.1\r\nHost"..., 4096) = 310`,
+			`8 <... fdatasync resumed>) = 0`,
+			data, sync, resp}, 1, false},
+		{"no fsync", []string{req, data, resp}, 0, true},
+		{"fsync of another file", []string{req, data, other, resp}, 0, true},
+		{"fsync before the write", []string{req, sync, data, resp}, 0, true},
+		{"answered before the fsync", []string{req, data, resp, sync}, 0, true},
+		{"failed fsync", []string{req, data, `8 fdatasync(5</d/modelgate.db>) = -1 EIO (Input/output error)`, resp}, 0, true},
+		{"no feedback call", []string{data, sync}, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := checkFsyncBeforeAck([]byte(strings.Join(tc.lines, "\n")), db)
+			if (err != nil) != tc.wantErr || (!tc.wantErr && n != tc.want) {
+				t.Fatalf("checkFsyncBeforeAck = %d, %v; want %d, error %v", n, err, tc.want, tc.wantErr)
+			}
+		})
 	}
 }

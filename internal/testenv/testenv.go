@@ -1,8 +1,8 @@
 // Package testenv is how tests ask for what they need from the machine: a
-// redis-server, Chromium, the ONNX Runtime library, promtool, curl. Without
-// it a test skips on a developer's machine but fails under CI, where
-// .ci/run installs everything: a missing dependency must not turn a CI run
-// green by skipping the tests that need it.
+// redis-server, Chromium, the ONNX Runtime library, promtool, curl,
+// strace. Without it a test skips on a developer's machine but fails under
+// CI, where .ci/run installs everything: a missing dependency must not turn
+// a CI run green by skipping the tests that need it.
 //
 // Skips for -short are a different matter and stay plain t.Skip calls.
 package testenv
