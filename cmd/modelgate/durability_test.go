@@ -48,17 +48,35 @@ var listenRE = regexp.MustCompile(`HTTP on (https?://[0-9.:]+), gRPC on ([0-9.:]
 // startBinary runs `modelgate serve` on free ports and returns its base URL.
 func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, args...)
-	cmd := exec.Command(bin, args...)
+	return startUnder(t, nil, bin, args...)
+}
+
+// startUnder is startBinary with the command line run by under (a tracer
+// and its flags) when under is not empty. The tracer and modelgate then run
+// in a process group of their own, all killed when the test ends.
+func startUnder(t *testing.T, under []string, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	args = append([]string{bin, "serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, args...)
+	args = append(append([]string(nil), under...), args...)
+	cmd := exec.Command(args[0], args[1:]...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stderr = io.Discard
+	if len(under) > 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		if len(under) > 0 {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -341,6 +359,9 @@ func TestFeedbackFsyncedBeforeResponse(t *testing.T) {
 		t.Skip("builds and traces the binary")
 	}
 	strace := testenv.LookPath(t, "Debian: apt-get install strace; .ci/run installs it", "strace")
+	if out, err := exec.Command(strace, "-f", "-o", os.DevNull, "true").CombinedOutput(); err != nil {
+		testenv.SkipOrFail(t, "strace cannot trace here: %v: %s", err, out)
+	}
 	bin := buildBinary(t)
 	cases := []struct {
 		name  string
@@ -358,12 +379,15 @@ func TestFeedbackFsyncedBeforeResponse(t *testing.T) {
 				rs = redistest.Start(t, redistest.Options{})
 				args = append(args, "--redis-url", rs.URL())
 			}
-			cmd, url := startBinary(t, bin, args...)
+			// strace -f -y: a line per call, named files and sockets, in the
+			// order the calls happened where one caused the other.
+			out := filepath.Join(t.TempDir(), "trace")
+			cmd, url := startUnder(t, []string{strace, "-f", "-qq", "-y", "-s", "32", "-o", out,
+				"-e", "trace=read,write,pwrite64,fsync,fdatasync", "-e", "signal=none"}, bin, args...)
 			recs := recommendations(t, url, 10)
 			if rs != nil {
 				rs.Stop()
 			}
-			stop := straceAttach(t, strace, cmd.Process.Pid)
 			for i, r := range recs {
 				ev := map[string]any{"events": []map[string]string{{"prediction_id": r.PredictionID, "type": "click", "item_id": r.Items[0].ID}}}
 				var fb fbResp
@@ -371,7 +395,23 @@ func TestFeedbackFsyncedBeforeResponse(t *testing.T) {
 					t.Fatalf("feedback %d: %d %+v", i, st, fb)
 				}
 			}
-			n, err := checkFsyncBeforeAck(stop(), tc.store)
+			// Stop modelgate, strace's child, so that every call it made is
+			// in the trace (a SIGKILL could cut the last answer's line short);
+			// strace then writes out the trace and exits.
+			kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+			pid, perr := strconv.Atoi(strings.TrimSpace(string(kids)))
+			if err != nil || perr != nil {
+				t.Fatalf("modelgate's pid under strace: %q, %v", kids, err)
+			}
+			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			trace, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := checkFsyncBeforeAck(trace, tc.store)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -380,72 +420,6 @@ func TestFeedbackFsyncedBeforeResponse(t *testing.T) {
 			}
 		})
 	}
-}
-
-// straceAttach attaches strace (the executable exe) to every thread of
-// process pid, tracing the reads and writes of sockets and files and the
-// fsyncs. stop detaches it and returns the trace (strace -f -y: one line per
-// call, in the order the calls happened where one caused the other, files
-// and sockets named).
-func straceAttach(t *testing.T, exe string, pid int) (stop func() []byte) {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "trace")
-	cmd := exec.Command(exe, "-f", "-y", "-s", "32", "-e", "trace=read,write,pwrite64,fsync,fdatasync",
-		"-e", "signal=none", "-o", out, "-p", strconv.Itoa(pid))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// strace reports "Process N attached" once it traces every thread.
-	attached := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		ok := false
-		var msgs []string
-		for sc.Scan() {
-			switch {
-			case ok:
-			case strings.Contains(sc.Text(), "attached"):
-				ok = true
-				attached <- nil
-			default:
-				msgs = append(msgs, sc.Text())
-			}
-		}
-		if !ok {
-			attached <- fmt.Errorf("strace exited: %s", strings.Join(msgs, "; "))
-		}
-	}()
-	var once sync.Once
-	var trace []byte
-	stop = func() []byte {
-		once.Do(func() {
-			_ = cmd.Process.Signal(os.Interrupt) // detaches, flushes the trace
-			<-done
-			_ = cmd.Wait()
-			var err error
-			if trace, err = os.ReadFile(out); err != nil {
-				t.Error(err)
-			}
-		})
-		return trace
-	}
-	t.Cleanup(func() { stop() })
-	select {
-	case err := <-attached:
-		if err != nil {
-			stop()
-			testenv.SkipOrFail(t, "strace cannot trace here: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("strace did not attach in 20 s")
-	}
-	return stop
 }
 
 var (
@@ -458,7 +432,7 @@ var (
 	straceCall = regexp.MustCompile(`^(\w+)\(\d+<([^>]*)>(?:, "((?:[^"\\]|\\.)*)")?.*\) += (-?\d+)`)
 )
 
-// checkFsyncBeforeAck reads a trace of straceAttach and checks every 200
+// checkFsyncBeforeAck reads a trace of strace -f -y and checks every 200
 // answered to a POST /v1/feedback: between reading the request and
 // writing the answer on that socket, the process wrote to a file matching
 // store and, after that write, fsynced such a file. It returns how many
