@@ -249,12 +249,13 @@ func startAppOn(t *testing.T, cfg *config.Config, dir string, db stateStore) *te
 		db.Close()
 		t.Fatal(err)
 	}
-	plog, err := predlog.Open(dir, cfg.Report.Retention)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	plog, err := predlog.Open(dir, cfg.Report.Retention, log)
 	if err != nil {
 		db.Close()
 		t.Fatal(err)
 	}
-	a, err := wire(ctx, cfg, db, plog, slog.New(slog.NewTextHandler(io.Discard, nil)), tel)
+	a, err := wire(ctx, cfg, db, plog, log, tel)
 	if err != nil {
 		plog.Close()
 		db.Close()
