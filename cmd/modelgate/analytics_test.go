@@ -110,34 +110,22 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := demoConfig(t, "")
 	cfg.Report.Interval = time.Second
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := newApp(ctx, cfg, dir, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { a.run(rctx); close(done) }()
-	ts := httptest.NewServer(a.srv.Handler())
-	traffic(t, ts.URL, "home", 20)
+	url, stop := runOn(t, cfg, dir)
+	traffic(t, url, "home", 20)
 	var before historyResp
 	waitUntil(t, 5*time.Second, func() bool {
-		call(t, "GET", ts.URL+"/v1/endpoints/home/report/history", nil, &before)
+		call(t, "GET", url+"/v1/endpoints/home/report/history", nil, &before)
 		return len(before.Points) >= 2
 	})
-	var rep1 reportResp
-	call(t, "GET", ts.URL+"/v1/endpoints/home/report", nil, &rep1)
-	ts.Close()
 	stop()
-	<-done
-	a.close()
 
-	a, err = newApp(ctx, cfg, dir, log)
+	// Started again, without its loops: what it serves comes from the store.
+	a, err := newApp(ctx, cfg, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.close()
-	ts = httptest.NewServer(a.srv.Handler())
+	ts := httptest.NewServer(a.srv.Handler())
 	defer ts.Close()
 	var after historyResp
 	call(t, "GET", ts.URL+"/v1/endpoints/home/report/history", nil, &after)

@@ -116,6 +116,22 @@ func startApp(t *testing.T, cfg *config.Config) *testApp {
 	return ta
 }
 
+// runOn runs the gateway with its background loops on dir (an existing data
+// dir is reopened) behind a test HTTP server; stop shuts it down as SIGTERM
+// would and closes the data dir, so the test can start it again on dir.
+func runOn(t *testing.T, cfg *config.Config, dir string) (url string, stop func()) {
+	t.Helper()
+	a, err := newApp(context.Background(), cfg, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.run(ctx); close(done) }()
+	ts := httptest.NewServer(a.srv.Handler())
+	return ts.URL, func() { ts.Close(); cancel(); <-done; a.close() }
+}
+
 // call sends a JSON request and decodes the JSON answer into out (when not
 // nil), returning the status.
 func call(t *testing.T, method, url string, body any, out any) int {

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -14,23 +10,10 @@ import (
 // report says so; the cap and the kept segments survive a restart, and so
 // do a segment's off-policy sums (stored per segment and day).
 func TestSegmentsCappedEndToEnd(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := demoConfig(t, "")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	start := func() (*app, *httptest.Server, func()) {
-		a, err := newApp(ctx, cfg, dir, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { a.run(rctx); close(done) }()
-		ts := httptest.NewServer(a.srv.Handler())
-		return a, ts, func() { ts.Close(); stop(); <-done; a.close() }
-	}
-	_, ts, stop := start()
-	if st := call(t, "PUT", ts.URL+"/v1/endpoints/seg", `{"arms": ["mf@1", "mf@2"],
+	url, stop := runOn(t, cfg, dir)
+	if st := call(t, "PUT", url+"/v1/endpoints/seg", `{"arms": ["mf@1", "mf@2"],
 		"policy": {"segment_by": ["surface"], "max_segments": 3}}`, nil); st != 201 {
 		t.Fatalf("create endpoint: %d", st)
 	}
@@ -47,35 +30,35 @@ func TestSegmentsCappedEndToEnd(t *testing.T) {
 		if i >= 3 {
 			want = "other"
 		}
-		if got := segmentOf(ts.URL, fmt.Sprintf("s%d", i)); got != want {
+		if got := segmentOf(url, fmt.Sprintf("s%d", i)); got != want {
 			t.Fatalf("request %d served in %q, want %q", i, got, want)
 		}
 	}
-	traffic(t, ts.URL, "seg", 30, "s0", "s1") // with clicks, for the off-policy sums
+	traffic(t, url, "seg", 30, "s0", "s1") // with clicks, for the off-policy sums
 	var rep struct {
 		Segments []string `json:"segments"`
 		Health   struct {
 			Warnings []string `json:"warnings"`
 		} `json:"health"`
 	}
-	call(t, "GET", ts.URL+"/v1/endpoints/seg/report", nil, &rep)
+	call(t, "GET", url+"/v1/endpoints/seg/report", nil, &rep)
 	if strings.Join(rep.Segments, " ") != "other surface=s0 surface=s1 surface=s2" {
 		t.Fatalf("segments %v", rep.Segments)
 	}
 	if !strings.Contains(strings.Join(rep.Health.Warnings, "|"), "segments_capped: 7 requests") {
 		t.Fatalf("warnings %v", rep.Health.Warnings)
 	}
-	if st := call(t, "GET", ts.URL+"/v1/endpoints/seg/report?segment=other", nil, nil); st != 200 {
+	if st := call(t, "GET", url+"/v1/endpoints/seg/report?segment=other", nil, nil); st != 200 {
 		t.Fatalf("report of other: %d", st)
 	}
 	stop()
 
-	_, ts, stop = start()
+	url, stop = runOn(t, cfg, dir)
 	defer stop()
-	if got := segmentOf(ts.URL, "s9"); got != "other" {
+	if got := segmentOf(url, "s9"); got != "other" {
 		t.Fatalf("after a restart a new value is served in %q, want other", got)
 	}
-	if got := segmentOf(ts.URL, "s2"); got != "surface=s2" {
+	if got := segmentOf(url, "s2"); got != "surface=s2" {
 		t.Fatalf("after a restart a kept segment is served in %q", got)
 	}
 	var seg struct {
@@ -85,7 +68,7 @@ func TestSegmentsCappedEndToEnd(t *testing.T) {
 			} `json:"off_policy"`
 		} `json:"arms"`
 	}
-	call(t, "GET", ts.URL+"/v1/endpoints/seg/report?segment=surface%3Ds0", nil, &seg)
+	call(t, "GET", url+"/v1/endpoints/seg/report?segment=surface%3Ds0", nil, &seg)
 	n := 0
 	for _, a := range seg.Arms {
 		if a.OffPolicy != nil {
