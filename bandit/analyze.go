@@ -17,6 +17,11 @@ type ArmStats struct {
 	// PBest is the posterior probability that this arm has the highest rate
 	// among the active arms; 0 for an inactive arm.
 	PBest float64
+	// RegretGap is E[max_j θ_j] − E[θ], j ranging over the arms with at
+	// least one trial: the click rate given up per trial this arm served.
+	// 0 for an arm without trials or when fewer than two arms have trials.
+	// See RegretGaps.
+	RegretGap float64
 	// ExpectedLoss is E[max(θmax, θ) − θ], θmax the highest rate among the
 	// active arms: the click rate given up per request by serving this arm
 	// instead of the best active one. Defined for inactive arms too (an arm
@@ -48,9 +53,9 @@ type Analysis struct {
 	// with a and j ranging over the arms with at least one trial, active or
 	// paused, under the current posterior. Arms without trials are left out
 	// of the max: they served nothing, and their prior-only posterior would
-	// otherwise inflate regret. It is estimated from the same draws as PBest,
-	// using the draws' mean for E[θ_a] too so that a single arm's regret is
-	// exactly 0 and the estimate is never negative.
+	// otherwise inflate regret. It is computed exactly (see RegretGaps), not
+	// from the draws, so the same counts always give the same value; a
+	// single arm's regret is exactly 0 and it is never negative.
 	ExpectedRegret float64
 	// Best is the index of the active arm with the highest PBest (the lowest
 	// index on equal PBest), or -1 if no arm is active.
@@ -78,7 +83,6 @@ func Analyze(r Source, prior Prior, arms []Arm, draws int) Analysis {
 
 	samplers := make([]betaSampler, len(arms))
 	active := make([]int, 0, len(arms))
-	withTrials := 0
 	for i, arm := range arms {
 		a, b := prior.Posterior(arm)
 		st := &res.Arms[i]
@@ -89,14 +93,15 @@ func Analyze(r Source, prior Prior, arms []Arm, draws int) Analysis {
 		if arm.Active {
 			active = append(active, i)
 		}
-		if arm.Trials > 0 {
-			withTrials++
-		}
+	}
+	for i, g := range RegretGaps(prior, arms) {
+		res.Arms[i].RegretGap = g
+		res.ExpectedRegret += float64(arms[i].Trials) * g
 	}
 	k := len(active)
-	if k == 0 && withTrials < 2 {
+	if k == 0 {
 		// Nothing to compare: no P(best), loss or value remaining without
-		// active arms, and one arm alone has no regret.
+		// active arms.
 		return res
 	}
 
@@ -104,7 +109,6 @@ func Analyze(r Source, prior Prior, arms []Arm, draws int) Analysis {
 		theta = make([]float64, len(arms))
 		wins  = make([]float64, len(arms))
 		loss  = make([]float64, len(arms))
-		gap   = make([]float64, len(arms))
 		// Per draw: θmax over the active arms, and every active arm's θ,
 		// kept until Best is known to compute value remaining.
 		maxDraws    = make([]float64, draws)
@@ -114,45 +118,30 @@ func Analyze(r Source, prior Prior, arms []Arm, draws int) Analysis {
 		for i := range samplers {
 			theta[i] = samplers[i].sample(r)
 		}
-		if k > 0 {
-			top, ties, first := math.Inf(-1), 0, -1
-			row := activeDraws[d*k : (d+1)*k]
-			for j, i := range active {
-				row[j] = theta[i]
-				switch {
-				case theta[i] > top:
-					top, ties, first = theta[i], 1, i
-				case theta[i] == top:
-					ties++
-				}
-			}
-			if ties == 1 {
-				wins[first]++
-			} else {
-				share := 1 / float64(ties)
-				for _, i := range active {
-					if theta[i] == top {
-						wins[i] += share
-					}
-				}
-			}
-			maxDraws[d] = top
-			for i, t := range theta {
-				loss[i] += max(top, t) - t
+		top, ties, first := math.Inf(-1), 0, -1
+		row := activeDraws[d*k : (d+1)*k]
+		for j, i := range active {
+			row[j] = theta[i]
+			switch {
+			case theta[i] > top:
+				top, ties, first = theta[i], 1, i
+			case theta[i] == top:
+				ties++
 			}
 		}
-		if withTrials > 1 {
-			top := math.Inf(-1)
-			for i, t := range theta {
-				if arms[i].Trials > 0 {
-					top = max(top, t)
+		if ties == 1 {
+			wins[first]++
+		} else {
+			share := 1 / float64(ties)
+			for _, i := range active {
+				if theta[i] == top {
+					wins[i] += share
 				}
 			}
-			for i, t := range theta {
-				if arms[i].Trials > 0 {
-					gap[i] += top - t
-				}
-			}
+		}
+		maxDraws[d] = top
+		for i, t := range theta {
+			loss[i] += max(top, t) - t
 		}
 	}
 
@@ -160,10 +149,6 @@ func Analyze(r Source, prior Prior, arms []Arm, draws int) Analysis {
 	for i := range arms {
 		res.Arms[i].PBest = wins[i] / n
 		res.Arms[i].ExpectedLoss = loss[i] / n
-		res.ExpectedRegret += float64(arms[i].Trials) * gap[i] / n
-	}
-	if k == 0 {
-		return res
 	}
 	col := 0
 	for j, i := range active {
