@@ -84,7 +84,12 @@ type Recorder struct {
 	log       *slog.Logger
 	decisions map[string]string // endpoint/segment -> last decision, owned by Run
 	marks     map[string]mark   // endpoint/segment -> its last recorded point, owned by Run
-	onChange  func(endpoint string)
+	// last holds each series' newest point as the store holds it, owned by
+	// Run: the base of the next point's regret. An entry is dropped when a
+	// write may not have stored it (another replica wrote that time first),
+	// so the next point re-reads the store.
+	last     map[string]*Point
+	onChange func(endpoint string)
 	// Changes counts decision changes since start; read it after Run returns
 	// or from Run's goroutine only.
 	Changes int
@@ -96,15 +101,17 @@ func NewRecorder(reg Endpoints, table *counters.Table, series Series, build Buil
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Recorder{reg: reg, table: table, series: series, build: build, interval: interval,
-		retention: retention, log: log, decisions: map[string]string{}, marks: map[string]mark{}}
+		retention: retention, log: log, decisions: map[string]string{}, marks: map[string]mark{}, last: map[string]*Point{}}
 }
 
 // OnDecisionChange sets a function called (from Run's goroutine) with the
 // endpoint whenever a segment's decision changes. Call it before Run.
 func (r *Recorder) OnDecisionChange(f func(endpoint string)) { r.onChange = f }
 
-// Run records until ctx ends.
+// Run records a point at once (so that a fresh series has a start before
+// the first interval ends) and then every interval, until ctx ends.
 func (r *Recorder) Run(ctx context.Context) {
+	r.RecordAll(ctx, time.Now())
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	prune := time.NewTicker(max(r.interval, time.Minute))
@@ -149,12 +156,25 @@ func (r *Recorder) RecordAll(ctx context.Context, now time.Time) {
 			byEndpoint[e.Key.Endpoint] = append(byEndpoint[e.Key.Endpoint], e)
 		}
 	}
-	var recs []store.Record
-	point := func(ep *registry.Endpoint, seg string, entries []counters.Entry, segs []string, draws int) {
+	var (
+		recs   []store.Record
+		points []*Point
+	)
+	point := func(ep *registry.Endpoint, seg string, entries []counters.Entry, segs []string, draws int) bool {
 		rep := r.build(Input{Endpoint: ep, Segment: seg, Now: atTime, Entries: entries, Segments: segs, Draws: draws})
 		r.noteDecision(ep.Name, seg, rep)
-		raw, _ := json.Marshal(PointOf(rep, atTime))
+		prev, err := r.lastPoint(ctx, ep.Name, seg, at, sec)
+		if err != nil {
+			// Without the series' last point the regret would restart
+			// from its snapshot and could go down: skip this point.
+			r.log.Error("reading the last history point", "endpoint", ep.Name, "segment", seg, "err", err)
+			return false
+		}
+		p := PointAfter(prev, rep, atTime)
+		raw, _ := json.Marshal(p)
 		recs = append(recs, store.Record{Endpoint: ep.Name, Segment: seg, Time: at, Value: raw})
+		points = append(points, &p)
+		return true
 	}
 	live := make(map[string]bool, len(r.marks))
 	for _, ep := range r.reg.Endpoints() {
@@ -191,7 +211,9 @@ func (r *Recorder) RecordAll(ctx context.Context, now time.Time) {
 		live[ep.Name+"/"+counters.AllSegment] = true
 		sort.SliceStable(changed, func(i, j int) bool { return changed[i].m.at < changed[j].m.at })
 		for _, c := range changed[:min(len(changed), SegmentPointsPerTick)] {
-			point(ep, c.seg, c.entries, segs, SegmentPointDraws)
+			if !point(ep, c.seg, c.entries, segs, SegmentPointDraws) {
+				continue
+			}
 			c.m.at = at
 			r.marks[ep.Name+"/"+c.seg] = c.m
 		}
@@ -207,12 +229,55 @@ func (r *Recorder) RecordAll(ctx context.Context, now time.Time) {
 			delete(r.decisions, k)
 		}
 	}
+	for k := range r.last {
+		if !live[k] {
+			delete(r.last, k)
+		}
+	}
 	if len(recs) == 0 {
 		return
 	}
-	if _, err := r.series.AddHistoryBatch(ctx, recs); err != nil {
+	n, err := r.series.AddHistoryBatch(ctx, recs)
+	if err != nil {
 		r.log.Error("recording history", "points", len(recs), "err", err)
 	}
+	for i, rec := range recs {
+		key := rec.Endpoint + "/" + rec.Segment
+		if err == nil && n == len(recs) {
+			r.last[key] = points[i]
+		} else {
+			// Some point of the batch was not stored (another replica
+			// recorded that time first, or the write failed): which one is
+			// unknown, so the next point of each re-reads its series.
+			delete(r.last, key)
+		}
+	}
+}
+
+// lastPoint returns the newest point of a series before at (nil if it has
+// none), from memory when this recorder stored it, else from the store:
+// first the last 61 intervals (points are thinned to one per 60 intervals
+// beyond the recent ones), then, for a series with none there, all of it.
+func (r *Recorder) lastPoint(ctx context.Context, endpoint, segment string, at, sec int64) (*Point, error) {
+	key := endpoint + "/" + segment
+	if p, ok := r.last[key]; ok {
+		return p, nil
+	}
+	recs, err := r.series.History(ctx, endpoint, segment, at-61*sec, at)
+	if err == nil && len(recs) == 0 {
+		recs, err = r.series.History(ctx, endpoint, segment, 0, at)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		var p Point
+		if json.Unmarshal(recs[i].Value, &p) == nil {
+			r.last[key] = &p
+			return &p, nil
+		}
+	}
+	return nil, nil
 }
 
 func (r *Recorder) noteDecision(endpoint, segment string, rep *Report) {
@@ -232,10 +297,40 @@ func (r *Recorder) noteDecision(endpoint, segment string, rep *Report) {
 	r.decisions[key] = d
 }
 
-// PointOf is the history point of a report.
-func PointOf(rep *Report, at time.Time) Point {
-	p := Point{T: at.UTC().Format(time.RFC3339), RegretExpectedCumulative: rep.Regret.ExpectedCumulative}
+// PointOf is the history point of a report that starts a series: its regret
+// is the report's, every trial valued at the current posterior. It is
+// PointAfter(nil, rep, at).
+func PointOf(rep *Report, at time.Time) Point { return PointAfter(nil, rep, at) }
+
+// PointAfter is the history point of rep at time at that follows prev, the
+// series' previous point (nil for its first). Its cumulative expected regret
+// adds to prev's the regret of the trials served since, valued at rep's
+// posterior:
+//
+//	R_k = R_{k−1} + Σ_a max(0, n_a,k − n_a,k−1) · gap_a,k
+//
+// n_a,k the arm's trials in point k (0 in a missing previous point) and
+// gap_a,k = E[max_j θ_j] − E[θ_a] ≥ 0 under point k's posterior (see
+// bandit.RegretGaps, exact and never negative). Every term is ≥ 0, so a
+// series built point after point never decreases, whatever later evidence
+// says about the arms; with no new trials it stays put. The first point's
+// regret, Σ_a n_a · gap_a, is the report's own regret.expected_cumulative.
+// Trials spent between two points are valued at the later posterior, which
+// knows the most; a shorter interval values them earlier.
+func PointAfter(prev *Point, rep *Report, at time.Time) Point {
+	p := Point{T: at.UTC().Format(time.RFC3339)}
+	var before map[string]uint64
+	if prev != nil {
+		p.RegretExpectedCumulative = prev.RegretExpectedCumulative
+		before = make(map[string]uint64, len(prev.Arms))
+		for _, a := range prev.Arms {
+			before[a.Arm] = a.Trials
+		}
+	}
 	for _, a := range rep.Arms {
+		if a.Trials > before[a.Arm] {
+			p.RegretExpectedCumulative += float64(a.Trials-before[a.Arm]) * a.RegretGap
+		}
 		p.Arms = append(p.Arms, PointArm{Arm: a.Arm, Trials: a.Trials, Successes: a.Successes,
 			TrafficShare: a.TrafficShare, PBest: a.PBest})
 	}

@@ -42,6 +42,10 @@ type Arm struct {
 	Errors map[string]uint64 `json:"errors"`
 	// Reason says why the arm was paused automatically, if it was.
 	Reason string `json:"reason,omitempty"`
+	// RegretGap is the click rate given up per trial this arm served, under
+	// the current posterior (bandit.ArmStats.RegretGap); history points
+	// accumulate regret from it. Not part of the JSON.
+	RegretGap float64 `json:"-"`
 }
 
 // OffPolicy holds inverse-propensity estimates of an arm's click rate.
@@ -71,6 +75,10 @@ type Health struct {
 
 // Regret holds the experiment's cost estimates.
 type Regret struct {
+	// ExpectedCumulative is Σ_a trials_a · (E[max_j θ_j] − E[θ_a]) under
+	// the current posterior, computed exactly (bandit.RegretGaps): the
+	// clicks lost so far, every trial valued at what is known now. History
+	// points accumulate it interval by interval instead (see PointAfter).
 	ExpectedCumulative float64 `json:"expected_cumulative"`
 }
 
@@ -191,7 +199,8 @@ func Build(in Input) *Report {
 		total += arms[i].Trials
 		r.Arms = append(r.Arms, Arm{Arm: name, State: state, Trials: arms[i].Trials, Successes: arms[i].Successes,
 			Rate: st.Rate, CI95: [2]float64{st.CILow, st.CIHigh}, PBest: st.PBest,
-			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i], Errors: armErrs[name], Reason: ep.ArmReasons[name]})
+			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i], Errors: armErrs[name], Reason: ep.ArmReasons[name],
+			RegretGap: st.RegretGap})
 		if state == registry.Paused && strings.HasPrefix(ep.ArmReasons[name], "paused by guardrail") {
 			r.Health.Warnings = append(r.Health.Warnings, "paused_by_guardrail: "+name)
 		}
