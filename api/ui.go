@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/ui"
 )
@@ -48,7 +49,7 @@ func (s *Server) uiIndex(c *gin.Context) {
 			trials += a.Trials
 		}
 		page.Endpoints = append(page.Endpoints, ui.IndexEntry{Name: ep.Name, Arms: strings.Join(ep.Arms, ", "),
-			Trials: trials, Decision: ui.DecisionText(rep, ep.Policy.StopRule.PBest, ep.Policy.StopRule.MinTrials)})
+			Trials: trials, Decision: ui.DecisionText(rep, stopRule(ep))})
 	}
 	s.html(c, func(b *bytes.Buffer) error { return s.tpl.Index(b, page) })
 }
@@ -62,7 +63,8 @@ func (s *Server) uiEndpoint(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	rep := s.BuildReport(q.ep, q.segment, s.now(), q.from, q.to)
+	now := s.now()
+	rep := s.BuildReport(q.ep, q.segment, now, q.from, q.to)
 	hist := &report.History{Endpoint: q.ep.Name, Segment: q.segment}
 	if s.analytics.Series != nil {
 		if h, err := report.ReadHistory(c.Request.Context(), s.analytics.Series, q.ep.Name, q.segment, s.analytics.Interval, q.from, q.to); err == nil {
@@ -70,6 +72,17 @@ func (s *Server) uiEndpoint(c *gin.Context) {
 		}
 	}
 	prior := bandit.Prior{Alpha: q.ep.Policy.Prior.Alpha, Beta: q.ep.Policy.Prior.Beta}
-	page := ui.Build(rep, hist, prior, q.ep.Policy.StopRule.PBest, q.ep.Policy.StopRule.MinTrials, uiRefresh)
+	in := ui.Input{Report: rep, History: hist, Prior: prior, Rule: stopRule(q.ep), Refresh: uiRefresh}
+	if q.to.IsZero() || q.to.After(now) {
+		// The range reaches the present: the live report is the charts'
+		// newest point, so they are useful before the first interval ends.
+		in.Now = now
+	}
+	page := ui.Build(in)
 	s.html(c, func(b *bytes.Buffer) error { return s.tpl.Endpoint(b, page) })
+}
+
+func stopRule(ep *registry.Endpoint) ui.StopRule {
+	r := ep.Policy.StopRule
+	return ui.StopRule{PBest: r.PBest, ValueRemaining: r.ValueRemaining, MinTrials: r.MinTrials}
 }

@@ -41,10 +41,20 @@ type ArmRow struct {
 	PBest, ExpectedLoss       float64
 	Share                     float64
 	HasOP                     bool
-	SNIPS, OPLow, OPHigh      float64
-	OPN                       int
-	Errors                    string
+	// OPTooFew is set when the arm served fewer than MinOffPolicy of the
+	// logged predictions: the page then shows "too few", not the numbers.
+	OPTooFew             bool
+	SNIPS, OPLow, OPHigh float64
+	OPN, OPServed        int
+	Errors               string
+	// NoTrials is set for an arm without trials: its rate is the prior's.
+	NoTrials bool
 }
+
+// MinOffPolicy is the fewest logged predictions of an arm from which the
+// page shows its off-policy estimates; below it they say "too few" (the JSON
+// report keeps the numbers).
+const MinOffPolicy = 30
 
 // EndpointPage is an endpoint's page.
 type EndpointPage struct {
@@ -53,12 +63,24 @@ type EndpointPage struct {
 	Warnings                       []string
 	Decision                       string
 	Winner                         bool
-	Regret                         float64
-	SRM                            string
-	Arms                           []ArmRow
-	Charts                         []template.HTML
-	Refresh                        int
-	Draws                          int
+	// Early is set below the stop rule's min_trials (and at 0 trials): the
+	// page then names no leader or winner.
+	Early       bool
+	Empty       bool // no trials at all: no P(best) or loss to show
+	Regret      float64
+	SRM         string
+	Arms        []ArmRow
+	ShareCharts []template.HTML // one per arm, each on its own scale from 0
+	Charts      []template.HTML
+	Refresh     int
+	Draws       int
+	Live        bool
+}
+
+// StopRule is the endpoint's stop rule, as the page explains it.
+type StopRule struct {
+	PBest, ValueRemaining float64
+	MinTrials             uint64
 }
 
 func fmtPct(x float64) string {
@@ -73,21 +95,31 @@ func fmtPct(x float64) string {
 	return fmt.Sprintf("%.0f%%", 100*x)
 }
 
-// DecisionText says the report's decision in words.
-func DecisionText(rep *report.Report, stop float64, minTrials uint64) string {
+// DecisionText says the report's decision in words. Below the rule's
+// min_trials, and always at 0 trials, it names no leader and no winner and
+// gives no value remaining: only how many more trials the rule needs.
+func DecisionText(rep *report.Report, rule StopRule) string {
 	d := rep.Decision
 	var total uint64
 	lead, leadP := "", -1.0
 	for _, a := range rep.Arms {
 		total += a.Trials
-		if a.PBest > leadP {
+		if a.State == "active" && a.PBest > leadP {
 			lead, leadP = a.Arm, a.PBest
 		}
 	}
+	switch {
+	case total == 0:
+		need := max(rule.MinTrials, 1)
+		return fmt.Sprintf("No trials yet: nothing to tell. The stop rule needs %d trials before it can name a winner.", need)
+	case total < rule.MinTrials:
+		return fmt.Sprintf("Too early to tell: %d of the %d trials the stop rule needs (%d more). Until then no arm can be picked.",
+			total, rule.MinTrials, rule.MinTrials-total)
+	}
 	if d.Status == "winner" && d.Arm != nil {
 		if d.Reason != nil && *d.Reason == "value_remaining" {
-			return fmt.Sprintf("%s wins: the value remaining in exploring is %s (below the stop rule's threshold), after %d trials.",
-				*d.Arm, fmtPct(d.ValueRemaining), total)
+			return fmt.Sprintf("%s wins: the best other arm is at most %s better (95%% sure), below the stop rule's %s, after %d trials.",
+				*d.Arm, fmtPct(d.ValueRemaining), fmtPct(rule.ValueRemaining), total)
 		}
 		for _, a := range rep.Arms {
 			if a.Arm == *d.Arm {
@@ -95,17 +127,15 @@ func DecisionText(rep *report.Report, stop float64, minTrials uint64) string {
 			}
 		}
 	}
-	msg := fmt.Sprintf("Keep running: value remaining %s", fmtPct(d.ValueRemaining))
-	if d.ValueRemaining > 10 {
-		msg = "Keep running: too little data to bound the value remaining"
-	}
+	msg := "Keep running: no arm is sure enough yet"
 	if lead != "" {
-		msg += fmt.Sprintf("; the leader %s is best with %s probability (the stop rule wants %s)", lead, fmtPct(leadP), fmtPct(stop))
+		msg += fmt.Sprintf(". The leader %s is best with %s probability (the stop rule wants %s)", lead, fmtPct(leadP), fmtPct(rule.PBest))
+		if d.ValueRemaining <= 10 {
+			msg += fmt.Sprintf("; another arm could still be up to %s better (95%% sure; the rule stops below %s)",
+				fmtPct(d.ValueRemaining), fmtPct(rule.ValueRemaining))
+		}
 	}
-	if total < minTrials {
-		msg += fmt.Sprintf("; %d of the %d trials the stop rule needs", total, minTrials)
-	}
-	return msg + "."
+	return msg + fmt.Sprintf(", after %d trials.", total)
 }
 
 // WarningText explains a report warning.
@@ -121,14 +151,45 @@ func WarningText(w string) string {
 	return w
 }
 
-// Build assembles an endpoint page from its report and history. prior is
-// the endpoint's Beta prior.
-func Build(rep *report.Report, hist *report.History, prior bandit.Prior, stopPBest float64, minTrials uint64, refresh int) *EndpointPage {
+// Input is what an endpoint page is built from.
+type Input struct {
+	Report  *report.Report
+	History *report.History // the stored points, oldest first
+	Prior   bandit.Prior    // the endpoint's Beta prior
+	Rule    StopRule
+	Refresh int // seconds between reloads
+	// Now, when not zero, adds the report itself as the newest point of the
+	// charts (after the stored ones, with report.PointAfter so its regret
+	// continues theirs): the charts reach the present, and a series with a
+	// single stored point is already a line. Leave it zero for a range that
+	// ends in the past.
+	Now time.Time
+}
+
+// Build assembles an endpoint page from its report and history.
+func Build(in Input) *EndpointPage {
+	rep, hist, prior := in.Report, in.History, in.Prior
 	p := &EndpointPage{Endpoint: rep.Endpoint, Segment: rep.Segment, GeneratedAt: rep.GeneratedAt,
 		Segments: append([]string{"all"}, without(rep.Segments, "all")...), Regret: rep.Regret.ExpectedCumulative,
-		SRM: "—", Refresh: refresh, Draws: report.Draws}
+		SRM: "—", Refresh: in.Refresh, Draws: report.Draws}
 	if rep.Health.SRMPValue != nil {
 		p.SRM = fmt.Sprintf("%.3g", *rep.Health.SRMPValue)
+	}
+	if !in.Now.IsZero() {
+		var prev *report.Point
+		if n := len(hist.Points); n > 0 {
+			prev = &hist.Points[n-1]
+		}
+		now := in.Now.Truncate(time.Second)
+		if prev == nil || prev.T < now.UTC().Format(time.RFC3339) {
+			live := report.PointAfter(prev, rep, now)
+			h := *hist
+			h.Points = append(append([]report.Point(nil), hist.Points...), live)
+			hist = &h
+			p.Regret, p.Live = live.RegretExpectedCumulative, true
+		} else {
+			p.Regret, p.Live = prev.RegretExpectedCumulative, true
+		}
 	}
 	// Raised warnings go first, SRM before the rest.
 	for _, w := range rep.Health.Warnings {
@@ -136,21 +197,27 @@ func Build(rep *report.Report, hist *report.History, prior bandit.Prior, stopPBe
 			p.Warnings = append(p.Warnings, WarningText(w))
 		}
 	}
-	p.Decision = DecisionText(rep, stopPBest, minTrials)
+	p.Decision = DecisionText(rep, in.Rule)
 	p.Winner = rep.Decision.Status == "winner"
+	var total uint64
 	colors := map[string]string{}
 	for i, a := range rep.Arms {
+		total += a.Trials
 		colors[a.Arm] = Color(i)
 		row := ArmRow{Arm: a.Arm, State: a.State, Reason: a.Reason, Color: Color(i), Trials: a.Trials, Successes: a.Successes,
 			Rate: a.Rate, Low: a.CI95[0], High: a.CI95[1], PBest: a.PBest, ExpectedLoss: a.ExpectedLoss, Share: a.TrafficShare}
 		if o := a.OffPolicy; o != nil {
-			row.HasOP, row.SNIPS, row.OPLow, row.OPHigh, row.OPN = true, o.SNIPS, o.CI95[0], o.CI95[1], o.N
+			row.HasOP, row.SNIPS, row.OPLow, row.OPHigh, row.OPN, row.OPServed = true, o.SNIPS, o.CI95[0], o.CI95[1], o.N, o.Served
+			row.OPTooFew = o.Served < MinOffPolicy
 		}
 		row.Errors = errorsText(a.Errors)
+		row.NoTrials = a.Trials == 0
 		p.Arms = append(p.Arms, row)
 	}
+	p.Early = total == 0 || total < in.Rule.MinTrials
+	p.Empty = total == 0
+	p.ShareCharts = shareCharts(hist, colors)
 	p.Charts = []template.HTML{
-		shareChart(hist, colors),
 		rateChart(hist, colors, prior),
 		densityChart(rep, colors, prior),
 		regretChart(hist),
@@ -213,22 +280,49 @@ func perArm(hist *report.History, colors map[string]string, y func(a report.Poin
 	return out
 }
 
-func shareChart(hist *report.History, colors map[string]string) template.HTML {
-	s := perArm(hist, colors, func(a report.PointArm) (float64, float64, float64, bool) { return a.TrafficShare, 0, 0, false })
-	return Chart{Title: "Traffic share over time", YLabel: "share", Series: s, TimeX: true, YMin: 0, YMax: 1}.SVG()
+// shareCharts draws one small chart per arm, each from 0 to a round value
+// above its own highest share: an arm at 2% stays readable next to one at
+// 96%, and arms with equal small shares do not hide each other.
+func shareCharts(hist *report.History, colors map[string]string) []template.HTML {
+	var out []template.HTML
+	for _, s := range perArm(hist, colors, func(a report.PointArm) (float64, float64, float64, bool) { return a.TrafficShare, 0, 0, false }) {
+		title := fmt.Sprintf("%s: traffic share", s.Name)
+		if n := len(s.Y); n > 0 {
+			title += " (now " + fmtPct(s.Y[n-1]) + ")"
+		}
+		name := s.Name
+		s.Name = "" // the title names the arm: no legend
+		out = append(out, Chart{ID: "share-" + name, Title: title, YLabel: "share of requests", Series: []Series{s},
+			TimeX: true, FromZero: true, Percent: true, YMax: 1, Width: 360, Height: 170}.SVG())
+	}
+	return out
 }
 
+// rateChart draws each arm's posterior mean click rate with its 95%
+// interval, from the points where the arm has trials (before, it is the
+// prior, not data).
 func rateChart(hist *report.History, colors map[string]string, prior bandit.Prior) template.HTML {
-	s := perArm(hist, colors, func(a report.PointArm) (float64, float64, float64, bool) {
+	var pts []report.Point
+	for _, pt := range hist.Points {
+		q := report.Point{T: pt.T}
+		for _, a := range pt.Arms {
+			if a.Trials > 0 {
+				q.Arms = append(q.Arms, a)
+			}
+		}
+		pts = append(pts, q)
+	}
+	s := perArm(&report.History{Points: pts}, colors, func(a report.PointArm) (float64, float64, float64, bool) {
 		al, be := prior.Posterior(bandit.Arm{Trials: a.Trials, Successes: a.Successes})
 		return al / (al + be), bandit.BetaQuantile(al, be, 0.025), bandit.BetaQuantile(al, be, 0.975), true
 	})
-	return Chart{Title: "Click rate with 95% interval over time", YLabel: "rate", Series: s, TimeX: true}.SVG()
+	return Chart{ID: "rate", Title: "Posterior mean click rate with its 95% interval, over time", YLabel: "click rate",
+		Series: s, TimeX: true, FromZero: true, YMax: 1}.SVG()
 }
 
 func regretChart(hist *report.History) template.HTML {
 	var s Series
-	s.Name, s.Color = "expected regret", "#000000"
+	s.Color = "#000000"
 	for _, pt := range hist.Points {
 		if t, err := time.Parse(time.RFC3339, pt.T); err == nil {
 			s.X = append(s.X, float64(t.Unix()))
@@ -239,39 +333,55 @@ func regretChart(hist *report.History) template.HTML {
 	if len(s.X) > 0 {
 		series = []Series{s}
 	}
-	return Chart{Title: "Cumulative expected regret over time", YLabel: "successes lost", Series: series, TimeX: true}.SVG()
+	return Chart{ID: "regret", Title: "Cumulative expected regret: clicks lost by not always serving the best arm",
+		YLabel: "expected clicks lost", Series: series, TimeX: true, FromZero: true}.SVG()
 }
 
-// densityChart draws each arm's posterior density now over the range that
-// holds nearly all of their mass.
+// densityChart draws each arm with trials' posterior density now, on a
+// click-rate axis from 0: each curve is sampled evenly over the axis and
+// densely over the range holding nearly all of its mass, so a narrow
+// posterior is drawn as the spike it is.
 func densityChart(rep *report.Report, colors map[string]string, prior bandit.Prior) template.HTML {
 	type post struct {
-		name  string
-		a, b  float64
-		color string
+		name   string
+		a, b   float64
+		lo, hi float64
+		color  string
 	}
 	var posts []post
-	lo, hi := 1.0, 0.0
+	top := 0.0
 	for _, a := range rep.Arms {
+		if a.Trials == 0 {
+			continue // its prior, not data
+		}
 		al, be := prior.Posterior(bandit.Arm{Trials: a.Trials, Successes: a.Successes})
-		posts = append(posts, post{a.Arm, al, be, colors[a.Arm]})
-		lo = math.Min(lo, bandit.BetaQuantile(al, be, 0.0005))
-		hi = math.Max(hi, bandit.BetaQuantile(al, be, 0.9995))
+		p := post{a.Arm, al, be, bandit.BetaQuantile(al, be, 0.0005), bandit.BetaQuantile(al, be, 0.9995), colors[a.Arm]}
+		posts = append(posts, p)
+		top = math.Max(top, p.hi)
 	}
-	if !(hi > lo) {
-		lo, hi = 0, 1
-	}
+	top = math.Min(1, top*1.05)
 	var series []Series
 	for _, p := range posts {
+		var xs []float64
+		for i := 0; i <= 100; i++ {
+			xs = append(xs, top*float64(i)/100)
+		}
+		for i := 0; i <= 150; i++ {
+			xs = append(xs, p.lo+(p.hi-p.lo)*float64(i)/150)
+		}
+		sort.Float64s(xs)
 		s := Series{Name: p.name, Color: p.color}
-		for i := 0; i <= 200; i++ {
-			x := lo + (hi-lo)*float64(i)/200
+		for i, x := range xs {
+			if i > 0 && x == xs[i-1] {
+				continue
+			}
 			s.X = append(s.X, x)
 			s.Y = append(s.Y, density(p.a, p.b, x))
 		}
 		series = append(series, s)
 	}
-	return Chart{Title: "Posterior density of each arm's click rate now", YLabel: "density", Series: series}.SVG()
+	return Chart{ID: "density", Title: "What each arm's click rate may be now (posterior density)", YLabel: "probability density",
+		XLabel: "click rate", Series: series, FromZero: true, XFromZero: true}.SVG()
 }
 
 // density is the Beta(a, b) density at x, by a normal approximation when
