@@ -20,10 +20,136 @@ func chromium(t *testing.T) string {
 	return testenv.LookPath(t, "Debian: apt-get install chromium; .ci/run installs it", "chromium", "chromium-browser", "google-chrome")
 }
 
+// checkChartsJS lists, for every chart under a root element, what would
+// make it mislead: repeated tick labels ("ticks"), a y axis of a share, rate,
+// density or regret that does not start at 0 ("zero"), data or intervals
+// outside the plot area ("band"), a legend or label over the data
+// ("legend"), a regret line going down ("regret"), an axis without a label
+// ("axislabel"), a label running off the chart ("clipped"). Each problem is "kind: chart: detail".
+const checkChartsJS = `(root) => {
+  const out = [];
+  const segHitsBox = (x1, y1, x2, y2, b) => {
+    // Liang–Barsky clipping of a segment against a box.
+    let t0 = 0, t1 = 1;
+    const dx = x2 - x1, dy = y2 - y1;
+    const p = [-dx, dx, -dy, dy], q = [x1 - b.x, b.x + b.width - x1, y1 - b.y, b.y + b.height - y1];
+    for (let i = 0; i < 4; i++) {
+      if (p[i] === 0) { if (q[i] < 0) return false; continue; }
+      const r = q[i] / p[i];
+      if (p[i] < 0) { if (r > t1) return false; if (r > t0) t0 = r; }
+      else { if (r < t0) return false; if (r < t1) t1 = r; }
+    }
+    return true;
+  };
+  for (const svg of root.querySelectorAll("svg.chart")) {
+    const name = svg.dataset.chart;
+    const plotEl = svg.querySelector("rect.plot");
+    if (!plotEl) continue; // "no data yet"
+    const plot = plotEl.getBBox();
+    // An element's box in the chart's units, after its transforms (a
+    // rotated axis label).
+    const inv = svg.getScreenCTM().inverse();
+    const box = el => {
+      const r = el.getBoundingClientRect();
+      const a = new DOMPoint(r.left, r.top).matrixTransform(inv), c = new DOMPoint(r.right, r.bottom).matrixTransform(inv);
+      return {x: Math.min(a.x, c.x), y: Math.min(a.y, c.y), width: Math.abs(c.x - a.x), height: Math.abs(c.y - a.y)};
+    };
+    for (const axis of ["x", "y"]) {
+      const labels = [...svg.querySelectorAll("text.tick." + axis)].map(e => e.textContent);
+      if (new Set(labels).size !== labels.length) out.push("ticks: " + name + ": " + axis + " " + labels.join(" | "));
+    }
+    const ys = [...svg.querySelectorAll("text.tick.y")].map(e => ({v: e.textContent, y: e.getBBox().y + e.getBBox().height}));
+    ys.sort((a, b) => b.y - a.y);
+    if (ys.length === 0 || parseFloat(ys[0].v) !== 0 || Math.abs(ys[0].y - (plot.y + plot.height)) > 8)
+      out.push("zero: " + name + ": lowest y tick " + (ys[0] ? ys[0].v : "none"));
+    if (!svg.querySelector("text.axis-label")) out.push("axislabel: " + name);
+    const view = svg.viewBox.baseVal;
+    for (const el of svg.querySelectorAll("text")) {
+      const b = box(el);
+      if (b.x < view.x - 0.5 || b.y < view.y - 0.5 || b.x + b.width > view.x + view.width + 0.5 || b.y + b.height > view.y + view.height + 0.5)
+        out.push("clipped: " + name + ": label " + el.textContent + " runs off the chart");
+    }
+    const inPlot = (x, y) => x >= plot.x - 0.5 && x <= plot.x + plot.width + 0.5 && y >= plot.y - 0.5 && y <= plot.y + plot.height + 0.5;
+    // Data as segments.
+    const segs = [];
+    for (const el of svg.querySelectorAll("polyline, polygon")) {
+      const pts = [...el.points].map(p => [p.x, p.y]);
+      if (el.tagName === "polygon" && pts.length > 0) pts.push(pts[0]);
+      for (const [x, y] of pts) if (!inPlot(x, y)) { out.push("band: " + name + ": point " + x + "," + y + " outside the plot"); break; }
+      for (let i = 1; i < pts.length; i++) segs.push([...pts[i - 1], ...pts[i]]);
+      if (pts.length === 1) segs.push([...pts[0], ...pts[0]]);
+    }
+    for (const el of svg.querySelectorAll("line.errorbar")) {
+      const s = [el.x1, el.y1, el.x2, el.y2].map(a => a.baseVal.value);
+      if (!inPlot(s[0], s[1]) || !inPlot(s[2], s[3])) out.push("band: " + name + ": error bar outside the plot");
+      segs.push(s);
+    }
+    for (const el of svg.querySelectorAll("circle")) {
+      const x = el.cx.baseVal.value, y = el.cy.baseVal.value;
+      if (!inPlot(x, y)) out.push("band: " + name + ": dot outside the plot");
+      segs.push([x, y, x, y]);
+    }
+    // Legends and every label must leave the data alone.
+    const covers = [...svg.querySelectorAll("g.legend > *, text")];
+    for (const el of covers) {
+      const b = box(el);
+      if (segs.some(s => segHitsBox(...s, b))) { out.push("legend: " + name + ": " + (el.textContent || el.tagName) + " covers the data"); }
+    }
+    if (name === "regret") {
+      const line = svg.querySelector("polyline");
+      const pts = line ? [...line.points] : [];
+      for (let i = 1; i < pts.length; i++)
+        if (pts[i].y > pts[i - 1].y + 1e-6) { out.push("regret: goes down at point " + i); break; }
+    }
+  }
+  return out;
+}`
+
+// badChart breaks every rule checkChartsJS knows, to show that it notices.
+const badChart = `<svg class="chart" data-chart="regret" viewBox="0 0 300 200" width="300" height="200">
+<rect class="plot" x="50" y="20" width="200" height="150"/>
+<text class="tick y" x="44" y="174" text-anchor="end">0.4</text><text class="tick y" x="44" y="100" text-anchor="end">1</text>
+<text class="tick x" x="60" y="186">01:59:29</text><text class="tick x" x="120" y="186">01:59:29</text><text class="tick x" x="295" y="186">01:59:35</text>
+<polyline class="line" points="50,100 150,60 250,90"/>
+<polygon class="band" points="50,10 250,10 250,180 50,180"/>
+<g class="legend"><rect x="140" y="55" width="10" height="10"/><text x="154" y="64">arm</text></g></svg>`
+
+// offPolicyResp is the part of a report the page's off-policy cells show.
+type offPolicyResp struct {
+	Arms []struct {
+		Arm       string `json:"arm"`
+		OffPolicy *struct {
+			N      int `json:"n"`
+			Served int `json:"served"`
+		} `json:"off_policy"`
+	} `json:"arms"`
+}
+
+// favour sends n recommends of endpoint, cycling through surfaces, and
+// clicks for mf@2 far more often than for mf@1, so that the bandit moves
+// nearly all traffic to mf@2 and mf@1 keeps only its floor.
+func favour(t *testing.T, url, endpoint string, n int, surfaces ...string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		body := map[string]any{"user_id": "u1", "k": 3, "context": map[string]string{"surface": surfaces[i%len(surfaces)]}}
+		var rec recResp
+		if st := call(t, "POST", url+"/v1/endpoints/"+endpoint+"/recommend", body, &rec); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+		if (rec.Arm == "mf@2" && i%5 < 3) || (rec.Arm == "mf@1" && i%10 == 0) {
+			ev := map[string]any{"events": []map[string]string{{"prediction_id": rec.PredictionID, "type": "click", "item_id": rec.Items[0].ID}}}
+			call(t, "POST", url+"/v1/feedback", ev, nil)
+		}
+	}
+}
+
 // The analysts' page in a real browser: it shows every arm with the JSON
-// report's trials, successes and P(best), draws its charts, switches
-// segment, and is screenshotted. With MODELGATE_SCREENSHOT=FILE the
-// screenshot is written there (docs/img/ui-endpoint.png in the README).
+// report's trials, successes and P(best), draws its charts without
+// misleading (checkChartsJS, itself checked on a chart that breaks every
+// rule), says nothing it cannot know on an empty endpoint or a small
+// segment, switches segment, and is screenshotted. With
+// MODELGATE_SCREENSHOT=FILE the screenshot is written there
+// (docs/img/ui-endpoint.png in the README).
 func TestAnalystPageInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a browser")
@@ -32,11 +158,15 @@ func TestAnalystPageInBrowser(t *testing.T) {
 	cfg := demoConfig(t, "")
 	cfg.Report.Interval = time.Second
 	a := startApp(t, cfg)
-	if st := call(t, "PUT", a.url+"/v1/endpoints/shop", `{"arms": ["mf@1", "mf@2"], "policy": {"segment_by": ["surface"], "min_share": 0.05}}`, nil); st != 201 {
+	if st := call(t, "PUT", a.url+"/v1/endpoints/shop", `{"arms": ["mf@1", "mf@2"], "policy": {"segment_by": ["surface"], "min_share": 0.02,
+		"stop_rule": {"min_trials": 200}}}`, nil); st != 201 {
+		t.Fatalf("endpoint: %d", st)
+	}
+	if st := call(t, "PUT", a.url+"/v1/endpoints/fresh", `{"arms": ["mf@1", "mf@2"]}`, nil); st != 201 {
 		t.Fatalf("endpoint: %d", st)
 	}
 	for i := 0; i < 4; i++ { // a few history points
-		traffic(t, a.url, "shop", 60, "home", "music", "music")
+		favour(t, a.url, "shop", 100, "home", "music", "music", "music")
 		time.Sleep(1100 * time.Millisecond)
 	}
 
@@ -47,60 +177,148 @@ func TestAnalystPageInBrowser(t *testing.T) {
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	misleads := func(root string) []string {
+		t.Helper()
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(`+checkChartsJS+`)(document.querySelector(`+strconv.Quote(root)+`))`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
 	check := func(segment string) {
 		t.Helper()
 		var rep reportResp
-		call(t, "GET", a.url+"/v1/endpoints/shop/report?segment="+strings.ReplaceAll(segment, "=", "%3D"), nil, &rep)
-		for _, arm := range rep.Arms {
+		var op offPolicyResp
+		q := "?segment=" + strings.ReplaceAll(segment, "=", "%3D")
+		call(t, "GET", a.url+"/v1/endpoints/shop/report"+q, nil, &rep)
+		call(t, "GET", a.url+"/v1/endpoints/shop/report"+q, nil, &op)
+		for i, arm := range rep.Arms {
 			sel := `#arms tr[data-arm="` + arm.Arm + `"] `
-			text := func(cell string) string {
-				v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel+cell)))
-				if err != nil {
-					t.Fatalf("%s row of %s: %v", segment, arm.Arm, err)
-				}
-				return strings.TrimSpace(v)
-			}
-			trials, successes, pbest := text(".trials"), text(".successes"), text(".pbest")
+			trials, successes, pbest := text(sel+".trials"), text(sel+".successes"), text(sel+".pbest")
 			pb, _ := strconv.ParseFloat(pbest, 64)
 			if trials != strconv.FormatUint(arm.Trials, 10) || successes != strconv.FormatUint(arm.Successes, 10) || abs(pb-arm.PBest) > 0.02 {
 				t.Fatalf("segment %s, %s: page shows %s/%s/%s, report %d/%d/%.3f", segment, arm.Arm, trials, successes, pbest, arm.Trials, arm.Successes, arm.PBest)
 			}
+			cell := text(sel + ".op")
+			switch o := op.Arms[i].OffPolicy; {
+			case o == nil:
+			case o.Served < 30 && !strings.HasPrefix(cell, "too few"):
+				t.Errorf("segment %s, %s: %d logged predictions, yet the page shows %q", segment, arm.Arm, o.Served, cell)
+			case o.Served >= 30 && strings.Contains(cell, "too few"):
+				t.Errorf("segment %s, %s: %d logged predictions, yet the page shows %q", segment, arm.Arm, o.Served, cell)
+			}
+		}
+		if bad := misleads("#charts"); len(bad) > 0 {
+			t.Errorf("segment %s: the charts mislead:\n%s", segment, strings.Join(bad, "\n"))
 		}
 	}
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(a.url+"/ui/endpoints/shop"),
-		chromedp.WaitVisible(chromedp.CSS("#arms")),
-	); err != nil {
+
+	// The checker notices each way a chart can mislead.
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/shop"), chromedp.WaitVisible(chromedp.CSS("#arms"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.body.insertAdjacentHTML("beforeend", `+strconv.Quote(`<div id="selftest">`+badChart+`</div>`)+`), true`)); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, p := range misleads("#selftest") {
+		kind, _, _ := strings.Cut(p, ":")
+		kinds[kind] = true
+	}
+	for _, k := range []string{"ticks", "zero", "band", "legend", "regret", "axislabel", "clipped"} {
+		if !kinds[k] {
+			t.Errorf("the chart checker misses %q on a chart made to fail it: it found %v", k, kinds)
+		}
+	}
+
+	// The endpoint's page, with a decision past the stop rule's minimum.
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/shop"), chromedp.WaitVisible(chromedp.CSS("#arms"))); err != nil {
 		t.Fatal(err)
 	}
 	lines, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#charts svg polyline").length`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lines < 6 { // share, rate and density lines per arm, plus regret
+	if lines < 7 { // a share panel, rate and density line per arm, plus regret
 		t.Fatalf("the charts drew %d lines", lines)
 	}
-	check("all")
-
-	// Switch segment with the selector, as a person would.
-	if err := chromedp.Do(ctx,
-		chromedp.SetValue(chromedp.CSS("#segment"), "surface=music"),
-		chromedp.Click(chromedp.CSS("form.segments button")),
-		chromedp.Query(chromedp.CSS(`option[value="surface=music"][selected]`)),
-	); err != nil {
-		t.Fatal(err)
-	}
-	header, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("header .sub")))
+	// An arm at its 2% floor still fills its own panel: its highest point
+	// is at least a third of the way up.
+	heights, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`[...document.querySelectorAll("#shares svg")].map(svg => {
+		const plot = svg.querySelector("rect.plot").getBBox();
+		const ys = [...svg.querySelector("polyline").points].map(p => p.y);
+		return (plot.y + plot.height - Math.min(...ys)) / plot.height;
+	})`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(header, "segment surface=music") {
+	if len(heights) != 2 || heights[0] < 1.0/3 || heights[1] < 1.0/3 {
+		t.Errorf("share panels: highest points at %v of their height", heights)
+	}
+	if d := text("#decision"); !strings.Contains(d, "mf@2") || strings.Contains(d, "Too early") {
+		t.Errorf("past the minimum trials the decision says %q", d)
+	}
+	check("all")
+
+	// Switch segment with the selector, as a person would: surface=home has
+	// fewer trials than the stop rule's minimum.
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#segment"), "surface=home"),
+		chromedp.Click(chromedp.CSS("form.segments button")),
+		chromedp.Query(chromedp.CSS(`option[value="surface=home"][selected]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if header := text("header .sub"); !strings.Contains(header, "segment surface=home") {
 		t.Fatalf("after switching, the page says %q", header)
 	}
-	check("surface=music")
+	var home reportResp
+	call(t, "GET", a.url+"/v1/endpoints/shop/report?segment=surface%3Dhome", nil, &home)
+	n := uint64(0)
+	for _, arm := range home.Arms {
+		n += arm.Trials
+	}
+	d := text("#decision")
+	if n >= 200 || !strings.Contains(d, "Too early to tell") || !strings.Contains(d, strconv.FormatUint(200-n, 10)+" more") ||
+		strings.Contains(d, "leader") || strings.Contains(d, "%") {
+		t.Errorf("%d trials, below the 200 the rule needs; the decision says %q", n, d)
+	}
+	check("surface=home")
+
+	// An endpoint without a single trial claims nothing.
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/fresh"), chromedp.WaitVisible(chromedp.CSS("#decision"))); err != nil {
+		t.Fatal(err)
+	}
+	if d := text("#decision"); !strings.HasPrefix(d, "No trials yet") || !strings.Contains(d, "1000 trials") ||
+		strings.Contains(d, "leader") || strings.Contains(d, "%") || strings.Contains(d, "value remaining") {
+		t.Errorf("at 0 trials the decision says %q", d)
+	}
+	if pb := text(`#arms tr[data-arm="mf@1"] .pbest`); pb != "—" {
+		t.Errorf("at 0 trials the page shows P(best) %q", pb)
+	}
+	if bad := misleads("#charts"); len(bad) > 0 {
+		t.Errorf("empty endpoint: the charts mislead:\n%s", strings.Join(bad, "\n"))
+	}
+	if p := os.Getenv("MODELGATE_SCREENSHOT_EMPTY"); p != "" {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/shop"), chromedp.WaitVisible(chromedp.CSS("#charts"))); err != nil {
 		t.Fatal(err)
