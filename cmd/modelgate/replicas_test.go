@@ -177,7 +177,9 @@ func TestReplicasSurviveRedisRestart(t *testing.T) {
 	exact(t, reps, tl, 10*time.Second)
 }
 
-// History is one series across replicas: every point time appears once.
+// History is one series across replicas: every point time appears once,
+// and its cumulative expected regret never decreases although the replicas
+// take turns writing it.
 func TestReplicasWriteOneHistory(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
 	reps := replicas(t, rs, 2)
@@ -189,11 +191,14 @@ func TestReplicasWriteOneHistory(t *testing.T) {
 		return len(h.Points) >= 3
 	})
 	seen := map[string]bool{}
-	for _, p := range h.Points {
+	for i, p := range h.Points {
 		if seen[p.T] {
 			t.Fatalf("two points at %s", p.T)
 		}
 		seen[p.T] = true
+		if i > 0 && p.Regret < h.Points[i-1].Regret {
+			t.Fatalf("regret %v at %s after %v", p.Regret, p.T, h.Points[i-1].Regret)
+		}
 	}
 }
 
