@@ -127,3 +127,15 @@ func TestAnalyzeRegretIsDeterministic(t *testing.T) {
 		t.Errorf("ExpectedRegret %v, Σ trials·gap %v", a.ExpectedRegret, sum)
 	}
 }
+
+// Ten overlapping arms: the report's worst case for quadrature (every
+// panel needs every CDF). Compare with BenchmarkAnalyze's draws.
+func BenchmarkRegretGaps10Arms(b *testing.B) {
+	var arms []Arm
+	for i := range 10 {
+		arms = append(arms, Arm{Trials: uint64(1000 + 300*i), Successes: uint64(50 + 20*i)})
+	}
+	for b.Loop() {
+		RegretGaps(Prior{}, arms)
+	}
+}
