@@ -288,7 +288,7 @@ func shareCharts(hist *report.History, colors map[string]string) []template.HTML
 	for _, s := range perArm(hist, colors, func(a report.PointArm) (float64, float64, float64, bool) { return a.TrafficShare, 0, 0, false }) {
 		title := fmt.Sprintf("%s: traffic share", s.Name)
 		if n := len(s.Y); n > 0 {
-			title += " (now " + fmtPct(s.Y[n-1]) + ")"
+			title += " (latest " + fmtPct(s.Y[n-1]) + ")"
 		}
 		name := s.Name
 		s.Name = "" // the title names the arm: no legend
