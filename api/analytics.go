@@ -96,11 +96,18 @@ func (s *Server) BuildReport(ep *registry.Endpoint, segment string, now, from, t
 // PointReport completes in as the report behind a history point: the
 // router's cached traffic shares (no Monte Carlo of its own for them when
 // the router has some) and no off-policy sums, which a point does not hold.
+// The "all" point of a segmented endpoint computes its shares as the report
+// does: the router refreshes its endpoint-wide shares only while segments
+// start, so cached ones can be long stale (once per endpoint and tick).
 func (s *Server) PointReport(in report.Input) *report.Report {
 	snap := s.reg.Snapshot()
 	in.Table, in.Errors = s.table, s.router.Errors()
 	in.Available = func(arm string) bool { return router.Available(snap.Versions[arm]) }
-	in.Shares = s.router.CachedShares(in.Endpoint.Name, in.Segment)
+	if len(in.Endpoint.Policy.SegmentBy) > 0 && (in.Segment == "" || in.Segment == "all") {
+		in.Shares = s.router.PolicyShares(in.Endpoint.Name, in.Segment)
+	} else {
+		in.Shares = s.router.CachedShares(in.Endpoint.Name, in.Segment)
+	}
 	return report.Build(in)
 }
 
