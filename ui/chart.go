@@ -58,7 +58,7 @@ type Chart struct {
 }
 
 const (
-	padL, padR, padB = 64.0, 14.0, 44.0
+	padL, padR, padB = 64.0, 14.0, 48.0
 	titleH           = 28.0 // the title's strip
 	legendRow        = 16.0
 	charW            = 6.4 // estimated width of a legend character at 11px
@@ -159,14 +159,31 @@ func legendLayout(names []string, w float64) (xs []float64, rows []int) {
 	return xs, rows
 }
 
-// xTick writes an x tick label centred on x, or ending there when centring
-// would push it past the chart's right edge w.
-func xTick(b *strings.Builder, x, y, w float64, label string) {
+// xTicks writes x tick labels: centred on their tick, or ending there when
+// centring would push one past the chart's right edge w, and left out when
+// one would touch the label before it or repeat a label.
+type xTicks struct {
+	b     *strings.Builder
+	y, w  float64
+	right float64 // where the last label ends
+	seen  map[string]bool
+}
+
+func (t *xTicks) add(x float64, label string) {
+	width := charW * float64(len(label))
+	left := x - width/2
 	anchor := "middle"
-	if x+charW*float64(len(label))/2 > w-2 {
-		anchor = "end"
+	if x+width/2 > t.w-2 {
+		anchor, left = "end", x-width
 	}
-	fmt.Fprintf(b, `<text class="tick x" x="%.1f" y="%.1f" text-anchor="%s">%s</text>`, x, y, anchor, label)
+	if t.seen[label] || (t.seen != nil && left < t.right+8) {
+		return
+	}
+	if t.seen == nil {
+		t.seen = map[string]bool{}
+	}
+	t.seen[label], t.right = true, left+width
+	fmt.Fprintf(t.b, `<text class="tick x" x="%.1f" y="%.1f" text-anchor="%s">%s</text>`, x, t.y, anchor, label)
 }
 
 // SVG renders the chart. Charts without points say so instead.
@@ -275,18 +292,19 @@ func (c Chart) SVG() template.HTML {
 	}
 	// x ticks.
 	xlabel := c.XLabel
-	seen = map[string]bool{}
+	xt := &xTicks{b: &b, y: padT + ph + 20, w: w}
 	if c.TimeX {
 		span := xmax - xmin
-		step := timeStep(span, 5)
+		// As many ticks as labels fit, each label about 8 characters.
+		n := max(2, min(6, int(pw/(charW*8+16))))
+		step := timeStep(span, n)
 		layout := timeLayout(step, span)
+		if n2 := max(2, min(6, int(pw/(charW*float64(len(layout))+16)))); n2 < n {
+			step = timeStep(span, n2)
+			layout = timeLayout(step, span)
+		}
 		for _, t := range ticks(xmin, xmax, step) {
-			label := time.Unix(int64(t), 0).UTC().Format(layout)
-			if seen[label] {
-				continue
-			}
-			seen[label] = true
-			xTick(&b, px(t), padT+ph+16, w, label)
+			xt.add(px(t), time.Unix(int64(t), 0).UTC().Format(layout))
 		}
 		if xlabel == "" {
 			xlabel = "time (UTC)"
@@ -294,18 +312,13 @@ func (c Chart) SVG() template.HTML {
 	} else {
 		step := niceStep(xmax-xmin, 5)
 		for _, t := range ticks(xmin, xmax, step) {
-			label := strconv.FormatFloat(t, 'f', decimals(step), 64)
-			if seen[label] {
-				continue
-			}
-			seen[label] = true
-			xTick(&b, px(t), padT+ph+16, w, label)
+			xt.add(px(t), strconv.FormatFloat(t, 'f', decimals(step), 64))
 		}
 	}
 	fmt.Fprintf(&b, `<line class="axis" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, padL, padT+ph, padL+pw, padT+ph)
 	fmt.Fprintf(&b, `<line class="axis" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, padL, padT, padL, padT+ph)
 	if xlabel != "" {
-		fmt.Fprintf(&b, `<text class="axis-label" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, padL+pw/2, padT+ph+34, esc(xlabel))
+		fmt.Fprintf(&b, `<text class="axis-label" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, padL+pw/2, padT+ph+38, esc(xlabel))
 	}
 	if c.YLabel != "" {
 		fmt.Fprintf(&b, `<text class="axis-label" x="13" y="%.1f" transform="rotate(-90 13 %.1f)" text-anchor="middle">%s</text>`,

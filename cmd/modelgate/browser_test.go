@@ -25,7 +25,8 @@ func chromium(t *testing.T) string {
 // density or regret that does not start at 0 ("zero"), data or intervals
 // outside the plot area ("band"), a legend or label over the data
 // ("legend"), a regret line going down ("regret"), an axis without a label
-// ("axislabel"), a label running off the chart ("clipped"). Each problem is "kind: chart: detail".
+// ("axislabel"), a label running off the chart ("clipped"), labels on top
+// of each other ("overlap"). Each problem is "kind: chart: detail".
 const checkChartsJS = `(root) => {
   const out = [];
   const segHitsBox = (x1, y1, x2, y2, b) => {
@@ -63,6 +64,13 @@ const checkChartsJS = `(root) => {
     if (ys.length === 0 || parseFloat(ys[0].v) !== 0 || Math.abs(ys[0].y - (plot.y + plot.height)) > 8)
       out.push("zero: " + name + ": lowest y tick " + (ys[0] ? ys[0].v : "none"));
     if (!svg.querySelector("text.axis-label")) out.push("axislabel: " + name);
+    const texts = [...svg.querySelectorAll("text")].map(el => [el, box(el)]);
+    for (let i = 0; i < texts.length; i++)
+      for (let j = i + 1; j < texts.length; j++) {
+        const a = texts[i][1], b = texts[j][1];
+        if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height)
+          out.push("overlap: " + name + ": " + texts[i][0].textContent + " and " + texts[j][0].textContent);
+      }
     const view = svg.viewBox.baseVal;
     for (const el of svg.querySelectorAll("text")) {
       const b = box(el);
@@ -109,7 +117,7 @@ const checkChartsJS = `(root) => {
 const badChart = `<svg class="chart" data-chart="regret" viewBox="0 0 300 200" width="300" height="200">
 <rect class="plot" x="50" y="20" width="200" height="150"/>
 <text class="tick y" x="44" y="174" text-anchor="end">0.4</text><text class="tick y" x="44" y="100" text-anchor="end">1</text>
-<text class="tick x" x="60" y="186">01:59:29</text><text class="tick x" x="120" y="186">01:59:29</text><text class="tick x" x="295" y="186">01:59:35</text>
+<text class="tick x" x="60" y="186">01:59:29</text><text class="tick x" x="120" y="186">01:59:29</text><text class="tick x" x="295" y="186">01:59:35</text><text class="tick x" x="200" y="186">01:59:40</text><text class="tick x" x="210" y="186">01:59:44</text>
 <polyline class="line" points="50,100 150,60 250,90"/>
 <polygon class="band" points="50,10 250,10 250,180 50,180"/>
 <g class="legend"><rect x="140" y="55" width="10" height="10"/><text x="154" y="64">arm</text></g></svg>`
@@ -236,7 +244,7 @@ func TestAnalystPageInBrowser(t *testing.T) {
 		kind, _, _ := strings.Cut(p, ":")
 		kinds[kind] = true
 	}
-	for _, k := range []string{"ticks", "zero", "band", "legend", "regret", "axislabel", "clipped"} {
+	for _, k := range []string{"ticks", "zero", "band", "legend", "regret", "axislabel", "clipped", "overlap"} {
 		if !kinds[k] {
 			t.Errorf("the chart checker misses %q on a chart made to fail it: it found %v", k, kinds)
 		}
@@ -265,6 +273,20 @@ func TestAnalystPageInBrowser(t *testing.T) {
 	}
 	if len(heights) != 2 || heights[0] < 1.0/3 || heights[1] < 1.0/3 {
 		t.Errorf("share panels: highest points at %v of their height", heights)
+	}
+	// The stored points' shares are the report's, not a stale cache: no
+	// traffic since the last point, so they agree but for draws' noise.
+	var hist historyResp
+	var now reportResp
+	call(t, "GET", a.url+"/v1/endpoints/shop/report/history", nil, &hist)
+	call(t, "GET", a.url+"/v1/endpoints/shop/report", nil, &now)
+	if len(hist.Points) == 0 {
+		t.Fatal("no history points")
+	}
+	for i, arm := range hist.Points[len(hist.Points)-1].Arms {
+		if abs(arm.TrafficShare-now.Arms[i].TrafficShare) > 0.05 {
+			t.Errorf("%s: share %.3f in the last point, %.3f in the report", arm.Arm, arm.TrafficShare, now.Arms[i].TrafficShare)
+		}
 	}
 	if d := text("#decision"); !strings.Contains(d, "mf@2") || strings.Contains(d, "Too early") {
 		t.Errorf("past the minimum trials the decision says %q", d)
