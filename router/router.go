@@ -92,6 +92,9 @@ type Router struct {
 	// estimates counts Monte Carlo share estimates (tests check that the
 	// request path makes none).
 	estimates atomic.Int64
+	// draws is the Monte Carlo size of a share estimate (shareDraws; tests
+	// may lower it: the logged propensities are exact whatever it is).
+	draws int
 	// syncRefresh makes enqueue refresh at once, in the caller: tests that
 	// check the policy's statistics set it so no scheduling decides them.
 	syncRefresh bool
@@ -150,7 +153,7 @@ func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *s
 	}
 	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now,
 		predlog: opt.PredictionLog, offp: opt.OffPolicy, onTrip: opt.OnGuardrail,
-		refreshQ: make(chan segKey, refreshQueue), trips: make(chan trip, tripQueueLen)}
+		refreshQ: make(chan segKey, refreshQueue), trips: make(chan trip, tripQueueLen), draws: shareDraws}
 	if opt.Telemetry != nil {
 		r.tel, r.met = opt.Telemetry, opt.Telemetry.Metrics
 	}
@@ -495,7 +498,16 @@ func (r *Router) PolicyShares(endpoint, segment string) []float64 {
 	for i, name := range ep.Arms {
 		arms[i] = r.armInput(snap, ep, segment, name, now)
 	}
-	return r.computeShares(BanditPolicy(&ep.Policy), ep.Arms, arms, now).shares
+	pol := BanditPolicy(&ep.Policy)
+	if sh, ok := exactShares(pol, arms); ok {
+		return sh
+	}
+	set := r.computeShares(pol, ep.Arms, arms, now)
+	// What was just computed is what the router should draw from next.
+	if segment == counters.AggregateSegment || r.table.Known(endpoint, segment) {
+		r.seg(endpoint, segment).shares.Store(set)
+	}
+	return set.shares
 }
 
 // CachedShares returns the traffic shares the router last computed for a
@@ -705,14 +717,8 @@ func filterItems(items []backend.Item, cands []string, excl map[string]struct{},
 // Monte Carlo estimate: a new segment costs what a known one does.
 func (r *Router) shares(ep *registry.Endpoint, segment string, arms []bandit.Arm, now time.Time) []float64 {
 	pol := BanditPolicy(&ep.Policy)
-	active := 0
-	for _, a := range arms {
-		if a.Active {
-			active++
-		}
-	}
-	if active <= 1 || pol.Kind == bandit.Uniform || samePosteriors(arms) {
-		return uniformShares(arms, active)
+	if sh, ok := exactShares(pol, arms); ok {
+		return sh
 	}
 	if r.table.Known(ep.Name, segment) {
 		st := r.seg(ep.Name, segment)
@@ -736,11 +742,33 @@ func (r *Router) shares(ep *registry.Endpoint, segment string, arms []bandit.Arm
 			return cur.shares
 		}
 	}
-	return uniformShares(arms, active)
+	return uniformShares(arms)
 }
 
-// uniformShares gives each of the active arms 1/active.
-func uniformShares(arms []bandit.Arm, active int) []float64 {
+// exactShares returns the policy's shares when they are known without
+// sampling: a uniform policy, at most one active arm, or active arms whose
+// posteriors are all equal (each then wins with the same probability).
+func exactShares(pol bandit.Policy, arms []bandit.Arm) ([]float64, bool) {
+	active := 0
+	for _, a := range arms {
+		if a.Active {
+			active++
+		}
+	}
+	if active <= 1 || pol.Kind == bandit.Uniform || samePosteriors(arms) {
+		return uniformShares(arms), true
+	}
+	return nil, false
+}
+
+// uniformShares gives each of the active arms an equal share.
+func uniformShares(arms []bandit.Arm) []float64 {
+	active := 0
+	for _, a := range arms {
+		if a.Active {
+			active++
+		}
+	}
 	out := make([]float64, len(arms))
 	for i, a := range arms {
 		if a.Active {
@@ -869,7 +897,7 @@ func (r *Router) computeShares(pol bandit.Policy, names []string, arms []bandit.
 	r.estimates.Add(1)
 	out := make([]float64, len(arms))
 	rng := r.rngs.get()
-	pol.Shares(rng, arms, shareDraws, out)
+	pol.Shares(rng, arms, r.draws, out)
 	r.rngs.put(rng)
 	return &shareSet{at: now, arms: append([]string(nil), names...), posts: append([]bandit.Arm(nil), arms...), shares: out}
 }

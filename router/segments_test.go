@@ -174,3 +174,26 @@ func BenchmarkRecommendSegments(b *testing.B) {
 		})
 	}
 }
+
+// The shares a report computes become the ones the router draws from, so
+// the report's traffic_share is what the policy does next; the endpoint-wide
+// ones are what a new segment starts from.
+func TestReportSharesAreDrawnFrom(t *testing.T) {
+	f := newFixture(t, `{"arms": ["m@1", "m@2"], "policy": {"segment_by": ["surface"], "min_share": 0}}`)
+	f.r.syncRefresh = false
+	f.fill("surface=a", "m@1", 400, 40)
+	f.fill("surface=a", "m@2", 400, 120)
+	for _, seg := range []string{"surface=a", "all"} {
+		got := f.r.PolicyShares("e", seg)
+		if cached := f.r.CachedShares("e", seg); len(cached) != 2 || cached[0] != got[0] || cached[1] != got[1] {
+			t.Fatalf("%s: report shares %v, router's %v", seg, got, cached)
+		}
+		if got[1] < 0.99 {
+			t.Fatalf("%s: m@2 share %v, want ≈ 1", seg, got[1])
+		}
+	}
+	// A new segment (equal posteriors: no borrowed prior) is exactly uniform.
+	if sh := f.r.PolicyShares("e", "surface=new"); sh[0] != 0.5 || sh[1] != 0.5 {
+		t.Fatalf("a new segment's shares %v, want exactly uniform", sh)
+	}
+}
