@@ -10,7 +10,8 @@
 #   SEGMENTS="10 5000" DURATION=20s scripts/load-segments.sh
 #
 # Settings: SEGMENTS, DURATION (60s), RATE (1000), USERS (1000000), HTTP_PORT (18281),
-# GRPC_PORT (19291), MG_BIN. Traffic goes to 127.0.0.1 only; every run stops by itself.
+# GRPC_PORT (19291), MG_BIN, OUT (a directory to keep each run's server log in). Traffic goes
+# to 127.0.0.1 only; every run stops by itself.
 set -euo pipefail
 SEGMENTS=${SEGMENTS:-10 5000 100000}
 DURATION=${DURATION:-60s}
@@ -60,4 +61,6 @@ for n in $SEGMENTS; do
 	t1=$(date +%s.%N)
 	SERVER_PID=
 	printf 'SIGTERM to exit: %.2f s (shutdown_timeout 10s)\n' "$(echo "$t1 - $t0" | bc)"
+	echo "server log: $(grep -c '"level":"ERROR"' "$WORK/server-$n.log" || true) error lines, $(grep -c '"level":"WARN"' "$WORK/server-$n.log" || true) warnings"
+	if [[ -n "${OUT:-}" ]]; then mkdir -p "$OUT" && cp "$WORK/server-$n.log" "$OUT/"; fi
 done
