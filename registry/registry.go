@@ -263,7 +263,7 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 			Type string `json:"type"`
 		} `json:"backend"`
 	}
-	if json.Unmarshal(body, &loose) == nil && loose.Backend.Type != "" {
+	if fault.PeekJSON(body, &loose) && loose.Backend.Type != "" {
 		if _, ok := r.loaders[loose.Backend.Type]; !ok {
 			return nil, fault.Field("backend.type", "unsupported_backend", "backend type %q is not available (have: %v)", loose.Backend.Type, r.backendTypes())
 		}

@@ -180,7 +180,10 @@ func TestPolicyValidation(t *testing.T) {
 		{`{"attribution_window": "-1h"}`, "policy.attribution_window"},
 		{`{"stop_rule": {"p_best": 0.4}}`, "policy.stop_rule.p_best"},
 		{`{"stop_rule": {"min_trials": -5}}`, "policy.stop_rule.min_trials"},
-		{`{"colour": "red"}`, "colour"}, // encoding/json names the unknown key without its path
+		{`{"colour": "red"}`, "policy.colour"},
+		{`{"Type": "uniform"}`, "policy.Type"},
+		{`{"type": "uniform", "type": "thompson"}`, "policy.type"},
+		{`{"stop_rule": {"p_best": 0.9, "P_Best": 0.9}}`, "policy.stop_rule.P_Best"},
 	} {
 		t.Run(tc.policy, func(t *testing.T) {
 			var in endpointBody
