@@ -104,12 +104,7 @@ func (s *Server) Admin(ctx context.Context, req AdminRequest) AdminResponse {
 	var resp AdminResponse
 	if err := s.admin(audit.WithActor(ctx, AdminActor), &req, &resp); err != nil {
 		_, d := classify(err)
-		if f := fault.As(err); f != nil {
-			d.Message = f.Message
-			if f.Err != nil {
-				d.Message += ": " + f.Err.Error()
-			}
-		} else {
+		if fault.As(err) == nil {
 			s.log.Error("admin request", "op", req.Op, "err", err)
 		}
 		resp.Error = &d
@@ -121,7 +116,7 @@ func (s *Server) admin(ctx context.Context, req *AdminRequest, resp *AdminRespon
 	switch req.Op {
 	case AdminCreateKey:
 		if req.Key == nil {
-			return fault.Field("key", "missing_field", "key is required")
+			return fault.Field("key", "missing_field", "required")
 		}
 		v, err := s.CreateKey(ctx, *req.Key)
 		if err != nil {
@@ -137,7 +132,7 @@ func (s *Server) admin(ctx context.Context, req *AdminRequest, resp *AdminRespon
 	case AdminRevokeKey:
 		return s.RevokeKey(ctx, req.Name)
 	default:
-		return fault.Field("op", "invalid_op", "op is one of %s, %s, %s", AdminCreateKey, AdminListKeys, AdminRevokeKey)
+		return fault.Field("op", "invalid_op", "must be one of %s, %s, %s", AdminCreateKey, AdminListKeys, AdminRevokeKey)
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ func (s *Server) parseReportQuery(c *gin.Context) (*reportQuery, error) {
 	}
 	q := &reportQuery{ep: ep, segment: c.DefaultQuery("segment", "all"), format: c.DefaultQuery("format", "json")}
 	if q.format != "json" && q.format != "csv" {
-		return nil, fault.Field("format", "invalid_format", "format must be json or csv")
+		return nil, fault.Field("format", "invalid_format", "must be json or csv")
 	}
 	if q.segment == "" {
 		q.segment = "all"
@@ -73,7 +73,7 @@ func (s *Server) parseReportQuery(c *gin.Context) (*reportQuery, error) {
 		}
 	}
 	if !q.from.IsZero() && !q.to.IsZero() && !q.from.Before(q.to) {
-		return nil, fault.Field("to", "invalid_time", "to must be after from")
+		return nil, fault.Field("to", "invalid_time", "must be after from")
 	}
 	return q, nil
 }

@@ -36,7 +36,7 @@ func (s *Server) getAudit(c *gin.Context) {
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 10000 {
-			s.writeError(c, fault.Field("limit", "invalid_limit", "limit is 1..10000"))
+			s.writeError(c, fault.Field("limit", "invalid_limit", "must be 1..10000"))
 			return
 		}
 		limit = n

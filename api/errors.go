@@ -73,10 +73,15 @@ func kindCode(k fault.Kind) codes.Code {
 }
 
 // classify turns any error into a status and body. Unclassified errors are
-// internal: their text is not shown to the client.
+// internal: their text is not shown to the client. The field at fault is
+// named by Field alone, not again in Message.
 func classify(err error) (int, ErrorDetail) {
 	if f := fault.As(err); f != nil {
-		return kindStatus(f.Kind), ErrorDetail{Code: f.Code, Message: f.Error(), Field: f.Field}
+		msg := f.Message
+		if f.Err != nil {
+			msg += ": " + f.Err.Error()
+		}
+		return kindStatus(f.Kind), ErrorDetail{Code: f.Code, Message: msg, Field: f.Field}
 	}
 	if errors.Is(err, context.Canceled) {
 		return 499, ErrorDetail{Code: "canceled", Message: "the client went away"}
@@ -92,19 +97,14 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if st == http.StatusInternalServerError {
 		s.log.Error("internal error", "path", c.FullPath(), "err", err)
 	}
-	if f := fault.As(err); f != nil {
-		d.Message = f.Message
-		if f.Err != nil {
-			d.Message += ": " + f.Err.Error()
-		}
-	}
 	if st == http.StatusServiceUnavailable {
 		c.Header("Retry-After", "1")
 	}
 	c.AbortWithStatusJSON(st, ErrorBody{Error: d})
 }
 
-// grpcError maps an error to a gRPC status error.
+// grpcError maps an error to a gRPC status error whose text is
+// "code: field: message" (the field, when one is at fault, named once).
 func grpcError(err error) error {
 	if f := fault.As(err); f != nil {
 		msg := f.Message

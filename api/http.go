@@ -167,7 +167,7 @@ func (s *Server) recommend(c *gin.Context) {
 	}
 	if in.K != nil {
 		if *in.K < 1 || *in.K > router.MaxK {
-			s.writeError(c, fault.Field("k", "invalid_k", "k must be between 1 and %d", router.MaxK))
+			s.writeError(c, fault.Field("k", "invalid_k", "must be between 1 and %d", router.MaxK))
 			return
 		}
 		req.K = *in.K
@@ -308,7 +308,7 @@ func (s *Server) addArm(c *gin.Context) {
 		return
 	}
 	if in.Arm == "" {
-		s.writeError(c, fault.Field("arm", "missing_field", "arm is required, e.g. \"mf@3\""))
+		s.writeError(c, fault.Field("arm", "missing_field", "required, e.g. \"mf@3\""))
 		return
 	}
 	cond, err := ifMatch(c)

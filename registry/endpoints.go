@@ -57,10 +57,10 @@ func checkBackend(b *BackendSpec) error {
 			return fault.Field("backend.batching", "invalid_backend", "max_batch_size is 1..4096 and batch_timeout_us 0..1000000")
 		}
 	} else if b.Batching != nil {
-		return fault.Field("backend.batching", "invalid_backend", "batching applies to onnx backends only")
+		return fault.Field("backend.batching", "invalid_backend", "applies to onnx backends only")
 	}
 	if b.TLS != nil && b.Type != "tfserving" {
-		return fault.Field("backend.tls", "invalid_backend", "tls applies to remote backends only")
+		return fault.Field("backend.tls", "invalid_backend", "applies to remote backends only")
 	}
 	return nil
 }
@@ -69,7 +69,7 @@ func checkBackend(b *BackendSpec) error {
 // without checking that its arms exist or storing anything.
 func (r *Registry) CheckEndpoint(name string, body []byte) error {
 	if !ValidName(name) {
-		return fault.Field("endpoint", "invalid_name", "endpoint names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+		return fault.Field("endpoint", "invalid_name", "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
 	var in endpointBody
 	if err := fault.DecodeJSON(body, &in); err != nil {
@@ -100,7 +100,7 @@ func checkAutoArms(a *AutoArms) error {
 // putEndpoint is PutEndpoint without the audit entry.
 func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, cond IfMatch) (*Endpoint, bool, error) {
 	if !ValidName(name) {
-		return nil, false, fault.Field("endpoint", "invalid_name", "endpoint names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+		return nil, false, fault.Field("endpoint", "invalid_name", "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
 	var in endpointBody
 	if err := fault.DecodeJSON(body, &in); err != nil {
@@ -131,14 +131,14 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 		}
 	}
 	if in.Fallback != "" && !seen[in.Fallback] {
-		return nil, false, fault.Field("fallback", "invalid_fallback", "the fallback %q must be one of the endpoint's arms", in.Fallback)
+		return nil, false, fault.Field("fallback", "invalid_fallback", "%q must be one of the endpoint's arms", in.Fallback)
 	}
 	if err := checkAutoArms(in.AutoArms); err != nil {
 		return nil, false, err
 	}
 	if a := in.AutoArms; a != nil {
 		if !snap.hasModel(a.Model) {
-			return nil, false, fault.Field("auto_arms.model", "invalid_auto_arms", "model %q has no registered version to copy new versions from", a.Model)
+			return nil, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q has no registered version to copy new versions from", a.Model)
 		}
 	}
 	now := r.now().UTC()
@@ -340,7 +340,7 @@ func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason
 		action = "pause_arm"
 	}
 	if state != Active && state != Paused {
-		err := fault.Field("state", "invalid_state", "state must be \"active\" or \"paused\"")
+		err := fault.Field("state", "invalid_state", "must be \"active\" or \"paused\"")
 		r.audit.Record(ctx, action, endpoint+"/"+arm, err)
 		return nil, err
 	}

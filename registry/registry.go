@@ -143,7 +143,7 @@ func (r *Registry) build(ctx context.Context, mv *ModelVersion, validate bool) (
 	}
 	load, ok := r.loaders[mv.Backend.Type]
 	if !ok {
-		return nil, fault.Field("backend.type", "unsupported_backend", "backend type %q is not available (have: %v)", mv.Backend.Type, r.backendTypes())
+		return nil, fault.Field("backend.type", "unsupported_backend", "%q is not available (have: %v)", mv.Backend.Type, r.backendTypes())
 	}
 	sc, err := load(ctx, mv, LoadOptions{Validate: validate, Plan: plan})
 	if err != nil {
@@ -251,10 +251,10 @@ func (s *Snapshot) usedBy(arm string) []string {
 // anything.
 func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersion, error) {
 	if !ValidName(name) {
-		return nil, fault.Field("model", "invalid_name", "model names are 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+		return nil, fault.Field("model", "invalid_name", "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
 	if !ValidVersion(version) {
-		return nil, fault.Field("version", "invalid_version", "versions are 1-64 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+		return nil, fault.Field("version", "invalid_version", "must be 1-64 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
 	// Name an unavailable backend type before strict decoding trips over
 	// that backend's own fields.
@@ -265,7 +265,7 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 	}
 	if fault.PeekJSON(body, &loose) && loose.Backend.Type != "" {
 		if _, ok := r.loaders[loose.Backend.Type]; !ok {
-			return nil, fault.Field("backend.type", "unsupported_backend", "backend type %q is not available (have: %v)", loose.Backend.Type, r.backendTypes())
+			return nil, fault.Field("backend.type", "unsupported_backend", "%q is not available (have: %v)", loose.Backend.Type, r.backendTypes())
 		}
 	}
 	var in versionBody
@@ -273,7 +273,7 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 		return nil, err
 	}
 	if in.Backend == nil {
-		return nil, fault.Field("backend", "missing_field", "backend is required")
+		return nil, fault.Field("backend", "missing_field", "required")
 	}
 	if in.Backend.TimeoutMS < 0 || in.Backend.TimeoutMS > 60000 {
 		return nil, fault.Field("backend.timeout_ms", "invalid_backend", "must be in 0..60000")

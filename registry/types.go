@@ -417,7 +417,7 @@ func parsePolicyFields(in *policyBody) (Policy, error) {
 		}
 		p.HalfLife = *in.HalfLife
 	} else if in.HalfLife != nil {
-		return p, fault.Field("policy.half_life", "invalid_policy", "half_life applies to discounted-thompson only")
+		return p, fault.Field("policy.half_life", "invalid_policy", "applies to discounted-thompson only")
 	}
 	if in.SegmentPrior != nil {
 		if !(*in.SegmentPrior >= 0 && *in.SegmentPrior <= 1e6) {

@@ -256,10 +256,10 @@ func BanditPolicy(p *registry.Policy) bandit.Policy {
 // Validate checks a request's own fields (not the endpoint's feature spec).
 func Validate(req *Request) error {
 	if req.UserID == "" {
-		return fault.Field("user_id", "missing_field", "user_id is required and must be a non-empty string")
+		return fault.Field("user_id", "missing_field", "required: a non-empty string")
 	}
 	if len(req.UserID) > MaxUserIDLen {
-		return fault.Field("user_id", "invalid_value", "user_id is longer than %d bytes", MaxUserIDLen)
+		return fault.Field("user_id", "invalid_value", "longer than %d bytes", MaxUserIDLen)
 	}
 	if len(req.Context) > MaxContextKeys {
 		return fault.Field("context", "invalid_context", "at most %d context keys", MaxContextKeys)
@@ -267,11 +267,11 @@ func Validate(req *Request) error {
 	for k, v := range req.Context {
 		if len(k) > MaxContextKeyLen || len(v) > MaxContextValueLen {
 			return fault.Field("context."+truncate(k, MaxContextKeyLen), "invalid_context",
-				"context keys are at most %d bytes and values at most %d", MaxContextKeyLen, MaxContextValueLen)
+				"keys are at most %d bytes and values at most %d", MaxContextKeyLen, MaxContextValueLen)
 		}
 	}
 	if req.K < 0 || req.K > MaxK {
-		return fault.Field("k", "invalid_k", "k must be between 1 and %d", MaxK)
+		return fault.Field("k", "invalid_k", "must be between 1 and %d", MaxK)
 	}
 	if len(req.Candidates) > MaxListLen {
 		return fault.Field("candidates", "too_many_items", "at most %d candidates", MaxListLen)

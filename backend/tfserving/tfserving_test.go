@@ -679,7 +679,7 @@ func TestValidate(t *testing.T) {
 		{name: "ok label", edit: func(c *tfserving.Config) { c.Version, c.VersionLabel = 0, "canary" }},
 		{name: "ok latest", edit: func(c *tfserving.Config) { c.Version = 0 }},
 		{name: "down target", edit: func(c *tfserving.Config) { c.Target = down.Addr() },
-			wantField: "backend.target", wantMsg: "target unreachable"},
+			wantField: "backend.target", wantMsg: "is unreachable"},
 		{name: "missing model", edit: func(c *tfserving.Config) { c.ModelName = "nope" },
 			wantField: "backend.model_name", wantMsg: `model "nope" is not served`},
 		{name: "missing version", edit: func(c *tfserving.Config) { c.Version = 9 },

@@ -54,9 +54,9 @@ func (m *Model) unreachable(ctx context.Context, op string, err error) error {
 	st := status.Convert(err)
 	switch {
 	case ctx.Err() == context.DeadlineExceeded || st.Code() == codes.DeadlineExceeded:
-		return invalid("backend.target", "target unreachable: %s did not answer %s within %s", m.cfg.Target, op, ValidateTimeout)
+		return invalid("backend.target", "%s is unreachable: it did not answer %s within %s", m.cfg.Target, op, ValidateTimeout)
 	case st.Code() == codes.Unavailable || st.Code() == codes.Canceled:
-		return invalid("backend.target", "target unreachable: %s: %s", m.cfg.Target, st.Message())
+		return invalid("backend.target", "%s is unreachable: %s", m.cfg.Target, st.Message())
 	case st.Code() == codes.Unimplemented:
 		return invalid("backend.target", "%s does not implement %s: is it TF Serving's gRPC port? (%s)", m.cfg.Target, op, st.Message())
 	}

@@ -258,11 +258,11 @@ func (e *cliAPIError) Error() string {
 		}
 		return msg
 	}
-	msg := fmt.Sprintf("%d %s: %s", e.status, e.code, e.message)
-	if e.field != "" && !strings.Contains(e.message, e.field) {
-		msg += " (field " + e.field + ")"
+	msg := fmt.Sprintf("%d %s: ", e.status, e.code)
+	if e.field != "" {
+		msg += e.field + ": "
 	}
-	return msg
+	return msg + e.message
 }
 
 // do sends one request with an optional JSON body. A non-2xx answer is a

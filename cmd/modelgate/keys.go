@@ -183,7 +183,11 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	}
 	resp, err := applyKeys(ctx, *dataDir, *redisURL, req)
 	if err == nil && resp.Error != nil {
-		err = errors.New(resp.Error.Message)
+		msg := resp.Error.Message
+		if resp.Error.Field != "" {
+			msg = resp.Error.Field + ": " + msg
+		}
+		err = errors.New(msg)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "modelgate keys %s: %v\n", sub, err)
