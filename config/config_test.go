@@ -61,6 +61,16 @@ func TestParseErrors(t *testing.T) {
 		{"bad timeout", "limits: {read_timeout: forever}\n", "limits.read_timeout"},
 		{"short signing key", "signing_keys: [abcd]\n", "signing_keys[0]"},
 		{"not yaml", "models: [\n", "did not find expected"},
+		// A repeated key is an error at any depth, as in the HTTP API's
+		// JSON bodies: YAML decoding rejects it before any body is built.
+		{"repeated top-level key", "report: {interval: 1m}\nreport: {interval: 2m}\n", `mapping key "report" already defined`},
+		{"repeated key in an endpoint", "endpoints: [{name: home, arms: [mf@1], arms: [mf@2]}]\n", `mapping key "arms" already defined`},
+		{"repeated key in a policy", "endpoints:\n  - name: home\n    arms: [mf@1]\n    policy:\n      type: uniform\n      type: thompson\n", `line 6: mapping key "type" already defined`},
+		{"repeated model version", "models:\n  - name: mf\n    version: 1\n    version: 2\n    backend: {type: embedded, path: /m}\n", `line 4: mapping key "version" already defined`},
+		{"repeated key in a model's metadata", "models:\n  - name: mf\n    version: 1\n    backend: {type: embedded, path: /m}\n    metadata: {a: 1, a: 2}\n", `mapping key "a" already defined`},
+		{"repeated key in a feature spec", "models:\n  - name: mf\n    version: 1\n    backend: {type: embedded, path: /m}\n    features:\n      inputs:\n        u: {from: user_id}\n        u: {from: user_id}\n", `mapping key "u" already defined`},
+		{"wrong-case top-level key", "Models: []\n", "field Models not found"},
+		{"wrong-case limits key", "limits: {Max_Body_Bytes: 4096}\n", "field Max_Body_Bytes not found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -163,7 +163,7 @@ func Parse(raw []byte) (*Plan, error) {
 	var inputsRaw json.RawMessage
 	for _, m := range root {
 		if m.key != "inputs" {
-			return nil, &FieldError{Field: m.key, Message: fmt.Sprintf("unknown key %q (a feature spec has only \"inputs\")", m.key)}
+			return nil, &FieldError{Field: m.key, Message: `unknown key (a feature spec has only "inputs")`}
 		}
 		inputsRaw = m.raw
 	}
@@ -269,7 +269,7 @@ func parseInput(name string, raw json.RawMessage) (*input, error) {
 	for _, m := range members {
 		if !commonKeys[m.key] {
 			if _, ok := paramKeys[m.key]; !ok {
-				return nil, &FieldError{Field: join(path, m.key), Message: fmt.Sprintf("unknown key %q (an input has from, transform, dtype, default, length, pad and its transform's parameters)", m.key)}
+				return nil, &FieldError{Field: join(path, m.key), Message: "unknown key (an input has from, transform, dtype, default, length, pad and its transform's parameters)"}
 			}
 		}
 		fields[m.key] = m.raw

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/modelgate/modelgate/config"
 )
 
 // The config seeds a data dir once per entry: a later start keeps what the
@@ -91,4 +93,40 @@ func TestSigningKeyRotation(t *testing.T) {
 			t.Fatalf("with the old key dropped: %+v", fb)
 		}
 	})
+}
+
+// The config's models and endpoints are the HTTP API's bodies, as strict:
+// a wrong-case key fails the start naming the entry and the field's path,
+// once.
+func TestConfigEntriesAreStrictJSON(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	const models = "models:\n  - name: mf\n    version: 1\n    backend: {type: embedded, path: models/mf/1}\n"
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"wrong-case endpoint key", models + "endpoints:\n  - name: home\n    Arms: [mf@1]\n",
+			`config: endpoint home: Arms: unknown field; did you mean "arms"? (names are case-sensitive)`},
+		{"wrong-case policy key", models + "endpoints:\n  - name: home\n    arms: [mf@1]\n    policy: {Segment_By: [surface]}\n",
+			`config: endpoint home: policy.Segment_By: unknown field; did you mean "segment_by"?`},
+		{"wrong-case backend key", "models:\n  - name: mf\n    version: 1\n    backend: {type: embedded, Path: models/mf/1}\n",
+			`config: model mf@1: backend.Path: unknown field; did you mean "path"?`},
+		{"wrong-case feature spec key", models + "    features: {Inputs: {}}\n",
+			`config: model mf@1: features.Inputs: unknown key (a feature spec has only "inputs")`},
+		{"a bad value", models + "endpoints:\n  - name: home\n    arms: [mf@1]\n    policy: {min_share: 2}\n",
+			"config: endpoint home: policy.min_share: must be in [0, 1)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(tc.yaml), demoDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := newApp(ctx, cfg, t.TempDir(), log)
+			if err == nil {
+				a.close()
+				t.Fatalf("the start succeeded, want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %q, want %q", err, tc.want)
+			}
+		})
+	}
 }
