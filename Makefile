@@ -43,6 +43,7 @@ lint:
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./fault
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecommend$$' -fuzztime $(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./feedback
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./featurizer

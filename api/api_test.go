@@ -85,6 +85,9 @@ func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder) {
 		if err := json.Unmarshal(out["error"], &e.Error); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 			t.Fatalf("status %d: error body not in the documented shape: %s", rec.Code, rec.Body.String())
 		}
+		if namesField(e.Error.Message, e.Error.Field) {
+			t.Fatalf("status %d: the message names its field again: %s", rec.Code, rec.Body.String())
+		}
 	}
 }
 
@@ -94,6 +97,9 @@ func FuzzDecodeRecommend(f *testing.F) {
 		`{"user_id": "u42", "context": {"surface": "music"}, "features": {"recent_items": ["i3","i9"], "age": 31}, "candidates": ["i1","i2","i3"], "exclude": ["i9"], "k": 10}`,
 		`{"user_id": "u1", "k": 0}`, `{"user_id": ""}`, `[]`, `null`, `{"user_id": "\u0000", "context": {"surface": "\u0000"}}`,
 		`{"user_id": "u1", "k": 1e400}`, `{"user_id": "u1", "candidates": []}`, `{"user_id":"u","features":{"recent_items":[[1]]}}`,
+		`{"User_ID": "u1"}`, `{"user_id": "a", "user_id": "b"}`, `{"user_id": "u", "context": {"surface": "a", "surface": "b"}}`,
+		`{"user_id": "u", "features": {"x": [{"a": 1, "a": 2}]}}`, `{"user_id": "u", "context": {"surface": 3}}`,
+		`{"events": [{"prediction_id": "p", "type": "click", "Item_ID": "i"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
