@@ -19,6 +19,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/modelgate/modelgate/fault"
 )
 
 const (
@@ -341,16 +343,17 @@ func readInput(name string) ([]byte, error) {
 	return os.ReadFile(name)
 }
 
-// readJSONFile reads a file that must hold one JSON value.
+// readJSONFile reads a file that must hold one JSON value, as strict as
+// the API's bodies: a repeated key is an error here, where it would
+// otherwise be lost when the command rebuilds the body from the file.
 func readJSONFile(flagName, name string) (json.RawMessage, error) {
 	b, err := readInput(name)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %v", flagName, err)
 	}
 	b = bytes.TrimSpace(b)
-	if !json.Valid(b) {
-		var v any
-		err := json.Unmarshal(b, &v)
+	var v any
+	if err := fault.DecodeJSON(b, &v); err != nil {
 		return nil, fmt.Errorf("--%s %s: not JSON: %v", flagName, name, err)
 	}
 	return b, nil
