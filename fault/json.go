@@ -20,11 +20,11 @@ import (
 // UTF-8, and nothing but white space follows the value.
 var strict = json.RejectUnknownMembers(true)
 
-// DecodeJSON decodes one JSON object into v, strictly: field names match
-// exactly, a repeated key in any object is an error, unknown fields and
-// trailing data are errors. Every error is a *Error naming, when one value is
-// at fault, its path in Field (context.surface, events[2].type) and not again
-// in Message.
+// DecodeJSON decodes one JSON value (an object, for a struct v) into v,
+// strictly: field names match exactly, a repeated key in any object is an
+// error, unknown fields and trailing data are errors. Every error is an
+// Invalid *Error naming, when one value is at fault, its path in Field
+// (context.surface, events[2].type) and not again in Message.
 func DecodeJSON(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return New(Invalid, "invalid_json", "request body is empty")
