@@ -149,7 +149,7 @@ func TestBadInput(t *testing.T) {
 		{"empty user_id", "POST", "/v1/endpoints/home/recommend", `{"user_id": ""}`, 400, "missing_field", "user_id"},
 		{"missing user_id", "POST", "/v1/endpoints/home/recommend", `{}`, 400, "missing_field", "user_id"},
 		{"user_id not a string", "POST", "/v1/endpoints/home/recommend", `{"user_id": 42}`, 400, "invalid_type", "user_id"},
-		{"context not strings", "POST", "/v1/endpoints/home/recommend", `{"user_id": "u1", "context": {"surface": 3}}`, 400, "invalid_type", "context"},
+		{"context not strings", "POST", "/v1/endpoints/home/recommend", `{"user_id": "u1", "context": {"surface": 3}}`, 400, "invalid_type", "context.surface"},
 		{"context value too long", "POST", "/v1/endpoints/home/recommend", `{"user_id": "u1", "context": {"surface": "` + strings.Repeat("y", 300) + `"}}`, 400, "invalid_context", "context.surface"},
 		{"unknown field", "POST", "/v1/endpoints/home/recommend", `{"user_id": "u1", "candidate": ["i1"]}`, 400, "unknown_field", "candidate"},
 		{"oversized body", "POST", "/v1/endpoints/home/recommend", `{"user_id": "` + strings.Repeat("x", 5000) + `"}`, 413, "body_too_large", ""},
