@@ -7,10 +7,19 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
 FUZZTIME      ?= 10s
 
+# What `modelgate version` prints when the toolchain does not stamp the git
+# revision itself (in a git worktree, or with GOFLAGS=-buildvcs=false).
+# Recursive (=): git runs only when a build does.
+VCS_LDFLAGS    = $(shell git rev-parse HEAD >/dev/null 2>&1 && \
+	echo "-X main.revision=$$(git rev-parse HEAD)" \
+	     "-X main.revisionTime=$$(git log -1 --format=%cI)" \
+	     "-X main.revisionModified=$$(test -z "$$(git status --porcelain)" && echo false || echo true)")
+
 .PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot redis-demo onnxruntime vulncheck clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/modelgate
+	@echo "make build: $(BIN); the first build downloads and compiles the dependencies and takes a few minutes, later ones seconds" >&2
+	$(GO) build -ldflags '$(VCS_LDFLAGS)' -o $(BIN) ./cmd/modelgate
 
 ## run: serve the bundled demo (endpoint "home") with the embedded store in ./data
 run: build

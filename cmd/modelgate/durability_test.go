@@ -244,7 +244,7 @@ func TestFeedbackAcknowledgedAfterFsync(t *testing.T) {
 func startAppOn(t *testing.T, cfg *config.Config, dir string, db stateStore) *testApp {
 	t.Helper()
 	ctx := context.Background()
-	tel, err := telemetry.New(ctx, telemetry.Config{ServiceVersion: version})
+	tel, err := telemetry.New(ctx, telemetry.Config{ServiceVersion: readBuildVersion().Version})
 	if err != nil {
 		db.Close()
 		t.Fatal(err)

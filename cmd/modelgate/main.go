@@ -24,12 +24,9 @@ func commands() []command {
 		{"models", "register, list, show and delete model versions (HTTP client)", runModels},
 		{"endpoints", "list, show and apply endpoints; add, pause and resume arms (HTTP client)", runEndpoints},
 		{"keys", "create, list and revoke API keys (on the data dir or Redis)", runKeys},
-		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
+		{"version", "print the module version and the VCS revision it was built from", runVersion},
 	}
 }
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: modelgate <command> [flags]")

@@ -331,7 +331,7 @@ func (a *app) saveDiscounted(ctx context.Context) {
 // newApp opens the data dir and wires the core services. The caller closes
 // a.db and runs a.fb.Run for the background flushes.
 func newApp(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (*app, error) {
-	tel, err := telemetry.New(ctx, telemetry.Config{ServiceVersion: version})
+	tel, err := telemetry.New(ctx, telemetry.Config{ServiceVersion: readBuildVersion().Version})
 	if err != nil {
 		return nil, err
 	}
