@@ -176,7 +176,7 @@ func WriteSVG(w io.Writer, results []*Result, opt PlotOptions) error {
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", xpos(t), ypos(*lrc*math.Log(t))))
 		}
 		fmt.Fprintf(b, "<polyline points=\"%s\" fill=\"none\" stroke=\"#555555\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n", strings.Join(pts, " "))
-		legends = append(legends, legend{fmt.Sprintf("Lai–Robbins bound C·ln t, C = %s", num(*lrc)), "#555555", "6 4"})
+		legends = append(legends, legend{fmt.Sprintf("Lai–Robbins asymptotic lower bound C·ln t (t → ∞), C = %s", num(*lrc)), "#555555", "6 4"})
 	}
 
 	// Legend, top left inside the plot, on a white box so lines stay readable.

@@ -50,7 +50,7 @@ func TestWriteSVG(t *testing.T) {
 			t.Errorf("logX %v: %d svg, %d polylines, %d bands; want 1, 3 (2 series and Lai–Robbins), 2", logX, n["svg"], n["polyline"], n["polygon"])
 		}
 		s := string(doc)
-		for _, want := range []string{"Regret", "thompson: ", "ucb1 &lt;c=2&gt; &amp; co", "Lai–Robbins bound C·ln t", "cumulative regret (mean of 5 runs", "step t (requests)"} {
+		for _, want := range []string{"Regret", "thompson: ", "ucb1 &lt;c=2&gt; &amp; co", "Lai–Robbins asymptotic lower bound C·ln t (t → ∞)", "cumulative regret (mean of 5 runs", "step t (requests)"} {
 			if !strings.Contains(s, want) {
 				t.Errorf("logX %v: plot lacks %q", logX, want)
 			}

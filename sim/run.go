@@ -28,7 +28,8 @@ type Point struct {
 // Result is the outcome of Run. Its JSON form is the simulator's output:
 // policy, horizon, runs, the final regret_mean and regret_stderr, lai_robbins
 // (C·ln horizon, null when the environment is not stationary) and
-// checkpoints, then the extra fields lai_robbins_c, batch and seed.
+// checkpoints, then the extra fields lai_robbins_c, lai_robbins_note, batch
+// and seed.
 type Result struct {
 	Policy       string   `json:"policy"`
 	Horizon      int      `json:"horizon"`
@@ -41,6 +42,9 @@ type Result struct {
 	Checkpoints []Point `json:"checkpoints"`
 	// LaiRobbinsC is the constant C of the bound, nil when undefined.
 	LaiRobbinsC *float64 `json:"lai_robbins_c,omitempty"`
+	// LaiRobbinsNote says what kind of bound LaiRobbins is (LaiRobbinsNote),
+	// empty when undefined.
+	LaiRobbinsNote string `json:"lai_robbins_note,omitempty"`
 	Batch       int      `json:"batch"`
 	Seed        uint64   `json:"seed"`
 	// Curve is the regret at every recorded step, checkpoints included,
@@ -136,6 +140,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Stationary() {
 		lrc = LaiRobbinsConstant(cfg.Rates)
 		res.LaiRobbinsC = &lrc
+		res.LaiRobbinsNote = LaiRobbinsNote
 	}
 	for i, t := range points {
 		p := Point{T: t, RegretMean: round6(stats[i].mean), RegretStderr: round6(stats[i].stderr())}

@@ -23,6 +23,10 @@ func xlogxy(x, y float64) float64 {
 	return x * math.Log(x/y)
 }
 
+// LaiRobbinsNote says what C·ln t is, wherever it is printed next to regrets.
+const LaiRobbinsNote = "asymptotic lower bound: as t → ∞ every consistent policy's expected regret is at least (C − o(1))·ln t; " +
+	"not a bound at each t (at finite t a good policy may lie below C·ln t)"
+
 // LaiRobbinsConstant returns C = Σ_{i: pᵢ < p*} (p* − pᵢ)/KL(pᵢ‖p*), p* the
 // highest rate: by Lai and Robbins (1985) every consistent policy's expected
 // regret on these Bernoulli arms is at least (C − o(1))·ln t as t grows. It is

@@ -151,6 +151,9 @@ func TestSimulateJSON(t *testing.T) {
 	if res.LaiRobbins == nil || math.Abs(*res.LaiRobbins-wantLR) > 1e-6 {
 		t.Errorf("lai_robbins %v, want %v", res.LaiRobbins, wantLR)
 	}
+	if note := string(obj["lai_robbins_note"]); !strings.Contains(note, "asymptotic") || !strings.Contains(note, "not a bound at each t") {
+		t.Errorf("lai_robbins_note %s: want it to say the bound is asymptotic", note)
+	}
 	var ts []int
 	for _, c := range res.Checkpoints {
 		ts = append(ts, c.T)
@@ -167,11 +170,15 @@ func TestSimulateJSON(t *testing.T) {
 
 	// Random rates: lai_robbins is null, not absent.
 	_, out, _ = simulate("--k", "3", "--arm-prior", "1,1", "--horizon", "100", "--runs", "4", "--format", "json")
+	obj = nil // Unmarshal into a map keeps the keys it had
 	if err := json.Unmarshal([]byte(out), &obj); err != nil {
 		t.Fatal(err)
 	}
 	if lr, ok := obj["lai_robbins"]; !ok || string(lr) != "null" {
 		t.Errorf("arm-prior run: lai_robbins %s (present %v), want null", lr, ok)
+	}
+	if note, ok := obj["lai_robbins_note"]; ok {
+		t.Errorf("arm-prior run: lai_robbins_note %s, want none without a bound", note)
 	}
 
 	// Several series: an array, one object per (policy, batch).
@@ -227,8 +234,8 @@ func TestSimulateTableAndCSV(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"3 arms, rates 0.5, 0.4 ×2", "horizon 500, 5 runs, seed 1", "Lai–Robbins bound C·ln t with C = ",
-		"thompson", "epsilon-greedy ε=0.1", "lai-robbins", " ± "} {
+	for _, want := range []string{"3 arms, rates 0.5, 0.4 ×2", "horizon 500, 5 runs, seed 1", "the Lai–Robbins asymptotic lower bound, C = ",
+		"As t → ∞", "not a bound at each t", "thompson", "epsilon-greedy ε=0.1", "C·ln t (asymptotic)", " ± "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
