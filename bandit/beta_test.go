@@ -7,26 +7,43 @@ import (
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
+// The sample mean and variance of n draws must match Beta(a, b)'s. Each
+// check's tolerance is set so that a correct sampler fails it with
+// probability below 1e-6, so the 26 checks together below 1e-4 for any seed.
+// Both are means of n independent values in [0, 1]: x, and y = (x − μ)²,
+// whose variance is (κ + 2)·σ⁴ (κ the excess kurtosis).
+//   - Where a, b ≥ 10 the draws are nearly normal (skewness < 2/√10), and
+//     so are x̄ and ȳ over 2e4 draws, far beyond 5.3 standard deviations:
+//     the tolerance is 5.3 of them (two-sided normal tail 1.2e-7). This
+//     keeps the cases with 1e8 and 1e19 trials sharp.
+//   - Otherwise no normal approximation: with a = 0.001, b = 1 a few dozen
+//     draws far from 0 carry the mean. Bernstein's inequality for values in
+//     [0, 1] with variance v, P(|mean − E| > t) ≤ 2·exp(−n·t²/(2v + 2t/3)),
+//     solved for t at 1e-6. The variance is left unchecked where that
+//     tolerance exceeds half of it (20000 draws cannot tell).
+func bernsteinOrNormal(a, b float64, n int, v float64) float64 {
+	if a >= 10 && b >= 10 {
+		return 5.3 * math.Sqrt(v/float64(n))
+	}
+	return bernstein(n, v, 1e-6)
+}
+
+// Tolerances: see bernsteinOrNormal.
 func TestSampleBetaMoments(t *testing.T) {
-	tests := []struct {
-		a, b float64
-		// checkVar is false for posteriors so skewed that the sample
-		// variance of 2e4 draws is itself too noisy to test.
-		checkVar bool
-	}{
-		{1, 1, true},
-		{2, 5, true},
-		{0.5, 0.5, true},
-		{0.3, 3, true},
-		{97, 1105, true},
-		{0.001, 0.001, true},
-		{1e-5, 1e-5, true},
-		{0.001, 1, false},
-		{0.001, 1000, false},
-		{1e-5, 0.5, false},
-		{1e7 + 1, 9e7 + 1, true}, // 1e8 trials
-		{101, 1e8 - 99, true},    // a rare event over 1e8 trials
-		{5e18, 5e18, true},       // counts near uint64's limit
+	tests := []struct{ a, b float64 }{
+		{1, 1},
+		{2, 5},
+		{0.5, 0.5},
+		{0.3, 3},
+		{97, 1105},
+		{0.001, 0.001},
+		{1e-5, 1e-5},
+		{0.001, 1},
+		{0.001, 1000},
+		{1e-5, 0.5},
+		{1e7 + 1, 9e7 + 1}, // 1e8 trials
+		{101, 1e8 - 99},    // a rare event over 1e8 trials
+		{5e18, 5e18},       // counts near uint64's limit
 	}
 	const n = 20000
 	for _, tt := range tests {
@@ -47,14 +64,29 @@ func TestSampleBetaMoments(t *testing.T) {
 			}
 			gotMean := sum / n
 			gotVar := sum2 / n
-			if tol := 5 * math.Sqrt(variance/n); math.Abs(gotMean-mean) > tol {
+			if tol := bernsteinOrNormal(tt.a, tt.b, n, variance); math.Abs(gotMean-mean) > tol {
 				t.Errorf("Beta(%g, %g): mean %.6g, want %.6g ± %.2g", tt.a, tt.b, gotMean, mean, tol)
 			}
-			if tt.checkVar && math.Abs(gotVar/variance-1) > 0.05 {
-				t.Errorf("Beta(%g, %g): variance %.6g, want %.6g", tt.a, tt.b, gotVar, variance)
+			varY := (betaExcessKurtosis(tt.a, tt.b) + 2) * variance * variance
+			if varTol := bernsteinOrNormal(tt.a, tt.b, n, varY) / variance; varTol < 0.5 && math.Abs(gotVar/variance-1) > varTol {
+				t.Errorf("Beta(%g, %g): variance %.6g, want %.6g ± %.1f%%", tt.a, tt.b, gotVar, variance, 100*varTol)
 			}
 		})
 	}
+}
+
+// bernstein is the t with 2·exp(−n·t²/(2·variance + 2t/3)) = delta: the
+// deviation of the mean of n independent draws in [0, 1] exceeded with
+// probability at most delta.
+func bernstein(n int, variance, delta float64) float64 {
+	l := math.Log(2 / delta)
+	nf := float64(n)
+	return (2*l/3 + math.Sqrt(4*l*l/9+8*nf*variance*l)) / (2 * nf)
+}
+
+// betaExcessKurtosis is Beta(a, b)'s excess kurtosis.
+func betaExcessKurtosis(a, b float64) float64 {
+	return 6 * ((a-b)*(a-b)*(a+b+1) - a*b*(a+b+2)) / (a * b * (a + b + 2) * (a + b + 3))
 }
 
 func TestSampleBetaDegenerate(t *testing.T) {
