@@ -33,7 +33,11 @@ func (l *memLog) Add(r *predlog.Record) {
 
 // The propensity logged with each prediction is the probability with which
 // the policy picks that arm: over many choices from a fixed posterior, each
-// arm's selection frequency matches it within ±1% absolute.
+// arm's selection frequency matches it. The router draws the arm from the
+// very shares it logs, so an arm's count is Binomial(n, p) with p its
+// propensity; the tolerance is 5σ = 5·√(p(1−p)/n), at most 0.0125 here: a
+// two-sided normal tail of 5.7e-7 per arm (np > 2000), whatever the seed.
+// (It was ±0.01 for every arm, only 4σ at p ≈ 0.5: 6e-5 per arm.)
 func TestPropensitiesMatchSelectionFrequency(t *testing.T) {
 	log := &memLog{}
 	// trials_on impression keeps the posterior fixed while we sample it.
@@ -58,9 +62,9 @@ func TestPropensitiesMatchSelectionFrequency(t *testing.T) {
 		prop[resp.Arm] = tok.Propensity
 	}
 	for arm, c := range count {
-		freq := float64(c) / n
-		if math.Abs(freq-prop[arm]) > 0.01 {
-			t.Errorf("%s: chosen %.4f of the time, logged propensity %.4f", arm, freq, prop[arm])
+		freq, p := float64(c)/n, prop[arm]
+		if tol := 5 * math.Sqrt(p*(1-p)/n); math.Abs(freq-p) > tol {
+			t.Errorf("%s: chosen %.4f of the time, logged propensity %.4f (± %.4f)", arm, freq, p, tol)
 		}
 	}
 	if len(log.recs) != n || log.recs[0].Propensity == 0 || log.recs[0].Segment != "all" || len(log.recs[0].Items) != 1 {
@@ -70,6 +74,14 @@ func TestPropensitiesMatchSelectionFrequency(t *testing.T) {
 
 // A new segment borrows the endpoint-wide posterior as its prior: its first
 // choices follow the endpoint-wide winner instead of splitting evenly.
+//
+// Tolerances, for any seed (the logged propensities show the shares): with
+// weight 0 every choice is m@2 with probability exactly 0.5, so the count is
+// Binomial(400, 0.5) and [0.3, 0.7] is ±8σ (tail ~1e-15). With weight 50 the
+// first choice is even and every later one picks m@1 with probability at
+// most 0.012 (m@2's borrowed Beta(11, 41) against m@1's Beta(3.5, 48.5)):
+// m@1 has mean ≤ 6 choices, and by the Chernoff bound more than 40 of them
+// (a share below 0.9) has probability below 1e-18.
 func TestNewSegmentFollowsEndpointWinner(t *testing.T) {
 	for _, tc := range []struct {
 		weight  string
@@ -94,7 +106,9 @@ func TestNewSegmentFollowsEndpointWinner(t *testing.T) {
 					won++
 				}
 			}
-			if share := float64(won) / 400; share < tc.atLeast || share > tc.atMost {
+			share := float64(won) / 400
+			t.Logf("m@2 got %.3f of a new segment's first 400 choices", share)
+			if share < tc.atLeast || share > tc.atMost {
 				t.Fatalf("m@2 got %.2f of a new segment's first choices, want %.2f..%.2f", share, tc.atLeast, tc.atMost)
 			}
 		})
@@ -196,6 +210,14 @@ func TestGuardrails(t *testing.T) {
 
 // Discounted Thompson forgets: evidence older than many half-lives no
 // longer decides, while recent evidence does.
+//
+// Each phase is 400 choices with a fixed share p for m@1: fresh evidence
+// (600/2000 against 200/2000, 12 posterior standard deviations apart)
+// gives p > 0.999, so a share below 0.95 (over 19 misses, expected < 0.4)
+// has probability below 1e-20; 20 half-lives leave both posteriors at the
+// prior, p = 0.5, and [0.25, 0.75] is ±10σ; the new evidence (30/300
+// against 90/300, 6σ apart) gives p < 1e-9, so more than 20 picks of m@1
+// cannot happen but for the one even choice before shares exist.
 func TestDiscountedThompsonForgets(t *testing.T) {
 	f := newFixtureOpt(t, `{"arms": ["m@1", "m@2"], "policy": {"type": "discounted-thompson", "half_life": "1h", "min_share": 0, "trials_on": "impression"}}`, Options{Seed: 11})
 	f.fill("all", "m@1", 2000, 600)
@@ -215,17 +237,23 @@ func TestDiscountedThompsonForgets(t *testing.T) {
 		return float64(won) / 400
 	}
 	f.r.now = func() time.Time { return t0 }
-	if s := share(); s < 0.95 {
+	s := share()
+	t.Logf("m@1's share: fresh evidence %.3f", s)
+	if s < 0.95 {
 		t.Fatalf("with fresh evidence m@1 gets %.2f, want ≥ 0.95", s)
 	}
 	f.r.now = func() time.Time { return t0.Add(20 * time.Hour) }
-	if s := share(); s > 0.75 || s < 0.25 {
+	s = share()
+	t.Logf("m@1's share: after 20 half-lives %.3f", s)
+	if s > 0.75 || s < 0.25 {
 		t.Fatalf("after 20 half-lives m@1 still gets %.2f, want the evidence forgotten", s)
 	}
 	// New evidence, now in m@2's favour, decides.
 	f.fill("all", "m@1", 300, 30)
 	f.fill("all", "m@2", 300, 90)
-	if s := share(); s > 0.05 {
+	s = share()
+	t.Logf("m@1's share: after new evidence %.3f", s)
+	if s > 0.05 {
 		t.Fatalf("after new evidence m@1 gets %.2f, want m@2 to win", s)
 	}
 }
