@@ -45,8 +45,8 @@ type Result struct {
 	// LaiRobbinsNote says what kind of bound LaiRobbins is (LaiRobbinsNote),
 	// empty when undefined.
 	LaiRobbinsNote string `json:"lai_robbins_note,omitempty"`
-	Batch       int      `json:"batch"`
-	Seed        uint64   `json:"seed"`
+	Batch          int    `json:"batch"`
+	Seed           uint64 `json:"seed"`
 	// Curve is the regret at every recorded step, checkpoints included,
 	// dense enough to plot on a linear or a logarithmic axis.
 	Curve []Point `json:"-"`
