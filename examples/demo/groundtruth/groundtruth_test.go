@@ -107,7 +107,10 @@ func TestClickProb(t *testing.T) {
 }
 
 // The best possible top-10 (by true affinity) bounds what any model can
-// reach; a random list is the floor.
+// reach; a random list is the floor. The oracle is exact (0.337); the
+// random floor averages 4000 shuffled lists (0.094; one list's success
+// probability has standard deviation 0.02, so the mean's is 0.0003), and
+// 0.11 is 50 of those above it, for any seed.
 func TestOracleAndRandom(t *testing.T) {
 	tr := load(t)
 	var best, random float64
