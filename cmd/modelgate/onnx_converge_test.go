@@ -15,6 +15,11 @@ import (
 // (expected success about 0.26, see groundtruth's TestDemoONNXModel) against
 // the embedding model mf@1 (about 0.12), under simulated users with the
 // ground truth; the bandit must move most traffic to nn@1.
+//
+// Sequential users, as in TestBanditMovesTrafficToBetterArm (whose comment
+// says why the limits hold for any timing); here in `sim` (0.26 and 0.12)
+// 10000 runs each with feedback 1 and 300 requests late gave mf@1 at most
+// 746 trials, against the limit of 1000.
 func TestBanditMovesTrafficToONNXArm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulates 3000 requests")
@@ -35,7 +40,7 @@ func TestBanditMovesTrafficToONNXArm(t *testing.T) {
 	a := startApp(t, cfg)
 	var out bytes.Buffer
 	f := demoFlags{server: a.url, endpoint: "home", truth: filepath.Join(demoDir, "truth"), requests: 3000,
-		concurrency: 4, seed: 7, every: 500, k: 10, surfaces: "home,music"}
+		concurrency: 1, seed: 7, every: 500, k: 10, surfaces: "home,music"}
 	if err := demoTraffic(context.Background(), f, &out); err != nil {
 		t.Fatal(err)
 	}
