@@ -36,7 +36,7 @@ demo-traffic: build
 ## test: vet, then every test (with the race detector), package by package
 ## as each finishes (tools/testprogress); about 5 minutes on 2 cores
 test:
-	@echo "make test: go vet, then every test with the race detector: about 5 minutes here (make test-short: about 2)" >&2
+	@echo "make test: go vet, then every test with the race detector: about 5 minutes on 2 cores (make test-short: about 1)" >&2
 	$(GO) vet ./...
 	$(GO) build -o bin/testprogress ./tools/testprogress
 	bin/testprogress -race -count=1 ./...
