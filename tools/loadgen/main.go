@@ -98,11 +98,11 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
-	var rss []int64
+	var mem []rss
 	rssAt := []time.Duration{}
 	start := time.Now()
 	if *pid > 0 {
-		rss, rssAt = append(rss, readRSS(*pid)), append(rssAt, 0)
+		mem, rssAt = append(mem, readRSS(*pid)), append(rssAt, 0)
 	}
 	rng := rand.New(rand.NewPCG(*seed, 1<<40))
 	interval := time.Second / time.Duration(*rate)
@@ -132,7 +132,7 @@ pacing:
 		sent++
 		next = next.Add(interval)
 		if *pid > 0 && time.Now().After(nextRSS) {
-			rss, rssAt = append(rss, readRSS(*pid)), append(rssAt, time.Since(start).Round(time.Second))
+			mem, rssAt = append(mem, readRSS(*pid)), append(rssAt, time.Since(start).Round(time.Second))
 			nextRSS = nextRSS.Add(10 * time.Second)
 		}
 	}
@@ -141,7 +141,7 @@ pacing:
 	close(results)
 	<-done
 	if *pid > 0 {
-		rss, rssAt = append(rss, readRSS(*pid)), append(rssAt, time.Since(start).Round(time.Second))
+		mem, rssAt = append(mem, readRSS(*pid)), append(rssAt, time.Since(start).Round(time.Second))
 	}
 
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -163,12 +163,12 @@ pacing:
 	sort.Strings(codes)
 	fmt.Printf("ok %d  failed %d %v  (-1: no free worker, 0: transport error)\n", ok, len(lat)-ok, codes)
 	fmt.Printf("clicks %d (failed %d)\n", clicks, clickErrs)
-	if len(rss) > 0 {
+	if len(mem) > 0 {
 		var parts []string
-		for i, r := range rss {
-			parts = append(parts, fmt.Sprintf("%s:%.1fMiB", rssAt[i], float64(r)/(1<<20)))
+		for i, r := range mem {
+			parts = append(parts, fmt.Sprintf("%s:%.1f+%.1f", rssAt[i], float64(r.anon)/(1<<20), float64(r.file)/(1<<20)))
 		}
-		fmt.Printf("server RSS %s\n", strings.Join(parts, " "))
+		fmt.Printf("server RSS MiB (anonymous+file-backed) %s\n", strings.Join(parts, " "))
 		// Growth after the first minute (after the first half of a
 		// shorter run): what the steady state adds.
 		base, warm := 0, min(time.Minute, *duration/2)
@@ -178,9 +178,10 @@ pacing:
 				break
 			}
 		}
-		if rss[base] > 0 {
-			fmt.Printf("RSS growth after %s: %+.1f%%\n", rssAt[base], 100*float64(rss[len(rss)-1]-rss[base])/float64(rss[base]))
-		}
+		growth := func(a, b int64) float64 { return 100 * float64(b-a) / float64(max(a, 1)) }
+		last := mem[len(mem)-1]
+		fmt.Printf("RSS growth after %s: %+.1f%% (anonymous %+.1f%%, file-backed %+.1f%%)\n", rssAt[base],
+			growth(mem[base].total(), last.total()), growth(mem[base].anon, last.anon), growth(mem[base].file, last.file))
 	}
 	if ok != len(lat) {
 		os.Exit(1)
@@ -216,19 +217,34 @@ func post(c *http.Client, url, key string, body []byte) (int, prediction) {
 	return resp.StatusCode, p
 }
 
-// readRSS returns the resident set size of pid in bytes, 0 when unknown.
-func readRSS(pid int) int64 {
+// rss is a process's resident memory: its anonymous part (heap, stacks)
+// and its file-backed part (mapped files such as the embedded store, which
+// the kernel may drop and read again).
+type rss struct{ anon, file int64 }
+
+func (r rss) total() int64 { return r.anon + r.file }
+
+// readRSS returns pid's resident memory in bytes, zero when unknown.
+func readRSS(pid int) rss {
+	var r rss
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0
+		return r
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
+	kb := func(v string) int64 {
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		return n << 10
+	}
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
+		if v, ok := strings.CutPrefix(sc.Text(), "RssAnon:"); ok {
+			r.anon = kb(v)
+		} else if v, ok := strings.CutPrefix(sc.Text(), "RssFile:"); ok {
+			r.file += kb(v)
+		} else if v, ok := strings.CutPrefix(sc.Text(), "RssShmem:"); ok {
+			r.file += kb(v)
 		}
 	}
-	return 0
+	return r
 }
