@@ -15,7 +15,7 @@ VCS_LDFLAGS    = $(shell git rev-parse HEAD >/dev/null 2>&1 && \
 	     "-X main.revisionTime=$$(git log -1 --format=%cI)" \
 	     "-X main.revisionModified=$$(test -z "$$(git status --porcelain)" && echo false || echo true)")
 
-.PHONY: build run test test-short bench lint proto fuzz demo-traffic demo-data screenshot redis-demo onnxruntime vulncheck clean
+.PHONY: build run test test-short bench bench-e2e bench-e2e-short lint proto fuzz demo-traffic demo-data screenshot redis-demo onnxruntime vulncheck clean
 
 build:
 	@echo "make build: $(BIN); the first build downloads and compiles the dependencies and takes a few minutes, later ones seconds" >&2
@@ -48,6 +48,17 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./bandit ./featurizer ./backend/... ./router ./api ./telemetry
+
+## bench-e2e: what the gateway adds to a model call, over a bare HTTP→gRPC proxy and
+## nginx grpc_pass, in one run on 127.0.0.1 (tools/benche2e; about 2 minutes)
+bench-e2e: build
+	$(GO) build -o bin/benche2e ./tools/benche2e
+	bin/benche2e -modelgate $(BIN) $(BENCH_E2E_FLAGS)
+
+## bench-e2e-short: the same, about 20 s: checks the harness works, not the numbers
+bench-e2e-short: build
+	$(GO) build -o bin/benche2e ./tools/benche2e
+	bin/benche2e -modelgate $(BIN) -short $(BENCH_E2E_FLAGS)
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// call makes the i-th call of a path; it returns when the answer has been
+// read in full.
+type call func(ctx context.Context, i int) error
+
+// openLoop sends calls at rate per second for d. One goroutine, locked to
+// its OS thread, paces the sends; each call runs on its own goroutine and is
+// timed from the moment it was due, so a stall shows in the latencies
+// instead of slowing the sender. At most inflight calls run at once: a send
+// due while all are busy is dropped and counted. Every call has timeout.
+// It returns the sorted latencies of the calls that succeeded.
+func openLoop(ctx context.Context, c call, rate int, d, timeout time.Duration, inflight int) (lat []time.Duration, failed, dropped int, firstErr error) {
+	n := int(int64(rate) * int64(d) / int64(time.Second))
+	lats := make([]time.Duration, n)
+	errs := make([]error, n)
+	sent := make([]bool, n)
+	slots := make(chan struct{}, inflight)
+	var wg sync.WaitGroup
+	paced := make(chan struct{})
+	go func() { // the pacer; joined through paced
+		defer close(paced)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		interval := time.Second / time.Duration(rate)
+		start := time.Now()
+		for i := range n {
+			due := start.Add(time.Duration(i) * interval)
+			if w := time.Until(due); w > 0 {
+				time.Sleep(w)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case slots <- struct{}{}:
+			default:
+				continue // every slot busy: dropped, never queued behind
+			}
+			sent[i] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				cctx, cancel := context.WithTimeout(ctx, timeout)
+				errs[i] = c(cctx, i)
+				cancel()
+				lats[i] = time.Since(due)
+			}()
+		}
+	}()
+	<-paced
+	wg.Wait()
+	lat = lats[:0:0]
+	for i := range n {
+		switch {
+		case !sent[i]:
+			dropped++
+		case errs[i] != nil:
+			failed++
+			if firstErr == nil {
+				firstErr = errs[i]
+			}
+		default:
+			lat = append(lat, lats[i])
+		}
+	}
+	return sortLatencies(lat), failed, dropped, firstErr
+}
+
+// closedLoop runs workers goroutines, each calling back to back, for d,
+// and returns the calls completed, failed and the time taken.
+func closedLoop(ctx context.Context, c call, workers int, d, timeout time.Duration) (ok, failed int, took time.Duration, firstErr error) {
+	var nOK, nFailed, seq atomic.Int64
+	var errOnce sync.Once
+	start := time.Now()
+	end := start.Add(d)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && time.Now().Before(end) {
+				cctx, cancel := context.WithTimeout(ctx, timeout)
+				err := c(cctx, int(seq.Add(1)))
+				cancel()
+				if err != nil {
+					nFailed.Add(1)
+					errOnce.Do(func() { firstErr = err })
+					continue
+				}
+				nOK.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(nOK.Load()), int(nFailed.Load()), time.Since(start), firstErr
+}

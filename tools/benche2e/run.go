@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	gwpb "github.com/modelgate/modelgate/proto/modelgate/v1"
+	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
+)
+
+// The paths measured, in order.
+const (
+	pathDirect    = "direct"
+	pathProxy     = "proxy"
+	pathMGHTTP    = "mg-http"
+	pathNginxGRPC = "nginx-grpc"
+	pathMGGRPC    = "mg-grpc"
+)
+
+const endpointName = "bench"
+
+type options struct {
+	modelgate     string
+	rate, workers int
+	open, closed  time.Duration
+	warmup        time.Duration
+	candidates    int
+	inflight      int
+	markdown      bool
+}
+
+// callTimeout bounds every call the client makes.
+const callTimeout = 2 * time.Second
+
+// requests are the run's request bodies: users u0…u999, the same
+// candidates each time.
+type requests struct {
+	bodies  []recommendRequest
+	json    [][]byte
+	predict []*apis.PredictRequest
+	grpc    []*gwpb.RecommendRequest
+}
+
+func newRequests(candidates int) *requests {
+	cands := make([]string, candidates)
+	for i := range cands {
+		cands[i] = fmt.Sprintf("item%d", i)
+	}
+	r := &requests{}
+	for u := range 1000 {
+		b := recommendRequest{UserID: fmt.Sprintf("u%d", u), Candidates: cands, K: 10}
+		raw, _ := json.Marshal(b)
+		r.bodies = append(r.bodies, b)
+		r.json = append(r.json, raw)
+		r.predict = append(r.predict, predictRequest(&b))
+		r.grpc = append(r.grpc, &gwpb.RecommendRequest{Endpoint: endpointName, UserId: b.UserID, Candidates: cands, K: 10})
+	}
+	return r
+}
+
+func run(ctx context.Context, out io.Writer, o options) (err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	mg, err := filepath.Abs(o.modelgate)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(mg); err != nil {
+		return fmt.Errorf("the modelgate binary: %w (make build)", err)
+	}
+	dir, err := os.MkdirTemp("", "bench-e2e.")
+	if err != nil {
+		return err
+	}
+	var children []*child
+	defer func() {
+		for i := len(children) - 1; i >= 0; i-- {
+			children[i].stop()
+		}
+		if err == nil {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "benche2e: logs kept in %s\n", dir)
+		}
+	}()
+
+	fmt.Fprintf(out, "bench-e2e: %d rps open loop × %s, then %d workers closed loop × %s, per path (warm-up %s); %d candidates, k 10; all on 127.0.0.1\n",
+		o.rate, o.open, o.workers, o.closed, o.warmup, o.candidates)
+	fmt.Fprintf(out, "machine: %d cores, %s; load average before: %s\n", runtime.NumCPU(), cpuModel(), loadAvg())
+
+	be, backendAddr, err := startChild("backend", exec.Command(self, "backend"), filepath.Join(dir, "backend.log"), true)
+	if err != nil {
+		return err
+	}
+	children = append(children, be)
+	px, proxyAddr, err := startChild("proxy", exec.Command(self, "proxy", "-backend", backendAddr), filepath.Join(dir, "proxy.log"), true)
+	if err != nil {
+		return err
+	}
+	children = append(children, px)
+
+	httpPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	grpcPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	mgHTTP, mgGRPC := fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", grpcPort)
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(modelgateConfig(backendAddr)), 0o644); err != nil {
+		return err
+	}
+	mgc, _, err := startChild("modelgate", exec.Command(mg, "serve", "--config", cfg, "--data-dir", filepath.Join(dir, "data"),
+		"--http-addr", mgHTTP, "--grpc-addr", mgGRPC, "--log-level", "warn"), filepath.Join(dir, "modelgate.log"), false)
+	if err != nil {
+		return err
+	}
+	children = append(children, mgc)
+	if err := waitReady(ctx, mgc, "http://"+mgHTTP+"/readyz"); err != nil {
+		return err
+	}
+
+	nginxAddr := ""
+	if nginx, err := findNginx(); err != nil {
+		if os.Getenv("CI") != "" {
+			return errors.New("nginx not found, and CI is set: apt-get install nginx")
+		}
+		fmt.Fprintln(out, "nginx not found (apt-get install nginx): the nginx-grpc row and the gRPC ratios are skipped")
+	} else {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		nginxAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		nc, err := startNginx(ctx, nginx, filepath.Join(dir, "nginx"), nginxAddr, backendAddr)
+		if err != nil {
+			return err
+		}
+		children = append(children, nc)
+	}
+
+	reqs := newRequests(o.candidates)
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConns: o.inflight, MaxIdleConnsPerHost: o.inflight, IdleConnTimeout: time.Minute}}
+	defer httpClient.CloseIdleConnections()
+	dial := func(addr string) (*grpc.ClientConn, error) {
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	type path struct {
+		name, baseline string
+		call           call
+	}
+	backendConn, err := dial(backendAddr)
+	if err != nil {
+		return err
+	}
+	defer backendConn.Close()
+	mgConn, err := dial(mgGRPC)
+	if err != nil {
+		return err
+	}
+	defer mgConn.Close()
+	paths := []path{
+		{pathDirect, "", predictCall(apis.NewPredictionServiceClient(backendConn), reqs)},
+		{pathProxy, "", httpCall(httpClient, "http://"+proxyAddr+"/recommend", reqs)},
+		{pathMGHTTP, pathProxy, httpCall(httpClient, "http://"+mgHTTP+"/v1/endpoints/"+endpointName+"/recommend", reqs)},
+	}
+	if nginxAddr != "" {
+		nginxConn, err := dial(nginxAddr)
+		if err != nil {
+			return err
+		}
+		defer nginxConn.Close()
+		paths = append(paths, path{pathNginxGRPC, "", predictCall(apis.NewPredictionServiceClient(nginxConn), reqs)})
+	}
+	paths = append(paths, path{pathMGGRPC, pathNginxGRPC, recommendCall(gwpb.NewGatewayClient(mgConn), reqs)})
+
+	var results []*result
+	var failures []string
+	for _, p := range paths {
+		// One call first: a path that does not work fails here, clearly.
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := p.call(cctx, 0)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: first call: %w", p.name, err)
+		}
+		if o.warmup > 0 {
+			openLoop(ctx, p.call, o.rate, o.warmup, callTimeout, o.inflight)
+		}
+		r := &result{name: p.name, baseline: p.baseline}
+		r.open, r.failed, r.dropped, r.firstErr = openLoop(ctx, p.call, o.rate, o.open, callTimeout, o.inflight)
+		var closedFailed int
+		var closedErr error
+		r.closed, closedFailed, r.closedIn, closedErr = closedLoop(ctx, p.call, o.workers, o.closed, callTimeout)
+		r.failed += closedFailed
+		if r.firstErr == nil {
+			r.firstErr = closedErr
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(out, "%-10s p50 %s  p99 %s  closed loop %.0f rps  (ok %d, failed %d, dropped %d)\n",
+			p.name, r.p(0.5), r.p(0.99), r.rps(), len(r.open), r.failed, r.dropped)
+		if r.failed > 0 {
+			failures = append(failures, fmt.Sprintf("%s: %d calls failed, the first: %v", p.name, r.failed, r.firstErr))
+		}
+		results = append(results, r)
+	}
+	fmt.Fprintf(out, "load average after: %s\n\n", loadAvg())
+	fmt.Fprintln(out, "latencies in µs, open loop; added = minus direct's; ratio = added over the baseline's added (vs); closed rps over the baseline's")
+	printTable(out, results, results[0], false)
+	if o.markdown {
+		fmt.Fprintln(out)
+		printTable(out, results, results[0], true)
+	}
+	for _, c := range children {
+		if done, err := c.exited(); done {
+			failures = append(failures, fmt.Sprintf("%s exited during the run: %v", c.name, err))
+		}
+	}
+	if len(failures) > 0 {
+		return errors.New(strings.Join(failures, "; "))
+	}
+	return nil
+}
+
+// modelgateConfig is one endpoint with one tfserving arm on the backend,
+// whose feature spec makes the PredictRequest predictRequest makes.
+func modelgateConfig(backendAddr string) string {
+	return fmt.Sprintf(`models:
+  - name: %[1]s
+    version: %[2]d
+    backend:
+      type: tfserving
+      target: %[3]s
+      model_name: %[1]s
+      version: %[2]d
+      signature_name: serving_default
+      timeout_ms: 1000
+      outputs: {scores: scores}
+    features:
+      inputs:
+        user:  {from: user_id, transform: hash_bucket, buckets: %[4]d, dtype: int64}
+        cands: {from: candidates, transform: list, dtype: string}
+endpoints:
+  - name: %[5]s
+    arms: [%[1]s@%[2]d]
+`, modelName, modelVersion, backendAddr, userBuckets, endpointName)
+}
+
+func waitReady(ctx context.Context, c *child, url string) error {
+	client := &http.Client{Timeout: time.Second}
+	for range 300 {
+		if done, err := c.exited(); done {
+			return fmt.Errorf("%s exited: %v", c.name, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready at %s after 30 s", c.name, url)
+}
+
+// httpCall posts the i-th JSON body and reads the answer in full.
+func httpCall(c *http.Client, url string, r *requests) call {
+	return func(ctx context.Context, i int) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.json[i%len(r.json)]))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %d %s", url, resp.StatusCode, bytes.TrimSpace(body))
+		}
+		if !bytes.Contains(body, []byte(`"items"`)) {
+			return fmt.Errorf("%s: no items in %s", url, body)
+		}
+		return nil
+	}
+}
+
+// predictCall sends the i-th PredictRequest.
+func predictCall(c apis.PredictionServiceClient, r *requests) call {
+	return func(ctx context.Context, i int) error {
+		resp, err := c.Predict(ctx, r.predict[i%len(r.predict)])
+		if err != nil {
+			return err
+		}
+		if n := len(resp.GetOutputs()["scores"].GetFloatVal()); n != len(r.bodies[0].Candidates) {
+			return fmt.Errorf("predict: %d scores for %d candidates", n, len(r.bodies[0].Candidates))
+		}
+		return nil
+	}
+}
+
+// recommendCall sends the i-th gRPC Recommend.
+func recommendCall(c gwpb.GatewayClient, r *requests) call {
+	return func(ctx context.Context, i int) error {
+		resp, err := c.Recommend(ctx, r.grpc[i%len(r.grpc)])
+		if err != nil {
+			return err
+		}
+		if len(resp.GetItems()) == 0 {
+			return errors.New("recommend: no items")
+		}
+		return nil
+	}
+}
+
+// findNginx looks in PATH, then in /usr/sbin (often not in a user's PATH).
+func findNginx() (string, error) {
+	p, err := exec.LookPath("nginx")
+	if err == nil {
+		return p, nil
+	}
+	if p, err2 := exec.LookPath("/usr/sbin/nginx"); err2 == nil {
+		return p, nil
+	}
+	return "", err
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
