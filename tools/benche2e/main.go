@@ -19,11 +19,13 @@
 //	nginx-grpc   gRPC Predict through nginx grpc_pass (the gRPC baseline)
 //	mg-grpc      gRPC Recommend through modelgate
 //
-// and prints each path's p50 and p99, what it adds over direct, the ratio of
-// that to its baseline's and the closed-loop throughput, with the verdict
-// of DESIGN.md's budget for each ratio. Only ratios measured in the same run
-// mean much on a shared machine. It exits non-zero on errors (a path that
-// failed calls or did not start), never on the numbers.
+// in interleaved rounds (-rounds), so that load from elsewhere on a shared
+// machine falls on every path alike. It prints each path's p50 and p99,
+// what it adds over direct, the ratio of that to its baseline's and the
+// closed-loop throughput, with the verdict of DESIGN.md's budget for each
+// ratio. Only ratios measured in the same run mean much on a shared
+// machine. It exits non-zero on errors (a path that failed calls or did not
+// start), never on the numbers.
 package main
 
 import (
@@ -74,14 +76,16 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "per path, before measuring: open loop at -rate, not counted")
 	flag.IntVar(&o.candidates, "candidates", 20, "candidates per request (the backend scores each)")
 	flag.IntVar(&o.inflight, "inflight", 256, "open loop: most calls in flight; a send due beyond it is dropped and counted")
+	flag.IntVar(&o.rounds, "rounds", 5, "split each path's open and closed loops into this many rounds, the paths interleaved")
 	flag.BoolVar(&o.markdown, "markdown", false, "also print the table in Markdown")
 	short := flag.Bool("short", os.Getenv("BENCH_E2E_SHORT") != "", "the short version (2 s open, 1 s closed per path); also BENCH_E2E_SHORT=1")
 	flag.Parse()
 	if *short {
-		o.open, o.closed, o.warmup = 2*time.Second, time.Second, 500*time.Millisecond
+		o.open, o.closed, o.warmup, o.rounds = 2*time.Second, time.Second, 500*time.Millisecond, 1
 	}
-	if o.rate <= 0 || o.workers <= 0 || o.candidates <= 0 || o.inflight <= 0 || o.open < time.Second || o.closed <= 0 || o.warmup < 0 {
-		fmt.Fprintln(os.Stderr, "benche2e: -rate, -workers, -candidates and -inflight must be positive, -open at least 1s, -closed positive")
+	if o.rate <= 0 || o.workers <= 0 || o.candidates <= 0 || o.inflight <= 0 || o.rounds <= 0 || o.warmup < 0 ||
+		o.open/time.Duration(max(o.rounds, 1)) < time.Second || o.closed/time.Duration(max(o.rounds, 1)) <= 0 {
+		fmt.Fprintln(os.Stderr, "benche2e: -rate, -workers, -candidates, -inflight and -rounds must be positive, -open at least 1s per round, -closed positive")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

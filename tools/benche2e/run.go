@@ -41,6 +41,7 @@ type options struct {
 	candidates    int
 	inflight      int
 	markdown      bool
+	rounds        int
 }
 
 // callTimeout bounds every call the client makes.
@@ -100,8 +101,8 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		}
 	}()
 
-	fmt.Fprintf(out, "bench-e2e: %d rps open loop × %s, then %d workers closed loop × %s, per path (warm-up %s); %d candidates, k 10; all on 127.0.0.1\n",
-		o.rate, o.open, o.workers, o.closed, o.warmup, o.candidates)
+	fmt.Fprintf(out, "bench-e2e: %d rps open loop × %s, then %d workers closed loop × %s, per path (warm-up %s), in %d interleaved rounds; %d candidates, k 10; all on 127.0.0.1\n",
+		o.rate, o.open, o.workers, o.closed, o.warmup, o.rounds, o.candidates)
 	fmt.Fprintf(out, "machine: %d cores, %s; load average before: %s\n", runtime.NumCPU(), cpuModel(), loadAvg())
 
 	be, backendAddr, err := startChild("backend", exec.Command(self, "backend"), filepath.Join(dir, "backend.log"), true)
@@ -192,9 +193,11 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	}
 	paths = append(paths, path{pathMGGRPC, pathNginxGRPC, recommendCall(gwpb.NewGatewayClient(mgConn), reqs)})
 
-	var results []*result
-	var failures []string
-	for _, p := range paths {
+	// Every path gets the same number of rounds, interleaved, so that
+	// load from elsewhere on the machine falls on all of them alike; the
+	// latencies of a path's rounds are pooled.
+	results := make([]*result, len(paths))
+	for i, p := range paths {
 		// One call first: a path that does not work fails here, clearly.
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := p.call(cctx, 0)
@@ -202,27 +205,43 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		if err != nil {
 			return fmt.Errorf("%s: first call: %w", p.name, err)
 		}
-		if o.warmup > 0 {
-			openLoop(ctx, p.call, o.rate, o.warmup, callTimeout, o.inflight)
+		results[i] = &result{name: p.name, baseline: p.baseline}
+	}
+	openEach, closedEach := o.open/time.Duration(o.rounds), o.closed/time.Duration(o.rounds)
+	for round := range o.rounds {
+		for i, p := range paths {
+			r := results[i]
+			if round == 0 && o.warmup > 0 {
+				openLoop(ctx, p.call, o.rate, o.warmup, callTimeout, o.inflight)
+			}
+			lat, failed, dropped, err := openLoop(ctx, p.call, o.rate, openEach, callTimeout, o.inflight)
+			r.open = append(r.open, lat...)
+			r.failed += failed
+			r.dropped += dropped
+			if r.firstErr == nil {
+				r.firstErr = err
+			}
+			ok, failed, took, err := closedLoop(ctx, p.call, o.workers, closedEach, callTimeout)
+			r.closed += ok
+			r.closedIn += took
+			r.failed += failed
+			if r.firstErr == nil {
+				r.firstErr = err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
-		r := &result{name: p.name, baseline: p.baseline}
-		r.open, r.failed, r.dropped, r.firstErr = openLoop(ctx, p.call, o.rate, o.open, callTimeout, o.inflight)
-		var closedFailed int
-		var closedErr error
-		r.closed, closedFailed, r.closedIn, closedErr = closedLoop(ctx, p.call, o.workers, o.closed, callTimeout)
-		r.failed += closedFailed
-		if r.firstErr == nil {
-			r.firstErr = closedErr
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+		fmt.Fprintf(out, "round %d of %d done, load average %s\n", round+1, o.rounds, loadAvg())
+	}
+	var failures []string
+	for _, r := range results {
+		sortLatencies(r.open)
 		fmt.Fprintf(out, "%-10s p50 %s  p99 %s  closed loop %.0f rps  (ok %d, failed %d, dropped %d)\n",
-			p.name, r.p(0.5), r.p(0.99), r.rps(), len(r.open), r.failed, r.dropped)
+			r.name, r.p(0.5), r.p(0.99), r.rps(), len(r.open), r.failed, r.dropped)
 		if r.failed > 0 {
-			failures = append(failures, fmt.Sprintf("%s: %d calls failed, the first: %v", p.name, r.failed, r.firstErr))
+			failures = append(failures, fmt.Sprintf("%s: %d calls failed, the first: %v", r.name, r.failed, r.firstErr))
 		}
-		results = append(results, r)
 	}
 	fmt.Fprintf(out, "load average after: %s\n\n", loadAvg())
 	fmt.Fprintln(out, "latencies in µs, open loop; added = minus direct's; ratio = added over the baseline's added (vs); closed rps over the baseline's")
