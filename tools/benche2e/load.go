@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -9,8 +10,14 @@ import (
 )
 
 // call makes the i-th call of a path; it returns when the answer has been
-// read in full.
+// read in full. An error wrapping errShed is a call the server refused as
+// overloaded.
 type call func(ctx context.Context, i int) error
+
+// errShed marks a call the server refused as overloaded (the gateway's
+// limits.max_concurrent): counted apart from failures, as a number, not an
+// error of the run.
+var errShed = errors.New("shed: the server is overloaded")
 
 // openLoop sends calls at rate per second for d. One goroutine, locked to
 // its OS thread, paces the sends; each call runs on its own goroutine and is
@@ -18,7 +25,7 @@ type call func(ctx context.Context, i int) error
 // instead of slowing the sender. At most inflight calls run at once: a send
 // due while all are busy is dropped and counted. Every call has timeout.
 // It returns the sorted latencies of the calls that succeeded.
-func openLoop(ctx context.Context, c call, rate int, d, timeout time.Duration, inflight int) (lat []time.Duration, failed, dropped int, firstErr error) {
+func openLoop(ctx context.Context, c call, rate int, d, timeout time.Duration, inflight int) (lat []time.Duration, failed, shed, dropped int, firstErr error) {
 	n := int(int64(rate) * int64(d) / int64(time.Second))
 	lats := make([]time.Duration, n)
 	errs := make([]error, n)
@@ -64,6 +71,8 @@ func openLoop(ctx context.Context, c call, rate int, d, timeout time.Duration, i
 		switch {
 		case !sent[i]:
 			dropped++
+		case errors.Is(errs[i], errShed):
+			shed++
 		case errs[i] != nil:
 			failed++
 			if firstErr == nil {
@@ -73,13 +82,13 @@ func openLoop(ctx context.Context, c call, rate int, d, timeout time.Duration, i
 			lat = append(lat, lats[i])
 		}
 	}
-	return sortLatencies(lat), failed, dropped, firstErr
+	return sortLatencies(lat), failed, shed, dropped, firstErr
 }
 
 // closedLoop runs workers goroutines, each calling back to back, for d,
-// and returns the calls completed, failed and the time taken.
-func closedLoop(ctx context.Context, c call, workers int, d, timeout time.Duration) (ok, failed int, took time.Duration, firstErr error) {
-	var nOK, nFailed, seq atomic.Int64
+// and returns the calls completed, failed and shed and the time taken.
+func closedLoop(ctx context.Context, c call, workers int, d, timeout time.Duration) (ok, failed, shed int, took time.Duration, firstErr error) {
+	var nOK, nFailed, nShed, seq atomic.Int64
 	var errOnce sync.Once
 	start := time.Now()
 	end := start.Add(d)
@@ -92,6 +101,10 @@ func closedLoop(ctx context.Context, c call, workers int, d, timeout time.Durati
 				cctx, cancel := context.WithTimeout(ctx, timeout)
 				err := c(cctx, int(seq.Add(1)))
 				cancel()
+				if errors.Is(err, errShed) {
+					nShed.Add(1)
+					continue
+				}
 				if err != nil {
 					nFailed.Add(1)
 					errOnce.Do(func() { firstErr = err })
@@ -102,5 +115,5 @@ func closedLoop(ctx context.Context, c call, workers int, d, timeout time.Durati
 		}()
 	}
 	wg.Wait()
-	return int(nOK.Load()), int(nFailed.Load()), time.Since(start), firstErr
+	return int(nOK.Load()), int(nFailed.Load()), int(nShed.Load()), time.Since(start), firstErr
 }

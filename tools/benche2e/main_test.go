@@ -108,10 +108,10 @@ func TestMarkdownTable(t *testing.T) {
 	direct := &result{name: pathDirect, open: lat(4, time.Millisecond), closed: 10, closedIn: time.Second}
 	var b bytes.Buffer
 	printTable(&b, []*result{direct, {name: pathProxy, open: lat(4, 2*time.Millisecond)}}, direct, true)
-	want := "| path | p50 µs | p99 µs | added p50 | added p99 | vs | ratio p50 | ratio p99 | closed rps | ratio rps | ok/failed/dropped |\n" +
+	want := "| path | p50 µs | p99 µs | added p50 | added p99 | vs | ratio p50 | ratio p99 | closed rps | ratio rps | ok/dropped/failed/shed |\n" +
 		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" +
-		"| direct | 1000 | 1000 | - | - | - | - | - | 10 | - | 4/0/0 |\n" +
-		"| proxy | 2000 | 2000 | 1000 | 1000 | - | - | - | 0 | - | 4/0/0 |\n"
+		"| direct | 1000 | 1000 | - | - | - | - | - | 10 | - | 4/0/0/0 |\n" +
+		"| proxy | 2000 | 2000 | 1000 | 1000 | - | - | - | 0 | - | 4/0/0/0 |\n"
 	if b.String() != want {
 		t.Errorf("markdown table:\n%s\nwant\n%s", b.String(), want)
 	}
@@ -138,6 +138,9 @@ func TestTopKNeedsOneScorePerCandidate(t *testing.T) {
 func TestRatioWithoutBaseline(t *testing.T) {
 	if r := ratio(time.Millisecond, 0); r == r {
 		t.Errorf("ratio over a zero baseline = %v, want NaN", r)
+	}
+	if r := ratio(-time.Millisecond, time.Millisecond); r == r {
+		t.Errorf("ratio of a negative added latency = %v, want NaN", r)
 	}
 	if v := verdict(nan(), 1); v != " (n/a)" {
 		t.Errorf("verdict(NaN) = %q", v)
@@ -260,8 +263,8 @@ func TestProxySendsTheGatewaysRequest(t *testing.T) {
 func TestOpenLoopBoundsInFlight(t *testing.T) {
 	block := func(ctx context.Context, _ int) error { <-ctx.Done(); return ctx.Err() }
 	// 50 sends due over 1 s; the two sent block until their 3 s timeout.
-	lat, failed, dropped, err := openLoop(context.Background(), block, 50, time.Second, 3*time.Second, 2)
-	if len(lat) != 0 || failed != 2 || dropped != 48 || !errors.Is(err, context.DeadlineExceeded) {
+	lat, failed, shed, dropped, err := openLoop(context.Background(), block, 50, time.Second, 3*time.Second, 2)
+	if len(lat) != 0 || failed != 2 || shed != 0 || dropped != 48 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("ok %d, failed %d, dropped %d, first error %v; want 0, 2, 48, deadline exceeded", len(lat), failed, dropped, err)
 	}
 }
@@ -269,7 +272,7 @@ func TestOpenLoopBoundsInFlight(t *testing.T) {
 func TestOpenLoopTimesEveryCall(t *testing.T) {
 	calls := make(chan int, 100)
 	ok := func(_ context.Context, i int) error { calls <- i; return nil }
-	lat, failed, dropped, _ := openLoop(context.Background(), ok, 100, time.Second, time.Second, 100)
+	lat, failed, _, dropped, _ := openLoop(context.Background(), ok, 100, time.Second, time.Second, 100)
 	close(calls)
 	seen := map[int]bool{}
 	for i := range calls {
@@ -285,17 +288,25 @@ func TestOpenLoopTimesEveryCall(t *testing.T) {
 	}
 }
 
-func TestClosedLoopCountsFailures(t *testing.T) {
+// Calls the server shed are counted apart from failures, in both loops.
+func TestLoopsCountShedApart(t *testing.T) {
 	boom := errors.New("boom")
-	fail := func(_ context.Context, i int) error {
-		if i%2 == 0 {
+	mixed := func(_ context.Context, i int) error {
+		switch i % 3 {
+		case 0:
 			return boom
+		case 1:
+			return fmt.Errorf("recommend: %w", errShed)
 		}
 		return nil
 	}
-	ok, failed, took, err := closedLoop(context.Background(), fail, 4, 100*time.Millisecond, time.Second)
-	if ok == 0 || failed == 0 || took <= 0 || !errors.Is(err, boom) {
-		t.Errorf("ok %d, failed %d, took %v, error %v; want both counts positive and boom", ok, failed, took, err)
+	ok, failed, shed, took, err := closedLoop(context.Background(), mixed, 4, 100*time.Millisecond, time.Second)
+	if ok == 0 || failed == 0 || shed == 0 || took <= 0 || !errors.Is(err, boom) {
+		t.Errorf("closed loop: ok %d, failed %d, shed %d, took %v, error %v; want the counts positive and boom", ok, failed, shed, took, err)
+	}
+	lat, failed, shed, dropped, err := openLoop(context.Background(), mixed, 30, time.Second, time.Second, 30)
+	if len(lat) != 10 || failed != 10 || shed != 10 || dropped != 0 || !errors.Is(err, boom) {
+		t.Errorf("open loop: ok %d, failed %d, shed %d, dropped %d, error %v; want 10, 10, 10, 0, boom", len(lat), failed, shed, dropped, err)
 	}
 }
 
@@ -307,5 +318,33 @@ func TestNginxConfig(t *testing.T) {
 		if !strings.Contains(c, want) {
 			t.Errorf("nginx config lacks %q:\n%s", want, c)
 		}
+	}
+}
+
+// The HTTP call tells a 503 overloaded (shed) from other failures.
+func TestHTTPCallClassifies(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		status        int
+		body          string
+		wantErr, shed bool
+	}{
+		{"ok", 200, `{"items":[{"id":"a"}]}`, false, false},
+		{"shed", 503, `{"error":{"code":"overloaded","message":"too many requests in flight"}}`, true, true},
+		{"other 503", 503, `{"error":{"code":"unavailable"}}`, true, false},
+		{"no items", 200, `{}`, true, false},
+		{"400", 400, `{"error":{"code":"invalid_argument"}}`, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			err := httpCall(srv.Client(), srv.URL, newRequests(2))(context.Background(), 0)
+			if (err != nil) != tc.wantErr || errors.Is(err, errShed) != tc.shed {
+				t.Errorf("error %v; want an error %v, shed %v", err, tc.wantErr, tc.shed)
+			}
+		})
 	}
 }

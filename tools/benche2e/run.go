@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	gwpb "github.com/modelgate/modelgate/proto/modelgate/v1"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
@@ -214,17 +216,19 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 			if round == 0 && o.warmup > 0 {
 				openLoop(ctx, p.call, o.rate, o.warmup, callTimeout, o.inflight)
 			}
-			lat, failed, dropped, err := openLoop(ctx, p.call, o.rate, openEach, callTimeout, o.inflight)
+			lat, failed, shed, dropped, err := openLoop(ctx, p.call, o.rate, openEach, callTimeout, o.inflight)
 			r.open = append(r.open, lat...)
 			r.failed += failed
+			r.shed += shed
 			r.dropped += dropped
 			if r.firstErr == nil {
 				r.firstErr = err
 			}
-			ok, failed, took, err := closedLoop(ctx, p.call, o.workers, closedEach, callTimeout)
+			ok, failed, shed, took, err := closedLoop(ctx, p.call, o.workers, closedEach, callTimeout)
 			r.closed += ok
 			r.closedIn += took
 			r.failed += failed
+			r.shed += shed
 			if r.firstErr == nil {
 				r.firstErr = err
 			}
@@ -235,15 +239,24 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		fmt.Fprintf(out, "round %d of %d done, load average %s\n", round+1, o.rounds, loadAvg())
 	}
 	var failures []string
+	stalled := false
 	for _, r := range results {
 		sortLatencies(r.open)
-		fmt.Fprintf(out, "%-10s p50 %s  p99 %s  closed loop %.0f rps  (ok %d, failed %d, dropped %d)\n",
-			r.name, r.p(0.5), r.p(0.99), r.rps(), len(r.open), r.failed, r.dropped)
+		fmt.Fprintf(out, "%-10s p50 %s  p99 %s  closed loop %.0f rps  (open loop ok %d, dropped %d; failed %d, shed %d)\n",
+			r.name, r.p(0.5), r.p(0.99), r.rps(), len(r.open), r.dropped, r.failed, r.shed)
+		if r.dropped > 0 {
+			stalled = true
+		}
 		if r.failed > 0 {
 			failures = append(failures, fmt.Sprintf("%s: %d calls failed, the first: %v", r.name, r.failed, r.firstErr))
 		}
 	}
-	fmt.Fprintf(out, "load average after: %s\n\n", loadAvg())
+	fmt.Fprintf(out, "load average after: %s\n", loadAvg())
+	if stalled {
+		fmt.Fprintf(out, "warning: open-loop sends were dropped: %d calls were in flight at once, so the machine stalled for at least %s; this run's percentiles say more about the machine than about the paths\n",
+			o.inflight, time.Duration(o.inflight)*time.Second/time.Duration(o.rate))
+	}
+	fmt.Fprintln(out)
 	fmt.Fprintln(out, "latencies in µs, open loop; added = minus direct's; ratio = added over the baseline's added (vs); closed rps over the baseline's")
 	printTable(out, results, results[0], false)
 	if o.markdown {
@@ -322,6 +335,9 @@ func httpCall(c *http.Client, url string, r *requests) call {
 		if err != nil {
 			return err
 		}
+		if resp.StatusCode == http.StatusServiceUnavailable && bytes.Contains(body, []byte(`"overloaded"`)) {
+			return fmt.Errorf("%s: %w", url, errShed)
+		}
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("%s: %d %s", url, resp.StatusCode, bytes.TrimSpace(body))
 		}
@@ -350,6 +366,9 @@ func predictCall(c apis.PredictionServiceClient, r *requests) call {
 func recommendCall(c gwpb.GatewayClient, r *requests) call {
 	return func(ctx context.Context, i int) error {
 		resp, err := c.Recommend(ctx, r.grpc[i%len(r.grpc)])
+		if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), "overloaded") {
+			return fmt.Errorf("recommend: %w", errShed)
+		}
 		if err != nil {
 			return err
 		}

@@ -27,6 +27,7 @@ type result struct {
 	baseline string // the path whose added latency this one is compared with; "" for none
 	open     []time.Duration
 	failed   int // calls that returned an error, open and closed loop
+	shed     int // calls the server refused as overloaded, open and closed loop
 	dropped  int // open-loop sends skipped because the in-flight bound was full
 	firstErr error
 	closed   int // calls completed in the closed loop
@@ -43,9 +44,10 @@ func (r *result) rps() float64 {
 }
 
 // ratio is a/b, or NaN when b is not positive (the baseline added nothing
-// measurable, so no ratio means anything).
+// measurable) or a is negative (the path measured faster than the direct
+// call: noise): then no ratio means anything.
 func ratio(a, b time.Duration) float64 {
-	if b <= 0 {
+	if b <= 0 || a < 0 {
 		return nan()
 	}
 	return float64(a) / float64(b)
@@ -107,7 +109,7 @@ func printTable(w io.Writer, results []*result, direct *result, markdown bool) {
 		byName[r.name] = r
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := []string{"path", "p50 µs", "p99 µs", "added p50", "added p99", "vs", "ratio p50", "ratio p99", "closed rps", "ratio rps", "ok/failed/dropped"}
+	head := []string{"path", "p50 µs", "p99 µs", "added p50", "added p99", "vs", "ratio p50", "ratio p99", "closed rps", "ratio rps", "ok/dropped/failed/shed"}
 	line := func(cells []string) {
 		if markdown {
 			fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
@@ -122,7 +124,7 @@ func printTable(w io.Writer, results []*result, direct *result, markdown bool) {
 	for _, r := range results {
 		a50, a99 := r.p(0.5)-direct.p(0.5), r.p(0.99)-direct.p(0.99)
 		row := []string{r.name, us(r.p(0.5)), us(r.p(0.99)), "-", "-", "-", "-", "-", fmt.Sprintf("%.0f", r.rps()), "-",
-			fmt.Sprintf("%d/%d/%d", len(r.open), r.failed, r.dropped)}
+			fmt.Sprintf("%d/%d/%d/%d", len(r.open), r.dropped, r.failed, r.shed)}
 		if r != direct {
 			row[3], row[4] = us(a50), us(a99)
 		}
