@@ -207,8 +207,10 @@ func startChild(name string, cmd *exec.Cmd, logPath string, firstLine bool) (*ch
 	}
 	c := &child{name: name, cmd: cmd, stdin: in, done: make(chan struct{})}
 	lines := make(chan string, 1)
+	read := make(chan struct{})
 	if firstLine {
-		go func() { // ends at the child's stdout EOF, before Wait
+		go func() { // ends at the child's stdout EOF; Wait waits for it
+			defer close(read)
 			sc := bufio.NewScanner(out)
 			if sc.Scan() {
 				lines <- sc.Text()
@@ -216,8 +218,14 @@ func startChild(name string, cmd *exec.Cmd, logPath string, firstLine bool) (*ch
 			close(lines)
 			_, _ = io.Copy(io.Discard, out)
 		}()
+	} else {
+		close(read)
 	}
-	go func() { c.err = cmd.Wait(); close(c.done) }()
+	go func() { // ends when the child does; stop waits for it
+		<-read // Wait closes the pipe: only after the last read
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
 	if !firstLine {
 		return c, "", nil
 	}
