@@ -16,6 +16,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
 	"github.com/modelgate/modelgate/store"
@@ -55,7 +56,7 @@ func newTestServer(t testing.TB) http.Handler {
 		t.Fatal(err)
 	}
 	table := &counters.Table{}
-	signer, _ := feedback.NewSigner(bytes.Repeat([]byte{7}, 32))
+	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
 	lookup := func(endpoint, arm string) bool {
 		ep, ok := reg.Snapshot().Endpoints[endpoint]

@@ -15,6 +15,7 @@ import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/predtoken"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
@@ -63,7 +64,7 @@ func TestGRPCDeadlineAndCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := &counters.Table{}
-	signer, _ := feedback.NewSigner(bytes.Repeat([]byte{7}, 32))
+	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
 	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, nil)
 	s := New(Config{}, reg, rt, fb, table, nil)

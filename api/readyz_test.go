@@ -12,6 +12,7 @@ import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
 	"github.com/modelgate/modelgate/store"
@@ -47,7 +48,7 @@ func TestReadyzRetryAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := &counters.Table{}
-	signer, _ := feedback.NewSigner(bytes.Repeat([]byte{7}, 32))
+	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
 	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, nil)
 	h := New(Config{}, reg, rt, fb, table, nil).Handler()

@@ -24,6 +24,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/predtoken"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
@@ -62,7 +63,7 @@ func observedServer(tb testing.TB, tel *telemetry.Telemetry, log *slog.Logger) *
 		tb.Fatal(err)
 	}
 	table := &counters.Table{}
-	signer, _ := feedback.NewSigner(bytes.Repeat([]byte{7}, 32))
+	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, log, router.Options{Telemetry: tel})
 	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, log)
 	fb.SetTelemetry(tel)

@@ -1,3 +1,6 @@
+// Package feedback turns feedback events on prediction tokens into durable
+// trial and success counts: token check, attribution window, deduplication
+// and the per-event rejection codes of the API.
 package feedback
 
 import (
@@ -11,6 +14,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/offpolicy"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/telemetry"
 )
@@ -35,7 +39,7 @@ const (
 	CodeUnknownArm    = "unknown_endpoint_or_arm"
 	CodeInvalidItemID = "invalid_item_id"
 	// CodeTooManyEvents: the event names one distinct item_id more than
-	// the prediction returned items (Token.ItemLimit).
+	// the prediction returned items (predtoken.Token.ItemLimit).
 	CodeTooManyEvents = "too_many_events"
 )
 
@@ -72,7 +76,7 @@ type Store interface {
 // Service records feedback durably and keeps the in-memory counters in
 // step. Safe for concurrent use.
 type Service struct {
-	signer *Signer
+	signer *predtoken.Signer
 	db     Store
 	table  *counters.Table
 	lookup Lookup
@@ -86,7 +90,7 @@ type Service struct {
 }
 
 // NewService returns a feedback service. log may be nil.
-func NewService(signer *Signer, db Store, table *counters.Table, lookup Lookup, log *slog.Logger) *Service {
+func NewService(signer *predtoken.Signer, db Store, table *counters.Table, lookup Lookup, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -127,14 +131,14 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 	}
 	res := &Result{Rejected: []Rejection{}}
 	ops := make([]store.FeedbackOp, 0, len(events))
-	toks := make([]*Token, 0, len(events))
+	toks := make([]*predtoken.Token, 0, len(events))
 	idx := make([]int, 0, len(events)) // the event index of each op
 	// One clock reading for the window check and the store's dedupe
 	// expiry, so the two never disagree about an event at the window's edge.
 	now := s.now()
 	for i, ev := range events {
 		code := ""
-		var tok *Token
+		var tok *predtoken.Token
 		switch {
 		case ev.Type != Click && ev.Type != Impression:
 			code = CodeUnknownType

@@ -1,23 +1,25 @@
 package feedback
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/store"
 )
 
-func newService(t *testing.T, now func() time.Time) (*Service, *Signer) {
+func newService(t *testing.T, now func() time.Time) (*Service, *predtoken.Signer) {
 	t.Helper()
 	db, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	signer, _ := NewSigner(key(1))
+	signer, _ := predtoken.NewSigner(key(1))
 	s := NewService(signer, db, &counters.Table{}, func(string, string) bool { return true }, nil)
 	if now != nil {
 		s.now = now
@@ -25,8 +27,14 @@ func newService(t *testing.T, now func() time.Time) (*Service, *Signer) {
 	return s, signer
 }
 
-func sign(s *Signer, items int, at time.Time) string {
-	return s.Sign(&Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: at, Window: 24 * time.Hour, Items: items, ID: NewID()})
+func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+
+// v3Token was signed with key(1) by the token format before the item count
+// (version 3); predtoken's tests hold the same golden token.
+const v3Token = "A3LNboQAAAGatpfoe2FiY2RlZmdoaWprbD8AAAAAAVGAAARob21lBG1mQDENc3VyZmFjZT1tdXNpY6RtIlPbY9GsfwPqC2z_mo0"
+
+func sign(s *predtoken.Signer, items int, at time.Time) string {
+	return s.Sign(&predtoken.Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: at, Window: 24 * time.Hour, Items: items, ID: predtoken.NewID()})
 }
 
 // A prediction accepts events for at most as many distinct item_ids as it
@@ -102,20 +110,20 @@ func TestTooManyEventsInOneCall(t *testing.T) {
 }
 
 // A token signed before tokens carried the count accepts up to
-// LegacyItems distinct items.
+// predtoken.LegacyItems distinct items.
 func TestVersion3TokenItemLimit(t *testing.T) {
 	s, _ := newService(t, func() time.Time { return time.UnixMilli(1764000000123).Add(time.Hour) })
-	evs := make([]Event, LegacyItems)
+	evs := make([]Event, predtoken.LegacyItems)
 	for i := range evs {
 		evs[i] = Event{PredictionID: v3Token, Type: Impression, ItemID: fmt.Sprintf("i%d", i)}
 	}
 	res, err := s.Record(context.Background(), evs)
-	if err != nil || res.Accepted != LegacyItems {
-		t.Fatalf("%d distinct items on a v3 token: %+v, %v", LegacyItems, res, err)
+	if err != nil || res.Accepted != predtoken.LegacyItems {
+		t.Fatalf("%d distinct items on a v3 token: %+v, %v", predtoken.LegacyItems, res, err)
 	}
 	res, err = s.Record(context.Background(), []Event{{PredictionID: v3Token, Type: Click, ItemID: "one-more"}})
 	if err != nil || len(res.Rejected) != 1 || res.Rejected[0].Code != CodeTooManyEvents {
-		t.Fatalf("item %d on a v3 token: %+v, %v", LegacyItems+1, res, err)
+		t.Fatalf("item %d on a v3 token: %+v, %v", predtoken.LegacyItems+1, res, err)
 	}
 }
 

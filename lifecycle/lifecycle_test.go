@@ -10,7 +10,7 @@ import (
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
-	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
 	"github.com/modelgate/modelgate/store"
@@ -70,7 +70,7 @@ func TestNewVersionDirectoryBecomesAnArm(t *testing.T) {
 	}
 	w := New(reg, nil, nil)
 	go w.Run(ctx)
-	signer, _ := feedback.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	signer, _ := predtoken.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
 	rt := router.New(reg, &counters.Table{}, signer, nil, router.Options{})
 
 	copyDir(t, filepath.Join(demo, "2"), filepath.Join(base, "2"))

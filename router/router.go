@@ -26,9 +26,9 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
-	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/predlog"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/telemetry"
 )
@@ -77,7 +77,7 @@ type Response struct {
 type Router struct {
 	reg     Snapshotter
 	table   *counters.Table
-	signer  *feedback.Signer
+	signer  *predtoken.Signer
 	log     *slog.Logger
 	now     func() time.Time
 	rngs    rngPool
@@ -147,7 +147,7 @@ func Available(v *registry.Version) bool {
 
 // New returns a router over the registry reg, counting into table and
 // signing with signer. log may be nil.
-func New(reg Snapshotter, table *counters.Table, signer *feedback.Signer, log *slog.Logger, opt Options) *Router {
+func New(reg Snapshotter, table *counters.Table, signer *predtoken.Signer, log *slog.Logger, opt Options) *Router {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -457,9 +457,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 	}
 	spec := &snap.Versions[armName].Spec
 	model, version := spec.Name, spec.Version
-	tok := feedback.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: now,
+	tok := predtoken.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: now,
 		Propensity: prop, Window: ep.Policy.Window(), Items: len(items),
-		OnImpression: ep.Policy.TrialsOn == "impression", ID: feedback.NewID()}
+		OnImpression: ep.Policy.TrialsOn == "impression", ID: predtoken.NewID()}
 	resp := &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: armName, Model: model,
 		Version: version, Segment: segment, Items: items, Fallback: fellBack}
 	if r.offp != nil {

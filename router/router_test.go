@@ -12,7 +12,7 @@ import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
-	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/store"
 )
@@ -68,7 +68,7 @@ type fixture struct {
 	reg     *registry.Registry
 	table   *counters.Table
 	scorers map[string]*scorer
-	signer  *feedback.Signer
+	signer  *predtoken.Signer
 }
 
 func newFixture(t testing.TB, endpoint string) *fixture {
@@ -102,7 +102,7 @@ func newFixtureOpt(t testing.TB, endpoint string, opt Options) *fixture {
 	if _, _, err := f.reg.PutEndpoint(ctx, "e", []byte(endpoint)); err != nil {
 		t.Fatal(err)
 	}
-	f.signer, _ = feedback.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	f.signer, _ = predtoken.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
 	f.r = New(f.reg, f.table, f.signer, nil, opt)
 	f.r.syncRefresh = true // a refresher that is never behind: statistics without scheduling
 	f.r.draws = 2000       // shares to ±0.02: the propensities drawn from them are exact anyway

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/predtoken"
 )
 
 func TestLoopOverHTTP(t *testing.T) {
@@ -185,9 +185,9 @@ func TestBadInput(t *testing.T) {
 		raw := []byte(good.PredictionID)
 		raw[len(raw)/2] ^= 1
 		key, _ := a.db.SigningKey(context.Background())
-		signer, _ := feedback.NewSigner(key)
-		old := signer.Sign(&feedback.Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: time.Now().Add(-25 * time.Hour), ID: feedback.NewID()})
-		gone := signer.Sign(&feedback.Token{Endpoint: "gone", Arm: "mf@1", Segment: "all", Time: time.Now(), ID: feedback.NewID()})
+		signer, _ := predtoken.NewSigner(key)
+		old := signer.Sign(&predtoken.Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: time.Now().Add(-25 * time.Hour), ID: predtoken.NewID()})
+		gone := signer.Sign(&predtoken.Token{Endpoint: "gone", Arm: "mf@1", Segment: "all", Time: time.Now(), ID: predtoken.NewID()})
 		body := map[string]any{"events": []map[string]string{
 			{"prediction_id": good.PredictionID, "type": "click", "item_id": "i3"},
 			{"prediction_id": string(raw), "type": "click", "item_id": "i3"},

@@ -28,6 +28,7 @@ import (
 	"github.com/modelgate/modelgate/lifecycle"
 	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/predlog"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/router"
@@ -416,7 +417,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		}
 		keys = [][]byte{k}
 	}
-	signer, err := feedback.NewSigner(keys...)
+	signer, err := predtoken.NewSigner(keys...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,8 @@
-// Package feedback issues and verifies prediction tokens and turns feedback
-// events into durable trial and success counts: signature check, attribution
-// window, deduplication and the per-event rejection codes of the API.
-package feedback
+// Package predtoken is the signed prediction token: the prediction id the
+// router issues with every recommendation and feedback verifies. It holds the
+// token's fields, its wire format (every version still accepted), signing,
+// verification and key rotation.
+package predtoken
 
 import (
 	"crypto/hmac"
@@ -31,7 +32,7 @@ type Token struct {
 	OnImpression bool
 	// Items is how many items the prediction returned: feedback accepts
 	// events for at most max(Items, 1) distinct item ids of it (see
-	// ItemLimit). Sign stores at most MaxTokenItems.
+	// ItemLimit). Sign stores at most MaxItems.
 	Items int
 	ID    [12]byte
 }
@@ -41,8 +42,8 @@ type Token struct {
 // can have returned.
 const LegacyItems = 1000
 
-// MaxTokenItems is the largest Items a token carries.
-const MaxTokenItems = math.MaxUint16
+// MaxItems is the largest Items a token carries.
+const MaxItems = math.MaxUint16
 
 // ItemLimit is how many distinct non-empty item ids feedback accepts for
 // the prediction: as many as it returned, and at least one, so a client
@@ -67,9 +68,9 @@ const (
 	headerLen   = v3HeaderLen + 2
 )
 
-// ErrInvalidToken is returned for anything that is not a token signed by one
+// ErrInvalid is returned for anything that is not a token signed by one
 // of the signer's keys.
-var ErrInvalidToken = errors.New("invalid prediction id")
+var ErrInvalid = errors.New("invalid prediction id")
 
 // Signer signs tokens with its first key and verifies with all of them, so a
 // key can be rotated without rejecting feedback on earlier tokens. It is
@@ -118,7 +119,7 @@ func (s *Signer) Sign(t *Token) string {
 		flags |= flagImpression
 	}
 	buf = append(buf, flags)
-	buf = binary.BigEndian.AppendUint16(buf, uint16(min(max(t.Items, 0), MaxTokenItems)))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(min(max(t.Items, 0), MaxItems)))
 	for _, f := range [...]string{t.Endpoint, t.Arm, t.Segment} {
 		buf = binary.AppendUvarint(buf, uint64(len(f)))
 		buf = append(buf, f...)
@@ -136,23 +137,23 @@ func mac(key, msg []byte) []byte {
 // Verify checks the signature against every key and decodes the token.
 func (s *Signer) Verify(tok string) (*Token, error) {
 	if len(tok) == 0 || len(tok) > maxTokenLen {
-		return nil, ErrInvalidToken
+		return nil, ErrInvalid
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(raw) < v3HeaderLen+3+sigLen {
-		return nil, ErrInvalidToken
+		return nil, ErrInvalid
 	}
 	body, sig := raw[:len(raw)-sigLen], raw[len(raw)-sigLen:]
 	hlen := headerLen
 	switch body[0] {
 	case tokenVersion:
 		if len(body) < headerLen+3 {
-			return nil, ErrInvalidToken
+			return nil, ErrInvalid
 		}
 	case v3Version:
 		hlen = v3HeaderLen
 	default:
-		return nil, ErrInvalidToken
+		return nil, ErrInvalid
 	}
 	// The key id picks the key; an unknown id (or a key id collision) is
 	// still checked against every key, so the id is a hint, not a trust.
@@ -172,7 +173,7 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 		}
 	}
 	if !ok {
-		return nil, ErrInvalidToken
+		return nil, ErrInvalid
 	}
 	b := body[5:]
 	t := &Token{Time: time.UnixMilli(int64(binary.BigEndian.Uint64(b[0:8])))}
@@ -189,13 +190,13 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 	for _, f := range fields {
 		n, w := binary.Uvarint(rest)
 		if w <= 0 || n > uint64(len(rest)-w) {
-			return nil, ErrInvalidToken
+			return nil, ErrInvalid
 		}
 		*f = string(rest[w : w+int(n)])
 		rest = rest[w+int(n):]
 	}
 	if len(rest) != 0 {
-		return nil, ErrInvalidToken
+		return nil, ErrInvalid
 	}
 	return t, nil
 }

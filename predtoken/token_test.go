@@ -1,4 +1,4 @@
-package feedback
+package predtoken
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ func TestTokenItems(t *testing.T) {
 		{items: 1, want: 1, limit: 1},
 		{items: 10, want: 10, limit: 10},
 		{items: -3, want: 0, limit: 1},
-		{items: 1 << 20, want: MaxTokenItems, limit: MaxTokenItems},
+		{items: 1 << 20, want: MaxItems, limit: MaxItems},
 	}
 	for _, tc := range tests {
 		out, err := s.Verify(s.Sign(&Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: time.Now(), Items: tc.items, ID: NewID()}))
@@ -90,8 +90,8 @@ func TestTokenRejects(t *testing.T) {
 		"huge":       strings.Repeat("A", 5000),
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := s.Verify(tok); err != ErrInvalidToken {
-				t.Fatalf("Verify(%q) = %v, want ErrInvalidToken", tok, err)
+			if _, err := s.Verify(tok); err != ErrInvalid {
+				t.Fatalf("Verify(%q) = %v, want ErrInvalid", tok, err)
 			}
 		})
 	}
