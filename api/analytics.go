@@ -49,12 +49,12 @@ func (s *Server) parseReportQuery(c *gin.Context) (*reportQuery, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &reportQuery{ep: ep, segment: c.DefaultQuery("segment", "all"), format: c.DefaultQuery("format", "json")}
+	q := &reportQuery{ep: ep, segment: c.DefaultQuery("segment", counters.AllSegment), format: c.DefaultQuery("format", "json")}
 	if q.format != "json" && q.format != "csv" {
 		return nil, fault.Field("format", "invalid_format", "must be json or csv")
 	}
 	if q.segment == "" {
-		q.segment = "all"
+		q.segment = counters.AllSegment
 	}
 	if q.segment != counters.AllSegment && (q.segment == counters.AggregateSegment || !s.table.Known(ep.Name, q.segment)) {
 		return nil, fault.New(fault.NotFound, "segment_not_found",
@@ -86,7 +86,7 @@ func (s *Server) BuildReport(ep *registry.Endpoint, segment string, now, from, t
 		Available: func(arm string) bool { return router.Available(snap.Versions[arm]) },
 		Shares:    s.router.PolicyShares(ep.Name, segment)}
 	if s.analytics.OffPolicy != nil {
-		all := segment == "all" || segment == ""
+		all := segment == counters.AllSegment || segment == ""
 		res := s.analytics.OffPolicy.Query(ep.Name, segment, all, from, to)
 		in.OffPolicy = &res
 	}
@@ -103,7 +103,7 @@ func (s *Server) PointReport(in report.Input) *report.Report {
 	snap := s.reg.Snapshot()
 	in.Table, in.Errors = s.table, s.router.Errors()
 	in.Available = func(arm string) bool { return router.Available(snap.Versions[arm]) }
-	if len(in.Endpoint.Policy.SegmentBy) > 0 && (in.Segment == "" || in.Segment == "all") {
+	if len(in.Endpoint.Policy.SegmentBy) > 0 && (in.Segment == "" || in.Segment == counters.AllSegment) {
 		in.Shares = s.router.PolicyShares(in.Endpoint.Name, in.Segment)
 	} else {
 		in.Shares = s.router.CachedShares(in.Endpoint.Name, in.Segment)

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/modelgate/modelgate/bandit"
+	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
@@ -43,7 +44,7 @@ func (s *Server) uiIndex(c *gin.Context) {
 	page := &ui.IndexPage{}
 	now := s.now()
 	for _, ep := range s.reg.Endpoints() {
-		rep := s.BuildReport(ep, "all", now, time.Time{}, time.Time{})
+		rep := s.BuildReport(ep, counters.AllSegment, now, time.Time{}, time.Time{})
 		var trials uint64
 		for _, a := range rep.Arms {
 			trials += a.Trials

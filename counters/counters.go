@@ -130,6 +130,29 @@ func Counted(segment string) bool {
 	return segment != AllSegment && segment != OtherSegment && segment != AggregateSegment
 }
 
+// InAggregate reports whether a segment's counts belong in its endpoint's
+// AggregateSegment cells, which hold the sum over every segment of a
+// segmented endpoint: a named segment and OtherSegment do; AllSegment (the
+// only segment of an endpoint without segment_by, never summed: such an
+// endpoint has no aggregate) and AggregateSegment itself do not. It is the
+// one rule of what the aggregate sums, for the counts added as they happen
+// (AddToAggregate) and for the sums rebuilt from the segments (Refresh).
+func InAggregate(segment string) bool {
+	return segment != AllSegment && segment != AggregateSegment
+}
+
+// AddToAggregate adds trials and successes just counted on k to the
+// endpoint-wide AggregateSegment cell of k's arm, when k's segment belongs
+// in it (InAggregate). The aggregate is in memory only: its counts are never
+// pending, and Refresh rebuilds it from the segments.
+func (t *Table) AddToAggregate(k Key, trials, successes uint64) {
+	if !InAggregate(k.Segment) {
+		return
+	}
+	k.Segment = AggregateSegment
+	t.Cell(k).AddDurable(trials, successes)
+}
+
 func (t *Table) index(endpoint string) *segIndex {
 	if x, ok := t.segs.Load(endpoint); ok {
 		return x.(*segIndex)
@@ -425,7 +448,7 @@ func (t *Table) Refresh(entries []Entry) {
 	}
 	t.m.Range(func(k, v any) bool {
 		key := k.(Key)
-		if key.Segment == AggregateSegment || key.Segment == AllSegment {
+		if !InAggregate(key.Segment) {
 			return true
 		}
 		tr, su := v.(*Cell).Counts()

@@ -50,3 +50,67 @@ func TestAdmit(t *testing.T) {
 		t.Fatalf("segments of f: %v", got)
 	}
 }
+
+func TestInAggregate(t *testing.T) {
+	tests := []struct {
+		segment string
+		want    bool
+	}{
+		{AllSegment, false},
+		{AggregateSegment, false},
+		{OtherSegment, true},
+		{"surface=music", true},
+		{"surface=music,country=de", true},
+		{"surface=", true},
+	}
+	for _, tc := range tests {
+		if got := InAggregate(tc.segment); got != tc.want {
+			t.Errorf("InAggregate(%q) = %v, want %v", tc.segment, got, tc.want)
+		}
+	}
+}
+
+// The aggregate kept up as counts arrive (AddToAggregate) is the aggregate
+// Refresh rebuilds from the segments: the two follow one rule.
+func TestAggregateAddedEqualsRebuilt(t *testing.T) {
+	counts := []struct {
+		key               Key
+		trials, successes uint64
+	}{
+		{Key{"seg", "surface=music", "a"}, 5, 2},
+		{Key{"seg", "surface=video", "a"}, 3, 1},
+		{Key{"seg", "surface=video", "b"}, 7, 0},
+		{Key{"seg", OtherSegment, "b"}, 4, 4},
+		// An endpoint whose segment_by was added after it served unsegmented:
+		// its "all" cells are not part of the aggregate.
+		{Key{"seg", AllSegment, "a"}, 100, 50},
+		{Key{"plain", AllSegment, "a"}, 9, 3},
+	}
+	var tb Table
+	for _, c := range counts {
+		tb.Cell(c.key).AddDurable(c.trials, c.successes)
+		tb.AddToAggregate(c.key, c.trials, c.successes)
+	}
+	want := map[Key][2]uint64{
+		{"seg", AggregateSegment, "a"}: {8, 3},
+		{"seg", AggregateSegment, "b"}: {11, 4},
+	}
+	check := func(when string) {
+		t.Helper()
+		for k, w := range want {
+			c := tb.Lookup(k)
+			if c == nil {
+				t.Fatalf("%s: no cell %v", when, k)
+			}
+			if tr, su := c.Counts(); tr != w[0] || su != w[1] {
+				t.Errorf("%s: %v = (%d, %d), want (%d, %d)", when, k, tr, su, w[0], w[1])
+			}
+		}
+		if c := tb.Lookup(Key{"plain", AggregateSegment, "a"}); c != nil {
+			t.Errorf("%s: an endpoint without segments has an aggregate cell", when)
+		}
+	}
+	check("added")
+	tb.Refresh(nil)
+	check("rebuilt")
+}

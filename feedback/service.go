@@ -223,10 +223,7 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 				tk := toks[i]
 				s.offp.Success(tk.Endpoint, tk.Segment, tk.Arm, tk.Time, tk.Propensity)
 			}
-			if k := ops[i].Counter; k.Segment != "all" {
-				k.Segment = counters.AggregateSegment
-				s.table.Cell(k).AddDurable(t, su)
-			}
+			s.table.AddToAggregate(ops[i].Counter, t, su)
 		}
 	}
 	if tooMany {

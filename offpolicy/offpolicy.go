@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/modelgate/modelgate/counters"
 )
 
 // BucketWidth is the resolution of from/to for the endpoint-wide sums;
@@ -54,7 +56,6 @@ const (
 // keeps them in its only segment, "all" (minutes).
 const (
 	AggregateSeries = "*"
-	allSegment      = "all"
 	// No segment name starts with '%': it starts with a segment_by key,
 	// which holds no '%', or is "all" or "other".
 	dayPrefix = "%day:"
@@ -196,7 +197,7 @@ func (t *Table) SetOthers(sums map[Key]Minute) {
 // noteLegacy registers k's series when it is a legacy per-segment minute
 // series, so queries of its endpoint read it.
 func (t *Table) noteLegacy(k Key) {
-	if k.Segment == allSegment || k.Segment == AggregateSeries || strings.HasPrefix(k.Segment, dayPrefix) {
+	if k.Segment == counters.AllSegment || k.Segment == AggregateSeries || strings.HasPrefix(k.Segment, dayPrefix) {
 		return
 	}
 	v, _ := t.legacy.LoadOrStore(k.Endpoint, new(sync.Map))
@@ -228,8 +229,8 @@ func (t *Table) markDirty(b *bucket) {
 
 // seriesOf names the series a prediction of segment is summed into.
 func seriesOf(segment string) []string {
-	if segment == allSegment {
-		return []string{allSegment}
+	if segment == counters.AllSegment {
+		return []string{counters.AllSegment}
 	}
 	return []string{AggregateSeries, DaySeries(segment)}
 }
@@ -356,8 +357,8 @@ type Result struct {
 // the buckets of the series it reads, not every bucket kept.
 func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.Time) Result {
 	var names []string
-	if allSegments || segment == "" || segment == allSegment {
-		names = []string{allSegment, AggregateSeries}
+	if allSegments || segment == "" || segment == counters.AllSegment {
+		names = []string{counters.AllSegment, AggregateSeries}
 		if v, ok := t.legacy.Load(endpoint); ok {
 			v.(*sync.Map).Range(func(k, _ any) bool {
 				names = append(names, k.(string))

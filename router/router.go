@@ -228,7 +228,7 @@ const (
 // segment and no segment holds a NUL.
 func Segment(segmentBy []string, ctx map[string]string) string {
 	if len(segmentBy) == 0 {
-		return "all"
+		return counters.AllSegment
 	}
 	var b strings.Builder
 	for i, k := range segmentBy {
@@ -446,10 +446,7 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 	if ep.Policy.TrialsOn != "impression" {
 		r.met.Trial(ctx, ep.Name, armName, 1)
 		cell.AddTrial()
-		if len(ep.Policy.SegmentBy) > 0 {
-			// In memory only: rebuilt from the segments at start-up.
-			r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.AggregateSegment, Arm: armName}).AddDurable(1, 0)
-		}
+		r.table.AddToAggregate(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: armName}, 1, 0)
 	}
 	r.noteServed(ep.Name, segment)
 	if ttl > 0 && !sticky && !fellBack {
@@ -488,9 +485,9 @@ func (r *Router) PolicyShares(endpoint, segment string) []float64 {
 		return nil
 	}
 	if segment == "" {
-		segment = "all"
+		segment = counters.AllSegment
 	}
-	if len(ep.Policy.SegmentBy) > 0 && segment == "all" {
+	if len(ep.Policy.SegmentBy) > 0 && segment == counters.AllSegment {
 		segment = counters.AggregateSegment // across segments: the endpoint-wide counts
 	}
 	now := r.now()

@@ -17,6 +17,7 @@ import (
 	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/modelgate/modelgate/bandit"
+	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/report"
 )
 
@@ -170,7 +171,7 @@ type Input struct {
 func Build(in Input) *EndpointPage {
 	rep, hist, prior := in.Report, in.History, in.Prior
 	p := &EndpointPage{Endpoint: rep.Endpoint, Segment: rep.Segment, GeneratedAt: rep.GeneratedAt,
-		Segments: append([]string{"all"}, without(rep.Segments, "all")...), Regret: rep.Regret.ExpectedCumulative,
+		Segments: append([]string{counters.AllSegment}, without(rep.Segments, counters.AllSegment)...), Regret: rep.Regret.ExpectedCumulative,
 		SRM: "—", Refresh: in.Refresh, Draws: report.Draws}
 	if rep.Health.SRMPValue != nil {
 		p.SRM = fmt.Sprintf("%.3g", *rep.Health.SRMPValue)

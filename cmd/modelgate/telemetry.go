@@ -47,7 +47,7 @@ func newArmGauges(reg *registry.Registry, rt *router.Router, table *counters.Tab
 		for _, name := range names {
 			ep := snap.Endpoints[name]
 			rep := report.Build(report.Input{Endpoint: ep, Table: table, Errors: rt.Errors(), Available: avail,
-				Segment: "all", Now: now, Shares: rt.PolicyShares(ep.Name, "all")})
+				Segment: counters.AllSegment, Now: now, Shares: rt.PolicyShares(ep.Name, counters.AllSegment)})
 			for _, a := range rep.Arms {
 				out = append(out, telemetry.ArmStat{Endpoint: ep.Name, Arm: a.Arm, TrafficShare: a.TrafficShare, PBest: a.PBest})
 			}
