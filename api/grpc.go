@@ -53,8 +53,8 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 }
 
 func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*pb.RecommendResponse, error) {
-	if in.GetK() < 0 || in.GetK() > router.MaxK {
-		return nil, grpcError(fault.Field("k", "invalid_k", "must be between 1 and %d (0 means the default, 10)", router.MaxK))
+	if err := router.CheckK(int(in.GetK()), true); err != nil {
+		return nil, grpcError(err)
 	}
 	req := router.Request{Endpoint: in.GetEndpoint(), UserID: in.GetUserId(), Context: in.GetContext(),
 		Candidates: in.GetCandidates(), Exclude: in.GetExclude(), K: int(in.GetK())}

@@ -166,8 +166,8 @@ func (s *Server) recommend(c *gin.Context) {
 		req.UserID = *in.UserID
 	}
 	if in.K != nil {
-		if *in.K < 1 || *in.K > router.MaxK {
-			s.writeError(c, fault.Field("k", "invalid_k", "must be between 1 and %d", router.MaxK))
+		if err := router.CheckK(*in.K, false); err != nil {
+			s.writeError(c, err)
 			return
 		}
 		req.K = *in.K

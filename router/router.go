@@ -270,8 +270,8 @@ func Validate(req *Request) error {
 				"keys are at most %d bytes and values at most %d", MaxContextKeyLen, MaxContextValueLen)
 		}
 	}
-	if req.K < 0 || req.K > MaxK {
-		return fault.Field("k", "invalid_k", "must be between 1 and %d", MaxK)
+	if err := CheckK(req.K, true); err != nil {
+		return err
 	}
 	if len(req.Candidates) > MaxListLen {
 		return fault.Field("candidates", "too_many_items", "at most %d candidates", MaxListLen)
@@ -280,6 +280,22 @@ func Validate(req *Request) error {
 		return fault.Field("exclude", "too_many_items", "at most %d excluded items", MaxListLen)
 	}
 	return nil
+}
+
+// CheckK is the one check of a requested number of items k: it returns the
+// invalid_k fault unless k is 1 to MaxK. With zeroIsDefault, 0 is accepted
+// too and asks for DefaultK, and the message says so: a Request's K, and
+// gRPC's k, where an absent k cannot be told from 0. Over HTTP an explicit
+// k of 0 is refused.
+func CheckK(k int, zeroIsDefault bool) error {
+	switch {
+	case k >= 1 && k <= MaxK, zeroIsDefault && k == 0:
+		return nil
+	case zeroIsDefault:
+		return fault.Field("k", "invalid_k", "must be between 1 and %d (0 means the default, %d)", MaxK, DefaultK)
+	default:
+		return fault.Field("k", "invalid_k", "must be between 1 and %d", MaxK)
+	}
 }
 
 func truncate(s string, n int) string {
