@@ -11,8 +11,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -74,12 +76,28 @@ const (
 var ErrInvalid = errors.New("invalid prediction id")
 
 // Signer signs tokens with its first key and verifies with all of them, so a
-// key can be rotated without rejecting feedback on earlier tokens. It is
-// immutable and safe for concurrent use.
+// key can be rotated without rejecting feedback on earlier tokens. Its keys
+// are fixed at construction; it is safe for concurrent use and must not be
+// copied.
 type Signer struct {
 	keys [][]byte
 	ids  [][4]byte // key ids: the first 4 bytes of each key's SHA-256
+	// macs[i] holds keyed HMAC-SHA256 states for keys[i], reused across
+	// calls: keying a new HMAC allocates its state on every token.
+	macs []sync.Pool
 }
+
+// keyedMAC is one reusable HMAC state with scratch space for signing.
+type keyedMAC struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+	raw []byte // the token being signed
+	enc []byte // its base64 encoding
+}
+
+// maxScratch is the largest scratch buffer a pooled state keeps; a larger
+// one (a token with very long names) is left to the garbage collector.
+const maxScratch = 1024
 
 // NewSigner returns a signer; keys[0] signs. Each key must be ≥ 32 bytes.
 func NewSigner(keys ...[]byte) (*Signer, error) {
@@ -91,10 +109,11 @@ func NewSigner(keys ...[]byte) (*Signer, error) {
 			return nil, errors.New("signing key " + strconv.Itoa(i) + " is shorter than 32 bytes")
 		}
 	}
-	s := &Signer{keys: keys}
-	for _, k := range keys {
+	s := &Signer{keys: keys, macs: make([]sync.Pool, len(keys))}
+	for i, k := range keys {
 		sum := sha256.Sum256(k)
 		s.ids = append(s.ids, [4]byte(sum[:4]))
+		s.macs[i].New = func() any { return &keyedMAC{h: hmac.New(sha256.New, k)} }
 	}
 	return s, nil
 }
@@ -108,7 +127,9 @@ func NewID() [12]byte {
 
 // Sign encodes and signs t as a URL-safe string.
 func (s *Signer) Sign(t *Token) string {
-	buf := make([]byte, 0, 64+len(t.Endpoint)+len(t.Arm)+len(t.Segment))
+	m := s.macs[0].Get().(*keyedMAC)
+	defer s.put(0, m)
+	buf := m.raw[:0]
 	buf = append(buf, tokenVersion)
 	buf = append(buf, s.ids[0][:]...)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(t.Time.UnixMilli()))
@@ -125,14 +146,35 @@ func (s *Signer) Sign(t *Token) string {
 		buf = binary.AppendUvarint(buf, uint64(len(f)))
 		buf = append(buf, f...)
 	}
-	buf = append(buf, mac(s.keys[0], buf)...)
-	return base64.RawURLEncoding.EncodeToString(buf)
+	buf = append(buf, m.mac(buf)...)
+	m.raw = buf
+	m.enc = base64.RawURLEncoding.AppendEncode(m.enc[:0], buf)
+	return string(m.enc)
 }
 
-func mac(key, msg []byte) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write(msg)
-	return h.Sum(nil)[:sigLen]
+// put returns m to the pool of key i, without scratch buffers grown past
+// maxScratch.
+func (s *Signer) put(i int, m *keyedMAC) {
+	if cap(m.raw) > maxScratch || cap(m.enc) > maxScratch {
+		m.raw, m.enc = nil, nil
+	}
+	s.macs[i].Put(m)
+}
+
+// mac is the truncated HMAC of msg under m's key; the result is valid until
+// m's next use.
+func (m *keyedMAC) mac(msg []byte) []byte {
+	m.h.Reset()
+	m.h.Write(msg)
+	return m.h.Sum(m.sum[:0])[:sigLen]
+}
+
+// verifyMAC reports whether sig is the MAC of msg under key i.
+func (s *Signer) verifyMAC(i int, msg, sig []byte) bool {
+	m := s.macs[i].Get().(*keyedMAC)
+	ok := hmac.Equal(m.mac(msg), sig)
+	s.put(i, m)
+	return ok
 }
 
 // Verify checks the signature against every key and decodes the token.
@@ -159,15 +201,15 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 	// The key id picks the key; an unknown id (or a key id collision) is
 	// still checked against every key, so the id is a hint, not a trust.
 	ok := false
-	for i, k := range s.keys {
-		if s.ids[i] == [4]byte(body[1:5]) && hmac.Equal(mac(k, body), sig) {
+	for i := range s.keys {
+		if s.ids[i] == [4]byte(body[1:5]) && s.verifyMAC(i, body, sig) {
 			ok = true
 			break
 		}
 	}
 	if !ok {
-		for _, k := range s.keys {
-			if hmac.Equal(mac(k, body), sig) {
+		for i := range s.keys {
+			if s.verifyMAC(i, body, sig) {
 				ok = true
 				break
 			}
