@@ -61,6 +61,9 @@ func Field(field, code, format string, args ...any) *Error {
 
 // As returns the *Error in err's chain, or nil.
 func As(err error) *Error {
+	if err == nil {
+		return nil // without errors.As, whose target would escape to the heap
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -270,5 +271,26 @@ func repeatedKey(doc []byte) string {
 		if top != nil && top.keys != nil {
 			top.expectKey = true
 		}
+	}
+}
+
+// BenchmarkAs is the router's check, after every backend call, whether an
+// error is the request's fault: mostly on a nil error.
+func BenchmarkAs(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"nil", nil},
+		{"wrapped", fmt.Errorf("call: %w", Field("k", "bad_k", "k is out of range"))},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if (As(tc.err) == nil) != (tc.err == nil) {
+					b.Fatal("wrong result")
+				}
+			}
+		})
 	}
 }
