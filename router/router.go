@@ -682,6 +682,11 @@ func rejectedInput(arm string, err error) error {
 	return fault.New(fault.Invalid, "model_rejected_input", "model %s rejected the request's input: %s", arm, msg)
 }
 
+// linearDedup is how many kept items filterItems checks for duplicates by
+// a linear scan before it builds a set: for the usual k that saves a map
+// per request.
+const linearDedup = 16
+
 // filterItems drops items outside cands (when given), excluded and
 // duplicate items, and keeps at most k.
 func filterItems(items []backend.Item, cands []string, excl map[string]struct{}, k int) []backend.Item {
@@ -692,7 +697,9 @@ func filterItems(items []backend.Item, cands []string, excl map[string]struct{},
 			allowed[id] = struct{}{}
 		}
 	}
-	seen := make(map[string]struct{}, len(items))
+	// Up to linearDedup items kept, duplicates are found by scanning out;
+	// past that, a set of the kept ids takes over.
+	var seen map[string]struct{}
 	out := items[:0]
 	for _, it := range items {
 		if len(out) == k {
@@ -706,11 +713,21 @@ func filterItems(items []backend.Item, cands []string, excl map[string]struct{},
 				continue
 			}
 		}
-		if _, dup := seen[it.ID]; dup {
+		if seen != nil {
+			if _, dup := seen[it.ID]; dup {
+				continue
+			}
+			seen[it.ID] = struct{}{}
+		} else if slices.ContainsFunc(out, func(o backend.Item) bool { return o.ID == it.ID }) {
 			continue
 		}
-		seen[it.ID] = struct{}{}
 		out = append(out, it)
+		if seen == nil && len(out) > linearDedup {
+			seen = make(map[string]struct{}, len(items))
+			for _, o := range out {
+				seen[o.ID] = struct{}{}
+			}
+		}
 	}
 	if out == nil {
 		out = []backend.Item{}
