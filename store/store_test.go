@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -250,24 +248,7 @@ func TestAcknowledgementFollowsSync(t *testing.T) {
 				t.Fatal("bbolt's NoSync is set: commits are not fsynced")
 			}
 			started.Store(true)
-			var wg sync.WaitGroup
-			for w := range tc.writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range tc.perEach {
-						id := fmt.Sprintf("%d-%d", w, i)
-						log.Begin(id, tc.weight)
-						if err := tc.write(db, id); err != nil {
-							t.Error(err)
-							return
-						}
-						log.Ack(id)
-					}
-				}()
-			}
-			wg.Wait()
-			if err := log.Check(tc.writers == 1); err != nil {
+			if err := log.Run(tc.writers, tc.perEach, tc.weight, func(id string) error { return tc.write(db, id) }); err != nil {
 				t.Fatal(err)
 			}
 			n := tc.writers * tc.perEach

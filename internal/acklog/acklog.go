@@ -7,6 +7,7 @@
 package acklog
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -51,6 +52,36 @@ func (l *Log) add(e event) {
 	l.mu.Lock()
 	l.evs = append(l.evs, e)
 	l.mu.Unlock()
+}
+
+// Run makes writers × perEach writes through write, each recorded with
+// Begin (weight units) before it and Ack after it: writers goroutines at
+// once, each sending its writes one after another, every id unique. A
+// writer stops at its first error; Run returns the first error of any, or
+// else Check's verdict (one at a time when writers is 1).
+func (l *Log) Run(writers, perEach, weight int, write func(id string) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perEach {
+				id := fmt.Sprintf("%d/%d", w, i)
+				l.Begin(id, weight)
+				if err := write(id); err != nil {
+					errs[w] = fmt.Errorf("write %s: %w", id, err)
+					return
+				}
+				l.Ack(id)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return l.Check(writers == 1)
 }
 
 // Totals returns how many syncs holding writes under test were reported

@@ -617,24 +617,8 @@ func TestOutageWritesFollowWALSync(t *testing.T) {
 			srv.Stop()
 			// The first write after the outage may wait out OpTimeout, then
 			// goes to the log like the rest.
-			var wg sync.WaitGroup
-			for w := range tc.writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range tc.perEach {
-						id := fmt.Sprintf("p%d-%d", w, i)
-						log.Begin(id, 1) // one batch, one record
-						if err := tc.write(s, id); err != nil {
-							t.Error(err)
-							return
-						}
-						log.Ack(id)
-					}
-				}()
-			}
-			wg.Wait()
-			if err := log.Check(tc.writers == 1); err != nil {
+			// One batch, one record.
+			if err := log.Run(tc.writers, tc.perEach, 1, func(id string) error { return tc.write(s, id) }); err != nil {
 				t.Fatal(err)
 			}
 			n := tc.writers * tc.perEach

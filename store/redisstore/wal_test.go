@@ -253,25 +253,10 @@ func TestWALAppendFollowsSync(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer w.close()
-			var wg sync.WaitGroup
-			for g := range tc.writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range tc.perEach {
-						id := fmt.Sprintf("%d/%d", g, i)
-						rec := append([]byte(id), bytes.Repeat([]byte{'.'}, tc.size)...)
-						log.Begin(id, 1)
-						if err := w.append(rec); err != nil {
-							t.Error(err)
-							return
-						}
-						log.Ack(id)
-					}
-				}()
-			}
-			wg.Wait()
-			if err := log.Check(tc.writers == 1); err != nil {
+			err = log.Run(tc.writers, tc.perEach, 1, func(id string) error {
+				return w.append(append([]byte(id), bytes.Repeat([]byte{'.'}, tc.size)...))
+			})
+			if err != nil {
 				t.Fatal(err)
 			}
 			n := tc.writers * tc.perEach
