@@ -500,12 +500,7 @@ func (r *Router) PolicyShares(endpoint, segment string) []float64 {
 	if !ok {
 		return nil
 	}
-	if segment == "" {
-		segment = counters.AllSegment
-	}
-	if len(ep.Policy.SegmentBy) > 0 && segment == counters.AllSegment {
-		segment = counters.AggregateSegment // across segments: the endpoint-wide counts
-	}
+	segment = viewSegment(ep, segment)
 	now := r.now()
 	arms := make([]bandit.Arm, len(ep.Arms))
 	for i, name := range ep.Arms {
@@ -531,10 +526,7 @@ func (r *Router) CachedShares(endpoint, segment string) []float64 {
 	if !ok {
 		return nil
 	}
-	if len(ep.Policy.SegmentBy) > 0 && (segment == "" || segment == counters.AllSegment) {
-		segment = counters.AggregateSegment
-	}
-	v, ok := r.segs.Load(segKey{endpoint, segment})
+	v, ok := r.segs.Load(segKey{endpoint, viewSegment(ep, segment)})
 	if !ok {
 		return nil
 	}
@@ -543,6 +535,18 @@ func (r *Router) CachedShares(endpoint, segment string) []float64 {
 		return nil
 	}
 	return cur.shares
+}
+
+// viewSegment is the segment whose counts a report of segment reads: for
+// "" or "all" of a segmented endpoint, the endpoint-wide AggregateSegment.
+func viewSegment(ep *registry.Endpoint, segment string) string {
+	if segment == "" {
+		segment = counters.AllSegment
+	}
+	if len(ep.Policy.SegmentBy) > 0 && segment == counters.AllSegment {
+		return counters.AggregateSegment
+	}
+	return segment
 }
 
 // armInput is one arm's bandit input in segment (AggregateSegment for the
