@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/modelgate/modelgate/internal/loadtest"
 	gwpb "github.com/modelgate/modelgate/proto/modelgate/v1"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
 )
@@ -168,7 +170,7 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	}
 	type path struct {
 		name, baseline string
-		call           call
+		call           loadtest.Call
 	}
 	backendConn, err := dial(backendAddr)
 	if err != nil {
@@ -214,9 +216,9 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		for i, p := range paths {
 			r := results[i]
 			if round == 0 && o.warmup > 0 {
-				openLoop(ctx, p.call, o.rate, o.warmup, callTimeout, o.inflight)
+				loadtest.OpenLoop(ctx, p.call, o.rate, o.warmup, callTimeout, o.inflight)
 			}
-			lat, failed, shed, dropped, err := openLoop(ctx, p.call, o.rate, openEach, callTimeout, o.inflight)
+			lat, failed, shed, dropped, err := loadtest.OpenLoop(ctx, p.call, o.rate, openEach, callTimeout, o.inflight)
 			r.open = append(r.open, lat...)
 			r.failed += failed
 			r.shed += shed
@@ -224,7 +226,7 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 			if r.firstErr == nil {
 				r.firstErr = err
 			}
-			ok, failed, shed, took, err := closedLoop(ctx, p.call, o.workers, closedEach, callTimeout)
+			ok, failed, shed, took, err := loadtest.ClosedLoop(ctx, p.call, o.workers, closedEach, callTimeout)
 			r.closed += ok
 			r.closedIn += took
 			r.failed += failed
@@ -241,7 +243,7 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	var failures []string
 	stalled := false
 	for _, r := range results {
-		sortLatencies(r.open)
+		slices.Sort(r.open)
 		fmt.Fprintf(out, "%-10s p50 %s  p99 %s  closed loop %.0f rps  (open loop ok %d, dropped %d; failed %d, shed %d)\n",
 			r.name, r.p(0.5), r.p(0.99), r.rps(), len(r.open), r.dropped, r.failed, r.shed)
 		if r.dropped > 0 {
@@ -319,7 +321,7 @@ func waitReady(ctx context.Context, c *child, url string) error {
 }
 
 // httpCall posts the i-th JSON body and reads the answer in full.
-func httpCall(c *http.Client, url string, r *requests) call {
+func httpCall(c *http.Client, url string, r *requests) loadtest.Call {
 	return func(ctx context.Context, i int) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.json[i%len(r.json)]))
 		if err != nil {
@@ -336,7 +338,7 @@ func httpCall(c *http.Client, url string, r *requests) call {
 			return err
 		}
 		if resp.StatusCode == http.StatusServiceUnavailable && bytes.Contains(body, []byte(`"overloaded"`)) {
-			return fmt.Errorf("%s: %w", url, errShed)
+			return fmt.Errorf("%s: %w", url, loadtest.ErrShed)
 		}
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("%s: %d %s", url, resp.StatusCode, bytes.TrimSpace(body))
@@ -349,7 +351,7 @@ func httpCall(c *http.Client, url string, r *requests) call {
 }
 
 // predictCall sends the i-th PredictRequest.
-func predictCall(c apis.PredictionServiceClient, r *requests) call {
+func predictCall(c apis.PredictionServiceClient, r *requests) loadtest.Call {
 	return func(ctx context.Context, i int) error {
 		resp, err := c.Predict(ctx, r.predict[i%len(r.predict)])
 		if err != nil {
@@ -363,11 +365,11 @@ func predictCall(c apis.PredictionServiceClient, r *requests) call {
 }
 
 // recommendCall sends the i-th gRPC Recommend.
-func recommendCall(c gwpb.GatewayClient, r *requests) call {
+func recommendCall(c gwpb.GatewayClient, r *requests) loadtest.Call {
 	return func(ctx context.Context, i int) error {
 		resp, err := c.Recommend(ctx, r.grpc[i%len(r.grpc)])
 		if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), "overloaded") {
-			return fmt.Errorf("recommend: %w", errShed)
+			return fmt.Errorf("recommend: %w", loadtest.ErrShed)
 		}
 		if err != nil {
 			return err

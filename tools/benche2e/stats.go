@@ -3,22 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
-)
 
-// percentile returns the p-quantile (0 < p <= 1) of sorted by the nearest
-// rank: the smallest value with at least p of the values at or below it.
-// Zero for no values.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(p*float64(len(sorted))+0.999999999) - 1
-	return sorted[max(0, min(rank, len(sorted)-1))]
-}
+	"github.com/modelgate/modelgate/internal/loadtest"
+)
 
 // result is one path's run: open-loop latencies (sorted) and counts, and
 // the closed loop's throughput.
@@ -34,7 +24,7 @@ type result struct {
 	closedIn time.Duration
 }
 
-func (r *result) p(q float64) time.Duration { return percentile(r.open, q) }
+func (r *result) p(q float64) time.Duration { return loadtest.Percentile(r.open, q) }
 
 func (r *result) rps() float64 {
 	if r.closedIn <= 0 {
@@ -144,6 +134,3 @@ func printTable(w io.Writer, results []*result, direct *result, markdown bool) {
 	}
 	tw.Flush()
 }
-
-// sortLatencies sorts in place and returns its argument.
-func sortLatencies(d []time.Duration) []time.Duration { slices.Sort(d); return d }

@@ -2,7 +2,8 @@
 // sends recommend calls at a fixed rate, each timed from the moment it was
 // due (so a stalled server shows in the latencies instead of slowing the
 // sender down), spreads them over many distinct segment values and user
-// ids, clicks one served item in -click of them, and prints a summary.
+// ids, clicks one served item in -click of them (off the timed call), and
+// prints a summary. The pacing is internal/loadtest's open loop.
 //
 //	go run ./tools/loadgen -url http://127.0.0.1:8080 -endpoint home \
 //	    -rate 1000 -duration 60s -segments 5000 -users 1000000 -pid $(pidof modelgate)
@@ -26,13 +27,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-)
 
-type result struct {
-	latency time.Duration
-	status  int // 0: transport error
-}
+	"github.com/modelgate/modelgate/internal/loadtest"
+)
 
 func main() {
 	url := flag.String("url", "http://127.0.0.1:8080", "gateway base URL")
@@ -55,114 +54,97 @@ func main() {
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: *workers, MaxIdleConnsPerHost: *workers, IdleConnTimeout: time.Minute}}
-	type job struct {
-		due  time.Time
-		body []byte
-	}
-	jobs := make(chan job, *workers)
-	results := make(chan result, 4096)
-	var clicks, clickErrs, late int64
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for w := 0; w < *workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(*seed, uint64(w)))
-			for j := range jobs {
-				st, pred := post(client, *url+"/v1/endpoints/"+*endpoint+"/recommend", *key, j.body)
-				results <- result{latency: time.Since(j.due), status: st}
-				if st == 200 && pred.PredictionID != "" && len(pred.Items) > 0 && rng.Float64() < *click {
-					ev := fmt.Sprintf(`{"events":[{"prediction_id":%q,"type":"click","item_id":%q}]}`, pred.PredictionID, pred.Items[0].ID)
-					cst, _ := post(client, *url+"/v1/feedback", *key, []byte(ev))
-					mu.Lock()
-					clicks++
-					if cst != 200 {
-						clickErrs++
-					}
-					mu.Unlock()
+
+	// Clicks go to their own workers, off the timed recommend calls; one
+	// that finds them all busy is dropped and counted.
+	type clickEvent struct{ predictionID, item string }
+	clicks := make(chan clickEvent, 4096)
+	var nClicks, clickErrs, clicksDropped atomic.Int64
+	var clickers sync.WaitGroup
+	for range 16 {
+		clickers.Add(1)
+		go func() {
+			defer clickers.Done()
+			for c := range clicks {
+				ev := fmt.Sprintf(`{"events":[{"prediction_id":%q,"type":"click","item_id":%q}]}`, c.predictionID, c.item)
+				nClicks.Add(1)
+				if st, _ := post(context.Background(), client, *url+"/v1/feedback", *key, []byte(ev)); st != 200 {
+					clickErrs.Add(1)
 				}
 			}
-		}(w)
+		}()
 	}
-	var lat []time.Duration
-	statuses := map[int]int{}
-	done := make(chan struct{})
-	go func() {
-		for r := range results {
-			lat = append(lat, r.latency)
-			statuses[r.status]++
-		}
-		close(done)
-	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), *duration)
-	defer cancel()
-	var mem []rss
-	rssAt := []time.Duration{}
-	start := time.Now()
-	if *pid > 0 {
-		mem, rssAt = append(mem, readRSS(*pid)), append(rssAt, 0)
-	}
-	rng := rand.New(rand.NewPCG(*seed, 1<<40))
-	interval := time.Second / time.Duration(*rate)
-	next := start
-	nextRSS := start.Add(10 * time.Second)
-	sent := 0
-pacing:
-	for {
-		if d := time.Until(next); d > 0 {
-			select {
-			case <-ctx.Done():
-				break pacing
-			case <-time.After(d):
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	var mu sync.Mutex
+	statuses := map[int]int{} // of the calls that were sent; 0: transport error
+	recommend := func(ctx context.Context, i int) error {
+		rng := rand.New(rand.NewPCG(*seed, uint64(i)))
 		body := fmt.Sprintf(`{"user_id":"%s%d","context":{"surface":"s%d"},"k":10}`,
 			*userPrefix, rng.IntN(*users), rng.IntN(*segments))
-		select {
-		case jobs <- job{due: next, body: []byte(body)}:
-		default:
-			late++ // every worker busy: counted as a failure, never queued behind
-			results <- result{latency: time.Since(next), status: -1}
+		st, pred := post(ctx, client, *url+"/v1/endpoints/"+*endpoint+"/recommend", *key, []byte(body))
+		mu.Lock()
+		statuses[st]++
+		mu.Unlock()
+		if st != 200 {
+			return fmt.Errorf("recommend: status %d", st)
 		}
-		sent++
-		next = next.Add(interval)
-		if *pid > 0 && time.Now().After(nextRSS) {
-			mem, rssAt = append(mem, readRSS(*pid)), append(rssAt, time.Since(start).Round(time.Second))
-			nextRSS = nextRSS.Add(10 * time.Second)
+		if pred.PredictionID != "" && len(pred.Items) > 0 && rng.Float64() < *click {
+			select {
+			case clicks <- clickEvent{pred.PredictionID, pred.Items[0].ID}:
+			default:
+				clicksDropped.Add(1)
+			}
 		}
+		return nil
 	}
-	close(jobs)
-	wg.Wait()
-	close(results)
-	<-done
+
+	// The server's memory, every 10 s while the load runs.
+	var mem []rss
+	var rssAt []time.Duration
+	start := time.Now()
+	sampled := make(chan struct{})
+	stopSampling := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		if *pid <= 0 {
+			return
+		}
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			mem, rssAt = append(mem, readRSS(*pid)), append(rssAt, time.Since(start).Round(time.Second))
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	lat, failed, _, dropped, _ := loadtest.OpenLoop(context.Background(), recommend, *rate, *duration, 10*time.Second, *workers)
+	close(stopSampling)
+	<-sampled
 	if *pid > 0 {
 		mem, rssAt = append(mem, readRSS(*pid)), append(rssAt, time.Since(start).Round(time.Second))
 	}
+	close(clicks)
+	clickers.Wait()
 
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
-	}
-	ok := statuses[200]
-	fmt.Printf("sent %d in %s (%d rps target), %d segments, %d users\n", sent, *duration, *rate, *segments, *users)
-	fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", pct(0.5), pct(0.9), pct(0.99), pct(1))
+	ok := len(lat)
+	fmt.Printf("sent %d in %s (%d rps target), %d segments, %d users\n", ok+failed+dropped, *duration, *rate, *segments, *users)
+	fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", loadtest.Percentile(lat, 0.5), loadtest.Percentile(lat, 0.9),
+		loadtest.Percentile(lat, 0.99), loadtest.Percentile(lat, 1))
 	var codes []string
 	for st, n := range statuses {
 		if st != 200 {
 			codes = append(codes, fmt.Sprintf("%d×%d", n, st))
 		}
 	}
+	if dropped > 0 {
+		codes = append(codes, fmt.Sprintf("%d×-1", dropped))
+	}
 	sort.Strings(codes)
-	fmt.Printf("ok %d  failed %d %v  (-1: no free worker, 0: transport error)\n", ok, len(lat)-ok, codes)
-	fmt.Printf("clicks %d (failed %d)\n", clicks, clickErrs)
+	fmt.Printf("ok %d  failed %d %v  (-1: no free worker, 0: transport error)\n", ok, failed+dropped, codes)
+	fmt.Printf("clicks %d (failed %d, dropped %d)\n", nClicks.Load(), clickErrs.Load(), clicksDropped.Load())
 	if len(mem) > 0 {
 		var parts []string
 		for i, r := range mem {
@@ -183,7 +165,7 @@ pacing:
 		fmt.Printf("RSS growth after %s: %+.1f%% (anonymous %+.1f%%, file-backed %+.1f%%)\n", rssAt[base],
 			growth(mem[base].total(), last.total()), growth(mem[base].anon, last.anon), growth(mem[base].file, last.file))
 	}
-	if ok != len(lat) {
+	if failed+dropped > 0 {
 		os.Exit(1)
 	}
 }
@@ -195,9 +177,9 @@ type prediction struct {
 	} `json:"items"`
 }
 
-func post(c *http.Client, url, key string, body []byte) (int, prediction) {
+func post(ctx context.Context, c *http.Client, url, key string, body []byte) (int, prediction) {
 	var p prediction
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, p
 	}

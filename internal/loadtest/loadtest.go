@@ -1,31 +1,36 @@
-package main
+// Package loadtest drives load at a server from Go: an open loop that sends
+// at a fixed rate and times each call from the moment it was due, and a
+// closed loop of workers calling back to back. The load tools under tools/
+// use it; every run is bounded in time by its caller.
+package loadtest
 
 import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// call makes the i-th call of a path; it returns when the answer has been
-// read in full. An error wrapping errShed is a call the server refused as
+// Call makes the i-th call of a path; it returns when the answer has been
+// read in full. An error wrapping ErrShed is a call the server refused as
 // overloaded.
-type call func(ctx context.Context, i int) error
+type Call func(ctx context.Context, i int) error
 
-// errShed marks a call the server refused as overloaded (the gateway's
+// ErrShed marks a call the server refused as overloaded (the gateway's
 // limits.max_concurrent): counted apart from failures, as a number, not an
 // error of the run.
-var errShed = errors.New("shed: the server is overloaded")
+var ErrShed = errors.New("shed: the server is overloaded")
 
-// openLoop sends calls at rate per second for d. One goroutine, locked to
+// OpenLoop sends calls at rate per second for d. One goroutine, locked to
 // its OS thread, paces the sends; each call runs on its own goroutine and is
 // timed from the moment it was due, so a stall shows in the latencies
 // instead of slowing the sender. At most inflight calls run at once: a send
 // due while all are busy is dropped and counted. Every call has timeout.
 // It returns the sorted latencies of the calls that succeeded.
-func openLoop(ctx context.Context, c call, rate int, d, timeout time.Duration, inflight int) (lat []time.Duration, failed, shed, dropped int, firstErr error) {
+func OpenLoop(ctx context.Context, c Call, rate int, d, timeout time.Duration, inflight int) (lat []time.Duration, failed, shed, dropped int, firstErr error) {
 	n := int(int64(rate) * int64(d) / int64(time.Second))
 	lats := make([]time.Duration, n)
 	errs := make([]error, n)
@@ -71,7 +76,7 @@ func openLoop(ctx context.Context, c call, rate int, d, timeout time.Duration, i
 		switch {
 		case !sent[i]:
 			dropped++
-		case errors.Is(errs[i], errShed):
+		case errors.Is(errs[i], ErrShed):
 			shed++
 		case errs[i] != nil:
 			failed++
@@ -85,9 +90,9 @@ func openLoop(ctx context.Context, c call, rate int, d, timeout time.Duration, i
 	return sortLatencies(lat), failed, shed, dropped, firstErr
 }
 
-// closedLoop runs workers goroutines, each calling back to back, for d,
+// ClosedLoop runs workers goroutines, each calling back to back, for d,
 // and returns the calls completed, failed and shed and the time taken.
-func closedLoop(ctx context.Context, c call, workers int, d, timeout time.Duration) (ok, failed, shed int, took time.Duration, firstErr error) {
+func ClosedLoop(ctx context.Context, c Call, workers int, d, timeout time.Duration) (ok, failed, shed int, took time.Duration, firstErr error) {
 	var nOK, nFailed, nShed, seq atomic.Int64
 	var errOnce sync.Once
 	start := time.Now()
@@ -101,7 +106,7 @@ func closedLoop(ctx context.Context, c call, workers int, d, timeout time.Durati
 				cctx, cancel := context.WithTimeout(ctx, timeout)
 				err := c(cctx, int(seq.Add(1)))
 				cancel()
-				if errors.Is(err, errShed) {
+				if errors.Is(err, ErrShed) {
 					nShed.Add(1)
 					continue
 				}
@@ -117,3 +122,17 @@ func closedLoop(ctx context.Context, c call, workers int, d, timeout time.Durati
 	wg.Wait()
 	return int(nOK.Load()), int(nFailed.Load()), int(nShed.Load()), time.Since(start), firstErr
 }
+
+// Percentile returns the p-quantile (0 < p <= 1) of sorted by the nearest
+// rank: the smallest value with at least p of the values at or below it.
+// Zero for no values.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(p*float64(len(sorted))+0.999999999) - 1
+	return sorted[max(0, min(rank, len(sorted)-1))]
+}
+
+// sortLatencies sorts in place and returns its argument.
+func sortLatencies(d []time.Duration) []time.Duration { slices.Sort(d); return d }
