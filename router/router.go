@@ -458,11 +458,12 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err 
 	if !r.table.Admit(ep.Name, segment, ep.Policy.SegmentCap()) {
 		segment = counters.OtherSegment
 	}
-	cell := r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: armName})
+	key := counters.Key{Endpoint: ep.Name, Segment: segment, Arm: armName}
+	cell := r.table.Cell(key)
 	if ep.Policy.TrialsOn != "impression" {
 		r.met.Trial(ctx, ep.Name, armName, 1)
 		cell.AddTrial()
-		r.table.AddToAggregate(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: armName}, 1, 0)
+		r.table.AddToAggregate(key, 1, 0)
 	}
 	r.noteServed(ep.Name, segment)
 	if ttl > 0 && !sticky && !fellBack {
