@@ -4,10 +4,7 @@
 package report
 
 import (
-	crand "crypto/rand"
-	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -164,10 +161,10 @@ func Build(in Input) *Report {
 			"segments_capped: %d requests were served in segment %q because the endpoint has max_segments %d segments",
 			overflowed, counters.OtherSegment, ep.Policy.SegmentCap()))
 	}
-	var seed [16]byte
-	_, _ = crand.Read(seed[:])
-	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	prior := bandit.Prior{Alpha: ep.Policy.Prior.Alpha, Beta: ep.Policy.Prior.Beta}
+	// Common random numbers: the same counts give the same P(best),
+	// expected loss and value remaining, look after look.
+	rng := bandit.SeededBy(ep.Name+"\x00"+segment, prior, ep.Policy.MinShare, arms)
 	draws := in.Draws
 	if draws <= 0 {
 		draws = Draws

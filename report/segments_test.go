@@ -157,3 +157,25 @@ func BenchmarkRecordAll(b *testing.B) {
 		})
 	}
 }
+
+// A report's posterior draws are common random numbers: the same counts
+// give the same figures, look after look.
+func TestReportIsReproducible(t *testing.T) {
+	tb := &counters.Table{}
+	ep := endpoint()
+	fill(tb, "all", "mf@1", 300, 30)
+	fill(tb, "all", "mf@2", 300, 36)
+	a := Build(Input{Endpoint: ep, Table: tb, Segment: "all", Now: time.Now()})
+	b := Build(Input{Endpoint: ep, Table: tb, Segment: "all", Now: time.Now()})
+	for i := range a.Arms {
+		if a.Arms[i].PBest != b.Arms[i].PBest || a.Arms[i].ExpectedLoss != b.Arms[i].ExpectedLoss || a.Arms[i].TrafficShare != b.Arms[i].TrafficShare {
+			t.Fatalf("two reports of the same counts differ: %+v and %+v", a.Arms[i], b.Arms[i])
+		}
+	}
+	if a.Decision.ValueRemaining != b.Decision.ValueRemaining {
+		t.Fatalf("value remaining %v and %v", a.Decision.ValueRemaining, b.Decision.ValueRemaining)
+	}
+	if a.Arms[1].PBest < 0.6 || a.Arms[1].PBest > 0.9 {
+		t.Fatalf("mf@2 P(best) %v: the draws are not plausible", a.Arms[1].PBest)
+	}
+}

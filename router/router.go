@@ -95,8 +95,8 @@ type Router struct {
 	// draws is the Monte Carlo size of a share estimate (shareDraws; tests
 	// may lower it: the logged propensities are exact whatever it is).
 	draws int
-	// syncRefresh makes enqueue refresh at once, in the caller: tests that
-	// check the policy's statistics set it so no scheduling decides them.
+	// syncRefresh makes enqueue refresh at once, in the caller (see
+	// Options.SyncRefresh).
 	syncRefresh bool
 	onTrip      func(endpoint, arm, reason string)
 	trips       chan trip // to RunGuardrails
@@ -125,6 +125,14 @@ type Options struct {
 	// it serialises the draws); else each P has its own source seeded from
 	// crypto/rand.
 	Seed uint64
+	// SyncRefresh recomputes a segment's traffic shares in the request
+	// that finds them stale (by evidence, never by age), instead of leaving
+	// it to Run, and keeps reports (PolicyShares) off the shares cache and
+	// the seeded source: with Seed, the router's choices then depend on
+	// nothing but the requests' order (tests and reproducible runs of the
+	// real server). It puts a Monte Carlo estimate on the request path:
+	// never for serving.
+	SyncRefresh bool
 	// Telemetry, when set, gets the recommend metrics and, under a
 	// recording server span, the choose, featurize and backend spans.
 	Telemetry *telemetry.Telemetry
@@ -153,7 +161,8 @@ func New(reg Snapshotter, table *counters.Table, signer *predtoken.Signer, log *
 	}
 	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now,
 		predlog: opt.PredictionLog, offp: opt.OffPolicy, onTrip: opt.OnGuardrail,
-		refreshQ: make(chan segKey, refreshQueue), trips: make(chan trip, tripQueueLen), draws: shareDraws}
+		refreshQ: make(chan segKey, refreshQueue), trips: make(chan trip, tripQueueLen), draws: shareDraws,
+		syncRefresh: opt.SyncRefresh}
 	if opt.Telemetry != nil {
 		r.tel, r.met = opt.Telemetry, opt.Telemetry.Metrics
 	}
@@ -511,6 +520,14 @@ func (r *Router) PolicyShares(endpoint, segment string) []float64 {
 	if sh, ok := exactShares(pol, arms); ok {
 		return sh
 	}
+	if r.syncRefresh {
+		// Reproducible mode: the request path alone refreshes the cache
+		// and draws from the seeded source; a report must not move either
+		// at a moment that depends on scheduling.
+		out := make([]float64, len(arms))
+		pol.Shares(bandit.SeededBy(endpoint+"\x00"+segment, pol.Prior, pol.MinShare, arms), arms, r.draws, out)
+		return out
+	}
 	set := r.computeShares(pol, ep.Arms, arms, now)
 	// What was just computed is what the router should draw from next.
 	if segment == counters.AggregateSegment || r.table.Known(endpoint, segment) {
@@ -758,7 +775,7 @@ func (r *Router) shares(ep *registry.Endpoint, segment string, arms []bandit.Arm
 	if r.table.Known(ep.Name, segment) {
 		st := r.seg(ep.Name, segment)
 		if cur := st.shares.Load(); cur != nil && cur.sameArms(ep.Arms, arms) {
-			if d := cur.drift(arms); d > asyncDrift || (d > 0 && now.Sub(cur.at) > shareTTL) {
+			if d := cur.drift(arms); d > asyncDrift || (d > 0 && r.expired(cur, now)) {
 				r.enqueue(segKey{ep.Name, segment}, st)
 			}
 			return cur.shares
@@ -770,7 +787,7 @@ func (r *Router) shares(ep *registry.Endpoint, segment string, arms []bandit.Arm
 		k := segKey{ep.Name, counters.AggregateSegment}
 		st := r.seg(k.endpoint, k.segment)
 		cur := st.shares.Load()
-		if cur == nil || now.Sub(cur.at) > shareTTL || !cur.sameArms(ep.Arms, arms) {
+		if cur == nil || r.expired(cur, now) || !cur.sameArms(ep.Arms, arms) {
 			r.enqueue(k, st)
 		}
 		if cur != nil && cur.sameArms(ep.Arms, arms) {
@@ -794,6 +811,12 @@ func exactShares(pol bandit.Policy, arms []bandit.Arm) ([]float64, bool) {
 		return uniformShares(arms), true
 	}
 	return nil, false
+}
+
+// expired reports whether shares are older than shareTTL. A reproducible
+// router (Options.SyncRefresh) goes by the evidence alone, never the clock.
+func (r *Router) expired(s *shareSet, now time.Time) bool {
+	return !r.syncRefresh && now.Sub(s.at) > shareTTL
 }
 
 // uniformShares gives each of the active arms an equal share.
@@ -856,13 +879,14 @@ func (r *Router) enqueue(k segKey, st *segState) {
 	if !st.refreshing.CompareAndSwap(false, true) {
 		return
 	}
+	if r.syncRefresh {
+		r.refresh(k)
+		return
+	}
 	select {
 	case r.refreshQ <- k:
 	default:
 		st.refreshing.Store(false)
-	}
-	if r.syncRefresh {
-		r.drainRefresh()
 	}
 }
 

@@ -106,9 +106,17 @@ func demoConfigFile(t testing.TB) string {
 
 func startApp(t *testing.T, cfg *config.Config) *testApp {
 	t.Helper()
+	return startSeededApp(t, cfg, 0)
+}
+
+// startSeededApp is startApp with a reproducible router when seed is not 0
+// (see wire): what the bandit does then depends only on the requests'
+// order, for the tests that check it.
+func startSeededApp(t *testing.T, cfg *config.Config, seed uint64) *testApp {
+	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := newApp(context.Background(), cfg, dir, log)
+	a, err := newSeededApp(context.Background(), cfg, dir, log, seed)
 	if err != nil {
 		t.Fatal(err)
 	}

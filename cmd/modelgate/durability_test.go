@@ -255,7 +255,7 @@ func startAppOn(t *testing.T, cfg *config.Config, dir string, db stateStore) *te
 		db.Close()
 		t.Fatal(err)
 	}
-	a, err := wire(ctx, cfg, db, plog, log, tel)
+	a, err := wire(ctx, cfg, db, plog, log, tel, 0)
 	if err != nil {
 		plog.Close()
 		db.Close()

@@ -133,7 +133,7 @@ func startAppTel(t *testing.T, tel *telemetry.Telemetry) (*testApp, string) {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(io.Discard, nil)))
-	a, err := newAppWith(context.Background(), demoConfig(t, ""), dir, log, tel)
+	a, err := newAppWith(context.Background(), demoConfig(t, ""), dir, log, tel, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -332,11 +332,17 @@ func (a *app) saveDiscounted(ctx context.Context) {
 // newApp opens the data dir and wires the core services. The caller closes
 // a.db and runs a.fb.Run for the background flushes.
 func newApp(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (*app, error) {
+	return newSeededApp(ctx, cfg, dataDir, log, 0)
+}
+
+// newSeededApp is newApp with a reproducible router when rngSeed is not 0
+// (see wire).
+func newSeededApp(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger, rngSeed uint64) (*app, error) {
 	tel, err := telemetry.New(ctx, telemetry.Config{ServiceVersion: readBuildVersion().Version})
 	if err != nil {
 		return nil, err
 	}
-	a, err := newAppWith(ctx, cfg, dataDir, log, tel)
+	a, err := newAppWith(ctx, cfg, dataDir, log, tel, rngSeed)
 	if err != nil {
 		_ = tel.Shutdown(context.Background())
 	}
@@ -344,8 +350,9 @@ func newApp(ctx context.Context, cfg *config.Config, dataDir string, log *slog.L
 }
 
 // newAppWith is newApp with the given telemetry (OTEL_* settings, test
-// exporters); the app shuts it down in close.
-func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger, tel *telemetry.Telemetry) (*app, error) {
+// exporters); the app shuts it down in close. A non-zero rngSeed makes the
+// router reproducible (see wire).
+func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger, tel *telemetry.Telemetry, rngSeed uint64) (*app, error) {
 	db, err := openStore(ctx, cfg, dataDir, log)
 	if err != nil {
 		return nil, err
@@ -355,7 +362,7 @@ func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *sl
 		db.Close()
 		return nil, err
 	}
-	a, err := wire(ctx, cfg, db, plog, log, tel)
+	a, err := wire(ctx, cfg, db, plog, log, tel, rngSeed)
 	if err != nil {
 		plog.Close()
 		db.Close()
@@ -372,7 +379,11 @@ func newAppWith(ctx context.Context, cfg *config.Config, dataDir string, log *sl
 	return a, nil
 }
 
-func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.Log, log *slog.Logger, tel *telemetry.Telemetry) (*app, error) {
+// wire builds the app's services on an open store. A non-zero rngSeed makes
+// the router's choices a function of the requests' order alone (a seeded
+// source, shares refreshed in the request: router.Options.SyncRefresh), for
+// tests that check what the bandit does; serve passes 0.
+func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.Log, log *slog.Logger, tel *telemetry.Telemetry, rngSeed uint64) (*app, error) {
 	table := &counters.Table{}
 	entries, err := db.LoadCounters(ctx)
 	if err != nil {
@@ -428,7 +439,8 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 			log.Error("guardrail could not pause an arm", "endpoint", endpoint, "arm", arm, "err", err)
 		}
 	}
-	rt := router.New(reg, table, signer, log, router.Options{PredictionLog: plog, OnGuardrail: pauseArm, OffPolicy: offp, Telemetry: tel})
+	rt := router.New(reg, table, signer, log, router.Options{PredictionLog: plog, OnGuardrail: pauseArm, OffPolicy: offp, Telemetry: tel,
+		Seed: rngSeed, SyncRefresh: rngSeed != 0})
 	fb := feedback.NewService(signer, db, table, lookup(reg), log)
 	fb.SetTelemetry(tel)
 	maxConc := cfg.Limits.MaxConcurrent
