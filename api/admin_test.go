@@ -23,8 +23,7 @@ func TestAdminSocketBadRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{}, nil, nil, nil, nil, nil)
-	s.SetAuth(keys, nil, false)
+	s := New(Config{Auth: &Auth{Keys: keys}}, nil, nil, nil, nil, nil)
 	path := filepath.Join(t.TempDir(), "admin.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {

@@ -26,10 +26,6 @@ type Analytics struct {
 	Interval  time.Duration // history interval
 }
 
-// SetAnalytics gives the server its analytics sources; call it before
-// serving.
-func (s *Server) SetAnalytics(a Analytics) { s.analytics = a }
-
 func (s *Server) analystRoutes(e *gin.Engine, v1 *gin.RouterGroup) {
 	v1.GET("/endpoints/:endpoint/report", s.getReport)
 	v1.GET("/endpoints/:endpoint/report/history", s.getHistory)

@@ -42,7 +42,7 @@ func newTestServer(t testing.TB) http.Handler {
 		return m, nil
 	}
 	ctx := context.Background()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil)
+	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func newTestServer(t testing.TB) http.Handler {
 		_, ok = ep.ArmStates[arm]
 		return ok
 	}
-	fb := feedback.NewService(signer, db, table, lookup, nil)
+	fb := feedback.NewService(signer, db, table, lookup, nil, feedback.Options{})
 	return New(Config{MaxBodyBytes: 64 << 10, MaxConcurrent: 8}, reg, rt, fb, table, nil).Handler()
 }
 

@@ -14,10 +14,6 @@ import (
 // calling API key's name; the audit log records it.
 const ActorKey = "modelgate.key_name"
 
-// SetAudit gives the server its audit log (GET /v1/audit); call it before
-// serving.
-func (s *Server) SetAudit(l *audit.Log) { s.auditLog = l }
-
 // actor puts the caller's key name into the request context for the audit
 // log of the changes it makes.
 func (s *Server) actor(c *gin.Context) {

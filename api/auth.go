@@ -74,21 +74,23 @@ func RouteScope(method, route string) string {
 	return auth.ScopeAdmin
 }
 
-// authState is the server's keys and limiter (see SetAuth).
+// Auth is the API keys a server serves and checks (Config.Auth).
+type Auth struct {
+	// Keys are served under /v1/keys and checked when Enforce is set.
+	Keys *auth.Keys
+	// Limiter applies the keys' rate limits; nil limits per process
+	// (auth.NewLocalLimiter).
+	Limiter auth.Limiter
+	// Enforce makes every call but /healthz, /readyz and /metrics need a
+	// key with the right scope.
+	Enforce bool
+}
+
+// authState is the server's keys and limiter (see Config.Auth).
 type authState struct {
 	keys    *auth.Keys
 	limiter auth.Limiter
 	enforce bool
-}
-
-// SetAuth gives the server its API keys, served under /v1/keys, and their
-// rate limiter; with enforce every call but /healthz, /readyz and /metrics
-// needs a key with the right scope. Call it before Handler.
-func (s *Server) SetAuth(keys *auth.Keys, lim auth.Limiter, enforce bool) {
-	if lim == nil {
-		lim = auth.NewLocalLimiter()
-	}
-	s.authz = &authState{keys: keys, limiter: lim, enforce: enforce}
 }
 
 func (s *Server) useAuth(e *gin.Engine) {

@@ -50,7 +50,7 @@ func TestGRPCDeadlineAndCancel(t *testing.T) {
 		return slow, nil
 	}
 	ctx := context.Background()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil)
+	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestGRPCDeadlineAndCancel(t *testing.T) {
 	table := &counters.Table{}
 	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
-	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, nil)
+	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, nil, feedback.Options{})
 	s := New(Config{}, reg, rt, fb, table, nil)
 
 	ended := make(chan codes.Code, 1)

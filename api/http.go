@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/modelgate/modelgate/audit"
+	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
@@ -32,6 +33,19 @@ type Config struct {
 	// Telemetry, when set, serves GET /metrics and, when it traces, wraps
 	// requests in server spans; nil serves no /metrics.
 	Telemetry *telemetry.Telemetry
+	// Analytics are the analysts' data sources; zero fields turn their
+	// features off.
+	Analytics Analytics
+	// StoreHealth, when set, makes /readyz report the shared store's state:
+	// it returns whether the server can take writes and a detail object
+	// shown under "store". Nil reports no store.
+	StoreHealth func() (ok bool, detail any)
+	// Audit, when set, serves GET /v1/audit and records the key changes
+	// made through the server; nil serves an empty log.
+	Audit *audit.Log
+	// Auth, when set, gives the server its API keys (served under /v1/keys)
+	// and their rate limiter; nil serves no keys and enforces none.
+	Auth *Auth
 }
 
 // Server holds the core services behind both transports. Safe for
@@ -61,7 +75,15 @@ func New(cfg Config, reg *registry.Registry, rt *router.Router, fb *feedback.Ser
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, reg: reg, router: rt, feedback: fb, table: table, log: log, now: time.Now}
+	s := &Server{cfg: cfg, reg: reg, router: rt, feedback: fb, table: table, log: log, now: time.Now,
+		analytics: cfg.Analytics, storeHealth: cfg.StoreHealth, auditLog: cfg.Audit}
+	if a := cfg.Auth; a != nil {
+		lim := a.Limiter
+		if lim == nil {
+			lim = auth.NewLocalLimiter()
+		}
+		s.authz = &authState{keys: a.Keys, limiter: lim, enforce: a.Enforce}
+	}
 	if cfg.MaxConcurrent > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConcurrent)
 	}

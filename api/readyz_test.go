@@ -37,7 +37,7 @@ func TestReadyzRetryAfter(t *testing.T) {
 		return switchable{healthy}, nil
 	}
 	ctx := context.Background()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil)
+	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestReadyzRetryAfter(t *testing.T) {
 	table := &counters.Table{}
 	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
-	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, nil)
+	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, nil, feedback.Options{})
 	h := New(Config{}, reg, rt, fb, table, nil).Handler()
 
 	for _, tc := range []struct {

@@ -23,7 +23,6 @@ import (
 // exists) but not enforced.
 func strictServer(t *testing.T) *Server {
 	t.Helper()
-	s := observedServer(t, nil, nil)
 	db, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -33,8 +32,7 @@ func strictServer(t *testing.T) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetAuth(keys, nil, false)
-	return s
+	return authServer(t, nil, nil, &Auth{Keys: keys})
 }
 
 // Every request body is strict JSON: exact-case names, no repeated key at

@@ -36,6 +36,12 @@ import (
 // served with the given telemetry (nil: none) and logger.
 func observedServer(tb testing.TB, tel *telemetry.Telemetry, log *slog.Logger) *Server {
 	tb.Helper()
+	return authServer(tb, tel, log, nil)
+}
+
+// authServer is observedServer with the API keys of a (nil: none).
+func authServer(tb testing.TB, tel *telemetry.Telemetry, log *slog.Logger, a *Auth) *Server {
+	tb.Helper()
 	db, err := store.Open(tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
@@ -49,7 +55,7 @@ func observedServer(tb testing.TB, tel *telemetry.Telemetry, log *slog.Logger) *
 		return m, nil
 	}
 	ctx := context.Background()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil)
+	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil, registry.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -65,9 +71,8 @@ func observedServer(tb testing.TB, tel *telemetry.Telemetry, log *slog.Logger) *
 	table := &counters.Table{}
 	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, log, router.Options{Telemetry: tel})
-	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, log)
-	fb.SetTelemetry(tel)
-	return New(Config{MaxBodyBytes: 64 << 10, MaxConcurrent: 8, Telemetry: tel}, reg, rt, fb, table, log)
+	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, log, feedback.Options{Telemetry: tel})
+	return New(Config{MaxBodyBytes: 64 << 10, MaxConcurrent: 8, Telemetry: tel, Auth: a}, reg, rt, fb, table, log)
 }
 
 func newTel(tb testing.TB, spans *tracetest.InMemoryExporter) *telemetry.Telemetry {

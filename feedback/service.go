@@ -89,30 +89,32 @@ type Service struct {
 	met        *telemetry.Metrics
 }
 
+// Options are a Service's optional collaborators and settings. The zero
+// value flushes every FlushInterval and keeps no off-policy sums and no
+// telemetry.
+type Options struct {
+	// FlushInterval is how often Run flushes pending trials; 0 means
+	// FlushInterval.
+	FlushInterval time.Duration
+	// OffPolicy, when set, receives each newly counted success for the
+	// off-policy sums.
+	OffPolicy *offpolicy.Table
+	// Telemetry, when set, counts feedback events, trials and successes,
+	// times trial flushes and traces both.
+	Telemetry *telemetry.Telemetry
+}
+
 // NewService returns a feedback service. log may be nil.
-func NewService(signer *predtoken.Signer, db Store, table *counters.Table, lookup Lookup, log *slog.Logger) *Service {
+func NewService(signer *predtoken.Signer, db Store, table *counters.Table, lookup Lookup, log *slog.Logger, opts Options) *Service {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Service{signer: signer, db: db, table: table, lookup: lookup, log: log, now: time.Now}
-}
-
-// SetFlushInterval sets how often Run flushes pending trials (default
-// FlushInterval). Call it before Run.
-func (s *Service) SetFlushInterval(d time.Duration) { s.flushEvery = d }
-
-// SetOffPolicy makes the service add each newly counted success to the
-// off-policy sums. Call it before the service is used.
-func (s *Service) SetOffPolicy(t *offpolicy.Table) { s.offp = t }
-
-// SetTelemetry makes the service count feedback events, trials and
-// successes, time trial flushes and trace both. Call it before the service
-// is used.
-func (s *Service) SetTelemetry(t *telemetry.Telemetry) {
-	s.tel = t
-	if t != nil {
-		s.met = t.Metrics
+	s := &Service{signer: signer, db: db, table: table, lookup: lookup, log: log, now: time.Now,
+		flushEvery: opts.FlushInterval, offp: opts.OffPolicy, tel: opts.Telemetry}
+	if opts.Telemetry != nil {
+		s.met = opts.Telemetry.Metrics
 	}
+	return s
 }
 
 // Record checks and applies a batch of events. When it returns a nil error,

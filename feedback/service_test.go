@@ -20,7 +20,7 @@ func newService(t *testing.T, now func() time.Time) (*Service, *predtoken.Signer
 	}
 	t.Cleanup(func() { db.Close() })
 	signer, _ := predtoken.NewSigner(key(1))
-	s := NewService(signer, db, &counters.Table{}, func(string, string) bool { return true }, nil)
+	s := NewService(signer, db, &counters.Table{}, func(string, string) bool { return true }, nil, Options{})
 	if now != nil {
 		s.now = now
 	}

@@ -58,7 +58,7 @@ func TestNewVersionDirectoryBecomesAnArm(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": loadEmbedded}, nil)
+	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": loadEmbedded}, nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestPollErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	reg, _ := registry.New(ctx, db, map[string]registry.Loader{"embedded": loadEmbedded}, nil)
+	reg, _ := registry.New(ctx, db, map[string]registry.Loader{"embedded": loadEmbedded}, nil, registry.Options{})
 	dir := filepath.Join("..", "examples", "demo", "models", "mf", "1")
 	if _, _, err := reg.PutVersion(ctx, "flat", "a", []byte(`{"backend": {"type": "embedded", "path": "`+dir+`"}}`)); err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ func sharedStores(t *testing.T) map[string]Store {
 
 func newRegOn(t *testing.T, db Store) *Registry {
 	t.Helper()
-	r, err := New(context.Background(), db, loaders(), nil)
+	r, err := New(context.Background(), db, loaders(), nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,10 @@ func TestAutomaticPauseOfPausedArmIsNoChange(t *testing.T) {
 	defer db.Close()
 	r := replicasOn(t, db)
 	log := audit.New(db, nil)
-	r[1].SetAudit(log)
+	var err error
+	if r[1], err = New(ctx, db, loaders(), nil, Options{Audit: log}); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := r[0].PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@1", "mf@2"]}`)); err != nil {
 		t.Fatal(err)
 	}

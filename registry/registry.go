@@ -92,14 +92,21 @@ type Registry struct {
 	log     *slog.Logger
 }
 
+// Options are a Registry's optional collaborators. The zero value records
+// no audit log.
+type Options struct {
+	// Audit, when set, records every change to versions and endpoints.
+	Audit *audit.Log
+}
+
 // New returns a registry over db with loaders by backend type, filled from
 // what db holds. A stored version that no longer loads stays registered but
-// unavailable, and is logged.
-func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Logger) (*Registry, error) {
+// unavailable, and is logged. log may be nil.
+func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Logger, opts Options) (*Registry, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Registry{db: db, loaders: loaders, now: time.Now, log: log}
+	r := &Registry{db: db, loaders: loaders, now: time.Now, log: log, audit: opts.Audit}
 	s := &Snapshot{Versions: map[string]*Version{}, Endpoints: map[string]*Endpoint{}}
 	models, err := db.List(ctx, store.Models)
 	if err != nil {
@@ -565,10 +572,6 @@ func sameSpec(a, b *ModelVersion) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
-
-// SetAudit makes every change to versions and endpoints recorded in log.
-// Call it before the registry is shared.
-func (r *Registry) SetAudit(log *audit.Log) { r.audit = log }
 
 // PutVersion registers a version (created=true) or replaces one that no
 // endpoint uses. The version is validated — spec parsed, backend loaded —

@@ -27,7 +27,7 @@ func loaders() map[string]Loader {
 
 func newReg(t *testing.T, db *store.DB) *Registry {
 	t.Helper()
-	r, err := New(context.Background(), db, loaders(), nil)
+	r, err := New(context.Background(), db, loaders(), nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func newFixtureOpt(t testing.TB, endpoint string, opt Options) *fixture {
 		return s, nil
 	}
 	ctx := context.Background()
-	f.reg, err = registry.New(ctx, db, map[string]registry.Loader{"test": load}, nil)
+	f.reg, err = registry.New(ctx, db, map[string]registry.Loader{"test": load}, nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ type Reloader struct {
 	mu      sync.Mutex   // held while looking; guards the stamps
 	certSt  [2]stamp
 	caSt    stamp
-	log     atomic.Pointer[slog.Logger]
+	log     *slog.Logger // nil: failed reloads go unreported
 	now     func() time.Time
 }
 
@@ -47,12 +47,13 @@ func (s stamp) same(fi os.FileInfo) bool {
 
 // New reads the key pair (and, when clientCAFile is not "", the PEM bundle of
 // the CAs client certificates must chain to); it fails when a file is
-// missing or invalid.
-func New(certFile, keyFile, clientCAFile string) (*Reloader, error) {
+// missing or invalid. log is where failed reloads are reported (the previous
+// files stay in use); nil reports none.
+func New(certFile, keyFile, clientCAFile string, log *slog.Logger) (*Reloader, error) {
 	if certFile == "" || keyFile == "" {
 		return nil, errors.New("tls: cert_file and key_file are both required")
 	}
-	r := &Reloader{certFile: certFile, keyFile: keyFile, caFile: clientCAFile, now: time.Now}
+	r := &Reloader{certFile: certFile, keyFile: keyFile, caFile: clientCAFile, log: log, now: time.Now}
 	if err := r.loadCert(true); err != nil {
 		return nil, err
 	}
@@ -64,10 +65,6 @@ func New(certFile, keyFile, clientCAFile string) (*Reloader, error) {
 	r.checked.Store(r.now().UnixNano())
 	return r, nil
 }
-
-// SetLogger sets where failed reloads are reported (the previous files stay
-// in use). Without it they are not reported.
-func (r *Reloader) SetLogger(l *slog.Logger) { r.log.Store(l) }
 
 // Config returns a new server configuration: TLS 1.2 at least, the current
 // certificate, and, with a client CA, verified client certificates required.
@@ -125,7 +122,7 @@ func (r *Reloader) report(err error) {
 	if err == nil {
 		return
 	}
-	if l := r.log.Load(); l != nil {
+	if l := r.log; l != nil {
 		l.Error("reloading the TLS files failed; keeping the previous ones", "err", err)
 	}
 }

@@ -68,7 +68,7 @@ func TestServerTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlsconftest.NewCA(t, dir, "ca")
 	srv := ca.Server(t, "server", 2)
-	r, err := tlsconf.New(srv.CertFile, srv.KeyFile, "")
+	r, err := tlsconf.New(srv.CertFile, srv.KeyFile, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestMutualTLS(t *testing.T) {
 	other := tlsconftest.NewCA(t, t.TempDir(), "other")
 	stranger := other.Client(t, "stranger", 4)
 
-	r, err := tlsconf.New(srv.CertFile, srv.KeyFile, ca.File)
+	r, err := tlsconf.New(srv.CertFile, srv.KeyFile, ca.File, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,12 +146,11 @@ func TestReloadCertificate(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlsconftest.NewCA(t, dir, "ca")
 	srv := ca.Server(t, "server", 2)
-	r, err := tlsconf.New(srv.CertFile, srv.KeyFile, "")
+	var logs bytes.Buffer
+	r, err := tlsconf.New(srv.CertFile, srv.KeyFile, "", slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	r.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
 	addr := serveHTTPS(t, r)
 	client := &tls.Config{RootCAs: ca.Pool()}
 	if s := serial(t, addr, client); s != 2 {
@@ -197,7 +196,7 @@ func TestNewErrors(t *testing.T) {
 		{"CA is not PEM", srv.CertFile, srv.KeyFile, srv.KeyFile, "no PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tlsconf.New(tc.cert, tc.key, tc.ca)
+			_, err := tlsconf.New(tc.cert, tc.key, tc.ca, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New = %v, want an error containing %q", err, tc.want)
 			}

@@ -50,19 +50,20 @@ func checkListeners(f serveFlags, cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// wireAuth gives the server its API keys and rate limiter (shared through
+// wireAuth makes the server's API keys and rate limiter (shared through
 // Redis when the store is Redis); with auth.mode keys they are enforced.
-func wireAuth(ctx context.Context, cfg *config.Config, db stateStore, srv *api.Server, log *slog.Logger) (*auth.Keys, error) {
+// Both are nil when the store keeps no keys.
+func wireAuth(ctx context.Context, cfg *config.Config, db stateStore, log *slog.Logger) (*auth.Keys, *api.Auth, error) {
 	st, ok := db.(auth.Store)
 	if !ok {
 		if cfg.Auth.Mode == config.AuthKeys {
-			return nil, errors.New("auth.mode keys: this store keeps no API keys")
+			return nil, nil, errors.New("auth.mode keys: this store keeps no API keys")
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	keys, err := auth.NewKeys(ctx, st, log)
 	if err != nil {
-		return nil, fmt.Errorf("load API keys: %w", err)
+		return nil, nil, fmt.Errorf("load API keys: %w", err)
 	}
 	var lim auth.Limiter = auth.NewLocalLimiter()
 	if t, ok := db.(auth.Taker); ok {
@@ -71,12 +72,11 @@ func wireAuth(ctx context.Context, cfg *config.Config, db stateStore, srv *api.S
 		lim = sl
 	}
 	enforce := cfg.Auth.Mode == config.AuthKeys
-	srv.SetAuth(keys, lim, enforce)
 	if enforce && keys.Len() == 0 {
 		log.Warn("auth mode is keys but no API key exists: every call but /healthz, /readyz and /metrics is refused; " +
 			"create one with: modelgate keys create --name root --scope admin (with --data-dir or --redis-url, while the server runs or not)")
 	}
-	return keys, nil
+	return keys, &api.Auth{Keys: keys, Limiter: lim, Enforce: enforce}, nil
 }
 
 // runKeys keeps the key cache fresh until ctx ends (see auth.Keys.Run).
@@ -273,9 +273,7 @@ func applyKeys(ctx context.Context, dataDir, redisURL string, req api.AdminReque
 	if err != nil {
 		return api.AdminResponse{}, fmt.Errorf("load API keys: %w", err)
 	}
-	srv := api.New(api.Config{}, nil, nil, nil, nil, nil)
-	srv.SetAuth(keys, nil, false)
-	srv.SetAudit(audit.New(st, nil))
+	srv := api.New(api.Config{Auth: &api.Auth{Keys: keys}, Audit: audit.New(st, nil)}, nil, nil, nil, nil, nil)
 	return srv.Admin(ctx, req), nil
 }
 

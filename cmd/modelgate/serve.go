@@ -410,12 +410,11 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		table.Cell(d.Key).RestoreDiscounted(d.Disc)
 	}
 	pool := tfserving.NewPool(tel.GRPCDialOptions()...)
-	reg, err := registry.New(ctx, db, loaders(pool, cfg.ONNXRuntime), log)
+	auditLog := audit.New(db, log)
+	reg, err := registry.New(ctx, db, loaders(pool, cfg.ONNXRuntime), log, registry.Options{Audit: auditLog})
 	if err != nil {
 		return nil, err
 	}
-	auditLog := audit.New(db, log)
-	reg.SetAudit(auditLog)
 	if err := seed(audit.WithActor(ctx, "config"), reg, db, cfg, log); err != nil {
 		pool.Close()
 		return nil, err
@@ -441,29 +440,28 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	}
 	rt := router.New(reg, table, signer, log, router.Options{PredictionLog: plog, OnGuardrail: pauseArm, OffPolicy: offp, Telemetry: tel,
 		Seed: rngSeed, SyncRefresh: rngSeed != 0})
-	fb := feedback.NewService(signer, db, table, lookup(reg), log)
-	fb.SetTelemetry(tel)
-	maxConc := cfg.Limits.MaxConcurrent
-	if maxConc == 0 {
-		maxConc = 64 * runtime.NumCPU()
+	fbOpts := feedback.Options{OffPolicy: offp, Telemetry: tel}
+	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: cfg.Limits.MaxConcurrent, Telemetry: tel, Audit: auditLog,
+		Analytics: api.Analytics{OffPolicy: offp, Series: db, Interval: cfg.Report.Interval}}
+	if apiCfg.MaxConcurrent == 0 {
+		apiCfg.MaxConcurrent = 64 * runtime.NumCPU()
 	}
-	srv := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: maxConc, Telemetry: tel}, reg, rt, fb, table, log)
-	apiKeys, err := wireAuth(ctx, cfg, db, srv, log)
+	if sh, ok := db.(sharedStore); ok {
+		fbOpts.FlushInterval = cfg.Redis.FlushInterval
+		apiCfg.StoreHealth = func() (bool, any) {
+			batches, bytes := sh.Backlog()
+			return bytes < cfg.Redis.WALMaxBytes*9/10, map[string]any{"type": "redis", "healthy": sh.Healthy(),
+				"wal_batches": batches, "wal_bytes": bytes}
+		}
+	}
+	fb := feedback.NewService(signer, db, table, lookup(reg), log, fbOpts)
+	apiKeys, apiAuth, err := wireAuth(ctx, cfg, db, log)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	fb.SetOffPolicy(offp)
-	srv.SetAudit(auditLog)
-	if sh, ok := db.(sharedStore); ok {
-		fb.SetFlushInterval(cfg.Redis.FlushInterval)
-		srv.SetStoreHealth(func() (bool, any) {
-			batches, bytes := sh.Backlog()
-			return bytes < cfg.Redis.WALMaxBytes*9/10, map[string]any{"type": "redis", "healthy": sh.Healthy(),
-				"wal_batches": batches, "wal_bytes": bytes}
-		})
-	}
-	srv.SetAnalytics(api.Analytics{OffPolicy: offp, Series: db, Interval: cfg.Report.Interval})
+	apiCfg.Auth = apiAuth
+	srv := api.New(apiCfg, reg, rt, fb, table, log)
 	rec := report.NewRecorder(reg, table, db, srv.PointReport, cfg.Report.Interval, cfg.Report.Retention, log)
 	rec.OnDecisionChange(func(endpoint string) { tel.DecisionChanged(context.Background(), endpoint) })
 	watch := lifecycle.New(reg, listers(pool), log)

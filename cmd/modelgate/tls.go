@@ -23,11 +23,10 @@ func newListenerTLS(c config.TLS, log *slog.Logger) (*listenerTLS, error) {
 	if !c.Enabled() {
 		return nil, nil
 	}
-	rl, err := tlsconf.New(c.CertFile, c.KeyFile, c.ClientCAFile)
+	rl, err := tlsconf.New(c.CertFile, c.KeyFile, c.ClientCAFile, log)
 	if err != nil {
 		return nil, err
 	}
-	rl.SetLogger(log)
 	return &listenerTLS{rl: rl}, nil
 }
 

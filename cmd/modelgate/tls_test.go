@@ -213,7 +213,7 @@ func TestTFServingOverMutualTLS(t *testing.T) {
 	ca := tlsconftest.NewCA(t, dir, "ca")
 	srv := ca.Server(t, "tfserving", 2)
 	cli := ca.Client(t, "gateway", 3)
-	rl, err := tlsconf.New(srv.CertFile, srv.KeyFile, ca.File)
+	rl, err := tlsconf.New(srv.CertFile, srv.KeyFile, ca.File, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
