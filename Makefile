@@ -109,7 +109,7 @@ vulncheck:
 
 ## screenshot: the analysts' page in headless Chromium, written to docs/img/ui-endpoint.png
 screenshot:
-	MODELGATE_SCREENSHOT=$(CURDIR)/docs/img/ui-endpoint.png $(GO) test -count=1 -run '^TestAnalystPageInBrowser$$' ./cmd/modelgate
+	MODELGATE_SCREENSHOT=$(CURDIR)/docs/img/ui-endpoint.png $(GO) test -count=1 -run '^TestAnalystPageInBrowser$$' ./gateway
 
 ## demo-data: regenerate examples/demo (deterministic)
 demo-data:

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -22,14 +21,9 @@ import (
 	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/gateway"
 	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/store/redisstore"
-)
-
-var (
-	_ auth.Store = (*store.DB)(nil)
-	_ auth.Store = (*redisstore.Store)(nil)
-	_ auth.Taker = (*redisstore.Store)(nil)
 )
 
 // checkListeners refuses non-loopback listeners without API keys unless
@@ -48,47 +42,6 @@ func checkListeners(f serveFlags, cfg *config.Config, log *slog.Logger) error {
 		log.Warn("--insecure: serving on a non-loopback address without API keys; anyone who can reach it can change the registry", "addr", a)
 	}
 	return nil
-}
-
-// wireAuth makes the server's API keys and rate limiter (shared through
-// Redis when the store is Redis); with auth.mode keys they are enforced.
-// Both are nil when the store keeps no keys.
-func wireAuth(ctx context.Context, cfg *config.Config, db stateStore, log *slog.Logger) (*auth.Keys, *api.Auth, error) {
-	st, ok := db.(auth.Store)
-	if !ok {
-		if cfg.Auth.Mode == config.AuthKeys {
-			return nil, nil, errors.New("auth.mode keys: this store keeps no API keys")
-		}
-		return nil, nil, nil
-	}
-	keys, err := auth.NewKeys(ctx, st, log)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load API keys: %w", err)
-	}
-	var lim auth.Limiter = auth.NewLocalLimiter()
-	if t, ok := db.(auth.Taker); ok {
-		sl := auth.NewSharedLimiter(t)
-		sl.OnError = func(err error) { log.Debug("shared rate limit unavailable; limiting per process", "err", err) }
-		lim = sl
-	}
-	enforce := cfg.Auth.Mode == config.AuthKeys
-	if enforce && keys.Len() == 0 {
-		log.Warn("auth mode is keys but no API key exists: every call but /healthz, /readyz and /metrics is refused; " +
-			"create one with: modelgate keys create --name root --scope admin (with --data-dir or --redis-url, while the server runs or not)")
-	}
-	return keys, &api.Auth{Keys: keys, Limiter: lim, Enforce: enforce}, nil
-}
-
-// runKeys keeps the key cache fresh until ctx ends (see auth.Keys.Run).
-func (a *app) runKeys(ctx context.Context) {
-	if a.keys == nil {
-		return
-	}
-	var changes <-chan struct{}
-	if sh, ok := a.db.(sharedStore); ok {
-		changes = sh.Subscribe(ctx)
-	}
-	a.keys.Run(ctx, changes)
 }
 
 // scopeList is the repeatable --scope flag.
@@ -230,36 +183,13 @@ func limitText(rate float64, burst int) string {
 	return fmt.Sprintf(", limited to %g/s (burst %d)", rate, burst)
 }
 
-// adminSocketName is the admin socket's name in the data dir.
-const adminSocketName = "admin.sock"
-
-// listenAdmin opens the admin socket of a server running on dataDir,
-// readable and writable by its owner only. The caller holds the data dir's
-// lock, so a socket file already there is stale (left by a server that was
-// killed) and is replaced.
-func listenAdmin(dataDir string) (net.Listener, error) {
-	path := filepath.Join(dataDir, adminSocketName)
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	return ln, nil
-}
-
 // applyKeys applies one key request where the keys are managed: with a
 // URL, in Redis, shared with any running replica; else, when a server runs
 // on the data dir, through its admin socket; else in the data dir's
 // embedded store. The changes are audited under the actor cli.
 func applyKeys(ctx context.Context, dataDir, redisURL string, req api.AdminRequest) (api.AdminResponse, error) {
 	if redisURL == "" {
-		resp, err := adminCall(ctx, filepath.Join(dataDir, adminSocketName), req)
+		resp, err := adminCall(ctx, filepath.Join(dataDir, gateway.AdminSocketName), req)
 		if !errors.Is(err, errNoServer) {
 			return resp, err
 		}
@@ -329,7 +259,7 @@ func openKeyStore(ctx context.Context, dataDir, redisURL string) (keyStore, func
 		if strings.Contains(err.Error(), "another process holds") {
 			return nil, nil, fmt.Errorf("%w\n  a server is running on this data dir, but its admin socket %s does not answer; "+
 				"manage keys through its HTTP API with an admin key (POST/GET /v1/keys, DELETE /v1/keys/NAME), or stop it",
-				err, filepath.Join(dataDir, adminSocketName))
+				err, filepath.Join(dataDir, gateway.AdminSocketName))
 		}
 		return nil, nil, err
 	}

@@ -77,7 +77,7 @@ func TestKeysCLI(t *testing.T) {
 
 func TestKeysCLIRedisWhileServing(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
-	a := startAuthApp(t, rs.URL(), false)
+	a := startAuthApp(t, rs.URL())
 	code, out, errOut := runKeysCLI("create", "--redis-url", rs.URL(), "--name", "ops", "--scope", "ml")
 	if code != 0 {
 		t.Fatalf("create: %d %q", code, errOut)
@@ -86,7 +86,7 @@ func TestKeysCLIRedisWhileServing(t *testing.T) {
 	waitFor := func(want int) {
 		t.Helper()
 		for i := 0; i < 100; i++ {
-			if do(t, "GET", a.url+"/v1/models", key, false, nil).status == want {
+			if do(t, "GET", a.url+"/v1/models", key, nil).status == want {
 				return
 			}
 			sleepShort()

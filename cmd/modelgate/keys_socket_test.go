@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,12 +12,14 @@ import (
 	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/gateway"
+	"github.com/modelgate/modelgate/store"
 )
 
 // auditEntries is GET /v1/audit, newest first.
 func auditEntries(t *testing.T, url, key string) []audit.Entry {
 	t.Helper()
-	r := do(t, "GET", url+"/v1/audit", key, false, nil)
+	r := do(t, "GET", url+"/v1/audit", key, nil)
 	if r.status != 200 {
 		t.Fatalf("GET /v1/audit: %d %s", r.status, r.body)
 	}
@@ -48,8 +48,8 @@ func findAudit(entries []audit.Entry, action, target string) *audit.Entry {
 // in the audit log under the actor cli, as changes over HTTP are under the
 // calling key's name.
 func TestKeysCLIWhileServingEmbedded(t *testing.T) {
-	a := startAuthApp(t, "", false)
-	sock := filepath.Join(a.dataDir, adminSocketName)
+	a := startAuthApp(t, "")
+	sock := filepath.Join(a.dataDir, gateway.AdminSocketName)
 	st, err := os.Stat(sock)
 	if err != nil || st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
 		t.Fatalf("admin socket: %v, mode %v; want a socket of mode 0600", err, st.Mode())
@@ -60,7 +60,7 @@ func TestKeysCLIWhileServingEmbedded(t *testing.T) {
 	if code != 0 || !auth.WellFormed(root) {
 		t.Fatalf("create while serving: %d %q %q", code, out, errOut)
 	}
-	if r := do(t, "GET", a.url+"/v1/keys", root, false, nil); r.status != 200 {
+	if r := do(t, "GET", a.url+"/v1/keys", root, nil); r.status != 200 {
 		t.Fatalf("the CLI's new admin key: %d %s", r.status, r.body)
 	}
 	if code, _, errOut := runKeysCLI("create", "--data-dir", a.dataDir, "--name", "root", "--scope", "client"); code != 1 || !strings.Contains(errOut, "exists") {
@@ -71,7 +71,7 @@ func TestKeysCLIWhileServingEmbedded(t *testing.T) {
 	}
 
 	// A key made over HTTP, listed and revoked by the CLI.
-	r := do(t, "POST", a.url+"/v1/keys", root, false, map[string]any{"name": "app1", "scopes": []string{"client"}})
+	r := do(t, "POST", a.url+"/v1/keys", root, map[string]any{"name": "app1", "scopes": []string{"client"}})
 	var made struct {
 		Key string `json:"key"`
 	}
@@ -82,19 +82,19 @@ func TestKeysCLIWhileServingEmbedded(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "root") || !strings.Contains(out, "app1") || strings.Contains(out, root) {
 		t.Fatalf("list while serving: %d %q %q", code, out, errOut)
 	}
-	if r := do(t, "POST", a.url+"/v1/feedback", made.Key, false, map[string]any{"events": []any{}}); r.status == 401 {
+	if r := do(t, "POST", a.url+"/v1/feedback", made.Key, map[string]any{"events": []any{}}); r.status == 401 {
 		t.Fatalf("app1 refused before its revocation: %s", r.body)
 	}
 	if code, _, errOut := runKeysCLI("revoke", "app1", "--data-dir", a.dataDir); code != 0 {
 		t.Fatalf("revoke while serving: %d %q", code, errOut)
 	}
-	if r := do(t, "POST", a.url+"/v1/feedback", made.Key, false, map[string]any{"events": []any{}}); r.status != 401 {
+	if r := do(t, "POST", a.url+"/v1/feedback", made.Key, map[string]any{"events": []any{}}); r.status != 401 {
 		t.Fatalf("a key revoked by the CLI answered %d, want 401 at once", r.status)
 	}
 	if code, _, errOut := runKeysCLI("revoke", "app1", "--data-dir", a.dataDir); code != 1 || !strings.Contains(errOut, "no key named") {
 		t.Fatalf("revoke again: %d %q", code, errOut)
 	}
-	if r := do(t, "DELETE", a.url+"/v1/keys/root", root, false, nil); r.status != 204 {
+	if r := do(t, "DELETE", a.url+"/v1/keys/root", root, nil); r.status != 204 {
 		t.Fatalf("DELETE /v1/keys/root: %d %s", r.status, r.body)
 	}
 	code, out, _ = runKeysCLI("create", "--data-dir", a.dataDir, "--name", "root2", "--scope", "admin")
@@ -137,7 +137,7 @@ func TestKeysCLIWhileServingEmbedded(t *testing.T) {
 // CLI works on the store directly and is audited the same.
 func TestAdminSocketStaleAndShutdown(t *testing.T) {
 	dir := t.TempDir()
-	sock := filepath.Join(dir, adminSocketName)
+	sock := filepath.Join(dir, gateway.AdminSocketName)
 	stale, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -150,27 +150,17 @@ func TestAdminSocketStaleAndShutdown(t *testing.T) {
 
 	cfg := demoConfig(t, "")
 	cfg.Auth.Mode = config.AuthKeys
-	a, err := newApp(context.Background(), cfg, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.run(ctx); close(done) }()
+	a := startGateway(t, cfg, gateway.Options{DataDir: dir})
 	code, out, errOut := runKeysCLI("create", "--data-dir", dir, "--name", "root", "--scope", "admin")
 	if code != 0 {
-		cancel()
-		<-done
-		a.close()
+		a.stop()
 		t.Fatalf("create through a fresh socket: %d %q", code, errOut)
 	}
 	root := strings.TrimSpace(out)
-	if k := a.keys.Lookup(root); k == nil || k.Name != "root" {
-		t.Errorf("the running server does not know the CLI's key")
+	if r := do(t, "GET", a.url+"/v1/keys", root, nil); r.status != 200 {
+		t.Errorf("the running server does not know the CLI's key: %d %s", r.status, r.body)
 	}
-	cancel()
-	<-done
-	a.close()
+	a.stop()
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Fatalf("admin socket after shutdown: %v", err)
 	}
@@ -178,12 +168,7 @@ func TestAdminSocketStaleAndShutdown(t *testing.T) {
 	if code, _, errOut := runKeysCLI("revoke", "root", "--data-dir", dir); code != 0 {
 		t.Fatalf("revoke with the server down: %d %q", code, errOut)
 	}
-	a2, err := newApp(context.Background(), cfg, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a2.close()
-	entries, err := auditLogOf(a2)
+	entries, err := auditLogOf(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +179,13 @@ func TestAdminSocketStaleAndShutdown(t *testing.T) {
 	}
 }
 
-func auditLogOf(a *app) ([]audit.Entry, error) {
-	return audit.New(a.db, nil).List(context.Background(), 100)
+// auditLogOf reads the audit log of the embedded store in dir (no server
+// running on it), newest first.
+func auditLogOf(dir string) ([]audit.Entry, error) {
+	db, err := store.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return audit.New(db, nil).List(context.Background(), 100)
 }

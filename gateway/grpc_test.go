@@ -1,8 +1,7 @@
-package main
+package gateway
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -17,15 +16,7 @@ import (
 
 func TestLoopOverGRPC(t *testing.T) {
 	a := startApp(t, demoConfig(t, ""))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(a.srv.GRPCServerOptions()...)
-	a.srv.RegisterGRPC(gs)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(a.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,7 @@
-package main
+package gateway
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"testing"
 
@@ -17,14 +14,8 @@ import (
 func benchRecommend(b *testing.B, redisURL string) {
 	cfg := demoConfig(b, "")
 	cfg.RedisURL = redisURL
-	a, err := newApp(context.Background(), cfg, b.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.run(ctx); close(done) }()
-	defer func() { cancel(); <-done; a.close() }()
+	a := startApp(b, cfg)
+	defer a.stop()
 	h := a.srv.Handler()
 	body := []byte(`{"user_id": "u42", "k": 10}`)
 	b.ReportAllocs()

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -131,13 +131,9 @@ func envOf(kv ...string) func(string) string {
 // startAppTel is startApp with the given telemetry, and a gRPC listener.
 func startAppTel(t *testing.T, tel *telemetry.Telemetry) (*testApp, string) {
 	t.Helper()
-	dir := t.TempDir()
 	log := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(io.Discard, nil)))
-	a, err := newAppWith(context.Background(), demoConfig(t, ""), dir, log, tel, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveTestApp(t, a, dir)
+	a := startGateway(t, demoConfig(t, ""), Options{Logger: log, Telemetry: tel}, nil)
+	return a, a.grpcAddr
 }
 
 // One recommend that carries a traceparent leaves, in the collector, the
@@ -454,7 +450,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 // accepts the rules and the Prometheus config, and the rules' unit tests
 // (a failing arm, a rising fallback rate) pass.
 func TestObservabilityKit(t *testing.T) {
-	dir := filepath.Join("..", "..", "examples", "observability")
+	dir := filepath.Join("..", "examples", "observability")
 	a, _, _ := trafficApp(t)
 	// A flush has to have happened for the flush series to exist.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -50,9 +50,8 @@ func (s *syncBuffer) String() string {
 // admin key and the captured log.
 type authApp struct {
 	*testApp
-	grpcAddr string
-	admin    string
-	logs     *syncBuffer
+	admin string
+	logs  *syncBuffer
 }
 
 func startAuthApp(t *testing.T, redisURL string, withAdmin bool) *authApp {
@@ -63,12 +62,8 @@ func startAuthApp(t *testing.T, redisURL string, withAdmin bool) *authApp {
 	dir := t.TempDir()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := newApp(context.Background(), cfg, dir, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ta, grpcAddr := serveTestApp(t, a, dir)
-	out := &authApp{testApp: ta, grpcAddr: grpcAddr, logs: logs}
+	ta := startGateway(t, cfg, Options{DataDir: dir, Logger: log}, nil)
+	out := &authApp{testApp: ta, logs: logs}
 	if withAdmin {
 		out.admin = out.newKey(t, "root-"+strconv.Itoa(int(time.Now().UnixNano()%1e6)), 0, 0, auth.ScopeAdmin)
 	}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bufio"
@@ -25,17 +25,15 @@ import (
 	"github.com/modelgate/modelgate/internal/acklog"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/internal/testenv"
-	"github.com/modelgate/modelgate/predlog"
 	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/store/redisstore"
-	"github.com/modelgate/modelgate/telemetry"
 )
 
 // buildBinary builds the modelgate binary once per test run.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "modelgate")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/modelgate")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("go build: %v", err)
@@ -239,31 +237,11 @@ func TestFeedbackAcknowledgedAfterFsync(t *testing.T) {
 	})
 }
 
-// startAppOn is startApp on a store the test opened in dir (newAppWith
-// with the test's own store).
+// startAppOn is startApp on a store the test opened in dir; the gateway
+// closes it.
 func startAppOn(t *testing.T, cfg *config.Config, dir string, db stateStore) *testApp {
 	t.Helper()
-	ctx := context.Background()
-	tel, err := telemetry.New(ctx, telemetry.Config{ServiceVersion: readBuildVersion().Version})
-	if err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	plog, err := predlog.Open(dir, cfg.Report.Retention, log)
-	if err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	a, err := wire(ctx, cfg, db, plog, log, tel, 0)
-	if err != nil {
-		plog.Close()
-		db.Close()
-		t.Fatal(err)
-	}
-	a.tel = tel
-	ta, _ := serveTestApp(t, a, dir)
-	return ta
+	return startGateway(t, cfg, Options{DataDir: dir}, db)
 }
 
 // recommendations serves n recommendations of the demo endpoint.

@@ -1,10 +1,9 @@
-package main
+package gateway
 
 import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -17,16 +16,16 @@ func TestConfigSeedsOnce(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := newApp(ctx, demoConfig(t, ""), dir, log)
+	a, err := newTestGateway(demoConfig(t, ""), dir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.reg.SetArmState(ctx, "home", "mf@1", "paused"); err != nil {
 		t.Fatal(err)
 	}
-	a.close()
+	a.Close()
 
-	a, err = newApp(ctx, demoConfig(t, ""), dir, log)
+	a, err = newTestGateway(demoConfig(t, ""), dir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,21 +35,21 @@ func TestConfigSeedsOnce(t *testing.T) {
 	if err := a.reg.DeleteEndpoint(ctx, "home"); err != nil {
 		t.Fatal(err)
 	}
-	a.close()
+	a.Close()
 
-	a, err = newApp(ctx, demoConfig(t, ""), dir, log)
+	a, err = newTestGateway(demoConfig(t, ""), dir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.reg.HasEndpoint("home") {
 		t.Fatal("a restart with the same config re-created an endpoint deleted through the API")
 	}
-	a.close()
+	a.Close()
 
 	// Every entry is validated on every start, stored or not.
 	bad := demoConfig(t, "")
 	bad.Endpoints[0].Body = []byte(strings.Replace(string(bad.Endpoints[0].Body), `"arms"`, `"arms_typo": 1, "arms"`, 1))
-	if _, err := newApp(ctx, bad, dir, log); err == nil || !strings.Contains(err.Error(), "arms_typo") {
+	if _, err := newTestGateway(bad, dir, log); err == nil || !strings.Contains(err.Error(), "arms_typo") {
 		t.Fatalf("a typo in a stored config entry must fail the start, got %v", err)
 	}
 }
@@ -59,20 +58,13 @@ func TestConfigSeedsOnce(t *testing.T) {
 // after the key is rotated (new key first, old one kept); with the old key
 // dropped, it is refused.
 func TestSigningKeyRotation(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	k1, k2 := strings.Repeat("11", 32), strings.Repeat("22", 32)
 	with := func(keys string, f func(url string)) {
 		t.Helper()
-		a, err := newApp(ctx, demoConfig(t, "signing_keys: ["+keys+"]\n"), dir, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := httptest.NewServer(a.srv.Handler())
-		f(ts.URL)
-		ts.Close()
-		a.close()
+		url, stop := runOn(t, demoConfig(t, "signing_keys: ["+keys+"]\n"), dir)
+		f(url)
+		stop()
 	}
 	var rec recResp
 	with(k1, func(url string) {
@@ -99,7 +91,6 @@ func TestSigningKeyRotation(t *testing.T) {
 // a wrong-case key fails the start naming the entry and the field's path,
 // once.
 func TestConfigEntriesAreStrictJSON(t *testing.T) {
-	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const models = "models:\n  - name: mf\n    version: 1\n    backend: {type: embedded, path: models/mf/1}\n"
 	for _, tc := range []struct{ name, yaml, want string }{
@@ -119,9 +110,9 @@ func TestConfigEntriesAreStrictJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := newApp(ctx, cfg, t.TempDir(), log)
+			a, err := newTestGateway(cfg, t.TempDir(), log)
 			if err == nil {
-				a.close()
+				a.Close()
 				t.Fatalf("the start succeeded, want %q", tc.want)
 			}
 			if !strings.Contains(err.Error(), tc.want) {

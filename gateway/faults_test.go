@@ -1,11 +1,9 @@
-package main
+package gateway
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"regexp"
@@ -183,12 +181,8 @@ func atoi(s string) int {
 // field: over HTTP a number too large for a float64, over gRPC a NaN or
 // ±Inf in the Struct.
 func TestNonFiniteFeatures(t *testing.T) {
-	dir := t.TempDir()
-	app, err := newApp(context.Background(), demoConfig(t, ""), dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, grpcAddr := serveTestApp(t, app, dir)
+	a := startApp(t, demoConfig(t, ""))
+	grpcAddr := a.grpcAddr
 	for _, body := range []string{
 		`{"user_id": "u1", "features": {"recent_items": ["i1"], "age": 1e400}}`,
 		`{"user_id": "u1", "features": {"age": -1E999}}`,

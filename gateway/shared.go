@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"github.com/modelgate/modelgate/store/redisstore"
 )
 
-// stateStore is what the app keeps its state in: the embedded store in the
+// stateStore is what the gateway keeps its state in: the embedded store in the
 // data dir, or Redis shared by replicas.
 type stateStore interface {
 	Put(ctx context.Context, b store.Bucket, key string, val []byte) error
@@ -115,12 +115,12 @@ func replicaID(dataDir string) (string, error) {
 // registry reloaded on every change notice and at least every second, and
 // the other replicas' off-policy sums every two seconds. A Redis outage
 // leaves the last values in place.
-func (a *app) runShared(ctx context.Context) {
-	sh, ok := a.db.(sharedStore)
+func (g *Gateway) runShared(ctx context.Context) {
+	sh, ok := g.db.(sharedStore)
 	if !ok {
 		return
 	}
-	refresh := time.NewTicker(a.cfg.Redis.RefreshInterval)
+	refresh := time.NewTicker(g.cfg.Redis.RefreshInterval)
 	defer refresh.Stop()
 	reload := time.NewTicker(time.Second)
 	defer reload.Stop()
@@ -132,11 +132,11 @@ func (a *app) runShared(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if err := f(cctx); err != nil && ctx.Err() == nil {
-			a.log.Debug("shared state: "+what, "err", err)
+			g.log.Debug("shared state: "+what, "err", err)
 		}
 	}
 	reloadRegistry := func(ctx context.Context) error {
-		_, err := a.reg.Reload(ctx)
+		_, err := g.reg.Reload(ctx)
 		return err
 	}
 	for {
@@ -147,7 +147,7 @@ func (a *app) runShared(ctx context.Context) {
 			call(func(ctx context.Context) error {
 				entries, err := sh.LoadCounters(ctx)
 				if err == nil {
-					a.table.Refresh(entries)
+					g.table.Refresh(entries)
 				}
 				return err
 			}, "refreshing counters")
@@ -172,7 +172,7 @@ func (a *app) runShared(ctx context.Context) {
 						sums[offpolicy.Key{Endpoint: r.Endpoint, Segment: r.Segment, Minute: r.Time}] = m
 					}
 				}
-				a.offp.SetOthers(sums)
+				g.offp.SetOthers(sums)
 				since = now.Add(-5 * time.Second) // overlap: a touch may land while we read
 				return nil
 			}, "reading other replicas' off-policy sums")

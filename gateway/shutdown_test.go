@@ -1,12 +1,13 @@
-package main
+package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
 	"github.com/modelgate/modelgate/internal/redistest"
@@ -38,26 +40,18 @@ func TestShutdownJoinsEveryGoroutine(t *testing.T) {
 			cfg := demoConfig(t, "")
 			cfg.RedisURL = tc.redisURL
 			dir := t.TempDir()
-			a, err := newApp(context.Background(), cfg, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			g, err := New(context.Background(), cfg, Options{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { a.run(ctx); close(done) }()
-			hs := httptest.NewServer(a.srv.Handler())
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			gs := grpc.NewServer(a.srv.GRPCServerOptions()...)
-			a.srv.RegisterGRPC(gs)
-			served := make(chan struct{})
-			go func() { _ = gs.Serve(lis); close(served) }()
+			done := make(chan error, 1)
+			go func() { done <- g.Run(ctx) }()
 
 			client := &http.Client{Transport: &http.Transport{}}
 			send := func(method, path, body string) int {
-				req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+				req, _ := http.NewRequest(method, g.URL()+path, strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := client.Do(req)
 				if err != nil {
@@ -81,7 +75,7 @@ func TestShutdownJoinsEveryGoroutine(t *testing.T) {
 			if st := send("GET", "/metrics", ""); st != 200 {
 				t.Fatalf("metrics: %d", st)
 			}
-			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(g.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,19 +84,17 @@ func TestShutdownJoinsEveryGoroutine(t *testing.T) {
 			}
 			conn.Close()
 			if tc.redisURL == "" {
-				if code, _, errOut := runKeysCLI("list", "--data-dir", dir); code != 0 {
-					t.Fatalf("keys list over the admin socket: %d %s", code, errOut)
+				if resp, err := adminCall(filepath.Join(dir, AdminSocketName), api.AdminRequest{Op: api.AdminListKeys}); err != nil || resp.Error != nil {
+					t.Fatalf("keys list over the admin socket: %v %+v", err, resp.Error)
 				}
 			}
 
-			// Shut down as serve does.
-			gs.GracefulStop()
-			<-served
-			hs.Close()
-			client.CloseIdleConnections()
+			// Shut down as serve does on SIGTERM.
 			cancel()
-			<-done
-			a.close()
+			if err := <-done; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			client.CloseIdleConnections()
 			goleak.VerifyNone(t, before)
 		})
 	}
@@ -131,7 +123,7 @@ func TestGuardrailPausesThroughTheAppLoop(t *testing.T) {
 	waitUntil(t, 10*time.Second, paused)
 	var e *audit.Entry
 	waitUntil(t, 10*time.Second, func() bool { // the entry follows the change
-		entries, err := auditLogOf(a.app)
+		entries, err := auditLogOf(a.Gateway)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,4 +133,36 @@ func TestGuardrailPausesThroughTheAppLoop(t *testing.T) {
 	if e.Actor != "guardrail" {
 		t.Fatalf("audit of the pause: %+v", e)
 	}
+}
+
+// adminCall sends one request to the admin socket at path, as
+// `modelgate keys` does.
+func adminCall(path string, req api.AdminRequest) (api.AdminResponse, error) {
+	var resp api.AdminResponse
+	conn, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return resp, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := json.NewEncoder(conn).Encode(&req); err != nil {
+		return resp, err
+	}
+	err = json.NewDecoder(conn).Decode(&resp)
+	return resp, err
+}
+
+// findAudit is the newest successful entry of action on target.
+func findAudit(entries []audit.Entry, action, target string) *audit.Entry {
+	for i := range entries {
+		if entries[i].Action == action && entries[i].Target == target && entries[i].Result == "ok" {
+			return &entries[i]
+		}
+	}
+	return nil
+}
+
+// auditLogOf reads g's audit log from its store, newest first.
+func auditLogOf(g *Gateway) ([]audit.Entry, error) {
+	return audit.New(g.db, nil).List(context.Background(), 100)
 }

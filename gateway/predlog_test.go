@@ -1,12 +1,8 @@
-package main
+package gateway
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,19 +14,14 @@ import (
 // with the propensity its token carries.
 func TestPredictionLog(t *testing.T) {
 	dir := t.TempDir()
-	a, err := newApp(context.Background(), demoConfig(t, ""), dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(a.srv.Handler())
+	url, stop := runOn(t, demoConfig(t, ""), dir)
 	ids := map[string]bool{}
 	for i := 0; i < 5; i++ {
 		var rec recResp
-		call(t, "POST", ts.URL+"/v1/endpoints/home/recommend", map[string]any{"user_id": "u1", "k": 3}, &rec)
+		call(t, "POST", url+"/v1/endpoints/home/recommend", map[string]any{"user_id": "u1", "k": 3}, &rec)
 		ids[rec.PredictionID] = true
 	}
-	ts.Close()
-	a.close()
+	stop()
 	f, err := os.Open(filepath.Join(dir, predlog.FileName))
 	if err != nil {
 		t.Fatal(err)

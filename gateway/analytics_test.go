@@ -1,9 +1,6 @@
-package main
+package gateway
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -106,7 +103,6 @@ func TestReportHistoryAndBadInput(t *testing.T) {
 // History points are durable: a restart on the same data dir still serves
 // them, and the off-policy sums too.
 func TestHistorySurvivesRestart(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := demoConfig(t, "")
 	cfg.Report.Interval = time.Second
@@ -119,21 +115,16 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	})
 	stop()
 
-	// Started again, without its loops: what it serves comes from the store.
-	a, err := newApp(ctx, cfg, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.close()
-	ts := httptest.NewServer(a.srv.Handler())
-	defer ts.Close()
+	// Started again: what it serves comes from the store.
+	url, stop = runOn(t, cfg, dir)
+	defer stop()
 	var after historyResp
-	call(t, "GET", ts.URL+"/v1/endpoints/home/report/history", nil, &after)
+	call(t, "GET", url+"/v1/endpoints/home/report/history", nil, &after)
 	if len(after.Points) < len(before.Points) || after.Points[0].T != before.Points[0].T {
 		t.Fatalf("after a restart: %d points from %v, before %d from %v", len(after.Points), after.Points[0].T, len(before.Points), before.Points[0].T)
 	}
 	var raw map[string]any
-	call(t, "GET", ts.URL+"/v1/endpoints/home/report", nil, &raw)
+	call(t, "GET", url+"/v1/endpoints/home/report", nil, &raw)
 	arms := raw["arms"].([]any)
 	for _, arm := range arms {
 		op, _ := arm.(map[string]any)["off_policy"].(map[string]any)

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -6,16 +6,14 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gin-gonic/gin"
-	"google.golang.org/grpc"
 
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/config"
@@ -28,14 +26,19 @@ func TestMain(m *testing.M) {
 }
 
 // demoDir is the bundled demo, used as real model files by the tests.
-var demoDir = filepath.Join("..", "..", "examples", "demo")
+var demoDir = filepath.Join("..", "examples", "demo")
 
-// testApp is the whole gateway in-process, on a temporary data dir, behind
-// a real HTTP server.
+// testApp is the whole gateway in-process on a data dir, started by New
+// and Run on loopback listeners, as serve starts it.
 type testApp struct {
-	*app
-	url     string
-	dataDir string
+	*Gateway
+	url      string
+	grpcAddr string
+	dataDir  string
+	// stop shuts the gateway down as SIGTERM does and waits until Run
+	// returned (everything closed, the data dir free); the test's cleanup
+	// calls it too.
+	stop func()
 }
 
 // demoConfig is the bundled two-arm demo (mf@1, mf@2 behind home) that the
@@ -104,40 +107,62 @@ func demoConfigFile(t testing.TB) string {
 	return filepath.Join(demoDir, "config-embedded.yaml")
 }
 
-func startApp(t *testing.T, cfg *config.Config) *testApp {
+func startApp(t testing.TB, cfg *config.Config) *testApp {
 	t.Helper()
-	return startSeededApp(t, cfg, 0)
+	return startGateway(t, cfg, Options{}, nil)
 }
 
-// startSeededApp is startApp with a reproducible router when seed is not 0
-// (see wire): what the bandit does then depends only on the requests'
-// order, for the tests that check it.
-func startSeededApp(t *testing.T, cfg *config.Config, seed uint64) *testApp {
+// runOn runs the gateway on dir (an existing data dir is reopened); stop
+// shuts it down as SIGTERM would and closes the data dir, so the test can
+// start it again on dir.
+func runOn(t testing.TB, cfg *config.Config, dir string) (url string, stop func()) {
 	t.Helper()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := newSeededApp(context.Background(), cfg, dir, log, seed)
-	if err != nil {
-		t.Fatal(err)
+	a := startGateway(t, cfg, Options{DataDir: dir}, nil)
+	return a.url, a.stop
+}
+
+// newTestGateway builds a gateway on dir without running it; the caller
+// closes it.
+func newTestGateway(cfg *config.Config, dir string, log *slog.Logger) (*Gateway, error) {
+	return New(context.Background(), cfg, Options{DataDir: dir, Logger: log, HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"})
+}
+
+// startGateway builds the gateway with opts (defaults: a temporary data
+// dir, loopback listeners on free ports, no logs), on db when it is not nil,
+// and runs it until stop or the end of the test. Run must end without an
+// error.
+func startGateway(t testing.TB, cfg *config.Config, opts Options, db stateStore) *testApp {
+	t.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
 	}
-	ta, _ := serveTestApp(t, a, dir)
-	return ta
-}
-
-// runOn runs the gateway with its background loops on dir (an existing data
-// dir is reopened) behind a test HTTP server; stop shuts it down as SIGTERM
-// would and closes the data dir, so the test can start it again on dir.
-func runOn(t *testing.T, cfg *config.Config, dir string) (url string, stop func()) {
-	t.Helper()
-	a, err := newApp(context.Background(), cfg, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.HTTPListener == nil && opts.HTTPAddr == "" {
+		opts.HTTPAddr = "127.0.0.1:0"
+	}
+	if opts.GRPCListener == nil && opts.GRPCAddr == "" {
+		opts.GRPCAddr = "127.0.0.1:0"
+	}
+	g, err := newGateway(context.Background(), cfg, opts, db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.run(ctx); close(done) }()
-	ts := httptest.NewServer(a.srv.Handler())
-	return ts.URL, func() { ts.Close(); cancel(); <-done; a.close() }
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &testApp{Gateway: g, url: g.URL(), grpcAddr: g.GRPCAddr().String(), dataDir: opts.DataDir, stop: stop}
 }
 
 // call sends a JSON request and decodes the JSON answer into out (when not
@@ -241,29 +266,4 @@ func (r *reportResp) arm(name string) (trials, successes uint64) {
 		}
 	}
 	return 0, 0
-}
-
-// serveTestApp runs a's background work and serves it over HTTP and gRPC on
-// loopback until the test ends; it returns the app and the gRPC address.
-func serveTestApp(t *testing.T, a *app, dir string) (*testApp, string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.run(ctx); close(done) }()
-	ts := httptest.NewServer(a.srv.Handler())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(a.srv.GRPCServerOptions()...)
-	a.srv.RegisterGRPC(gs)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(func() {
-		gs.Stop()
-		ts.Close()
-		cancel()
-		<-done
-		a.close()
-	})
-	return &testApp{app: a, url: ts.URL, dataDir: dir}, lis.Addr().String()
 }
