@@ -159,7 +159,8 @@ func newGateway(ctx context.Context, cfg *config.Config, opts Options, db stateS
 	if err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { g.reg.Close(); g.pool.Close() })
+	reg, pool := g.reg, g.pool // g is nil when New fails
+	undo = append(undo, func() { reg.Close(); pool.Close() })
 	g.tel, g.ltls = tel, ltls
 	if _, embedded := db.(*store.DB); embedded && g.keys != nil {
 		// The command line hands key changes to this server through the

@@ -166,3 +166,41 @@ func findAudit(entries []audit.Entry, action, target string) *audit.Entry {
 func auditLogOf(g *Gateway) ([]audit.Entry, error) {
 	return audit.New(g.db, nil).List(context.Background(), 100)
 }
+
+// A start that fails halfway — the config's seeding, after the store, the
+// telemetry and the TF Serving pool are up — leaves no goroutine behind and
+// the data dir free: the next start on it succeeds at once.
+func TestFailedStartReleasesEverything(t *testing.T) {
+	for _, tc := range []struct{ name, fault string }{
+		{"seeding fails", `"arms_typo": 1, "arms"`},
+		{"listener taken", `"arms"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := goleak.IgnoreCurrent()
+			dir := t.TempDir()
+			bad := demoConfig(t, "")
+			bad.Endpoints[0].Body = []byte(strings.Replace(string(bad.Endpoints[0].Body), `"arms"`, tc.fault, 1))
+			taken, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			grpcAddr := "127.0.0.1:0"
+			if tc.name == "listener taken" {
+				grpcAddr = taken.Addr().String()
+			}
+			g, err := New(context.Background(), bad, Options{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				HTTPAddr: "127.0.0.1:0", GRPCAddr: grpcAddr})
+			taken.Close()
+			if err == nil {
+				g.Close()
+				t.Fatal("New succeeded")
+			}
+			goleak.VerifyNone(t, before)
+			g, err = newTestGateway(demoConfig(t, ""), dir, nil)
+			if err != nil {
+				t.Fatalf("the data dir after a failed start: %v", err)
+			}
+			g.Close()
+		})
+	}
+}
