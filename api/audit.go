@@ -23,6 +23,11 @@ func (s *Server) actor(c *gin.Context) {
 	c.Next()
 }
 
+// AuditList is the answer of GET /v1/audit: the newest entries first.
+type AuditList struct {
+	Entries []audit.Entry `json:"entries"`
+}
+
 func (s *Server) getAudit(c *gin.Context) {
 	if s.auditLog == nil {
 		s.writeError(c, fault.New(fault.NotFound, "audit_disabled", "this server keeps no audit log"))
@@ -42,5 +47,5 @@ func (s *Server) getAudit(c *gin.Context) {
 		s.writeError(c, &fault.Error{Kind: fault.Unavailable, Code: "store_unavailable", Message: "reading the audit log", Err: err})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"entries": entries})
+	c.JSON(http.StatusOK, AuditList{Entries: entries})
 }

@@ -364,13 +364,18 @@ func (s *Server) createKey(c *gin.Context) {
 	c.JSON(http.StatusCreated, v)
 }
 
+// KeyList is the answer of GET /v1/keys.
+type KeyList struct {
+	Keys []KeyView `json:"keys"`
+}
+
 func (s *Server) listKeys(c *gin.Context) {
 	out, err := s.ListKeys(c.Request.Context())
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"keys": out})
+	c.JSON(http.StatusOK, KeyList{Keys: out})
 }
 
 func (s *Server) revokeKey(c *gin.Context) {

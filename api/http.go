@@ -168,17 +168,21 @@ func (s *Server) decode(c *gin.Context, v any) bool {
 	return true
 }
 
-type recommendBody struct {
+// RecommendRequest is the body of POST /v1/endpoints/{endpoint}/recommend.
+// UserID and K are pointers so that a missing value is told apart from a
+// given one: a missing k means the default, while k: 0 is a 400. Clients
+// build it with new: RecommendRequest{UserID: new("u42"), K: new(10)}.
+type RecommendRequest struct {
 	UserID     *string           `json:"user_id"`
-	Context    map[string]string `json:"context"`
-	Features   map[string]any    `json:"features"`
-	Candidates []string          `json:"candidates"`
-	Exclude    []string          `json:"exclude"`
-	K          *int              `json:"k"`
+	Context    map[string]string `json:"context,omitempty"`
+	Features   map[string]any    `json:"features,omitempty"`
+	Candidates []string          `json:"candidates,omitempty"`
+	Exclude    []string          `json:"exclude,omitempty"`
+	K          *int              `json:"k,omitempty"`
 }
 
 func (s *Server) recommend(c *gin.Context) {
-	var in recommendBody
+	var in RecommendRequest
 	if !s.decode(c, &in) {
 		return
 	}
@@ -203,12 +207,13 @@ func (s *Server) recommend(c *gin.Context) {
 	c.JSON(http.StatusOK, resp)
 }
 
-type feedbackBody struct {
+// FeedbackRequest is the body of POST /v1/feedback: 1..1000 events.
+type FeedbackRequest struct {
 	Events []feedback.Event `json:"events"`
 }
 
 func (s *Server) postFeedback(c *gin.Context) {
-	var in feedbackBody
+	var in FeedbackRequest
 	if !s.decode(c, &in) {
 		return
 	}
@@ -220,8 +225,13 @@ func (s *Server) postFeedback(c *gin.Context) {
 	c.JSON(http.StatusOK, res)
 }
 
+// ModelList is the answer of GET /v1/models: every model with its versions.
+type ModelList struct {
+	Models []registry.ModelInfo `json:"models"`
+}
+
 func (s *Server) listModels(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"models": s.reg.Models()})
+	c.JSON(http.StatusOK, ModelList{Models: s.reg.Models()})
 }
 
 func (s *Server) putVersion(c *gin.Context) {
@@ -272,8 +282,13 @@ func (s *Server) deleteVersion(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
+// EndpointList is the answer of GET /v1/endpoints.
+type EndpointList struct {
+	Endpoints []*registry.Endpoint `json:"endpoints"`
+}
+
 func (s *Server) listEndpoints(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"endpoints": s.reg.Endpoints()})
+	c.JSON(http.StatusOK, EndpointList{Endpoints: s.reg.Endpoints()})
 }
 
 func (s *Server) putEndpoint(c *gin.Context) {
@@ -322,10 +337,13 @@ func (s *Server) deleteEndpoint(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
+// AddArmRequest is the body of POST /v1/endpoints/{endpoint}/arms.
+type AddArmRequest struct {
+	Arm string `json:"arm"` // a registered version, e.g. "mf@3"
+}
+
 func (s *Server) addArm(c *gin.Context) {
-	var in struct {
-		Arm string `json:"arm"`
-	}
+	var in AddArmRequest
 	if !s.decode(c, &in) {
 		return
 	}
@@ -347,10 +365,14 @@ func (s *Server) addArm(c *gin.Context) {
 	c.JSON(http.StatusCreated, ep)
 }
 
+// ArmStateRequest is the body of PATCH /v1/endpoints/{endpoint}/arms/{arm}:
+// registry.Active or registry.Paused (the kill switch).
+type ArmStateRequest struct {
+	State string `json:"state"`
+}
+
 func (s *Server) patchArm(c *gin.Context) {
-	var in struct {
-		State string `json:"state"`
-	}
+	var in ArmStateRequest
 	if !s.decode(c, &in) {
 		return
 	}

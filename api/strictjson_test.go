@@ -187,7 +187,7 @@ func BenchmarkDecodeRecommend(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		var in recommendBody
+		var in RecommendRequest
 		if err := fault.DecodeJSON(body, &in); err != nil {
 			b.Fatal(err)
 		}
@@ -196,7 +196,7 @@ func BenchmarkDecodeRecommend(b *testing.B) {
 
 // The recommend body decodes into the values the router gets.
 func TestDecodeRecommendBody(t *testing.T) {
-	var in recommendBody
+	var in RecommendRequest
 	err := fault.DecodeJSON([]byte(`{"user_id": "u42", "context": {"surface": "music"}, "features": {"recent_items": ["i3"], "age": 31},
 		"candidates": ["i1"], "exclude": ["i9"], "k": 10}`), &in)
 	if err != nil {

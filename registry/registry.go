@@ -275,7 +275,7 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 			return nil, fault.Field("backend.type", "unsupported_backend", "%q is not available (have: %v)", loose.Backend.Type, r.backendTypes())
 		}
 	}
-	var in versionBody
+	var in VersionBody
 	if err := fault.DecodeJSON(body, &in); err != nil {
 		return nil, err
 	}

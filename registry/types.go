@@ -252,11 +252,12 @@ func SplitArm(arm string) (name, version string, ok bool) {
 	return name, version, ValidName(name) && ValidVersion(version)
 }
 
-// versionBody is the request body of PUT /v1/models/{m}/versions/{v}.
-type versionBody struct {
+// VersionBody is the request body of PUT /v1/models/{m}/versions/{v}. Backend
+// is required; Features and Metadata are optional.
+type VersionBody struct {
 	Backend  *BackendSpec    `json:"backend"`
-	Features json.RawMessage `json:"features"`
-	Metadata map[string]any  `json:"metadata"`
+	Features json.RawMessage `json:"features,omitempty"`
+	Metadata map[string]any  `json:"metadata,omitempty"`
 }
 
 type priorBody struct {
