@@ -3,7 +3,8 @@ package main
 // The ML teams' command line: `modelgate models …` and `modelgate endpoints …`
 // are thin clients of the gateway's HTTP API. This file holds what they
 // share: command groups, flag parsing (flags may come before, between or
-// after the arguments), the HTTP client, error reporting and tables.
+// after the arguments), the gateway client (package client), error
+// reporting and tables.
 
 import (
 	"bytes"
@@ -12,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"sort"
@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/modelgate/modelgate/client"
 	"github.com/modelgate/modelgate/fault"
 )
 
@@ -220,110 +221,29 @@ func (c *cliCmd) isSet(name string) bool {
 	return set
 }
 
-// cliClient talks to one gateway.
-type cliClient struct {
-	base string
-	http *http.Client
-}
-
 // client checks --server and returns a client for it.
-func (c *cliCmd) client() (*cliClient, int, bool) {
+func (c *cliCmd) client() (*client.Client, int, bool) {
 	s := strings.TrimSpace(c.server)
 	if s != "" && !strings.Contains(s, "://") {
 		s = "http://" + s
 	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	cl, err := client.New(s, client.Options{Timeout: cliTimeout, UserAgent: "modelgate-cli"})
+	if err != nil {
 		return nil, c.usageError("--server %q: want a base URL like %s", c.server, cliDefaultServer), false
 	}
-	return &cliClient{base: strings.TrimRight(s, "/"), http: &http.Client{Timeout: cliTimeout}}, exitOK, true
+	return cl, exitOK, true
 }
 
-// cliAPIError is an error answer of the server.
-type cliAPIError struct {
-	status  int
-	code    string
-	message string
-	field   string
-	body    string // when the answer was not the documented error shape
-}
-
-func (e *cliAPIError) Error() string {
-	if e.code == "" {
-		body := e.body
-		if len(body) > 300 {
-			body = body[:300] + "…"
-		}
-		msg := fmt.Sprintf("%d %s", e.status, http.StatusText(e.status))
-		if body != "" {
-			msg += ": " + body
-		}
-		return msg
-	}
-	msg := fmt.Sprintf("%d %s: ", e.status, e.code)
-	if e.field != "" {
-		msg += e.field + ": "
-	}
-	return msg + e.message
-}
-
-// do sends one request with an optional JSON body. A non-2xx answer is a
-// *cliAPIError.
-func (cl *cliClient) do(method, path string, body []byte) (status int, raw []byte, err error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, cl.base+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := cl.http.Do(req)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%v (is the gateway running? set --server or %s)", err, cliServerEnv)
-	}
-	defer resp.Body.Close()
-	raw, err = io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("%s %s: reading the answer: %v", method, req.URL, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := &cliAPIError{status: resp.StatusCode}
-		var eb struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-				Field   string `json:"field"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(raw, &eb) == nil && eb.Error.Code != "" {
-			e.code, e.message, e.field = eb.Error.Code, eb.Error.Message, eb.Error.Field
-		} else {
-			e.body = strings.TrimSpace(string(raw))
-		}
-		return resp.StatusCode, raw, e
-	}
-	return resp.StatusCode, raw, nil
-}
-
-// fail reports err as "modelgate: …" and returns exitError.
+// fail reports err as "modelgate: …" and returns exitError. A gateway that
+// could not be reached gets a hint at --server.
 func (c *cliCmd) fail(err error) int {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		fmt.Fprintf(c.stderr, "modelgate: %v (is the gateway running? set --server or %s)\n", err, cliServerEnv)
+		return exitError
+	}
 	fmt.Fprintf(c.stderr, "modelgate: %v\n", err)
 	return exitError
-}
-
-// decode reads a server answer; a malformed one is an error of the server.
-func (c *cliCmd) decode(raw []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("unexpected answer from %s: %v", c.server, err)
-	}
-	return nil
 }
 
 // printRaw writes the server's JSON as it came, ending in a newline.
@@ -379,13 +299,23 @@ func cell(s string) string {
 	return cellReplacer.Replace(s)
 }
 
-// cliTime shows an RFC 3339 time from the server to the second, in UTC.
-func cliTime(s string) string {
+// cliTime shows a time from the server to the second, in UTC; "" when the
+// answer had none.
+func cliTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// cliTimeText is cliTime for a time the answer holds as RFC 3339 text (a
+// report's generated_at); text that is not one is shown as it is.
+func cliTimeText(s string) string {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil || t.IsZero() {
 		return s
 	}
-	return t.UTC().Format(time.RFC3339)
+	return cliTime(t)
 }
 
 // cliValue shows a JSON value: a string as is, anything else as compact JSON.
@@ -424,19 +354,15 @@ func truncate(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// exchange sends one request and, unless --json printed the raw answer,
-// decodes it into out. done is true when the command should exit with code
-// now (an error, or the JSON was printed).
-func (c *cliCmd) exchange(cl *cliClient, method, path string, body []byte, out any) (status, code int, done bool) {
-	status, raw, err := cl.do(method, path, body)
+// done ends a command after its API call: with the error reported, or with
+// the server's raw JSON printed under --json. ok is false when the command
+// returns code now.
+func (c *cliCmd) done(raw []byte, err error) (code int, ok bool) {
 	if err != nil {
-		return status, c.fail(err), true
+		return c.fail(err), false
 	}
 	if c.json {
-		return status, c.printRaw(raw), true
+		return c.printRaw(raw), false
 	}
-	if err := c.decode(raw, out); err != nil {
-		return status, c.fail(err), true
-	}
-	return status, 0, false
+	return exitOK, true
 }

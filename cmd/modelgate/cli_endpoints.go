@@ -4,12 +4,15 @@ package main
 // pause and resume through /v1/endpoints.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"strings"
+
+	"github.com/modelgate/modelgate/client"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/report"
 )
 
 var endpointsGroup = cliGroup{
@@ -29,67 +32,8 @@ func runEndpoints(args []string, stdout, stderr io.Writer) int {
 	return endpointsGroup.run(args, stdout, stderr)
 }
 
-type cliEndpoint struct {
-	Name      string            `json:"name"`
-	Arms      []string          `json:"arms"`
-	ArmStates map[string]string `json:"arm_states"`
-	Policy    struct {
-		Type  string `json:"type"`
-		Prior struct {
-			Alpha float64 `json:"alpha"`
-			Beta  float64 `json:"beta"`
-		} `json:"prior"`
-		SegmentBy         []string `json:"segment_by"`
-		MinShare          float64  `json:"min_share"`
-		TrialsOn          string   `json:"trials_on"`
-		AttributionWindow string   `json:"attribution_window"`
-		StopRule          struct {
-			PBest          float64 `json:"p_best"`
-			ValueRemaining float64 `json:"value_remaining"`
-			MinTrials      uint64  `json:"min_trials"`
-		} `json:"stop_rule"`
-	} `json:"policy"`
-	Fallback string `json:"fallback"`
-	AutoArms *struct {
-		Model    string `json:"model"`
-		Interval string `json:"interval"`
-	} `json:"auto_arms"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
-}
-
-type cliReport struct {
-	Endpoint    string   `json:"endpoint"`
-	GeneratedAt string   `json:"generated_at"`
-	Segment     string   `json:"segment"`
-	Segments    []string `json:"segments"`
-	Arms        []struct {
-		Arm          string  `json:"arm"`
-		State        string  `json:"state"`
-		Trials       uint64  `json:"trials"`
-		Successes    uint64  `json:"successes"`
-		Rate         float64 `json:"rate"`
-		PBest        float64 `json:"p_best"`
-		TrafficShare float64 `json:"traffic_share"`
-	} `json:"arms"`
-	Decision struct {
-		Status         string  `json:"status"`
-		Arm            *string `json:"arm"`
-		Reason         *string `json:"reason"`
-		ValueRemaining float64 `json:"value_remaining"`
-	} `json:"decision"`
-	Health struct {
-		Warnings []string `json:"warnings"`
-	} `json:"health"`
-	Regret struct {
-		ExpectedCumulative float64 `json:"expected_cumulative"`
-	} `json:"regret"`
-}
-
-func endpointPath(name string) string { return "/v1/endpoints/" + url.PathEscape(name) }
-
 // armsSummary is "mf@1, mf@2 (paused)".
-func (e *cliEndpoint) armsSummary() string {
+func armsSummary(e *registry.Endpoint) string {
 	parts := make([]string, len(e.Arms))
 	for i, a := range e.Arms {
 		parts[i] = a
@@ -101,7 +45,7 @@ func (e *cliEndpoint) armsSummary() string {
 }
 
 // activeArms lists the arms that can serve.
-func (e *cliEndpoint) activeArms() string {
+func activeArms(e *registry.Endpoint) string {
 	var out []string
 	for _, a := range e.Arms {
 		if st := e.ArmStates[a]; st == "" || st == "active" {
@@ -115,7 +59,7 @@ func (e *cliEndpoint) activeArms() string {
 }
 
 // segments describes segment_by.
-func (e *cliEndpoint) segments() string {
+func segmentsText(e *registry.Endpoint) string {
 	if len(e.Policy.SegmentBy) == 0 {
 		return "one segment (all)"
 	}
@@ -123,8 +67,8 @@ func (e *cliEndpoint) segments() string {
 }
 
 // policyShort is the policy in one table cell.
-func (e *cliEndpoint) policyShort() string {
-	return fmt.Sprintf("%s, %s, min_share %g", e.Policy.Type, e.segments(), e.Policy.MinShare)
+func policyShort(e *registry.Endpoint) string {
+	return fmt.Sprintf("%s, %s, min_share %g", e.Policy.Type, segmentsText(e), e.Policy.MinShare)
 }
 
 func runEndpointsList(args []string, stdout, stderr io.Writer) int {
@@ -138,27 +82,19 @@ func runEndpointsList(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	_, raw, err := cl.do(http.MethodGet, "/v1/endpoints", nil)
-	if err != nil {
-		return c.fail(err)
+	var raw []byte
+	eps, err := cl.Endpoints(context.Background(), client.RawBody(&raw))
+	if code, ok := c.done(raw, err); !ok {
+		return code
 	}
-	if c.json {
-		return c.printRaw(raw)
-	}
-	var resp struct {
-		Endpoints []cliEndpoint `json:"endpoints"`
-	}
-	if err := c.decode(raw, &resp); err != nil {
-		return c.fail(err)
-	}
-	if len(resp.Endpoints) == 0 {
+	if len(eps) == 0 {
 		fmt.Fprintln(stdout, "no endpoints")
 		return exitOK
 	}
 	tw := newTable(stdout)
 	row(tw, "ENDPOINT", "ARMS", "POLICY", "FALLBACK", "UPDATED")
-	for _, e := range resp.Endpoints {
-		row(tw, e.Name, e.armsSummary(), e.policyShort(), e.Fallback, cliTime(e.UpdatedAt))
+	for _, e := range eps {
+		row(tw, e.Name, armsSummary(e), policyShort(e), e.Fallback, cliTime(e.UpdatedAt))
 	}
 	tw.Flush()
 	return exitOK
@@ -182,15 +118,13 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	name := pos[0]
-	_, epRaw, err := cl.do(http.MethodGet, endpointPath(name), nil)
+	ctx := context.Background()
+	var epRaw, repRaw []byte
+	ep, err := cl.Endpoint(ctx, name, client.RawBody(&epRaw))
 	if err != nil {
 		return c.fail(err)
 	}
-	repPath := endpointPath(name) + "/report"
-	if segment != "" {
-		repPath += "?segment=" + url.QueryEscape(segment)
-	}
-	_, repRaw, repErr := cl.do(http.MethodGet, repPath, nil)
+	rep, repErr := cl.Report(ctx, name, client.ReportQuery{Segment: segment}, client.RawBody(&repRaw))
 	if c.json {
 		if repErr != nil {
 			return c.fail(fmt.Errorf("report: %w", repErr))
@@ -201,22 +135,15 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 		}{epRaw, repRaw})
 		return c.printRaw(out)
 	}
-	var ep cliEndpoint
-	if err := c.decode(epRaw, &ep); err != nil {
-		return c.fail(err)
-	}
-	var rep cliReport
-	if repErr == nil {
-		if err := c.decode(repRaw, &rep); err != nil {
-			repErr = err
-		}
+	if repErr != nil {
+		rep = &report.Report{} // the arms are shown without numbers
 	}
 	p := ep.Policy
 	tw := newTable(stdout)
 	fmt.Fprintf(tw, "endpoint:\t%s\n", ep.Name)
 	fmt.Fprintf(tw, "policy:\t%s, prior Beta(%g, %g), min_share %g, trials on %s, attribution window %s\n",
 		p.Type, p.Prior.Alpha, p.Prior.Beta, p.MinShare, p.TrialsOn, p.AttributionWindow)
-	fmt.Fprintf(tw, "segments:\t%s\n", ep.segments())
+	fmt.Fprintf(tw, "segments:\t%s\n", segmentsText(ep))
 	fmt.Fprintf(tw, "stop rule:\twinner at P(best) ≥ %g or value remaining < %g, after ≥ %d trials\n",
 		p.StopRule.PBest, p.StopRule.ValueRemaining, p.StopRule.MinTrials)
 	fallback := ep.Fallback
@@ -232,7 +159,7 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 	tw.Flush()
 	fmt.Fprintln(stdout)
 	if repErr == nil {
-		fmt.Fprintf(stdout, "report, segment %s, generated %s:\n", rep.Segment, cliTime(rep.GeneratedAt))
+		fmt.Fprintf(stdout, "report, segment %s, generated %s:\n", rep.Segment, cliTimeText(rep.GeneratedAt))
 	}
 	tw = newTable(stdout)
 	row(tw, "ARM", "STATE", "TRIALS", "SUCCESSES", "RATE", "P_BEST", "SHARE")
@@ -295,16 +222,16 @@ func runEndpointsApply(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	var ep cliEndpoint
-	status, code, done := c.exchange(cl, http.MethodPut, endpointPath(pos[0]), body, &ep)
-	if done {
+	var raw []byte
+	ep, created, err := cl.PutEndpointJSON(context.Background(), pos[0], body, client.RawBody(&raw))
+	if code, ok := c.done(raw, err); !ok {
 		return code
 	}
 	verb := "replaced"
-	if status == http.StatusCreated {
+	if created {
 		verb = "created"
 	}
-	fmt.Fprintf(stdout, "%s endpoint %s: arms %s; %s", verb, ep.Name, ep.armsSummary(), ep.policyShort())
+	fmt.Fprintf(stdout, "%s endpoint %s: arms %s; %s", verb, ep.Name, armsSummary(ep), policyShort(ep))
 	if ep.Fallback != "" {
 		fmt.Fprintf(stdout, "; fallback %s", ep.Fallback)
 	}
@@ -324,25 +251,24 @@ func runEndpointsAddArm(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	body, _ := json.Marshal(map[string]string{"arm": pos[1]})
-	var ep cliEndpoint
-	_, code, done := c.exchange(cl, http.MethodPost, endpointPath(pos[0])+"/arms", body, &ep)
-	if done {
+	var raw []byte
+	ep, err := cl.AddArm(context.Background(), pos[0], pos[1], client.RawBody(&raw))
+	if code, ok := c.done(raw, err); !ok {
 		return code
 	}
-	fmt.Fprintf(stdout, "added %s to %s; arms: %s\n", pos[1], ep.Name, ep.armsSummary())
+	fmt.Fprintf(stdout, "added %s to %s; arms: %s\n", pos[1], ep.Name, armsSummary(ep))
 	return exitOK
 }
 
 func runEndpointsPause(args []string, stdout, stderr io.Writer) int {
-	return setArmState(args, stdout, stderr, "pause", "paused",
+	return setArmState(args, stdout, stderr, "pause", registry.Paused,
 		"The kill switch: pauses an arm of an endpoint (PATCH /v1/endpoints/NAME/arms/ARM\n"+
 			"{\"state\": \"paused\"}). From the next request on it is never chosen and never serves as\n"+
 			"fallback; its counts are kept. 'modelgate endpoints resume' undoes it.")
 }
 
 func runEndpointsResume(args []string, stdout, stderr io.Writer) int {
-	return setArmState(args, stdout, stderr, "resume", "active",
+	return setArmState(args, stdout, stderr, "resume", registry.Active,
 		"Makes a paused arm of an endpoint active again (PATCH /v1/endpoints/NAME/arms/ARM\n"+
 			"{\"state\": \"active\"}), with the counts it had.")
 }
@@ -357,16 +283,15 @@ func setArmState(args []string, stdout, stderr io.Writer, verb, state, about str
 	if !ok {
 		return code
 	}
-	body, _ := json.Marshal(map[string]string{"state": state})
-	var ep cliEndpoint
-	_, code, done := c.exchange(cl, http.MethodPatch, endpointPath(pos[0])+"/arms/"+url.PathEscape(pos[1]), body, &ep)
-	if done {
+	var raw []byte
+	ep, err := cl.SetArmState(context.Background(), pos[0], pos[1], state, client.RawBody(&raw))
+	if code, ok := c.done(raw, err); !ok {
 		return code
 	}
 	did := "paused"
-	if state == "active" {
+	if state == registry.Active {
 		did = "resumed"
 	}
-	fmt.Fprintf(stdout, "%s %s on %s; active arms: %s\n", did, pos[1], ep.Name, ep.activeArms())
+	fmt.Fprintf(stdout, "%s %s on %s; active arms: %s\n", did, pos[1], ep.Name, activeArms(ep))
 	return exitOK
 }

@@ -5,13 +5,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"path/filepath"
 	"strings"
+
+	"github.com/modelgate/modelgate/client"
+	"github.com/modelgate/modelgate/registry"
 )
 
 var modelsGroup = cliGroup{
@@ -29,21 +31,20 @@ func runModels(args []string, stdout, stderr io.Writer) int {
 	return modelsGroup.run(args, stdout, stderr)
 }
 
-// cliVersion is a model version as the server returns it. The backend is
-// kept as a map so that fields of newer backends show up too.
-type cliVersion struct {
-	Name      string          `json:"name"`
-	Version   string          `json:"version"`
-	Arm       string          `json:"arm"`
-	Backend   map[string]any  `json:"backend"`
-	Features  json.RawMessage `json:"features"`
-	Metadata  map[string]any  `json:"metadata"`
-	CreatedAt string          `json:"created_at"`
-}
-
-// versionPath is the API path of a model version.
-func versionPath(model, version string) string {
-	return "/v1/models/" + url.PathEscape(model) + "/versions/" + url.PathEscape(version)
+// backendFields is a version's backend as the JSON object the server sent,
+// so that tables show every field it set, by name, whatever its type.
+func backendFields(b registry.BackendSpec) map[string]any {
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return map[string]any{}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if dec.Decode(&m) != nil || m == nil {
+		return map[string]any{}
+	}
+	return m
 }
 
 // modelVersionArgs takes MODEL VERSION, or MODEL@VERSION as one argument.
@@ -73,31 +74,21 @@ func runModelsList(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	_, raw, err := cl.do(http.MethodGet, "/v1/models", nil)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printRaw(raw)
-	}
-	var resp struct {
-		Models []struct {
-			Name     string       `json:"name"`
-			Versions []cliVersion `json:"versions"`
-		} `json:"models"`
-	}
-	if err := c.decode(raw, &resp); err != nil {
-		return c.fail(err)
+	var raw []byte
+	models, err := cl.Models(context.Background(), client.RawBody(&raw))
+	if code, ok := c.done(raw, err); !ok {
+		return code
 	}
 	n := 0
 	tw := newTable(stdout)
-	for _, m := range resp.Models {
+	for _, m := range models {
 		for _, v := range m.Versions {
 			if n == 0 {
 				row(tw, "MODEL", "VERSION", "BACKEND", "PATH/TARGET", "CREATED", "METADATA")
 			}
 			n++
-			row(tw, v.Name, v.Version, cliValue(v.Backend["type"]), backendWhere(v.Backend), cliTime(v.CreatedAt), metadataSummary(v.Metadata, 60))
+			b := backendFields(v.Backend)
+			row(tw, v.Name, v.Version, cliValue(b["type"]), backendWhere(b), cliTime(v.CreatedAt), metadataSummary(v.Metadata, 60))
 		}
 	}
 	tw.Flush()
@@ -148,11 +139,12 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	var v cliVersion
-	_, code, done := c.exchange(cl, http.MethodGet, versionPath(model, version), nil, &v)
-	if done {
+	var raw []byte
+	v, err := cl.Version(context.Background(), model, version, client.RawBody(&raw))
+	if code, ok := c.done(raw, err); !ok {
 		return code
 	}
+	backend := backendFields(v.Backend)
 	tw := newTable(stdout)
 	fmt.Fprintf(tw, "model:\t%s\n", v.Name)
 	fmt.Fprintf(tw, "version:\t%s\n", v.Version)
@@ -161,12 +153,12 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 	tw.Flush()
 	fmt.Fprintln(stdout, "backend:")
 	tw = newTable(stdout)
-	if t, ok := v.Backend["type"]; ok {
+	if t, ok := backend["type"]; ok {
 		fmt.Fprintf(tw, "  type:\t%s\n", cliValue(t))
 	}
-	for _, k := range sortedKeys(v.Backend) {
+	for _, k := range sortedKeys(backend) {
 		if k != "type" {
-			fmt.Fprintf(tw, "  %s:\t%s\n", k, cliValue(v.Backend[k]))
+			fmt.Fprintf(tw, "  %s:\t%s\n", k, cliValue(backend[k]))
 		}
 	}
 	tw.Flush()
@@ -182,7 +174,7 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 	}
 	spec := bytes.TrimSpace(v.Features)
 	if len(spec) == 0 || string(spec) == "null" || string(spec) == "{}" {
-		if v.Backend["type"] == "embedded" {
+		if v.Backend.Type == "embedded" {
 			fmt.Fprintln(stdout, "features: none (an embedded version reads user_id and features.recent_items)")
 		} else {
 			fmt.Fprintln(stdout, "features: none")
@@ -249,22 +241,11 @@ func (m *metadataFlag) Set(s string) error {
 	return nil
 }
 
-// cliBackend is the backend of a version body built from flags.
-type cliBackend struct {
-	Type          string            `json:"type"`
-	Path          string            `json:"path,omitempty"`
-	Target        string            `json:"target,omitempty"`
-	ModelName     string            `json:"model_name,omitempty"`
-	Version       *int64            `json:"version,omitempty"`
-	VersionLabel  string            `json:"version_label,omitempty"`
-	SignatureName string            `json:"signature_name,omitempty"`
-	TimeoutMS     *int              `json:"timeout_ms,omitempty"`
-	Outputs       map[string]string `json:"outputs,omitempty"`
-}
-
-// buildVersionBody builds the PUT body of `models register` from its flags.
-// Its errors are usage errors; warn receives notes for the user.
-func buildVersionBody(f *registerFlags, warn func(string)) ([]byte, error) {
+// buildVersionBody builds the PUT body of `models register` from its flags:
+// a typed body, or, with --file, the file's JSON (raw) so that the server
+// judges every field in it. Its errors are usage errors; warn receives
+// notes for the user.
+func buildVersionBody(f *registerFlags, warn func(string)) (body *registry.VersionBody, raw json.RawMessage, err error) {
 	sources := 0
 	for _, n := range []string{"file", "embedded", "tfserving"} {
 		if f.set(n) {
@@ -272,12 +253,12 @@ func buildVersionBody(f *registerFlags, warn func(string)) ([]byte, error) {
 		}
 	}
 	if sources != 1 {
-		return nil, fmt.Errorf("give exactly one of --file, --embedded or --tfserving")
+		return nil, nil, fmt.Errorf("give exactly one of --file, --embedded or --tfserving")
 	}
 	if !f.set("tfserving") {
 		for _, n := range []string{"model-name", "tf-version", "version-label", "signature", "scores-output", "ids-output"} {
 			if f.set(n) {
-				return nil, fmt.Errorf("--%s goes with --tfserving", n)
+				return nil, nil, fmt.Errorf("--%s goes with --tfserving", n)
 			}
 		}
 	}
@@ -285,39 +266,39 @@ func buildVersionBody(f *registerFlags, warn func(string)) ([]byte, error) {
 	if f.set("features") {
 		spec, err := readJSONFile("features", f.features)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		features = spec
 	}
 	if f.set("file") {
 		if f.set("timeout-ms") {
-			return nil, fmt.Errorf("--timeout-ms cannot be combined with --file: set backend.timeout_ms in the file")
+			return nil, nil, fmt.Errorf("--timeout-ms cannot be combined with --file: set backend.timeout_ms in the file")
 		}
-		return versionBodyFromFile(f, features, warn)
+		raw, err := versionBodyFromFile(f, features, warn)
+		return nil, raw, err
 	}
-	b := cliBackend{}
+	b := &registry.BackendSpec{}
 	if f.set("timeout-ms") {
-		t := f.timeoutMS
-		b.TimeoutMS = &t
+		b.TimeoutMS = f.timeoutMS // 0, the server's default, is sent as no value
 	}
 	if f.set("embedded") {
 		if f.embedded == "" {
-			return nil, fmt.Errorf("--embedded needs a directory")
+			return nil, nil, fmt.Errorf("--embedded needs a directory")
 		}
 		abs, err := filepath.Abs(f.embedded)
 		if err != nil {
-			return nil, fmt.Errorf("--embedded %s: %v", f.embedded, err)
+			return nil, nil, fmt.Errorf("--embedded %s: %v", f.embedded, err)
 		}
 		b.Type, b.Path = "embedded", abs
 	} else {
 		if f.tfserving == "" {
-			return nil, fmt.Errorf("--tfserving needs a HOST:PORT target")
+			return nil, nil, fmt.Errorf("--tfserving needs a HOST:PORT target")
 		}
 		if f.modelName == "" {
-			return nil, fmt.Errorf("--tfserving needs --model-name (the model's name in TF Serving)")
+			return nil, nil, fmt.Errorf("--tfserving needs --model-name (the model's name in TF Serving)")
 		}
 		if f.set("tf-version") && f.set("version-label") {
-			return nil, fmt.Errorf("give --tf-version or --version-label, not both")
+			return nil, nil, fmt.Errorf("give --tf-version or --version-label, not both")
 		}
 		b.Type, b.Target, b.ModelName = "tfserving", f.tfserving, f.modelName
 		if f.set("tf-version") {
@@ -326,21 +307,23 @@ func buildVersionBody(f *registerFlags, warn func(string)) ([]byte, error) {
 		}
 		b.VersionLabel, b.SignatureName = f.versionLabel, f.signature
 		if f.set("ids-output") && !f.set("scores-output") {
-			return nil, fmt.Errorf("--ids-output needs --scores-output")
+			return nil, nil, fmt.Errorf("--ids-output needs --scores-output")
 		}
 		if f.set("scores-output") {
-			b.Outputs = map[string]string{"scores": f.scoresOutput}
+			b.Outputs = &registry.OutputsMap{Scores: f.scoresOutput}
 			if f.set("ids-output") {
-				b.Outputs["ids"] = f.idsOutput
+				b.Outputs.IDs = f.idsOutput
 			}
 		}
 	}
-	body := struct {
-		Backend  cliBackend                 `json:"backend"`
-		Features json.RawMessage            `json:"features,omitempty"`
-		Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
-	}{b, features, f.metadata.vals}
-	return json.Marshal(body)
+	body = &registry.VersionBody{Backend: b, Features: features}
+	if len(f.metadata.vals) > 0 {
+		body.Metadata = make(map[string]any, len(f.metadata.vals))
+		for k, v := range f.metadata.vals {
+			body.Metadata[k] = v // a json.RawMessage: sent as written
+		}
+	}
+	return body, nil, nil
 }
 
 // versionBodyFromFile reads --file, then sets "features" from --features
@@ -428,7 +411,7 @@ func runModelsRegister(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	body, err := buildVersionBody(f, func(s string) { fmt.Fprintln(stderr, s) })
+	body, rawBody, err := buildVersionBody(f, func(s string) { fmt.Fprintln(stderr, s) })
 	if err != nil {
 		return c.usageError("%v", err)
 	}
@@ -436,9 +419,17 @@ func runModelsRegister(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	var v cliVersion
-	status, code, done := c.exchange(cl, http.MethodPut, versionPath(model, version), body, &v)
-	if done {
+	var (
+		raw     []byte
+		v       *registry.ModelVersion
+		created bool
+	)
+	if body != nil {
+		v, created, err = cl.PutVersion(context.Background(), model, version, *body, client.RawBody(&raw))
+	} else {
+		v, created, err = cl.PutVersionJSON(context.Background(), model, version, rawBody, client.RawBody(&raw))
+	}
+	if code, ok := c.done(raw, err); !ok {
 		return code
 	}
 	arm := v.Arm
@@ -446,12 +437,13 @@ func runModelsRegister(args []string, stdout, stderr io.Writer) int {
 		arm = model + "@" + version
 	}
 	verb := "replaced"
-	if status == http.StatusCreated {
+	if created {
 		verb = "registered"
 	}
-	where := backendWhere(v.Backend)
+	backend := backendFields(v.Backend)
+	where := backendWhere(backend)
 	if where != "" {
-		where = " (" + cliValue(v.Backend["type"]) + " " + where + ")"
+		where = " (" + cliValue(backend["type"]) + " " + where + ")"
 	}
 	fmt.Fprintf(stdout, "%s %s%s\n", verb, arm, where)
 	return exitOK
@@ -470,7 +462,8 @@ func runModelsDelete(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	if _, raw, err := cl.do(http.MethodDelete, versionPath(model, version), nil); err != nil {
+	var raw []byte
+	if err := cl.DeleteVersion(context.Background(), model, version, client.RawBody(&raw)); err != nil {
 		return c.fail(err)
 	} else if c.json {
 		if len(raw) > 0 {

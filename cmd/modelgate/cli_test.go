@@ -371,22 +371,3 @@ func strconvQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
-
-// The command line prints an API error as "status code: field: message",
-// naming the field once.
-func TestCLIAPIErrorText(t *testing.T) {
-	for _, tc := range []struct {
-		err  cliAPIError
-		want string
-	}{
-		{cliAPIError{status: 400, code: "invalid_k", message: "must be between 1 and 1000", field: "k"}, "400 invalid_k: k: must be between 1 and 1000"},
-		{cliAPIError{status: 400, code: "unknown_field", message: `unknown field; did you mean "arms"? (names are case-sensitive)`, field: "Arms"},
-			`400 unknown_field: Arms: unknown field; did you mean "arms"? (names are case-sensitive)`},
-		{cliAPIError{status: 404, code: "model_not_found", message: "model nope is not registered"}, "404 model_not_found: model nope is not registered"},
-		{cliAPIError{status: 502, body: "upstream gone"}, "502 Bad Gateway: upstream gone"},
-	} {
-		if got := tc.err.Error(); got != tc.want {
-			t.Errorf("got %q, want %q", got, tc.want)
-		}
-	}
-}

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/signal"
 	"sort"
@@ -17,7 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelgate/modelgate/api"
+	"github.com/modelgate/modelgate/client"
 	"github.com/modelgate/modelgate/examples/demo/groundtruth"
+	"github.com/modelgate/modelgate/feedback"
 )
 
 type demoFlags struct {
@@ -70,37 +70,6 @@ func runDemoTraffic(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-type demoClient struct {
-	base string
-	http *http.Client
-}
-
-func (c *demoClient) post(ctx context.Context, path string, in, out any) error {
-	body, _ := json.Marshal(in)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	return c.do(req, out)
-}
-
-func (c *demoClient) do(req *http.Request, out any) error {
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.Unmarshal(b, out)
-}
-
 type demoTally struct {
 	mu        sync.Mutex
 	n         int
@@ -117,9 +86,12 @@ func demoTraffic(ctx context.Context, f demoFlags, stdout io.Writer) error {
 	}
 	users := truth.Users()
 	surfaces := strings.Split(f.surfaces, ",")
-	c := &demoClient{base: strings.TrimRight(f.server, "/"), http: &http.Client{Timeout: 10 * time.Second}}
+	c, err := client.New(strings.TrimRight(f.server, "/"), client.Options{Timeout: 10 * time.Second, UserAgent: "modelgate-demo-traffic"})
+	if err != nil {
+		return err
+	}
 	tally := &demoTally{total: map[string]int{}, window: map[string]int{}}
-	fmt.Fprintf(stdout, "demo-traffic: %d requests to %s/v1/endpoints/%s/recommend, %d users\n", f.requests, c.base, f.endpoint, len(users))
+	fmt.Fprintf(stdout, "demo-traffic: %d requests to %s/v1/endpoints/%s/recommend, %d users\n", f.requests, c.BaseURL(), f.endpoint, len(users))
 	jobs := make(chan int)
 	errc := make(chan error, f.concurrency)
 	var wg sync.WaitGroup
@@ -161,34 +133,23 @@ loop:
 	return printReport(ctx, c, f.endpoint, stdout)
 }
 
-type demoRec struct {
-	PredictionID string `json:"prediction_id"`
-	Arm          string `json:"arm"`
-	Items        []struct {
-		ID string `json:"id"`
-	} `json:"items"`
-}
-
-func demoOne(ctx context.Context, c *demoClient, f demoFlags, truth *groundtruth.Truth, users, surfaces []string,
+func demoOne(ctx context.Context, c *client.Client, f demoFlags, truth *groundtruth.Truth, users, surfaces []string,
 	rng *rand.Rand, tally *demoTally, stdout io.Writer) error {
 	user := users[rng.IntN(len(users))]
-	in := map[string]any{"user_id": user, "k": f.k, "context": map[string]string{"surface": surfaces[rng.IntN(len(surfaces))]}}
-	var rec demoRec
-	if err := c.post(ctx, "/v1/endpoints/"+f.endpoint+"/recommend", in, &rec); err != nil {
-		return err
+	in := api.RecommendRequest{UserID: new(user), K: new(f.k), Context: map[string]string{"surface": surfaces[rng.IntN(len(surfaces))]}}
+	rec, err := c.Recommend(ctx, f.endpoint, in)
+	if err != nil {
+		return fmt.Errorf("recommend: %w", err)
 	}
-	var events []map[string]string
+	var events []feedback.Event
 	for _, it := range rec.Items {
 		if rng.Float64() < truth.ClickProb(user, it.ID) {
-			events = append(events, map[string]string{"prediction_id": rec.PredictionID, "type": "click", "item_id": it.ID})
+			events = append(events, feedback.Event{PredictionID: rec.PredictionID, Type: "click", ItemID: it.ID})
 		}
 	}
 	if len(events) > 0 {
-		var res struct {
-			Accepted int `json:"accepted"`
-		}
-		if err := c.post(ctx, "/v1/feedback", map[string]any{"events": events}, &res); err != nil {
-			return err
+		if _, err := c.Feedback(ctx, events); err != nil {
+			return fmt.Errorf("feedback: %w", err)
 		}
 	}
 	tally.mu.Lock()
@@ -221,31 +182,10 @@ func shares(m map[string]int, n int) string {
 	return strings.TrimSpace(b.String())
 }
 
-func printReport(ctx context.Context, c *demoClient, endpoint string, stdout io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/endpoints/"+endpoint+"/report", nil)
+func printReport(ctx context.Context, c *client.Client, endpoint string, stdout io.Writer) error {
+	rep, err := c.Report(ctx, endpoint, client.ReportQuery{})
 	if err != nil {
-		return err
-	}
-	var rep struct {
-		Arms []struct {
-			Arm          string     `json:"arm"`
-			Trials       uint64     `json:"trials"`
-			Successes    uint64     `json:"successes"`
-			Rate         float64    `json:"rate"`
-			CI95         [2]float64 `json:"ci95"`
-			PBest        float64    `json:"p_best"`
-			TrafficShare float64    `json:"traffic_share"`
-		} `json:"arms"`
-		Decision struct {
-			Status string  `json:"status"`
-			Arm    *string `json:"arm"`
-		} `json:"decision"`
-		Regret struct {
-			ExpectedCumulative float64 `json:"expected_cumulative"`
-		} `json:"regret"`
-	}
-	if err := c.do(req, &rep); err != nil {
-		return err
+		return fmt.Errorf("report: %w", err)
 	}
 	fmt.Fprintf(stdout, "\nreport for %s:\n%-10s %8s %9s %7s %17s %7s %7s\n", endpoint, "arm", "trials", "successes", "rate", "ci95", "p_best", "share")
 	for _, a := range rep.Arms {

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +18,7 @@ import (
 	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/auth"
+	"github.com/modelgate/modelgate/client"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/gateway"
 	"github.com/modelgate/modelgate/store"
@@ -135,10 +134,11 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		req = api.AdminRequest{Op: api.AdminRevokeKey, Name: pos[0]}
 	}
 	resp, err := applyKeys(ctx, *dataDir, *redisURL, req)
-	if err == nil && resp.Error != nil {
-		msg := resp.Error.Message
-		if resp.Error.Field != "" {
-			msg = resp.Error.Field + ": " + msg
+	var ae *client.Error
+	if errors.As(err, &ae) {
+		msg := ae.Message
+		if ae.Field != "" {
+			msg = ae.Field + ": " + msg
 		}
 		err = errors.New(msg)
 	}
@@ -187,49 +187,31 @@ func limitText(rate float64, burst int) string {
 // URL, in Redis, shared with any running replica; else, when a server runs
 // on the data dir, through its admin socket; else in the data dir's
 // embedded store. The changes are audited under the actor cli.
-func applyKeys(ctx context.Context, dataDir, redisURL string, req api.AdminRequest) (api.AdminResponse, error) {
+//
+// An error the request itself met (a key that exists, a name not found)
+// is a *client.Error, whichever way the request went.
+func applyKeys(ctx context.Context, dataDir, redisURL string, req api.AdminRequest) (*api.AdminResponse, error) {
 	if redisURL == "" {
-		resp, err := adminCall(ctx, filepath.Join(dataDir, gateway.AdminSocketName), req)
-		if !errors.Is(err, errNoServer) {
+		resp, err := client.Admin(ctx, filepath.Join(dataDir, gateway.AdminSocketName), req)
+		if !errors.Is(err, client.ErrNoServer) {
 			return resp, err
 		}
 	}
 	st, closeStore, err := openKeyStore(ctx, dataDir, redisURL)
 	if err != nil {
-		return api.AdminResponse{}, err
+		return nil, err
 	}
 	defer closeStore()
 	keys, err := auth.NewKeys(ctx, st, nil)
 	if err != nil {
-		return api.AdminResponse{}, fmt.Errorf("load API keys: %w", err)
+		return nil, fmt.Errorf("load API keys: %w", err)
 	}
 	srv := api.New(api.Config{Auth: &api.Auth{Keys: keys}, Audit: audit.New(st, nil)}, nil, nil, nil, nil, nil)
-	return srv.Admin(ctx, req), nil
-}
-
-// errNoServer is an admin socket that no server answers: none, or a stale
-// one.
-var errNoServer = errors.New("no server listens on the admin socket")
-
-// adminCall sends one request to the admin socket at path.
-func adminCall(ctx context.Context, path string, req api.AdminRequest) (api.AdminResponse, error) {
-	var resp api.AdminResponse
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return resp, fmt.Errorf("%w: %w", errNoServer, err)
+	resp := srv.Admin(ctx, req)
+	if resp.Error != nil {
+		return &resp, &client.Error{ErrorDetail: *resp.Error}
 	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if err := json.NewEncoder(conn).Encode(&req); err != nil {
-		return resp, fmt.Errorf("the server's admin socket: %w", err)
-	}
-	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
-		return resp, fmt.Errorf("the server's admin socket: no answer: %w", err)
-	}
-	return resp, nil
+	return &resp, nil
 }
 
 // keyStore is a store that keeps API keys and the audit log.
