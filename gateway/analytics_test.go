@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelgate/modelgate/report"
 )
 
 // traffic serves n recommends on endpoint with the given contexts in turn,
@@ -30,21 +32,7 @@ func traffic(t *testing.T, url, endpoint string, n int, surfaces ...string) {
 	}
 }
 
-type historyResp struct {
-	Endpoint string `json:"endpoint"`
-	Segment  string `json:"segment"`
-	Interval string `json:"interval"`
-	Points   []struct {
-		T      string  `json:"t"`
-		Regret float64 `json:"regret_expected_cumulative"`
-		Arms   []struct {
-			Arm          string  `json:"arm"`
-			Trials       uint64  `json:"trials"`
-			TrafficShare float64 `json:"traffic_share"`
-			PBest        float64 `json:"p_best"`
-		} `json:"arms"`
-	} `json:"points"`
-}
+type historyResp = report.History
 
 func TestReportHistoryAndBadInput(t *testing.T) {
 	cfg := demoConfig(t, "")

@@ -15,9 +15,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/internal/testenv"
+	"github.com/modelgate/modelgate/report"
+	"github.com/modelgate/modelgate/router"
 )
 
 func TestMain(m *testing.M) {
@@ -205,59 +209,15 @@ func call(t *testing.T, method, url string, body any, out any) int {
 	return resp.StatusCode
 }
 
-type recResp struct {
-	PredictionID string `json:"prediction_id"`
-	Endpoint     string `json:"endpoint"`
-	Arm          string `json:"arm"`
-	Model        string `json:"model"`
-	Version      string `json:"version"`
-	Segment      string `json:"segment"`
-	Items        []struct {
-		ID    string  `json:"id"`
-		Score float64 `json:"score"`
-	} `json:"items"`
-	Fallback bool `json:"fallback"`
-}
+// The API's own answer types, under the short names the tests use.
+type (
+	recResp = router.Response
+	fbResp  = feedback.Result
+	errResp = api.ErrorBody
+)
 
-type fbResp struct {
-	Accepted   int `json:"accepted"`
-	Duplicates int `json:"duplicates"`
-	Rejected   []struct {
-		Index int    `json:"index"`
-		Code  string `json:"code"`
-	} `json:"rejected"`
-}
-
-type errResp struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Field   string `json:"field"`
-	} `json:"error"`
-}
-
-type reportResp struct {
-	Endpoint string `json:"endpoint"`
-	Segment  string `json:"segment"`
-	Arms     []struct {
-		Arm          string     `json:"arm"`
-		State        string     `json:"state"`
-		Trials       uint64     `json:"trials"`
-		Successes    uint64     `json:"successes"`
-		Rate         float64    `json:"rate"`
-		CI95         [2]float64 `json:"ci95"`
-		PBest        float64    `json:"p_best"`
-		ExpectedLoss float64    `json:"expected_loss"`
-		TrafficShare float64    `json:"traffic_share"`
-	} `json:"arms"`
-	Decision struct {
-		Status string  `json:"status"`
-		Arm    *string `json:"arm"`
-	} `json:"decision"`
-	Regret struct {
-		ExpectedCumulative float64 `json:"expected_cumulative"`
-	} `json:"regret"`
-}
+// reportResp is a report with a lookup of an arm's counts.
+type reportResp struct{ report.Report }
 
 func (r *reportResp) arm(name string) (trials, successes uint64) {
 	for _, a := range r.Arms {

@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/modelgate/modelgate/internal/testenv"
+	"github.com/modelgate/modelgate/report"
 )
 
 // chromium finds Debian's headless browser; CI installs it (.ci/run).
@@ -122,16 +123,8 @@ const badChart = `<svg class="chart" data-chart="regret" viewBox="0 0 300 200" w
 <polygon class="band" points="50,10 250,10 250,180 50,180"/>
 <g class="legend"><rect x="140" y="55" width="10" height="10"/><text x="154" y="64">arm</text></g></svg>`
 
-// offPolicyResp is the part of a report the page's off-policy cells show.
-type offPolicyResp struct {
-	Arms []struct {
-		Arm       string `json:"arm"`
-		OffPolicy *struct {
-			N      int `json:"n"`
-			Served int `json:"served"`
-		} `json:"off_policy"`
-	} `json:"arms"`
-}
+// offPolicyResp is a report, read for the page's off-policy cells.
+type offPolicyResp = report.Report
 
 // favour sends n recommends of endpoint, cycling through surfaces, and
 // clicks for mf@2 far more often than for mf@1, so that the bandit moves

@@ -196,8 +196,8 @@ func TestReplicasWriteOneHistory(t *testing.T) {
 			t.Fatalf("two points at %s", p.T)
 		}
 		seen[p.T] = true
-		if i > 0 && p.Regret < h.Points[i-1].Regret {
-			t.Fatalf("regret %v at %s after %v", p.Regret, p.T, h.Points[i-1].Regret)
+		if i > 0 && p.RegretExpectedCumulative < h.Points[i-1].RegretExpectedCumulative {
+			t.Fatalf("regret %v at %s after %v", p.RegretExpectedCumulative, p.T, h.Points[i-1].RegretExpectedCumulative)
 		}
 	}
 }
