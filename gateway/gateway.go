@@ -445,7 +445,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 			log.Error("guardrail could not pause an arm", "endpoint", endpoint, "arm", arm, "err", err)
 		}
 	}
-	rt := router.New(reg, table, signer, log, router.Options{PredictionLog: plog, OnGuardrail: pauseArm, OffPolicy: offp, Telemetry: tel,
+	rt := router.New(reg, table, signer, log, router.Options{Observers: []router.Observer{router.NewOffPolicyObserver(offp), router.NewPredictionLogObserver(plog), router.NewTelemetryObserver(tel)}, Tracer: tel, OnGuardrail: pauseArm,
 		Seed: rngSeed, SyncRefresh: rngSeed != 0})
 	fbOpts := feedback.Options{OffPolicy: offp, Telemetry: tel}
 	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: cfg.Limits.MaxConcurrent, Telemetry: tel, Audit: auditLog,

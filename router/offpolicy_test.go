@@ -16,7 +16,7 @@ import (
 func simulate(t *testing.T, endpoint string, seed uint64, n int, rate func(arm string, step int) float64, prep func(f *fixture)) (*fixture, offpolicy.Result) {
 	t.Helper()
 	offp := &offpolicy.Table{}
-	f := newFixtureOpt(t, endpoint, Options{OffPolicy: offp, Seed: seed})
+	f := newFixtureOpt(t, endpoint, Options{Observers: []Observer{NewOffPolicyObserver(offp)}, Seed: seed})
 	if prep != nil {
 		prep(f)
 	}

@@ -42,7 +42,7 @@ func TestPropensitiesMatchSelectionFrequency(t *testing.T) {
 	log := &memLog{}
 	// trials_on impression keeps the posterior fixed while we sample it.
 	f := newFixtureOpt(t, `{"arms": ["m@1", "m@2", "m@3"], "policy": {"trials_on": "impression", "min_share": 0.05}}`,
-		Options{PredictionLog: log, Seed: 42})
+		Options{Observers: []Observer{NewPredictionLogObserver(log)}, Seed: 42})
 	f.fill("all", "m@1", 200, 20)
 	f.fill("all", "m@2", 200, 25)
 	f.fill("all", "m@3", 50, 6)

@@ -26,11 +26,8 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
-	"github.com/modelgate/modelgate/offpolicy"
-	"github.com/modelgate/modelgate/predlog"
 	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
-	"github.com/modelgate/modelgate/telemetry"
 )
 
 // Limits of a recommend call.
@@ -75,18 +72,18 @@ type Response struct {
 
 // Router is safe for concurrent use. Create it with New.
 type Router struct {
-	reg     Snapshotter
-	table   *counters.Table
-	signer  *predtoken.Signer
-	log     *slog.Logger
-	now     func() time.Time
-	rngs    rngPool
-	segs    sync.Map // segKey -> *segState
-	errs    counters.Errors
-	sticky  stickyStore
-	guards  sync.Map // guardKey -> *armGuard
-	predlog PredictionLog
-	offp    *offpolicy.Table
+	reg    Snapshotter
+	table  *counters.Table
+	signer *predtoken.Signer
+	log    *slog.Logger
+	now    func() time.Time
+	rngs   rngPool
+	segs   sync.Map // segKey -> *segState
+	errs   counters.Errors
+	sticky stickyStore
+	guards sync.Map // guardKey -> *armGuard
+	tracer Tracer
+	obs    []Observer
 	// refreshQ holds segments whose shares Run should recompute.
 	refreshQ chan segKey
 	// estimates counts Monte Carlo share estimates (tests check that the
@@ -100,26 +97,20 @@ type Router struct {
 	syncRefresh bool
 	onTrip      func(endpoint, arm, reason string)
 	trips       chan trip // to RunGuardrails
-	tel         *telemetry.Telemetry
-	met         *telemetry.Metrics
-}
-
-// PredictionLog receives a record of every served prediction; Add must not
-// block.
-type PredictionLog interface {
-	Add(*predlog.Record)
 }
 
 // Options are a Router's optional collaborators. The zero value is usable.
 type Options struct {
-	// PredictionLog, when set, gets every served prediction.
-	PredictionLog PredictionLog
+	// Observers learn what every recommend call of a known endpoint did
+	// (see Observer), in order, on the request path.
+	Observers []Observer
+	// Tracer, when set, traces the steps of a recommend call (choose,
+	// featurize, the model call) under the request's span.
+	Tracer Tracer
 	// OnGuardrail is called when an arm breaches its endpoint's
 	// guardrails; it is expected to pause the arm with reason. It is called
 	// from RunGuardrails, one pause at a time, never on the request path.
 	OnGuardrail func(endpoint, arm, reason string)
-	// OffPolicy, when set, gets the sums of every served prediction.
-	OffPolicy *offpolicy.Table
 	// Seed, when non-zero, makes the router's random draws one seeded
 	// sequence, taken in turn by every request (tests, reproducible runs:
 	// it serialises the draws); else each P has its own source seeded from
@@ -133,9 +124,6 @@ type Options struct {
 	// real server). It puts a Monte Carlo estimate on the request path:
 	// never for serving.
 	SyncRefresh bool
-	// Telemetry, when set, gets the recommend metrics and, under a
-	// recording server span, the choose, featurize and backend spans.
-	Telemetry *telemetry.Telemetry
 }
 
 // Errors returns the router's arm failure counts.
@@ -160,11 +148,11 @@ func New(reg Snapshotter, table *counters.Table, signer *predtoken.Signer, log *
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now,
-		predlog: opt.PredictionLog, offp: opt.OffPolicy, onTrip: opt.OnGuardrail,
+		tracer: opt.Tracer, obs: slices.Clone(opt.Observers), onTrip: opt.OnGuardrail,
 		refreshQ: make(chan segKey, refreshQueue), trips: make(chan trip, tripQueueLen), draws: shareDraws,
 		syncRefresh: opt.SyncRefresh}
-	if opt.Telemetry != nil {
-		r.tel, r.met = opt.Telemetry, opt.Telemetry.Metrics
+	if r.tracer == nil {
+		r.tracer = noTracer{}
 	}
 	if opt.Seed != 0 {
 		r.rngs.seeded = rand.New(rand.NewPCG(opt.Seed, 1))
@@ -314,189 +302,272 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Recommend serves one request.
-func (r *Router) Recommend(ctx context.Context, req *Request) (_ *Response, err error) {
+// Recommend serves one request in three steps: choose an arm, serve it
+// (falling back when it fails for a reason of its own), and record the
+// served prediction. Then, served or not, the observers learn what a call of
+// a known endpoint did.
+func (r *Router) Recommend(ctx context.Context, req *Request) (resp *Response, err error) {
 	start := time.Now()
 	if err := Validate(req); err != nil {
 		return nil, err
-	}
-	k := req.K
-	if k == 0 {
-		k = DefaultK
 	}
 	snap := r.reg.Snapshot()
 	ep, ok := snap.Endpoints[req.Endpoint]
 	if !ok {
 		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %q does not exist", req.Endpoint)
 	}
-	segment := r.segmentOf(ep, req.Context)
-	now := r.now()
-	_, chooseSpan := r.tel.Child(ctx, "choose")
-
-	// Gather the arms' posteriors; paused and unavailable arms are inactive.
+	// The arms' posteriors live in this frame: kept apart from the choice,
+	// whose contents reach the observers, they need no allocation.
 	var armBuf [16]bandit.Arm
-	arms := armBuf[:0]
-	for _, name := range ep.Arms {
-		arms = append(arms, r.armInput(snap, ep, segment, name, now))
+	c, arms := r.choose(ctx, snap, ep, req, armBuf[:0])
+	s := serving{served: -1}
+	if len(r.obs) > 0 {
+		defer func() { r.notify(ctx, start, ep, &c, &s, resp, err) }()
 	}
+	if err := r.serve(ctx, snap, ep, req, arms, &c, &s); err != nil {
+		return nil, err
+	}
+	return r.record(snap, ep, req.UserID, &c, &s), nil
+}
 
-	chosen, prop, sticky := -1, 0.0, false
-	var shares []float64 // the policy's probability of each arm for this request
-	ttl := ep.Policy.StickyTTL()
-	if ttl > 0 {
-		if arm, p, ok := r.sticky.get(ep.Name, req.UserID, now); ok {
-			for i, name := range ep.Arms {
-				if name == arm && arms[i].Active {
-					chosen, prop, sticky = i, p, true
-					shares = make([]float64, len(arms)) // the assignment holds: certain
-					shares[i] = 1
-				}
-			}
-		}
+// choice is what the choose step decided for one request.
+type choice struct {
+	segment string    // the request's segment before admission (see record)
+	now     time.Time // the prediction's time, as its token says
+	chosen  int       // index into the endpoint's arms; -1 when no arm is active
+	prop    float64   // the policy's probability of the arm that serves
+	shares  []float64 // the policy's probability of each arm for this request; shared, read-only
+	sticky  bool      // chosen is the user's sticky assignment
+}
+
+// choose names the request's segment (its own, or the overflow segment when
+// the endpoint has no room for it), gathers the arms' posteriors into buf
+// (paused and unavailable arms inactive) and picks an arm: the user's sticky
+// assignment while it holds and its arm is active, else a draw from the
+// segment's traffic shares.
+func (r *Router) choose(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, req *Request, buf []bandit.Arm) (choice, []bandit.Arm) {
+	c := choice{segment: r.segmentOf(ep, req.Context), now: r.now(), chosen: -1}
+	_, span := r.tracer.Child(ctx, "choose")
+	arms := buf[:0]
+	for _, name := range ep.Arms {
+		arms = append(arms, r.armInput(snap, ep, c.segment, name, c.now))
 	}
-	if chosen < 0 {
+	if !r.stick(ep, req.UserID, arms, &c) {
 		// The arm is drawn from the segment's traffic shares: Thompson
 		// sampling under the posterior as of their last refresh (batched
 		// updates), so the logged propensity is exactly the probability
 		// of this choice.
-		shares = r.shares(ep, segment, arms, now)
+		c.shares = r.shares(ep, c.segment, arms, c.now)
 		rng := r.rngs.get()
-		chosen = bandit.Pick(rng, shares)
+		c.chosen = bandit.Pick(rng, c.shares)
 		r.rngs.put(rng)
-		if chosen >= 0 {
-			prop = shares[chosen]
+		if c.chosen >= 0 {
+			c.prop = c.shares[c.chosen]
 		}
 	}
-	endChoose(chooseSpan, ep, segment, chosen, prop)
+	endChoose(span, ep, c.segment, c.chosen, c.prop)
+	return c, arms
+}
 
-	var excl map[string]struct{}
-	if len(req.Exclude) > 0 {
-		excl = make(map[string]struct{}, len(req.Exclude))
-		for _, id := range req.Exclude {
-			excl[id] = struct{}{}
+// stick chooses the user's sticky arm when the endpoint keeps assignments
+// and the user's still holds on an active arm; it reports whether it did.
+func (r *Router) stick(ep *registry.Endpoint, user string, arms []bandit.Arm, c *choice) bool {
+	if ep.Policy.StickyTTL() <= 0 {
+		return false
+	}
+	arm, p, ok := r.sticky.get(ep.Name, user, c.now)
+	if !ok {
+		return false
+	}
+	for i, name := range ep.Arms {
+		if name == arm && arms[i].Active {
+			c.chosen, c.prop, c.sticky = i, p, true
+			c.shares = make([]float64, len(arms)) // the assignment holds: certain
+			c.shares[i] = 1
 		}
 	}
-	cands := req.Candidates
-	if cands != nil && excl != nil {
-		kept := make([]string, 0, len(cands))
-		for _, id := range cands {
-			if _, x := excl[id]; !x {
+	return c.sticky
+}
+
+// fellBackTo makes arm fb, which served in place of the policy's choice, the
+// choice's arm: its propensity is the probability the policy gives it, as for
+// any other choice.
+func (r *Router) fellBackTo(ep *registry.Endpoint, arms []bandit.Arm, c *choice, fb int) {
+	if c.shares == nil || c.sticky {
+		c.shares = r.shares(ep, c.segment, arms, c.now)
+	}
+	c.prop = c.shares[fb]
+}
+
+// maxCalls is the most model calls one request makes: its arm's, then a
+// fallback's.
+const maxCalls = 2
+
+// serving is what the serve step did.
+type serving struct {
+	served   int            // index into the endpoint's arms of the arm that served; -1 when none did
+	fellBack bool           // served is not the policy's choice
+	items    []backend.Item // what served answered, filtered
+	calls    [maxCalls]Call // the model calls made, in order
+	ncalls   int
+}
+
+// input is a request's inputs as every arm's call takes them: exclusions as
+// a set, candidates without the excluded ones.
+type input struct {
+	freq  featurizer.Request
+	cands []string
+	excl  map[string]struct{}
+	k     int
+}
+
+func newInput(req *Request) input {
+	in := input{cands: req.Candidates, k: req.K}
+	if in.k == 0 {
+		in.k = DefaultK
+	}
+	if len(req.Exclude) > 0 {
+		in.excl = make(map[string]struct{}, len(req.Exclude))
+		for _, id := range req.Exclude {
+			in.excl[id] = struct{}{}
+		}
+	}
+	if in.cands != nil && in.excl != nil {
+		kept := make([]string, 0, len(in.cands))
+		for _, id := range in.cands {
+			if _, x := in.excl[id]; !x {
 				kept = append(kept, id)
 			}
 		}
-		cands = kept
+		in.cands = kept
 	}
-	freq := featurizer.Request{UserID: req.UserID, Context: req.Context, Features: req.Features, Candidates: cands}
+	in.freq = featurizer.Request{UserID: req.UserID, Context: req.Context, Features: req.Features, Candidates: in.cands}
+	return in
+}
 
-	served, fellBack := -1, false
-	var items []backend.Item
-	var lastErr, rejected error // rejected: the first refusal of the input, by rejectedBy
-	var rejectedBy string
-	if r.met != nil || r.tel != nil {
-		defer func() { r.observe(ctx, start, ep, segment, chosen, served, fellBack, err) }()
-	}
-	try := func(i int) error {
-		v := snap.Versions[ep.Arms[i]]
-		start := time.Now()
-		it, err := r.call(ctx, v, &freq, cands, excl, k)
-		class := "" // the arm's failure class; "" when it served or the request is at fault
-		if err != nil && fault.As(err) == nil && ctx.Err() == nil {
-			class = backend.Classify(err)
-		}
-		// A refused input is the request's fault, not the arm's: it never
-		// feeds the guardrail, neither as a failure nor as a served call.
-		if fault.As(err) == nil && ctx.Err() == nil && class != backend.ClassRejected {
-			r.guardrail(ep, ep.Arms[i], err != nil, time.Since(start))
-		}
-		if err != nil {
-			if class != "" {
-				r.errs.Add(counters.ErrorKey{Endpoint: ep.Name, Arm: ep.Arms[i], Class: class})
-				r.met.ArmError(ctx, ep.Name, ep.Arms[i], class)
-			}
-			if class == backend.ClassRejected && rejected == nil {
-				rejected, rejectedBy = err, ep.Arms[i]
-			}
-			return err
-		}
-		items, served = it, i
-		return nil
-	}
-	if chosen >= 0 {
-		lastErr = try(chosen)
-		if lastErr != nil && fault.As(lastErr) != nil {
-			return nil, lastErr // the request itself is at fault (e.g. a missing feature)
+// serve calls the chosen arm and, when it fails for a reason of its own, the
+// fallback arm. A request at fault (a missing feature) or whose client went
+// away gets no fallback. It returns the request's error when no arm served.
+func (r *Router) serve(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, req *Request, arms []bandit.Arm, c *choice, s *serving) error {
+	in := newInput(req)
+	var lastErr error
+	if c.chosen >= 0 {
+		if lastErr = r.try(ctx, snap, ep, c.chosen, &in, s); lastErr != nil && fault.As(lastErr) != nil {
+			return lastErr
 		}
 	}
-	if served < 0 && ctx.Err() != nil {
-		return nil, fmt.Errorf("recommend: %w", ctx.Err()) // the client went away: no fallback for nobody
+	if s.served < 0 && ctx.Err() != nil {
+		return fmt.Errorf("recommend: %w", ctx.Err()) // no fallback for nobody
 	}
-	if served < 0 {
-		if fb := fallbackArm(ep, arms, chosen); fb >= 0 {
-			if err := try(fb); err == nil {
-				fellBack = true
-				// The arm that served was not the policy's choice: log the
-				// probability the policy gives it, as for any other choice.
-				if shares == nil || sticky {
-					shares = r.shares(ep, segment, arms, now)
-				}
-				prop = shares[fb]
-			} else {
-				if fault.As(err) != nil {
-					return nil, err
-				}
+	if s.served < 0 {
+		if fb := fallbackArm(ep, arms, c.chosen); fb >= 0 {
+			switch err := r.try(ctx, snap, ep, fb, &in, s); {
+			case err == nil:
+				s.fellBack = true
+				r.fellBackTo(ep, arms, c, fb)
+			case fault.As(err) != nil:
+				return err
+			default:
 				lastErr = err
 			}
 		}
 	}
-	if served < 0 && rejected != nil {
-		return nil, rejectedInput(rejectedBy, rejected) // no trial: nobody served
+	if s.served < 0 {
+		return unserved(s, lastErr)
 	}
-	if served < 0 {
-		msg := "no healthy arm could serve and no fallback is available"
-		if lastErr != nil {
-			msg = fmt.Sprintf("%s (last error: %v)", msg, lastErr)
+	if c.chosen >= 0 && lastErr != nil {
+		r.log.WarnContext(ctx, "arm failed", "endpoint", ep.Name, "arm", ep.Arms[c.chosen], "served", ep.Arms[s.served], "err", lastErr)
+	}
+	return nil
+}
+
+// try calls arm i; when it serves, its items are s's. A failure of the
+// arm's own (not the request's, not the client's) is counted by class; every
+// call the arm answered feeds its guardrail, except a refused input: that is
+// the request's fault, neither a failure nor a served call.
+func (r *Router) try(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, i int, in *input, s *serving) error {
+	arm := ep.Arms[i]
+	v := snap.Versions[arm]
+	start := time.Now()
+	items, took, err := r.call(ctx, v, in)
+	class := "" // the arm's failure class; "" when it served or the request is at fault
+	if err != nil && fault.As(err) == nil && ctx.Err() == nil {
+		class = backend.Classify(err)
+	}
+	if fault.As(err) == nil && ctx.Err() == nil && class != backend.ClassRejected {
+		r.guardrail(ep, arm, err != nil, time.Since(start))
+	}
+	if took >= 0 {
+		s.calls[s.ncalls] = Call{Arm: arm, Backend: v.Spec.Backend.Type, Latency: took, Class: class, Err: err}
+		s.ncalls++
+	}
+	if err != nil {
+		if class != "" {
+			r.errs.Add(counters.ErrorKey{Endpoint: ep.Name, Arm: arm, Class: class})
 		}
-		return nil, fault.New(fault.Unavailable, "no_healthy_arm", "%s", msg)
+		return err
 	}
-	if chosen >= 0 && lastErr != nil {
-		r.log.WarnContext(ctx, "arm failed", "endpoint", ep.Name, "arm", ep.Arms[chosen], "served", ep.Arms[served], "err", lastErr)
+	s.items, s.served = items, i
+	return nil
+}
+
+// unserved is the error of a request no arm served: the first refusal of
+// its input when an arm refused it (no trial: nobody served), else
+// no_healthy_arm with the last failure.
+func unserved(s *serving, lastErr error) error {
+	for _, c := range s.calls[:s.ncalls] {
+		if c.Class == backend.ClassRejected {
+			return rejectedInput(c.Arm, c.Err)
+		}
 	}
-	armName := ep.Arms[served]
-	// Only a served request makes state: a new segment is admitted here
-	// (or, when others took the last places meanwhile, overflows).
+	msg := "no healthy arm could serve and no fallback is available"
+	if lastErr != nil {
+		msg = fmt.Sprintf("%s (last error: %v)", msg, lastErr)
+	}
+	return fault.New(fault.Unavailable, "no_healthy_arm", "%s", msg)
+}
+
+// record makes a served prediction count: it admits the segment (only a
+// served request makes state; when others took the last places meanwhile,
+// it overflows to "other"), counts the trial unless trials are counted on
+// impressions, keeps the user's sticky assignment and signs the token into
+// the response.
+func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user string, c *choice, s *serving) *Response {
+	arm := ep.Arms[s.served]
+	segment := c.segment
 	if !r.table.Admit(ep.Name, segment, ep.Policy.SegmentCap()) {
 		segment = counters.OtherSegment
 	}
-	key := counters.Key{Endpoint: ep.Name, Segment: segment, Arm: armName}
+	key := counters.Key{Endpoint: ep.Name, Segment: segment, Arm: arm}
 	cell := r.table.Cell(key)
 	if ep.Policy.TrialsOn != "impression" {
-		r.met.Trial(ctx, ep.Name, armName, 1)
 		cell.AddTrial()
 		r.table.AddToAggregate(key, 1, 0)
 	}
 	r.noteServed(ep.Name, segment)
-	if ttl > 0 && !sticky && !fellBack {
-		r.sticky.put(ep.Name, req.UserID, armName, prop, now.Add(ttl))
+	if ttl := ep.Policy.StickyTTL(); ttl > 0 && !c.sticky && !s.fellBack {
+		r.sticky.put(ep.Name, user, arm, c.prop, c.now.Add(ttl))
 	}
-	spec := &snap.Versions[armName].Spec
-	model, version := spec.Name, spec.Version
-	tok := predtoken.Token{Endpoint: ep.Name, Arm: armName, Segment: segment, Time: now,
-		Propensity: prop, Window: ep.Policy.Window(), Items: len(items),
+	spec := &snap.Versions[arm].Spec
+	tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: segment, Time: c.now,
+		Propensity: c.prop, Window: ep.Policy.Window(), Items: len(s.items),
 		OnImpression: ep.Policy.TrialsOn == "impression", ID: predtoken.NewID()}
-	resp := &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: armName, Model: model,
-		Version: version, Segment: segment, Items: items, Fallback: fellBack}
-	if r.offp != nil {
-		r.offp.Served(ep.Name, segment, now, ep.Arms, shares, served, prop)
+	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
+		Version: spec.Version, Segment: segment, Items: s.items, Fallback: s.fellBack}
+}
+
+// notify tells every observer what a recommend call of a known endpoint did.
+func (r *Router) notify(ctx context.Context, start time.Time, ep *registry.Endpoint, c *choice, s *serving, resp *Response, err error) {
+	o := Outcome{Endpoint: ep.Name, Segment: c.segment, Arms: ep.Arms, Shares: c.shares, Chosen: c.chosen,
+		Served: s.served, Propensity: c.prop, Fallback: s.fellBack, Sticky: c.sticky, Time: c.now,
+		Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
+	if resp != nil {
+		o.Segment, o.PredictionID, o.Items = resp.Segment, resp.PredictionID, resp.Items
+		o.Trial = ep.Policy.TrialsOn != "impression"
 	}
-	if r.predlog != nil {
-		ids := make([]string, len(items))
-		for i, it := range items {
-			ids[i] = it.ID
-		}
-		r.predlog.Add(&predlog.Record{PredictionID: resp.PredictionID, Time: now.UTC(), Endpoint: ep.Name,
-			Segment: segment, Arm: armName, Propensity: prop, Fallback: fellBack, Sticky: sticky, Items: ids})
+	for _, ob := range r.obs {
+		ob.Observe(ctx, o)
 	}
-	return resp, nil
 }
 
 // PolicyShares returns the probability that the endpoint's policy picks
@@ -649,17 +720,19 @@ func fallbackArm(ep *registry.Endpoint, arms []bandit.Arm, failed int) int {
 }
 
 // call featurizes for version v and calls its backend under its deadline,
-// then enforces candidates, exclude and k whatever the model returned.
-func (r *Router) call(ctx context.Context, v *registry.Version, freq *featurizer.Request, cands []string, excl map[string]struct{}, k int) ([]backend.Item, error) {
-	_, fspan := r.tel.Child(ctx, "featurize")
-	inputs, err := v.Plan.Build(freq)
+// then enforces candidates, exclude and k whatever the model returned. took
+// is the model call's duration; -1 when the inputs could not be built and
+// no call was made.
+func (r *Router) call(ctx context.Context, v *registry.Version, in *input) (items []backend.Item, took time.Duration, err error) {
+	_, fspan := r.tracer.Child(ctx, "featurize")
+	inputs, err := v.Plan.Build(&in.freq)
 	endFeaturize(fspan, v, err)
 	if err != nil {
 		var fe *featurizer.FieldError
 		if errors.As(err, &fe) {
-			return nil, fault.Field(fe.Field, "invalid_feature", "%s", fe.Message)
+			return nil, -1, fault.Field(fe.Field, "invalid_feature", "%s", fe.Message)
 		}
-		return nil, fault.New(fault.Invalid, "invalid_feature", "%v", err)
+		return nil, -1, fault.New(fault.Invalid, "invalid_feature", "%v", err)
 	}
 	timeout := DefaultBackendTimeout
 	if v.Spec.Backend.TimeoutMS > 0 {
@@ -667,19 +740,20 @@ func (r *Router) call(ctx context.Context, v *registry.Version, freq *featurizer
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cctx, pspan := r.tel.Child(cctx, predictSpanName(v.Spec.Backend.Type))
+	cctx, pspan := r.tracer.Child(cctx, predictSpanName(v.Spec.Backend.Type))
 	start := time.Now()
-	items, err := v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, Candidates: cands, Exclude: excl, K: k})
+	items, err = v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, Candidates: in.cands, Exclude: in.excl, K: in.k})
 	if err == nil {
 		// Whatever the backend let through, a non-finite score is a sick
 		// model's output, and could not be encoded as JSON.
 		err = backend.CheckScores(items)
 	}
-	r.endPredict(cctx, pspan, v, time.Since(start), err)
+	took = time.Since(start)
+	endPredict(pspan, v, err)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", v.Spec.Arm, err)
+		return nil, took, fmt.Errorf("%s: %w", v.Spec.Arm, err)
 	}
-	return filterItems(items, cands, excl, k), nil
+	return filterItems(items, in.cands, in.excl, in.k), took, nil
 }
 
 // MaxRejectionLen bounds the backend's message a model_rejected_input error

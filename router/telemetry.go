@@ -2,9 +2,9 @@ package router
 
 import (
 	"context"
-	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/fault"
@@ -51,9 +51,8 @@ func predictSpanName(typ string) string {
 	return "backend.predict"
 }
 
-// endPredict records one model call on the request path.
-func (r *Router) endPredict(ctx context.Context, span trace.Span, v *registry.Version, d time.Duration, err error) {
-	r.met.BackendCall(ctx, v.Spec.Arm, v.Spec.Backend.Type, d)
+// endPredict ends the span of one model call.
+func endPredict(span trace.Span, v *registry.Version, err error) {
 	if span.IsRecording() {
 		span.SetAttributes(telemetry.AttrArm.String(v.Spec.Arm), telemetry.AttrBackend.String(v.Spec.Backend.Type))
 		if err != nil {
@@ -63,39 +62,72 @@ func (r *Router) endPredict(ctx context.Context, span trace.Span, v *registry.Ve
 	span.End()
 }
 
-// observe records a finished recommend call of a known endpoint: its
-// outcome under the arm the policy chose, its duration, and on the server
-// span the endpoint, segment and arm that served.
-func (r *Router) observe(ctx context.Context, start time.Time, ep *registry.Endpoint, segment string, chosen, served int, fellBack bool, err error) {
+// noTracer traces nothing: a router's Tracer when Options has none.
+type noTracer struct{}
+
+func (noTracer) Child(ctx context.Context, _ string) (context.Context, trace.Span) {
+	return ctx, noop.Span{}
+}
+
+// TelemetryObserver records recommend calls as metrics (calls by outcome
+// under the arm the policy chose, their duration, every model call and arm
+// failure, trials) and, on a recording request span, the endpoint, segment
+// and arm that served. Its zero value records spans only; it is safe for
+// concurrent use.
+type TelemetryObserver struct {
+	met *telemetry.Metrics
+}
+
+// NewTelemetryObserver returns an observer recording into tel's metrics;
+// tel may be nil.
+func NewTelemetryObserver(tel *telemetry.Telemetry) *TelemetryObserver {
+	if tel == nil {
+		return &TelemetryObserver{}
+	}
+	return &TelemetryObserver{met: tel.Metrics}
+}
+
+// Observe records one recommend call. It allocates nothing once each label
+// combination has been seen, nor when the request's span is not recording.
+func (t *TelemetryObserver) Observe(ctx context.Context, o Outcome) {
+	for _, c := range o.Calls() {
+		t.met.BackendCall(ctx, c.Arm, c.Backend, c.Latency)
+		if c.Class != "" {
+			t.met.ArmError(ctx, o.Endpoint, c.Arm, c.Class)
+		}
+	}
+	if o.Trial {
+		t.met.Trial(ctx, o.Endpoint, o.Arms[o.Served], 1)
+	}
 	arm, outcome := "none", telemetry.OutcomeOK
-	if chosen >= 0 {
-		arm = ep.Arms[chosen]
+	if o.Chosen >= 0 {
+		arm = o.Arms[o.Chosen]
 	}
 	switch {
-	case err != nil:
+	case o.Err != nil:
 		outcome = telemetry.OutcomeError
-	case fellBack:
+	case o.Fallback:
 		outcome = telemetry.OutcomeFallback
 	}
-	r.met.Recommend(ctx, ep.Name, arm, outcome, time.Since(start))
+	t.met.Recommend(ctx, o.Endpoint, arm, outcome, o.Latency)
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return
 	}
-	span.SetAttributes(telemetry.AttrEndpoint.String(ep.Name), telemetry.AttrSegment.String(segment))
-	if served >= 0 && err == nil {
-		span.SetAttributes(telemetry.AttrArm.String(ep.Arms[served]), telemetry.AttrFallback.Bool(fellBack))
-		if fellBack {
+	span.SetAttributes(telemetry.AttrEndpoint.String(o.Endpoint), telemetry.AttrSegment.String(o.Segment))
+	if o.Served >= 0 && o.Err == nil {
+		span.SetAttributes(telemetry.AttrArm.String(o.Arms[o.Served]), telemetry.AttrFallback.Bool(o.Fallback))
+		if o.Fallback {
 			span.SetAttributes(telemetry.AttrChosenArm.String(arm))
 		}
 	}
-	if err != nil {
+	if o.Err != nil {
 		class := "error"
-		if fe := fault.As(err); fe != nil {
+		if fe := fault.As(o.Err); fe != nil {
 			class = fe.Code
 		} else if ctx.Err() != nil {
 			class = backend.Classify(ctx.Err())
 		}
-		telemetry.Fail(span, err, class)
+		telemetry.Fail(span, o.Err, class)
 	}
 }

@@ -118,7 +118,7 @@ func TestRecommendMetrics(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tel := newTelemetry(t, nil)
-			f := newFixtureOpt(t, tc.endpoint, Options{Telemetry: tel})
+			f := newFixtureOpt(t, tc.endpoint, Options{Observers: []Observer{NewTelemetryObserver(tel)}, Tracer: tel})
 			for arm, m := range tc.modes {
 				f.scorers[arm].mode.Store(m)
 			}
@@ -153,7 +153,7 @@ func TestRecommendMetrics(t *testing.T) {
 func TestRecommendSpans(t *testing.T) {
 	spans := tracetest.NewInMemoryExporter()
 	tel := newTelemetry(t, spans)
-	f := newFixtureOpt(t, `{"arms": ["m@1", "m@2"], "fallback": "m@2", "policy": {"segment_by": ["surface"]}}`, Options{Telemetry: tel})
+	f := newFixtureOpt(t, `{"arms": ["m@1", "m@2"], "fallback": "m@2", "policy": {"segment_by": ["surface"]}}`, Options{Observers: []Observer{NewTelemetryObserver(tel)}, Tracer: tel})
 	f.scorers["m@1"].mode.Store("fail")
 	for range 10 {
 		ctx, root := tel.Start(context.Background(), "server")
@@ -230,15 +230,17 @@ func BenchmarkRecommendTelemetry(b *testing.B) {
 			if tc.trace {
 				spans = tracetest.NewInMemoryExporter()
 			}
+			var tel *telemetry.Telemetry
 			if tc.tel {
-				opt.Telemetry = newTelemetry(b, spans)
+				tel = newTelemetry(b, spans)
+				opt.Observers, opt.Tracer = []Observer{NewTelemetryObserver(tel)}, tel
 			}
 			f := newFixtureOpt(b, `{"arms": ["m@1", "m@2", "m@3"]}`, opt)
 			req := &Request{Endpoint: "e", UserID: "u", K: 10}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				ctx, root := opt.Telemetry.Start(context.Background(), "server")
+				ctx, root := tel.Start(context.Background(), "server")
 				if _, err := f.r.Recommend(ctx, req); err != nil {
 					b.Fatal(err)
 				}
