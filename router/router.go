@@ -1,7 +1,10 @@
-// Package router serves one recommend call: it finds the endpoint, names the
-// segment, lets the endpoint's policy choose an arm, turns the request into
-// the arm's inputs, calls its backend under a deadline, falls back when that
-// fails, counts the trial and signs the prediction token.
+// Package router serves one recommend call in three steps. Choose: it finds
+// the endpoint, names the segment and lets the endpoint's policy choose an
+// arm. Serve: it turns the request into the arm's inputs, calls its backend
+// under a deadline and falls back when that fails. Record: it counts the
+// trial and signs the prediction token. What else follows a prediction (the
+// prediction log, the off-policy sums, metrics) is up to the Observers,
+// which receive an Outcome of every call.
 package router
 
 import (
