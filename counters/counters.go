@@ -4,8 +4,12 @@
 package counters
 
 import (
+	"context"
+	"encoding/binary"
+	"errors"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +41,27 @@ type Key struct {
 	Endpoint string
 	Segment  string
 	Arm      string
+}
+
+// Encode returns k's storage encoding: the key of its counts in the data
+// dir and their field in Redis, endpoint NUL arm NUL segment. Endpoint and
+// arm names cannot hold NUL; a segment value could, so it goes last. Both
+// stores use it, so the format is the same wherever counts are kept.
+func (k Key) Encode() string {
+	return k.Endpoint + "\x00" + k.Arm + "\x00" + k.Segment
+}
+
+// DecodeKey parses Key.Encode's encoding; false when s is not one.
+func DecodeKey(s string) (Key, bool) {
+	ep, rest, ok := strings.Cut(s, "\x00")
+	if !ok {
+		return Key{}, false
+	}
+	arm, seg, ok := strings.Cut(rest, "\x00")
+	if !ok {
+		return Key{}, false
+	}
+	return Key{Endpoint: ep, Arm: arm, Segment: seg}, true
 }
 
 // Cell holds one Key's counts. Its methods are safe for concurrent use.
@@ -359,6 +384,40 @@ type Disc struct {
 	RawSuccesses      uint64
 }
 
+// discSize is the length of Disc's binary encoding.
+const discSize = 40
+
+// errDiscSize is UnmarshalBinary's error for a value of the wrong length.
+var errDiscSize = errors.New("counters: discounted counts encoding is not 40 bytes")
+
+// MarshalBinary returns d's storage encoding, 40 bytes: Trials and
+// Successes as float64 bits, At in Unix nanoseconds, then RawTrials and
+// RawSuccesses, each 8 bytes big-endian. It never fails.
+func (d Disc) MarshalBinary() ([]byte, error) {
+	v := make([]byte, discSize)
+	binary.BigEndian.PutUint64(v[0:], math.Float64bits(d.Trials))
+	binary.BigEndian.PutUint64(v[8:], math.Float64bits(d.Successes))
+	binary.BigEndian.PutUint64(v[16:], uint64(d.At.UnixNano()))
+	binary.BigEndian.PutUint64(v[24:], d.RawTrials)
+	binary.BigEndian.PutUint64(v[32:], d.RawSuccesses)
+	return v, nil
+}
+
+// UnmarshalBinary sets d from MarshalBinary's encoding.
+func (d *Disc) UnmarshalBinary(v []byte) error {
+	if len(v) != discSize {
+		return errDiscSize
+	}
+	*d = Disc{
+		Trials:       math.Float64frombits(binary.BigEndian.Uint64(v[0:])),
+		Successes:    math.Float64frombits(binary.BigEndian.Uint64(v[8:])),
+		At:           time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))),
+		RawTrials:    binary.BigEndian.Uint64(v[24:]),
+		RawSuccesses: binary.BigEndian.Uint64(v[32:]),
+	}
+	return nil
+}
+
 // discState guards a cell's Disc; the lock is per cell, taken only by
 // endpoints with a discounted policy.
 type discState struct {
@@ -417,6 +476,22 @@ func (c *Cell) RestoreDiscounted(d Disc) {
 type DiscEntry struct {
 	Key  Key
 	Disc Disc
+}
+
+// Loader reads the durable counts, at start-up and, when replicas share a
+// store, to refresh the table with the others' counts (Table.Refresh).
+// Successes are never ahead of the trials they belong to in what it returns.
+type Loader interface {
+	LoadCounters(ctx context.Context) ([]Entry, error)
+}
+
+// DiscStore keeps snapshots of the discounted counts, so a restart resumes
+// the decay where it was instead of from the raw totals. PutDiscounted
+// replaces a cell's earlier snapshot; LoadDiscounted returns the latest of
+// every cell, skipping malformed ones.
+type DiscStore interface {
+	PutDiscounted(ctx context.Context, entries []DiscEntry) error
+	LoadDiscounted(ctx context.Context) ([]DiscEntry, error)
 }
 
 // DiscEntries lists every cell that has discounted state.

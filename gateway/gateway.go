@@ -9,7 +9,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -329,15 +328,9 @@ func (g *Gateway) saveOffPolicy(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	save := func() {
-		dirty := g.offp.Dirty()
-		recs := make([]store.Record, 0, len(dirty))
-		for k, m := range dirty {
-			raw, _ := json.Marshal(m)
-			recs = append(recs, store.Record{Endpoint: k.Endpoint, Segment: k.Segment, Time: k.Minute, Value: raw})
-		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := g.db.PutOffPolicy(sctx, recs); err != nil {
+		if err := g.db.PutOffPolicy(sctx, g.offp.Dirty()); err != nil {
 			g.log.Error("saving off-policy sums", "err", err)
 		}
 	}
@@ -389,15 +382,12 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	}
 	table.Refresh(entries) // also sums the endpoint-wide cells segments borrow from
 	offp := &offpolicy.Table{}
-	recs, err := db.LoadOffPolicy(ctx)
+	saved, err := db.LoadOffPolicy(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load off-policy sums: %w", err)
 	}
-	for _, r := range recs {
-		var m offpolicy.Minute
-		if json.Unmarshal(r.Value, &m) == nil {
-			offp.Load(offpolicy.Key{Endpoint: r.Endpoint, Segment: r.Segment, Minute: r.Time}, m)
-		}
+	for k, m := range saved {
+		offp.Load(k, m)
 	}
 	offp.Dirty() // what was just loaded is already stored
 	discs, err := db.LoadDiscounted(ctx)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,44 +13,46 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/offpolicy"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/store/redisstore"
 )
 
 // stateStore is what the gateway keeps its state in: the embedded store in the
-// data dir, or Redis shared by replicas.
+// data dir, or Redis shared by replicas. It is the union of what the gateway's
+// parts declare they need of a store, one concern each.
 type stateStore interface {
-	Put(ctx context.Context, b store.Bucket, key string, val []byte) error
-	Delete(ctx context.Context, b store.Bucket, key string) error
-	Update(ctx context.Context, b store.Bucket, key string, f func(cur []byte) ([]byte, error)) ([]byte, error)
-	List(ctx context.Context, b store.Bucket) (map[string][]byte, error)
+	registry.Store
+	feedback.Store
+	report.Series
+	audit.Store
+	counters.Loader
+	counters.DiscStore
+	offpolicy.Store
+	metaStore
+	Close() error
+}
+
+// metaStore keeps the data dir's own facts: which config entries were
+// seeded (Meta, SetMeta) and the token signing key, created once and the
+// same for every caller afterwards.
+type metaStore interface {
 	Meta(ctx context.Context, key string) ([]byte, error)
 	SetMeta(ctx context.Context, key string, val []byte) error
 	SigningKey(ctx context.Context) ([]byte, error)
-	LoadCounters(ctx context.Context) ([]counters.Entry, error)
-	AddTrials(ctx context.Context, deltas map[counters.Key]uint64) error
-	ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendingTrials map[counters.Key]uint64) ([]store.FeedbackResult, error)
-	SweepExpired(ctx context.Context, limit int) (int, error)
-	PutDiscounted(ctx context.Context, entries []counters.DiscEntry) error
-	LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error)
-	PutOffPolicy(ctx context.Context, recs []store.Record) error
-	LoadOffPolicy(ctx context.Context) ([]store.Record, error)
-	AddHistoryBatch(ctx context.Context, recs []store.Record) (int, error)
-	History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error)
-	PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error)
-	AppendAudit(ctx context.Context, entry []byte) error
-	ListAudit(ctx context.Context, limit int) ([][]byte, error)
-	Close() error
 }
 
 // sharedStore is a stateStore other replicas write too.
 type sharedStore interface {
 	stateStore
+	offpolicy.Others
 	Subscribe(ctx context.Context) <-chan struct{}
-	OffPolicyOthers(ctx context.Context, since time.Time) ([]store.Record, error)
 	Healthy() bool
 	Backlog() (batches int, bytes int64)
 }
@@ -161,16 +162,9 @@ func (g *Gateway) runShared(ctx context.Context) {
 			call(reloadRegistry, "reloading the registry")
 		case now := <-others.C:
 			call(func(ctx context.Context) error {
-				recs, err := sh.OffPolicyOthers(ctx, since)
+				sums, err := sh.OffPolicyOthers(ctx, since)
 				if err != nil {
 					return err
-				}
-				sums := make(map[offpolicy.Key]offpolicy.Minute, len(recs))
-				for _, r := range recs {
-					var m offpolicy.Minute
-					if json.Unmarshal(r.Value, &m) == nil {
-						sums[offpolicy.Key{Endpoint: r.Endpoint, Segment: r.Segment, Minute: r.Time}] = m
-					}
 				}
 				g.offp.SetOthers(sums)
 				since = now.Add(-5 * time.Second) // overlap: a touch may land while we read

@@ -31,6 +31,9 @@
 package offpolicy
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"math"
 	"sort"
 	"strings"
@@ -50,7 +53,7 @@ const (
 	DayWidth    = 24 * time.Hour
 )
 
-// Series names as stored (store.Record.Segment): an endpoint with
+// Series names as stored (Key.Segment): an endpoint with
 // segment_by keeps its sums across segments in AggregateSeries (minutes)
 // and each segment's in DaySeries(segment) (days); an endpoint without one
 // keeps them in its only segment, "all" (minutes).
@@ -108,6 +111,56 @@ func (s *Sums) Add(o *Sums) {
 type Minute struct {
 	N    float64          `json:"n"`
 	Arms map[string]*Sums `json:"arms"`
+}
+
+// MarshalBinary returns m's storage encoding, its JSON, as both stores
+// keep it.
+func (m Minute) MarshalBinary() ([]byte, error) { return json.Marshal(m) }
+
+// UnmarshalBinary sets m from MarshalBinary's encoding.
+func (m *Minute) UnmarshalBinary(b []byte) error {
+	var v Minute
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("off-policy minute: %w", err)
+	}
+	*m = v
+	return nil
+}
+
+// Add adds o's sums to m, arm by arm; nil arms of o add nothing.
+func (m *Minute) Add(o Minute) {
+	m.N += o.N
+	for name, a := range o.Arms {
+		if a == nil {
+			continue
+		}
+		if m.Arms == nil {
+			m.Arms = map[string]*Sums{}
+		}
+		x := m.Arms[name]
+		if x == nil {
+			x = &Sums{}
+			m.Arms[name] = x
+		}
+		x.Add(a)
+	}
+}
+
+// Store keeps this process's sums across restarts. PutOffPolicy replaces
+// the stored snapshot of each bucket given (a snapshot is cumulative);
+// LoadOffPolicy returns every stored one, skipping malformed ones. When
+// replicas share the store, each stores and loads only its own snapshots.
+type Store interface {
+	PutOffPolicy(ctx context.Context, buckets map[Key]Minute) error
+	LoadOffPolicy(ctx context.Context) (map[Key]Minute, error)
+}
+
+// Others reads what other replicas sharing a store counted: for every
+// bucket some replica wrote at or after since (by the writer's clock; zero
+// means every bucket), the sum of the other replicas' snapshots of it,
+// for Table.SetOthers.
+type Others interface {
+	OffPolicyOthers(ctx context.Context, since time.Time) (map[Key]Minute, error)
 }
 
 type atomicFloat struct{ bits atomic.Uint64 }

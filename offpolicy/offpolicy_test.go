@@ -139,3 +139,30 @@ func TestLegacySegmentMinutes(t *testing.T) {
 		}
 	}
 }
+
+func TestMinuteEncodingAndAdd(t *testing.T) {
+	m := Minute{N: 3, Arms: map[string]*Sums{"mf@1": {Served: 3, Expected: 3, W: 1.5, W2: 2.25, RW: 1.5, RW2: 2.25}}}
+	// The stored form is the JSON both stores have always kept.
+	const golden = `{"n":3,"arms":{"mf@1":{"served":3,"expected":3,"w":1.5,"w2":2.25,"rw":1.5,"rw2":2.25}}}`
+	raw, err := m.MarshalBinary()
+	if err != nil || string(raw) != golden {
+		t.Fatalf("MarshalBinary = %s, %v; want %s", raw, err, golden)
+	}
+	var back Minute
+	if err := back.UnmarshalBinary(raw); err != nil || back.N != 3 || *back.Arms["mf@1"] != *m.Arms["mf@1"] {
+		t.Fatalf("round trip = %+v, %v", back, err)
+	}
+	if err := back.UnmarshalBinary([]byte("{")); err == nil {
+		t.Fatal("UnmarshalBinary of malformed JSON succeeded")
+	}
+
+	var sum Minute
+	sum.Add(m)
+	sum.Add(Minute{N: 1, Arms: map[string]*Sums{"mf@1": {Served: 1, W: 1}, "mf@2": {Served: 1}, "gone": nil}})
+	if sum.N != 4 || sum.Arms["mf@1"].Served != 4 || sum.Arms["mf@1"].W != 2.5 || sum.Arms["mf@2"].Served != 1 || sum.Arms["gone"] != nil {
+		t.Fatalf("sum = %+v", sum)
+	}
+	if m.Arms["mf@1"].Served != 3 {
+		t.Fatal("Add changed its argument's sums")
+	}
+}

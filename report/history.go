@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"sort"
@@ -28,6 +29,20 @@ type Point struct {
 	T                        string     `json:"t"`
 	RegretExpectedCumulative float64    `json:"regret_expected_cumulative"`
 	Arms                     []PointArm `json:"arms"`
+}
+
+// MarshalBinary returns p's storage encoding as a history record's value:
+// its JSON, the form both stores have always kept.
+func (p Point) MarshalBinary() ([]byte, error) { return json.Marshal(p) }
+
+// UnmarshalBinary sets p from MarshalBinary's encoding.
+func (p *Point) UnmarshalBinary(b []byte) error {
+	var v Point
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("history point: %w", err)
+	}
+	*p = v
+	return nil
 }
 
 // History is GET /v1/endpoints/{endpoint}/report/history.
@@ -171,7 +186,7 @@ func (r *Recorder) RecordAll(ctx context.Context, now time.Time) {
 			return false
 		}
 		p := PointAfter(prev, rep, atTime)
-		raw, _ := json.Marshal(p)
+		raw, _ := p.MarshalBinary() // a Point always encodes
 		recs = append(recs, store.Record{Endpoint: ep.Name, Segment: seg, Time: at, Value: raw})
 		points = append(points, &p)
 		return true
@@ -272,7 +287,7 @@ func (r *Recorder) lastPoint(ctx context.Context, endpoint, segment string, at, 
 	}
 	for i := len(recs) - 1; i >= 0; i-- {
 		var p Point
-		if json.Unmarshal(recs[i].Value, &p) == nil {
+		if p.UnmarshalBinary(recs[i].Value) == nil {
 			r.last[key] = &p
 			return &p, nil
 		}
@@ -353,7 +368,7 @@ func ReadHistory(ctx context.Context, series Series, endpoint, segment string, i
 	h := &History{Endpoint: endpoint, Segment: segment, Interval: ShortDuration(interval), Points: []Point{}}
 	for _, rec := range recs {
 		var p Point
-		if json.Unmarshal(rec.Value, &p) == nil {
+		if p.UnmarshalBinary(rec.Value) == nil {
 			h.Points = append(h.Points, p)
 		}
 	}

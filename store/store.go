@@ -11,7 +11,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/offpolicy"
 )
 
 // Bucket names a family of registry records.
@@ -259,21 +259,8 @@ func (d *DB) SigningKey(_ context.Context) ([]byte, error) {
 	return key, err
 }
 
-func counterKey(k counters.Key) []byte {
-	// Endpoint and arm names cannot hold NUL; a segment value could, so it goes last.
-	return []byte(k.Endpoint + "\x00" + k.Arm + "\x00" + k.Segment)
-}
-
-func parseCounterKey(b []byte) (counters.Key, bool) {
-	parts := strings.SplitN(string(b), "\x00", 3)
-	if len(parts) != 3 {
-		return counters.Key{}, false
-	}
-	return counters.Key{Endpoint: parts[0], Arm: parts[1], Segment: parts[2]}, true
-}
-
 func addCounts(b *bolt.Bucket, k counters.Key, trials, successes uint64) error {
-	ck := counterKey(k)
+	ck := []byte(k.Encode())
 	var cur [16]byte
 	if v := b.Get(ck); len(v) == 16 {
 		copy(cur[:], v)
@@ -288,7 +275,7 @@ func (d *DB) LoadCounters(_ context.Context) ([]counters.Entry, error) {
 	var out []counters.Entry
 	err := d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bCounters).ForEach(func(k, v []byte) error {
-			key, ok := parseCounterKey(k)
+			key, ok := counters.DecodeKey(string(k))
 			if !ok || len(v) != 16 {
 				return nil
 			}
@@ -509,13 +496,11 @@ func (d *DB) PutDiscounted(_ context.Context, entries []counters.DiscEntry) erro
 	return d.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bDisc)
 		for _, e := range entries {
-			var v [40]byte
-			binary.BigEndian.PutUint64(v[0:], math.Float64bits(e.Disc.Trials))
-			binary.BigEndian.PutUint64(v[8:], math.Float64bits(e.Disc.Successes))
-			binary.BigEndian.PutUint64(v[16:], uint64(e.Disc.At.UnixNano()))
-			binary.BigEndian.PutUint64(v[24:], e.Disc.RawTrials)
-			binary.BigEndian.PutUint64(v[32:], e.Disc.RawSuccesses)
-			if err := b.Put(counterKey(e.Key), v[:]); err != nil {
+			v, err := e.Disc.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(e.Key.Encode()), v); err != nil {
 				return err
 			}
 		}
@@ -523,22 +508,17 @@ func (d *DB) PutDiscounted(_ context.Context, entries []counters.DiscEntry) erro
 	})
 }
 
-// LoadDiscounted returns the stored discounted-count snapshots.
+// LoadDiscounted returns the stored discounted-count snapshots, in key
+// order; malformed ones are skipped.
 func (d *DB) LoadDiscounted(_ context.Context) ([]counters.DiscEntry, error) {
 	var out []counters.DiscEntry
 	err := d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bDisc).ForEach(func(k, v []byte) error {
-			key, ok := parseCounterKey(k)
-			if !ok || len(v) != 40 {
-				return nil
+			key, ok := counters.DecodeKey(string(k))
+			var disc counters.Disc
+			if ok && disc.UnmarshalBinary(v) == nil {
+				out = append(out, counters.DiscEntry{Key: key, Disc: disc})
 			}
-			out = append(out, counters.DiscEntry{Key: key, Disc: counters.Disc{
-				Trials:       math.Float64frombits(binary.BigEndian.Uint64(v[0:])),
-				Successes:    math.Float64frombits(binary.BigEndian.Uint64(v[8:])),
-				At:           time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))),
-				RawTrials:    binary.BigEndian.Uint64(v[24:]),
-				RawSuccesses: binary.BigEndian.Uint64(v[32:]),
-			}})
 			return nil
 		})
 	})
@@ -576,15 +556,19 @@ type Record struct {
 	Value    []byte
 }
 
-// PutOffPolicy stores off-policy minute snapshots, replacing earlier ones.
-func (d *DB) PutOffPolicy(_ context.Context, recs []Record) error {
-	if len(recs) == 0 {
+// PutOffPolicy stores off-policy bucket snapshots, replacing earlier ones.
+func (d *DB) PutOffPolicy(_ context.Context, buckets map[offpolicy.Key]offpolicy.Minute) error {
+	if len(buckets) == 0 {
 		return nil
 	}
 	return d.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bOffPol)
-		for _, r := range recs {
-			if err := b.Put(seriesKey(r.Endpoint, r.Segment, r.Time), r.Value); err != nil {
+		for k, m := range buckets {
+			v, err := m.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := b.Put(seriesKey(k.Endpoint, k.Segment, k.Minute), v); err != nil {
 				return err
 			}
 		}
@@ -592,8 +576,22 @@ func (d *DB) PutOffPolicy(_ context.Context, recs []Record) error {
 	})
 }
 
-// LoadOffPolicy returns every stored off-policy minute.
-func (d *DB) LoadOffPolicy(_ context.Context) ([]Record, error) { return d.all(bOffPol) }
+// LoadOffPolicy returns every stored off-policy bucket; malformed ones are
+// skipped.
+func (d *DB) LoadOffPolicy(_ context.Context) (map[offpolicy.Key]offpolicy.Minute, error) {
+	recs, err := d.all(bOffPol)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[offpolicy.Key]offpolicy.Minute, len(recs))
+	for _, r := range recs {
+		var m offpolicy.Minute
+		if m.UnmarshalBinary(r.Value) == nil {
+			out[offpolicy.Key{Endpoint: r.Endpoint, Segment: r.Segment, Minute: r.Time}] = m
+		}
+	}
+	return out, nil
+}
 
 func (d *DB) all(bucket []byte) ([]Record, error) {
 	var out []Record

@@ -15,6 +15,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/internal/acklog"
 	"github.com/modelgate/modelgate/internal/redistest"
+	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -37,8 +38,8 @@ type appStore interface {
 	LoadCounters(ctx context.Context) ([]counters.Entry, error)
 	PutDiscounted(ctx context.Context, entries []counters.DiscEntry) error
 	LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error)
-	PutOffPolicy(ctx context.Context, recs []store.Record) error
-	LoadOffPolicy(ctx context.Context) ([]store.Record, error)
+	PutOffPolicy(ctx context.Context, buckets map[offpolicy.Key]offpolicy.Minute) error
+	LoadOffPolicy(ctx context.Context) (map[offpolicy.Key]offpolicy.Minute, error)
 	AddHistory(ctx context.Context, r store.Record) (bool, error)
 	History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error)
 	PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error)

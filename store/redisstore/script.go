@@ -7,7 +7,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -92,13 +91,6 @@ redis.call('SET', KEYS[1], out, 'EX', ARGV[1])
 return {0, out}
 `)
 
-// counterField is a counter's hash field. Endpoint and arm names cannot
-// hold NUL; a segment value could, so it goes last (as in the embedded
-// store).
-func counterField(k counters.Key) string {
-	return k.Endpoint + "\x00" + k.Arm + "\x00" + k.Segment
-}
-
 // ttlSeconds is a dedupe key's TTL: until exp as of now, plus
 // store.ExpiryGrace, because Redis starts counting when the script runs,
 // a moment after the caller read its clock to check the event's window.
@@ -118,7 +110,7 @@ func (s *Store) scriptArgs(b *batch, now time.Time) (keys []string, args []any) 
 	args = make([]any, 0, 2+2*len(b.deltas)+6*len(b.ops))
 	args = append(args, strconv.FormatInt(int64(s.opt.BatchTTL/time.Second), 10), strconv.Itoa(len(b.deltas)))
 	for k, n := range b.deltas {
-		args = append(args, counterField(k), strconv.FormatUint(n, 10))
+		args = append(args, k.Encode(), strconv.FormatUint(n, 10))
 	}
 	for _, op := range b.ops {
 		ev := s.kDedupe + op.EventKey
@@ -139,7 +131,7 @@ func (s *Store) scriptArgs(b *batch, now time.Time) (keys []string, args []any) 
 			at = op.Now // the reading the caller checked the window with
 		}
 		keys = append(keys, ev, tk, sk, ik)
-		args = append(args, ttlSeconds(op.Expires, at), counterField(op.Counter), ht, hs, item, strconv.Itoa(op.MaxItems))
+		args = append(args, ttlSeconds(op.Expires, at), op.Counter.Encode(), ht, hs, item, strconv.Itoa(op.MaxItems))
 	}
 	return keys, args
 }

@@ -3,11 +3,8 @@ package redisstore
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,40 +23,6 @@ const chunk = 500
 
 // Discounted counts.
 
-// encodeDisc is the 40-byte value *store.DB keeps per cell: trials and
-// successes as float64 bits, At in Unix nanoseconds, then the raw trials
-// and successes, each 8 bytes big-endian.
-func encodeDisc(d counters.Disc) []byte {
-	v := make([]byte, 40)
-	binary.BigEndian.PutUint64(v[0:], math.Float64bits(d.Trials))
-	binary.BigEndian.PutUint64(v[8:], math.Float64bits(d.Successes))
-	binary.BigEndian.PutUint64(v[16:], uint64(d.At.UnixNano()))
-	binary.BigEndian.PutUint64(v[24:], d.RawTrials)
-	binary.BigEndian.PutUint64(v[32:], d.RawSuccesses)
-	return v
-}
-
-func decodeDisc(v []byte) (counters.Disc, bool) {
-	if len(v) != 40 {
-		return counters.Disc{}, false
-	}
-	return counters.Disc{
-		Trials:       math.Float64frombits(binary.BigEndian.Uint64(v[0:])),
-		Successes:    math.Float64frombits(binary.BigEndian.Uint64(v[8:])),
-		At:           time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))),
-		RawTrials:    binary.BigEndian.Uint64(v[24:]),
-		RawSuccesses: binary.BigEndian.Uint64(v[32:]),
-	}, true
-}
-
-func parseCounterField(f string) (counters.Key, bool) {
-	parts := strings.SplitN(f, "\x00", 3)
-	if len(parts) != 3 {
-		return counters.Key{}, false
-	}
-	return counters.Key{Endpoint: parts[0], Arm: parts[1], Segment: parts[2]}, true
-}
-
 // PutDiscounted stores discounted-count snapshots, replacing earlier ones
 // (the last writer wins: every replica derives the same values from the
 // shared counters).
@@ -71,7 +34,11 @@ func (s *Store) PutDiscounted(ctx context.Context, entries []counters.DiscEntry)
 		for part := range slices.Chunk(entries, chunk) {
 			args := make([]any, 0, 2*len(part))
 			for _, e := range part {
-				args = append(args, counterField(e.Key), encodeDisc(e.Disc))
+				v, err := e.Disc.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				args = append(args, e.Key.Encode(), v)
 			}
 			p.HSet(ctx, s.kDisc, args...)
 		}
@@ -92,18 +59,18 @@ func (s *Store) LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error
 	}
 	var out []counters.DiscEntry
 	for f, v := range m {
-		k, ok := parseCounterField(f)
+		k, ok := counters.DecodeKey(f)
 		if !ok {
 			continue
 		}
-		d, ok := decodeDisc([]byte(v))
-		if !ok {
+		var d counters.Disc
+		if d.UnmarshalBinary([]byte(v)) != nil {
 			continue
 		}
 		out = append(out, counters.DiscEntry{Key: k, Disc: d})
 	}
 	slices.SortFunc(out, func(a, b counters.DiscEntry) int {
-		return strings.Compare(counterField(a.Key), counterField(b.Key))
+		return strings.Compare(a.Key.Encode(), b.Key.Encode())
 	})
 	return out, nil
 }
@@ -294,26 +261,29 @@ func (s *Store) parseOpKey(k string) (endpoint, segment string, minute int64, ok
 // snapshots (Options.ReplicaID or the random one chosen at Open).
 func (s *Store) ReplicaID() string { return s.opt.ReplicaID }
 
-// PutOffPolicy stores this replica's off-policy minute snapshots, each
-// replacing this replica's earlier snapshot of the same minute and leaving
+// PutOffPolicy stores this replica's off-policy bucket snapshots, each
+// replacing this replica's earlier snapshot of the same bucket and leaving
 // other replicas' alone. A snapshot is cumulative for its replica: the sum
-// of a minute over every replica is the minute's total. Record.Time is the
-// minute (Unix seconds of its start); Record.Value is stored as given (the
-// JSON of an offpolicy.Minute). All records are written in one
-// transaction, and the minutes marked touched now, for OffPolicyOthers.
-func (s *Store) PutOffPolicy(ctx context.Context, recs []store.Record) error {
-	if len(recs) == 0 {
+// of a bucket over every replica is the bucket's total. All snapshots are
+// written in one transaction, and the buckets marked touched now, for
+// OffPolicyOthers.
+func (s *Store) PutOffPolicy(ctx context.Context, buckets map[offpolicy.Key]offpolicy.Minute) error {
+	if len(buckets) == 0 {
 		return nil
 	}
 	now := float64(s.now().UnixMilli())
-	touched := make([]redis.Z, len(recs))
-	minutes := make([]redis.Z, len(recs))
+	touched := make([]redis.Z, 0, len(buckets))
+	minutes := make([]redis.Z, 0, len(buckets))
 	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for i, r := range recs {
-			k := s.opKey(r.Endpoint, r.Segment, r.Time)
-			p.HSet(ctx, k, s.opt.ReplicaID, r.Value)
-			touched[i] = redis.Z{Score: now, Member: k}
-			minutes[i] = redis.Z{Score: float64(r.Time), Member: k}
+		for bk, m := range buckets {
+			v, err := m.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			k := s.opKey(bk.Endpoint, bk.Segment, bk.Minute)
+			p.HSet(ctx, k, s.opt.ReplicaID, v)
+			touched = append(touched, redis.Z{Score: now, Member: k})
+			minutes = append(minutes, redis.Z{Score: float64(bk.Minute), Member: k})
 		}
 		for part := range slices.Chunk(touched, chunk) {
 			p.ZAdd(ctx, s.kOpTouched, part...)
@@ -329,16 +299,16 @@ func (s *Store) PutOffPolicy(ctx context.Context, recs []store.Record) error {
 	return nil
 }
 
-// LoadOffPolicy returns this replica's own off-policy minute snapshots
-// (those stored under its ReplicaID), with Time the minute, so a replica
-// restarted with the same id resumes its cumulative sums. Other
+// LoadOffPolicy returns this replica's own off-policy bucket snapshots
+// (those stored under its ReplicaID), so a replica restarted with the same
+// id resumes its cumulative sums; malformed ones are skipped. Other
 // replicas' snapshots are OffPolicyOthers's.
-func (s *Store) LoadOffPolicy(ctx context.Context) ([]store.Record, error) {
+func (s *Store) LoadOffPolicy(ctx context.Context) (map[offpolicy.Key]offpolicy.Minute, error) {
 	keys, err := s.allOpKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("redis load off-policy: %w", err)
 	}
-	var out []store.Record
+	out := map[offpolicy.Key]offpolicy.Minute{}
 	for part := range slices.Chunk(keys, chunk) {
 		vals := make([]*redis.StringCmd, len(part))
 		_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -358,12 +328,12 @@ func (s *Store) LoadOffPolicy(ctx context.Context) ([]store.Record, error) {
 			if err != nil {
 				return nil, fmt.Errorf("redis load off-policy: %w", err)
 			}
-			if e, seg, m, ok := s.parseOpKey(part[i]); ok {
-				out = append(out, store.Record{Endpoint: e, Segment: seg, Time: m, Value: b})
+			var m offpolicy.Minute
+			if e, seg, minute, ok := s.parseOpKey(part[i]); ok && m.UnmarshalBinary(b) == nil {
+				out[offpolicy.Key{Endpoint: e, Segment: seg, Minute: minute}] = m
 			}
 		}
 	}
-	sortRecords(out)
 	return out, nil
 }
 
@@ -392,14 +362,12 @@ func (s *Store) allOpKeys(ctx context.Context) ([]string, error) {
 	return keys, nil
 }
 
-// OffPolicyOthers returns, for every off-policy minute some replica wrote
+// OffPolicyOthers returns, for every off-policy bucket some replica wrote
 // at or after since (by the writer's clock, so allow for skew between
-// replicas), the sum of the other replicas' snapshots of it: one record per
-// endpoint, segment and minute, with Time the minute and Value the JSON of
-// the offpolicy.Minute summed field by field. Minutes only this replica
-// wrote are left out; malformed snapshots are skipped. A zero since means
-// every minute.
-func (s *Store) OffPolicyOthers(ctx context.Context, since time.Time) ([]store.Record, error) {
+// replicas), the sum of the other replicas' snapshots of it, field by
+// field. Buckets only this replica wrote are left out; malformed snapshots
+// are skipped. A zero since means every bucket.
+func (s *Store) OffPolicyOthers(ctx context.Context, since time.Time) (map[offpolicy.Key]offpolicy.Minute, error) {
 	lo := "-inf"
 	if !since.IsZero() {
 		lo = strconv.FormatInt(since.UnixMilli(), 10)
@@ -408,7 +376,7 @@ func (s *Store) OffPolicyOthers(ctx context.Context, since time.Time) ([]store.R
 	if err != nil {
 		return nil, fmt.Errorf("redis off-policy of other replicas: %w", err)
 	}
-	var out []store.Record
+	out := map[offpolicy.Key]offpolicy.Minute{}
 	for part := range slices.Chunk(keys, chunk) {
 		snaps := make([]*redis.MapStringStringCmd, len(part))
 		_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -426,15 +394,10 @@ func (s *Store) OffPolicyOthers(ctx context.Context, since time.Time) ([]store.R
 				continue
 			}
 			if sum, ok := s.sumOthers(c.Val()); ok {
-				raw, err := json.Marshal(sum)
-				if err != nil {
-					return nil, fmt.Errorf("off-policy sum of %s/%s at %d: %w", e, seg, m, err)
-				}
-				out = append(out, store.Record{Endpoint: e, Segment: seg, Time: m, Value: raw})
+				out[offpolicy.Key{Endpoint: e, Segment: seg, Minute: m}] = sum
 			}
 		}
 	}
-	sortRecords(out)
 	return out, nil
 }
 
@@ -453,30 +416,13 @@ func (s *Store) sumOthers(snaps map[string]string) (offpolicy.Minute, bool) {
 	found := false
 	for _, id := range ids {
 		var m offpolicy.Minute
-		if json.Unmarshal([]byte(snaps[id]), &m) != nil {
+		if m.UnmarshalBinary([]byte(snaps[id])) != nil {
 			continue
 		}
 		found = true
-		sum.N += m.N
-		for name, a := range m.Arms {
-			if a == nil {
-				continue
-			}
-			x := sum.Arms[name]
-			if x == nil {
-				x = &offpolicy.Sums{}
-				sum.Arms[name] = x
-			}
-			x.Add(a)
-		}
+		sum.Add(m)
 	}
 	return sum, found
-}
-
-func sortRecords(rs []store.Record) {
-	slices.SortFunc(rs, func(a, b store.Record) int {
-		return cmp.Or(strings.Compare(a.Endpoint, b.Endpoint), strings.Compare(a.Segment, b.Segment), cmp.Compare(a.Time, b.Time))
-	})
 }
 
 // pruneOffPolicy deletes the off-policy keys of minutes before cutoff

@@ -2,11 +2,13 @@ package redisstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -223,11 +225,11 @@ func TestPruneSeriesSameAsEmbedded(t *testing.T) {
 			recs = append(recs, store.Record{Endpoint: "home", Segment: "all", Time: ts, Value: minuteJSON(1, nil)})
 		}
 		for _, r := range rs {
-			if err := r.PutOffPolicy(ctx, recs); err != nil {
+			if err := r.PutOffPolicy(ctx, minutesOf(recs)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := db.PutOffPolicy(ctx, recs); err != nil {
+		if err := db.PutOffPolicy(ctx, minutesOf(recs)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -280,14 +282,14 @@ func TestPruneSeriesSameAsEmbedded(t *testing.T) {
 				}
 			}
 			for ri, r := range rs {
-				got, err := r.LoadOffPolicy(ctx)
+				got, err := recordsOf(r.LoadOffPolicy(ctx))
 				if err != nil {
 					t.Fatal(err)
 				}
 				if fmt.Sprint(timesOf(got)) != fmt.Sprint(tc.wantOffMinutes) {
 					t.Errorf("replica %d: off-policy minutes left %v, want %v", ri, timesOf(got), tc.wantOffMinutes)
 				}
-				others, err := r.OffPolicyOthers(ctx, time.Time{})
+				others, err := recordsOf(r.OffPolicyOthers(ctx, time.Time{}))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -295,7 +297,7 @@ func TestPruneSeriesSameAsEmbedded(t *testing.T) {
 					t.Errorf("replica %d: other replicas' minutes left %v, want %v", ri, timesOf(others), tc.wantOffMinutes)
 				}
 			}
-			if want, _ := db.LoadOffPolicy(ctx); fmt.Sprint(timesOf(want)) != fmt.Sprint(tc.wantOffMinutes) {
+			if want, _ := recordsOf(db.LoadOffPolicy(ctx)); fmt.Sprint(timesOf(want)) != fmt.Sprint(tc.wantOffMinutes) {
 				t.Errorf("embedded off-policy minutes left %v, want %v (the test's expectation is off)", timesOf(want), tc.wantOffMinutes)
 			}
 			if left := keysUnder(t, raw, prefix); tc.wantEmpty && len(left) != 0 {
@@ -416,8 +418,8 @@ func TestDiscountedRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !bytes.Equal(v, encodeDisc(e.Disc)) || len(v) != 40 {
-					t.Errorf("stored %x, want %x", v, encodeDisc(e.Disc))
+				if !bytes.Equal(v, discBytes(e.Disc)) || len(v) != 40 {
+					t.Errorf("stored %x, want %x", v, discBytes(e.Disc))
 				}
 			}
 		})
@@ -433,7 +435,7 @@ func TestDiscountedSkipsMalformed(t *testing.T) {
 	if err := s.PutDiscounted(ctx, []counters.DiscEntry{good}); err != nil {
 		t.Fatal(err)
 	}
-	raw.HSet(ctx, "bad:disc", "no-separators", encodeDisc(good.Disc), "e\x00a\x00s", "short")
+	raw.HSet(ctx, "bad:disc", "no-separators", discBytes(good.Disc), "e\x00a\x00s", "short")
 	got, err := s.LoadDiscounted(ctx)
 	if err != nil || len(got) != 1 || got[0].Key != kA {
 		t.Fatalf("LoadDiscounted = %+v, %v; want only the good entry", got, err)
@@ -531,12 +533,12 @@ func TestOffPolicyAcrossReplicas(t *testing.T) {
 			rs := replicas(t, srv.URL(), fmt.Sprintf("op%d:", i), tc.replicas)
 			for _, p := range tc.puts {
 				rs[p.replica].now = func() time.Time { return p.at }
-				if err := rs[p.replica].PutOffPolicy(ctx, p.recs); err != nil {
+				if err := rs[p.replica].PutOffPolicy(ctx, minutesOf(p.recs)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			for ri, want := range tc.loads {
-				got, err := rs[ri].LoadOffPolicy(ctx)
+				got, err := recordsOf(rs[ri].LoadOffPolicy(ctx))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -545,7 +547,7 @@ func TestOffPolicyAcrossReplicas(t *testing.T) {
 				}
 			}
 			for _, o := range tc.others {
-				got, err := rs[o.replica].OffPolicyOthers(ctx, o.since)
+				got, err := recordsOf(rs[o.replica].OffPolicyOthers(ctx, o.since))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -621,19 +623,19 @@ func TestReplicaID(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			first := open(tc.id)
-			if err := first.PutOffPolicy(ctx, []store.Record{r}); err != nil {
+			if err := first.PutOffPolicy(ctx, minutesOf([]store.Record{r})); err != nil {
 				t.Fatal(err)
 			}
 			first.Close()
 			again := open(tc.id)
-			got, err := again.LoadOffPolicy(ctx)
+			got, err := recordsOf(again.LoadOffPolicy(ctx))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if loaded := len(got) == 1 && bytes.Equal(got[0].Value, v); loaded != tc.wantLoaded || (!tc.wantLoaded && len(got) != 0) {
 				t.Fatalf("after restart LoadOffPolicy = %s, want loaded=%v", showRecords(got), tc.wantLoaded)
 			}
-			others, err := again.OffPolicyOthers(ctx, time.Time{})
+			others, err := recordsOf(again.OffPolicyOthers(ctx, time.Time{}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -663,17 +665,17 @@ func TestManyPoints(t *testing.T) {
 		}
 		recs = append(recs, r)
 	}
-	if err := rs[0].PutOffPolicy(ctx, recs); err != nil {
+	if err := rs[0].PutOffPolicy(ctx, minutesOf(recs)); err != nil {
 		t.Fatal(err)
 	}
 	h, err := rs[1].History(ctx, "home", "all", 0, 0)
 	if err != nil || !sameRecords(t, h, recs) {
 		t.Fatalf("History returned %d points (%v), want the %d added in order", len(h), err, n)
 	}
-	if got, err := rs[0].LoadOffPolicy(ctx); err != nil || !sameRecords(t, got, recs) {
+	if got, err := recordsOf(rs[0].LoadOffPolicy(ctx)); err != nil || !sameRecords(t, got, recs) {
 		t.Fatalf("LoadOffPolicy returned %d minutes (%v), want %d", len(got), err, n)
 	}
-	if got, err := rs[1].OffPolicyOthers(ctx, time.Time{}); err != nil || !sameRecords(t, got, recs) {
+	if got, err := recordsOf(rs[1].OffPolicyOthers(ctx, time.Time{})); err != nil || !sameRecords(t, got, recs) {
 		t.Fatalf("OffPolicyOthers returned %d minutes (%v), want %d", len(got), err, n)
 	}
 	if d, err := rs[1].PruneSeries(ctx, n*60, 0, 0); err != nil || d != 2*n {
@@ -682,4 +684,40 @@ func TestManyPoints(t *testing.T) {
 	if left := keysUnder(t, raw, "many:"); len(left) != 0 {
 		t.Fatalf("keys left after pruning everything: %d", len(left))
 	}
+}
+
+// minutesOf turns records whose Values are the JSON of offpolicy.Minutes
+// into PutOffPolicy's argument.
+func minutesOf(recs []store.Record) map[offpolicy.Key]offpolicy.Minute {
+	out := make(map[offpolicy.Key]offpolicy.Minute, len(recs))
+	for _, r := range recs {
+		var m offpolicy.Minute
+		if err := m.UnmarshalBinary(r.Value); err != nil {
+			panic(err)
+		}
+		out[offpolicy.Key{Endpoint: r.Endpoint, Segment: r.Segment, Minute: r.Time}] = m
+	}
+	return out
+}
+
+// recordsOf turns off-policy buckets back into records, sorted by
+// endpoint, segment and minute, for comparisons.
+func recordsOf(m map[offpolicy.Key]offpolicy.Minute, err error) ([]store.Record, error) {
+	out := make([]store.Record, 0, len(m))
+	for k, v := range m {
+		raw, merr := v.MarshalBinary()
+		if merr != nil {
+			return nil, merr
+		}
+		out = append(out, store.Record{Endpoint: k.Endpoint, Segment: k.Segment, Time: k.Minute, Value: raw})
+	}
+	slices.SortFunc(out, func(a, b store.Record) int {
+		return cmp.Or(strings.Compare(a.Endpoint, b.Endpoint), strings.Compare(a.Segment, b.Segment), cmp.Compare(a.Time, b.Time))
+	})
+	return out, err
+}
+
+func discBytes(d counters.Disc) []byte {
+	v, _ := d.MarshalBinary()
+	return v
 }

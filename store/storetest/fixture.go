@@ -71,7 +71,7 @@ func CheckFixtureV1(t *testing.T, s Store) {
 		t.Errorf("discounted = %+v, %v; want %+v", discs, err, wantDisc)
 	}
 
-	ops, err := loadOffPolicy(ctx, s)
+	ops, err := s.LoadOffPolicy(ctx)
 	wantOps := map[offpolicy.Key]offpolicy.Minute{
 		{Endpoint: "home", Segment: "*", Minute: 1796646600}: {N: 12, Arms: map[string]*offpolicy.Sums{
 			"mf@1": {Served: 7, Expected: 6.5, W: 1.25, W2: 2.5, RW: 0.5, RW2: 0.25},
@@ -111,20 +111,4 @@ func CheckFixtureV1(t *testing.T, s Store) {
 		!k.CreatedAt.Equal(at.Truncate(time.Second)) || !k.LastUsed.Equal(at.Add(time.Minute).Truncate(time.Millisecond)) {
 		t.Errorf("key = %+v", k)
 	}
-}
-
-func loadOffPolicy(ctx context.Context, s Store) (map[offpolicy.Key]offpolicy.Minute, error) {
-	recs, err := s.LoadOffPolicy(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := map[offpolicy.Key]offpolicy.Minute{}
-	for _, r := range recs {
-		var m offpolicy.Minute
-		if err := json.Unmarshal(r.Value, &m); err != nil {
-			return nil, err
-		}
-		out[offpolicy.Key{Endpoint: r.Endpoint, Segment: r.Segment, Minute: r.Time}] = m
-	}
-	return out, nil
 }

@@ -33,11 +33,9 @@ type Store interface {
 	report.Series
 	auth.Store
 	audit.Store
-	LoadCounters(ctx context.Context) ([]counters.Entry, error)
-	PutDiscounted(ctx context.Context, entries []counters.DiscEntry) error
-	LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error)
-	PutOffPolicy(ctx context.Context, recs []store.Record) error
-	LoadOffPolicy(ctx context.Context) ([]store.Record, error)
+	counters.Loader
+	counters.DiscStore
+	offpolicy.Store
 	Meta(ctx context.Context, key string) ([]byte, error)
 	SetMeta(ctx context.Context, key string, val []byte) error
 	SigningKey(ctx context.Context) ([]byte, error)
