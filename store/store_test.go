@@ -58,26 +58,6 @@ func TestFeedbackDedupeAndCounts(t *testing.T) {
 	}
 }
 
-func TestSweepExpired(t *testing.T) {
-	ctx := context.Background()
-	db := open(t, t.TempDir())
-	defer db.Close()
-	k := counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}
-	past := time.Now().Add(-time.Minute)
-	if _, err := db.ApplyFeedback(ctx, []FeedbackOp{{EventKey: "old", Counter: k, Expires: past},
-		{EventKey: "new", Counter: k, Expires: time.Now().Add(time.Hour)}}, nil); err != nil {
-		t.Fatal(err)
-	}
-	n, err := db.SweepExpired(ctx, 100)
-	if err != nil || n != 1 {
-		t.Fatalf("SweepExpired = %d, %v; want 1 key swept", n, err)
-	}
-	res, _ := db.ApplyFeedback(ctx, []FeedbackOp{{EventKey: "new", Counter: k, Expires: time.Now().Add(time.Hour)}}, nil)
-	if !res[0].Duplicate {
-		t.Fatal("an unexpired key was swept")
-	}
-}
-
 func TestRegistryRecordsAndSigningKey(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -102,56 +82,6 @@ func TestRegistryRecordsAndSigningKey(t *testing.T) {
 	}
 	if _, err := Open(dir); err == nil {
 		t.Fatal("a second Open of a held data dir must fail")
-	}
-}
-
-func TestFeedbackItemLimit(t *testing.T) {
-	ctx := context.Background()
-	db := open(t, t.TempDir())
-	defer db.Close()
-	k := counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}
-	exp := time.Now().Add(time.Hour)
-	op := func(typ, item string) FeedbackOp {
-		o := FeedbackOp{EventKey: "e1" + typ + "\x00" + item, ItemsKey: "i1", Item: item, MaxItems: 2, Counter: k, Expires: exp}
-		if typ == "click" {
-			o.SuccessKey = "s1"
-		}
-		return o
-	}
-	steps := []struct {
-		op   FeedbackOp
-		want FeedbackResult
-	}{
-		{op("click", "a"), FeedbackResult{Success: true}},
-		{op("impression", ""), FeedbackResult{}}, // no item: not counted against the limit
-		{op("click", "b"), FeedbackResult{}},
-		{op("click", "c"), FeedbackResult{TooMany: true}},
-		{op("click", "c"), FeedbackResult{TooMany: true}}, // refused, so not remembered as seen
-		{op("click", "b"), FeedbackResult{Duplicate: true}},
-		{op("impression", "a"), FeedbackResult{}}, // a known item, another event
-		{op("impression", "d"), FeedbackResult{TooMany: true}},
-	}
-	for i, s := range steps {
-		res, err := db.ApplyFeedback(ctx, []FeedbackOp{s.op}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res[0] != s.want {
-			t.Errorf("step %d (%q): got %+v, want %+v", i, s.op.EventKey, res[0], s.want)
-		}
-	}
-	// In one batch, the limit holds as well.
-	ops := []FeedbackOp{op("click", "x"), op("click", "y"), op("click", "z")}
-	for i := range ops {
-		ops[i].ItemsKey = "i2"
-		ops[i].EventKey = "e2" + ops[i].EventKey[2:]
-	}
-	res, err := db.ApplyFeedback(ctx, ops, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res[0].TooMany || res[1].TooMany || !res[2].TooMany {
-		t.Fatalf("batch of 3 items with a limit of 2: %+v", res)
 	}
 }
 

@@ -15,40 +15,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/internal/acklog"
 	"github.com/modelgate/modelgate/internal/redistest"
-	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/store"
-)
-
-// appStore is every method the app uses of *store.DB (registry.Store,
-// feedback.Store, report.Series and what cmd/modelgate calls); both stores
-// have it. The
-// consumers' interfaces are spelled out rather than imported, so this
-// package's tests do not depend on packages it does not use.
-type appStore interface {
-	Put(ctx context.Context, b store.Bucket, key string, val []byte) error
-	Delete(ctx context.Context, b store.Bucket, key string) error
-	Update(ctx context.Context, b store.Bucket, key string, f func(cur []byte) ([]byte, error)) ([]byte, error)
-	List(ctx context.Context, b store.Bucket) (map[string][]byte, error)
-	ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendingTrials map[counters.Key]uint64) ([]store.FeedbackResult, error)
-	AddTrials(ctx context.Context, deltas map[counters.Key]uint64) error
-	SweepExpired(ctx context.Context, limit int) (int, error)
-	Meta(ctx context.Context, key string) ([]byte, error)
-	SetMeta(ctx context.Context, key string, val []byte) error
-	SigningKey(ctx context.Context) ([]byte, error)
-	LoadCounters(ctx context.Context) ([]counters.Entry, error)
-	PutDiscounted(ctx context.Context, entries []counters.DiscEntry) error
-	LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error)
-	PutOffPolicy(ctx context.Context, buckets map[offpolicy.Key]offpolicy.Minute) error
-	LoadOffPolicy(ctx context.Context) (map[offpolicy.Key]offpolicy.Minute, error)
-	AddHistory(ctx context.Context, r store.Record) (bool, error)
-	History(ctx context.Context, endpoint, segment string, from, to int64) ([]store.Record, error)
-	PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error)
-	Close() error
-}
-
-var (
-	_ appStore = (*store.DB)(nil)
-	_ appStore = (*Store)(nil)
 )
 
 // fastOpts keep outage tests quick: frequent checks. The write deadline is
@@ -87,7 +54,7 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func countsOf(t testing.TB, s appStore) map[counters.Key][2]uint64 {
+func countsOf(t testing.TB, s *Store) map[counters.Key][2]uint64 {
 	t.Helper()
 	es, err := s.LoadCounters(context.Background())
 	if err != nil {
@@ -119,90 +86,6 @@ func limited(item, pred string, k counters.Key) store.FeedbackOp {
 	op := click(item, pred, k)
 	op.ItemsKey, op.Item, op.MaxItems = "i"+pred, item, 2
 	return op
-}
-
-// TestSameAnswersAsEmbeddedStore runs one sequence of calls against the
-// embedded store and against Redis: results and counters must agree.
-func TestSameAnswersAsEmbeddedStore(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	ctx := context.Background()
-	type call struct {
-		ops     []store.FeedbackOp
-		pending map[counters.Key]uint64
-		trials  map[counters.Key]uint64 // an AddTrials call instead
-	}
-	tests := []struct {
-		name  string
-		calls []call
-		want  map[counters.Key][2]uint64
-	}{
-		{"click, its repeat, another item, an impression", []call{{
-			ops:     []store.FeedbackOp{click("i1", "p1", kA), click("i1", "p1", kA), click("i2", "p1", kA), impression("p2", kA)},
-			pending: map[counters.Key]uint64{kA: 5},
-		}}, map[counters.Key][2]uint64{kA: {6, 1}}},
-		{"repeat in a later call", []call{
-			{ops: []store.FeedbackOp{click("i1", "p1", kA)}},
-			{ops: []store.FeedbackOp{click("i1", "p1", kA), impression("p1", kA)}},
-		}, map[counters.Key][2]uint64{kA: {1, 1}}},
-		{"click and impression of one prediction under trials_on impression", []call{{
-			ops: []store.FeedbackOp{
-				{EventKey: "ep3click\x00i1", SuccessKey: "sp3", TrialKey: "tp3", Counter: kB, Expires: time.Now().Add(time.Hour)},
-				impression("p3", kB),
-			},
-		}}, map[counters.Key][2]uint64{kB: {1, 1}}},
-		{"trials only, zeros ignored", []call{
-			{trials: map[counters.Key]uint64{kA: 3, kB: 0}},
-			{pending: map[counters.Key]uint64{kB: 2}},
-			{trials: map[counters.Key]uint64{kA: 1}},
-		}, map[counters.Key][2]uint64{kA: {4, 0}, kB: {2, 0}}},
-		{"at most two distinct items of a prediction", []call{
-			{ops: []store.FeedbackOp{limited("a", "p5", kA), limited("b", "p5", kA), limited("c", "p5", kA), limited("a", "p5", kA)}},
-			{ops: []store.FeedbackOp{limited("c", "p5", kA), limited("b", "p5", kA), limited("x", "p6", kA)}},
-		}, map[counters.Key][2]uint64{kA: {0, 2}}},
-		{"already expired event still counts once", []call{
-			{ops: []store.FeedbackOp{{EventKey: "eold", SuccessKey: "sold", Counter: kA, Expires: time.Now().Add(-time.Minute)}}},
-		}, map[counters.Key][2]uint64{kA: {0, 1}}},
-	}
-	for i, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			db, err := store.Open(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			opt := onlineOpts()
-			opt.Prefix = fmt.Sprintf("parity%d:", i)
-			rs := openStore(t, srv.URL(), opt)
-			for j, c := range tc.calls {
-				if c.trials != nil {
-					if err := db.AddTrials(ctx, c.trials); err != nil {
-						t.Fatal(err)
-					}
-					if err := rs.AddTrials(ctx, c.trials); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := db.ApplyFeedback(ctx, c.ops, c.pending)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := rs.ApplyFeedback(ctx, c.ops, c.pending)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if fmt.Sprint(got) != fmt.Sprint(want) {
-					t.Errorf("call %d: redis answered %+v, embedded %+v", j, got, want)
-				}
-			}
-			if got, emb := countsOf(t, rs), countsOf(t, db); fmt.Sprint(got) != fmt.Sprint(emb) || fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Errorf("counters: redis %v, embedded %v, want %v", got, emb, tc.want)
-			}
-			if n, _ := rs.Backlog(); n != 0 || !rs.Healthy() {
-				t.Errorf("a healthy Redis left backlog %d, healthy %v", n, rs.Healthy())
-			}
-		})
-	}
 }
 
 func TestRegistryMetaAndSubscribe(t *testing.T) {

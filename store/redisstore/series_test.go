@@ -35,16 +35,6 @@ func replicas(t *testing.T, url, prefix string, n int) []*Store {
 	return out
 }
 
-func openDB(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // rawClient is a plain client to look at the keys the store wrote.
 func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
 	t.Helper()
@@ -144,19 +134,14 @@ func TestHistoryFirstWriterWinsAcrossReplicas(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := replicas(t, srv.URL(), fmt.Sprintf("hist%d:", i), 2)
-			db := openDB(t)
 			for j, a := range tc.adds {
 				r := store.Record{Endpoint: a.endpoint, Segment: a.segment, Time: a.t, Value: []byte(a.v)}
 				got, err := rs[a.replica].AddHistory(ctx, r)
 				if err != nil {
 					t.Fatal(err)
 				}
-				emb, err := db.AddHistory(ctx, r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got != a.want || emb != a.want {
-					t.Errorf("add %d: redis added=%v, embedded %v, want %v", j, got, emb, a.want)
+				if got != a.want {
+					t.Errorf("add %d: added=%v, want %v", j, got, a.want)
 				}
 			}
 			for _, q := range tc.queries {
@@ -174,18 +159,6 @@ func TestHistoryFirstWriterWinsAcrossReplicas(t *testing.T) {
 						t.Errorf("replica %d History(%q, %q, %d, %d) = %v, want %v", ri, q.endpoint, q.segment, q.from, q.to, pointsOf(got), q.want)
 					}
 				}
-				if strings.Contains(q.segment, "\x00") {
-					// The embedded store cannot parse such a series key back:
-					// it returns nothing, and prunes the points as malformed.
-					continue
-				}
-				emb, err := db.History(ctx, q.endpoint, q.segment, q.from, q.to)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !reflect.DeepEqual(pointsOf(emb), q.want) {
-					t.Errorf("embedded History(%q, %q, %d, %d) = %v, want %v (the test's expectation is off)", q.endpoint, q.segment, q.from, q.to, pointsOf(emb), q.want)
-				}
 			}
 		})
 	}
@@ -201,21 +174,21 @@ func minuteJSON(n float64, arms map[string]offpolicy.Sums) []byte {
 	return b
 }
 
-func TestPruneSeriesSameAsEmbedded(t *testing.T) {
+// Replicas prune the series they share: from either, every replica's
+// history and off-policy snapshots go, with their index entries.
+// (storetest states what pruning keeps, through one handle.)
+func TestPruneSeriesAcrossReplicas(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	raw := rawClient(t, srv)
 	ctx := context.Background()
 	// History every 60 s from 0 to 1200 in two series, and off-policy
 	// minutes over the same range from two replicas.
-	seed := func(t *testing.T, rs []*Store, db *store.DB) {
+	seed := func(t *testing.T, rs []*Store) {
 		t.Helper()
 		for _, seg := range []string{"all", "s=1"} {
 			for ts := int64(0); ts <= 1200; ts += 60 {
 				r := store.Record{Endpoint: "home", Segment: seg, Time: ts, Value: []byte(fmt.Sprint(ts))}
 				if _, err := rs[ts/60%2].AddHistory(ctx, r); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := db.AddHistory(ctx, r); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -228,9 +201,6 @@ func TestPruneSeriesSameAsEmbedded(t *testing.T) {
 			if err := r.PutOffPolicy(ctx, minutesOf(recs)); err != nil {
 				t.Fatal(err)
 			}
-		}
-		if err := db.PutOffPolicy(ctx, minutesOf(recs)); err != nil {
-			t.Fatal(err)
 		}
 	}
 	tests := []struct {
@@ -258,27 +228,21 @@ func TestPruneSeriesSameAsEmbedded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := fmt.Sprintf("prune%d:", i)
 			rs := replicas(t, srv.URL(), prefix, 2)
-			db := openDB(t)
-			seed(t, rs, db)
+			seed(t, rs)
 			n, err := rs[1].PruneSeries(ctx, tc.cutoff, tc.thinBefore, tc.keep)
 			if err != nil {
 				t.Fatal(err)
 			}
-			emb, err := db.PruneSeries(ctx, tc.cutoff, tc.thinBefore, tc.keep)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n != tc.wantDeleted || emb != tc.wantDeleted {
-				t.Errorf("deleted %d, embedded %d, want %d", n, emb, tc.wantDeleted)
+			if n != tc.wantDeleted {
+				t.Errorf("deleted %d, want %d", n, tc.wantDeleted)
 			}
 			for _, seg := range []string{"all", "s=1"} {
 				got, err := rs[0].History(ctx, "home", seg, 0, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
-				want, _ := db.History(ctx, "home", seg, 0, 0)
-				if fmt.Sprint(pointsOf(got)) != fmt.Sprint(pointsOf(want)) || fmt.Sprint(timesOf(got)) != fmt.Sprint(tc.wantHistory) {
-					t.Errorf("%q: history left %v, embedded %v, want %v", seg, timesOf(got), timesOf(want), tc.wantHistory)
+				if fmt.Sprint(timesOf(got)) != fmt.Sprint(tc.wantHistory) {
+					t.Errorf("%q: history left %v, want %v", seg, timesOf(got), tc.wantHistory)
 				}
 			}
 			for ri, r := range rs {
@@ -296,9 +260,6 @@ func TestPruneSeriesSameAsEmbedded(t *testing.T) {
 				if fmt.Sprint(timesOf(others)) != fmt.Sprint(tc.wantOffMinutes) {
 					t.Errorf("replica %d: other replicas' minutes left %v, want %v", ri, timesOf(others), tc.wantOffMinutes)
 				}
-			}
-			if want, _ := recordsOf(db.LoadOffPolicy(ctx)); fmt.Sprint(timesOf(want)) != fmt.Sprint(tc.wantOffMinutes) {
-				t.Errorf("embedded off-policy minutes left %v, want %v (the test's expectation is off)", timesOf(want), tc.wantOffMinutes)
 			}
 			if left := keysUnder(t, raw, prefix); tc.wantEmpty && len(left) != 0 {
 				t.Errorf("after pruning everything, keys left: %q (indexes must go too)", left)
@@ -390,26 +351,18 @@ func TestDiscountedRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := fmt.Sprintf("disc%d:", i)
 			rs := replicas(t, srv.URL(), prefix, 2)
-			db := openDB(t)
 			for j, w := range tc.writes {
 				if err := rs[j%2].PutDiscounted(ctx, w); err != nil {
 					t.Fatal(err)
 				}
-				if err := db.PutDiscounted(ctx, w); err != nil {
-					t.Fatal(err)
-				}
-			}
-			emb, err := db.LoadDiscounted(ctx)
-			if err != nil {
-				t.Fatal(err)
 			}
 			for ri, r := range rs {
 				got, err := r.LoadDiscounted(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !same(got, tc.want) || !same(emb, tc.want) {
-					t.Errorf("replica %d loaded %+v, embedded %+v, want %+v", ri, got, emb, tc.want)
+				if !same(got, tc.want) {
+					t.Errorf("replica %d loaded %+v, want %+v", ri, got, tc.want)
 				}
 			}
 			// The value is the 40-byte layout of the embedded store.
