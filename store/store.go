@@ -2,6 +2,10 @@
 // registry's models and endpoints, the bandit counters, feedback dedupe keys
 // and the token signing key, in one bbolt file in the data dir. Every write
 // is an fsynced transaction; concurrent feedback writes are group-committed.
+//
+// The interfaces the store is used through are declared by their users
+// (registry.Store, feedback.Store, report.Series, ...); store/storetest
+// states their contract and runs against this store and Redis alike.
 package store
 
 import (

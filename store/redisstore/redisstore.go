@@ -1,9 +1,9 @@
 // Package redisstore is the shared state of many gateway replicas in Redis:
 // the registry's records, metadata, the token signing key, the bandit
 // counters, the feedback dedupe keys, the discounted-count snapshots, the
-// report history and the off-policy sums. It has the method set of the
-// embedded *store.DB, so the app uses either through the same small
-// interfaces, and OffPolicyOthers on top (see below).
+// report history and the off-policy sums. It implements the same small
+// interfaces, declared by their users, as the embedded *store.DB (both
+// pass store/storetest), and OffPolicyOthers on top (see below).
 //
 // Counters only ever grow by atomic server-side increments (HINCRBY inside
 // one Lua script per write), never by a read-modify-write in the client.
@@ -29,7 +29,7 @@
 //	P registry                     pub/sub channel, "put|delete BUCKET/KEY" per change
 //	P meta                         hash  metadata (Meta, SetMeta)
 //	P signing_key                  string, 32 random bytes, created once (SET NX)
-//	P counters:trials              hash  field "endpoint\x00arm\x00segment" -> trials
+//	P counters:trials              hash  field counters.Key.Encode ("endpoint\x00arm\x00segment") -> trials
 //	P counters:successes           hash  same fields -> successes
 //	P d:<dedupe key>               string "1", TTL = the op's Expires - its Now
 //	                               + store.ExpiryGrace (min 1 s): event, trial
@@ -37,7 +37,7 @@
 //	                               ItemsKey a set of the distinct items, same TTL
 //	P batch:<32 hex>               string, the batch's recorded results, TTL BatchTTL
 //	P disc                         hash  field "endpoint\x00arm\x00segment" -> 40-byte
-//	                               discounted-count snapshot (as *store.DB encodes it)
+//	                               discounted-count snapshot (counters.Disc.MarshalBinary)
 //	P hist:<endpoint>\x00<segment>
 //	                               hash  history points, field = decimal Unix seconds,
 //	                               value = the point; HSETNX, so the first writer wins
