@@ -35,8 +35,8 @@ const (
 // Outputs maps the roles to graph output names: Scores alone, or IDs and
 // Scores.
 type Outputs struct {
-	Scores string
-	IDs    string
+	Scores string `json:"scores"`
+	IDs    string `json:"ids,omitempty"`
 }
 
 // Batching joins concurrent requests into one run.

@@ -58,8 +58,8 @@ const (
 // the request's candidates (one score per candidate); with IDs set the model
 // ranks items itself and returns their ids (a DT_STRING tensor) and scores.
 type Outputs struct {
-	Scores string
-	IDs    string
+	Scores string `json:"scores"`
+	IDs    string `json:"ids,omitempty"`
 }
 
 // TLS configures TLS towards TF Serving (TLS 1.2 at least). CAFile is a PEM
@@ -69,7 +69,10 @@ type Outputs struct {
 // target's host when ""). The files are read once, when the connection is
 // created.
 type TLS struct {
-	CAFile, CertFile, KeyFile, ServerName string
+	CAFile     string `json:"ca_file,omitempty"`
+	CertFile   string `json:"cert_file,omitempty"`
+	KeyFile    string `json:"key_file,omitempty"`
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // Config describes one model version served by TF Serving. Zero values of

@@ -1,0 +1,50 @@
+// Package backendtest is a backend driver for the tests of packages that
+// register and serve versions (registry, router, api, lifecycle) without a
+// real model runtime.
+package backendtest
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/modelgate/modelgate/backend"
+)
+
+// Spec is the config of a Driver's versions: a path, which the driver does
+// not read, and the timeout every backend has.
+type Spec struct {
+	Path      string `json:"path,omitempty"`
+	TimeoutMS int    `json:"timeout_ms,omitempty"`
+}
+
+// Check accepts any spec.
+func (*Spec) Check() error { return nil }
+
+// Timeout is TimeoutMS as a duration.
+func (s *Spec) Timeout() time.Duration { return time.Duration(s.TimeoutMS) * time.Millisecond }
+
+// Driver is a backend of type Name whose versions Loader builds. Its span
+// is "backend.predict". Safe for concurrent use when Loader is.
+type Driver struct {
+	Name   string
+	Loader func(ctx context.Context, s *Spec, opt backend.LoadOptions) (backend.Scorer, error)
+}
+
+// Type is d.Name.
+func (d Driver) Type() string { return d.Name }
+
+// NewConfig returns a new *Spec.
+func (Driver) NewConfig() backend.Config { return new(Spec) }
+
+// SpanName is "backend.predict".
+func (Driver) SpanName() string { return "backend.predict" }
+
+// Load calls d.Loader.
+func (d Driver) Load(ctx context.Context, cfg backend.Config, opt backend.LoadOptions) (backend.Scorer, error) {
+	s, ok := cfg.(*Spec)
+	if !ok {
+		return nil, fmt.Errorf("backendtest: config %T is not a *Spec", cfg)
+	}
+	return d.Loader(ctx, s, opt)
+}
