@@ -12,9 +12,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/counters"
-	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
@@ -34,15 +34,8 @@ func newTestServer(t testing.TB) http.Handler {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	load := func(_ context.Context, mv *registry.ModelVersion, _ registry.LoadOptions) (registry.Scorer, error) {
-		m, err := embedded.Load(mv.Backend.Path)
-		if err != nil {
-			return nil, fault.Field("backend.path", "invalid_model", "%v", err)
-		}
-		return m, nil
-	}
 	ctx := context.Background()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil, registry.Options{})
+	reg, err := registry.New(ctx, db, backend.NewDrivers(embedded.Driver{}), nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/predtoken"
@@ -46,11 +47,11 @@ func TestGRPCDeadlineAndCancel(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	slow := stuck{arrived: make(chan struct{}, 1)}
-	load := func(context.Context, *registry.ModelVersion, registry.LoadOptions) (registry.Scorer, error) {
+	load := func(context.Context, *backendtest.Spec, backend.LoadOptions) (backend.Scorer, error) {
 		return slow, nil
 	}
 	ctx := context.Background()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil, registry.Options{})
+	reg, err := registry.New(ctx, db, backend.NewDrivers(backendtest.Driver{Name: "embedded", Loader: load}), nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

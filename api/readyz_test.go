@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/predtoken"
@@ -33,11 +34,11 @@ func TestReadyzRetryAfter(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	healthy := new(atomic.Bool)
-	load := func(context.Context, *registry.ModelVersion, registry.LoadOptions) (registry.Scorer, error) {
+	load := func(context.Context, *backendtest.Spec, backend.LoadOptions) (backend.Scorer, error) {
 		return switchable{healthy}, nil
 	}
 	ctx := context.Background()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil, registry.Options{})
+	reg, err := registry.New(ctx, db, backend.NewDrivers(backendtest.Driver{Name: "embedded", Loader: load}), nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/counters"
-	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/predtoken"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
@@ -47,15 +47,8 @@ func authServer(tb testing.TB, tel *telemetry.Telemetry, log *slog.Logger, a *Au
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	load := func(_ context.Context, mv *registry.ModelVersion, _ registry.LoadOptions) (registry.Scorer, error) {
-		m, err := embedded.Load(mv.Backend.Path)
-		if err != nil {
-			return nil, fault.Field("backend.path", "invalid_model", "%v", err)
-		}
-		return m, nil
-	}
 	ctx := context.Background()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": load}, nil, registry.Options{})
+	reg, err := registry.New(ctx, db, backend.NewDrivers(embedded.Driver{}), nil, registry.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

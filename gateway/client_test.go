@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/auth"
+	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/client"
 	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/registry"
@@ -91,10 +92,10 @@ func TestClientOperations(t *testing.T) {
 			return err
 		}},
 		{"put version, typed", func(t *testing.T) error {
-			body := registry.VersionBody{Backend: &registry.BackendSpec{Type: "embedded", Path: mf2, TimeoutMS: 50},
+			body := registry.VersionBody{Backend: &registry.BackendSpec{Type: "embedded", Config: &embedded.Spec{Path: mf2, TimeoutMS: 50}},
 				Metadata: map[string]any{"recall": 0.21}}
 			v, created, err := c.PutVersion(ctx, "mf", "3", body)
-			if err == nil && (!created || v.Arm != "mf@3" || v.Backend.TimeoutMS != 50) {
+			if err == nil && (!created || v.Arm != "mf@3" || backendTimeoutMS(t, v.Backend) != 50) {
 				t.Errorf("created %v, version %+v", created, v)
 			}
 			if err != nil {
@@ -268,7 +269,7 @@ func TestClientErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mf3, _, err := c.PutVersion(ctx, "mf", "3", registry.VersionBody{Backend: &registry.BackendSpec{Type: "embedded", Path: mf2}})
+	mf3, _, err := c.PutVersion(ctx, "mf", "3", registry.VersionBody{Backend: &registry.BackendSpec{Type: "embedded", Config: &embedded.Spec{Path: mf2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,4 +426,19 @@ func TestClientAuth(t *testing.T) {
 			wantAPIError(t, err, tc.status, tc.code)
 		})
 	}
+}
+
+// backendTimeoutMS is the timeout_ms of a backend as the API returned it
+// (a client holds the backend object as read, without its driver).
+func backendTimeoutMS(t *testing.T, b registry.BackendSpec) int {
+	t.Helper()
+	raw, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec embedded.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	return spec.TimeoutMS
 }

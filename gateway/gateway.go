@@ -404,7 +404,8 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		}
 	}()
 	auditLog := audit.New(db, log)
-	reg, err := registry.New(ctx, db, loaders(pool, cfg.ONNXRuntime), log, registry.Options{Audit: auditLog})
+	backends := drivers(pool, cfg.ONNXRuntime)
+	reg, err := registry.New(ctx, db, backends, log, registry.Options{Audit: auditLog})
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +461,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	srv := api.New(apiCfg, reg, rt, fb, table, log)
 	rec := report.NewRecorder(reg, table, db, srv.PointReport, cfg.Report.Interval, cfg.Report.Retention, log)
 	rec.OnDecisionChange(func(endpoint string) { tel.DecisionChanged(context.Background(), endpoint) })
-	watch := lifecycle.New(reg, listers(pool), log)
+	watch := lifecycle.New(reg, backends, log)
 	gauges := newArmGauges(reg, rt, table)
 	if err := observeGauges(tel, gauges, table, db, plog); err != nil {
 		return nil, err

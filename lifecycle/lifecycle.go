@@ -13,21 +13,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/modelgate/modelgate/audit"
+	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/registry"
 )
-
-// Lister lists the versions of a model that its backend publishes now,
-// given the model's newest registered version as the template.
-type Lister func(ctx context.Context, tmpl *registry.ModelVersion) ([]string, error)
 
 // Registry is what the watcher changes.
 type Registry interface {
@@ -41,7 +35,7 @@ type Registry interface {
 // with New; Run it once.
 type Watcher struct {
 	reg     Registry
-	listers map[string]Lister
+	drivers Drivers
 	log     *slog.Logger
 	tick    time.Duration
 
@@ -49,17 +43,18 @@ type Watcher struct {
 	last map[string]time.Time
 }
 
-// New returns a watcher. listers maps a backend type to its Lister; the
-// "embedded" lister is built in. log may be nil.
-func New(reg Registry, listers map[string]Lister, log *slog.Logger) *Watcher {
+// Drivers finds the driver of a backend type (backend.Drivers). A model
+// can be watched when its driver implements backend.Lister.
+type Drivers interface {
+	Lookup(typ string) (backend.Driver, bool)
+}
+
+// New returns a watcher that lists versions through drivers. log may be nil.
+func New(reg Registry, drivers Drivers, log *slog.Logger) *Watcher {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	all := map[string]Lister{"embedded": ListDirs, "onnx": ListDirs}
-	for k, v := range listers {
-		all[k] = v
-	}
-	return &Watcher{reg: reg, listers: all, log: log, tick: 250 * time.Millisecond, last: map[string]time.Time{}}
+	return &Watcher{reg: reg, drivers: drivers, log: log, tick: 250 * time.Millisecond, last: map[string]time.Time{}}
 }
 
 // Run polls until ctx ends, each endpoint at its own interval.
@@ -104,12 +99,13 @@ func (w *Watcher) Poll(ctx context.Context, endpoint string) error {
 	if tmpl == nil {
 		return fmt.Errorf("model %s has no registered version", model)
 	}
-	list, ok := w.listers[tmpl.Backend.Type]
-	if !ok {
+	d, _ := w.drivers.Lookup(tmpl.Backend.Type)
+	lister, ok := d.(backend.Lister)
+	if !ok || tmpl.Backend.Config == nil {
 		return fmt.Errorf("backend %s cannot be watched", tmpl.Backend.Type)
 	}
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	published, err := list(lctx, tmpl)
+	published, err := lister.ListVersions(lctx, tmpl.Backend.Config, tmpl.Version)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("list versions of %s: %w", model, err) // never drain on a failed listing
@@ -129,7 +125,7 @@ func (w *Watcher) Poll(ctx context.Context, endpoint string) error {
 			continue
 		}
 		if _, ok := snap.Versions[arm]; !ok {
-			body, err := versionBody(tmpl, v)
+			body, err := versionBody(lister, tmpl, v)
 			if err == nil {
 				_, _, err = w.reg.PutVersion(ctx, model, v, body)
 			}
@@ -163,58 +159,12 @@ func (w *Watcher) Poll(ctx context.Context, endpoint string) error {
 }
 
 // versionBody is the template's registration body for version v.
-func versionBody(tmpl *registry.ModelVersion, v string) ([]byte, error) {
-	b := tmpl.Backend
-	switch b.Type {
-	case "embedded", "onnx":
-		b.Path = filepath.Join(filepath.Dir(tmpl.Backend.Path), v)
-	case "tfserving":
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("version %q is not a TF Serving version number", v)
-		}
-		b.Version, b.VersionLabel = &n, ""
-	}
-	meta := map[string]any{"registered_by": "auto_arms", "copied_from": tmpl.Arm}
-	return json.Marshal(map[string]any{"backend": b, "features": tmpl.Features, "metadata": meta})
-}
-
-// ListDirs lists the numeric directories next to an embedded version's
-// directory that hold a model.json: TF Serving's models/<name>/<version>/
-// layout. A version registered from another layout publishes nothing.
-func ListDirs(_ context.Context, tmpl *registry.ModelVersion) ([]string, error) {
-	if filepath.Base(tmpl.Backend.Path) != tmpl.Version {
-		return nil, fmt.Errorf("%s is not in a <base>/<version> layout", tmpl.Backend.Path)
-	}
-	base := filepath.Dir(tmpl.Backend.Path)
-	entries, err := os.ReadDir(base)
+func versionBody(lister backend.Lister, tmpl *registry.ModelVersion, v string) ([]byte, error) {
+	cfg, err := lister.ConfigAt(tmpl.Backend.Config, v)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		if _, err := strconv.ParseUint(e.Name(), 10, 63); err != nil {
-			continue
-		}
-		marker := "model.json"
-		if tmpl.Backend.Type == "onnx" {
-			marker = "model.onnx"
-		}
-		if _, err := os.Stat(filepath.Join(base, e.Name(), marker)); err == nil {
-			out = append(out, e.Name())
-		}
-	}
-	slices.SortFunc(out, func(a, b string) int {
-		if registry.VersionLess(a, b) {
-			return -1
-		}
-		if registry.VersionLess(b, a) {
-			return 1
-		}
-		return 0
-	})
-	return out, nil
+	b := registry.BackendSpec{Type: tmpl.Backend.Type, Config: cfg}
+	meta := map[string]any{"registered_by": "auto_arms", "copied_from": tmpl.Arm}
+	return json.Marshal(map[string]any{"backend": b, "features": tmpl.Features, "metadata": meta})
 }

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/counters"
-	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
@@ -36,13 +36,8 @@ func copyDir(t *testing.T, from, to string) {
 	}
 }
 
-func loadEmbedded(_ context.Context, mv *registry.ModelVersion, _ registry.LoadOptions) (registry.Scorer, error) {
-	m, err := embedded.Load(mv.Backend.Path)
-	if err != nil {
-		return nil, fault.Field("backend.path", "invalid_model", "%v", err)
-	}
-	return m, nil
-}
+// drivers are the backends the tests register versions of.
+func drivers() *backend.Drivers { return backend.NewDrivers(embedded.Driver{}) }
 
 // A new version directory in TF Serving's layout becomes an arm that gets
 // traffic within the watch interval; removing it drains the arm.
@@ -58,7 +53,7 @@ func TestNewVersionDirectoryBecomesAnArm(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	reg, err := registry.New(ctx, db, map[string]registry.Loader{"embedded": loadEmbedded}, nil, registry.Options{})
+	reg, err := registry.New(ctx, db, drivers(), nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +63,7 @@ func TestNewVersionDirectoryBecomesAnArm(t *testing.T) {
 	if _, _, err := reg.PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@1"], "policy": {"min_share": 0.2}, "auto_arms": {"model": "mf", "interval": "1s"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	w := New(reg, nil, nil)
+	w := New(reg, drivers(), nil)
 	go w.Run(ctx)
 	signer, _ := predtoken.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
 	rt := router.New(reg, &counters.Table{}, signer, nil, router.Options{})
@@ -82,7 +77,10 @@ func TestNewVersionDirectoryBecomesAnArm(t *testing.T) {
 		return len(ep.Arms) == 2 && ep.Arms[1] == "mf@2" && ep.ArmStates["mf@2"] == registry.Active
 	})
 	mv, err := reg.Version("mf", "2")
-	if err != nil || mv.Backend.Path != filepath.Join(base, "2") || mv.Metadata["registered_by"] != "auto_arms" {
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec, ok := mv.Backend.Config.(*embedded.Spec); !ok || spec.Path != filepath.Join(base, "2") || mv.Metadata["registered_by"] != "auto_arms" {
 		t.Fatalf("auto-registered version: %+v %v", mv, err)
 	}
 	served := map[string]int{}
@@ -122,7 +120,7 @@ func TestPollErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	reg, _ := registry.New(ctx, db, map[string]registry.Loader{"embedded": loadEmbedded}, nil, registry.Options{})
+	reg, _ := registry.New(ctx, db, drivers(), nil, registry.Options{})
 	dir := filepath.Join("..", "examples", "demo", "models", "mf", "1")
 	if _, _, err := reg.PutVersion(ctx, "flat", "a", []byte(`{"backend": {"type": "embedded", "path": "`+dir+`"}}`)); err != nil {
 		t.Fatal(err)
@@ -132,7 +130,7 @@ func TestPollErrors(t *testing.T) {
 	}
 	// The version's directory is not named after its version: nothing to watch,
 	// an error to log, and the arm is not drained.
-	w := New(reg, nil, nil)
+	w := New(reg, drivers(), nil)
 	if err := w.Poll(ctx, "e"); err == nil {
 		t.Fatal("want an error for a directory outside the <base>/<version> layout")
 	}

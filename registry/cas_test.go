@@ -32,7 +32,7 @@ func sharedStores(t *testing.T) map[string]Store {
 
 func newRegOn(t *testing.T, db Store) *Registry {
 	t.Helper()
-	r, err := New(context.Background(), db, loaders(), nil, Options{})
+	r, err := New(context.Background(), db, drivers(), nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestAutomaticPauseOfPausedArmIsNoChange(t *testing.T) {
 	r := replicasOn(t, db)
 	log := audit.New(db, nil)
 	var err error
-	if r[1], err = New(ctx, db, loaders(), nil, Options{Audit: log}); err != nil {
+	if r[1], err = New(ctx, db, drivers(), nil, Options{Audit: log}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := r[0].PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@1", "mf@2"]}`)); err != nil {

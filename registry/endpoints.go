@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
 	"time"
@@ -13,57 +12,6 @@ import (
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/store"
 )
-
-// checkBackend validates the backend fields a type needs, and makes an
-// embedded path absolute.
-func checkBackend(b *BackendSpec) error {
-	switch b.Type {
-	case "embedded":
-		if b.Path == "" {
-			return fault.Field("backend.path", "missing_field", "an embedded backend needs a path")
-		}
-		p, err := filepath.Abs(b.Path)
-		if err != nil {
-			return fault.Field("backend.path", "invalid_model", "%v", err)
-		}
-		b.Path = p
-	case "tfserving":
-		switch {
-		case b.Target == "":
-			return fault.Field("backend.target", "missing_field", "a tfserving backend needs a target, e.g. \"tfserving:8500\"")
-		case b.ModelName == "":
-			return fault.Field("backend.model_name", "missing_field", "a tfserving backend needs the model_name TF Serving serves")
-		case b.Version != nil && b.VersionLabel != "":
-			return fault.Field("backend.version_label", "invalid_backend", "give version or version_label, not both")
-		case b.Version != nil && *b.Version < 0:
-			return fault.Field("backend.version", "invalid_backend", "must be ≥ 0")
-		case b.Outputs == nil || b.Outputs.Scores == "":
-			return fault.Field("backend.outputs.scores", "missing_field", "map the signature output holding the scores, e.g. {\"scores\": \"scores\"}")
-		}
-		if b.SignatureName == "" {
-			b.SignatureName = "serving_default"
-		}
-	}
-	if b.Type == "onnx" {
-		if b.Path == "" {
-			return fault.Field("backend.path", "missing_field", "an onnx backend needs a path")
-		}
-		p, err := filepath.Abs(b.Path)
-		if err != nil {
-			return fault.Field("backend.path", "invalid_model", "%v", err)
-		}
-		b.Path = p
-		if bt := b.Batching; bt != nil && (bt.MaxBatchSize < 1 || bt.MaxBatchSize > 4096 || bt.BatchTimeoutUS < 0 || bt.BatchTimeoutUS > 1000000) {
-			return fault.Field("backend.batching", "invalid_backend", "max_batch_size is 1..4096 and batch_timeout_us 0..1000000")
-		}
-	} else if b.Batching != nil {
-		return fault.Field("backend.batching", "invalid_backend", "applies to onnx backends only")
-	}
-	if b.TLS != nil && b.Type != "tfserving" {
-		return fault.Field("backend.tls", "invalid_backend", "applies to remote backends only")
-	}
-	return nil
-}
 
 // CheckEndpoint validates an endpoint body — fields, policy, auto_arms —
 // without checking that its arms exist or storing anything.

@@ -16,33 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/store"
 )
-
-// Scorer computes a version's ranking. Implementations are safe for
-// concurrent use.
-type Scorer interface {
-	Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error)
-}
-
-// LoadOptions tells a Loader how to load.
-type LoadOptions struct {
-	// Validate is true at registration: the backend must be reachable and
-	// match the spec, or the version is refused. At start-up it is false: a
-	// remote backend that is down yields an unhealthy Scorer, not an error.
-	Validate bool
-	// Plan is the version's parsed feature spec; its Inputs are what the
-	// model must accept.
-	Plan *featurizer.Plan
-}
-
-// Loader builds a Scorer for a version of one backend type, validating its
-// files or target. Errors are reported to the registering user as a 400.
-type Loader func(ctx context.Context, mv *ModelVersion, opt LoadOptions) (Scorer, error)
 
 // Store is the durable home of registry records. Update is a
 // compare-and-set on one record: f gets the latest stored value (nil when
@@ -57,12 +38,14 @@ type Store interface {
 
 // Version is a registered version with its parsed feature plan and loaded
 // scorer. Scorer is nil when the version could not be loaded at start-up
-// (its arm is then unavailable). Immutable once published.
+// (its arm is then unavailable). SpanName names the span of a model call,
+// as the version's driver says. Immutable once published.
 type Version struct {
-	Spec    ModelVersion
-	Plan    *featurizer.Plan
-	Scorer  Scorer
-	LoadErr error
+	Spec     ModelVersion
+	Plan     *featurizer.Plan
+	Scorer   backend.Scorer
+	LoadErr  error
+	SpanName string
 }
 
 // Snapshot is one immutable view of the registry. Safe for concurrent use.
@@ -70,12 +53,6 @@ type Snapshot struct {
 	Versions  map[string]*Version  // by arm id "name@version"
 	Endpoints map[string]*Endpoint // by name
 }
-
-// DefaultEmbeddedSpec is the feature spec of an embedded embedding/v1 version
-// registered without one: it reads user_id and features.recent_items.
-const DefaultEmbeddedSpec = `{"inputs": {
-  "user_id": {"from": "user_id", "dtype": "string"},
-  "recent_items": {"from": "features.recent_items", "transform": "list", "dtype": "string", "default": []}}}`
 
 // Registry is the live registry. Changes are serialized within a process,
 // and each is a compare-and-set on the stored record, so changes made at
@@ -85,7 +62,7 @@ type Registry struct {
 	mu      sync.Mutex // serializes changes, never held on the request path
 	audit   *audit.Log
 	db      Store
-	loaders map[string]Loader
+	drivers *backend.Drivers
 	snap    atomic.Pointer[Snapshot]
 	writes  atomic.Uint64 // changes stored by this registry, for Reload
 	now     func() time.Time
@@ -99,14 +76,15 @@ type Options struct {
 	Audit *audit.Log
 }
 
-// New returns a registry over db with loaders by backend type, filled from
-// what db holds. A stored version that no longer loads stays registered but
-// unavailable, and is logged. log may be nil.
-func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Logger, opts Options) (*Registry, error) {
+// New returns a registry over db whose versions are decoded and loaded by
+// drivers, filled from what db holds. A stored version that no longer loads
+// (or whose backend type has no driver) stays registered but unavailable,
+// and is logged. log may be nil.
+func New(ctx context.Context, db Store, drivers *backend.Drivers, log *slog.Logger, opts Options) (*Registry, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Registry{db: db, loaders: loaders, now: time.Now, log: log, audit: opts.Audit}
+	r := &Registry{db: db, drivers: drivers, now: time.Now, log: log, audit: opts.Audit}
 	s := &Snapshot{Versions: map[string]*Version{}, Endpoints: map[string]*Endpoint{}}
 	models, err := db.List(ctx, store.Models)
 	if err != nil {
@@ -142,32 +120,51 @@ func New(ctx context.Context, db Store, loaders map[string]Loader, log *slog.Log
 // Snapshot returns the current immutable view.
 func (r *Registry) Snapshot() *Snapshot { return r.snap.Load() }
 
-// build parses the spec and loads the scorer of mv.
+// build decodes the backend config of a stored mv (when a registration
+// has not already), parses the spec and loads the scorer.
 func (r *Registry) build(ctx context.Context, mv *ModelVersion, validate bool) (*Version, error) {
-	plan, err := parseSpec(mv)
+	if err := r.decodeBackend(mv); err != nil {
+		return nil, err
+	}
+	d, ok := r.drivers.Lookup(mv.Backend.Type)
+	if !ok {
+		return nil, r.drivers.Unsupported(mv.Backend.Type)
+	}
+	plan, err := parseSpec(d, mv)
 	if err != nil {
 		return nil, err
 	}
-	load, ok := r.loaders[mv.Backend.Type]
-	if !ok {
-		return nil, fault.Field("backend.type", "unsupported_backend", "%q is not available (have: %v)", mv.Backend.Type, r.backendTypes())
-	}
-	sc, err := load(ctx, mv, LoadOptions{Validate: validate, Plan: plan})
+	sc, err := d.Load(ctx, mv.Backend.Config, backend.LoadOptions{Model: mv.Name, Version: mv.Version, Validate: validate, Plan: plan})
 	if err != nil {
 		if fault.As(err) != nil {
 			return nil, err
 		}
 		return nil, fault.Field("backend", "invalid_model", "%v", err)
 	}
-	return &Version{Spec: *mv, Plan: plan, Scorer: sc}, nil
+	return &Version{Spec: *mv, Plan: plan, Scorer: sc, SpanName: d.SpanName()}, nil
 }
 
-// parseSpec parses a version's feature spec; an embedded version without
-// inputs gets DefaultEmbeddedSpec.
-func parseSpec(mv *ModelVersion) (*featurizer.Plan, error) {
+// decodeBackend decodes the config of a stored version's backend with its
+// type's driver; a spec already decoded is kept.
+func (r *Registry) decodeBackend(mv *ModelVersion) error {
+	b := &mv.Backend
+	if b.Config != nil {
+		return nil
+	}
+	cfg, err := r.drivers.Decode(b.Type, b.raw)
+	if err != nil {
+		return err
+	}
+	b.Config, b.raw = cfg, nil
+	return nil
+}
+
+// parseSpec parses a version's feature spec; a version without inputs
+// whose driver has a default spec gets it.
+func parseSpec(d backend.Driver, mv *ModelVersion) (*featurizer.Plan, error) {
 	raw := []byte(mv.Features)
-	if mv.Backend.Type == "embedded" && (isEmptyJSON(raw) || isNoInputs(raw)) {
-		raw = []byte(DefaultEmbeddedSpec)
+	if ds, ok := d.(backend.DefaultSpec); ok && (isEmptyJSON(raw) || isNoInputs(raw)) {
+		raw = ds.DefaultSpec()
 	}
 	plan, err := featurizer.Parse(raw)
 	if err != nil {
@@ -192,15 +189,6 @@ func isNoInputs(raw []byte) bool {
 	}
 	in, ok := s["inputs"]
 	return ok && len(in) == 0
-}
-
-func (r *Registry) backendTypes() []string {
-	out := make([]string, 0, len(r.loaders))
-	for k := range r.loaders {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func isEmptyJSON(b []byte) bool {
@@ -235,7 +223,7 @@ func (r *Registry) Close() {
 	}
 }
 
-func closeScorer(sc Scorer) {
+func closeScorer(sc backend.Scorer) {
 	if c, ok := sc.(io.Closer); ok {
 		_ = c.Close()
 	}
@@ -271,32 +259,45 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 		} `json:"backend"`
 	}
 	if fault.PeekJSON(body, &loose) && loose.Backend.Type != "" {
-		if _, ok := r.loaders[loose.Backend.Type]; !ok {
-			return nil, fault.Field("backend.type", "unsupported_backend", "%q is not available (have: %v)", loose.Backend.Type, r.backendTypes())
+		if _, ok := r.drivers.Lookup(loose.Backend.Type); !ok {
+			return nil, r.drivers.Unsupported(loose.Backend.Type)
 		}
 	}
-	var in VersionBody
+	var in versionWire
 	if err := fault.DecodeJSON(body, &in); err != nil {
 		return nil, err
 	}
-	if in.Backend == nil {
+	switch in.Backend.Kind() {
+	case 0, 'n':
 		return nil, fault.Field("backend", "missing_field", "required")
+	case '{':
+	default:
+		// The error the body's decoding gives a backend that is not an
+		// object, naming its kind.
+		var typed struct {
+			Backend  struct{}       `json:"backend"`
+			Features jsontext.Value `json:"features"`
+			Metadata jsontext.Value `json:"metadata"`
+		}
+		if err := fault.DecodeJSON(body, &typed); err != nil {
+			return nil, err
+		}
+		return nil, fault.Field("backend", "invalid_type", "expected an object")
 	}
-	if in.Backend.TimeoutMS < 0 || in.Backend.TimeoutMS > 60000 {
-		return nil, fault.Field("backend.timeout_ms", "invalid_backend", "must be in 0..60000")
+	typ, cfg, err := r.drivers.Parse(in.Backend)
+	if err != nil {
+		return nil, err
 	}
-	mv := &ModelVersion{Name: name, Version: version, Arm: name + "@" + version, Backend: *in.Backend,
-		Features: in.Features, Metadata: in.Metadata, CreatedAt: r.now().UTC()}
+	mv := &ModelVersion{Name: name, Version: version, Arm: name + "@" + version, Backend: BackendSpec{Type: typ, Config: cfg},
+		Features: json.RawMessage(in.Features), Metadata: in.Metadata, CreatedAt: r.now().UTC()}
 	if mv.Metadata == nil {
 		mv.Metadata = map[string]any{}
 	}
 	if isEmptyJSON(mv.Features) {
 		mv.Features = json.RawMessage("{}")
 	}
-	if err := checkBackend(&mv.Backend); err != nil {
-		return nil, err
-	}
-	if _, err := parseSpec(mv); err != nil {
+	d, _ := r.drivers.Lookup(typ)
+	if _, err := parseSpec(d, mv); err != nil {
 		return nil, err
 	}
 	return mv, nil
@@ -354,6 +355,9 @@ func (r *Registry) putVersion(ctx context.Context, name, version string, body []
 		return nil, false, err
 	}
 	stored, err := decodeVersion(raw)
+	if err == nil {
+		err = r.decodeBackend(stored)
+	}
 	if err != nil {
 		closeScorer(v.Scorer)
 		return nil, false, unreadable("model version "+arm, err)
@@ -508,13 +512,16 @@ func (r *Registry) Reload(ctx context.Context) (bool, error) {
 	old := r.snap.Load()
 	next := &Snapshot{Versions: make(map[string]*Version, len(models)), Endpoints: make(map[string]*Endpoint, len(eps))}
 	changed := false
-	var closeLater []Scorer
+	var closeLater []backend.Scorer
 	for key, raw := range models {
 		mv, err := decodeVersion(raw)
 		if err != nil {
 			r.log.Error("reload: unreadable model record", "key", key, "err", err)
 			continue
 		}
+		// Decoded like the published specs, so that an unchanged record
+		// compares equal; a type without a driver stays as stored.
+		_ = r.decodeBackend(mv)
 		if prev, ok := old.Versions[mv.Arm]; ok && sameSpec(&prev.Spec, mv) {
 			next.Versions[mv.Arm] = prev
 			continue

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/store"
 )
@@ -15,19 +16,19 @@ type nopScorer struct{}
 
 func (nopScorer) Predict(context.Context, *backend.Request) ([]backend.Item, error) { return nil, nil }
 
-// loaders returns a "test" backend that fails to load when the path is "bad".
-func loaders() map[string]Loader {
-	return map[string]Loader{"test": func(_ context.Context, mv *ModelVersion, _ LoadOptions) (Scorer, error) {
-		if mv.Backend.Path == "/bad" {
+// drivers returns a "test" backend that fails to load when the path is "/bad".
+func drivers() *backend.Drivers {
+	return backend.NewDrivers(backendtest.Driver{Name: "test", Loader: func(_ context.Context, s *backendtest.Spec, _ backend.LoadOptions) (backend.Scorer, error) {
+		if s.Path == "/bad" {
 			return nil, errors.New("items.npy: not found")
 		}
 		return nopScorer{}, nil
-	}}
+	}})
 }
 
 func newReg(t *testing.T, db *store.DB) *Registry {
 	t.Helper()
-	r, err := New(context.Background(), db, loaders(), nil, Options{})
+	r, err := New(context.Background(), db, drivers(), nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

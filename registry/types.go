@@ -1,52 +1,67 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 )
 
-// BackendSpec says which runtime computes a version's scores. Type is
-// "embedded" (Path) or "tfserving" (Target, ModelName, Version or
-// VersionLabel, SignatureName, Outputs, TLS).
+// BackendSpec says which runtime computes a version's scores: Type names
+// the backend's driver, and Config is that driver's decoded config (see
+// backend.Driver). It encodes as the JSON object the API, the config file
+// and the store use: {"type": Type, …Config's members}.
+//
+// A spec decoded from JSON by itself (not by a Registry) holds the object
+// as read and a nil Config; it encodes back to that object. The registry
+// decodes Config through the drivers it has.
 type BackendSpec struct {
-	Type          string      `json:"type"`
-	Path          string      `json:"path,omitempty"`
-	Target        string      `json:"target,omitempty"`
-	ModelName     string      `json:"model_name,omitempty"`
-	Version       *int64      `json:"version,omitempty"`
-	VersionLabel  string      `json:"version_label,omitempty"`
-	SignatureName string      `json:"signature_name,omitempty"`
-	TimeoutMS     int         `json:"timeout_ms,omitempty"`
-	Outputs       *OutputsMap `json:"outputs,omitempty"`
-	TLS           *BackendTLS `json:"tls,omitempty"`
-	Batching      *Batching   `json:"batching,omitempty"`
+	Type   string
+	Config backend.Config
+	raw    []byte
 }
 
-// Batching joins concurrent requests for an onnx version into one run of
-// at most MaxBatchSize, waiting at most BatchTimeoutUS microseconds.
-type Batching struct {
-	MaxBatchSize   int `json:"max_batch_size"`
-	BatchTimeoutUS int `json:"batch_timeout_us"`
+// Timeout is the deadline of one scoring call the config sets; 0 leaves the
+// caller's default.
+func (b *BackendSpec) Timeout() time.Duration {
+	if b.Config == nil {
+		return 0
+	}
+	return b.Config.Timeout()
 }
 
-// OutputsMap maps the roles a gateway reads to a signature's output aliases.
-type OutputsMap struct {
-	Scores string `json:"scores"`
-	IDs    string `json:"ids,omitempty"`
+// MarshalJSON encodes the spec as {"type": …, …config}.
+func (b BackendSpec) MarshalJSON() ([]byte, error) {
+	if b.Config != nil {
+		return backend.EncodeConfig(b.Type, b.Config)
+	}
+	if b.raw != nil {
+		return b.raw, nil
+	}
+	return json.Marshal(struct {
+		Type string `json:"type"`
+	}{b.Type})
 }
 
-// BackendTLS configures TLS towards a remote backend.
-type BackendTLS struct {
-	CAFile     string `json:"ca_file,omitempty"`
-	CertFile   string `json:"cert_file,omitempty"`
-	KeyFile    string `json:"key_file,omitempty"`
-	ServerName string `json:"server_name,omitempty"`
+// UnmarshalJSON reads the type and keeps the object as it is, for the
+// registry to decode with the type's driver.
+func (b *BackendSpec) UnmarshalJSON(data []byte) error {
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return err
+	}
+	*b = BackendSpec{Type: head.Type, raw: bytes.Clone(data)}
+	return nil
 }
 
 // ModelVersion is one immutable, registered model version as stored and as
@@ -252,12 +267,22 @@ func SplitArm(arm string) (name, version string, ok bool) {
 	return name, version, ValidName(name) && ValidVersion(version)
 }
 
-// VersionBody is the request body of PUT /v1/models/{m}/versions/{v}. Backend
-// is required; Features and Metadata are optional.
+// VersionBody is the request body of PUT /v1/models/{m}/versions/{v}, as a
+// client builds it: Backend is required (a BackendSpec with its driver's
+// Config); Features and Metadata are optional. The registry reads the same
+// JSON with the backend object kept raw, to decode it with its type's driver.
 type VersionBody struct {
 	Backend  *BackendSpec    `json:"backend"`
 	Features json.RawMessage `json:"features,omitempty"`
 	Metadata map[string]any  `json:"metadata,omitempty"`
+}
+
+// versionWire is VersionBody as the registry decodes it: the backend object
+// raw, decoded by its type's driver after the body.
+type versionWire struct {
+	Backend  jsontext.Value  `json:"backend"`
+	Features json.RawMessage `json:"features"`
+	Metadata map[string]any  `json:"metadata"`
 }
 
 type priorBody struct {

@@ -738,12 +738,12 @@ func (r *Router) call(ctx context.Context, v *registry.Version, in *input) (item
 		return nil, -1, fault.New(fault.Invalid, "invalid_feature", "%v", err)
 	}
 	timeout := DefaultBackendTimeout
-	if v.Spec.Backend.TimeoutMS > 0 {
-		timeout = time.Duration(v.Spec.Backend.TimeoutMS) * time.Millisecond
+	if t := v.Spec.Backend.Timeout(); t > 0 {
+		timeout = t
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cctx, pspan := r.tracer.Child(cctx, predictSpanName(v.Spec.Backend.Type))
+	cctx, pspan := r.tracer.Child(cctx, v.SpanName)
 	start := time.Now()
 	items, err = v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, Candidates: in.cands, Exclude: in.excl, K: in.k})
 	if err == nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/predtoken"
@@ -83,14 +84,14 @@ func newFixtureOpt(t testing.TB, endpoint string, opt Options) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	f := &fixture{table: &counters.Table{}, scorers: map[string]*scorer{}}
-	load := func(_ context.Context, mv *registry.ModelVersion, _ registry.LoadOptions) (registry.Scorer, error) {
+	load := func(_ context.Context, _ *backendtest.Spec, opt backend.LoadOptions) (backend.Scorer, error) {
 		s := &scorer{}
 		s.mode.Store("ok")
-		f.scorers[mv.Arm] = s
+		f.scorers[opt.Model+"@"+opt.Version] = s
 		return s, nil
 	}
 	ctx := context.Background()
-	f.reg, err = registry.New(ctx, db, map[string]registry.Loader{"test": load}, nil, registry.Options{})
+	f.reg, err = registry.New(ctx, db, backend.NewDrivers(backendtest.Driver{Name: "test", Loader: load}), nil, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,19 +38,6 @@ func endFeaturize(span trace.Span, v *registry.Version, err error) {
 	span.End()
 }
 
-// predictSpanName names the span of a model call by backend type.
-func predictSpanName(typ string) string {
-	switch typ {
-	case "embedded":
-		return "embedded.predict"
-	case "tfserving":
-		return "tfserving.predict"
-	case "onnx":
-		return "onnx.predict"
-	}
-	return "backend.predict"
-}
-
 // endPredict ends the span of one model call.
 func endPredict(span trace.Span, v *registry.Version, err error) {
 	if span.IsRecording() {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/modelgate/modelgate/backend/embedded"
+	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/client"
 	"github.com/modelgate/modelgate/registry"
 )
@@ -277,10 +279,7 @@ func buildVersionBody(f *registerFlags, warn func(string)) (body *registry.Versi
 		raw, err := versionBodyFromFile(f, features, warn)
 		return nil, raw, err
 	}
-	b := &registry.BackendSpec{}
-	if f.set("timeout-ms") {
-		b.TimeoutMS = f.timeoutMS // 0, the server's default, is sent as no value
-	}
+	var b *registry.BackendSpec
 	if f.set("embedded") {
 		if f.embedded == "" {
 			return nil, nil, fmt.Errorf("--embedded needs a directory")
@@ -289,7 +288,11 @@ func buildVersionBody(f *registerFlags, warn func(string)) (body *registry.Versi
 		if err != nil {
 			return nil, nil, fmt.Errorf("--embedded %s: %v", f.embedded, err)
 		}
-		b.Type, b.Path = "embedded", abs
+		spec := &embedded.Spec{Path: abs}
+		if f.set("timeout-ms") {
+			spec.TimeoutMS = f.timeoutMS // 0, the server's default, is sent as no value
+		}
+		b = &registry.BackendSpec{Type: "embedded", Config: spec}
 	} else {
 		if f.tfserving == "" {
 			return nil, nil, fmt.Errorf("--tfserving needs a HOST:PORT target")
@@ -300,21 +303,24 @@ func buildVersionBody(f *registerFlags, warn func(string)) (body *registry.Versi
 		if f.set("tf-version") && f.set("version-label") {
 			return nil, nil, fmt.Errorf("give --tf-version or --version-label, not both")
 		}
-		b.Type, b.Target, b.ModelName = "tfserving", f.tfserving, f.modelName
+		spec := &tfserving.Spec{Target: f.tfserving, ModelName: f.modelName, VersionLabel: f.versionLabel, SignatureName: f.signature}
+		if f.set("timeout-ms") {
+			spec.TimeoutMS = f.timeoutMS
+		}
 		if f.set("tf-version") {
 			v := f.tfVersion
-			b.Version = &v
+			spec.Version = &v
 		}
-		b.VersionLabel, b.SignatureName = f.versionLabel, f.signature
 		if f.set("ids-output") && !f.set("scores-output") {
 			return nil, nil, fmt.Errorf("--ids-output needs --scores-output")
 		}
 		if f.set("scores-output") {
-			b.Outputs = &registry.OutputsMap{Scores: f.scoresOutput}
+			spec.Outputs = &tfserving.Outputs{Scores: f.scoresOutput}
 			if f.set("ids-output") {
-				b.Outputs.IDs = f.idsOutput
+				spec.Outputs.IDs = f.idsOutput
 			}
 		}
+		b = &registry.BackendSpec{Type: "tfserving", Config: spec}
 	}
 	body = &registry.VersionBody{Backend: b, Features: features}
 	if len(f.metadata.vals) > 0 {
