@@ -368,7 +368,7 @@ func (s *Server) addArm(c *gin.Context) {
 // ArmStateRequest is the body of PATCH /v1/endpoints/{endpoint}/arms/{arm}:
 // registry.Active or registry.Paused (the kill switch).
 type ArmStateRequest struct {
-	State string `json:"state"`
+	State registry.ArmState `json:"state"`
 }
 
 func (s *Server) patchArm(c *gin.Context) {

@@ -257,7 +257,7 @@ func (c *Client) AddArm(ctx context.Context, endpoint, arm string, opts ...CallO
 
 // SetArmState sets an arm's state, registry.Paused (the kill switch) or
 // registry.Active: PATCH /v1/endpoints/{endpoint}/arms/{arm}.
-func (c *Client) SetArmState(ctx context.Context, endpoint, arm, state string, opts ...CallOption) (*registry.Endpoint, error) {
+func (c *Client) SetArmState(ctx context.Context, endpoint, arm string, state registry.ArmState, opts ...CallOption) (*registry.Endpoint, error) {
 	var out registry.Endpoint
 	path := endpointPath(endpoint) + "/arms/" + url.PathEscape(arm)
 	if _, err := c.do(ctx, http.MethodPatch, path, nil, api.ArmStateRequest{State: state}, &out, opts); err != nil {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/modelgate/modelgate/duration"
 )
 
 // Model is one model version entry: its name, version and API body.
@@ -199,10 +201,10 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 		c.Endpoints = append(c.Endpoints, Endpoint{Name: name, Body: body})
 	}
 	if r := f.Report; r != nil {
-		if err := duration(&c.Report.Interval, r.Interval, "report.interval", time.Second); err != nil {
+		if err := parseDuration(&c.Report.Interval, r.Interval, "report.interval", time.Second); err != nil {
 			return nil, err
 		}
-		if err := duration(&c.Report.Retention, r.Retention, "report.retention", time.Minute); err != nil {
+		if err := parseDuration(&c.Report.Retention, r.Retention, "report.retention", time.Minute); err != nil {
 			return nil, err
 		}
 	}
@@ -226,7 +228,7 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 		}{{&c.Limits.ReadTimeout, l.ReadTimeout, "limits.read_timeout"},
 			{&c.Limits.WriteTimeout, l.WriteTimeout, "limits.write_timeout"},
 			{&c.Limits.ShutdownTimeout, l.ShutdownTimeout, "limits.shutdown_timeout"}} {
-			if err := duration(d.dst, d.src, d.name, time.Millisecond); err != nil {
+			if err := parseDuration(d.dst, d.src, d.name, time.Millisecond); err != nil {
 				return nil, err
 			}
 		}
@@ -251,7 +253,7 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 		}{{&c.Redis.RefreshInterval, r.RefreshInterval, "redis.refresh_interval"},
 			{&c.Redis.FlushInterval, r.FlushInterval, "redis.flush_interval"},
 			{&c.Redis.Timeout, r.Timeout, "redis.timeout"}} {
-			if err := duration(d.dst, d.src, d.name, time.Millisecond); err != nil {
+			if err := parseDuration(d.dst, d.src, d.name, time.Millisecond); err != nil {
 				return nil, err
 			}
 		}
@@ -322,15 +324,17 @@ func parseTLS(c *Config, certFile, keyFile, caFile, baseDir string) error {
 	return nil
 }
 
-func duration(dst *time.Duration, src *string, name string, min time.Duration) error {
+// parseDuration sets *dst from the text src, when given, refusing what is
+// not a duration of at least min.
+func parseDuration(dst *time.Duration, src *string, name string, min time.Duration) error {
 	if src == nil {
 		return nil
 	}
-	d, err := time.ParseDuration(*src)
-	if err != nil || d < min {
+	d, err := duration.Parse(*src)
+	if err != nil || d.Std() < min {
 		return fmt.Errorf("%s: %q is not a duration of at least %s (e.g. \"1m\", \"720h\")", name, *src, min)
 	}
-	*dst = d
+	*dst = d.Std()
 	return nil
 }
 

@@ -165,7 +165,7 @@ func TestReplicasKeepConcurrentChanges(t *testing.T) {
 		}
 		arms := append([]string(nil), ep.Arms...)
 		sort.Strings(arms)
-		want := map[string]string{"mf@1": "paused", "mf@2": "active", "mf@3": "paused", "mf@4": "active", "mf@5": "active"}
+		want := map[string]registry.ArmState{"mf@1": "paused", "mf@2": "active", "mf@3": "paused", "mf@4": "active", "mf@5": "active"}
 		ok := fmt.Sprint(arms) == "[mf@1 mf@2 mf@3 mf@4 mf@5]" && ep.Policy.MinShare == 0.05 && ep.Revision == 6 &&
 			ep.ArmReasons["mf@3"] == "guardrail: error rate"
 		for arm, st := range want {

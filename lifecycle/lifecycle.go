@@ -71,7 +71,7 @@ func (w *Watcher) Run(ctx context.Context) {
 					continue
 				}
 				w.mu.Lock()
-				due := now.Sub(w.last[ep.Name]) >= ep.AutoArms.Every()
+				due := now.Sub(w.last[ep.Name]) >= ep.AutoArms.Interval.Std()
 				if due {
 					w.last[ep.Name] = now
 				}

@@ -88,7 +88,7 @@ func decodeEndpoint(raw []byte) (*Endpoint, error) {
 		ep.Revision = 1
 	}
 	if ep.ArmStates == nil {
-		ep.ArmStates = map[string]string{}
+		ep.ArmStates = map[string]ArmState{}
 	}
 	return &ep, nil
 }

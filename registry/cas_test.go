@@ -95,7 +95,7 @@ func TestStaleSnapshotLosesNoChange(t *testing.T) {
 				t.Fatal(err)
 			}
 			ep := stored(t, db, "home")
-			want := map[string]string{"mf@1": Paused, "mf@2": Active, "mf@3": Paused, "mf@4": Active}
+			want := map[string]ArmState{"mf@1": Paused, "mf@2": Active, "mf@3": Paused, "mf@4": Active}
 			if !mapsEqual(ep.ArmStates, want) || ep.Policy.MinShare != 0.05 || ep.Revision != 5 ||
 				ep.ArmReasons["mf@3"] != "guardrail: error rate" {
 				t.Fatalf("stored endpoint: states %v, reasons %v, min_share %v, revision %d",
@@ -152,7 +152,7 @@ func TestConcurrentChangesAllTakeEffect(t *testing.T) {
 					}
 				}
 				got := stored(t, db, ep)
-				want := map[string]string{"mf@1": Paused, "mf@2": Paused, "mf@3": Paused, "mf@4": Active, "mf@5": Active}
+				want := map[string]ArmState{"mf@1": Paused, "mf@2": Paused, "mf@3": Paused, "mf@4": Active, "mf@5": Active}
 				if !mapsEqual(got.ArmStates, want) || len(got.Arms) != 5 || got.Revision != 6 {
 					t.Fatalf("round %d: stored arms %v, states %v, revision %d; want every change once (revision 6)",
 						round, got.Arms, got.ArmStates, got.Revision)
@@ -162,7 +162,7 @@ func TestConcurrentChangesAllTakeEffect(t *testing.T) {
 	}
 }
 
-func mapsEqual(a, b map[string]string) bool {
+func mapsEqual(a, b map[string]ArmState) bool {
 	if len(a) != len(b) {
 		return false
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/modelgate/modelgate/duration"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/store"
 )
@@ -26,23 +27,27 @@ func (r *Registry) CheckEndpoint(name string, body []byte) error {
 	if _, err := parsePolicy(in.Policy); err != nil {
 		return err
 	}
-	return checkAutoArms(in.AutoArms)
+	_, err := parseAutoArms(in.AutoArms)
+	return err
 }
 
-func checkAutoArms(a *AutoArms) error {
+// parseAutoArms validates an auto_arms body and fills in the default
+// interval; nil stays nil (no watching).
+func parseAutoArms(a *autoArmsBody) (*AutoArms, error) {
 	if a == nil {
-		return nil
+		return nil, nil
 	}
 	if a.Interval == "" {
 		a.Interval = "10s"
 	}
-	if d, err := time.ParseDuration(a.Interval); err != nil || d < time.Second || d > 24*time.Hour {
-		return fault.Field("auto_arms.interval", "invalid_auto_arms", "must be a duration from 1s to 24h, e.g. \"30s\"")
+	d, err := duration.Parse(a.Interval)
+	if err != nil || d.Std() < time.Second || d.Std() > 24*time.Hour {
+		return nil, fault.Field("auto_arms.interval", "invalid_auto_arms", "must be a duration from 1s to 24h, e.g. \"30s\"")
 	}
 	if !ValidName(a.Model) {
-		return fault.Field("auto_arms.model", "invalid_auto_arms", "name the model to watch")
+		return nil, fault.Field("auto_arms.model", "invalid_auto_arms", "name the model to watch")
 	}
-	return nil
+	return &AutoArms{Model: a.Model, Interval: d}, nil
 }
 
 // putEndpoint is PutEndpoint without the audit entry.
@@ -81,10 +86,11 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	if in.Fallback != "" && !seen[in.Fallback] {
 		return nil, false, fault.Field("fallback", "invalid_fallback", "%q must be one of the endpoint's arms", in.Fallback)
 	}
-	if err := checkAutoArms(in.AutoArms); err != nil {
+	autoArms, err := parseAutoArms(in.AutoArms)
+	if err != nil {
 		return nil, false, err
 	}
-	if a := in.AutoArms; a != nil {
+	if a := autoArms; a != nil {
 		if !snap.hasModel(a.Model) {
 			return nil, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q has no registered version to copy new versions from", a.Model)
 		}
@@ -95,8 +101,8 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	// read again on every attempt, so a pause that lands meanwhile (on any
 	// replica) is kept.
 	raw, err := r.update(ctx, store.Endpoints, name, func(cur []byte) ([]byte, error) {
-		ep := &Endpoint{Name: name, Arms: in.Arms, ArmStates: map[string]string{}, Policy: pol,
-			Fallback: in.Fallback, AutoArms: in.AutoArms, CreatedAt: now, UpdatedAt: now, Revision: 1}
+		ep := &Endpoint{Name: name, Arms: in.Arms, ArmStates: map[string]ArmState{}, Policy: pol,
+			Fallback: in.Fallback, AutoArms: autoArms, CreatedAt: now, UpdatedAt: now, Revision: 1}
 		var old *Endpoint
 		created = cur == nil
 		if created {
@@ -259,13 +265,13 @@ func (r *Registry) addArm(ctx context.Context, endpoint, arm string, cond IfMatc
 }
 
 // SetArmState pauses or resumes an arm; it takes effect on the next request.
-func (r *Registry) SetArmState(ctx context.Context, endpoint, arm, state string) (*Endpoint, error) {
+func (r *Registry) SetArmState(ctx context.Context, endpoint, arm string, state ArmState) (*Endpoint, error) {
 	return r.SetArmStateIf(ctx, endpoint, arm, state, IfMatch{})
 }
 
 // SetArmStateIf is SetArmState applied only when the stored endpoint meets
 // cond (412 precondition_failed otherwise, and nothing changes).
-func (r *Registry) SetArmStateIf(ctx context.Context, endpoint, arm, state string, cond IfMatch) (*Endpoint, error) {
+func (r *Registry) SetArmStateIf(ctx context.Context, endpoint, arm string, state ArmState, cond IfMatch) (*Endpoint, error) {
 	return r.setArmState(ctx, endpoint, arm, state, "", cond)
 }
 
@@ -282,12 +288,12 @@ func (r *Registry) PauseArm(ctx context.Context, endpoint, arm, reason string) (
 // setArmState sets an arm's state and audits the change; an automatic
 // pause (reason set) of an arm the store holds paused already changes and
 // records nothing.
-func (r *Registry) setArmState(ctx context.Context, endpoint, arm, state, reason string, cond IfMatch) (*Endpoint, error) {
+func (r *Registry) setArmState(ctx context.Context, endpoint, arm string, state ArmState, reason string, cond IfMatch) (*Endpoint, error) {
 	action := "resume_arm"
 	if state == Paused {
 		action = "pause_arm"
 	}
-	if state != Active && state != Paused {
+	if !state.Valid() {
 		err := fault.Field("state", "invalid_state", "must be \"active\" or \"paused\"")
 		r.audit.Record(ctx, action, endpoint+"/"+arm, err)
 		return nil, err

@@ -144,7 +144,7 @@ func TestReloadKeepsStateAndPauses(t *testing.T) {
 		t.Fatalf("arm states after reload: %v", ep.ArmStates)
 	}
 	if p := ep.Policy; p.MinShare != 0.01 || len(p.SegmentBy) != 0 || p.Prior != (Prior{1, 1}) || p.TrialsOn != "serve" ||
-		p.AttributionWindow != "24h" || p.StopRule != (StopRule{0.95, 0.01, 1000}) {
+		p.AttributionWindow.String() != "24h" || p.StopRule != (StopRule{0.95, 0.01, 1000}) {
 		t.Fatalf("replaced policy should be the defaults: %+v", p)
 	}
 	mv, err := r.Version("mf", "2")
@@ -224,8 +224,11 @@ func TestPolicyDurationsSurviveStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*Policy{&ep.Policy, &loaded.Policy} {
-		if p.Window() != 90*time.Minute || p.Discounted() != 72*time.Hour || p.StickyTTL() != time.Hour || p.GuardWindow() != 30*time.Second {
-			t.Fatalf("durations %v %v %v %v", p.Window(), p.Discounted(), p.StickyTTL(), p.GuardWindow())
+		if p.AttributionWindow.Std() != 90*time.Minute || p.HalfLife.Std() != 72*time.Hour || p.Sticky.TTL.Std() != time.Hour || p.Guardrails.Window.Std() != 30*time.Second {
+			t.Fatalf("durations %v %v %v %v", p.AttributionWindow.Std(), p.HalfLife.Std(), p.Sticky.TTL.Std(), p.Guardrails.Window.Std())
+		}
+		if p.AttributionWindow.String() != "90m" || p.HalfLife.String() != "72h" || p.Sticky.TTL.String() != "1h" || p.Guardrails.Window.String() != "30s" {
+			t.Fatalf("durations not as written: %q %q %q %q", p.AttributionWindow, p.HalfLife, p.Sticky.TTL, p.Guardrails.Window)
 		}
 	}
 }

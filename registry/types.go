@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/duration"
 	"github.com/modelgate/modelgate/fault"
 )
 
@@ -92,18 +93,56 @@ type StopRule struct {
 	MinTrials      uint64  `json:"min_trials"`
 }
 
+// PolicyType names an endpoint's arm-choice policy; its text is what the
+// API, the config file and the stored records hold.
+type PolicyType string
+
+// Policy types.
+const (
+	PolicyThompson PolicyType = "thompson"
+	// PolicyDiscountedThompson forgets evidence with a half-life
+	// (Policy.HalfLife), for click rates that drift.
+	PolicyDiscountedThompson PolicyType = "discounted-thompson"
+	PolicyUniform            PolicyType = "uniform"
+)
+
+// Valid reports whether t is one of the policy types.
+func (t PolicyType) Valid() bool {
+	switch t {
+	case PolicyThompson, PolicyDiscountedThompson, PolicyUniform:
+		return true
+	}
+	return false
+}
+
+// TrialEvent is what counts a trial of the served arm (a policy's
+// trials_on): serving the prediction, or the client reporting an impression.
+type TrialEvent string
+
+// Trial events.
+const (
+	TrialsOnServe      TrialEvent = "serve"
+	TrialsOnImpression TrialEvent = "impression"
+)
+
+// Valid reports whether e is one of the trial events.
+func (e TrialEvent) Valid() bool { return e == TrialsOnServe || e == TrialsOnImpression }
+
 // Policy is an endpoint's arm-choice policy with every default filled in.
 type Policy struct {
-	Type              string   `json:"type"`
-	Prior             Prior    `json:"prior"`
-	SegmentBy         []string `json:"segment_by"`
-	MinShare          float64  `json:"min_share"`
-	TrialsOn          string   `json:"trials_on"`
-	AttributionWindow string   `json:"attribution_window"`
-	StopRule          StopRule `json:"stop_rule"`
+	Type      PolicyType `json:"type"`
+	Prior     Prior      `json:"prior"`
+	SegmentBy []string   `json:"segment_by"`
+	MinShare  float64    `json:"min_share"`
+	TrialsOn  TrialEvent `json:"trials_on"`
+	// AttributionWindow is how long after a prediction its feedback
+	// counts (0 < window ≤ 2160h).
+	AttributionWindow duration.Duration `json:"attribution_window"`
+	StopRule          StopRule          `json:"stop_rule"`
 	// HalfLife is the discounted-thompson policy's half-life of evidence
-	// (wall-clock time), e.g. "72h"; empty for other policies.
-	HalfLife string `json:"half_life,omitempty"`
+	// (wall-clock time), e.g. "72h"; the zero Duration, and left out of the
+	// JSON, for other policies.
+	HalfLife duration.Duration `json:"half_life,omitzero"`
 	// SegmentPriorWeight is the pseudo-count a segment borrows from the
 	// endpoint-wide posterior as its prior; 0 turns borrowing off.
 	SegmentPriorWeight float64 `json:"segment_prior_weight"`
@@ -117,34 +156,6 @@ type Policy struct {
 	// stored before the field existed) means DefaultMaxSegments: use
 	// SegmentCap.
 	MaxSegments int `json:"max_segments"`
-
-	// d holds the durations above, parsed once (compile) so the request
-	// path does not parse them on every call.
-	d policyDurations
-}
-
-type policyDurations struct {
-	ok                                  bool
-	window, halfLife, sticky, guardWind time.Duration
-}
-
-// compile parses the policy's durations once.
-func (p *Policy) compile() {
-	p.d = policyDurations{}
-	p.d.window, p.d.halfLife, p.d.sticky, p.d.guardWind = p.Window(), p.Discounted(), p.StickyTTL(), p.GuardWindow()
-	p.d.ok = true
-}
-
-// UnmarshalJSON decodes a stored policy and parses its durations.
-func (p *Policy) UnmarshalJSON(b []byte) error {
-	type plain Policy
-	var q plain
-	if err := json.Unmarshal(b, &q); err != nil {
-		return err
-	}
-	*p = Policy(q)
-	p.compile()
-	return nil
 }
 
 // MaxMaxSegments is the largest max_segments a policy may set.
@@ -161,7 +172,16 @@ func (p *Policy) SegmentCap() int {
 // Sticky assignment: a user keeps the arm it was first given for TTL, while
 // that arm stays active and available.
 type Sticky struct {
-	TTL string `json:"ttl"`
+	TTL duration.Duration `json:"ttl"`
+}
+
+// StickyTTL is how long a user keeps an assigned arm: 0 when the policy
+// keeps no assignments (Sticky is nil).
+func (p *Policy) StickyTTL() time.Duration {
+	if p.Sticky == nil {
+		return 0
+	}
+	return p.Sticky.TTL.Std()
 }
 
 // Guardrails pause an arm automatically when, over the sliding Window and
@@ -169,69 +189,33 @@ type Sticky struct {
 // its p99 latency exceeds MaxP99Ms (each limit 0 = not checked). A paused
 // arm is never resumed by itself.
 type Guardrails struct {
-	MaxErrorRate float64 `json:"max_error_rate"`
-	MaxP99Ms     float64 `json:"max_p99_ms"`
-	Window       string  `json:"window"`
-	MinRequests  int     `json:"min_requests"`
+	MaxErrorRate float64           `json:"max_error_rate"`
+	MaxP99Ms     float64           `json:"max_p99_ms"`
+	Window       duration.Duration `json:"window"`
+	MinRequests  int               `json:"min_requests"`
 }
 
-// Discounted returns the half-life of a discounted-thompson policy, or 0.
-func (p *Policy) Discounted() time.Duration {
-	if p.d.ok {
-		return p.d.halfLife
-	}
-	if p.Type != "discounted-thompson" {
-		return 0
-	}
-	d, _ := time.ParseDuration(p.HalfLife)
-	return d
-}
-
-// StickyTTL is the sticky assignment's lifetime, or 0 when off.
-func (p *Policy) StickyTTL() time.Duration {
-	if p.d.ok {
-		return p.d.sticky
-	}
-	if p.Sticky == nil {
-		return 0
-	}
-	d, _ := time.ParseDuration(p.Sticky.TTL)
-	return d
-}
-
-// GuardWindow is the guardrails' sliding window, or 0 when off.
-func (p *Policy) GuardWindow() time.Duration {
-	if p.d.ok {
-		return p.d.guardWind
-	}
-	if p.Guardrails == nil {
-		return 0
-	}
-	d, _ := time.ParseDuration(p.Guardrails.Window)
-	return d
-}
-
-// Window is the parsed attribution window.
-func (p *Policy) Window() time.Duration {
-	if p.d.ok {
-		return p.d.window
-	}
-	d, _ := time.ParseDuration(p.AttributionWindow)
-	return d
-}
+// ArmState says whether an arm takes traffic; its text is what the API and
+// the stored records hold.
+type ArmState string
 
 // Arm states.
 const (
-	Active = "active"
-	Paused = "paused"
+	Active ArmState = "active"
+	// Paused arms get no traffic; a guardrail or an auto_arms drain pauses
+	// an arm too, and only a resume brings it back.
+	Paused ArmState = "paused"
 )
 
+// Valid reports whether s is one of the arm states.
+func (s ArmState) Valid() bool { return s == Active || s == Paused }
+
 // Endpoint is what a client calls: arms, a policy and an optional fallback.
-// ArmStates holds "active" or "paused" for every arm.
+// ArmStates holds Active or Paused for every arm.
 type Endpoint struct {
-	Name      string            `json:"name"`
-	Arms      []string          `json:"arms"`
-	ArmStates map[string]string `json:"arm_states"`
+	Name      string              `json:"name"`
+	Arms      []string            `json:"arms"`
+	ArmStates map[string]ArmState `json:"arm_states"`
 	// ArmReasons says why an arm was paused automatically (guardrail,
 	// auto_arms drain); a pause or resume through the API clears it.
 	ArmReasons map[string]string `json:"arm_reasons,omitempty"`
@@ -297,18 +281,37 @@ type stopRuleBody struct {
 }
 
 type policyBody struct {
-	Type              *string       `json:"type"`
+	Type              *PolicyType   `json:"type"`
 	Prior             *priorBody    `json:"prior"`
 	SegmentBy         []string      `json:"segment_by"`
 	MinShare          *float64      `json:"min_share"`
-	TrialsOn          *string       `json:"trials_on"`
+	TrialsOn          *TrialEvent   `json:"trials_on"`
 	AttributionWindow *string       `json:"attribution_window"`
 	StopRule          *stopRuleBody `json:"stop_rule"`
 	HalfLife          *string       `json:"half_life"`
 	SegmentPrior      *float64      `json:"segment_prior_weight"`
-	Sticky            *Sticky       `json:"sticky"`
-	Guardrails        *Guardrails   `json:"guardrails"`
+	Sticky            *stickyBody   `json:"sticky"`
+	Guardrails        *guardBody    `json:"guardrails"`
 	MaxSegments       *int64        `json:"max_segments"`
+}
+
+// stickyBody, guardBody and autoArmsBody are Sticky, Guardrails and
+// AutoArms as a request writes them: their durations are text until the
+// field's own rule (and error message) has judged them.
+type stickyBody struct {
+	TTL string `json:"ttl"`
+}
+
+type guardBody struct {
+	MaxErrorRate float64 `json:"max_error_rate"`
+	MaxP99Ms     float64 `json:"max_p99_ms"`
+	Window       string  `json:"window"`
+	MinRequests  int     `json:"min_requests"`
+}
+
+type autoArmsBody struct {
+	Model    string `json:"model"`
+	Interval string `json:"interval"`
 }
 
 // AutoArms makes an endpoint watch a model for new versions: each new
@@ -317,47 +320,36 @@ type policyBody struct {
 // model's newest registered version and added as an arm; an arm of the model
 // whose version disappears is paused (drained).
 type AutoArms struct {
-	Model    string `json:"model"`
-	Interval string `json:"interval"`
-}
-
-// Every is the parsed watch interval.
-func (a *AutoArms) Every() time.Duration {
-	d, _ := time.ParseDuration(a.Interval)
-	return d
+	Model string `json:"model"`
+	// Interval is how often the model is looked at (1s..24h).
+	Interval duration.Duration `json:"interval"`
 }
 
 // endpointBody is the request body of PUT /v1/endpoints/{e}.
 type endpointBody struct {
-	Arms     []string    `json:"arms"`
-	Policy   *policyBody `json:"policy"`
-	Fallback string      `json:"fallback"`
-	AutoArms *AutoArms   `json:"auto_arms"`
+	Arms     []string      `json:"arms"`
+	Policy   *policyBody   `json:"policy"`
+	Fallback string        `json:"fallback"`
+	AutoArms *autoArmsBody `json:"auto_arms"`
 }
 
 // DefaultPolicy is the policy an endpoint body without "policy" gets.
 func DefaultPolicy() Policy {
-	return Policy{Type: "thompson", Prior: Prior{1, 1}, SegmentBy: []string{}, MinShare: 0.01,
-		TrialsOn: "serve", AttributionWindow: "24h",
+	return Policy{Type: PolicyThompson, Prior: Prior{1, 1}, SegmentBy: []string{}, MinShare: 0.01,
+		TrialsOn: TrialsOnServe, AttributionWindow: duration.MustParse("24h"),
 		StopRule:    StopRule{PBest: 0.95, ValueRemaining: 0.01, MinTrials: 1000},
 		MaxSegments: counters.DefaultMaxSegments}
 }
 
+// parsePolicy validates a policy body and fills in the defaults. Each
+// duration is parsed here, once, together with its range check.
 func parsePolicy(in *policyBody) (Policy, error) {
-	p, err := parsePolicyFields(in)
-	if err == nil {
-		p.compile()
-	}
-	return p, err
-}
-
-func parsePolicyFields(in *policyBody) (Policy, error) {
 	p := DefaultPolicy()
 	if in == nil {
 		return p, nil
 	}
 	if in.Type != nil {
-		if *in.Type != "thompson" && *in.Type != "uniform" && *in.Type != "discounted-thompson" {
+		if !in.Type.Valid() {
 			return p, fault.Field("policy.type", "invalid_policy", "unknown policy %q (want thompson, discounted-thompson or uniform)", *in.Type)
 		}
 		p.Type = *in.Type
@@ -402,17 +394,17 @@ func parsePolicyFields(in *policyBody) (Policy, error) {
 		p.MinShare = *in.MinShare
 	}
 	if in.TrialsOn != nil {
-		if *in.TrialsOn != "serve" && *in.TrialsOn != "impression" {
+		if !in.TrialsOn.Valid() {
 			return p, fault.Field("policy.trials_on", "invalid_policy", "must be serve or impression")
 		}
 		p.TrialsOn = *in.TrialsOn
 	}
 	if in.AttributionWindow != nil {
-		d, err := time.ParseDuration(*in.AttributionWindow)
-		if err != nil || d <= 0 || d > 90*24*time.Hour {
+		d, err := duration.Parse(*in.AttributionWindow)
+		if err != nil || d.Std() <= 0 || d.Std() > 90*24*time.Hour {
 			return p, fault.Field("policy.attribution_window", "invalid_policy", "must be a duration like \"24h\" or \"90m\", > 0 and ≤ 2160h")
 		}
-		p.AttributionWindow = *in.AttributionWindow
+		p.AttributionWindow = d
 	}
 	if r := in.StopRule; r != nil {
 		if r.PBest != nil {
@@ -434,14 +426,15 @@ func parsePolicyFields(in *policyBody) (Policy, error) {
 			p.StopRule.MinTrials = uint64(*r.MinTrials)
 		}
 	}
-	if p.Type == "discounted-thompson" {
+	if p.Type == PolicyDiscountedThompson {
 		if in.HalfLife == nil {
 			return p, fault.Field("policy.half_life", "invalid_policy", "discounted-thompson needs a half_life, e.g. \"72h\"")
 		}
-		if d, err := time.ParseDuration(*in.HalfLife); err != nil || d < time.Minute || d > 365*24*time.Hour {
+		d, err := duration.Parse(*in.HalfLife)
+		if err != nil || d.Std() < time.Minute || d.Std() > 365*24*time.Hour {
 			return p, fault.Field("policy.half_life", "invalid_policy", "must be a duration from 1m to 8760h")
 		}
-		p.HalfLife = *in.HalfLife
+		p.HalfLife = d
 	} else if in.HalfLife != nil {
 		return p, fault.Field("policy.half_life", "invalid_policy", "applies to discounted-thompson only")
 	}
@@ -452,10 +445,11 @@ func parsePolicyFields(in *policyBody) (Policy, error) {
 		p.SegmentPriorWeight = *in.SegmentPrior
 	}
 	if st := in.Sticky; st != nil {
-		if d, err := time.ParseDuration(st.TTL); err != nil || d < time.Second || d > 30*24*time.Hour {
+		d, err := duration.Parse(st.TTL)
+		if err != nil || d.Std() < time.Second || d.Std() > 30*24*time.Hour {
 			return p, fault.Field("policy.sticky.ttl", "invalid_policy", "must be a duration from 1s to 720h, e.g. \"30m\"")
 		}
-		p.Sticky = st
+		p.Sticky = &Sticky{TTL: d}
 	}
 	if g := in.Guardrails; g != nil {
 		if g.Window == "" {
@@ -464,7 +458,8 @@ func parsePolicyFields(in *policyBody) (Policy, error) {
 		if g.MinRequests == 0 {
 			g.MinRequests = 20
 		}
-		switch d, err := time.ParseDuration(g.Window); {
+		window, err := duration.Parse(g.Window)
+		switch d := window.Std(); {
 		case err != nil || d < time.Second || d > 24*time.Hour:
 			return p, fault.Field("policy.guardrails.window", "invalid_policy", "must be a duration from 1s to 24h")
 		case !(g.MaxErrorRate >= 0 && g.MaxErrorRate < 1):
@@ -476,7 +471,7 @@ func parsePolicyFields(in *policyBody) (Policy, error) {
 		case g.MaxErrorRate == 0 && g.MaxP99Ms == 0:
 			return p, fault.Field("policy.guardrails", "invalid_policy", "set max_error_rate, max_p99_ms or both")
 		}
-		p.Guardrails = g
+		p.Guardrails = &Guardrails{MaxErrorRate: g.MaxErrorRate, MaxP99Ms: g.MaxP99Ms, Window: window, MinRequests: g.MinRequests}
 	}
 	return p, nil
 }

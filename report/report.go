@@ -22,9 +22,15 @@ const SRMThreshold = 0.001
 // loss, value remaining and traffic share.
 const Draws = 20000
 
+// Unavailable is the report state of an arm that is not paused but whose
+// version cannot serve now; the other states are the registry's (active,
+// paused).
+const Unavailable = "unavailable"
+
 // Arm is one arm's row of a report.
 type Arm struct {
-	Arm          string     `json:"arm"`
+	Arm string `json:"arm"`
+	// State is registry.Active, registry.Paused or Unavailable.
 	State        string     `json:"state"`
 	Trials       uint64     `json:"trials"`
 	Successes    uint64     `json:"successes"`
@@ -172,7 +178,7 @@ func Build(in Input) *Report {
 	an := bandit.Analyze(rng, prior, arms, draws)
 	shares := make([]float64, len(arms))
 	pol := bandit.Policy{Prior: prior, MinShare: ep.Policy.MinShare}
-	if ep.Policy.Type == "uniform" {
+	if ep.Policy.Type == registry.PolicyUniform {
 		pol.Kind = bandit.Uniform
 	}
 	if len(policyShares) == len(arms) {
@@ -187,18 +193,18 @@ func Build(in Input) *Report {
 	}
 	for i, name := range ep.Arms {
 		st := an.Arms[i]
-		state := registry.Active
+		state := string(registry.Active)
 		if ep.ArmStates[name] == registry.Paused {
-			state = registry.Paused
+			state = string(registry.Paused)
 		} else if !arms[i].Active {
-			state = "unavailable"
+			state = Unavailable
 		}
 		total += arms[i].Trials
 		r.Arms = append(r.Arms, Arm{Arm: name, State: state, Trials: arms[i].Trials, Successes: arms[i].Successes,
 			Rate: st.Rate, CI95: [2]float64{st.CILow, st.CIHigh}, PBest: st.PBest,
 			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i], Errors: armErrs[name], Reason: ep.ArmReasons[name],
 			RegretGap: st.RegretGap})
-		if state == registry.Paused && strings.HasPrefix(ep.ArmReasons[name], "paused by guardrail") {
+		if state == string(registry.Paused) && strings.HasPrefix(ep.ArmReasons[name], "paused by guardrail") {
 			r.Health.Warnings = append(r.Health.Warnings, "paused_by_guardrail: "+name)
 		}
 		if r.Arms[i].Errors == nil {

@@ -12,7 +12,7 @@ func endpoint(segmentBy ...string) *registry.Endpoint {
 	p := registry.DefaultPolicy()
 	p.SegmentBy = segmentBy
 	return &registry.Endpoint{Name: "home", Arms: []string{"mf@1", "mf@2"},
-		ArmStates: map[string]string{"mf@1": registry.Active, "mf@2": registry.Active}, Policy: p}
+		ArmStates: map[string]registry.ArmState{"mf@1": registry.Active, "mf@2": registry.Active}, Policy: p}
 }
 
 func fill(tb *counters.Table, segment, arm string, trials, successes uint64) {

@@ -108,10 +108,10 @@ func (g *armGuard) add(now time.Time, window time.Duration, failed bool, lat tim
 // the endpoint's guardrails are breached.
 func (r *Router) guardrail(ep *registry.Endpoint, arm string, failed bool, lat time.Duration) {
 	g := ep.Policy.Guardrails
-	window := ep.Policy.GuardWindow()
-	if g == nil || window <= 0 {
+	if g == nil || g.Window.Std() <= 0 {
 		return
 	}
+	window := g.Window.Std()
 	v, ok := r.guards.Load(guardKey{ep.Name, arm})
 	if !ok {
 		v, _ = r.guards.LoadOrStore(guardKey{ep.Name, arm}, new(armGuard))

@@ -247,7 +247,7 @@ var segmentEscaper = strings.NewReplacer("%", "%25", ",", "%2C", "=", "%3D", "\x
 // BanditPolicy converts an endpoint policy for package bandit.
 func BanditPolicy(p *registry.Policy) bandit.Policy {
 	bp := bandit.Policy{Prior: bandit.Prior{Alpha: p.Prior.Alpha, Beta: p.Prior.Beta}, MinShare: p.MinShare}
-	if p.Type == "uniform" {
+	if p.Type == registry.PolicyUniform {
 		bp.Kind = bandit.Uniform
 	}
 	return bp
@@ -543,7 +543,7 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 	}
 	key := counters.Key{Endpoint: ep.Name, Segment: segment, Arm: arm}
 	cell := r.table.Cell(key)
-	if ep.Policy.TrialsOn != "impression" {
+	if ep.Policy.TrialsOn != registry.TrialsOnImpression {
 		cell.AddTrial()
 		r.table.AddToAggregate(key, 1, 0)
 	}
@@ -553,8 +553,8 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 	}
 	spec := &snap.Versions[arm].Spec
 	tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: segment, Time: c.now,
-		Propensity: c.prop, Window: ep.Policy.Window(), Items: len(s.items),
-		OnImpression: ep.Policy.TrialsOn == "impression", ID: predtoken.NewID()}
+		Propensity: c.prop, Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items),
+		OnImpression: ep.Policy.TrialsOn == registry.TrialsOnImpression, ID: predtoken.NewID()}
 	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
 		Version: spec.Version, Segment: segment, Items: s.items, Fallback: s.fellBack}
 }
@@ -566,7 +566,7 @@ func (r *Router) notify(ctx context.Context, start time.Time, ep *registry.Endpo
 		Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
 	if resp != nil {
 		o.Segment, o.PredictionID, o.Items = resp.Segment, resp.PredictionID, resp.Items
-		o.Trial = ep.Policy.TrialsOn != "impression"
+		o.Trial = ep.Policy.TrialsOn != registry.TrialsOnImpression
 	}
 	for _, ob := range r.obs {
 		ob.Observe(ctx, o)
@@ -675,7 +675,7 @@ func (r *Router) segmentOf(ep *registry.Endpoint, ctx map[string]string) string 
 // endpoint knows.
 func (r *Router) posterior(ep *registry.Endpoint, c, agg *counters.Cell, now time.Time) bandit.Arm {
 	var a bandit.Arm
-	h := ep.Policy.Discounted()
+	h := ep.Policy.HalfLife.Std() // 0 unless the policy is discounted-thompson
 	switch {
 	case c == nil: // no evidence yet: the prior alone
 	case h > 0:

@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 )
 
@@ -105,7 +106,7 @@ func DecisionText(rep *report.Report, rule StopRule) string {
 	lead, leadP := "", -1.0
 	for _, a := range rep.Arms {
 		total += a.Trials
-		if a.State == "active" && a.PBest > leadP {
+		if a.State == string(registry.Active) && a.PBest > leadP {
 			lead, leadP = a.Arm, a.PBest
 		}
 	}

@@ -37,8 +37,8 @@ func armsSummary(e *registry.Endpoint) string {
 	parts := make([]string, len(e.Arms))
 	for i, a := range e.Arms {
 		parts[i] = a
-		if st := e.ArmStates[a]; st != "" && st != "active" {
-			parts[i] += " (" + st + ")"
+		if st := e.ArmStates[a]; st != "" && st != registry.Active {
+			parts[i] += " (" + string(st) + ")"
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -48,7 +48,7 @@ func armsSummary(e *registry.Endpoint) string {
 func activeArms(e *registry.Endpoint) string {
 	var out []string
 	for _, a := range e.Arms {
-		if st := e.ArmStates[a]; st == "" || st == "active" {
+		if st := e.ArmStates[a]; st == "" || st == registry.Active {
 			out = append(out, a)
 		}
 	}
@@ -164,7 +164,7 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 	tw = newTable(stdout)
 	row(tw, "ARM", "STATE", "TRIALS", "SUCCESSES", "RATE", "P_BEST", "SHARE")
 	for _, arm := range ep.Arms {
-		cells := []string{arm, ep.ArmStates[arm], "", "", "", "", ""}
+		cells := []string{arm, string(ep.ArmStates[arm]), "", "", "", "", ""}
 		for _, a := range rep.Arms {
 			if a.Arm == arm {
 				cells[2] = fmt.Sprint(a.Trials)
@@ -273,7 +273,7 @@ func runEndpointsResume(args []string, stdout, stderr io.Writer) int {
 			"{\"state\": \"active\"}), with the counts it had.")
 }
 
-func setArmState(args []string, stdout, stderr io.Writer, verb, state, about string) int {
+func setArmState(args []string, stdout, stderr io.Writer, verb string, state registry.ArmState, about string) int {
 	c := newCLICmd("endpoints "+verb, "NAME ARM [--server URL] [--json]", about, stdout, stderr)
 	pos, code, ok := c.parse(args, 2, 2)
 	if !ok {
