@@ -13,6 +13,7 @@ import (
 	"github.com/modelgate/modelgate/feedback"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
 	"github.com/modelgate/modelgate/router"
+	"github.com/modelgate/modelgate/topk"
 )
 
 // nonFinite finds a NaN or ±Inf number in v, which a protobuf Struct can
@@ -53,7 +54,7 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 }
 
 func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*pb.RecommendResponse, error) {
-	if err := router.CheckK(int(in.GetK()), true); err != nil {
+	if err := topk.Check(int(in.GetK()), true); err != nil {
 		return nil, grpcError(err)
 	}
 	req := router.Request{Endpoint: in.GetEndpoint(), UserID: in.GetUserId(), Context: in.GetContext(),

@@ -20,6 +20,7 @@ import (
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
 	"github.com/modelgate/modelgate/telemetry"
+	"github.com/modelgate/modelgate/topk"
 	"github.com/modelgate/modelgate/ui"
 )
 
@@ -192,7 +193,7 @@ func (s *Server) recommend(c *gin.Context) {
 		req.UserID = *in.UserID
 	}
 	if in.K != nil {
-		if err := router.CheckK(*in.K, false); err != nil {
+		if err := topk.Check(*in.K, false); err != nil {
 			s.writeError(c, err)
 			return
 		}

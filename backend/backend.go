@@ -14,7 +14,10 @@ import (
 // Request is one scoring call. Inputs are the featurizer's tensors for the
 // version's spec. Candidates, when non-nil, is the only set of items that may
 // be returned (excluded items already removed); Exclude lists items that must
-// never be returned. K is the number of items wanted (1..1000).
+// never be returned. K is the number of items wanted (topk.Min..topk.Max).
+// Requests through the router have K checked by topk.Check already; each
+// backend refuses a K below 1 again only because it is also called
+// directly (tools/benche2e, tests), and a top-k of no items is no answer.
 type Request struct {
 	Inputs     []featurizer.Tensor
 	Candidates []string

@@ -40,9 +40,9 @@ type Token struct {
 }
 
 // LegacyItems is the Items of a token signed before tokens carried the
-// count (version 3): the router's largest k (router.MaxK) while that format
-// was signed, the most items any such prediction can have returned. A fact
-// of the old tokens, it does not follow later changes of router.MaxK.
+// count (version 3): the largest k (topk.Max) while that format was
+// signed, the most items any such prediction can have returned. A fact of
+// the old tokens, it does not follow later changes of topk.Max.
 const LegacyItems = 1000
 
 // MaxItems is the largest Items a token carries.

@@ -31,12 +31,11 @@ import (
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/topk"
 )
 
-// Limits of a recommend call.
+// Limits of a recommend call; those of k are package topk's.
 const (
-	DefaultK              = 10
-	MaxK                  = 1000
 	MaxListLen            = 10000 // candidates, exclude
 	MaxUserIDLen          = 1024
 	MaxContextKeys        = 64
@@ -50,7 +49,7 @@ type Snapshotter interface {
 	Snapshot() *registry.Snapshot
 }
 
-// Request is a recommend call after decoding. K = 0 means DefaultK.
+// Request is a recommend call after decoding. K = 0 means topk.Default.
 type Request struct {
 	Endpoint   string
 	UserID     string
@@ -270,7 +269,7 @@ func Validate(req *Request) error {
 				"keys are at most %d bytes and values at most %d", MaxContextKeyLen, MaxContextValueLen)
 		}
 	}
-	if err := CheckK(req.K, true); err != nil {
+	if err := topk.Check(req.K, true); err != nil {
 		return err
 	}
 	if len(req.Candidates) > MaxListLen {
@@ -280,22 +279,6 @@ func Validate(req *Request) error {
 		return fault.Field("exclude", "too_many_items", "at most %d excluded items", MaxListLen)
 	}
 	return nil
-}
-
-// CheckK is the one check of a requested number of items k: it returns the
-// invalid_k fault unless k is 1 to MaxK. With zeroIsDefault, 0 is accepted
-// too and asks for DefaultK, and the message says so: a Request's K, and
-// gRPC's k, where an absent k cannot be told from 0. Over HTTP an explicit
-// k of 0 is refused.
-func CheckK(k int, zeroIsDefault bool) error {
-	switch {
-	case k >= 1 && k <= MaxK, zeroIsDefault && k == 0:
-		return nil
-	case zeroIsDefault:
-		return fault.Field("k", "invalid_k", "must be between 1 and %d (0 means the default, %d)", MaxK, DefaultK)
-	default:
-		return fault.Field("k", "invalid_k", "must be between 1 and %d", MaxK)
-	}
 }
 
 func truncate(s string, n int) string {
@@ -425,10 +408,7 @@ type input struct {
 }
 
 func newInput(req *Request) input {
-	in := input{cands: req.Candidates, k: req.K}
-	if in.k == 0 {
-		in.k = DefaultK
-	}
+	in := input{cands: req.Candidates, k: topk.OrDefault(req.K)}
 	if len(req.Exclude) > 0 {
 		in.excl = make(map[string]struct{}, len(req.Exclude))
 		for _, id := range req.Exclude {

@@ -14,6 +14,7 @@ import (
 	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/predlog"
+	"github.com/modelgate/modelgate/topk"
 )
 
 // observed is an Observer that keeps every outcome.
@@ -175,11 +176,11 @@ func TestNewInput(t *testing.T) {
 		wantCands []string
 		wantK     int
 	}{
-		{name: "nothing given", req: Request{UserID: "u"}, wantK: DefaultK},
+		{name: "nothing given", req: Request{UserID: "u"}, wantK: topk.Default},
 		{name: "exclude only", req: Request{Exclude: []string{"a"}, K: 3}, wantK: 3},
 		{name: "candidates without the excluded", req: Request{Candidates: []string{"a", "b", "c"}, Exclude: []string{"b", "x"}, K: 2},
 			wantCands: []string{"a", "c"}, wantK: 2},
-		{name: "everything excluded", req: Request{Candidates: []string{"a"}, Exclude: []string{"a"}}, wantCands: []string{}, wantK: DefaultK},
+		{name: "everything excluded", req: Request{Candidates: []string{"a"}, Exclude: []string{"a"}}, wantCands: []string{}, wantK: topk.Default},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,7 +17,9 @@ import (
 	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/client"
 	"github.com/modelgate/modelgate/examples/demo/groundtruth"
+	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/topk"
 )
 
 type demoFlags struct {
@@ -59,6 +61,11 @@ func runDemoTraffic(args []string, stdout, stderr io.Writer) int {
 	}
 	if f.requests < 1 || f.concurrency < 1 || f.every < 1 || f.k < 1 {
 		fmt.Fprintln(stderr, "demo-traffic: --requests, --concurrency, --every and --k must be ≥ 1")
+		return 2
+	}
+	if err := topk.Check(f.k, false); err != nil {
+		// Refused here rather than by every request the run would send.
+		fmt.Fprintf(stderr, "demo-traffic: --k: %s\n", fault.As(err).Message)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
+	"github.com/modelgate/modelgate/topk"
 )
 
 // The model every path calls: the backend serves it, the gateway's one arm
@@ -88,8 +90,8 @@ func (p proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad JSON: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if req.K < 1 || req.K > 1000 || len(req.Candidates) == 0 || len(req.Candidates) > 10000 {
-		http.Error(w, "want 1 <= k <= 1000 and 1 to 10000 candidates", http.StatusBadRequest)
+	if topk.Check(req.K, false) != nil || len(req.Candidates) == 0 || len(req.Candidates) > 10000 {
+		http.Error(w, fmt.Sprintf("want %d <= k <= %d and 1 to 10000 candidates", topk.Min, topk.Max), http.StatusBadRequest)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
