@@ -1,14 +1,13 @@
 package main
 
 // `modelgate simulate`: the offline bandit simulator (package sim) on the
-// command line. It parses and checks the flags into sim.Configs, one per
-// (policy, batch) series, runs them and prints a table, CSV or JSON, and
-// optionally an SVG chart.
+// command line. The flags fill a sim.Scenario, which sim checks and expands
+// into one sim.Config per (policy, batch) series; the command runs them and
+// prints them in sim's table, CSV or JSON form, and optionally writes sim's
+// SVG chart.
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,10 +15,8 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/sim"
@@ -268,11 +265,6 @@ type simulateFlags struct {
 	logX                   bool
 }
 
-// usageErr reports a problem with the flags (exit status 2).
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf(format, args...)
-}
-
 // newSimulateFlagSet defines simulate's flags, parsed into f; errors go to
 // stderr.
 func newSimulateFlagSet(f *simulateFlags, stderr io.Writer) *flag.FlagSet {
@@ -295,9 +287,9 @@ func newSimulateFlagSet(f *simulateFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Var(&f.policies, "policy", "policies to simulate")
 	fs.Var(&f.prior, "prior", "Beta(A,B) prior of Thompson sampling")
 	fs.Float64Var(&f.minShare, "min-share", 0, "exploration floor of Thompson sampling")
-	fs.Float64Var(&f.epsilon, "epsilon", 0.1, "epsilon-greedy's exploration probability")
+	fs.Float64Var(&f.epsilon, "epsilon", sim.DefaultEpsilon, "epsilon-greedy's exploration probability")
 	fs.Float64Var(&f.ucbC, "ucb-c", bandit.DefaultUCBC, "UCB1's exploration constant")
-	fs.Float64Var(&f.halfLife, "half-life", 1000, "discounted Thompson's half-life in steps")
+	fs.Float64Var(&f.halfLife, "half-life", sim.DefaultHalfLife, "discounted Thompson's half-life in steps")
 	fs.StringVar(&f.format, "format", "table", "table, csv or json")
 	fs.StringVar(&f.plot, "plot", "", "write an SVG chart to this file")
 	fs.BoolVar(&f.logX, "log-x", true, "logarithmic t axis in the plot")
@@ -323,9 +315,14 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 
-	cfgs, err := f.configs(fs.Args(), set)
+	scn, err := f.scenario(fs.Args(), set)
+	var cfgs []sim.Config
+	if err == nil {
+		cfgs, err = scn.Configs()
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "simulate: %v\nRun 'modelgate simulate --help' for the flags.\n", err)
+		msg := strings.TrimPrefix(err.Error(), sim.ErrConfig.Error()+": ")
+		fmt.Fprintf(stderr, "simulate: %s\nRun 'modelgate simulate --help' for the flags.\n", msg)
 		return exitUsage
 	}
 
@@ -341,7 +338,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 			}
 			return exitError
 		}
-		res.Label = seriesLabel(c, len(f.batch) > 1)
+		res.Label = scn.Label(c)
 		results[i] = res
 	}
 
@@ -359,11 +356,11 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	}
 	switch f.format {
 	case "json":
-		err = writeSimJSON(stdout, results)
+		err = sim.WriteJSON(stdout, results)
 	case "csv":
-		err = writeSimCSV(stdout, results)
+		err = sim.WriteCSV(stdout, results)
 	default:
-		err = writeSimTable(stdout, header, results)
+		err = sim.WriteTable(stdout, header, results)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "simulate: %v\n", err)
@@ -372,271 +369,56 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// configs checks the flags and turns them into one sim.Config per series.
-// Range checks sim.Config.Validate makes on its own are left to it.
-func (f *simulateFlags) configs(args []string, set map[string]bool) ([]sim.Config, error) {
+// scenario checks what only the command line knows (arguments, output
+// format, plot options) and fills a sim.Scenario from the flags; the
+// scenario's own rules are sim's.
+func (f *simulateFlags) scenario(args []string, set map[string]bool) (*sim.Scenario, error) {
 	if len(args) > 0 {
-		return nil, usageErr("unexpected argument %q: simulate takes only flags", args[0])
+		return nil, fmt.Errorf("unexpected argument %q: simulate takes only flags", args[0])
 	}
 	switch f.format {
 	case "table", "csv", "json":
 	default:
-		return nil, usageErr("--format %q: want table, csv or json", f.format)
-	}
-	if f.horizon < 1 || f.runs < 1 {
-		return nil, usageErr("--horizon %d --runs %d: both must be at least 1", f.horizon, f.runs)
-	}
-
-	// Arms.
-	var rates []float64
-	switch {
-	case set["rates"]:
-		for _, other := range []string{"k", "best", "gap", "arm-prior"} {
-			if set[other] {
-				return nil, usageErr("--rates already gives the arms: drop --%s (arms joining under churn take --new-arm-prior)", other)
-			}
-		}
-		rates = f.rates
-	case !set["k"]:
-		return nil, usageErr("no arms: give --rates R1,R2,…, or --k K with --best P --gap EPS, or --k K with --arm-prior A,B")
-	case f.k < 1:
-		return nil, usageErr("--k %d: need at least one arm", f.k)
-	case set["arm-prior"] && (set["best"] || set["gap"]):
-		return nil, usageErr("--arm-prior draws the rates at random: drop --best and --gap")
-	case set["arm-prior"]:
-	case set["best"] != set["gap"]:
-		return nil, usageErr("--best and --gap go together")
-	case !set["best"]:
-		return nil, usageErr("--k %d needs --best P --gap EPS or --arm-prior A,B", f.k)
-	case !(f.best >= 0 && f.best <= 1):
-		return nil, usageErr("--best %v: must be a rate in [0, 1]", f.best)
-	case !(f.gap >= 0 && f.gap <= f.best):
-		return nil, usageErr("--gap %v: must be in [0, --best]", f.gap)
-	default:
-		rates = make([]float64, f.k)
-		rates[0] = f.best
-		for i := 1; i < f.k; i++ {
-			rates[i] = f.best - f.gap
-		}
-	}
-
-	if set["new-arm-prior"] && !(f.churn > 0) {
-		return nil, usageErr("--new-arm-prior is for arms joining under --churn, which is 0")
+		return nil, fmt.Errorf("--format %q: want table, csv or json", f.format)
 	}
 	if (set["plot-title"] || set["log-x"]) && f.plot == "" {
-		return nil, usageErr("--plot-title and --log-x shape the plot: give --plot FILE.svg")
+		return nil, errors.New("--plot-title and --log-x shape the plot: give --plot FILE.svg")
 	}
-	if set["rates-after"] && !set["change-at"] {
-		return nil, usageErr("--rates-after needs --change-at")
+	s := &sim.Scenario{
+		Rates: f.rates, ArmPrior: f.armPrior.p, NewArmPrior: f.newArmPrior.p,
+		Horizon: f.horizon, Runs: f.runs, Seed: f.seed, Batches: f.batch, Churn: f.churn,
+		ChangeAt: f.changeAt, RatesAfter: f.ratesAfter,
+		Policies: f.policies, Prior: f.prior.p, Workers: f.workers,
 	}
-	if len(f.changeAt) != len(f.ratesAfter) {
-		return nil, usageErr("%d --change-at steps but %d --rates-after lists: give one list per change point", len(f.changeAt), len(f.ratesAfter))
-	}
-	var changes []sim.Change
-	for i, at := range f.changeAt {
-		changes = append(changes, sim.Change{At: at, Rates: f.ratesAfter[i]})
-	}
-
-	// Policies and their parameters.
-	if len(f.policies) == 0 {
-		return nil, usageErr("--policy: no policy named")
-	}
-	for _, p := range f.policies {
-		if !slices.Contains(sim.PolicyNames(), p) {
-			return nil, usageErr("--policy %q: want one of %s", p, strings.Join(sim.PolicyNames(), ", "))
-		}
-	}
-	if dup := firstDuplicate(f.policies); dup != "" {
-		return nil, usageErr("--policy: %s named twice", dup)
-	}
-	for _, pf := range []struct {
-		flag     string
-		policies []string
+	// A flag given is a parameter given: sim refuses one no policy uses.
+	for _, o := range []struct {
+		flag string
+		dst  **float64
+		v    *float64
 	}{
-		{"epsilon", []string{sim.EpsilonGreedy}},
-		{"ucb-c", []string{sim.UCB1}},
-		{"half-life", []string{sim.DiscountedThompson}},
-		{"min-share", []string{sim.Thompson, sim.DiscountedThompson}},
-		{"prior", []string{sim.Thompson, sim.DiscountedThompson}},
+		{"best", &s.Best, &f.best}, {"gap", &s.Gap, &f.gap}, {"min-share", &s.MinShare, &f.minShare},
+		{"epsilon", &s.Epsilon, &f.epsilon}, {"ucb-c", &s.UCBC, &f.ucbC}, {"half-life", &s.HalfLife, &f.halfLife},
 	} {
-		if set[pf.flag] && !slices.ContainsFunc(f.policies, func(p string) bool { return slices.Contains(pf.policies, p) }) {
-			return nil, usageErr("--%s applies only to %s, which --policy does not name", pf.flag, strings.Join(pf.policies, " and "))
+		if set[o.flag] {
+			*o.dst = o.v
 		}
 	}
-	if set["ucb-c"] && !(f.ucbC > 0) {
-		return nil, usageErr("--ucb-c %v: must be positive", f.ucbC)
+	if set["k"] {
+		s.K = &f.k
 	}
-	if !(f.halfLife > 0) {
-		return nil, usageErr("--half-life %v: must be positive", f.halfLife)
-	}
-	if len(f.batch) == 0 {
-		return nil, usageErr("--batch: no value")
-	}
-	for _, d := range f.batch {
-		if d < 1 {
-			return nil, usageErr("--batch %d: must be at least 1", d)
-		}
-	}
-	if dup := firstDuplicate(f.batch); dup != 0 {
-		return nil, usageErr("--batch: %d named twice", dup)
-	}
-	if f.workers < 0 {
-		return nil, usageErr("--workers %d: must not be negative", f.workers)
-	}
-	var prior bandit.Prior
-	if f.prior.p != nil {
-		prior = *f.prior.p
-	}
-
-	var cfgs []sim.Config
-	for _, name := range f.policies {
-		for _, d := range f.batch {
-			c := sim.Config{
-				Policy: sim.Policy{
-					Name: name, Prior: prior, MinShare: f.minShare,
-					Epsilon: f.epsilon, UCBC: f.ucbC, HalfLife: f.halfLife,
-				},
-				Rates:       rates,
-				K:           f.k,
-				ArmPrior:    f.armPrior.p,
-				NewArmPrior: f.newArmPrior.p,
-				Horizon:     f.horizon,
-				Runs:        f.runs,
-				Seed:        f.seed,
-				Batch:       d,
-				Churn:       f.churn,
-				Changes:     changes,
-				Workers:     f.workers,
-			}
-			if err := c.Validate(); err != nil {
-				return nil, usageErr("%s", strings.TrimPrefix(err.Error(), sim.ErrConfig.Error()+": "))
-			}
-			cfgs = append(cfgs, c)
-		}
-	}
-	return cfgs, nil
-}
-
-func firstDuplicate[T comparable](xs []T) T {
-	var zero T
-	seen := map[T]bool{}
-	for _, x := range xs {
-		if seen[x] {
-			return x
-		}
-		seen[x] = true
-	}
-	return zero
-}
-
-// seriesLabel names a series in tables and plots: its policy, with its
-// parameter, and its batch size when several are compared.
-func seriesLabel(c sim.Config, batches bool) string {
-	l := c.Policy.Name
-	switch c.Policy.Name {
-	case sim.EpsilonGreedy:
-		l += fmt.Sprintf(" ε=%g", c.Policy.Epsilon)
-	case sim.DiscountedThompson:
-		l += fmt.Sprintf(" h=%g", c.Policy.HalfLife)
-	}
-	if c.Policy.MinShare > 0 && (c.Policy.Name == sim.Thompson || c.Policy.Name == sim.DiscountedThompson) {
-		l += fmt.Sprintf(" floor=%g", c.Policy.MinShare)
-	}
-	if batches {
-		l += fmt.Sprintf(" batch=%d", c.Batch)
-	}
-	return l
-}
-
-func writeSimJSON(w io.Writer, results []*sim.Result) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if len(results) == 1 {
-		return enc.Encode(results[0])
-	}
-	return enc.Encode(results)
-}
-
-func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-
-func writeSimCSV(w io.Writer, results []*sim.Result) error {
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"series", "policy", "batch", "t", "regret_mean", "regret_stderr", "lai_robbins"})
-	for _, r := range results {
-		for _, p := range r.Checkpoints {
-			lr := ""
-			if p.LaiRobbins != nil {
-				lr = formatFloat(*p.LaiRobbins)
-			}
-			_ = cw.Write([]string{r.Label, r.Policy, strconv.Itoa(r.Batch), strconv.Itoa(p.T),
-				formatFloat(p.RegretMean), formatFloat(p.RegretStderr), lr})
-		}
-	}
-	cw.Flush()
-	return cw.Error()
-}
-
-func writeSimTable(w io.Writer, cfg sim.Config, results []*sim.Result) error {
-	fmt.Fprintf(w, "%s\nhorizon %d, %d runs, seed %d; cumulative regret: mean ± standard error\n",
-		cfg.Environment(), cfg.Horizon, cfg.Runs, cfg.Seed)
-	lr := results[0].LaiRobbinsC
-	if lr != nil {
-		fmt.Fprintf(w, "C·ln t: the Lai–Robbins asymptotic lower bound, C = %.3f. As t → ∞ every consistent policy's\n"+
-			"expected regret is at least (C − o(1))·ln t; it is not a bound at each t: a good policy may lie below it.\n", *lr)
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "t\t")
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t", r.Label)
-	}
-	if lr != nil {
-		fmt.Fprint(tw, "C·ln t (asymptotic)\t")
-	}
-	fmt.Fprintln(tw)
-	for i, p := range results[0].Checkpoints {
-		fmt.Fprintf(tw, "%d\t", p.T)
-		for _, r := range results {
-			c := r.Checkpoints[i]
-			fmt.Fprintf(tw, "%s ± %s\t", tableNum(c.RegretMean), tableNum(c.RegretStderr))
-		}
-		if p.LaiRobbins != nil {
-			fmt.Fprintf(tw, "%.1f\t", *p.LaiRobbins)
-		}
-		fmt.Fprintln(tw)
-	}
-	return tw.Flush()
-}
-
-// tableNum prints a regret with one decimal, or three below 1.
-func tableNum(v float64) string {
-	if math.Abs(v) < 1 {
-		return strconv.FormatFloat(v, 'f', 3, 64)
-	}
-	return strconv.FormatFloat(v, 'f', 1, 64)
+	return s, nil
 }
 
 func writePlot(f simulateFlags, cfg sim.Config, results []*sim.Result) error {
 	title := f.plotTitle
 	if title == "" {
-		labels := make([]string, len(results))
-		for i, r := range results {
-			labels[i] = r.Label
-		}
-		title = "Cumulative regret: " + strings.Join(labels, " vs ")
-		if len([]rune(title)) > 75 {
-			title = "Cumulative regret"
-		}
+		title = sim.PlotTitle(results)
 	}
 	out, err := os.Create(f.plot)
 	if err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
-	err = sim.WriteSVG(out, results, sim.PlotOptions{
-		Title:    title,
-		Subtitle: fmt.Sprintf("%s; horizon %d, %d runs, seed %d", cfg.Environment(), cfg.Horizon, cfg.Runs, cfg.Seed),
-		LogX:     f.logX,
-	})
+	err = sim.WriteSVG(out, results, sim.PlotOptions{Title: title, Subtitle: cfg.Environment() + "; " + cfg.Summary(), LogX: f.logX})
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
