@@ -6,9 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,32 +13,9 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/api"
-	"github.com/modelgate/modelgate/audit"
-	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/client"
-	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/gateway"
-	"github.com/modelgate/modelgate/store"
-	"github.com/modelgate/modelgate/store/redisstore"
 )
-
-// checkListeners refuses non-loopback listeners without API keys unless
-// --insecure is given, and warns when it is.
-func checkListeners(f serveFlags, cfg *config.Config, log *slog.Logger) error {
-	if cfg.Auth.Mode == config.AuthKeys {
-		return nil
-	}
-	for _, a := range []string{f.httpAddr, f.grpcAddr} {
-		if loopback(a) {
-			continue
-		}
-		if !f.insecure {
-			return fmt.Errorf("refusing to listen on %s without API keys: bind to a loopback address (127.0.0.1, ::1, localhost), set auth: {mode: keys} in the config, or pass --insecure", a)
-		}
-		log.Warn("--insecure: serving on a non-loopback address without API keys; anyone who can reach it can change the registry", "addr", a)
-	}
-	return nil
-}
 
 // scopeList is the repeatable --scope flag.
 type scopeList []string
@@ -133,7 +107,7 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	case "revoke":
 		req = api.AdminRequest{Op: api.AdminRevokeKey, Name: pos[0]}
 	}
-	resp, err := applyKeys(ctx, *dataDir, *redisURL, req)
+	resp, err := gateway.ApplyKeys(ctx, *dataDir, *redisURL, req)
 	var ae *client.Error
 	if errors.As(err, &ae) {
 		msg := ae.Message
@@ -181,69 +155,4 @@ func limitText(rate float64, burst int) string {
 		return ""
 	}
 	return fmt.Sprintf(", limited to %g/s (burst %d)", rate, burst)
-}
-
-// applyKeys applies one key request where the keys are managed: with a
-// URL, in Redis, shared with any running replica; else, when a server runs
-// on the data dir, through its admin socket; else in the data dir's
-// embedded store. The changes are audited under the actor cli.
-//
-// An error the request itself met (a key that exists, a name not found)
-// is a *client.Error, whichever way the request went.
-func applyKeys(ctx context.Context, dataDir, redisURL string, req api.AdminRequest) (*api.AdminResponse, error) {
-	if redisURL == "" {
-		resp, err := client.Admin(ctx, filepath.Join(dataDir, gateway.AdminSocketName), req)
-		if !errors.Is(err, client.ErrNoServer) {
-			return resp, err
-		}
-	}
-	st, closeStore, err := openKeyStore(ctx, dataDir, redisURL)
-	if err != nil {
-		return nil, err
-	}
-	defer closeStore()
-	keys, err := auth.NewKeys(ctx, st, nil)
-	if err != nil {
-		return nil, fmt.Errorf("load API keys: %w", err)
-	}
-	srv := api.New(api.Config{Auth: &api.Auth{Keys: keys}, Audit: audit.New(st, nil)}, nil, nil, nil, nil, nil)
-	resp := srv.Admin(ctx, req)
-	if resp.Error != nil {
-		return &resp, &client.Error{ErrorDetail: *resp.Error}
-	}
-	return &resp, nil
-}
-
-// keyStore is a store that keeps API keys and the audit log.
-type keyStore interface {
-	auth.Store
-	audit.Store
-}
-
-// openKeyStore opens the store the keys live in: Redis with a URL, else the
-// data dir's embedded store (locked while a server runs on it).
-func openKeyStore(ctx context.Context, dataDir, redisURL string) (keyStore, func(), error) {
-	if redisURL != "" {
-		// The CLI writes no counters: its write-ahead log stays empty.
-		wal, err := os.MkdirTemp("", "modelgate-keys-wal-")
-		if err != nil {
-			return nil, nil, err
-		}
-		rs, err := redisstore.Open(ctx, redisURL, redisstore.Options{WALDir: wal})
-		if err != nil {
-			os.RemoveAll(wal)
-			return nil, nil, fmt.Errorf("redis: %w", err)
-		}
-		return rs, func() { rs.Close(); os.RemoveAll(wal) }, nil
-	}
-	db, err := store.Open(dataDir)
-	if err != nil {
-		if strings.Contains(err.Error(), "another process holds") {
-			return nil, nil, fmt.Errorf("%w\n  a server is running on this data dir, but its admin socket %s does not answer; "+
-				"manage keys through its HTTP API with an admin key (POST/GET /v1/keys, DELETE /v1/keys/NAME), or stop it",
-				err, filepath.Join(dataDir, gateway.AdminSocketName))
-		}
-		return nil, nil, err
-	}
-	return db, func() { db.Close() }, nil
 }

@@ -74,6 +74,24 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// checkListeners refuses non-loopback listeners without API keys unless
+// --insecure is given, and warns when it is.
+func checkListeners(f serveFlags, cfg *config.Config, log *slog.Logger) error {
+	if cfg.Auth.Mode == config.AuthKeys {
+		return nil
+	}
+	for _, a := range []string{f.httpAddr, f.grpcAddr} {
+		if loopback(a) {
+			continue
+		}
+		if !f.insecure {
+			return fmt.Errorf("refusing to listen on %s without API keys: bind to a loopback address (127.0.0.1, ::1, localhost), set auth: {mode: keys} in the config, or pass --insecure", a)
+		}
+		log.Warn("--insecure: serving on a non-loopback address without API keys; anyone who can reach it can change the registry", "addr", a)
+	}
+	return nil
+}
+
 // loopback reports whether addr's host is a loopback address.
 func loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
