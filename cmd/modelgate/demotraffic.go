@@ -6,19 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/client"
 	"github.com/modelgate/modelgate/examples/demo/groundtruth"
+	"github.com/modelgate/modelgate/examples/demo/traffic"
 	"github.com/modelgate/modelgate/fault"
-	"github.com/modelgate/modelgate/feedback"
 	"github.com/modelgate/modelgate/topk"
 )
 
@@ -77,103 +74,30 @@ func runDemoTraffic(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-type demoTally struct {
-	mu        sync.Mutex
-	n         int
-	clicked   int
-	total     map[string]int
-	window    map[string]int
-	lastPrint int
-}
-
+// demoTraffic plays f's simulated users against the gateway, printing the
+// arms' traffic shares as it goes and the endpoint's report at the end.
 func demoTraffic(ctx context.Context, f demoFlags, stdout io.Writer) error {
 	truth, err := groundtruth.Load(f.truth)
 	if err != nil {
 		return err
 	}
-	users := truth.Users()
-	surfaces := strings.Split(f.surfaces, ",")
 	c, err := client.New(strings.TrimRight(f.server, "/"), client.Options{Timeout: 10 * time.Second, UserAgent: "modelgate-demo-traffic"})
 	if err != nil {
 		return err
 	}
-	tally := &demoTally{total: map[string]int{}, window: map[string]int{}}
-	fmt.Fprintf(stdout, "demo-traffic: %d requests to %s/v1/endpoints/%s/recommend, %d users\n", f.requests, c.BaseURL(), f.endpoint, len(users))
-	jobs := make(chan int)
-	errc := make(chan error, f.concurrency)
-	var wg sync.WaitGroup
-	for w := 0; w < f.concurrency; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(f.seed, uint64(w)))
-			for range jobs {
-				if err := demoOne(ctx, c, f, truth, users, surfaces, rng, tally, stdout); err != nil {
-					errc <- err
-					return
-				}
-			}
-		}(w)
-	}
-	var runErr error
-loop:
-	for i := 0; i < f.requests; i++ {
-		select {
-		case jobs <- i:
-		case runErr = <-errc:
-			break loop
-		case <-ctx.Done():
-			break loop
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if runErr == nil {
-		select {
-		case runErr = <-errc:
-		default:
-		}
-	}
-	if runErr != nil {
-		return runErr
+	fmt.Fprintf(stdout, "demo-traffic: %d requests to %s/v1/endpoints/%s/recommend, %d users\n", f.requests, c.BaseURL(), f.endpoint, len(truth.Users()))
+	err = traffic.Run(ctx, c, truth, traffic.Options{
+		Endpoint: f.endpoint, Requests: f.requests, Users: f.concurrency, Seed: f.seed, K: f.k,
+		Surfaces: strings.Split(f.surfaces, ","), Every: f.every,
+		Progress: func(p traffic.Progress) {
+			fmt.Fprintf(stdout, "%6d requests  last %d: %s  success rate so far %.3f\n", p.Requests, p.Window,
+				shares(p.Arms, p.Window), float64(p.Successes)/float64(p.Requests))
+		},
+	})
+	if err != nil {
+		return err
 	}
 	return printReport(ctx, c, f.endpoint, stdout)
-}
-
-func demoOne(ctx context.Context, c *client.Client, f demoFlags, truth *groundtruth.Truth, users, surfaces []string,
-	rng *rand.Rand, tally *demoTally, stdout io.Writer) error {
-	user := users[rng.IntN(len(users))]
-	in := api.RecommendRequest{UserID: new(user), K: new(f.k), Context: map[string]string{"surface": surfaces[rng.IntN(len(surfaces))]}}
-	rec, err := c.Recommend(ctx, f.endpoint, in)
-	if err != nil {
-		return fmt.Errorf("recommend: %w", err)
-	}
-	var events []feedback.Event
-	for _, it := range rec.Items {
-		if rng.Float64() < truth.ClickProb(user, it.ID) {
-			events = append(events, feedback.Event{PredictionID: rec.PredictionID, Type: "click", ItemID: it.ID})
-		}
-	}
-	if len(events) > 0 {
-		if _, err := c.Feedback(ctx, events); err != nil {
-			return fmt.Errorf("feedback: %w", err)
-		}
-	}
-	tally.mu.Lock()
-	defer tally.mu.Unlock()
-	tally.n++
-	if len(events) > 0 {
-		tally.clicked++
-	}
-	tally.total[rec.Arm]++
-	tally.window[rec.Arm]++
-	if tally.n-tally.lastPrint >= f.every {
-		fmt.Fprintf(stdout, "%6d requests  last %d: %s  success rate so far %.3f\n", tally.n, tally.n-tally.lastPrint,
-			shares(tally.window, tally.n-tally.lastPrint), float64(tally.clicked)/float64(tally.n))
-		tally.lastPrint = tally.n
-		clear(tally.window)
-	}
-	return nil
 }
 
 func shares(m map[string]int, n int) string {
