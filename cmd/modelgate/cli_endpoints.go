@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/modelgate/modelgate/client"
+	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 )
@@ -61,7 +62,7 @@ func activeArms(e *registry.Endpoint) string {
 // segments describes segment_by.
 func segmentsText(e *registry.Endpoint) string {
 	if len(e.Policy.SegmentBy) == 0 {
-		return "one segment (all)"
+		return "one segment (" + counters.AllSegment + ")"
 	}
 	return "by " + strings.Join(e.Policy.SegmentBy, ", ")
 }
