@@ -459,8 +459,8 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	}
 	apiCfg.Auth = apiAuth
 	srv := api.New(apiCfg, reg, rt, fb, table, log)
-	rec := report.NewRecorder(reg, table, db, srv.PointReport, cfg.Report.Interval, cfg.Report.Retention, log)
-	rec.OnDecisionChange(func(endpoint string) { tel.DecisionChanged(context.Background(), endpoint) })
+	rec := report.NewRecorder(reg, table, db, srv.PointReport, cfg.Report.Interval, cfg.Report.Retention, report.RecorderOptions{
+		Logger: log, OnDecisionChange: func(endpoint string) { tel.DecisionChanged(context.Background(), endpoint) }})
 	watch := lifecycle.New(reg, backends, log)
 	gauges := newArmGauges(reg, rt, table)
 	if err := observeGauges(tel, gauges, table, db, plog); err != nil {

@@ -110,18 +110,29 @@ type Recorder struct {
 	Changes int
 }
 
-// NewRecorder returns a recorder. log may be nil.
-func NewRecorder(reg Endpoints, table *counters.Table, series Series, build BuildFunc, interval, retention time.Duration, log *slog.Logger) *Recorder {
+// RecorderOptions are a Recorder's optional settings. The zero value logs
+// nothing and calls nothing on a decision change.
+type RecorderOptions struct {
+	// Logger receives the recorder's logs, among them every decision
+	// change; nil discards them.
+	Logger *slog.Logger
+	// OnDecisionChange, when set, is called from Run's goroutine with the
+	// endpoint whenever one of its segments' decision changes; it should
+	// return quickly, as the next point waits for it.
+	OnDecisionChange func(endpoint string)
+}
+
+// NewRecorder returns a recorder that writes a point per endpoint and
+// segment of reg every interval into series and keeps retention of them.
+func NewRecorder(reg Endpoints, table *counters.Table, series Series, build BuildFunc, interval, retention time.Duration, opts RecorderOptions) *Recorder {
+	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Recorder{reg: reg, table: table, series: series, build: build, interval: interval,
-		retention: retention, log: log, decisions: map[string]string{}, marks: map[string]mark{}, last: map[string]*Point{}}
+		retention: retention, log: log, onChange: opts.OnDecisionChange,
+		decisions: map[string]string{}, marks: map[string]mark{}, last: map[string]*Point{}}
 }
-
-// OnDecisionChange sets a function called (from Run's goroutine) with the
-// endpoint whenever a segment's decision changes. Call it before Run.
-func (r *Recorder) OnDecisionChange(f func(endpoint string)) { r.onChange = f }
 
 // Run records a point at once (so that a fresh series has a start before
 // the first interval ends) and then every interval, until ctx ends.

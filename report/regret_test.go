@@ -181,5 +181,5 @@ func newTestRecorder(tb *counters.Table, s Series, ep *registry.Endpoint) *Recor
 		in.Table = tb
 		return Build(in)
 	}
-	return NewRecorder(endpoints{ep}, tb, s, build, time.Minute, time.Hour, nil)
+	return NewRecorder(endpoints{ep}, tb, s, build, time.Minute, time.Hour, RecorderOptions{})
 }

@@ -88,7 +88,7 @@ func TestRecorderTick(t *testing.T) {
 		in.Table = tb
 		return Build(in)
 	}
-	rec := NewRecorder(endpoints{ep}, tb, series, build, time.Minute, time.Hour, nil)
+	rec := NewRecorder(endpoints{ep}, tb, series, build, time.Minute, time.Hour, RecorderOptions{})
 	t0 := time.Unix(1_800_000_000, 0)
 	tick := func(at time.Time) (segments map[string]bool) {
 		builds = 0
@@ -140,7 +140,7 @@ func BenchmarkRecordAll(b *testing.B) {
 			}
 			series := &memSeries{points: map[string]bool{}}
 			build := func(in Input) *Report { in.Table = tb; return Build(in) }
-			rec := NewRecorder(endpoints{ep}, tb, series, build, time.Minute, time.Hour, nil)
+			rec := NewRecorder(endpoints{ep}, tb, series, build, time.Minute, time.Hour, RecorderOptions{})
 			t0 := time.Unix(1_800_000_000, 0)
 			b.ReportAllocs()
 			b.ResetTimer()
