@@ -85,6 +85,7 @@ type Service struct {
 	offp   *offpolicy.Table
 
 	flushEvery time.Duration
+	final      func() context.Context
 	tel        *telemetry.Telemetry
 	met        *telemetry.Metrics
 }
@@ -102,7 +103,16 @@ type Options struct {
 	// Telemetry, when set, counts feedback events, trials and successes,
 	// times trial flushes and traces both.
 	Telemetry *telemetry.Telemetry
+	// FinalContext, when set, gives the context of the flush Run makes
+	// once its own context has ended, so that a server bounds it by its
+	// shutdown deadline; it is called once, then. Nil: FinalFlushTimeout
+	// from the end of Run's context.
+	FinalContext func() context.Context
 }
+
+// FinalFlushTimeout bounds Run's last flush when Options.FinalContext is
+// not set.
+const FinalFlushTimeout = 5 * time.Second
 
 // NewService returns a feedback service. log may be nil.
 func NewService(signer *predtoken.Signer, db Store, table *counters.Table, lookup Lookup, log *slog.Logger, opts Options) *Service {
@@ -110,7 +120,7 @@ func NewService(signer *predtoken.Signer, db Store, table *counters.Table, looku
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Service{signer: signer, db: db, table: table, lookup: lookup, log: log, now: time.Now,
-		flushEvery: opts.FlushInterval, offp: opts.OffPolicy, tel: opts.Telemetry}
+		flushEvery: opts.FlushInterval, final: opts.FinalContext, offp: opts.OffPolicy, tel: opts.Telemetry}
 	if opts.Telemetry != nil {
 		s.met = opts.Telemetry.Metrics
 	}
@@ -289,7 +299,8 @@ func (s *Service) Flush(ctx context.Context) error {
 const FlushInterval = 250 * time.Millisecond
 
 // Run flushes trials every FlushInterval and sweeps expired dedupe keys
-// every minute until ctx ends, then flushes once more.
+// every minute until ctx ends, then flushes once more (see
+// Options.FinalContext).
 func (s *Service) Run(ctx context.Context) {
 	every := s.flushEvery
 	if every <= 0 {
@@ -302,11 +313,7 @@ func (s *Service) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := s.Flush(fctx); err != nil {
-				s.log.Error("final flush failed", "err", err)
-			}
-			cancel()
+			s.finalFlush(ctx)
 			return
 		case <-flush.C:
 			if err := s.Flush(ctx); err != nil {
@@ -315,5 +322,21 @@ func (s *Service) Run(ctx context.Context) {
 		case <-sweep.C:
 			s.sweep(ctx)
 		}
+	}
+}
+
+// finalFlush is Run's last flush, after ctx ended: on Options.FinalContext,
+// else on ctx's values with FinalFlushTimeout.
+func (s *Service) finalFlush(ctx context.Context) {
+	var fctx context.Context
+	if s.final != nil {
+		fctx = s.final()
+	} else {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), FinalFlushTimeout)
+		defer cancel()
+	}
+	if err := s.Flush(fctx); err != nil {
+		s.log.Error("final flush failed", "err", err)
 	}
 }
