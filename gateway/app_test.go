@@ -113,7 +113,7 @@ func demoConfigFile(t testing.TB) string {
 
 func startApp(t testing.TB, cfg *config.Config) *testApp {
 	t.Helper()
-	return startGateway(t, cfg, Options{}, nil)
+	return startGateway(t, cfg, Options{}, openedStore{})
 }
 
 // runOn runs the gateway on dir (an existing data dir is reopened); stop
@@ -121,7 +121,7 @@ func startApp(t testing.TB, cfg *config.Config) *testApp {
 // start it again on dir.
 func runOn(t testing.TB, cfg *config.Config, dir string) (url string, stop func()) {
 	t.Helper()
-	a := startGateway(t, cfg, Options{DataDir: dir}, nil)
+	a := startGateway(t, cfg, Options{DataDir: dir}, openedStore{})
 	return a.url, a.stop
 }
 
@@ -132,10 +132,10 @@ func newTestGateway(cfg *config.Config, dir string, log *slog.Logger) (*Gateway,
 }
 
 // startGateway builds the gateway with opts (defaults: a temporary data
-// dir, loopback listeners on free ports, no logs), on db when it is not nil,
+// dir, loopback listeners on free ports, no logs), on db when it holds a store,
 // and runs it until stop or the end of the test. Run must end without an
 // error.
-func startGateway(t testing.TB, cfg *config.Config, opts Options, db stateStore) *testApp {
+func startGateway(t testing.TB, cfg *config.Config, opts Options, db openedStore) *testApp {
 	t.Helper()
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()

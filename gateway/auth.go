@@ -13,34 +13,18 @@ import (
 	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/config"
-	"github.com/modelgate/modelgate/store"
-	"github.com/modelgate/modelgate/store/redisstore"
-)
-
-var (
-	_ auth.Store = (*store.DB)(nil)
-	_ auth.Store = (*redisstore.Store)(nil)
-	_ auth.Taker = (*redisstore.Store)(nil)
 )
 
 // wireAuth makes the server's API keys and rate limiter (shared through
 // Redis when the store is Redis); with auth.mode keys they are enforced.
-// Both are nil when the store keeps no keys.
-func wireAuth(ctx context.Context, cfg *config.Config, db stateStore, log *slog.Logger) (*auth.Keys, *api.Auth, error) {
-	st, ok := db.(auth.Store)
-	if !ok {
-		if cfg.Auth.Mode == config.AuthKeys {
-			return nil, nil, errors.New("auth.mode keys: this store keeps no API keys")
-		}
-		return nil, nil, nil
-	}
-	keys, err := auth.NewKeys(ctx, st, log)
+func wireAuth(ctx context.Context, cfg *config.Config, db openedStore, log *slog.Logger) (*auth.Keys, *api.Auth, error) {
+	keys, err := auth.NewKeys(ctx, db, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load API keys: %w", err)
 	}
 	var lim auth.Limiter = auth.NewLocalLimiter()
-	if t, ok := db.(auth.Taker); ok {
-		sl := auth.NewSharedLimiter(t)
+	if db.shared != nil {
+		sl := auth.NewSharedLimiter(db.shared)
 		sl.OnError = func(err error) { log.Debug("shared rate limit unavailable; limiting per process", "err", err) }
 		lim = sl
 	}
@@ -52,14 +36,12 @@ func wireAuth(ctx context.Context, cfg *config.Config, db stateStore, log *slog.
 	return keys, &api.Auth{Keys: keys, Limiter: lim, Enforce: enforce}, nil
 }
 
-// runKeys keeps the key cache fresh until ctx ends (see auth.Keys.Run).
+// runKeys keeps the key cache fresh until ctx ends (see auth.Keys.Run),
+// told of changes by the other replicas when the store is shared.
 func (g *Gateway) runKeys(ctx context.Context) {
-	if g.keys == nil {
-		return
-	}
 	var changes <-chan struct{}
-	if sh, ok := g.db.(sharedStore); ok {
-		changes = sh.Subscribe(ctx)
+	if g.db.shared != nil {
+		changes = g.db.shared.Subscribe(ctx)
 	}
 	g.keys.Run(ctx, changes)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -195,7 +194,7 @@ func TestFeedbackAcknowledgedAfterFsync(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := startAppOn(t, demoConfig(t, ""), dir, db)
+		a := startAppOn(t, demoConfig(t, ""), dir, embeddedStore(db))
 		feedbackFollowsSync(t, a.url, recommendations(t, a.url, 60), &cur, func(events int) int { return events })
 	})
 	t.Run("redis write-ahead log", func(t *testing.T) {
@@ -204,7 +203,7 @@ func TestFeedbackAcknowledgedAfterFsync(t *testing.T) {
 		dir := t.TempDir()
 		cfg := demoConfig(t, "")
 		cfg.RedisURL = rs.URL()
-		redis.SetLogger(redisLogger{slog.New(slog.NewTextHandler(io.Discard, nil))}) // as openStore does
+		redis.SetLogger(RedisLogger{}) // as serve does at start-up
 		db, err := redisstore.Open(context.Background(), rs.URL(), redisstore.Options{
 			WALDir: filepath.Join(dir, "redis-wal"), OpTimeout: cfg.Redis.Timeout,
 			OnWALSync: func(records int) {
@@ -215,7 +214,7 @@ func TestFeedbackAcknowledgedAfterFsync(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := startAppOn(t, cfg, dir, db)
+		a := startAppOn(t, cfg, dir, redisStore(db))
 		recs := recommendations(t, a.url, 60)
 		// The trials of those recommendations reach Redis, so that what the
 		// log gets from here on is feedback only, a record per call.
@@ -239,7 +238,7 @@ func TestFeedbackAcknowledgedAfterFsync(t *testing.T) {
 
 // startAppOn is startApp on a store the test opened in dir; the gateway
 // closes it.
-func startAppOn(t *testing.T, cfg *config.Config, dir string, db stateStore) *testApp {
+func startAppOn(t *testing.T, cfg *config.Config, dir string, db openedStore) *testApp {
 	t.Helper()
 	return startGateway(t, cfg, Options{DataDir: dir}, db)
 }

@@ -36,13 +36,14 @@ import (
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/router"
-	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/telemetry"
 )
 
 // Options are what a Gateway needs besides its config file. The zero value
-// listens on no port (both addresses are required, or the listeners) and
-// keeps its data in the working directory.
+// is not enough: New needs a listener or an address for HTTP and for gRPC,
+// and refuses to pick one itself. Otherwise a zero field keeps its data in
+// the working directory, discards the logs and reads the telemetry setup
+// from the environment.
 type Options struct {
 	// DataDir holds the embedded store, the prediction log, the replica id
 	// and the admin socket.
@@ -52,6 +53,7 @@ type Options struct {
 	// HTTPListener and GRPCListener, when set, are served as they are (TLS
 	// is added when the config asks for it); the gateway closes them. Else
 	// New listens on HTTPAddr and GRPCAddr ("127.0.0.1:0" picks a port).
+	// Each protocol needs one or the other.
 	HTTPListener, GRPCListener net.Listener
 	HTTPAddr, GRPCAddr         string
 	// Telemetry, when set, is used instead of one built from the OTEL_*
@@ -70,7 +72,7 @@ type Options struct {
 // Gateway is the whole application, built and listening. Run it once; its
 // accessors are safe for concurrent use.
 type Gateway struct {
-	db    stateStore
+	db    openedStore
 	cfg   *config.Config
 	reg   *registry.Registry
 	table *counters.Table
@@ -84,7 +86,7 @@ type Gateway struct {
 	tel   *telemetry.Telemetry
 	offp  *offpolicy.Table
 	rec   *report.Recorder
-	keys  *auth.Keys // API keys; nil when the store keeps none
+	keys  *auth.Keys // API keys
 	// gauges are the traffic_share and p_best gauges, computed off the
 	// scrape path.
 	gauges *armGauges
@@ -98,19 +100,25 @@ type Gateway struct {
 	gs     *grpc.Server
 
 	retention time.Duration
+	// stop is the shutdown's deadline, shared by its last steps.
+	stop      *shutdownClock
 	closeOnce sync.Once
 }
+
+// errNoListener is New's answer to Options that name no HTTP or gRPC
+// listener: listening on "" would take a random port on every interface.
+var errNoListener = errors.New("gateway: no listener or address")
 
 // New opens the data dir (or Redis), seeds the registry from cfg, builds
 // every component and opens the listeners. Nothing runs until Run. On an
 // error New closes what it opened: the data dir can be opened again at once.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
-	return newGateway(ctx, cfg, opts, nil)
+	return newGateway(ctx, cfg, opts, openedStore{})
 }
 
-// newGateway is New on db when it is not nil (tests with a store of their
-// own); the gateway closes db, also on an error.
-func newGateway(ctx context.Context, cfg *config.Config, opts Options, db stateStore) (g *Gateway, err error) {
+// newGateway is New on db when it holds a store (tests with a store of
+// their own); the gateway closes db, also on an error.
+func newGateway(ctx context.Context, cfg *config.Config, opts Options, db openedStore) (g *Gateway, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -129,8 +137,14 @@ func newGateway(ctx context.Context, cfg *config.Config, opts Options, db stateS
 			undo = append(undo, closeListener(l))
 		}
 	}
-	if db != nil {
+	if db.stateStore != nil {
 		undo = append(undo, func() { db.Close() })
+	}
+	if opts.HTTPListener == nil && opts.HTTPAddr == "" {
+		return nil, fmt.Errorf("%w for HTTP: set Options.HTTPListener or HTTPAddr", errNoListener)
+	}
+	if opts.GRPCListener == nil && opts.GRPCAddr == "" {
+		return nil, fmt.Errorf("%w for gRPC: set Options.GRPCListener or GRPCAddr", errNoListener)
 	}
 	ltls, err := newListenerTLS(cfg.TLS, log)
 	if err != nil {
@@ -142,8 +156,9 @@ func newGateway(ctx context.Context, cfg *config.Config, opts Options, db stateS
 			return nil, err
 		}
 	}
-	undo = append(undo, func() { _ = tel.Shutdown(context.Background()) })
-	if db == nil {
+	stop := newShutdownClock(cfg.Limits.ShutdownTimeout)
+	undo = append(undo, func() { _ = tel.Shutdown(stop.stopping()); stop.release() })
+	if db.stateStore == nil {
 		if db, err = openStore(ctx, cfg, opts.DataDir, log); err != nil {
 			return nil, err
 		}
@@ -154,14 +169,14 @@ func newGateway(ctx context.Context, cfg *config.Config, opts Options, db stateS
 		return nil, err
 	}
 	undo = append(undo, func() { _ = plog.Close() })
-	g, err = wire(ctx, cfg, db, plog, log, tel, opts.Seed)
+	g, err = wire(ctx, cfg, db, plog, log, tel, stop, opts.Seed)
 	if err != nil {
 		return nil, err
 	}
 	reg, pool := g.reg, g.pool // g is nil when New fails
 	undo = append(undo, func() { reg.Close(); pool.Close() })
 	g.tel, g.ltls = tel, ltls
-	if _, embedded := db.(*store.DB); embedded && g.keys != nil {
+	if db.embedded != nil {
 		// The command line hands key changes to this server through the
 		// socket, as it cannot open the locked store itself.
 		if g.admin, err = listenAdmin(opts.DataDir); err != nil {
@@ -221,10 +236,13 @@ func (g *Gateway) Registered() (versions, endpoints int) {
 // work — trial flushes and dedupe sweeps, router share refresh, guardrails,
 // report history, off-policy and discounted-count saves, shared-store
 // refresh, API key refresh, gauges, auto_arms watchers — until ctx ends or
-// one of them fails. Then it stops the listeners (in-flight calls get until
-// limits.shutdown_timeout), then the background work, which flushes once
-// more, and releases everything New opened. It returns the first failure,
-// nil after a clean shutdown. Call it once.
+// one of them fails. Then it shuts down within limits.shutdown_timeout, one
+// deadline for every step: the listeners stop first (in-flight calls get at
+// most listenerShare of the timeout, then are cut), then the background
+// work, which flushes and saves once more, and last Close flushes the
+// telemetry and releases everything New opened; those last steps share
+// what is left until the deadline. It returns the first failure, nil after
+// a clean shutdown. Call it once.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.Close()
 	grp, gctx := errgroup.WithContext(ctx)
@@ -260,7 +278,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			g.log.Info("shutting down")
 		}
-		g.shutdownListeners(context.WithoutCancel(ctx))
+		g.stop.start()
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listenerShare(g.cfg.Limits.ShutdownTimeout))
+		defer cancel()
+		g.shutdownListeners(lctx)
 		stopAdmin()
 		stopBG()
 		return nil
@@ -274,16 +295,72 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return grp.Wait()
 }
 
-// shutdownListeners stops the HTTP and gRPC servers, gracefully within
-// limits.shutdown_timeout, then by closing what is still open.
+// listenerShare is how much of the shutdown timeout the listeners get to
+// finish in-flight calls: three quarters, so that at least a quarter is
+// left for the final flushes and saves, which make those calls' trials and
+// clicks durable and must not be starved by a slow client.
+func listenerShare(timeout time.Duration) time.Duration { return timeout * 3 / 4 }
+
+// shutdownClock is the one deadline of a shutdown: start fixes it at
+// limits.shutdown_timeout from then, and every step that may still run
+// then — the final flushes and saves and any save under way, guardrail
+// pauses still queued, the telemetry flush — runs under its context, so
+// that together they end by the deadline. Make it with newShutdownClock;
+// safe for concurrent use.
+type shutdownClock struct {
+	ctx     context.Context // ends at the deadline, never before start
+	cancel  context.CancelFunc
+	timeout time.Duration
+
+	mu    sync.Mutex
+	timer *time.Timer // nil until start
+}
+
+// newShutdownClock returns a clock whose deadline is timeout after start.
+func newShutdownClock(timeout time.Duration) *shutdownClock {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &shutdownClock{ctx: ctx, cancel: cancel, timeout: timeout}
+}
+
+// start begins the shutdown, the first time: the context ends timeout
+// from now.
+func (c *shutdownClock) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer == nil {
+		c.timer = time.AfterFunc(c.timeout, c.cancel)
+	}
+}
+
+// context is the context of the steps the shutdown must bound: it ends at
+// the deadline, and never before start.
+func (c *shutdownClock) context() context.Context { return c.ctx }
+
+// stopping is the shutdown's context, beginning the shutdown if it has not
+// begun: for the last steps, which run only once it has.
+func (c *shutdownClock) stopping() context.Context {
+	c.start()
+	return c.ctx
+}
+
+// release ends the context and its timer once the shutdown is over.
+func (c *shutdownClock) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.cancel()
+}
+
+// shutdownListeners stops the HTTP and gRPC servers, gracefully until ctx
+// ends, then by closing what is still open.
 func (g *Gateway) shutdownListeners(ctx context.Context) {
-	sctx, cancel := context.WithTimeout(ctx, g.cfg.Limits.ShutdownTimeout)
-	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := g.hs.Shutdown(sctx); err != nil {
+		if err := g.hs.Shutdown(ctx); err != nil {
 			g.log.Warn("HTTP calls cut at the shutdown timeout", "err", err)
 			_ = g.hs.Close()
 		}
@@ -292,7 +369,7 @@ func (g *Gateway) shutdownListeners(ctx context.Context) {
 	go func() { g.gs.GracefulStop(); close(done) }()
 	select {
 	case <-done:
-	case <-sctx.Done():
+	case <-ctx.Done():
 		g.gs.Stop()
 		<-done // GracefulStop returns once Stop has closed everything
 	}
@@ -300,9 +377,11 @@ func (g *Gateway) shutdownListeners(ctx context.Context) {
 }
 
 // Close releases what New opened: listeners, admin socket, TF Serving
-// connections, models, prediction log, telemetry (flushed) and the store.
-// Run calls it when it returns; call it yourself only when Run is not
-// called. It is safe to call more than once.
+// connections, models, prediction log, telemetry (flushed, within the
+// shutdown deadline: limits.shutdown_timeout from the start of Run's
+// shutdown, or from this call without Run) and the store. Run calls it
+// when it returns; call it yourself only when Run is not called. It is
+// safe to call more than once.
 func (g *Gateway) Close() {
 	g.closeOnce.Do(func() {
 		_ = g.hl.Close() // already closed when Run served it
@@ -310,7 +389,7 @@ func (g *Gateway) Close() {
 		if g.admin != nil {
 			_ = g.admin.Close() // removes the socket file
 		}
-		if err := g.tel.Shutdown(context.Background()); err != nil {
+		if err := g.tel.Shutdown(g.stop.stopping()); err != nil {
 			g.log.Error("flushing telemetry", "err", err)
 		}
 		g.reg.Close()
@@ -319,8 +398,15 @@ func (g *Gateway) Close() {
 			g.log.Error("closing the prediction log", "err", err)
 		}
 		g.db.Close()
+		g.stop.release()
 	})
 }
+
+// saveTimeout bounds one save of the off-policy sums or the discounted
+// counts, so that a slow store does not hold a loop. A save is not cut
+// when the loop's context ends (what it drained would be lost) but at the
+// shutdown deadline.
+const saveTimeout = 5 * time.Second
 
 // saveOffPolicy writes the changed off-policy minutes every second and
 // once more at the end, and forgets minutes past the retention.
@@ -328,7 +414,7 @@ func (g *Gateway) saveOffPolicy(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	save := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(g.stop.context(), saveTimeout)
 		defer cancel()
 		if err := g.db.PutOffPolicy(sctx, g.offp.Dirty()); err != nil {
 			g.log.Error("saving off-policy sums", "err", err)
@@ -354,7 +440,7 @@ func (g *Gateway) saveDiscounted(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	save := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(g.stop.context(), saveTimeout)
 		defer cancel()
 		if err := g.db.PutDiscounted(sctx, g.table.DiscEntries()); err != nil {
 			g.log.Error("saving discounted counts", "err", err)
@@ -374,7 +460,8 @@ func (g *Gateway) saveDiscounted(ctx context.Context) {
 // wire builds the gateway's services on an open store (see Options.Seed
 // for rngSeed). On an error it closes the TF Serving pool and the models it
 // loaded; the caller closes the rest.
-func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.Log, log *slog.Logger, tel *telemetry.Telemetry, rngSeed uint64) (_ *Gateway, err error) {
+func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog.Log, log *slog.Logger, tel *telemetry.Telemetry,
+	stop *shutdownClock, rngSeed uint64) (_ *Gateway, err error) {
 	table := &counters.Table{}
 	entries, err := db.LoadCounters(ctx)
 	if err != nil {
@@ -430,7 +517,8 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		return nil, err
 	}
 	pauseArm := func(endpoint, arm, reason string) {
-		ctx, cancel := context.WithTimeout(audit.WithActor(context.Background(), "guardrail"), 10*time.Second)
+		// A pause still queued at shutdown is applied within its deadline.
+		ctx, cancel := context.WithTimeout(audit.WithActor(stop.context(), "guardrail"), 10*time.Second)
 		defer cancel()
 		if _, err := reg.PauseArm(ctx, endpoint, arm, reason); err != nil {
 			log.Error("guardrail could not pause an arm", "endpoint", endpoint, "arm", arm, "err", err)
@@ -438,13 +526,13 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 	}
 	rt := router.New(reg, table, signer, log, router.Options{Observers: []router.Observer{router.NewOffPolicyObserver(offp), router.NewPredictionLogObserver(plog), router.NewTelemetryObserver(tel)}, Tracer: tel, OnGuardrail: pauseArm,
 		Seed: rngSeed, SyncRefresh: rngSeed != 0})
-	fbOpts := feedback.Options{OffPolicy: offp, Telemetry: tel}
+	fbOpts := feedback.Options{OffPolicy: offp, Telemetry: tel, FinalContext: stop.stopping}
 	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: cfg.Limits.MaxConcurrent, Telemetry: tel, Audit: auditLog,
 		Analytics: api.Analytics{OffPolicy: offp, Series: db, Interval: cfg.Report.Interval}}
 	if apiCfg.MaxConcurrent == 0 {
 		apiCfg.MaxConcurrent = 64 * runtime.NumCPU()
 	}
-	if sh, ok := db.(sharedStore); ok {
+	if sh := db.shared; sh != nil {
 		fbOpts.FlushInterval = cfg.Redis.FlushInterval
 		apiCfg.StoreHealth = func() (bool, any) {
 			batches, bytes := sh.Backlog()
@@ -467,7 +555,7 @@ func wire(ctx context.Context, cfg *config.Config, db stateStore, plog *predlog.
 		return nil, err
 	}
 	return &Gateway{db: db, cfg: cfg, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log,
-		offp: offp, rec: rec, keys: apiKeys, gauges: gauges, retention: cfg.Report.Retention}, nil
+		offp: offp, rec: rec, keys: apiKeys, gauges: gauges, retention: cfg.Report.Retention, stop: stop}, nil
 }
 
 // lookup tells feedback the policy of an endpoint's arm.
@@ -487,7 +575,7 @@ func lookup(reg *registry.Registry) feedback.Lookup {
 // the data dir lacks and was never seeded is registered; one it holds already
 // is kept as stored (it may have been changed or paused through the API
 // since); one seeded earlier and deleted through the API since stays deleted.
-func seed(ctx context.Context, reg *registry.Registry, db stateStore, cfg *config.Config, log *slog.Logger) error {
+func seed(ctx context.Context, reg *registry.Registry, db metaStore, cfg *config.Config, log *slog.Logger) error {
 	for _, m := range cfg.Models {
 		if _, err := reg.ParseVersion(m.Name, m.Version, m.Body); err != nil {
 			return fmt.Errorf("config: model %s@%s: %w", m.Name, m.Version, err)

@@ -91,9 +91,9 @@ func (g *armGauges) run(ctx context.Context) {
 // share and P(best) from the snapshot of arms, the trial flush backlog, the
 // prediction log's dropped records and, with Redis, the store's state; all
 // are cheap reads.
-func observeGauges(tel *telemetry.Telemetry, arms *armGauges, table *counters.Table, db stateStore, plog *predlog.Log) error {
+func observeGauges(tel *telemetry.Telemetry, arms *armGauges, table *counters.Table, db openedStore, plog *predlog.Log) error {
 	var storeState func() (bool, int, int64)
-	if sh, ok := db.(sharedStore); ok {
+	if sh := db.shared; sh != nil {
 		storeState = func() (bool, int, int64) {
 			b, n := sh.Backlog()
 			return sh.Healthy(), b, n

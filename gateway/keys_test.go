@@ -62,7 +62,7 @@ func startAuthApp(t *testing.T, redisURL string, withAdmin bool) *authApp {
 	dir := t.TempDir()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ta := startGateway(t, cfg, Options{DataDir: dir, Logger: log}, nil)
+	ta := startGateway(t, cfg, Options{DataDir: dir, Logger: log}, openedStore{})
 	out := &authApp{testApp: ta, logs: logs}
 	if withAdmin {
 		out.admin = out.newKey(t, "root-"+strconv.Itoa(int(time.Now().UnixNano()%1e6)), 0, 0, auth.ScopeAdmin)

@@ -132,7 +132,7 @@ func envOf(kv ...string) func(string) string {
 func startAppTel(t *testing.T, tel *telemetry.Telemetry) (*testApp, string) {
 	t.Helper()
 	log := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(io.Discard, nil)))
-	a := startGateway(t, demoConfig(t, ""), Options{Logger: log, Telemetry: tel}, nil)
+	a := startGateway(t, demoConfig(t, ""), Options{Logger: log, Telemetry: tel}, openedStore{})
 	return a, a.grpcAddr
 }
 

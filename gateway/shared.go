@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/modelgate/modelgate/audit"
+	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/feedback"
@@ -35,6 +34,7 @@ type stateStore interface {
 	counters.Loader
 	counters.DiscStore
 	offpolicy.Store
+	auth.Store
 	metaStore
 	Close() error
 }
@@ -48,10 +48,12 @@ type metaStore interface {
 	SigningKey(ctx context.Context) ([]byte, error)
 }
 
-// sharedStore is a stateStore other replicas write too.
+// sharedStore is a stateStore other replicas write too; it also shares the
+// rate limits' buckets between them.
 type sharedStore interface {
 	stateStore
 	offpolicy.Others
+	auth.Taker
 	Subscribe(ctx context.Context) <-chan struct{}
 	Healthy() bool
 	Backlog() (batches int, bytes int64)
@@ -62,32 +64,60 @@ var (
 	_ sharedStore = (*redisstore.Store)(nil)
 )
 
-// redisLogger sends go-redis's own log lines to slog.
-type redisLogger struct{ log *slog.Logger }
+// openedStore is the store the gateway runs on and what kind it is, so that
+// the parts that differ between the kinds test a field, not the store's
+// dynamic type. Exactly one of shared and embedded is set for a store
+// openStore opened; a test's own store may set neither.
+type openedStore struct {
+	stateStore
+	// shared is the same store when other replicas write it too (Redis).
+	shared sharedStore
+	// embedded is the same store when it is the data dir's: it holds the
+	// data dir's lock, so the command line reaches this server through
+	// the admin socket instead.
+	embedded *store.DB
+}
 
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	l.log.Debug("redis: " + fmt.Sprintf(format, v...))
+// embeddedStore is the data dir's store db as an openedStore.
+func embeddedStore(db *store.DB) openedStore { return openedStore{stateStore: db, embedded: db} }
+
+// redisStore is the Redis store rs as an openedStore.
+func redisStore(rs *redisstore.Store) openedStore { return openedStore{stateStore: rs, shared: rs} }
+
+// RedisLogger sends go-redis's own log lines to Log at debug level; the
+// zero value discards them. go-redis keeps one logger per process: install
+// it once at start-up, with redis.SetLogger. Safe for concurrent use.
+type RedisLogger struct{ Log *slog.Logger }
+
+// Printf logs one go-redis line.
+func (l RedisLogger) Printf(_ context.Context, format string, v ...any) {
+	if l.Log != nil {
+		l.Log.Debug("redis: " + fmt.Sprintf(format, v...))
+	}
 }
 
 // openStore opens Redis when the config names it, else the data dir's
 // embedded store.
-func openStore(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (stateStore, error) {
+func openStore(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (openedStore, error) {
 	if cfg.RedisURL == "" {
-		return store.Open(dataDir)
+		db, err := store.Open(dataDir)
+		if err != nil {
+			return openedStore{}, err
+		}
+		return embeddedStore(db), nil
 	}
-	redis.SetLogger(redisLogger{log})
 	id, err := replicaID(dataDir)
 	if err != nil {
-		return nil, err
+		return openedStore{}, err
 	}
 	rs, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{
 		WALDir: filepath.Join(dataDir, "redis-wal"), WALMaxBytes: cfg.Redis.WALMaxBytes,
 		PoolSize: cfg.Redis.PoolSize, OpTimeout: cfg.Redis.Timeout, Logger: log, ReplicaID: id,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+		return openedStore{}, fmt.Errorf("redis: %w", err)
 	}
-	return rs, nil
+	return redisStore(rs), nil
 }
 
 // replicaID is this replica's id in the shared store, made once and kept
@@ -117,8 +147,8 @@ func replicaID(dataDir string) (string, error) {
 // the other replicas' off-policy sums every two seconds. A Redis outage
 // leaves the last values in place.
 func (g *Gateway) runShared(ctx context.Context) {
-	sh, ok := g.db.(sharedStore)
-	if !ok {
+	sh := g.db.shared
+	if sh == nil {
 		return
 	}
 	refresh := time.NewTicker(g.cfg.Redis.RefreshInterval)

@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +22,11 @@ import (
 	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
+	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/internal/redistest"
+	"github.com/modelgate/modelgate/offpolicy"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
+	"github.com/modelgate/modelgate/store"
 )
 
 // Every goroutine the gateway starts — background loops, TF Serving health
@@ -201,6 +206,159 @@ func TestFailedStartReleasesEverything(t *testing.T) {
 				t.Fatalf("the data dir after a failed start: %v", err)
 			}
 			g.Close()
+		})
+	}
+}
+
+// hangingStore is a store whose writes, once hang is set, wait until their
+// context ends: a store that stopped answering.
+type hangingStore struct {
+	stateStore
+	hang atomic.Bool
+}
+
+func (s *hangingStore) wait(ctx context.Context) error {
+	if s.hang.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (s *hangingStore) AddTrials(ctx context.Context, deltas map[counters.Key]uint64) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	return s.stateStore.AddTrials(ctx, deltas)
+}
+
+func (s *hangingStore) ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pending map[counters.Key]uint64) ([]store.FeedbackResult, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	return s.stateStore.ApplyFeedback(ctx, ops, pending)
+}
+
+func (s *hangingStore) PutOffPolicy(ctx context.Context, buckets map[offpolicy.Key]offpolicy.Minute) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	return s.stateStore.PutOffPolicy(ctx, buckets)
+}
+
+func (s *hangingStore) PutDiscounted(ctx context.Context, entries []counters.DiscEntry) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	return s.stateStore.PutDiscounted(ctx, entries)
+}
+
+func (s *hangingStore) AddHistoryBatch(ctx context.Context, recs []store.Record) (int, error) {
+	if err := s.wait(ctx); err != nil {
+		return 0, err
+	}
+	return s.stateStore.AddHistoryBatch(ctx, recs)
+}
+
+func (s *hangingStore) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	return s.stateStore.TouchKeys(ctx, used)
+}
+
+// A store that stops answering does not hold the shutdown past
+// limits.shutdown_timeout: a feedback call stuck in the store is cut when
+// the listeners' share of it has passed, and the final trial flush and saves,
+// stuck too, give up at the deadline.
+func TestShutdownBoundedByTimeoutWhenTheStoreHangs(t *testing.T) {
+	const timeout = 2 * time.Second
+	const margin = 750 * time.Millisecond // scheduling on a busy machine under -race
+	dir := t.TempDir()
+	db, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &hangingStore{stateStore: db}
+	cfg := demoConfig(t, "")
+	cfg.Limits.ShutdownTimeout = timeout
+	g, err := newGateway(context.Background(), cfg, Options{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}, openedStore{stateStore: hs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+
+	recs := recommendations(t, g.URL(), 5) // trials the final flush has to write
+	hs.hang.Store(true)
+	stuck := make(chan int, 1)
+	go func() {
+		ev := map[string]any{"events": []map[string]string{{"prediction_id": recs[0].PredictionID, "type": "click", "item_id": recs[0].Items[0].ID}}}
+		stuck <- callQuiet("POST", g.URL()+"/v1/feedback", ev, nil)
+	}()
+	time.Sleep(200 * time.Millisecond) // the click reaches the store and waits there
+
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(timeout + 10*time.Second):
+		t.Fatal("Run did not return")
+	}
+	if took := time.Since(start); took > timeout+margin {
+		t.Fatalf("shutdown took %v with shutdown_timeout %v", took.Round(time.Millisecond), timeout)
+	}
+	if st := <-stuck; st == http.StatusOK {
+		t.Fatal("the click stuck in the store was acknowledged")
+	}
+}
+
+// New refuses Options that name neither a listener nor an address for a
+// protocol, instead of listening on a random port of every interface.
+func TestNewNeedsAListenerForEachProtocol(t *testing.T) {
+	ln := func(t *testing.T) net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name    string
+		opts    func(t *testing.T) Options
+		missing string // "" when New must succeed
+	}{
+		{"zero value", func(*testing.T) Options { return Options{} }, "HTTP"},
+		{"no HTTP", func(*testing.T) Options { return Options{GRPCAddr: "127.0.0.1:0"} }, "HTTP"},
+		{"no gRPC", func(*testing.T) Options { return Options{HTTPAddr: "127.0.0.1:0"} }, "gRPC"},
+		{"gRPC listener only", func(t *testing.T) Options { return Options{GRPCListener: ln(t)} }, "HTTP"},
+		{"addresses", func(*testing.T) Options { return Options{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"} }, ""},
+		{"listeners", func(t *testing.T) Options { return Options{HTTPListener: ln(t), GRPCListener: ln(t)} }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts(t)
+			opts.DataDir = t.TempDir()
+			g, err := New(context.Background(), demoConfig(t, ""), opts)
+			if tc.missing == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				g.Close()
+				return
+			}
+			if err == nil {
+				g.Close()
+				t.Fatal("New succeeded")
+			}
+			if !errors.Is(err, errNoListener) || !strings.Contains(err.Error(), tc.missing) {
+				t.Fatalf("New: %v; want the missing %s listener named", err, tc.missing)
+			}
 		})
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/gateway"
 	"github.com/modelgate/modelgate/telemetry"
@@ -66,6 +68,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})))
 	telemetry.LogErrors(log)
+	redis.SetLogger(gateway.RedisLogger{Log: log}) // go-redis's logger is per process
 	if err := serve(f, log, stdout); err != nil {
 		log.Error("serve failed", "err", err)
 		fmt.Fprintf(stderr, "modelgate serve: %v\n", err)
