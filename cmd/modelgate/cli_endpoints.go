@@ -12,25 +12,23 @@ import (
 
 	"github.com/modelgate/modelgate/client"
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 )
 
-var endpointsGroup = cliGroup{
-	name:  "endpoints",
-	about: "Lists, shows and changes endpoints through the gateway's HTTP API (/v1/endpoints).",
-	subs: []cliSub{
-		{"list", "", "every endpoint: arms, policy, fallback", runEndpointsList},
-		{"show", "NAME", "one endpoint: policy, fallback, and per arm its state and report numbers", runEndpointsShow},
-		{"apply", "NAME --file BODY.json", "create or replace an endpoint from its JSON body", runEndpointsApply},
-		{"add-arm", "NAME ARM", "add a registered version as an active arm, while serving", runEndpointsAddArm},
-		{"pause", "NAME ARM", "the kill switch: the arm gets no traffic from the next request", runEndpointsPause},
-		{"resume", "NAME ARM", "make a paused arm active again", runEndpointsResume},
-	},
-}
+var endpointsGroup = newCLIGroup("endpoints",
+	"Lists, shows and changes endpoints through the gateway's HTTP API (/v1/endpoints).",
+	cli.Sub{Name: "list", Args: "", Summary: "every endpoint: arms, policy, fallback", Run: runEndpointsList},
+	cli.Sub{Name: "show", Args: "NAME", Summary: "one endpoint: policy, fallback, and per arm its state and report numbers", Run: runEndpointsShow},
+	cli.Sub{Name: "apply", Args: "NAME --file BODY.json", Summary: "create or replace an endpoint from its JSON body", Run: runEndpointsApply},
+	cli.Sub{Name: "add-arm", Args: "NAME ARM", Summary: "add a registered version as an active arm, while serving", Run: runEndpointsAddArm},
+	cli.Sub{Name: "pause", Args: "NAME ARM", Summary: "the kill switch: the arm gets no traffic from the next request", Run: runEndpointsPause},
+	cli.Sub{Name: "resume", Args: "NAME ARM", Summary: "make a paused arm active again", Run: runEndpointsResume},
+)
 
 func runEndpoints(args []string, stdout, stderr io.Writer) int {
-	return endpointsGroup.run(args, stdout, stderr)
+	return endpointsGroup.Run(args, stdout, stderr)
 }
 
 // armsSummary is "mf@1, mf@2 (paused)".
@@ -76,7 +74,7 @@ func runEndpointsList(args []string, stdout, stderr io.Writer) int {
 	c := newCLICmd("endpoints list", "[--server URL] [--json]",
 		"Lists every endpoint (GET /v1/endpoints): its arms (paused ones marked), policy, fallback and\n"+
 			"when it was last changed.", stdout, stderr)
-	if _, code, ok := c.parse(args, 0, 0); !ok {
+	if _, code, ok := c.Parse(args, 0, 0); !ok {
 		return code
 	}
 	cl, code, ok := c.client()
@@ -90,15 +88,15 @@ func runEndpointsList(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(eps) == 0 {
 		fmt.Fprintln(stdout, "no endpoints")
-		return exitOK
+		return cli.ExitOK
 	}
-	tw := newTable(stdout)
-	row(tw, "ENDPOINT", "ARMS", "POLICY", "FALLBACK", "UPDATED")
+	tw := cli.NewTable(stdout)
+	cli.Row(tw, "ENDPOINT", "ARMS", "POLICY", "FALLBACK", "UPDATED")
 	for _, e := range eps {
-		row(tw, e.Name, armsSummary(e), policyShort(e), e.Fallback, cliTime(e.UpdatedAt))
+		cli.Row(tw, e.Name, armsSummary(e), policyShort(e), e.Fallback, cliTime(e.UpdatedAt))
 	}
 	tw.Flush()
-	return exitOK
+	return cli.ExitOK
 }
 
 func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
@@ -108,9 +106,9 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 			"P(best) and traffic share, then the report's decision.\n"+
 			"With --json the output is {\"endpoint\": <endpoint JSON>, \"report\": <report JSON>}.", stdout, stderr)
 	var segment string
-	c.fs.StringVar(&segment, "segment", "", "report one segment, e.g. surface=music (default: all segments added up)")
-	c.placeholder("segment", "SEGMENT")
-	pos, code, ok := c.parse(args, 1, 1)
+	c.Flags.StringVar(&segment, "segment", "", "report one segment, e.g. surface=music (default: all segments added up)")
+	c.Placeholder("segment", "SEGMENT")
+	pos, code, ok := c.Parse(args, 1, 1)
 	if !ok {
 		return code
 	}
@@ -140,7 +138,7 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 		rep = &report.Report{} // the arms are shown without numbers
 	}
 	p := ep.Policy
-	tw := newTable(stdout)
+	tw := cli.NewTable(stdout)
 	fmt.Fprintf(tw, "endpoint:\t%s\n", ep.Name)
 	fmt.Fprintf(tw, "policy:\t%s, prior Beta(%g, %g), min_share %g, trials on %s, attribution window %s\n",
 		p.Type, p.Prior.Alpha, p.Prior.Beta, p.MinShare, p.TrialsOn, p.AttributionWindow)
@@ -162,8 +160,8 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 	if repErr == nil {
 		fmt.Fprintf(stdout, "report, segment %s, generated %s:\n", rep.Segment, cliTimeText(rep.GeneratedAt))
 	}
-	tw = newTable(stdout)
-	row(tw, "ARM", "STATE", "TRIALS", "SUCCESSES", "RATE", "P_BEST", "SHARE")
+	tw = cli.NewTable(stdout)
+	cli.Row(tw, "ARM", "STATE", "TRIALS", "SUCCESSES", "RATE", "P_BEST", "SHARE")
 	for _, arm := range ep.Arms {
 		cells := []string{arm, string(ep.ArmStates[arm]), "", "", "", "", ""}
 		for _, a := range rep.Arms {
@@ -175,7 +173,7 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 				cells[6] = fmt.Sprintf("%.3f", a.TrafficShare)
 			}
 		}
-		row(tw, cells...)
+		cli.Row(tw, cells...)
 	}
 	tw.Flush()
 	if repErr != nil {
@@ -197,7 +195,7 @@ func runEndpointsShow(args []string, stdout, stderr io.Writer) int {
 	if len(rep.Segments) > 0 && segment == "" {
 		fmt.Fprintf(stdout, "segments seen: %s (show one with --segment)\n", strings.Join(rep.Segments, ", "))
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 func runEndpointsApply(args []string, stdout, stderr io.Writer) int {
@@ -206,18 +204,18 @@ func runEndpointsApply(args []string, stdout, stderr io.Writer) int {
 			"{\"arms\": [\"mf@1\", \"mf@2\"], \"policy\": {…}, \"fallback\": \"mf@1\"}. Every arm must be a\n"+
 			"registered version. Replacing keeps the paused state of arms that remain. \"-\" reads standard input.", stdout, stderr)
 	var file string
-	c.fs.StringVar(&file, "file", "", "the endpoint body, a JSON file (required)")
-	c.placeholder("file", "BODY.json")
-	pos, code, ok := c.parse(args, 1, 1)
+	c.Flags.StringVar(&file, "file", "", "the endpoint body, a JSON file (required)")
+	c.Placeholder("file", "BODY.json")
+	pos, code, ok := c.Parse(args, 1, 1)
 	if !ok {
 		return code
 	}
-	if !c.isSet("file") || file == "" {
-		return c.usageError("--file is required")
+	if !c.IsSet("file") || file == "" {
+		return c.UsageError("--file is required")
 	}
 	body, err := readJSONFile("file", file)
 	if err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	cl, code, ok := c.client()
 	if !ok {
@@ -237,14 +235,14 @@ func runEndpointsApply(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "; fallback %s", ep.Fallback)
 	}
 	fmt.Fprintln(stdout)
-	return exitOK
+	return cli.ExitOK
 }
 
 func runEndpointsAddArm(args []string, stdout, stderr io.Writer) int {
 	c := newCLICmd("endpoints add-arm", "NAME ARM [--server URL] [--json]",
 		"Adds a registered model version (ARM is MODEL@VERSION, e.g. mf@3) to an endpoint as an active\n"+
 			"arm, while it serves (POST /v1/endpoints/NAME/arms). Its posterior starts at the prior.", stdout, stderr)
-	pos, code, ok := c.parse(args, 2, 2)
+	pos, code, ok := c.Parse(args, 2, 2)
 	if !ok {
 		return code
 	}
@@ -258,7 +256,7 @@ func runEndpointsAddArm(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	fmt.Fprintf(stdout, "added %s to %s; arms: %s\n", pos[1], ep.Name, armsSummary(ep))
-	return exitOK
+	return cli.ExitOK
 }
 
 func runEndpointsPause(args []string, stdout, stderr io.Writer) int {
@@ -276,7 +274,7 @@ func runEndpointsResume(args []string, stdout, stderr io.Writer) int {
 
 func setArmState(args []string, stdout, stderr io.Writer, verb string, state registry.ArmState, about string) int {
 	c := newCLICmd("endpoints "+verb, "NAME ARM [--server URL] [--json]", about, stdout, stderr)
-	pos, code, ok := c.parse(args, 2, 2)
+	pos, code, ok := c.Parse(args, 2, 2)
 	if !ok {
 		return code
 	}
@@ -294,5 +292,5 @@ func setArmState(args []string, stdout, stderr io.Writer, verb string, state reg
 		did = "resumed"
 	}
 	fmt.Fprintf(stdout, "%s %s on %s; active arms: %s\n", did, pos[1], ep.Name, activeArms(ep))
-	return exitOK
+	return cli.ExitOK
 }

@@ -15,22 +15,20 @@ import (
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/client"
+	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/registry"
 )
 
-var modelsGroup = cliGroup{
-	name:  "models",
-	about: "Registers, lists, shows and deletes model versions through the gateway's HTTP API (/v1/models).",
-	subs: []cliSub{
-		{"list", "", "every registered version: backend, path or target, created, metadata", runModelsList},
-		{"show", "MODEL VERSION", "one version: backend, metadata, feature spec", runModelsShow},
-		{"register", "MODEL VERSION …", "register a version from --file, --embedded or --tfserving", runModelsRegister},
-		{"delete", "MODEL VERSION", "delete a version no endpoint uses", runModelsDelete},
-	},
-}
+var modelsGroup = newCLIGroup("models",
+	"Registers, lists, shows and deletes model versions through the gateway's HTTP API (/v1/models).",
+	cli.Sub{Name: "list", Args: "", Summary: "every registered version: backend, path or target, created, metadata", Run: runModelsList},
+	cli.Sub{Name: "show", Args: "MODEL VERSION", Summary: "one version: backend, metadata, feature spec", Run: runModelsShow},
+	cli.Sub{Name: "register", Args: "MODEL VERSION …", Summary: "register a version from --file, --embedded or --tfserving", Run: runModelsRegister},
+	cli.Sub{Name: "delete", Args: "MODEL VERSION", Summary: "delete a version no endpoint uses", Run: runModelsDelete},
+)
 
 func runModels(args []string, stdout, stderr io.Writer) int {
-	return modelsGroup.run(args, stdout, stderr)
+	return modelsGroup.Run(args, stdout, stderr)
 }
 
 // backendFields is a version's backend as the JSON object the server sent,
@@ -51,25 +49,25 @@ func backendFields(b registry.BackendSpec) map[string]any {
 
 // modelVersionArgs takes MODEL VERSION, or MODEL@VERSION as one argument.
 func (c *cliCmd) modelVersionArgs(args []string) (model, version string, code int, ok bool) {
-	pos, code, ok := c.parse(args, 1, 2)
+	pos, code, ok := c.Parse(args, 1, 2)
 	if !ok {
 		return "", "", code, false
 	}
 	if len(pos) == 1 {
 		i := strings.LastIndexByte(pos[0], '@')
 		if i <= 0 || i == len(pos[0])-1 {
-			return "", "", c.usageError("missing VERSION (give MODEL VERSION or MODEL@VERSION)"), false
+			return "", "", c.UsageError("missing VERSION (give MODEL VERSION or MODEL@VERSION)"), false
 		}
-		return pos[0][:i], pos[0][i+1:], exitOK, true
+		return pos[0][:i], pos[0][i+1:], cli.ExitOK, true
 	}
-	return pos[0], pos[1], exitOK, true
+	return pos[0], pos[1], cli.ExitOK, true
 }
 
 func runModelsList(args []string, stdout, stderr io.Writer) int {
 	c := newCLICmd("models list", "[--server URL] [--json]",
 		"Lists every registered model version (GET /v1/models): model, version, backend type, its path\n"+
 			"(embedded) or target (tfserving), when it was registered, and its metadata in short.", stdout, stderr)
-	if _, code, ok := c.parse(args, 0, 0); !ok {
+	if _, code, ok := c.Parse(args, 0, 0); !ok {
 		return code
 	}
 	cl, code, ok := c.client()
@@ -82,22 +80,22 @@ func runModelsList(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	n := 0
-	tw := newTable(stdout)
+	tw := cli.NewTable(stdout)
 	for _, m := range models {
 		for _, v := range m.Versions {
 			if n == 0 {
-				row(tw, "MODEL", "VERSION", "BACKEND", "PATH/TARGET", "CREATED", "METADATA")
+				cli.Row(tw, "MODEL", "VERSION", "BACKEND", "PATH/TARGET", "CREATED", "METADATA")
 			}
 			n++
 			b := backendFields(v.Backend)
-			row(tw, v.Name, v.Version, cliValue(b["type"]), backendWhere(b), cliTime(v.CreatedAt), metadataSummary(v.Metadata, 60))
+			cli.Row(tw, v.Name, v.Version, cliValue(b["type"]), backendWhere(b), cliTime(v.CreatedAt), metadataSummary(v.Metadata, 60))
 		}
 	}
 	tw.Flush()
 	if n == 0 {
 		fmt.Fprintln(stdout, "no model versions registered")
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 // backendWhere is the path of an embedded backend or the target (and
@@ -123,10 +121,10 @@ func backendWhere(b map[string]any) string {
 // metadataSummary is "k=v, k=v" in key order, cut to n runes.
 func metadataSummary(md map[string]any, n int) string {
 	parts := make([]string, 0, len(md))
-	for _, k := range sortedKeys(md) {
+	for _, k := range cli.SortedKeys(md) {
 		parts = append(parts, k+"="+cliValue(md[k]))
 	}
-	return truncate(strings.Join(parts, ", "), n)
+	return cli.Truncate(strings.Join(parts, ", "), n)
 }
 
 func runModelsShow(args []string, stdout, stderr io.Writer) int {
@@ -147,18 +145,18 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	backend := backendFields(v.Backend)
-	tw := newTable(stdout)
+	tw := cli.NewTable(stdout)
 	fmt.Fprintf(tw, "model:\t%s\n", v.Name)
 	fmt.Fprintf(tw, "version:\t%s\n", v.Version)
 	fmt.Fprintf(tw, "arm:\t%s\n", v.Arm)
 	fmt.Fprintf(tw, "created:\t%s\n", cliTime(v.CreatedAt))
 	tw.Flush()
 	fmt.Fprintln(stdout, "backend:")
-	tw = newTable(stdout)
+	tw = cli.NewTable(stdout)
 	if t, ok := backend["type"]; ok {
 		fmt.Fprintf(tw, "  type:\t%s\n", cliValue(t))
 	}
-	for _, k := range sortedKeys(backend) {
+	for _, k := range cli.SortedKeys(backend) {
 		if k != "type" {
 			fmt.Fprintf(tw, "  %s:\t%s\n", k, cliValue(backend[k]))
 		}
@@ -168,9 +166,9 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "metadata: none")
 	} else {
 		fmt.Fprintln(stdout, "metadata:")
-		tw = newTable(stdout)
-		for _, k := range sortedKeys(v.Metadata) {
-			fmt.Fprintf(tw, "  %s:\t%s\n", k, cellReplacer.Replace(cliValue(v.Metadata[k])))
+		tw = cli.NewTable(stdout)
+		for _, k := range cli.SortedKeys(v.Metadata) {
+			fmt.Fprintf(tw, "  %s:\t%s\n", k, cli.OneLine(cliValue(v.Metadata[k])))
 		}
 		tw.Flush()
 	}
@@ -181,7 +179,7 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 		} else {
 			fmt.Fprintln(stdout, "features: none")
 		}
-		return exitOK
+		return cli.ExitOK
 	}
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, spec, "  ", "  "); err != nil {
@@ -189,7 +187,7 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 		pretty.Write(spec)
 	}
 	fmt.Fprintf(stdout, "features:\n  %s\n", pretty.String())
-	return exitOK
+	return cli.ExitOK
 }
 
 // registerFlags are the flags of `models register`.
@@ -388,38 +386,38 @@ func runModelsRegister(args []string, stdout, stderr io.Writer) int {
 			"resolve a relative path against its own working directory. A path inside --file is sent as\n"+
 			"written. So run this on the gateway's machine, or give a path that is valid there.\n\n"+
 			"--metadata KEY=VALUE sets a string; KEY:=JSON sets any JSON value (offline_recall_at_10:=0.21).", stdout, stderr)
-	f := &registerFlags{set: c.isSet}
-	c.fs.StringVar(&f.file, "file", "", "the whole PUT body, a JSON file")
-	c.placeholder("file", "BODY.json")
-	c.fs.StringVar(&f.embedded, "embedded", "", "embedded embedding/v1 model directory (made absolute on this side)")
-	c.placeholder("embedded", "PATH")
-	c.fs.StringVar(&f.tfserving, "tfserving", "", "TF Serving gRPC target")
-	c.placeholder("tfserving", "HOST:PORT")
-	c.fs.StringVar(&f.modelName, "model-name", "", "the model's name in TF Serving (with --tfserving)")
-	c.placeholder("model-name", "NAME")
-	c.fs.Int64Var(&f.tfVersion, "tf-version", 0, "TF Serving model version (else --version-label, else the latest)")
-	c.placeholder("tf-version", "N")
-	c.fs.StringVar(&f.versionLabel, "version-label", "", "TF Serving version label, e.g. canary")
-	c.placeholder("version-label", "L")
-	c.fs.StringVar(&f.signature, "signature", "", "signature name (server default serving_default)")
-	c.placeholder("signature", "S")
-	c.fs.IntVar(&f.timeoutMS, "timeout-ms", 0, "deadline of each model call in ms (server default 1000)")
-	c.placeholder("timeout-ms", "N")
-	c.fs.StringVar(&f.scoresOutput, "scores-output", "", "signature output alias holding the scores")
-	c.placeholder("scores-output", "A")
-	c.fs.StringVar(&f.idsOutput, "ids-output", "", "signature output alias holding item ids (the model's own ranking)")
-	c.placeholder("ids-output", "B")
-	c.fs.StringVar(&f.features, "features", "", "feature spec, a JSON file ({\"inputs\": {…}})")
-	c.placeholder("features", "SPEC.json")
-	c.fs.Var(&f.metadata, "metadata", "metadata entry; repeatable")
-	c.placeholder("metadata", "KEY=VALUE")
+	f := &registerFlags{set: c.IsSet}
+	c.Flags.StringVar(&f.file, "file", "", "the whole PUT body, a JSON file")
+	c.Placeholder("file", "BODY.json")
+	c.Flags.StringVar(&f.embedded, "embedded", "", "embedded embedding/v1 model directory (made absolute on this side)")
+	c.Placeholder("embedded", "PATH")
+	c.Flags.StringVar(&f.tfserving, "tfserving", "", "TF Serving gRPC target")
+	c.Placeholder("tfserving", "HOST:PORT")
+	c.Flags.StringVar(&f.modelName, "model-name", "", "the model's name in TF Serving (with --tfserving)")
+	c.Placeholder("model-name", "NAME")
+	c.Flags.Int64Var(&f.tfVersion, "tf-version", 0, "TF Serving model version (else --version-label, else the latest)")
+	c.Placeholder("tf-version", "N")
+	c.Flags.StringVar(&f.versionLabel, "version-label", "", "TF Serving version label, e.g. canary")
+	c.Placeholder("version-label", "L")
+	c.Flags.StringVar(&f.signature, "signature", "", "signature name (server default serving_default)")
+	c.Placeholder("signature", "S")
+	c.Flags.IntVar(&f.timeoutMS, "timeout-ms", 0, "deadline of each model call in ms (server default 1000)")
+	c.Placeholder("timeout-ms", "N")
+	c.Flags.StringVar(&f.scoresOutput, "scores-output", "", "signature output alias holding the scores")
+	c.Placeholder("scores-output", "A")
+	c.Flags.StringVar(&f.idsOutput, "ids-output", "", "signature output alias holding item ids (the model's own ranking)")
+	c.Placeholder("ids-output", "B")
+	c.Flags.StringVar(&f.features, "features", "", "feature spec, a JSON file ({\"inputs\": {…}})")
+	c.Placeholder("features", "SPEC.json")
+	c.Flags.Var(&f.metadata, "metadata", "metadata entry; repeatable")
+	c.Placeholder("metadata", "KEY=VALUE")
 	model, version, code, ok := c.modelVersionArgs(args)
 	if !ok {
 		return code
 	}
 	body, rawBody, err := buildVersionBody(f, func(s string) { fmt.Fprintln(stderr, s) })
 	if err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	cl, code, ok := c.client()
 	if !ok {
@@ -452,7 +450,7 @@ func runModelsRegister(args []string, stdout, stderr io.Writer) int {
 		where = " (" + cliValue(backend["type"]) + " " + where + ")"
 	}
 	fmt.Fprintf(stdout, "%s %s%s\n", verb, arm, where)
-	return exitOK
+	return cli.ExitOK
 }
 
 func runModelsDelete(args []string, stdout, stderr io.Writer) int {
@@ -475,8 +473,8 @@ func runModelsDelete(args []string, stdout, stderr io.Writer) int {
 		if len(raw) > 0 {
 			return c.printRaw(raw)
 		}
-		return exitOK
+		return cli.ExitOK
 	}
 	fmt.Fprintf(stdout, "deleted %s@%s\n", model, version)
-	return exitOK
+	return cli.ExitOK
 }

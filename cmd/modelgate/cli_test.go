@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/modelgate/modelgate/internal/cli"
 )
 
 // cliStep is one run of the modelgate command line and what it must print.
@@ -122,10 +124,10 @@ func TestCLIUsage(t *testing.T) {
 		{name: "unreachable server", args: []string{"models", "list"}, code: 1, stderr: []string{"modelgate: ", "is the gateway running"}},
 	}
 	// Every command of both groups has --help, on stdout, naming the common flags.
-	for _, g := range []cliGroup{modelsGroup, endpointsGroup} {
-		for _, s := range g.subs {
-			steps = append(steps, cliStep{name: g.name + " " + s.name + " --help", args: []string{g.name, s.name, "--help"}, code: 0,
-				stdout: []string{"usage: modelgate " + g.name + " " + s.name, "--server URL", "--json", "Exit status"}})
+	for _, g := range []cli.Group{modelsGroup, endpointsGroup} {
+		for _, s := range g.Subs {
+			steps = append(steps, cliStep{name: g.Name + " " + s.Name + " --help", args: []string{g.Name, s.Name, "--help"}, code: 0,
+				stdout: []string{"usage: modelgate " + g.Name + " " + s.Name, "--server URL", "--json", "Exit status"}})
 		}
 	}
 	for _, s := range steps {

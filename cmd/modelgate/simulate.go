@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/modelgate/modelgate/bandit"
+	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/sim"
 )
 
@@ -307,10 +308,10 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, simulateHelp)
-			return exitOK
+			return cli.ExitOK
 		}
 		fmt.Fprintln(stderr, "Run 'modelgate simulate --help' for the flags.")
-		return exitUsage
+		return cli.ExitUsage
 	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
@@ -323,7 +324,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), sim.ErrConfig.Error()+": ")
 		fmt.Fprintf(stderr, "simulate: %s\nRun 'modelgate simulate --help' for the flags.\n", msg)
-		return exitUsage
+		return cli.ExitUsage
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -334,9 +335,9 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			fmt.Fprintf(stderr, "simulate: %v\n", err)
 			if errors.Is(err, sim.ErrConfig) {
-				return exitUsage
+				return cli.ExitUsage
 			}
-			return exitError
+			return cli.ExitError
 		}
 		res.Label = scn.Label(c)
 		results[i] = res
@@ -351,7 +352,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	if f.plot != "" {
 		if err := writePlot(f, header, results); err != nil {
 			fmt.Fprintf(stderr, "simulate: %v\n", err)
-			return exitError
+			return cli.ExitError
 		}
 	}
 	switch f.format {
@@ -364,9 +365,9 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "simulate: %v\n", err)
-		return exitError
+		return cli.ExitError
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 // scenario checks what only the command line knows (arguments, output
