@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelgate/modelgate/internal/buildinfo"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
 
@@ -22,8 +23,8 @@ func TestVersionFromBuildInfo(t *testing.T) {
 	cases := []struct {
 		name   string
 		bi     debug.BuildInfo
-		linked buildVersion // what -ldflags -X set
-		want   []string     // lines of `modelgate version`, in order
+		linked buildinfo.Version // what -ldflags -X set
+		want   []string          // lines of `modelgate version`, in order
 		not    []string
 	}{
 		{
@@ -50,14 +51,14 @@ func TestVersionFromBuildInfo(t *testing.T) {
 		{
 			name:   "no VCS stamp, revision from the linker",
 			bi:     debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/modelgate/modelgate", Version: "(devel)"}},
-			linked: buildVersion{Revision: "b40fe93be6a869ae21ad3312b10f2c221c029a16", Time: "2026-12-07T04:27:12+01:00", Modified: true},
+			linked: buildinfo.Version{Revision: "b40fe93be6a869ae21ad3312b10f2c221c029a16", Time: "2026-12-07T04:27:12+01:00", Modified: true},
 			want: []string{"modelgate v0.0.0-20261207032712-b40fe93be6a8+dirty\n", "revision:  b40fe93be6a869ae21ad3312b10f2c221c029a16 (modified",
 				"committed: 2026-12-07T04:27:12+01:00\n"},
 		},
 		{
 			name:   "stamp wins over the linker's revision, linker's version wins",
 			bi:     debug.BuildInfo{Main: debug.Module{Path: "m", Version: "v0.0.0-x"}, Settings: settings("vcs.revision", "aaa", "vcs.modified", "false")},
-			linked: buildVersion{Version: "v2.0.0-rc1", Revision: "bbb"},
+			linked: buildinfo.Version{Version: "v2.0.0-rc1", Revision: "bbb"},
 			want:   []string{"modelgate v2.0.0-rc1\n", "revision:  aaa\n"},
 			not:    []string{"bbb"},
 		},
@@ -70,7 +71,7 @@ func TestVersionFromBuildInfo(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer
-			fromBuildInfo(&tc.bi, tc.linked).print(&b)
+			printVersion(&b, buildinfo.FromBuildInfo(&tc.bi, tc.linked))
 			out := b.String()
 			rest := out
 			for _, w := range tc.want {
