@@ -520,13 +520,13 @@ func (s *Store) LoadCounters(ctx context.Context) ([]counters.Entry, error) {
 			}
 			i, ok := idx[f]
 			if !ok {
-				parts := strings.SplitN(f, "\x00", 3)
-				if len(parts) != 3 {
+				k, ok := counters.DecodeKey(f)
+				if !ok {
 					continue
 				}
 				i = len(out)
 				idx[f] = i
-				out = append(out, counters.Entry{Key: counters.Key{Endpoint: parts[0], Arm: parts[1], Segment: parts[2]}})
+				out = append(out, counters.Entry{Key: k})
 			}
 			if success {
 				out[i].Successes = n

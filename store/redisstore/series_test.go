@@ -367,7 +367,7 @@ func TestDiscountedRoundTrip(t *testing.T) {
 			}
 			// The value is the 40-byte layout of the embedded store.
 			for _, e := range tc.want {
-				v, err := raw.HGet(ctx, prefix+"disc", e.Key.Endpoint+"\x00"+e.Key.Arm+"\x00"+e.Key.Segment).Bytes()
+				v, err := raw.HGet(ctx, prefix+"disc", e.Key.Encode()).Bytes()
 				if err != nil {
 					t.Fatal(err)
 				}
