@@ -36,9 +36,7 @@ type Store interface {
 	counters.Loader
 	counters.DiscStore
 	offpolicy.Store
-	Meta(ctx context.Context, key string) ([]byte, error)
-	SetMeta(ctx context.Context, key string, val []byte) error
-	SigningKey(ctx context.Context) ([]byte, error)
+	Meta
 }
 
 func countsOf(t *testing.T, s interface {
