@@ -83,7 +83,7 @@ func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*
 func (g *grpcGateway) Feedback(ctx context.Context, in *pb.FeedbackRequest) (*pb.FeedbackResponse, error) {
 	evs := make([]feedback.Event, len(in.GetEvents()))
 	for i, e := range in.GetEvents() {
-		evs[i] = feedback.Event{PredictionID: e.GetPredictionId(), Type: e.GetType(), ItemID: e.GetItemId()}
+		evs[i] = feedback.Event{PredictionID: e.GetPredictionId(), Type: feedback.EventType(e.GetType()), ItemID: e.GetItemId()}
 	}
 	res, err := g.s.feedback.Record(ctx, evs)
 	if err != nil {

@@ -25,11 +25,21 @@ const (
 	MaxItemIDLen = 1024
 )
 
+// EventType is what a feedback event reports; its text is what the API
+// and the dedupe keys hold.
+type EventType string
+
 // Event types.
 const (
-	Click      = "click"
-	Impression = "impression"
+	// Click reports a click on an item: a success of the prediction.
+	Click EventType = "click"
+	// Impression reports that the client showed the prediction's list: the
+	// trial of an endpoint whose trials_on is impression.
+	Impression EventType = "impression"
 )
+
+// Valid reports whether t is one of the event types.
+func (t EventType) Valid() bool { return t == Click || t == Impression }
 
 // Rejection codes, per event.
 const (
@@ -45,9 +55,9 @@ const (
 
 // Event is one feedback event as sent by a client.
 type Event struct {
-	PredictionID string `json:"prediction_id"`
-	Type         string `json:"type"`
-	ItemID       string `json:"item_id"`
+	PredictionID string    `json:"prediction_id"`
+	Type         EventType `json:"type"`
+	ItemID       string    `json:"item_id"`
 }
 
 // Rejection names a rejected event by its index in the call.
@@ -152,7 +162,7 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 		code := ""
 		var tok *predtoken.Token
 		switch {
-		case ev.Type != Click && ev.Type != Impression:
+		case !ev.Type.Valid():
 			code = CodeUnknownType
 		case len(ev.ItemID) > MaxItemIDLen:
 			code = CodeInvalidItemID
@@ -178,7 +188,7 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 		idx = append(idx, i)
 		id := string(tok.ID[:]) + string(binaryMillis(tok.Time))
 		op := store.FeedbackOp{
-			EventKey: "e" + id + ev.Type + "\x00" + ev.ItemID,
+			EventKey: "e" + id + string(ev.Type) + "\x00" + ev.ItemID,
 			// The distinct item_ids of one prediction are bounded by what it
 			// served, so its dedupe state is too. An event without an item
 			// (an impression of the list) is not counted against it.

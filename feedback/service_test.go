@@ -3,7 +3,10 @@ package feedback
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,8 +45,9 @@ func sign(s *predtoken.Signer, items int, at time.Time) string {
 // counted against that, and a repeat of an accepted event is a duplicate.
 func TestTooManyEvents(t *testing.T) {
 	type step struct {
-		typ, item string
-		want      string // "accepted", "duplicate", or a rejection code
+		typ  EventType
+		item string
+		want string // "accepted", "duplicate", or a rejection code
 	}
 	tests := []struct {
 		name  string
@@ -162,5 +166,38 @@ func TestDedupeAtWindowEdge(t *testing.T) {
 	c := s.table.Lookup(counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"})
 	if _, su := c.Counts(); su != 1 {
 		t.Fatalf("%d successes counted for one prediction's click, want 1", su)
+	}
+}
+
+// Event types are the API's words, case and all, and travel as JSON strings.
+func TestEventType(t *testing.T) {
+	tests := []struct {
+		json  string
+		typ   EventType
+		valid bool
+	}{
+		{`{"type":"click"}`, Click, true},
+		{`{"type":"impression"}`, Impression, true},
+		{`{"type":"Click"}`, "Click", false},
+		{`{"type":"view"}`, "view", false},
+		{`{"type":""}`, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.json, func(t *testing.T) {
+			var ev Event
+			if err := json.Unmarshal([]byte(tc.json), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Type != tc.typ || ev.Type.Valid() != tc.valid {
+				t.Errorf("type %q valid %v, want %q valid %v", ev.Type, ev.Type.Valid(), tc.typ, tc.valid)
+			}
+			out, err := json.Marshal(Event{Type: tc.typ})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := `"type":` + strconv.Quote(string(tc.typ)); !strings.Contains(string(out), want) {
+				t.Errorf("marshalled %s, want it to hold %s", out, want)
+			}
+		})
 	}
 }
