@@ -62,8 +62,12 @@ func (s *Spec) Timeout() time.Duration { return time.Duration(s.TimeoutMS) * tim
 // The zero value is ready to use and safe for concurrent use.
 type Driver struct{}
 
-// Type is "embedded".
-func (Driver) Type() string { return "embedded" }
+// Type is the backend type a model version names to be served by this
+// driver ("type" in its backend config).
+const Type = "embedded"
+
+// Type returns Type.
+func (Driver) Type() string { return Type }
 
 // NewConfig returns a new *Spec.
 func (Driver) NewConfig() backend.Config { return new(Spec) }

@@ -71,8 +71,12 @@ func NewDriver(library string, intraOpThreads int) *Driver {
 	return &Driver{library: library, intraOpThreads: intraOpThreads}
 }
 
-// Type is "onnx".
-func (*Driver) Type() string { return "onnx" }
+// Type is the backend type a model version names to be served by this
+// driver ("type" in its backend config).
+const Type = "onnx"
+
+// Type returns Type.
+func (*Driver) Type() string { return Type }
 
 // NewConfig returns a new *Spec.
 func (*Driver) NewConfig() backend.Config { return new(Spec) }

@@ -88,8 +88,12 @@ type Driver struct {
 // The caller owns pool and closes it after the last version is closed.
 func NewDriver(pool *Pool) *Driver { return &Driver{pool: pool} }
 
-// Type is "tfserving".
-func (*Driver) Type() string { return "tfserving" }
+// Type is the backend type a model version names to be served by this
+// driver ("type" in its backend config).
+const Type = "tfserving"
+
+// Type returns Type.
+func (*Driver) Type() string { return Type }
 
 // NewConfig returns a new *Spec.
 func (*Driver) NewConfig() backend.Config { return new(Spec) }

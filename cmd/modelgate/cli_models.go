@@ -174,7 +174,7 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 	}
 	spec := bytes.TrimSpace(v.Features)
 	if len(spec) == 0 || string(spec) == "null" || string(spec) == "{}" {
-		if v.Backend.Type == "embedded" {
+		if v.Backend.Type == embedded.Type {
 			fmt.Fprintln(stdout, "features: none (an embedded version reads user_id and features.recent_items)")
 		} else {
 			fmt.Fprintln(stdout, "features: none")
@@ -290,7 +290,7 @@ func buildVersionBody(f *registerFlags, warn func(string)) (body *registry.Versi
 		if f.set("timeout-ms") {
 			spec.TimeoutMS = f.timeoutMS // 0, the server's default, is sent as no value
 		}
-		b = &registry.BackendSpec{Type: "embedded", Config: spec}
+		b = &registry.BackendSpec{Type: embedded.Type, Config: spec}
 	} else {
 		if f.tfserving == "" {
 			return nil, nil, fmt.Errorf("--tfserving needs a HOST:PORT target")
@@ -318,7 +318,7 @@ func buildVersionBody(f *registerFlags, warn func(string)) (body *registry.Versi
 				spec.Outputs.IDs = f.idsOutput
 			}
 		}
-		b = &registry.BackendSpec{Type: "tfserving", Config: spec}
+		b = &registry.BackendSpec{Type: tfserving.Type, Config: spec}
 	}
 	body = &registry.VersionBody{Backend: b, Features: features}
 	if len(f.metadata.vals) > 0 {
@@ -345,7 +345,7 @@ func versionBodyFromFile(f *registerFlags, features json.RawMessage, warn func(s
 		Type string `json:"type"`
 		Path string `json:"path"`
 	}
-	if json.Unmarshal(body["backend"], &backend) == nil && backend.Type == "embedded" &&
+	if json.Unmarshal(body["backend"], &backend) == nil && backend.Type == embedded.Type &&
 		backend.Path != "" && !filepath.IsAbs(backend.Path) {
 		warn(fmt.Sprintf("note: backend.path %q in %s is relative: the server resolves it against its own working directory, not this one", backend.Path, f.file))
 	}
