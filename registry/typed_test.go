@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/store"
@@ -41,6 +42,28 @@ func TestEnumsValid(t *testing.T) {
 
 // Each typed field refuses what it refused as a string, with the same
 // code, field and message; durations are judged by their field's range.
+// Every policy type draws from its prior and floor; only uniform changes
+// the kind (discounted-thompson discounts the counts, not the sampling).
+func TestPolicyBandit(t *testing.T) {
+	tests := []struct {
+		typ  PolicyType
+		kind bandit.Kind
+	}{
+		{PolicyThompson, bandit.Thompson},
+		{PolicyDiscountedThompson, bandit.Thompson},
+		{PolicyUniform, bandit.Uniform},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.typ), func(t *testing.T) {
+			p := Policy{Type: tc.typ, Prior: Prior{Alpha: 2, Beta: 30}, MinShare: 0.05}
+			want := bandit.Policy{Kind: tc.kind, Prior: bandit.Prior{Alpha: 2, Beta: 30}, MinShare: 0.05}
+			if got := p.Bandit(); got != want {
+				t.Errorf("Bandit() = %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
 func TestTypedFieldErrors(t *testing.T) {
 	reg := newReg(t, openDB(t, t.TempDir()))
 	tests := []struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/duration"
 	"github.com/modelgate/modelgate/fault"
@@ -156,6 +157,19 @@ type Policy struct {
 	// stored before the field existed) means DefaultMaxSegments: use
 	// SegmentCap.
 	MaxSegments int `json:"max_segments"`
+}
+
+// Bandit returns the policy as package bandit draws from it: its prior,
+// floor and kind (uniform, or Thompson sampling for thompson and
+// discounted-thompson, whose discounting is in the counts it is given).
+// The router and the report both convert through it, so a report's shares
+// are those of the policy the router runs.
+func (p *Policy) Bandit() bandit.Policy {
+	bp := bandit.Policy{Prior: bandit.Prior{Alpha: p.Prior.Alpha, Beta: p.Prior.Beta}, MinShare: p.MinShare}
+	if p.Type == PolicyUniform {
+		bp.Kind = bandit.Uniform
+	}
+	return bp
 }
 
 // MaxMaxSegments is the largest max_segments a policy may set.

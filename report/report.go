@@ -167,20 +167,16 @@ func Build(in Input) *Report {
 			"segments_capped: %d requests were served in segment %q because the endpoint has max_segments %d segments",
 			overflowed, counters.OtherSegment, ep.Policy.SegmentCap()))
 	}
-	prior := bandit.Prior{Alpha: ep.Policy.Prior.Alpha, Beta: ep.Policy.Prior.Beta}
+	pol := ep.Policy.Bandit()
 	// Common random numbers: the same counts give the same P(best),
 	// expected loss and value remaining, look after look.
-	rng := bandit.SeededBy(ep.Name+"\x00"+segment, prior, ep.Policy.MinShare, arms)
+	rng := bandit.SeededBy(ep.Name+"\x00"+segment, pol.Prior, pol.MinShare, arms)
 	draws := in.Draws
 	if draws <= 0 {
 		draws = Draws
 	}
-	an := bandit.Analyze(rng, prior, arms, draws)
+	an := bandit.Analyze(rng, pol.Prior, arms, draws)
 	shares := make([]float64, len(arms))
-	pol := bandit.Policy{Prior: prior, MinShare: ep.Policy.MinShare}
-	if ep.Policy.Type == registry.PolicyUniform {
-		pol.Kind = bandit.Uniform
-	}
 	if len(policyShares) == len(arms) {
 		copy(shares, policyShares)
 	} else {

@@ -243,15 +243,6 @@ func Segment(segmentBy []string, ctx map[string]string) string {
 
 var segmentEscaper = strings.NewReplacer("%", "%25", ",", "%2C", "=", "%3D", "\x00", "%00")
 
-// BanditPolicy converts an endpoint policy for package bandit.
-func BanditPolicy(p *registry.Policy) bandit.Policy {
-	bp := bandit.Policy{Prior: bandit.Prior{Alpha: p.Prior.Alpha, Beta: p.Prior.Beta}, MinShare: p.MinShare}
-	if p.Type == registry.PolicyUniform {
-		bp.Kind = bandit.Uniform
-	}
-	return bp
-}
-
 // Validate checks a request's own fields (not the endpoint's feature spec).
 func Validate(req *Request) error {
 	if req.UserID == "" {
@@ -570,7 +561,7 @@ func (r *Router) PolicyShares(endpoint, segment string) []float64 {
 	for i, name := range ep.Arms {
 		arms[i] = r.armInput(snap, ep, segment, name, now)
 	}
-	pol := BanditPolicy(&ep.Policy)
+	pol := ep.Policy.Bandit()
 	if sh, ok := exactShares(pol, arms); ok {
 		return sh
 	}
@@ -825,7 +816,7 @@ func filterItems(items []backend.Item, cands []string, excl map[string]struct{},
 // endpoint-wide shares until its own are computed. Nothing here computes a
 // Monte Carlo estimate: a new segment costs what a known one does.
 func (r *Router) shares(ep *registry.Endpoint, segment string, arms []bandit.Arm, now time.Time) []float64 {
-	pol := BanditPolicy(&ep.Policy)
+	pol := ep.Policy.Bandit()
 	if sh, ok := exactShares(pol, arms); ok {
 		return sh
 	}
@@ -1006,7 +997,7 @@ func (r *Router) refresh(k segKey) {
 	for i, name := range ep.Arms {
 		arms[i] = r.armInput(snap, ep, k.segment, name, now)
 	}
-	st.shares.Store(r.computeShares(BanditPolicy(&ep.Policy), ep.Arms, arms, now))
+	st.shares.Store(r.computeShares(ep.Policy.Bandit(), ep.Arms, arms, now))
 }
 
 func (r *Router) computeShares(pol bandit.Policy, names []string, arms []bandit.Arm, now time.Time) *shareSet {
