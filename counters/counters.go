@@ -166,6 +166,37 @@ func InAggregate(segment string) bool {
 	return segment != AllSegment && segment != AggregateSegment
 }
 
+// View returns the segment whose cells hold the counts of segment as the
+// bandit sees them on an endpoint, segmented when it has segment_by: for
+// "" or AllSegment of a segmented endpoint, AggregateSegment (the sum of its
+// segments, InAggregate); otherwise segment itself, "" being AllSegment.
+// The router draws from the view's cells and a report adds up the cells
+// InView names, so both read the same counts. In particular cells left from
+// an earlier segment_by are not part of "all": the AllSegment cells of an
+// endpoint that has since become segmented, and the named segments of one
+// that no longer is.
+func View(segmented bool, segment string) string {
+	if segment == "" {
+		segment = AllSegment
+	}
+	if segmented && segment == AllSegment {
+		return AggregateSegment
+	}
+	return segment
+}
+
+// InView reports whether the counts of a cell in segment make up view, a
+// View result: for AggregateSegment, every segment that belongs in the
+// aggregate (what its cells hold, see InAggregate); otherwise view's own.
+// An AggregateSegment cell itself is in no view: summing it with the
+// segments would count them twice.
+func InView(view, segment string) bool {
+	if view == AggregateSegment {
+		return InAggregate(segment)
+	}
+	return segment == view && segment != AggregateSegment
+}
+
 // AddToAggregate adds trials and successes just counted on k to the
 // endpoint-wide AggregateSegment cell of k's arm, when k's segment belongs
 // in it (InAggregate). The aggregate is in memory only: its counts are never

@@ -114,3 +114,53 @@ func TestAggregateAddedEqualsRebuilt(t *testing.T) {
 	tb.Refresh(nil)
 	check("rebuilt")
 }
+
+// The view of "all" on a segmented endpoint is the aggregate; every other
+// view is the segment itself.
+func TestView(t *testing.T) {
+	tests := []struct {
+		segmented bool
+		segment   string
+		want      string
+	}{
+		{false, "", AllSegment},
+		{false, AllSegment, AllSegment},
+		{false, "surface=music", "surface=music"},
+		{true, "", AggregateSegment},
+		{true, AllSegment, AggregateSegment},
+		{true, "surface=music", "surface=music"},
+		{true, OtherSegment, OtherSegment},
+	}
+	for _, tc := range tests {
+		if got := View(tc.segmented, tc.segment); got != tc.want {
+			t.Errorf("View(%v, %q) = %q, want %q", tc.segmented, tc.segment, got, tc.want)
+		}
+	}
+}
+
+// A view holds the cells its counts are read from: the aggregate's are the
+// segments InAggregate names, never the stale "all" cells of an endpoint
+// that became segmented nor the aggregate cells themselves.
+func TestInView(t *testing.T) {
+	tests := []struct {
+		view, segment string
+		want          bool
+	}{
+		{AggregateSegment, "surface=music", true},
+		{AggregateSegment, OtherSegment, true},
+		{AggregateSegment, AllSegment, false},
+		{AggregateSegment, AggregateSegment, false},
+		{AllSegment, AllSegment, true},
+		{AllSegment, "surface=music", false},
+		{AllSegment, OtherSegment, false},
+		{AllSegment, AggregateSegment, false},
+		{"surface=music", "surface=music", true},
+		{"surface=music", "surface=news", false},
+		{"surface=music", AggregateSegment, false},
+	}
+	for _, tc := range tests {
+		if got := InView(tc.view, tc.segment); got != tc.want {
+			t.Errorf("InView(%q, %q) = %v, want %v", tc.view, tc.segment, got, tc.want)
+		}
+	}
+}

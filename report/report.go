@@ -117,7 +117,9 @@ type Input struct {
 
 // Build computes the report of an endpoint for one segment from the counters
 // in the table. segment "" or "all" aggregates every segment (for an endpoint
-// without segment_by, "all" is its only segment).
+// without segment_by, "all" is its only segment): it reads the cells the
+// router draws from (counters.View), so counts left in segments of an
+// earlier segment_by setting are not in it.
 //
 // available tells whether an arm's model can serve now (nil: every arm
 // can); an arm that cannot is reported "unavailable" with no traffic share,
@@ -141,16 +143,18 @@ func Build(in Input) *Report {
 	if entries == nil {
 		entries = table.Entries(ep.Name)
 	}
+	// The cells the router draws this segment's posterior from: for "all"
+	// of a segmented endpoint, the sum of its segments (not cells left
+	// from before segment_by was set); of one without segment_by, its one
+	// segment (not the segments of an earlier segment_by).
+	view := counters.View(len(ep.Policy.SegmentBy) > 0, segment)
 	var overflowed uint64
 	for _, e := range entries {
-		if e.Key.Segment == counters.AggregateSegment {
-			continue
-		}
 		if e.Key.Segment == counters.OtherSegment {
 			overflowed += e.Trials
 		}
 		i, ok := idx[e.Key.Arm]
-		if !ok || (segment != counters.AllSegment && e.Key.Segment != segment) {
+		if !ok || !counters.InView(view, e.Key.Segment) {
 			continue
 		}
 		arms[i].Trials += e.Trials

@@ -31,6 +31,107 @@ func TestSegmentsCappedWarning(t *testing.T) {
 	}
 }
 
+// The "all" report reads the cells the router draws from. Counts left by an
+// earlier segment_by setting stay in the table but are not the posterior the
+// bandit uses now, so they are not in "all": the pre-segmentation "all"
+// cells of an endpoint that became segmented, the segments of one that no
+// longer is. Otherwise the report could declare a winner from evidence the
+// policy ignores, beside traffic shares that show no such thing. A stale
+// segment keeps its own report.
+func TestAllAfterSegmentByChanged(t *testing.T) {
+	type counts map[string][2]uint64 // arm -> trials, successes
+	tests := []struct {
+		name      string
+		segmentBy []string
+		cells     map[string]counts // segment -> its cells
+		want      counts            // "all"
+		status    string            // "all"'s decision
+	}{
+		{
+			name:      "segment_by added",
+			segmentBy: []string{"surface"},
+			cells: map[string]counts{
+				counters.AllSegment:   {"mf@1": {2000, 200}, "mf@2": {2000, 300}},
+				"surface=music":       {"mf@1": {40, 4}, "mf@2": {30, 3}},
+				"surface=news":        {"mf@1": {10, 2}},
+				counters.OtherSegment: {"mf@2": {5, 1}},
+			},
+			want:   counts{"mf@1": {50, 6}, "mf@2": {35, 4}},
+			status: "keep_running",
+		},
+		{
+			name: "segment_by removed",
+			cells: map[string]counts{
+				counters.AllSegment: {"mf@1": {60, 6}, "mf@2": {50, 5}},
+				"surface=music":     {"mf@1": {2000, 200}, "mf@2": {2000, 300}},
+			},
+			want:   counts{"mf@1": {60, 6}, "mf@2": {50, 5}},
+			status: "keep_running",
+		},
+		{
+			name:      "segmented throughout",
+			segmentBy: []string{"surface"},
+			cells: map[string]counts{
+				"surface=music": {"mf@1": {1000, 100}, "mf@2": {1000, 150}},
+				"surface=news":  {"mf@1": {1000, 100}, "mf@2": {1000, 150}},
+			},
+			want:   counts{"mf@1": {2000, 200}, "mf@2": {2000, 300}},
+			status: "winner",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := &counters.Table{}
+			ep := endpoint(tc.segmentBy...)
+			for seg, cs := range tc.cells {
+				for arm, c := range cs {
+					fill(tb, seg, arm, c[0], c[1])
+				}
+			}
+			// As the store's totals are loaded: the aggregate cells are
+			// rebuilt from the segments.
+			tb.Refresh(tb.Entries(ep.Name))
+			view := counters.View(len(ep.Policy.SegmentBy) > 0, counters.AllSegment)
+			for _, seg := range []string{"", counters.AllSegment} {
+				r := Build(Input{Endpoint: ep, Table: tb, Segment: seg, Now: time.Now(), Draws: 2000})
+				if r.Segment != counters.AllSegment {
+					t.Errorf("segment %q reported as %q", seg, r.Segment)
+				}
+				for _, a := range r.Arms {
+					if got := [2]uint64{a.Trials, a.Successes}; got != tc.want[a.Arm] {
+						t.Errorf("segment %q, %s: trials, successes %v, want %v", seg, a.Arm, got, tc.want[a.Arm])
+					}
+					// The router's cells hold the same counts.
+					var cell [2]uint64
+					if c := tb.Lookup(counters.Key{Endpoint: ep.Name, Segment: view, Arm: a.Arm}); c != nil {
+						cell[0], cell[1] = c.Counts()
+					}
+					if cell != tc.want[a.Arm] {
+						t.Errorf("%s: the router's %q cell holds %v, the report %v", a.Arm, view, cell, tc.want[a.Arm])
+					}
+				}
+				if r.Decision.Status != tc.status {
+					t.Errorf("segment %q: decision %s, want %s", seg, r.Decision.Status, tc.status)
+				}
+			}
+			// A stale named segment is still reported on its own (the
+			// stale "all" of a segmented endpoint cannot be: "all" is
+			// the sum of its segments now).
+			for seg, cs := range tc.cells {
+				if seg == counters.AllSegment || counters.InView(view, seg) {
+					continue
+				}
+				r := Build(Input{Endpoint: ep, Table: tb, Segment: seg, Now: time.Now(), Draws: 2000})
+				for _, a := range r.Arms {
+					if got := [2]uint64{a.Trials, a.Successes}; got != cs[a.Arm] {
+						t.Errorf("segment %q, %s: trials, successes %v, want %v", seg, a.Arm, got, cs[a.Arm])
+					}
+				}
+			}
+		})
+	}
+}
+
 func hasWarning(r *Report, prefix string) bool {
 	for _, w := range r.Health.Warnings {
 		if strings.HasPrefix(w, prefix) {

@@ -601,15 +601,10 @@ func (r *Router) CachedShares(endpoint, segment string) []float64 {
 }
 
 // viewSegment is the segment whose counts a report of segment reads: for
-// "" or "all" of a segmented endpoint, the endpoint-wide AggregateSegment.
+// "" or "all" of a segmented endpoint, the endpoint-wide AggregateSegment
+// (counters.View, the rule the report follows too).
 func viewSegment(ep *registry.Endpoint, segment string) string {
-	if segment == "" {
-		segment = counters.AllSegment
-	}
-	if len(ep.Policy.SegmentBy) > 0 && segment == counters.AllSegment {
-		return counters.AggregateSegment
-	}
-	return segment
+	return counters.View(len(ep.Policy.SegmentBy) > 0, segment)
 }
 
 // armInput is one arm's bandit input in segment (AggregateSegment for the
