@@ -59,9 +59,7 @@ func changePolicy(url, policy string) error {
 		if err != nil {
 			return err
 		}
-		var ep struct {
-			Arms []string `json:"arms"`
-		}
+		var ep registry.Endpoint
 		if err := json.Unmarshal(raw, &ep); err != nil {
 			return err
 		}
@@ -180,9 +178,7 @@ func TestReplicasKeepConcurrentChanges(t *testing.T) {
 	for _, r := range reps {
 		waitUntil(t, 5*time.Second, func() bool {
 			etag, raw, err := expect(200, "GET", r.url+"/v1/endpoints/cas19", "", "")
-			var ep struct {
-				Revision uint64 `json:"revision"`
-			}
+			var ep registry.Endpoint
 			return err == nil && json.Unmarshal(raw, &ep) == nil && ep.Revision == 6 && etag == `"6"`
 		})
 	}

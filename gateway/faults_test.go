@@ -20,6 +20,8 @@ import (
 
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/telemetry"
 )
 
@@ -105,14 +107,11 @@ func TestModelCallFaultsOverHTTP(t *testing.T) {
 		t.Fatal("ranker@1 never served 20 uniform requests: paused by the guardrail over refused inputs?")
 	}
 	tf.SetFault(tfservingtest.Fault{Fail: codes.Internal}) // sick, but still reachable: chosen again
-	var ep struct {
-		ArmStates  map[string]string `json:"arm_states"`
-		ArmReasons map[string]string `json:"arm_reasons"`
-	}
+	var ep registry.Endpoint
 	waitUntil(t, 20*time.Second, func() bool {
 		recommend("rej")
 		call(t, "GET", a.url+"/v1/endpoints/rej", nil, &ep)
-		return ep.ArmStates["ranker@1"] == "paused"
+		return ep.ArmStates["ranker@1"] == registry.Paused
 	})
 	mm := regexp.MustCompile(`\((\d+) of (\d+) calls\)`).FindStringSubmatch(ep.ArmReasons["ranker@1"])
 	if mm == nil {
@@ -137,13 +136,7 @@ func TestModelCallFaultsOverHTTP(t *testing.T) {
 
 	// No trial for a request nobody served; classes in the report and the
 	// metric.
-	var rep struct {
-		Arms []struct {
-			Arm    string            `json:"arm"`
-			Trials uint64            `json:"trials"`
-			Errors map[string]uint64 `json:"errors"`
-		} `json:"arms"`
-	}
+	var rep report.Report
 	call(t, "GET", a.url+"/v1/endpoints/rejonly/report", nil, &rep)
 	if len(rep.Arms) != 1 || rep.Arms[0].Trials != 0 || rep.Arms[0].Errors["rejected_input"] != 5 {
 		t.Fatalf("rejonly report %+v: want no trial and 5 rejected_input errors", rep.Arms)

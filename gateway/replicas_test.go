@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/redistest"
+	"github.com/modelgate/modelgate/registry"
 )
 
 // replicas starts n gateways in this process sharing one Redis, each with
@@ -121,11 +122,9 @@ func TestReplicasCountExactly(t *testing.T) {
 	}
 	for _, r := range reps[1:] {
 		waitUntil(t, time.Second, func() bool {
-			var ep struct {
-				ArmStates map[string]string `json:"arm_states"`
-			}
+			var ep registry.Endpoint
 			call(t, "GET", r.url+"/v1/endpoints/home", nil, &ep)
-			return ep.ArmStates["mf@2"] == "paused"
+			return ep.ArmStates["mf@2"] == registry.Paused
 		})
 	}
 	took := time.Since(start)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/modelgate/modelgate/report"
 )
 
 // Past max_segments new segment values are served in "other" and the
@@ -35,12 +37,7 @@ func TestSegmentsCappedEndToEnd(t *testing.T) {
 		}
 	}
 	traffic(t, url, "seg", 30, "s0", "s1") // with clicks, for the off-policy sums
-	var rep struct {
-		Segments []string `json:"segments"`
-		Health   struct {
-			Warnings []string `json:"warnings"`
-		} `json:"health"`
-	}
+	var rep report.Report
 	call(t, "GET", url+"/v1/endpoints/seg/report", nil, &rep)
 	if strings.Join(rep.Segments, " ") != "other surface=s0 surface=s1 surface=s2" {
 		t.Fatalf("segments %v", rep.Segments)
@@ -61,13 +58,7 @@ func TestSegmentsCappedEndToEnd(t *testing.T) {
 	if got := segmentOf(url, "s2"); got != "surface=s2" {
 		t.Fatalf("after a restart a kept segment is served in %q", got)
 	}
-	var seg struct {
-		Arms []struct {
-			OffPolicy *struct {
-				N int `json:"n"`
-			} `json:"off_policy"`
-		} `json:"arms"`
-	}
+	var seg report.Report
 	call(t, "GET", url+"/v1/endpoints/seg/report?segment=surface%3Ds0", nil, &seg)
 	n := 0
 	for _, a := range seg.Arms {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	tfpb "github.com/modelgate/modelgate/proto/tensorflow/core/protobuf"
+	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/report"
 )
 
 // ranker is a fake TF Serving model: a user hash bucket and the candidates
@@ -214,12 +218,7 @@ func TestTFServingFaultsFallBack(t *testing.T) {
 	if st := call(t, "GET", a.url+"/readyz", nil, nil); st != 200 {
 		t.Fatalf("readyz after recovery: %d", st)
 	}
-	var errs struct {
-		Arms []struct {
-			Arm    string            `json:"arm"`
-			Errors map[string]uint64 `json:"errors"`
-		} `json:"arms"`
-	}
+	var errs report.Report
 	call(t, "GET", a.url+"/v1/endpoints/tf/report", nil, &errs)
 	for _, arm := range errs.Arms {
 		if arm.Arm == "ranker@1" && arm.Errors["deadline"] == 0 {
@@ -241,27 +240,24 @@ func TestTFServingAutoArms(t *testing.T) {
 		t.Fatalf("endpoint: %d", st)
 	}
 	tf.SetVersionState("ranker", 2, tfservingtest.StateAvailable)
-	var ep struct {
-		Arms      []string          `json:"arms"`
-		ArmStates map[string]string `json:"arm_states"`
-	}
+	var ep registry.Endpoint
 	waitUntil(t, 5*time.Second, func() bool {
 		call(t, "GET", a.url+"/v1/endpoints/tf", nil, &ep)
-		return ep.ArmStates["ranker@2"] == "active"
+		return ep.ArmStates["ranker@2"] == registry.Active
 	})
-	var mv struct {
-		Backend struct {
-			Version int64 `json:"version"`
-		} `json:"backend"`
-	}
+	var mv registry.ModelVersion
 	call(t, "GET", a.url+"/v1/models/ranker/versions/2", nil, &mv)
-	if mv.Backend.Version != 2 {
-		t.Fatalf("auto-registered version points at TF Serving version %d", mv.Backend.Version)
+	var spec tfserving.Spec // the backend config as the driver reads it
+	if raw, err := json.Marshal(mv.Backend); err != nil || json.Unmarshal(raw, &spec) != nil {
+		t.Fatalf("backend of the auto-registered version: %s, %v", raw, err)
+	}
+	if spec.Version == nil || *spec.Version != 2 {
+		t.Fatalf("auto-registered version points at TF Serving version %v, want 2", spec.Version)
 	}
 	tf.SetVersionState("ranker", 2, tfservingtest.StateEnd)
 	waitUntil(t, 5*time.Second, func() bool {
 		call(t, "GET", a.url+"/v1/endpoints/tf", nil, &ep)
-		return ep.ArmStates["ranker@2"] == "paused"
+		return ep.ArmStates["ranker@2"] == registry.Paused
 	})
 	for i := 0; i < 20; i++ {
 		var rec recResp

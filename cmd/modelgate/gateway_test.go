@@ -19,6 +19,7 @@ import (
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/gateway"
 	"github.com/modelgate/modelgate/internal/testenv"
+	"github.com/modelgate/modelgate/report"
 )
 
 func TestMain(m *testing.M) {
@@ -156,20 +157,8 @@ func call(t *testing.T, method, url string, body any, out any) int {
 	return resp.StatusCode
 }
 
-type reportResp struct {
-	Endpoint string `json:"endpoint"`
-	Arms     []struct {
-		Arm          string  `json:"arm"`
-		Trials       uint64  `json:"trials"`
-		Successes    uint64  `json:"successes"`
-		PBest        float64 `json:"p_best"`
-		TrafficShare float64 `json:"traffic_share"`
-	} `json:"arms"`
-	Decision struct {
-		Status string  `json:"status"`
-		Arm    *string `json:"arm"`
-	} `json:"decision"`
-}
+// reportResp is a report with a lookup of an arm's counts.
+type reportResp struct{ report.Report }
 
 func (r *reportResp) arm(name string) (trials, successes uint64) {
 	for _, a := range r.Arms {
