@@ -19,7 +19,7 @@ func TestAdminSocketBadRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	keys, err := auth.NewKeys(context.Background(), db, nil)
+	keys, err := auth.NewKeys(context.Background(), db, nil, auth.KeysOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

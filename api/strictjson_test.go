@@ -28,7 +28,7 @@ func strictServer(t *testing.T) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	keys, err := auth.NewKeys(context.Background(), db, nil)
+	keys, err := auth.NewKeys(context.Background(), db, nil, auth.KeysOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func TestKeysLookupCreateRevoke(t *testing.T) {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}
-	keys, err := auth.NewKeys(ctx, db, nil)
+	keys, err := auth.NewKeys(ctx, db, nil, auth.KeysOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestKeysRunSeesOtherWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	keys, err := auth.NewKeys(ctx, db, nil)
+	keys, err := auth.NewKeys(ctx, db, nil, auth.KeysOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +143,93 @@ func TestKeysRunSeesOtherWriters(t *testing.T) {
 			t.Fatal("revocation not seen within 1 s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// touchStore records the deadline of each TouchKeys and, when hang is set,
+// answers it only when its context ends: a store that stopped answering.
+type touchStore struct {
+	auth.Store
+	hang      bool
+	deadlines chan time.Time
+}
+
+func (s *touchStore) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+	d, _ := ctx.Deadline()
+	s.deadlines <- d
+	if s.hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Store.TouchKeys(ctx, used)
+}
+
+// Run's last write of last-use times ends by the deadline of
+// KeysOptions.FinalContext, so that a server's shutdown is not held by a
+// store that hangs, and never later than FlushTimeout, as without it.
+func TestKeysRunFinalFlushDeadline(t *testing.T) {
+	const margin = 500 * time.Millisecond // scheduling on a busy machine under -race
+	for _, tc := range []struct {
+		name  string
+		final time.Duration // deadline of FinalContext from the start; 0: no FinalContext
+		hang  bool
+		want  time.Duration // deadline of the write from the start
+	}{
+		{"final context bounds a hanging store", 300 * time.Millisecond, true, 300 * time.Millisecond},
+		{"no final context", 0, false, auth.FlushTimeout},
+		{"final context later than FlushTimeout", time.Hour, false, auth.FlushTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := store.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			plain, _, err := auth.Create(context.Background(), db, auth.Key{Name: "app1", Scopes: []string{"client"}}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &touchStore{Store: db, hang: tc.hang, deadlines: make(chan time.Time, 1)}
+			start := time.Now()
+			var opts auth.KeysOptions
+			if tc.final > 0 {
+				fctx, cancel := context.WithDeadline(context.Background(), start.Add(tc.final))
+				defer cancel()
+				opts.FinalContext = func() context.Context { return fctx }
+			}
+			keys, err := auth.NewKeys(context.Background(), st, nil, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keys.Lookup(plain) == nil {
+				t.Fatal("key not found")
+			}
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { keys.Run(ctx, nil); close(done) }()
+			stop() // before the first TouchInterval: the last write is the only one
+			select {
+			case <-done:
+			case <-time.After(tc.want + margin):
+				t.Fatalf("Run did not return within %v", tc.want+margin)
+			}
+			var got time.Time
+			select {
+			case got = <-st.deadlines:
+			default:
+				t.Fatal("Run did not write the last-use times")
+			}
+			if d := got.Sub(start); d < tc.want-margin || d > tc.want+margin {
+				t.Fatalf("last write's deadline %v after the start, want %v", d.Round(time.Millisecond), tc.want)
+			}
+			if tc.hang {
+				return
+			}
+			all, err := db.ListKeys(context.Background())
+			if err != nil || len(all) != 1 || all[0].LastUsed.IsZero() {
+				t.Fatalf("last use not recorded: %+v %v", all, err)
+			}
+		})
 	}
 }
 

@@ -17,12 +17,27 @@ const (
 	TouchInterval   = 2 * time.Second
 )
 
+// FlushTimeout bounds one write of the noted last-use times (Flush), so
+// that a slow store does not hold Run's loop.
+const FlushTimeout = 5 * time.Second
+
+// KeysOptions are the optional settings of Keys. The zero value bounds
+// Run's last flush by FlushTimeout alone.
+type KeysOptions struct {
+	// FinalContext, when set, gives the context of the flush Run makes
+	// once its own context has ended, so that a server bounds it by its
+	// shutdown deadline (and never beyond FlushTimeout); it is called
+	// once, then. Nil: FlushTimeout from the end of Run's context.
+	FinalContext func() context.Context
+}
+
 // Keys is the cache of the stored keys that requests are checked against.
 // Safe for concurrent use.
 type Keys struct {
-	st  Store
-	log *slog.Logger
-	now func() time.Time
+	st    Store
+	log   *slog.Logger
+	now   func() time.Time
+	final func() context.Context
 
 	mu     sync.RWMutex
 	byHash map[Hash]*Key
@@ -32,11 +47,11 @@ type Keys struct {
 }
 
 // NewKeys loads the keys of st. log may be nil.
-func NewKeys(ctx context.Context, st Store, log *slog.Logger) (*Keys, error) {
+func NewKeys(ctx context.Context, st Store, log *slog.Logger, opts KeysOptions) (*Keys, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	k := &Keys{st: st, log: log, now: time.Now, touched: map[string]time.Time{}}
+	k := &Keys{st: st, log: log, now: time.Now, final: opts.FinalContext, touched: map[string]time.Time{}}
 	if err := k.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -87,7 +102,8 @@ func (k *Keys) Len() int {
 
 // Run refreshes the cache every RefreshInterval and whenever changes
 // delivers (nil: never), and writes last-use times every TouchInterval,
-// until ctx ends; then it writes them once more.
+// until ctx ends; then it writes them once more (see
+// KeysOptions.FinalContext).
 func (k *Keys) Run(ctx context.Context, changes <-chan struct{}) {
 	refresh := time.NewTicker(RefreshInterval)
 	defer refresh.Stop()
@@ -103,7 +119,7 @@ func (k *Keys) Run(ctx context.Context, changes <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
-			k.Flush(context.Background())
+			k.finalFlush(ctx)
 			return
 		case <-refresh.C:
 			reload()
@@ -119,7 +135,18 @@ func (k *Keys) Run(ctx context.Context, changes <-chan struct{}) {
 	}
 }
 
-// Flush writes the noted last-use times.
+// finalFlush is Run's last flush, after ctx ended: on
+// KeysOptions.FinalContext, else on ctx's values, each within FlushTimeout.
+func (k *Keys) finalFlush(ctx context.Context) {
+	fctx := context.WithoutCancel(ctx)
+	if k.final != nil {
+		fctx = k.final()
+	}
+	k.Flush(fctx)
+}
+
+// Flush writes the noted last-use times, within FlushTimeout and ctx.
+// Times it could not write are dropped.
 func (k *Keys) Flush(ctx context.Context) {
 	k.touchMu.Lock()
 	used := k.touched
@@ -128,7 +155,7 @@ func (k *Keys) Flush(ctx context.Context) {
 	if len(used) == 0 {
 		return
 	}
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	fctx, cancel := context.WithTimeout(ctx, FlushTimeout)
 	defer cancel()
 	if err := k.st.TouchKeys(fctx, used); err != nil {
 		k.log.Warn("recording API key last use", "err", err)

@@ -39,7 +39,7 @@ func ApplyKeys(ctx context.Context, dataDir, redisURL string, req api.AdminReque
 		return nil, err
 	}
 	defer closeStore()
-	keys, err := auth.NewKeys(ctx, st, nil)
+	keys, err := auth.NewKeys(ctx, st, nil, auth.KeysOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("load API keys: %w", err)
 	}

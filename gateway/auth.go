@@ -18,7 +18,7 @@ import (
 // wireAuth makes the server's API keys and rate limiter (shared through
 // Redis when the store is Redis); with auth.mode keys they are enforced.
 func wireAuth(ctx context.Context, cfg *config.Config, db openedStore, log *slog.Logger) (*auth.Keys, *api.Auth, error) {
-	keys, err := auth.NewKeys(ctx, db, log)
+	keys, err := auth.NewKeys(ctx, db, log, auth.KeysOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load API keys: %w", err)
 	}
