@@ -17,8 +17,10 @@ import (
 
 // wireAuth makes the server's API keys and rate limiter (shared through
 // Redis when the store is Redis); with auth.mode keys they are enforced.
-func wireAuth(ctx context.Context, cfg *config.Config, db openedStore, log *slog.Logger) (*auth.Keys, *api.Auth, error) {
-	keys, err := auth.NewKeys(ctx, db, log, auth.KeysOptions{})
+// The keys' last write of last-use times runs on final, the shutdown's
+// context, so that it ends by the shutdown deadline.
+func wireAuth(ctx context.Context, cfg *config.Config, db openedStore, log *slog.Logger, final func() context.Context) (*auth.Keys, *api.Auth, error) {
+	keys, err := auth.NewKeys(ctx, db, log, auth.KeysOptions{FinalContext: final})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load API keys: %w", err)
 	}

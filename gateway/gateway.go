@@ -541,7 +541,7 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 		}
 	}
 	fb := feedback.NewService(signer, db, table, lookup(reg), log, fbOpts)
-	apiKeys, apiAuth, err := wireAuth(ctx, cfg, db, log)
+	apiKeys, apiAuth, err := wireAuth(ctx, cfg, db, log, stop.stopping)
 	if err != nil {
 		return nil, err
 	}

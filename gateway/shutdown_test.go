@@ -21,7 +21,9 @@ import (
 
 	"github.com/modelgate/modelgate/api"
 	"github.com/modelgate/modelgate/audit"
+	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
+	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/offpolicy"
@@ -316,6 +318,56 @@ func TestShutdownBoundedByTimeoutWhenTheStoreHangs(t *testing.T) {
 	}
 	if st := <-stuck; st == http.StatusOK {
 		t.Fatal("the click stuck in the store was acknowledged")
+	}
+}
+
+// A key store that stops answering does not hold the shutdown past
+// limits.shutdown_timeout either: the last write of the keys' last-use
+// times, stuck, gives up at the deadline.
+func TestShutdownBoundedByTimeoutWhenTheKeyStoreHangs(t *testing.T) {
+	const timeout = time.Second           // well under auth.FlushTimeout
+	const margin = 750 * time.Millisecond // scheduling on a busy machine under -race
+	dir := t.TempDir()
+	db, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _, err := auth.Create(context.Background(), db, auth.Key{Name: "root", Scopes: []string{auth.ScopeAdmin}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &hangingStore{stateStore: db}
+	cfg := demoConfig(t, "")
+	cfg.Limits.ShutdownTimeout = timeout
+	cfg.Auth.Mode = config.AuthKeys
+	g, err := newGateway(context.Background(), cfg, Options{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}, openedStore{stateStore: hs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+
+	// A call with the key notes its use, which the last write has to store.
+	if r := do(t, "GET", g.URL()+"/v1/models", plain, false, nil); r.status != http.StatusOK {
+		t.Fatalf("models with the key: %d", r.status)
+	}
+	hs.hang.Store(true)
+
+	start := time.Now()
+	cancel() // before the keys' first periodic write: the last one has the use to store
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(timeout + 10*time.Second):
+		t.Fatal("Run did not return")
+	}
+	if took := time.Since(start); took > timeout+margin {
+		t.Fatalf("shutdown took %v with shutdown_timeout %v", took.Round(time.Millisecond), timeout)
 	}
 }
 
