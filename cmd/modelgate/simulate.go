@@ -1,10 +1,10 @@
 package main
 
 // `modelgate simulate`: the offline bandit simulator (package sim) on the
-// command line. The flags fill a sim.Scenario, which sim checks and expands
-// into one sim.Config per (policy, batch) series; the command runs them and
-// prints them in sim's table, CSV or JSON form, and optionally writes sim's
-// SVG chart.
+// command line. sim registers the flags that fill a sim.Scenario, checks it
+// and expands it into one sim.Config per (policy, batch) series; the command
+// adds the output flags, runs the series and prints them in sim's table, CSV
+// or JSON form, and optionally writes sim's SVG chart.
 
 import (
 	"context"
@@ -12,13 +12,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 
-	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/sim"
 )
@@ -114,188 +111,26 @@ Exit status: 0 ok; 1 the run failed (e.g. the plot could not be written);
 2 usage error (bad flags).
 `
 
-// floatList is a comma-separated list of numbers.
-type floatList []float64
-
-func (l *floatList) String() string {
-	if l == nil {
-		return ""
-	}
-	s := make([]string, len(*l))
-	for i, v := range *l {
-		s[i] = strconv.FormatFloat(v, 'g', -1, 64)
-	}
-	return strings.Join(s, ",")
-}
-
-func (l *floatList) Set(v string) error {
-	xs, err := parseFloats(v)
-	if err != nil {
-		return err
-	}
-	*l = xs
-	return nil
-}
-
-func parseFloats(v string) ([]float64, error) {
-	var xs []float64
-	for _, f := range strings.Split(v, ",") {
-		x, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, fmt.Errorf("%q is not a number", strings.TrimSpace(f))
-		}
-		xs = append(xs, x)
-	}
-	return xs, nil
-}
-
-// intList is a comma-separated list of integers.
-type intList []int
-
-func (l *intList) String() string {
-	if l == nil {
-		return ""
-	}
-	s := make([]string, len(*l))
-	for i, v := range *l {
-		s[i] = strconv.Itoa(v)
-	}
-	return strings.Join(s, ",")
-}
-
-func (l *intList) Set(v string) error {
-	var xs []int
-	for _, f := range strings.Split(v, ",") {
-		x, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil {
-			return fmt.Errorf("%q is not an integer", strings.TrimSpace(f))
-		}
-		xs = append(xs, x)
-	}
-	*l = xs
-	return nil
-}
-
-// rateLists collects --rates-after: each use of the flag appends one or more
-// ';'-separated lists.
-type rateLists [][]float64
-
-func (l *rateLists) String() string {
-	if l == nil {
-		return ""
-	}
-	s := make([]string, len(*l))
-	for i, v := range *l {
-		fl := floatList(v)
-		s[i] = fl.String()
-	}
-	return strings.Join(s, ";")
-}
-
-func (l *rateLists) Set(v string) error {
-	for part := range strings.SplitSeq(v, ";") {
-		xs, err := parseFloats(part)
-		if err != nil {
-			return err
-		}
-		*l = append(*l, xs)
-	}
-	return nil
-}
-
-// betaFlag is "A,B", the shapes of a Beta distribution.
-type betaFlag struct{ p *bandit.Prior }
-
-func (b *betaFlag) String() string {
-	if b == nil || b.p == nil {
-		return ""
-	}
-	return fmt.Sprintf("%g,%g", b.p.Alpha, b.p.Beta)
-}
-
-func (b *betaFlag) Set(v string) error {
-	xs, err := parseFloats(v)
-	if err != nil {
-		return err
-	}
-	if len(xs) != 2 || !(xs[0] > 0 && xs[1] > 0) {
-		return errors.New("want A,B: two positive numbers, the shapes of Beta(A,B)")
-	}
-	b.p = &bandit.Prior{Alpha: xs[0], Beta: xs[1]}
-	return nil
-}
-
-// stringList is a comma-separated list of names.
-type stringList []string
-
-func (l *stringList) String() string {
-	if l == nil {
-		return ""
-	}
-	return strings.Join(*l, ",")
-}
-
-func (l *stringList) Set(v string) error {
-	var xs []string
-	for f := range strings.SplitSeq(v, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			xs = append(xs, f)
-		}
-	}
-	*l = xs
-	return nil
-}
-
+// simulateFlags is what simulate's flags fill in: the scenario (its flags
+// are sim's) and the output options, which only the command knows.
 type simulateFlags struct {
-	rates                  floatList
-	k                      int
-	best, gap              float64
-	armPrior, newArmPrior  betaFlag
-	horizon, runs, workers int
-	seed                   uint64
-	batch                  intList
-	churn                  float64
-	changeAt               intList
-	ratesAfter             rateLists
-	policies               stringList
-	prior                  betaFlag
-	minShare, epsilon      float64
-	ucbC, halfLife         float64
-	format, plot           string
-	plotTitle              string
-	logX                   bool
+	scn          sim.Scenario
+	format, plot string
+	plotTitle    string
+	logX         bool
 }
 
 // newSimulateFlagSet defines simulate's flags, parsed into f; errors go to
 // stderr.
 func newSimulateFlagSet(f *simulateFlags, stderr io.Writer) *flag.FlagSet {
-	*f = simulateFlags{batch: intList{1}, policies: stringList{sim.Thompson}}
+	*f = simulateFlags{}
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Var(&f.rates, "rates", "true click rate of each arm")
-	fs.IntVar(&f.k, "k", 0, "number of arms (with --best/--gap or --arm-prior)")
-	fs.Float64Var(&f.best, "best", 0, "rate of the best arm")
-	fs.Float64Var(&f.gap, "gap", 0, "gap between the best arm and the K−1 others")
-	fs.Var(&f.armPrior, "arm-prior", "Beta(A,B) of the true rates, drawn per run")
-	fs.Var(&f.newArmPrior, "new-arm-prior", "Beta(A,B) of the true rates of arms joining under churn")
-	fs.IntVar(&f.horizon, "horizon", 10000, "steps per run")
-	fs.IntVar(&f.runs, "runs", 100, "independent runs")
-	fs.Uint64Var(&f.seed, "seed", 1, "random seed")
-	fs.Var(&f.batch, "batch", "apply feedback every D steps")
-	fs.Float64Var(&f.churn, "churn", 0, "per-step probability that an arm is replaced")
-	fs.Var(&f.changeAt, "change-at", "steps at which the true rates change")
-	fs.Var(&f.ratesAfter, "rates-after", "rates after each change point")
-	fs.Var(&f.policies, "policy", "policies to simulate")
-	fs.Var(&f.prior, "prior", "Beta(A,B) prior of Thompson sampling")
-	fs.Float64Var(&f.minShare, "min-share", 0, "exploration floor of Thompson sampling")
-	fs.Float64Var(&f.epsilon, "epsilon", sim.DefaultEpsilon, "epsilon-greedy's exploration probability")
-	fs.Float64Var(&f.ucbC, "ucb-c", bandit.DefaultUCBC, "UCB1's exploration constant")
-	fs.Float64Var(&f.halfLife, "half-life", sim.DefaultHalfLife, "discounted Thompson's half-life in steps")
+	f.scn.RegisterFlags(fs)
 	fs.StringVar(&f.format, "format", "table", "table, csv or json")
 	fs.StringVar(&f.plot, "plot", "", "write an SVG chart to this file")
 	fs.BoolVar(&f.logX, "log-x", true, "logarithmic t axis in the plot")
 	fs.StringVar(&f.plotTitle, "plot-title", "", "title of the plot")
-	fs.IntVar(&f.workers, "workers", 0, "goroutines playing runs (0: GOMAXPROCS)")
 	// The flag package reports a bad flag itself; the full help goes to
 	// stdout only when asked for.
 	fs.Usage = func() {}
@@ -346,11 +181,11 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	// The header describes what all series share; the batch size is in the
 	// labels when it differs between series.
 	header := cfgs[0]
-	if len(f.batch) > 1 {
+	if len(scn.Batches) > 1 {
 		header.Batch = 0
 	}
 	if f.plot != "" {
-		if err := writePlot(f, header, results); err != nil {
+		if err := writePlot(&f, header, results); err != nil {
 			fmt.Fprintf(stderr, "simulate: %v\n", err)
 			return cli.ExitError
 		}
@@ -371,7 +206,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 }
 
 // scenario checks what only the command line knows (arguments, output
-// format, plot options) and fills a sim.Scenario from the flags; the
+// format, plot options) and returns the scenario sim's flags filled in; the
 // scenario's own rules are sim's.
 func (f *simulateFlags) scenario(args []string, set map[string]bool) (*sim.Scenario, error) {
 	if len(args) > 0 {
@@ -385,32 +220,10 @@ func (f *simulateFlags) scenario(args []string, set map[string]bool) (*sim.Scena
 	if (set["plot-title"] || set["log-x"]) && f.plot == "" {
 		return nil, errors.New("--plot-title and --log-x shape the plot: give --plot FILE.svg")
 	}
-	s := &sim.Scenario{
-		Rates: f.rates, ArmPrior: f.armPrior.p, NewArmPrior: f.newArmPrior.p,
-		Horizon: f.horizon, Runs: f.runs, Seed: f.seed, Batches: f.batch, Churn: f.churn,
-		ChangeAt: f.changeAt, RatesAfter: f.ratesAfter,
-		Policies: f.policies, Prior: f.prior.p, Workers: f.workers,
-	}
-	// A flag given is a parameter given: sim refuses one no policy uses.
-	for _, o := range []struct {
-		flag string
-		dst  **float64
-		v    *float64
-	}{
-		{"best", &s.Best, &f.best}, {"gap", &s.Gap, &f.gap}, {"min-share", &s.MinShare, &f.minShare},
-		{"epsilon", &s.Epsilon, &f.epsilon}, {"ucb-c", &s.UCBC, &f.ucbC}, {"half-life", &s.HalfLife, &f.halfLife},
-	} {
-		if set[o.flag] {
-			*o.dst = o.v
-		}
-	}
-	if set["k"] {
-		s.K = &f.k
-	}
-	return s, nil
+	return &f.scn, nil
 }
 
-func writePlot(f simulateFlags, cfg sim.Config, results []*sim.Result) error {
+func writePlot(f *simulateFlags, cfg sim.Config, results []*sim.Result) error {
 	title := f.plotTitle
 	if title == "" {
 		title = sim.PlotTitle(results)
