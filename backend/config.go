@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -157,6 +158,21 @@ func splitType(raw []byte) (string, []byte, error) {
 		return "", nil, err
 	}
 	return typ, out.Bytes(), nil
+}
+
+// LocalPath checks the path of a backend whose model files are on this
+// machine: it is required, and made absolute with the process's working
+// directory as the base, so a later change of directory cannot move it.
+// typ, the backend's type, names the backend in the missing_field message.
+func LocalPath(typ, path string) (string, error) {
+	if path == "" {
+		return "", fault.Field("backend.path", "missing_field", "an %s backend needs a path", typ)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fault.Field("backend.path", "invalid_model", "%v", err)
+	}
+	return abs, nil
 }
 
 // underBackend puts the field of a decoding error of the backend section

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
@@ -38,12 +37,9 @@ type Spec struct {
 // Check requires a path and makes it absolute (the process's working
 // directory is the base).
 func (s *Spec) Check() error {
-	if s.Path == "" {
-		return fault.Field("backend.path", "missing_field", "an embedded backend needs a path")
-	}
-	p, err := filepath.Abs(s.Path)
+	p, err := backend.LocalPath(Type, s.Path)
 	if err != nil {
-		return fault.Field("backend.path", "invalid_model", "%v", err)
+		return err
 	}
 	s.Path = p
 	if given(s.Batching) {

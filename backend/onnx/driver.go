@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
@@ -37,12 +36,9 @@ type BatchingSpec struct {
 
 // Check requires a path, makes it absolute and bounds the batching.
 func (s *Spec) Check() error {
-	if s.Path == "" {
-		return fault.Field("backend.path", "missing_field", "an onnx backend needs a path")
-	}
-	p, err := filepath.Abs(s.Path)
+	p, err := backend.LocalPath(Type, s.Path)
 	if err != nil {
-		return fault.Field("backend.path", "invalid_model", "%v", err)
+		return err
 	}
 	s.Path = p
 	if bt := s.Batching; bt != nil && (bt.MaxBatchSize < 1 || bt.MaxBatchSize > 4096 || bt.BatchTimeoutUS < 0 || bt.BatchTimeoutUS > 1000000) {
