@@ -1,15 +1,11 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -19,6 +15,7 @@ import (
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/feedback"
+	"github.com/modelgate/modelgate/internal/apitest"
 	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/router"
@@ -63,15 +60,7 @@ func fullDemoConfig(t testing.TB, extra string) *config.Config {
 
 func parseDemoConfig(t testing.TB, path, extra string) *config.Config {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(append(raw, []byte(extra)...), demoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return apitest.ParseConfig(t, path, demoDir, extra)
 }
 
 // haveONNXRuntime reports whether backend/onnx finds its runtime library.
@@ -169,44 +158,10 @@ func startGateway(t testing.TB, cfg *config.Config, opts Options, db openedStore
 	return &testApp{Gateway: g, url: g.URL(), grpcAddr: g.GRPCAddr().String(), dataDir: opts.DataDir, stop: stop}
 }
 
-// call sends a JSON request and decodes the JSON answer into out (when not
-// nil), returning the status.
+// call is apitest.Call, under the short name the tests use.
 func call(t *testing.T, method, url string, body any, out any) int {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %d %s: not JSON: %v", method, url, resp.StatusCode, raw, err)
-		}
-	}
-	return resp.StatusCode
+	return apitest.Call(t, method, url, body, out)
 }
 
 // The API's own answer types, under the short names the tests use.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/internal/apitest"
 	"github.com/modelgate/modelgate/internal/redistest"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
 )
@@ -90,30 +91,12 @@ type authResp struct {
 // Basic with the key as password).
 func do(t *testing.T, method, url, key string, basic bool, body any) authResp {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
+	send := apitest.Do
+	if basic {
+		send = apitest.DoBasic
 	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		if basic {
-			req.SetBasicAuth("anyone", key)
-		} else {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return authResp{resp.StatusCode, resp.Header, raw}
+	r := send(t, method, url, key, body)
+	return authResp{r.Status, r.Header, r.Body}
 }
 
 func errCode(raw []byte) (code, msg string) {

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -18,6 +14,7 @@ import (
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/gateway"
+	"github.com/modelgate/modelgate/internal/apitest"
 	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/report"
 )
@@ -96,15 +93,7 @@ func startAuthApp(t *testing.T, redisURL string) *testApp {
 // home) with extra appended.
 func demoConfig(t testing.TB, extra string) *config.Config {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(demoDir, "config-embedded.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(append(raw, []byte(extra)...), demoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return apitest.ParseConfig(t, filepath.Join(demoDir, "config-embedded.yaml"), demoDir, extra)
 }
 
 // needONNXRuntime skips the test without the ONNX Runtime library, except
@@ -119,42 +108,10 @@ func needONNXRuntime(t testing.TB) {
 	testenv.SkipOrFail(t, "ONNX Runtime library not found: run `make onnxruntime` (scripts/onnxruntime.sh) or set "+onnx.EnvLibrary)
 }
 
-// call sends a JSON request and decodes the JSON answer into out (when not
-// nil), returning the status.
+// call is apitest.Call, under the short name the tests use.
 func call(t *testing.T, method, url string, body any, out any) int {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %d %s: not JSON: %v", method, url, resp.StatusCode, raw, err)
-		}
-	}
-	return resp.StatusCode
+	return apitest.Call(t, method, url, body, out)
 }
 
 // reportResp is a report with a lookup of an arm's counts.
@@ -177,24 +134,6 @@ type authResp struct {
 // do sends a request with an optional Bearer key.
 func do(t *testing.T, method, url, key string, body any) authResp {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return authResp{resp.StatusCode, raw}
+	r := apitest.Do(t, method, url, key, body)
+	return authResp{r.Status, r.Body}
 }
