@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/modelgate/modelgate/audit"
+	"github.com/modelgate/modelgate/internal/atonce"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/registry"
 )
@@ -133,24 +133,8 @@ func TestReplicasKeepConcurrentChanges(t *testing.T) {
 				return err
 			},
 		}
-		start := make(chan struct{})
-		errs := make(chan error, len(changes))
-		var wg sync.WaitGroup
-		for _, change := range changes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				errs <- change()
-			}()
-		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatalf("round %d: %v", round, err)
-			}
+		if err := atonce.Run(changes...); err != nil {
+			t.Fatalf("round %d: %v", round, err)
 		}
 
 		raw, err := rdb.HGet(ctx, "modelgate:reg:endpoints", name).Bytes()

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/modelgate/modelgate/audit"
+	"github.com/modelgate/modelgate/internal/atonce"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/store/redisstore"
@@ -132,24 +132,8 @@ func TestConcurrentChangesAllTakeEffect(t *testing.T) {
 					func() error { _, err := r[round%3].AddArm(ctx, ep, "mf@5"); return err },
 					func() error { _, err := r[(round+1)%3].SetArmState(ctx, ep, "mf@2", Paused); return err },
 				}
-				start := make(chan struct{})
-				errs := make(chan error, len(changes))
-				var wg sync.WaitGroup
-				for _, change := range changes {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						<-start
-						errs <- change()
-					}()
-				}
-				close(start)
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					if err != nil {
-						t.Fatalf("round %d: %v", round, err)
-					}
+				if err := atonce.Run(changes...); err != nil {
+					t.Fatalf("round %d: %v", round, err)
 				}
 				got := stored(t, db, ep)
 				want := map[string]ArmState{"mf@1": Paused, "mf@2": Paused, "mf@3": Paused, "mf@4": Active, "mf@5": Active}
