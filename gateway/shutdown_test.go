@@ -269,6 +269,26 @@ func (s *hangingStore) TouchKeys(ctx context.Context, used map[string]time.Time)
 	return s.stateStore.TouchKeys(ctx, used)
 }
 
+// shutDownWithin cancels the context of Run, whose result done carries, and
+// fails the test unless Run returns without an error within timeout (the
+// limits.shutdown_timeout) and margin.
+func shutDownWithin(t *testing.T, cancel context.CancelFunc, done <-chan error, timeout, margin time.Duration) {
+	t.Helper()
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(timeout + 10*time.Second):
+		t.Fatal("Run did not return")
+	}
+	if took := time.Since(start); took > timeout+margin {
+		t.Fatalf("shutdown took %v with shutdown_timeout %v", took.Round(time.Millisecond), timeout)
+	}
+}
+
 // A store that stops answering does not hold the shutdown past
 // limits.shutdown_timeout: a feedback call stuck in the store is cut when
 // the listeners' share of it has passed, and the final trial flush and saves,
@@ -303,19 +323,7 @@ func TestShutdownBoundedByTimeoutWhenTheStoreHangs(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond) // the click reaches the store and waits there
 
-	start := time.Now()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(timeout + 10*time.Second):
-		t.Fatal("Run did not return")
-	}
-	if took := time.Since(start); took > timeout+margin {
-		t.Fatalf("shutdown took %v with shutdown_timeout %v", took.Round(time.Millisecond), timeout)
-	}
+	shutDownWithin(t, cancel, done, timeout, margin)
 	if st := <-stuck; st == http.StatusOK {
 		t.Fatal("the click stuck in the store was acknowledged")
 	}
@@ -356,19 +364,8 @@ func TestShutdownBoundedByTimeoutWhenTheKeyStoreHangs(t *testing.T) {
 	}
 	hs.hang.Store(true)
 
-	start := time.Now()
-	cancel() // before the keys' first periodic write: the last one has the use to store
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(timeout + 10*time.Second):
-		t.Fatal("Run did not return")
-	}
-	if took := time.Since(start); took > timeout+margin {
-		t.Fatalf("shutdown took %v with shutdown_timeout %v", took.Round(time.Millisecond), timeout)
-	}
+	// Before the keys' first periodic write: the last one has the use to store.
+	shutDownWithin(t, cancel, done, timeout, margin)
 }
 
 // New refuses Options that name neither a listener nor an address for a
