@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -51,19 +50,7 @@ func startGateway(t *testing.T, cfg *config.Config, opts gateway.Options) *testA
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := apitest.Run(t, g.Run)
 	return &testApp{url: g.URL(), dataDir: opts.DataDir, stop: stop}
 }
 

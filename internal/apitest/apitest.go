@@ -1,20 +1,44 @@
 // Package apitest holds what the gateway's and the command line's tests
-// both need to talk to a running gateway: JSON requests over HTTP and the
-// parsed demo config. It must not import package gateway, whose internal
+// both need to run a gateway and talk to it: its Run until the test ends,
+// JSON requests over HTTP and the parsed demo config. It must not import package gateway, whose internal
 // tests use it.
 package apitest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelgate/modelgate/config"
 )
+
+// Run calls run (a gateway's Run) in a goroutine until stop or the end of
+// the test. stop cancels run's context, as SIGTERM does, and waits until
+// run returned, which must be without an error; it may be called more
+// than once, and the test's cleanup calls it too.
+func Run(t testing.TB, run func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
 
 // Response is an HTTP answer read in full.
 type Response struct {
