@@ -62,6 +62,10 @@ type Options struct {
 	Telemetry *telemetry.Telemetry
 	// Version is the service version the telemetry reports.
 	Version string
+	// PprofAddr, when set, serves Go's runtime profiles (net/http/pprof,
+	// under /debug/pprof/) on that address, apart from the API and
+	// without authentication: for profiling under load. Empty: off.
+	PprofAddr string
 	// Seed, when not 0, makes the router's choices a function of the
 	// requests' order alone (a seeded source, shares refreshed in the
 	// request: router.Options.SyncRefresh), for tests that check what the
@@ -98,6 +102,9 @@ type Gateway struct {
 	hl, gl net.Listener // nil until New listens; Run serves them
 	hs     *http.Server
 	gs     *grpc.Server
+	// pl and ps serve the runtime profiles (Options.PprofAddr); nil when off.
+	pl net.Listener
+	ps *http.Server
 
 	retention time.Duration
 	// stop is the shutdown's deadline, shared by its last steps.
@@ -198,6 +205,13 @@ func newGateway(ctx context.Context, cfg *config.Config, opts Options, db opened
 		}
 		undo = append(undo, closeListener(g.gl))
 	}
+	if opts.PprofAddr != "" {
+		if g.pl, err = net.Listen("tcp", opts.PprofAddr); err != nil {
+			return nil, fmt.Errorf("pprof listen: %w", err)
+		}
+		undo = append(undo, closeListener(g.pl))
+		g.ps = &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: cfg.Limits.ReadTimeout}
+	}
 	g.hl = ltls.wrapHTTP(g.hl)
 	g.hs = &http.Server{Handler: g.srv.Handler(), ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
 		ReadHeaderTimeout: cfg.Limits.ReadTimeout, MaxHeaderBytes: 64 << 10}
@@ -211,6 +225,15 @@ func (g *Gateway) HTTPAddr() net.Addr { return g.hl.Addr() }
 
 // GRPCAddr is the address the gRPC API listens on.
 func (g *Gateway) GRPCAddr() net.Addr { return g.gl.Addr() }
+
+// PprofAddr is the address the runtime profiles are served on
+// (Options.PprofAddr); nil when they are not.
+func (g *Gateway) PprofAddr() net.Addr {
+	if g.pl == nil {
+		return nil
+	}
+	return g.pl.Addr()
+}
 
 // Scheme is the HTTP API's URL scheme: "https" with a tls section, else
 // "http".
@@ -265,6 +288,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if g.ps != nil {
+		grp.Go(func() error {
+			if err := g.ps.Serve(g.pl); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("pprof: %w", err)
+			}
+			return nil
+		})
+	}
 	if g.admin != nil {
 		grp.Go(func() error {
 			if err := g.srv.ServeAdmin(adminCtx, g.admin); err != nil {
@@ -373,6 +404,9 @@ func (g *Gateway) shutdownListeners(ctx context.Context) {
 		g.gs.Stop()
 		<-done // GracefulStop returns once Stop has closed everything
 	}
+	if g.ps != nil {
+		_ = g.ps.Close() // a profile under way is cut: it is not a call
+	}
 	wg.Wait()
 }
 
@@ -386,6 +420,9 @@ func (g *Gateway) Close() {
 	g.closeOnce.Do(func() {
 		_ = g.hl.Close() // already closed when Run served it
 		_ = g.gl.Close()
+		if g.pl != nil {
+			_ = g.pl.Close()
+		}
 		if g.admin != nil {
 			_ = g.admin.Close() // removes the socket file
 		}

@@ -48,7 +48,7 @@ func TestShutdownJoinsEveryGoroutine(t *testing.T) {
 			cfg.RedisURL = tc.redisURL
 			dir := t.TempDir()
 			g, err := New(context.Background(), cfg, Options{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"})
+				HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", PprofAddr: "127.0.0.1:0"})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -117,6 +117,15 @@ func TestListenerCheck(t *testing.T) {
 	if err := checkListeners(open, cfg, slog.New(slog.NewTextHandler(io.MultiWriter(&logs), nil))); err != nil || !strings.Contains(logs.String(), "--insecure") {
 		t.Fatalf("--insecure: %v %q", err, logs.String())
 	}
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{{"127.0.0.1:6060", true}, {"localhost:6060", true}, {"[::1]:6060", true}, {"0.0.0.0:6060", false}, {":6060", false}} {
+		f := serveFlags{httpAddr: "127.0.0.1:8080", grpcAddr: "127.0.0.1:9090", pprofAddr: tc.addr, insecure: true}
+		if err := checkListeners(f, config.Default(), log); (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "--pprof-addr")) {
+			t.Errorf("--pprof-addr %s: %v, want ok %v", tc.addr, err, tc.ok)
+		}
+	}
 	if _, err := config.Parse([]byte("auth: {mode: keys}\n"), "."); err != nil {
 		t.Fatal(err)
 	}

@@ -20,13 +20,14 @@ import (
 )
 
 type serveFlags struct {
-	config   string
-	httpAddr string
-	grpcAddr string
-	dataDir  string
-	redisURL string
-	insecure bool
-	logLevel string
+	config    string
+	httpAddr  string
+	grpcAddr  string
+	dataDir   string
+	redisURL  string
+	insecure  bool
+	logLevel  string
+	pprofAddr string
 }
 
 func envOr(key, def string) string {
@@ -45,10 +46,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.grpcAddr, "grpc-addr", envOr("MODELGATE_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen address (env MODELGATE_GRPC_ADDR)")
 	fs.StringVar(&f.dataDir, "data-dir", envOr("MODELGATE_DATA_DIR", "./data"), "directory of the embedded store (env MODELGATE_DATA_DIR)")
 	fs.StringVar(&f.redisURL, "redis-url", envOr("MODELGATE_REDIS_URL", ""), "redis://HOST:PORT/DB to share state between replicas (env MODELGATE_REDIS_URL)")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", envOr("MODELGATE_PPROF_ADDR", ""), "serve Go's runtime profiles (/debug/pprof/) on this loopback address, for profiling; off when empty (env MODELGATE_PPROF_ADDR)")
 	fs.BoolVar(&f.insecure, "insecure", false, "allow listening on a non-loopback address without API keys")
 	fs.StringVar(&f.logLevel, "log-level", envOr("MODELGATE_LOG_LEVEL", "info"), "debug, info, warn or error (env MODELGATE_LOG_LEVEL)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: modelgate serve [--config FILE] [--http-addr HOST:PORT] [--grpc-addr HOST:PORT] [--data-dir DIR] [--redis-url URL] [--insecure]")
+		fmt.Fprintln(stderr, "usage: modelgate serve [--config FILE] [--http-addr HOST:PORT] [--grpc-addr HOST:PORT] [--data-dir DIR] [--redis-url URL] [--pprof-addr HOST:PORT] [--insecure]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +82,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // checkListeners refuses non-loopback listeners without API keys unless
 // --insecure is given, and warns when it is.
 func checkListeners(f serveFlags, cfg *config.Config, log *slog.Logger) error {
+	if f.pprofAddr != "" && !loopback(f.pprofAddr) {
+		// The profiles have no authentication and show the process's
+		// internals: loopback only, whatever --insecure says.
+		return fmt.Errorf("--pprof-addr %s: the profiles are served without authentication, so only on a loopback address (127.0.0.1, ::1, localhost)", f.pprofAddr)
+	}
 	if cfg.Auth.Mode == config.AuthKeys {
 		return nil
 	}
@@ -124,7 +131,7 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g, err := gateway.New(ctx, cfg, gateway.Options{DataDir: f.dataDir, Logger: log, HTTPAddr: f.httpAddr, GRPCAddr: f.grpcAddr,
-		Version: readBuildVersion().Version})
+		Version: readBuildVersion().Version, PprofAddr: f.pprofAddr})
 	if err != nil {
 		return err
 	}

@@ -18,12 +18,18 @@
 //	mg-http      HTTP JSON recommend through modelgate
 //	nginx-grpc   gRPC Predict through nginx grpc_pass (the gRPC baseline)
 //	mg-grpc      gRPC Recommend through modelgate
+//	mg-http-redis, mg-grpc-redis
+//	             the same through a second gateway with --redis-url on a
+//	             local redis-server (AOF on, as in production), when
+//	             redis-server is installed (-redis)
 //
 // in interleaved rounds (-rounds), so that load from elsewhere on a shared
 // machine falls on every path alike. It prints each path's p50 and p99,
 // what it adds over direct, the ratio of that to its baseline's and the
 // closed-loop throughput, with the verdict of DESIGN.md's budget for each
-// ratio. Only ratios measured in the same run mean much on a shared
+// ratio. With -profile DIR it then loads each gateway path once more while
+// it takes the gateway's CPU and allocation profiles (served on
+// --pprof-addr) into DIR. Only ratios measured in the same run mean much on a shared
 // machine. It exits non-zero on errors (a path that failed calls or did not
 // start), never on the numbers.
 package main
@@ -78,6 +84,10 @@ func main() {
 	flag.IntVar(&o.inflight, "inflight", 256, "open loop: most calls in flight; a send due beyond it is dropped and counted")
 	flag.IntVar(&o.rounds, "rounds", 5, "split each path's open and closed loops into this many rounds, the paths interleaved")
 	flag.BoolVar(&o.markdown, "markdown", false, "also print the table in Markdown")
+	_, noRedis := exec.LookPath("redis-server")
+	flag.BoolVar(&o.redis, "redis", noRedis == nil, "also measure a gateway whose state is in a local redis-server (default: when redis-server is installed)")
+	flag.StringVar(&o.profile, "profile", "", "write CPU and allocation profiles of each gateway path to this directory, taken under the open loop after the measured rounds")
+	flag.DurationVar(&o.profileFor, "profile-for", 10*time.Second, "with -profile: how long each profile runs")
 	short := flag.Bool("short", os.Getenv("BENCH_E2E_SHORT") != "", "the short version (2 s open, 1 s closed per path); also BENCH_E2E_SHORT=1")
 	flag.Parse()
 	if *short {

@@ -33,6 +33,10 @@ const (
 	pathMGHTTP    = "mg-http"
 	pathNginxGRPC = "nginx-grpc"
 	pathMGGRPC    = "mg-grpc"
+	// The same two through a second gateway whose state is in Redis
+	// (-redis): the request path must not wait on it.
+	pathMGHTTPRedis = "mg-http-redis"
+	pathMGGRPCRedis = "mg-grpc-redis"
 )
 
 const endpointName = "bench"
@@ -46,6 +50,14 @@ type options struct {
 	inflight      int
 	markdown      bool
 	rounds        int
+	// redis adds the Redis-mode paths: a redis-server on a free port and a
+	// second gateway with --redis-url on it.
+	redis bool
+	// profile, when set, is a directory for CPU and allocation profiles of
+	// each gateway path, taken under an open loop at rate after the
+	// measured rounds (profileFor each).
+	profile    string
+	profileFor time.Duration
 }
 
 // callTimeout bounds every call the client makes.
@@ -120,27 +132,41 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	}
 	children = append(children, px)
 
-	httpPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	grpcPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	mgHTTP, mgGRPC := fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", grpcPort)
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte(modelgateConfig(backendAddr)), 0o644); err != nil {
 		return err
 	}
-	mgc, _, err := startChild("modelgate", exec.Command(mg, "serve", "--config", cfg, "--data-dir", filepath.Join(dir, "data"),
-		"--http-addr", mgHTTP, "--grpc-addr", mgGRPC, "--log-level", "warn"), filepath.Join(dir, "modelgate.log"), false)
-	if err != nil {
-		return err
+	gateways := []*gatewayChild{{name: "modelgate", httpPath: pathMGHTTP, grpcPath: pathMGGRPC}}
+	if o.redis {
+		rport, err := freePort()
+		if err != nil {
+			return err
+		}
+		raddr := fmt.Sprintf("127.0.0.1:%d", rport)
+		rdir := filepath.Join(dir, "redis")
+		if err := os.MkdirAll(rdir, 0o755); err != nil {
+			return err
+		}
+		// As the README asks of a production Redis: AOF, noeviction.
+		rc, _, err := startChild("redis-server", exec.Command("redis-server", "--port", fmt.Sprint(rport), "--bind", "127.0.0.1",
+			"--dir", rdir, "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"),
+			filepath.Join(dir, "redis.log"), false)
+		if err != nil {
+			return err
+		}
+		children = append(children, rc)
+		if err := waitListening(ctx, rc, raddr, 30*time.Second); err != nil {
+			return err
+		}
+		gateways = append(gateways, &gatewayChild{name: "modelgate-redis", httpPath: pathMGHTTPRedis, grpcPath: pathMGGRPCRedis,
+			redisURL: "redis://" + raddr + "/0"})
 	}
-	children = append(children, mgc)
-	if err := waitReady(ctx, mgc, "http://"+mgHTTP+"/readyz"); err != nil {
-		return err
+	for _, gw := range gateways {
+		c, err := gw.start(ctx, mg, cfg, dir, o.profile != "")
+		if err != nil {
+			return err
+		}
+		children = append(children, c)
 	}
 
 	nginxAddr := ""
@@ -177,15 +203,12 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		return err
 	}
 	defer backendConn.Close()
-	mgConn, err := dial(mgGRPC)
-	if err != nil {
-		return err
-	}
-	defer mgConn.Close()
 	paths := []path{
 		{pathDirect, "", predictCall(apis.NewPredictionServiceClient(backendConn), reqs)},
 		{pathProxy, "", httpCall(httpClient, "http://"+proxyAddr+"/recommend", reqs)},
-		{pathMGHTTP, pathProxy, httpCall(httpClient, "http://"+mgHTTP+"/v1/endpoints/"+endpointName+"/recommend", reqs)},
+	}
+	for _, gw := range gateways {
+		paths = append(paths, path{gw.httpPath, pathProxy, httpCall(httpClient, "http://"+gw.http+"/v1/endpoints/"+endpointName+"/recommend", reqs)})
 	}
 	if nginxAddr != "" {
 		nginxConn, err := dial(nginxAddr)
@@ -195,7 +218,14 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		defer nginxConn.Close()
 		paths = append(paths, path{pathNginxGRPC, "", predictCall(apis.NewPredictionServiceClient(nginxConn), reqs)})
 	}
-	paths = append(paths, path{pathMGGRPC, pathNginxGRPC, recommendCall(gwpb.NewGatewayClient(mgConn), reqs)})
+	for _, gw := range gateways {
+		conn, err := dial(gw.grpc)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		paths = append(paths, path{gw.grpcPath, pathNginxGRPC, recommendCall(gwpb.NewGatewayClient(conn), reqs)})
+	}
 
 	// Every path gets the same number of rounds, interleaved, so that
 	// load from elsewhere on the machine falls on all of them alike; the
@@ -254,6 +284,20 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		}
 	}
 	fmt.Fprintf(out, "load average after: %s\n", loadAvg())
+	if o.profile != "" {
+		for _, gw := range gateways {
+			for _, p := range paths {
+				if p.name != gw.httpPath && p.name != gw.grpcPath {
+					continue
+				}
+				files, err := profilePath(ctx, gw.pprof, p.call, o, p.name)
+				if err != nil {
+					return fmt.Errorf("profiling %s: %w", p.name, err)
+				}
+				fmt.Fprintf(out, "profiles of %s under %d rps: %s\n", p.name, o.rate, strings.Join(files, ", "))
+			}
+		}
+	}
 	if stalled {
 		fmt.Fprintf(out, "warning: open-loop sends were dropped: %d calls were in flight at once, so the machine stalled for at least %s; this run's percentiles say more about the machine than about the paths\n",
 			o.inflight, time.Duration(o.inflight)*time.Second/time.Duration(o.rate))
@@ -274,6 +318,104 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		return errors.New(strings.Join(failures, "; "))
 	}
 	return nil
+}
+
+// gatewayChild is one modelgate process of the run and the paths through it.
+type gatewayChild struct {
+	name               string
+	httpPath, grpcPath string
+	redisURL           string // "" for the embedded store
+	http, grpc, pprof  string // its addresses, once started
+}
+
+// start runs the gateway on the config with a fresh data dir, on free
+// ports, and waits until it is ready.
+func (gw *gatewayChild) start(ctx context.Context, bin, cfg, dir string, pprof bool) (*child, error) {
+	var ports [3]int
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+	}
+	gw.http, gw.grpc = fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+	args := []string{"serve", "--config", cfg, "--data-dir", filepath.Join(dir, gw.name+"-data"),
+		"--http-addr", gw.http, "--grpc-addr", gw.grpc, "--log-level", "warn"}
+	if gw.redisURL != "" {
+		args = append(args, "--redis-url", gw.redisURL)
+	}
+	if pprof {
+		gw.pprof = fmt.Sprintf("127.0.0.1:%d", ports[2])
+		args = append(args, "--pprof-addr", gw.pprof)
+	}
+	c, _, err := startChild(gw.name, exec.Command(bin, args...), filepath.Join(dir, gw.name+".log"), false)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(ctx, c, "http://"+gw.http+"/readyz"); err != nil {
+		c.stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// profilePath loads a path with an open loop at o.rate for o.profileFor
+// while it takes the gateway's CPU profile and the allocations made in that
+// time, and writes them to o.profile as NAME.cpu.pprof and NAME.allocs.pprof.
+func profilePath(ctx context.Context, pprofAddr string, call loadtest.Call, o options, name string) ([]string, error) {
+	if err := os.MkdirAll(o.profile, 0o755); err != nil {
+		return nil, err
+	}
+	secs := max(int(o.profileFor.Seconds()), 1)
+	kinds := []struct{ kind, url string }{
+		{"cpu", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, secs)},
+		{"allocs", fmt.Sprintf("http://%s/debug/pprof/allocs?seconds=%d", pprofAddr, secs)},
+	}
+	files := make([]string, len(kinds))
+	errs := make([]error, len(kinds))
+	done := make(chan int, len(kinds))
+	for i, k := range kinds {
+		files[i] = filepath.Join(o.profile, name+"."+k.kind+".pprof")
+		go func() { // joined below
+			errs[i] = fetchTo(ctx, k.url, files[i], time.Duration(secs+30)*time.Second)
+			done <- i
+		}()
+	}
+	// The load starts with the profiles and outlasts them by a second.
+	loadtest.OpenLoop(ctx, call, o.rate, time.Duration(secs+1)*time.Second, callTimeout, o.inflight)
+	for range kinds {
+		<-done
+	}
+	return files, errors.Join(errs...)
+}
+
+// fetchTo writes what GET url answers to path.
+func fetchTo(ctx context.Context, url, path string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // modelgateConfig is one endpoint with one tfserving arm on the backend,

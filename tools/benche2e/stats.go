@@ -54,6 +54,10 @@ type budget struct {
 var budgets = map[string]budget{
 	pathMGHTTP: {p50: 1.0, p99: 1.25, minRPS: 1.0},
 	pathMGGRPC: {p50: 1.5, p99: 1.5},
+	// Redis mode is held to the same budget (the request path must not
+	// wait on Redis).
+	pathMGHTTPRedis: {p50: 1.0, p99: 1.25, minRPS: 1.0},
+	pathMGGRPCRedis: {p50: 1.5, p99: 1.5},
 }
 
 func verdict(r, limit float64) string {
