@@ -22,6 +22,9 @@
 //	             the same through a second gateway with --redis-url on a
 //	             local redis-server (AOF on, as in production), when
 //	             redis-server is installed (-redis)
+//	mg-http-b, mg-grpc-b
+//	             the same through a second binary, -compare BIN (with
+//	             -compare-env NAME=VALUE…): a before/after in one run
 //
 // in interleaved rounds (-rounds), so that load from elsewhere on a shared
 // machine falls on every path alike. It prints each path's p50 and p99,
@@ -43,6 +46,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -68,8 +72,9 @@ func main() {
 		case "proxy":
 			fs := flag.NewFlagSet("proxy", flag.ExitOnError)
 			target := fs.String("backend", "", "the backend's host:port")
+			pprofAddr := fs.String("pprof", "", "also serve Go's runtime profiles on this address")
 			_ = fs.Parse(os.Args[2:])
-			exitOn(runProxy(os.Stdout, *target))
+			exitOn(runProxy(os.Stdout, *target, *pprofAddr))
 			return
 		}
 	}
@@ -87,9 +92,12 @@ func main() {
 	_, noRedis := exec.LookPath("redis-server")
 	flag.BoolVar(&o.redis, "redis", noRedis == nil, "also measure a gateway whose state is in a local redis-server (default: when redis-server is installed)")
 	flag.StringVar(&o.profile, "profile", "", "write CPU and allocation profiles of each gateway path to this directory, taken under the open loop after the measured rounds")
+	flag.StringVar(&o.compare, "compare", "", "also measure this second modelgate binary in the same run (paths mg-http-b, mg-grpc-b): a before/after")
+	compareEnv := flag.String("compare-env", "", "with -compare: space-separated NAME=VALUE pairs added to the second binary's environment (GOGC=400)")
 	flag.DurationVar(&o.profileFor, "profile-for", 10*time.Second, "with -profile: how long each profile runs")
 	short := flag.Bool("short", os.Getenv("BENCH_E2E_SHORT") != "", "the short version (2 s open, 1 s closed per path); also BENCH_E2E_SHORT=1")
 	flag.Parse()
+	o.compareEnv = strings.Fields(*compareEnv)
 	if *short {
 		o.open, o.closed, o.warmup, o.rounds = 2*time.Second, time.Second, 500*time.Millisecond, 1
 	}
@@ -137,7 +145,7 @@ func runBackend(out io.Writer) error {
 // runProxy serves the bare proxy on a free loopback port in front of
 // target, writes the address as the first line of out, and serves until
 // SIGTERM, SIGINT or stdin closes.
-func runProxy(out io.Writer, target string) error {
+func runProxy(out io.Writer, target, pprofAddr string) error {
 	if target == "" {
 		return errors.New("proxy: -backend host:port is required")
 	}
@@ -154,6 +162,14 @@ func runProxy(out io.Writer, target string) error {
 		ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
+	if pprofAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		ps := &http.Server{Addr: pprofAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = ps.ListenAndServe() }() // ends with the process
+		defer ps.Close()
+	}
 	fmt.Fprintln(out, lis.Addr())
 	waitForEnd()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

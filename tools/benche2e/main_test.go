@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -72,13 +74,13 @@ func TestTable(t *testing.T) {
 }
 
 func TestMarkdownTable(t *testing.T) {
-	direct := &result{name: pathDirect, open: lat(4, time.Millisecond), closed: 10, closedIn: time.Second}
+	direct := &result{name: pathDirect, open: lat(4, time.Millisecond), closed: 10, closedIn: time.Second, cpu: time.Millisecond, cpuCalls: 4}
 	var b bytes.Buffer
 	printTable(&b, []*result{direct, {name: pathProxy, open: lat(4, 2*time.Millisecond)}}, direct, true)
-	want := "| path | p50 µs | p99 µs | added p50 | added p99 | vs | ratio p50 | ratio p99 | closed rps | ratio rps | ok/dropped/failed/shed |\n" +
-		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" +
-		"| direct | 1000 | 1000 | - | - | - | - | - | 10 | - | 4/0/0/0 |\n" +
-		"| proxy | 2000 | 2000 | 1000 | 1000 | - | - | - | 0 | - | 4/0/0/0 |\n"
+	want := "| path | p50 µs | p99 µs | added p50 | added p99 | vs | ratio p50 | ratio p99 | closed rps | ratio rps | ok/dropped/failed/shed | server cpu µs/call |\n" +
+		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" +
+		"| direct | 1000 | 1000 | - | - | - | - | - | 10 | - | 4/0/0/0 | 250 |\n" +
+		"| proxy | 2000 | 2000 | 1000 | 1000 | - | - | - | 0 | - | 4/0/0/0 | - |\n"
 	if b.String() != want {
 		t.Errorf("markdown table:\n%s\nwant\n%s", b.String(), want)
 	}
@@ -261,5 +263,25 @@ func TestHTTPCallClassifies(t *testing.T) {
 				t.Errorf("error %v; want an error %v, shed %v", err, tc.wantErr, tc.shed)
 			}
 		})
+	}
+}
+
+// cpuTime reads this process's CPU time, which grows as it works.
+func TestCPUTimeOfThisProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("CPU time is read from /proc")
+	}
+	pid := os.Getpid()
+	before, ok := cpuTime(pid)
+	if !ok {
+		t.Fatal("cpuTime of this process: not ok")
+	}
+	x := 0
+	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+		x++
+	}
+	after, ok := cpuTime(pid)
+	if !ok || after-before < 50*time.Millisecond {
+		t.Fatalf("cpuTime after 200 ms of work: %v → %v (ok %v, %d loops)", before, after, ok, x)
 	}
 }

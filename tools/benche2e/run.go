@@ -37,6 +37,10 @@ const (
 	// (-redis): the request path must not wait on it.
 	pathMGHTTPRedis = "mg-http-redis"
 	pathMGGRPCRedis = "mg-grpc-redis"
+	// The same two through another binary (-compare), for a before/after
+	// in one run.
+	pathMGHTTPB = "mg-http-b"
+	pathMGGRPCB = "mg-grpc-b"
 )
 
 const endpointName = "bench"
@@ -58,6 +62,11 @@ type options struct {
 	// measured rounds (profileFor each).
 	profile    string
 	profileFor time.Duration
+	// compare, when set, is a second modelgate binary measured in the
+	// same run (paths mg-http-b and mg-grpc-b), with compareEnv added to
+	// its environment.
+	compare    string
+	compareEnv []string
 }
 
 // callTimeout bounds every call the client makes.
@@ -126,7 +135,17 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 		return err
 	}
 	children = append(children, be)
-	px, proxyAddr, err := startChild("proxy", exec.Command(self, "proxy", "-backend", backendAddr), filepath.Join(dir, "proxy.log"), true)
+	proxyArgs := []string{"proxy", "-backend", backendAddr}
+	proxyPprof := ""
+	if o.profile != "" {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		proxyPprof = fmt.Sprintf("127.0.0.1:%d", port)
+		proxyArgs = append(proxyArgs, "-pprof", proxyPprof)
+	}
+	px, proxyAddr, err := startChild("proxy", exec.Command(self, proxyArgs...), filepath.Join(dir, "proxy.log"), true)
 	if err != nil {
 		return err
 	}
@@ -136,7 +155,17 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	if err := os.WriteFile(cfg, []byte(modelgateConfig(backendAddr)), 0o644); err != nil {
 		return err
 	}
-	gateways := []*gatewayChild{{name: "modelgate", httpPath: pathMGHTTP, grpcPath: pathMGGRPC}}
+	gateways := []*gatewayChild{{name: "modelgate", httpPath: pathMGHTTP, grpcPath: pathMGGRPC, bin: mg}}
+	if o.compare != "" {
+		b, err := filepath.Abs(o.compare)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("-compare: %w", err)
+		}
+		gateways = append(gateways, &gatewayChild{name: "modelgate-b", httpPath: pathMGHTTPB, grpcPath: pathMGGRPCB, bin: b, env: o.compareEnv})
+	}
 	if o.redis {
 		rport, err := freePort()
 		if err != nil {
@@ -159,17 +188,19 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 			return err
 		}
 		gateways = append(gateways, &gatewayChild{name: "modelgate-redis", httpPath: pathMGHTTPRedis, grpcPath: pathMGGRPCRedis,
-			redisURL: "redis://" + raddr + "/0"})
+			redisURL: "redis://" + raddr + "/0", bin: mg})
 	}
 	for _, gw := range gateways {
-		c, err := gw.start(ctx, mg, cfg, dir, o.profile != "")
+		c, err := gw.start(ctx, cfg, dir, o.profile != "")
 		if err != nil {
 			return err
 		}
 		children = append(children, c)
+		gw.proc = c
 	}
 
 	nginxAddr := ""
+	var nginxChild *child
 	if nginx, err := findNginx(); err != nil {
 		if os.Getenv("CI") != "" {
 			return errors.New("nginx not found, and CI is set: apt-get install nginx")
@@ -186,6 +217,7 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 			return err
 		}
 		children = append(children, nc)
+		nginxChild = nc
 	}
 
 	reqs := newRequests(o.candidates)
@@ -197,6 +229,7 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	type path struct {
 		name, baseline string
 		call           loadtest.Call
+		server         *child // the process that serves the path, for its CPU time
 	}
 	backendConn, err := dial(backendAddr)
 	if err != nil {
@@ -204,11 +237,11 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	}
 	defer backendConn.Close()
 	paths := []path{
-		{pathDirect, "", predictCall(apis.NewPredictionServiceClient(backendConn), reqs)},
-		{pathProxy, "", httpCall(httpClient, "http://"+proxyAddr+"/recommend", reqs)},
+		{pathDirect, "", predictCall(apis.NewPredictionServiceClient(backendConn), reqs), be},
+		{pathProxy, "", httpCall(httpClient, "http://"+proxyAddr+"/recommend", reqs), px},
 	}
 	for _, gw := range gateways {
-		paths = append(paths, path{gw.httpPath, pathProxy, httpCall(httpClient, "http://"+gw.http+"/v1/endpoints/"+endpointName+"/recommend", reqs)})
+		paths = append(paths, path{gw.httpPath, pathProxy, httpCall(httpClient, "http://"+gw.http+"/v1/endpoints/"+endpointName+"/recommend", reqs), gw.proc})
 	}
 	if nginxAddr != "" {
 		nginxConn, err := dial(nginxAddr)
@@ -216,7 +249,7 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 			return err
 		}
 		defer nginxConn.Close()
-		paths = append(paths, path{pathNginxGRPC, "", predictCall(apis.NewPredictionServiceClient(nginxConn), reqs)})
+		paths = append(paths, path{pathNginxGRPC, "", predictCall(apis.NewPredictionServiceClient(nginxConn), reqs), nginxChild})
 	}
 	for _, gw := range gateways {
 		conn, err := dial(gw.grpc)
@@ -224,7 +257,7 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 			return err
 		}
 		defer conn.Close()
-		paths = append(paths, path{gw.grpcPath, pathNginxGRPC, recommendCall(gwpb.NewGatewayClient(conn), reqs)})
+		paths = append(paths, path{gw.grpcPath, pathNginxGRPC, recommendCall(gwpb.NewGatewayClient(conn), reqs), gw.proc})
 	}
 
 	// Every path gets the same number of rounds, interleaved, so that
@@ -248,7 +281,12 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 			if round == 0 && o.warmup > 0 {
 				loadtest.OpenLoop(ctx, p.call, o.rate, o.warmup, callTimeout, o.inflight)
 			}
+			cpu0, ok0 := cpuTime(p.server.cmd.Process.Pid)
 			lat, failed, shed, dropped, err := loadtest.OpenLoop(ctx, p.call, o.rate, openEach, callTimeout, o.inflight)
+			if cpu1, ok1 := cpuTime(p.server.cmd.Process.Pid); ok0 && ok1 {
+				r.cpu += cpu1 - cpu0
+				r.cpuCalls += len(lat)
+			}
 			r.open = append(r.open, lat...)
 			r.failed += failed
 			r.shed += shed
@@ -285,6 +323,12 @@ func run(ctx context.Context, out io.Writer, o options) (err error) {
 	}
 	fmt.Fprintf(out, "load average after: %s\n", loadAvg())
 	if o.profile != "" {
+		// The baseline too, to see where the gateway's extra time goes.
+		files, err := profilePath(ctx, proxyPprof, paths[1].call, o, pathProxy)
+		if err != nil {
+			return fmt.Errorf("profiling the proxy: %w", err)
+		}
+		fmt.Fprintf(out, "profiles of %s under %d rps: %s\n", pathProxy, o.rate, strings.Join(files, ", "))
 		for _, gw := range gateways {
 			for _, p := range paths {
 				if p.name != gw.httpPath && p.name != gw.grpcPath {
@@ -325,12 +369,15 @@ type gatewayChild struct {
 	name               string
 	httpPath, grpcPath string
 	redisURL           string // "" for the embedded store
-	http, grpc, pprof  string // its addresses, once started
+	bin                string
+	env                []string // added to the environment
+	http, grpc, pprof  string   // its addresses, once started
+	proc               *child
 }
 
 // start runs the gateway on the config with a fresh data dir, on free
 // ports, and waits until it is ready.
-func (gw *gatewayChild) start(ctx context.Context, bin, cfg, dir string, pprof bool) (*child, error) {
+func (gw *gatewayChild) start(ctx context.Context, cfg, dir string, pprof bool) (*child, error) {
 	var ports [3]int
 	for i := range ports {
 		p, err := freePort()
@@ -349,7 +396,11 @@ func (gw *gatewayChild) start(ctx context.Context, bin, cfg, dir string, pprof b
 		gw.pprof = fmt.Sprintf("127.0.0.1:%d", ports[2])
 		args = append(args, "--pprof-addr", gw.pprof)
 	}
-	c, _, err := startChild(gw.name, exec.Command(bin, args...), filepath.Join(dir, gw.name+".log"), false)
+	cmd := exec.Command(gw.bin, args...)
+	if len(gw.env) > 0 {
+		cmd.Env = append(os.Environ(), gw.env...)
+	}
+	c, _, err := startChild(gw.name, cmd, filepath.Join(dir, gw.name+".log"), false)
 	if err != nil {
 		return nil, err
 	}

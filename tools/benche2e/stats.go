@@ -22,6 +22,19 @@ type result struct {
 	firstErr error
 	closed   int // calls completed in the closed loop
 	closedIn time.Duration
+	// cpu is the CPU time the path's server process (with its children)
+	// used during the open loop, over cpuCalls calls; 0 calls when /proc
+	// could not tell.
+	cpu      time.Duration
+	cpuCalls int
+}
+
+// cpuPerCall is the server's CPU time per open-loop call, in µs, or "-".
+func (r *result) cpuPerCall() string {
+	if r.cpuCalls == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", float64(r.cpu.Microseconds())/float64(r.cpuCalls))
 }
 
 func (r *result) p(q float64) time.Duration { return loadtest.Percentile(r.open, q) }
@@ -58,6 +71,8 @@ var budgets = map[string]budget{
 	// wait on Redis).
 	pathMGHTTPRedis: {p50: 1.0, p99: 1.25, minRPS: 1.0},
 	pathMGGRPCRedis: {p50: 1.5, p99: 1.5},
+	pathMGHTTPB:     {p50: 1.0, p99: 1.25, minRPS: 1.0},
+	pathMGGRPCB:     {p50: 1.5, p99: 1.5},
 }
 
 func verdict(r, limit float64) string {
@@ -103,7 +118,7 @@ func printTable(w io.Writer, results []*result, direct *result, markdown bool) {
 		byName[r.name] = r
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := []string{"path", "p50 µs", "p99 µs", "added p50", "added p99", "vs", "ratio p50", "ratio p99", "closed rps", "ratio rps", "ok/dropped/failed/shed"}
+	head := []string{"path", "p50 µs", "p99 µs", "added p50", "added p99", "vs", "ratio p50", "ratio p99", "closed rps", "ratio rps", "ok/dropped/failed/shed", "server cpu µs/call"}
 	line := func(cells []string) {
 		if markdown {
 			fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
@@ -118,7 +133,7 @@ func printTable(w io.Writer, results []*result, direct *result, markdown bool) {
 	for _, r := range results {
 		a50, a99 := r.p(0.5)-direct.p(0.5), r.p(0.99)-direct.p(0.99)
 		row := []string{r.name, us(r.p(0.5)), us(r.p(0.99)), "-", "-", "-", "-", "-", fmt.Sprintf("%.0f", r.rps()), "-",
-			fmt.Sprintf("%d/%d/%d/%d", len(r.open), r.dropped, r.failed, r.shed)}
+			fmt.Sprintf("%d/%d/%d/%d", len(r.open), r.dropped, r.failed, r.shed), r.cpuPerCall()}
 		if r != direct {
 			row[3], row[4] = us(a50), us(a99)
 		}
