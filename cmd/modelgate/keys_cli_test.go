@@ -135,3 +135,33 @@ func TestListenerCheck(t *testing.T) {
 }
 
 func sleepShort() { time.Sleep(10 * time.Millisecond) }
+
+// Bad values of the serve flags added for performance are refused before
+// anything starts.
+func TestServeRefusesBadTuningFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+		want string
+	}{
+		{"negative floor", "", []string{"--gc-floor-mb", "-1"}, "--gc-floor-mb -1"},
+		{"floor not a number in the environment", "lots", nil, "MODELGATE_GC_FLOOR_MB"},
+		{"pprof on every interface", "", []string{"--pprof-addr", "0.0.0.0:6060", "--data-dir", "DIR"}, "--pprof-addr"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("MODELGATE_GC_FLOOR_MB", tc.env)
+			args := []string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}
+			for _, a := range tc.args {
+				if a == "DIR" {
+					a = t.TempDir()
+				}
+				args = append(args, a)
+			}
+			var out, errOut bytes.Buffer
+			if code := run(args, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), tc.want) {
+				t.Fatalf("serve %v: exit %d, stderr %q; want a refusal naming %s", tc.args, code, errOut.String(), tc.want)
+			}
+		})
+	}
+}

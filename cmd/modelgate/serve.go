@@ -10,12 +10,15 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/gateway"
+	"github.com/modelgate/modelgate/internal/gcfloor"
 	"github.com/modelgate/modelgate/telemetry"
 )
 
@@ -28,6 +31,7 @@ type serveFlags struct {
 	insecure  bool
 	logLevel  string
 	pprofAddr string
+	gcFloorMB int
 }
 
 func envOr(key, def string) string {
@@ -47,6 +51,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.dataDir, "data-dir", envOr("MODELGATE_DATA_DIR", "./data"), "directory of the embedded store (env MODELGATE_DATA_DIR)")
 	fs.StringVar(&f.redisURL, "redis-url", envOr("MODELGATE_REDIS_URL", ""), "redis://HOST:PORT/DB to share state between replicas (env MODELGATE_REDIS_URL)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", envOr("MODELGATE_PPROF_ADDR", ""), "serve Go's runtime profiles (/debug/pprof/) on this loopback address, for profiling; off when empty (env MODELGATE_PPROF_ADDR)")
+	gcFloor := gcfloor.DefaultFloor >> 20
+	if v := os.Getenv("MODELGATE_GC_FLOOR_MB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			fmt.Fprintf(stderr, "serve: MODELGATE_GC_FLOOR_MB=%q is not a number of MiB\n", v)
+			return 2
+		}
+		gcFloor = n
+	}
+	fs.IntVar(&f.gcFloorMB, "gc-floor-mb", gcFloor, "let the heap grow this many MiB above a small live heap before the GC runs (0: off; off too when GOGC is set) (env MODELGATE_GC_FLOOR_MB)")
 	fs.BoolVar(&f.insecure, "insecure", false, "allow listening on a non-loopback address without API keys")
 	fs.StringVar(&f.logLevel, "log-level", envOr("MODELGATE_LOG_LEVEL", "info"), "debug, info, warn or error (env MODELGATE_LOG_LEVEL)")
 	fs.Usage = func() {
@@ -61,6 +75,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if f.gcFloorMB < 0 || f.gcFloorMB > 1<<20 {
+		fmt.Fprintf(stderr, "serve: --gc-floor-mb %d: want 0 (off) to 1048576\n", f.gcFloorMB)
 		return 2
 	}
 	var level slog.Level
@@ -140,5 +158,14 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 		"models", versions, "endpoints", endpoints)
 	log.Info("telemetry", "exporters", g.Exporters(), "tracing", g.Tracing())
 	fmt.Fprintf(stdout, "modelgate: HTTP on %s, gRPC on %s, data in %s\n", g.URL(), g.GRPCAddr(), f.dataDir)
+	if f.gcFloorMB > 0 && os.Getenv("GOGC") == "" {
+		gctx, stopGC := context.WithCancel(context.Background())
+		tuned := make(chan struct{})
+		go func() { // joined below
+			defer close(tuned)
+			gcfloor.New(uint64(f.gcFloorMB)<<20, time.Second).Run(gctx)
+		}()
+		defer func() { stopGC(); <-tuned }()
+	}
 	return g.Run(ctx)
 }
