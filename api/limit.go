@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 
 	"github.com/gin-gonic/gin"
 	"google.golang.org/grpc"
@@ -76,6 +77,10 @@ func (s *Server) GRPCRecover(ctx context.Context, req any, info *grpc.UnaryServe
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxBodyBytes)),
+		// Calls run on a pool of goroutines with grown stacks, one per
+		// core, rather than each on a new goroutine that grows its stack
+		// again (a busy pool still starts new ones).
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(append(s.grpcAccessLog(), s.GRPCRecover, s.GRPCLimit, s.grpcAuth)...),
 		grpc.ChainStreamInterceptor(s.grpcAuthStream),
 	}, s.cfg.Telemetry.GRPCServerOptions()...)
