@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -158,6 +159,13 @@ func serve(f serveFlags, log *slog.Logger, stdout io.Writer) error {
 		"models", versions, "endpoints", endpoints)
 	log.Info("telemetry", "exporters", g.Exporters(), "tracing", g.Tracing())
 	fmt.Fprintf(stdout, "modelgate: HTTP on %s, gRPC on %s, data in %s\n", g.URL(), g.GRPCAddr(), f.dataDir)
+	if f.pprofAddr != "" {
+		// The contention profiles (/debug/pprof/mutex, /block) sample
+		// only when asked to: 1 in 100 contended locks, and waits of
+		// 10 µs or more. Cheap enough for a profiling run.
+		runtime.SetMutexProfileFraction(100)
+		runtime.SetBlockProfileRate(int((10 * time.Microsecond).Nanoseconds()))
+	}
 	if f.gcFloorMB > 0 && os.Getenv("GOGC") == "" {
 		gctx, stopGC := context.WithCancel(context.Background())
 		tuned := make(chan struct{})

@@ -413,7 +413,10 @@ func (gw *gatewayChild) start(ctx context.Context, cfg, dir string, pprof bool) 
 
 // profilePath loads a path with an open loop at o.rate for o.profileFor
 // while it takes the gateway's CPU profile and the allocations made in that
-// time, and writes them to o.profile as NAME.cpu.pprof and NAME.allocs.pprof.
+// time, and its mutex and block profiles (sampled by modelgate serve when
+// --pprof-addr is set; empty for the proxy), and writes them to o.profile
+// as NAME.cpu.pprof, NAME.allocs.pprof, NAME.mutex.pprof and
+// NAME.block.pprof.
 func profilePath(ctx context.Context, pprofAddr string, call loadtest.Call, o options, name string) ([]string, error) {
 	if err := os.MkdirAll(o.profile, 0o755); err != nil {
 		return nil, err
@@ -422,6 +425,8 @@ func profilePath(ctx context.Context, pprofAddr string, call loadtest.Call, o op
 	kinds := []struct{ kind, url string }{
 		{"cpu", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, secs)},
 		{"allocs", fmt.Sprintf("http://%s/debug/pprof/allocs?seconds=%d", pprofAddr, secs)},
+		{"mutex", fmt.Sprintf("http://%s/debug/pprof/mutex?seconds=%d", pprofAddr, secs)},
+		{"block", fmt.Sprintf("http://%s/debug/pprof/block?seconds=%d", pprofAddr, secs)},
 	}
 	files := make([]string, len(kinds))
 	errs := make([]error, len(kinds))
