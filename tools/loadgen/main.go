@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,9 +47,10 @@ func main() {
 	key := flag.String("key", "", "API key (Authorization: Bearer)")
 	pid := flag.Int("pid", 0, "server pid: report its resident memory (Linux /proc)")
 	seed := flag.Uint64("seed", 1, "random seed")
+	window := flag.Duration("window", time.Minute, "also report p50 and p99 for each window of this length (a steady-state run: is p99 flat?)")
 	flag.Parse()
-	if *rate <= 0 || *segments <= 0 || *users <= 0 || *workers <= 0 {
-		fmt.Fprintln(os.Stderr, "loadgen: -rate, -segments, -users and -workers must be positive")
+	if *rate <= 0 || *segments <= 0 || *users <= 0 || *workers <= 0 || *window < time.Second {
+		fmt.Fprintln(os.Stderr, "loadgen: -rate, -segments, -users and -workers must be positive, -window at least 1s")
 		os.Exit(2)
 	}
 
@@ -120,7 +122,22 @@ func main() {
 			}
 		}
 	}()
-	lat, failed, _, dropped, _ := loadtest.OpenLoop(context.Background(), recommend, *rate, *duration, 10*time.Second, *workers)
+	// The run in windows, each its own open loop (call numbers continue
+	// across them), so that each window's percentiles can be told apart.
+	var lat []time.Duration
+	var failed, dropped int
+	var windows []string
+	for done := time.Duration(0); done < *duration; {
+		w := min(*window, *duration-done)
+		base := int(int64(*rate) * int64(done) / int64(time.Second))
+		l, f, _, d, _ := loadtest.OpenLoop(context.Background(), func(ctx context.Context, i int) error { return recommend(ctx, base+i) },
+			*rate, w, 10*time.Second, *workers)
+		lat, failed, dropped = append(lat, l...), failed+f, dropped+d
+		done += w
+		windows = append(windows, fmt.Sprintf("  to %s: p50 %s  p99 %s  ok %d  failed %d", done.Round(time.Second),
+			loadtest.Percentile(l, 0.5).Round(time.Microsecond), loadtest.Percentile(l, 0.99).Round(time.Microsecond), len(l), f+d))
+	}
+	slices.Sort(lat)
 	close(stopSampling)
 	<-sampled
 	if *pid > 0 {
@@ -133,6 +150,9 @@ func main() {
 	fmt.Printf("sent %d in %s (%d rps target), %d segments, %d users\n", ok+failed+dropped, *duration, *rate, *segments, *users)
 	fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", loadtest.Percentile(lat, 0.5), loadtest.Percentile(lat, 0.9),
 		loadtest.Percentile(lat, 0.99), loadtest.Percentile(lat, 1))
+	if len(windows) > 1 {
+		fmt.Printf("by window of %s:\n%s\n", *window, strings.Join(windows, "\n"))
+	}
 	var codes []string
 	for st, n := range statuses {
 		if st != 200 {
