@@ -71,6 +71,10 @@ func (s *Server) GRPCRecover(ctx context.Context, req any, info *grpc.UnaryServe
 	return h(ctx, req)
 }
 
+// flowWindow is the gateway's gRPC server's flow-control window, per
+// stream and per connection.
+const flowWindow = 1 << 20
+
 // GRPCServerOptions are the options a gRPC server of this API needs: panic
 // recovery and the in-flight limit, plus, with Config.Telemetry, tracing
 // and, at debug level, a log line per call.
@@ -81,6 +85,12 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 		// core, rather than each on a new goroutine that grows its stack
 		// again (a busy pool still starts new ones).
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// Fixed flow-control windows turn off gRPC's bandwidth-delay
+		// estimation, which pings the client after nearly every request at
+		// moderate rates: an extra frame each way, with its writes and
+		// wake-ups, for windows these small messages never fill.
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
 		grpc.ChainUnaryInterceptor(append(s.grpcAccessLog(), s.GRPCRecover, s.GRPCLimit, s.grpcAuth)...),
 		grpc.ChainStreamInterceptor(s.grpcAuthStream),
 	}, s.cfg.Telemetry.GRPCServerOptions()...)

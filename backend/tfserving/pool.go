@@ -131,6 +131,10 @@ func (p *Pool) release(key connKey, c *sharedConn) {
 	}
 }
 
+// flowWindow is the flow-control window of a connection to TF Serving, per
+// stream and per connection.
+const flowWindow = 1 << 20
+
 // dialOptions are the connection settings shared by every TF Serving
 // connection.
 func dialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
@@ -145,6 +149,13 @@ func dialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
 		// (gRPC C++: at most one per 5 minutes without data) allows as
 		// calls carry data.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Fixed flow-control windows turn off gRPC's bandwidth-delay
+		// estimation, which pings the server after nearly every call at
+		// moderate rates: an extra frame each way, with its writes and
+		// wake-ups, for windows these messages never fill (a window is
+		// credit, not memory).
+		grpc.WithInitialWindowSize(flowWindow),
+		grpc.WithInitialConnWindowSize(flowWindow),
 		// Reconnect promptly after TF Serving restarts: gRPC's default
 		// backoff grows to 2 minutes, during which the arm would stay
 		// unavailable although the server is back.
