@@ -106,7 +106,8 @@ func TestReadOutputs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := readScores(tc.t, "scores", tc.n)
+			in := tensorOf(tc.t)
+			s, err := readScores(&in, "scores", tc.n)
 			if tc.wantErr {
 				if !errors.Is(err, backend.ErrBadOutput) {
 					t.Fatalf("err = %v, want bad output", err)
@@ -161,7 +162,8 @@ func TestNonFiniteScoreIsBadOutput(t *testing.T) {
 			if tc.exclude != "" {
 				req.Exclude = map[string]struct{}{tc.exclude: {}}
 			}
-			items, err := m.items(resp, req)
+			out := outputsOf(resp, "scores", "")
+			items, err := m.items(&out, req)
 			if !errors.Is(err, backend.ErrBadOutput) || backend.Classify(err) != backend.ClassBadOutput {
 				t.Fatalf("items = %v, err = %v, want bad output", items, err)
 			}

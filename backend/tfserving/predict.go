@@ -67,7 +67,8 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 		}
 		return nil, err
 	}
-	return m.items(resp, req)
+	out := outputsOf(resp, m.cfg.Outputs.Scores, m.cfg.Outputs.IDs)
+	return m.items(&out, req)
 }
 
 // request builds the PredictRequest. The model spec and output filter are
@@ -165,29 +166,69 @@ func (m *Model) request(req *backend.Request) (*apis.PredictRequest, error) {
 	return &apis.PredictRequest{ModelSpec: m.spec, Inputs: inputs, OutputFilter: m.filter}, nil
 }
 
+// tensor is what Predict reads of an output TensorProto: its dtype, its
+// shape and its values, in whichever fields the server put them. It holds no
+// reference to the response's wire bytes.
+type tensor struct {
+	dtype   framework.DataType
+	dims    []int64   // tensor_shape's dim sizes
+	content []byte    // tensor_content
+	floats  []float32 // float_val
+	doubles []float64 // double_val
+	strings [][]byte  // string_val
+}
+
+// outputs are the two outputs Predict reads: the scores and, when
+// Outputs.IDs is set, the ids. The has flags say whether the response had
+// them at all.
+type outputs struct {
+	scores, ids       tensor
+	hasScores, hasIDs bool
+}
+
+// outputsOf reads the outputs aliased scores and ids (none when "") out of
+// a decoded response.
+func outputsOf(resp *apis.PredictResponse, scores, ids string) outputs {
+	var out outputs
+	if t := resp.GetOutputs()[scores]; t != nil {
+		out.scores, out.hasScores = tensorOf(t), true
+	}
+	if t := resp.GetOutputs()[ids]; ids != "" && t != nil {
+		out.ids, out.hasIDs = tensorOf(t), true
+	}
+	return out
+}
+
+// tensorOf is the part of t that Predict reads.
+func tensorOf(t *framework.TensorProto) tensor {
+	var dims []int64
+	for _, d := range t.GetTensorShape().GetDim() {
+		dims = append(dims, d.GetSize())
+	}
+	return tensor{dtype: t.GetDtype(), dims: dims, content: t.GetTensorContent(),
+		floats: t.GetFloatVal(), doubles: t.GetDoubleVal(), strings: t.GetStringVal()}
+}
+
 // items reads the response's outputs into the ranked items.
-func (m *Model) items(resp *apis.PredictResponse, req *backend.Request) ([]backend.Item, error) {
-	outs := resp.GetOutputs()
-	st := outs[m.cfg.Outputs.Scores]
-	if st == nil {
+func (m *Model) items(out *outputs, req *backend.Request) ([]backend.Item, error) {
+	if !out.hasScores {
 		return nil, badOutput("no output %q in the response", m.cfg.Outputs.Scores)
 	}
 	if m.cfg.Outputs.IDs == "" {
-		scores, err := readScores(st, m.cfg.Outputs.Scores, len(req.Candidates))
+		scores, err := readScores(&out.scores, m.cfg.Outputs.Scores, len(req.Candidates))
 		if err != nil {
 			return nil, err
 		}
 		return rank(idList{strs: req.Candidates}, &scores, req, false)
 	}
-	it := outs[m.cfg.Outputs.IDs]
-	if it == nil {
+	if !out.hasIDs {
 		return nil, badOutput("no output %q in the response", m.cfg.Outputs.IDs)
 	}
-	ids, err := readIDs(it, m.cfg.Outputs.IDs)
+	ids, err := readIDs(&out.ids, m.cfg.Outputs.IDs)
 	if err != nil {
 		return nil, err
 	}
-	scores, err := readScores(st, m.cfg.Outputs.Scores, len(ids))
+	scores, err := readScores(&out.scores, m.cfg.Outputs.Scores, len(ids))
 	if err != nil {
 		return nil, err
 	}
@@ -195,15 +236,15 @@ func (m *Model) items(resp *apis.PredictResponse, req *backend.Request) ([]backe
 }
 
 // vectorLen checks that a tensor has shape [N] or [1, N] and returns N.
-func vectorLen(t *framework.TensorProto, alias string) (int, error) {
-	dims := t.GetTensorShape().GetDim()
+func vectorLen(t *tensor, alias string) (int, error) {
+	dims := t.dims
 	switch {
-	case len(dims) == 1 && dims[0].GetSize() >= 0:
-		return int(dims[0].GetSize()), nil
-	case len(dims) == 2 && dims[0].GetSize() == 1 && dims[1].GetSize() >= 0:
-		return int(dims[1].GetSize()), nil
+	case len(dims) == 1 && dims[0] >= 0:
+		return int(dims[0]), nil
+	case len(dims) == 2 && dims[0] == 1 && dims[1] >= 0:
+		return int(dims[1]), nil
 	}
-	return 0, badOutput("output %q has shape %s, want [N] or [1, N]", alias, shapeString(dims))
+	return 0, badOutput("output %q has shape %s, want [N] or [1, N]", alias, sizesString(dims))
 }
 
 // scoreVec reads scores from whichever representation the tensor uses.
@@ -228,7 +269,7 @@ func (s *scoreVec) at(i int) float64 {
 }
 
 // readScores checks the scores tensor against the n items it must score.
-func readScores(t *framework.TensorProto, alias string, n int) (scoreVec, error) {
+func readScores(t *tensor, alias string, n int) (scoreVec, error) {
 	s := scoreVec{n: n}
 	got, err := vectorLen(t, alias)
 	if err != nil {
@@ -238,15 +279,15 @@ func readScores(t *framework.TensorProto, alias string, n int) (scoreVec, error)
 		return s, badOutput("output %q has %d scores for %d items", alias, got, n)
 	}
 	var size, typed int
-	switch t.GetDtype() {
+	switch t.dtype {
 	case framework.DataType_DT_FLOAT:
-		size, typed, s.f32 = 4, len(t.GetFloatVal()), t.GetFloatVal()
+		size, typed, s.f32 = 4, len(t.floats), t.floats
 	case framework.DataType_DT_DOUBLE:
-		size, typed, s.f64, s.wide = 8, len(t.GetDoubleVal()), t.GetDoubleVal(), true
+		size, typed, s.f64, s.wide = 8, len(t.doubles), t.doubles, true
 	default:
-		return s, badOutput("output %q is %s, want DT_FLOAT or DT_DOUBLE", alias, t.GetDtype())
+		return s, badOutput("output %q is %s, want DT_FLOAT or DT_DOUBLE", alias, t.dtype)
 	}
-	if c := t.GetTensorContent(); len(c) > 0 {
+	if c := t.content; len(c) > 0 {
 		if len(c) != size*n {
 			return s, badOutput("output %q has %d bytes of tensor_content for %d scores", alias, len(c), n)
 		}
@@ -260,22 +301,22 @@ func readScores(t *framework.TensorProto, alias string, n int) (scoreVec, error)
 // readIDs reads a DT_STRING vector from string_val or, as TensorFlow encodes
 // strings in tensor_content, from a list of varint lengths followed by the
 // bytes.
-func readIDs(t *framework.TensorProto, alias string) ([][]byte, error) {
-	if t.GetDtype() != framework.DataType_DT_STRING {
-		return nil, badOutput("output %q is %s, want DT_STRING", alias, t.GetDtype())
+func readIDs(t *tensor, alias string) ([][]byte, error) {
+	if t.dtype != framework.DataType_DT_STRING {
+		return nil, badOutput("output %q is %s, want DT_STRING", alias, t.dtype)
 	}
 	n, err := vectorLen(t, alias)
 	if err != nil {
 		return nil, err
 	}
-	if c := t.GetTensorContent(); len(c) > 0 {
+	if c := t.content; len(c) > 0 {
 		ids, ok := decodeStringList(c, n)
 		if !ok {
 			return nil, badOutput("output %q has tensor_content that is not %d strings", alias, n)
 		}
 		return ids, nil
 	}
-	ids := t.GetStringVal()
+	ids := t.strings
 	switch {
 	case len(ids) == n:
 		return ids, nil
