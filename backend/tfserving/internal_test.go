@@ -139,6 +139,11 @@ func TestDecodeStringList(t *testing.T) {
 			t.Errorf("decodeStringList(%v) succeeded", bad)
 		}
 	}
+	// A shape from a sick server, far beyond what the bytes can hold, is
+	// refused before it sizes an allocation.
+	if _, ok := decodeStringList(enc, 1<<60); ok {
+		t.Error("decodeStringList(enc, 1<<60) succeeded")
+	}
 }
 
 func TestNonFiniteScoreIsBadOutput(t *testing.T) {

@@ -334,6 +334,11 @@ func readIDs(t *tensor, alias string) ([][]byte, error) {
 // decodeStringList decodes TensorFlow's string tensor_content: n varint
 // lengths, then the n strings' bytes.
 func decodeStringList(c []byte, n int) ([][]byte, bool) {
+	if n > len(c) {
+		// Each string takes at least a byte of length: a shape this large
+		// is wrong, and must not size the allocations below.
+		return nil, false
+	}
 	lens := make([]uint64, n)
 	for i := range lens {
 		v, k := binary.Uvarint(c)
