@@ -28,7 +28,9 @@
 //
 // Outputs are read from either tensor_content or the dtype's typed field
 // (float_val, double_val, string_val), as TensorFlow would decode them: a
-// typed field shorter than the shape is filled with its last value.
+// typed field shorter than the shape is filled with its last value. Predict
+// reads the mapped outputs straight from the response's wire bytes, checked
+// as protobuf would check them, and skips the rest.
 package tfserving
 
 import (

@@ -167,8 +167,7 @@ func TestNonFiniteScoreIsBadOutput(t *testing.T) {
 			if tc.exclude != "" {
 				req.Exclude = map[string]struct{}{tc.exclude: {}}
 			}
-			out := outputsOf(resp, "scores", "")
-			items, err := m.items(&out, req)
+			items, err := m.items(&predictResponse{out: outputsOf(resp, "scores", "")}, req)
 			if !errors.Is(err, backend.ErrBadOutput) || backend.Classify(err) != backend.ClassBadOutput {
 				t.Fatalf("items = %v, err = %v, want bad output", items, err)
 			}

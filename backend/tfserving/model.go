@@ -19,8 +19,10 @@ import (
 // polled in the background from Open until Close.
 type Model struct {
 	cfg     Config
+	cc      grpc.ClientConnInterface
 	pred    apis.PredictionServiceClient
 	models  apis.ModelServiceClient
+	codec   grpc.CallOption // Predict's codec, a *predictCodec
 	spec    *apis.ModelSpec // shared by every request, never modified
 	filter  []string        // output_filter, shared likewise
 	healthy atomic.Bool
@@ -74,8 +76,10 @@ func (p *Pool) Open(ctx context.Context, cfg Config, validate bool) (*Model, err
 func newModel(cfg Config, cc grpc.ClientConnInterface, release func()) *Model {
 	m := &Model{
 		cfg:     cfg,
+		cc:      cc,
 		pred:    apis.NewPredictionServiceClient(cc),
 		models:  apis.NewModelServiceClient(cc),
+		codec:   grpc.ForceCodecV2(newPredictCodec(newResponseDecoder(cfg.Outputs.Scores, cfg.Outputs.IDs))),
 		release: release,
 	}
 	m.spec = m.modelSpec(true)

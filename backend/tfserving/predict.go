@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -33,7 +34,8 @@ import (
 // Errors wrap backend.ErrUnavailable (server unreachable, model or version
 // not loaded, load shed), ErrDeadline (which also matches
 // context.DeadlineExceeded), context.Canceled, backend.ErrBadOutput (outputs
-// missing or of the wrong dtype or shape, NaN or infinite scores) or
+// missing or of the wrong dtype or shape, NaN or infinite scores, a response
+// protobuf cannot decode) or
 // ErrBadInput (a malformed request, or INVALID_ARGUMENT from the server;
 // these also match backend.ErrRejectedInput); Classify names the class. Predict is safe for
 // concurrent use.
@@ -59,16 +61,17 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 		ctx, cancel = context.WithTimeout(ctx, budget)
 		defer cancel()
 	}
-	resp, err := m.pred.Predict(ctx, preq)
-	if err != nil {
+	// The codec reads the outputs off the wire (telemetry.PredictMethod
+	// traces the call by its method name).
+	var resp predictResponse
+	if err := m.cc.Invoke(ctx, apis.PredictionService_Predict_FullMethodName, preq, &resp, m.codec); err != nil {
 		err = callError(ctx, "predict", budget, err)
 		if errors.Is(err, backend.ErrUnavailable) {
 			m.setHealth(err)
 		}
 		return nil, err
 	}
-	out := outputsOf(resp, m.cfg.Outputs.Scores, m.cfg.Outputs.IDs)
-	return m.items(&out, req)
+	return m.items(&resp, req)
 }
 
 // request builds the PredictRequest. The model spec and output filter are
@@ -186,31 +189,12 @@ type outputs struct {
 	hasScores, hasIDs bool
 }
 
-// outputsOf reads the outputs aliased scores and ids (none when "") out of
-// a decoded response.
-func outputsOf(resp *apis.PredictResponse, scores, ids string) outputs {
-	var out outputs
-	if t := resp.GetOutputs()[scores]; t != nil {
-		out.scores, out.hasScores = tensorOf(t), true
-	}
-	if t := resp.GetOutputs()[ids]; ids != "" && t != nil {
-		out.ids, out.hasIDs = tensorOf(t), true
-	}
-	return out
-}
-
-// tensorOf is the part of t that Predict reads.
-func tensorOf(t *framework.TensorProto) tensor {
-	var dims []int64
-	for _, d := range t.GetTensorShape().GetDim() {
-		dims = append(dims, d.GetSize())
-	}
-	return tensor{dtype: t.GetDtype(), dims: dims, content: t.GetTensorContent(),
-		floats: t.GetFloatVal(), doubles: t.GetDoubleVal(), strings: t.GetStringVal()}
-}
-
 // items reads the response's outputs into the ranked items.
-func (m *Model) items(out *outputs, req *backend.Request) ([]backend.Item, error) {
+func (m *Model) items(resp *predictResponse, req *backend.Request) ([]backend.Item, error) {
+	if resp.err != nil {
+		return nil, fmt.Errorf("tfserving predict: %w: %w", backend.ErrBadOutput, resp.err)
+	}
+	out := &resp.out
 	if !out.hasScores {
 		return nil, badOutput("no output %q in the response", m.cfg.Outputs.Scores)
 	}
