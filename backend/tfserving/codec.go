@@ -6,10 +6,11 @@ import (
 	"google.golang.org/grpc/mem"
 )
 
-// predictCodec is the gRPC codec of a Model's Predict calls. It decodes a
-// *predictResponse itself, reading only the outputs the model maps, and
-// hands any other message to gRPC's proto codec. It is safe for concurrent
-// use.
+// predictCodec is the gRPC codec of a Model's Predict calls. It encodes a
+// *predictRequest and decodes a *predictResponse itself, writing the
+// request from the input tensors and reading only the outputs the model
+// maps, and hands any other message to gRPC's proto codec. It is safe for
+// concurrent use.
 //
 // Its name is "proto", as the messages are protobuf's; gRPC sends the name
 // of a codec forced on a call in the content-type, so Predict calls carry
@@ -17,11 +18,12 @@ import (
 // which mean the same to gRPC servers.
 type predictCodec struct {
 	proto encoding.CodecV2
+	enc   *requestEncoder
 	dec   *responseDecoder
 }
 
-func newPredictCodec(dec *responseDecoder) *predictCodec {
-	return &predictCodec{proto: encoding.GetCodecV2(grpcproto.Name), dec: dec}
+func newPredictCodec(enc *requestEncoder, dec *responseDecoder) *predictCodec {
+	return &predictCodec{proto: encoding.GetCodecV2(grpcproto.Name), enc: enc, dec: dec}
 }
 
 // predictResponse is the reply of a Predict call: the outputs read, or why
@@ -31,8 +33,12 @@ type predictResponse struct {
 	err error
 }
 
-// Marshal encodes v with gRPC's proto codec.
+// Marshal encodes a *predictRequest, and any other message with gRPC's
+// proto codec. gRPC frees the buffers it returns once it has written them.
 func (c *predictCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*predictRequest); ok {
+		return c.enc.marshal(r)
+	}
 	return c.proto.Marshal(v)
 }
 

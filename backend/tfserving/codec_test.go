@@ -3,6 +3,7 @@ package tfserving_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/tfserving"
+	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
+	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
 )
@@ -33,6 +36,50 @@ func TestPredictContentType(t *testing.T) {
 	mds := srv.PredictMetadata()
 	if got := mds[len(mds)-1].Get("content-type"); !slices.Equal(got, []string{"application/grpc+proto"}) {
 		t.Errorf("Predict's content-type = %q, want application/grpc+proto", got)
+	}
+}
+
+// Concurrent Predicts each get the answer to their own request: a request
+// buffer goes back to the pool only once gRPC is done with it, so no call's
+// bytes are overwritten by another's while they are sent.
+func TestConcurrentPredictsKeepTheirRequests(t *testing.T) {
+	srv := startServer(t, ranker())
+	p := plan(t, rankerSpec)
+	pool := tfserving.NewPool()
+	defer pool.Close()
+	m := open(t, pool, rankerConfig(srv.Addr(), p), true)
+	const workers, calls = 4, 100
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			errs <- func() error {
+				for i := range calls {
+					// Sizes that vary, around and past the pool's buffer sizes.
+					cands := make([]string, 1+(w*calls+i)%700*10)
+					for j := range cands {
+						cands[j] = fmt.Sprintf("w%d-c%d-%d", w, i, j)
+					}
+					in, err := p.Build(&featurizer.Request{UserID: "u", Candidates: cands})
+					if err != nil {
+						return err
+					}
+					items, err := m.Predict(context.Background(), &backend.Request{Inputs: in, Candidates: cands, K: 3})
+					if err != nil {
+						return err
+					}
+					want := expected(cands, func(id string) float64 { return float64(float32(tfservingtest.DefaultScore(1, id))) }, nil, 3)
+					if !slices.Equal(items, want) {
+						return fmt.Errorf("call %d of worker %d: items %v, want %v", i, w, items, want)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
 

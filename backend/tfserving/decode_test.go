@@ -331,7 +331,7 @@ func TestDecodeResponse(t *testing.T) {
 			}
 
 			// gRPC hands the codec the message in one buffer or several.
-			codec := newPredictCodec(newResponseDecoder("scores", tc.ids))
+			codec := newPredictCodec(nil, newResponseDecoder("scores", tc.ids))
 			for _, split := range []bool{false, true} {
 				wire := bytes.Clone(tc.wire)
 				data := mem.BufferSlice{mem.SliceBuffer(wire)}

@@ -18,15 +18,14 @@ import (
 // zero value is not usable). It is safe for concurrent use. Its health is
 // polled in the background from Open until Close.
 type Model struct {
-	cfg     Config
-	cc      grpc.ClientConnInterface
-	pred    apis.PredictionServiceClient
-	models  apis.ModelServiceClient
-	codec   grpc.CallOption // Predict's codec, a *predictCodec
-	spec    *apis.ModelSpec // shared by every request, never modified
-	filter  []string        // output_filter, shared likewise
-	healthy atomic.Bool
-	lastErr atomic.Pointer[error]
+	cfg       Config
+	cc        grpc.ClientConnInterface
+	pred      apis.PredictionServiceClient
+	models    apis.ModelServiceClient
+	codec     *predictCodec   // Predict's
+	withCodec grpc.CallOption // forces codec on a call
+	healthy   atomic.Bool
+	lastErr   atomic.Pointer[error]
 
 	release   func()
 	cancel    context.CancelFunc
@@ -79,14 +78,14 @@ func newModel(cfg Config, cc grpc.ClientConnInterface, release func()) *Model {
 		cc:      cc,
 		pred:    apis.NewPredictionServiceClient(cc),
 		models:  apis.NewModelServiceClient(cc),
-		codec:   grpc.ForceCodecV2(newPredictCodec(newResponseDecoder(cfg.Outputs.Scores, cfg.Outputs.IDs))),
 		release: release,
 	}
-	m.spec = m.modelSpec(true)
-	m.filter = []string{cfg.Outputs.Scores}
+	filter := []string{cfg.Outputs.Scores}
 	if cfg.Outputs.IDs != "" {
-		m.filter = append(m.filter, cfg.Outputs.IDs)
+		filter = append(filter, cfg.Outputs.IDs)
 	}
+	m.codec = newPredictCodec(newRequestEncoder(m.modelSpec(true), filter), newResponseDecoder(cfg.Outputs.Scores, cfg.Outputs.IDs))
+	m.withCodec = grpc.ForceCodecV2(m.codec)
 	err := error(errors.New("no health check has succeeded yet"))
 	m.lastErr.Store(&err)
 	return m

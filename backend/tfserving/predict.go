@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
-	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
 )
@@ -61,10 +60,10 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 		ctx, cancel = context.WithTimeout(ctx, budget)
 		defer cancel()
 	}
-	// The codec reads the outputs off the wire (telemetry.PredictMethod
-	// traces the call by its method name).
+	// The codec writes the request and reads the outputs straight off the
+	// wire (telemetry.PredictMethod traces the call by its method name).
 	var resp predictResponse
-	if err := m.cc.Invoke(ctx, apis.PredictionService_Predict_FullMethodName, preq, &resp, m.codec); err != nil {
+	if err := m.cc.Invoke(ctx, apis.PredictionService_Predict_FullMethodName, preq, &resp, m.withCodec); err != nil {
 		err = callError(ctx, "predict", budget, err)
 		if errors.Is(err, backend.ErrUnavailable) {
 			m.setHealth(err)
@@ -72,101 +71,6 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 		return nil, err
 	}
 	return m.items(&resp, req)
-}
-
-// request builds the PredictRequest. The model spec and output filter are
-// shared, read-only, by every request; each request's tensors are carved out
-// of a few allocations sized up front.
-func (m *Model) request(req *backend.Request) (*apis.PredictRequest, error) {
-	n := len(req.Inputs)
-	var ndims, nraw, nstr, strBytes int
-	for i := range req.Inputs {
-		t := &req.Inputs[i]
-		ndims += len(t.Shape)
-		switch t.DType {
-		case featurizer.Float32, featurizer.Int32:
-			nraw += 4 * t.Len()
-		case featurizer.Float64, featurizer.Int64:
-			nraw += 8 * t.Len()
-		case featurizer.String:
-			nstr += len(t.String)
-			for _, s := range t.String {
-				strBytes += len(s)
-			}
-		case featurizer.Bool:
-		default:
-			return nil, badInput("input %q has invalid dtype %s", t.Name, t.DType)
-		}
-	}
-	tensors := make([]framework.TensorProto, n)
-	shapes := make([]framework.TensorShapeProto, n)
-	dims := make([]framework.TensorShapeProto_Dim, ndims)
-	dimPtrs := make([]*framework.TensorShapeProto_Dim, ndims)
-	raw := make([]byte, 0, nraw)
-	var strs [][]byte
-	var strBuf []byte
-	if nstr > 0 {
-		strs = make([][]byte, 0, nstr)
-		strBuf = make([]byte, 0, strBytes)
-	}
-	inputs := make(map[string]*framework.TensorProto, n)
-	for i := range req.Inputs {
-		t := &req.Inputs[i]
-		size := int64(1)
-		for _, d := range t.Shape {
-			if d < 0 {
-				return nil, badInput("input %q has shape %v", t.Name, t.Shape)
-			}
-			size *= d
-		}
-		if size != int64(t.Len()) {
-			return nil, badInput("input %q has shape %v but %d values", t.Name, t.Shape, t.Len())
-		}
-		for j, d := range t.Shape {
-			dims[j].Size = d
-			dimPtrs[j] = &dims[j]
-		}
-		shapes[i].Dim = dimPtrs[:len(t.Shape):len(t.Shape)]
-		dims, dimPtrs = dims[len(t.Shape):], dimPtrs[len(t.Shape):]
-
-		tp := &tensors[i]
-		tp.Dtype = dataType(t.DType)
-		tp.TensorShape = &shapes[i]
-		start := len(raw)
-		switch t.DType {
-		case featurizer.Float32:
-			for _, v := range t.Float32 {
-				raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
-			}
-		case featurizer.Float64:
-			for _, v := range t.Float64 {
-				raw = binary.LittleEndian.AppendUint64(raw, math.Float64bits(v))
-			}
-		case featurizer.Int32:
-			for _, v := range t.Int32 {
-				raw = binary.LittleEndian.AppendUint32(raw, uint32(v))
-			}
-		case featurizer.Int64:
-			for _, v := range t.Int64 {
-				raw = binary.LittleEndian.AppendUint64(raw, uint64(v))
-			}
-		case featurizer.String:
-			first := len(strs)
-			for _, s := range t.String {
-				k := len(strBuf)
-				strBuf = append(strBuf, s...)
-				strs = append(strs, strBuf[k:len(strBuf):len(strBuf)])
-			}
-			tp.StringVal = strs[first:len(strs):len(strs)]
-		case featurizer.Bool:
-			tp.BoolVal = t.Bool // read only by the marshaller
-		}
-		if len(raw) > start {
-			tp.TensorContent = raw[start:len(raw):len(raw)]
-		}
-		inputs[t.Name] = tp
-	}
-	return &apis.PredictRequest{ModelSpec: m.spec, Inputs: inputs, OutputFilter: m.filter}, nil
 }
 
 // tensor is what Predict reads of an output TensorProto: its dtype, its
