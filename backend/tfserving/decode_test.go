@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
 )
@@ -466,5 +467,38 @@ func TestDecoderKnowsTheSchema(t *testing.T) {
 	walk(d.response, nil)
 	if !seen["tensorflow.serving.ModelSpec"] || !seen["google.protobuf.Int64Value"] {
 		t.Errorf("the walk missed messages: saw %v", seen)
+	}
+}
+
+// BenchmarkDecodeResponse measures what reading a response costs once gRPC
+// has its bytes: decoding them (as TF Serving sends them: the model spec,
+// and the scores as float_val of shape [1, C]) and ranking the items.
+func BenchmarkDecodeResponse(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("candidates=%d", n), func(b *testing.B) {
+			cands := make([]string, n)
+			scores := make([]float32, n)
+			for i := range cands {
+				cands[i] = fmt.Sprintf("item-%05d", i)
+				scores[i] = float32(tfservingtest.DefaultScore(1, cands[i]))
+			}
+			wire := marshal(b, &apis.PredictResponse{
+				ModelSpec: &apis.ModelSpec{Name: "ranker", VersionChoice: &apis.ModelSpec_Version{Version: wrapperspb.Int64(1)}, SignatureName: DefaultSignature},
+				Outputs: map[string]*framework.TensorProto{"scores": {Dtype: framework.DataType_DT_FLOAT,
+					TensorShape: &framework.TensorShapeProto{Dim: []*framework.TensorShapeProto_Dim{{Size: 1}, {Size: int64(n)}}}, FloatVal: scores}},
+			})
+			m := newModel(Config{ModelName: "ranker", Outputs: Outputs{Scores: "scores"}}, nil, func() {})
+			req := &backend.Request{Candidates: cands, K: 10}
+			b.ReportAllocs()
+			for b.Loop() {
+				resp := new(predictResponse)
+				if err := m.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, resp); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := m.items(resp, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
