@@ -75,6 +75,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBuild$$' -fuzztime $(FUZZTIME) ./featurizer
 	$(GO) test -run '^$$' -fuzz '^FuzzReadNpy$$' -fuzztime $(FUZZTIME) ./backend/embedded/npy
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./store/redisstore
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./backend/tfserving
+	$(GO) test -run '^$$' -fuzz '^FuzzEncodeRequest$$' -fuzztime $(FUZZTIME) ./backend/tfserving
 
 ## proto: regenerate the committed Go code from proto/ (needs protoc: apt-get install protobuf-compiler)
 proto:

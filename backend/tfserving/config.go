@@ -26,9 +26,14 @@
 //   - bool: bool_val (one byte per element on the wire, as tensor_content
 //     would be).
 //
+// Predict writes these straight into the request's wire bytes, after the
+// model spec and output filter, which are encoded once per model.
+//
 // Outputs are read from either tensor_content or the dtype's typed field
 // (float_val, double_val, string_val), as TensorFlow would decode them: a
-// typed field shorter than the shape is filled with its last value.
+// typed field shorter than the shape is filled with its last value. Predict
+// reads the mapped outputs straight from the response's wire bytes, checked
+// as protobuf would check them, and skips the rest.
 package tfserving
 
 import (

@@ -106,7 +106,8 @@ func TestReadOutputs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := readScores(tc.t, "scores", tc.n)
+			in := tensorOf(tc.t)
+			s, err := readScores(&in, "scores", tc.n)
 			if tc.wantErr {
 				if !errors.Is(err, backend.ErrBadOutput) {
 					t.Fatalf("err = %v, want bad output", err)
@@ -138,6 +139,11 @@ func TestDecodeStringList(t *testing.T) {
 			t.Errorf("decodeStringList(%v) succeeded", bad)
 		}
 	}
+	// A shape from a sick server, far beyond what the bytes can hold, is
+	// refused before it sizes an allocation.
+	if _, ok := decodeStringList(enc, 1<<60); ok {
+		t.Error("decodeStringList(enc, 1<<60) succeeded")
+	}
 }
 
 func TestNonFiniteScoreIsBadOutput(t *testing.T) {
@@ -161,7 +167,7 @@ func TestNonFiniteScoreIsBadOutput(t *testing.T) {
 			if tc.exclude != "" {
 				req.Exclude = map[string]struct{}{tc.exclude: {}}
 			}
-			items, err := m.items(resp, req)
+			items, err := m.items(&predictResponse{out: outputsOf(resp, "scores", "")}, req)
 			if !errors.Is(err, backend.ErrBadOutput) || backend.Classify(err) != backend.ClassBadOutput {
 				t.Fatalf("items = %v, err = %v, want bad output", items, err)
 			}
@@ -169,7 +175,11 @@ func TestNonFiniteScoreIsBadOutput(t *testing.T) {
 	}
 }
 
-func BenchmarkBuildRequest(b *testing.B) {
+// BenchmarkEncodeRequest measures what a request costs before gRPC sends
+// it: checking the input tensors and encoding them, with the model spec and
+// output filter, into the buffer the codec hands gRPC (freed as gRPC frees
+// it).
+func BenchmarkEncodeRequest(b *testing.B) {
 	p, err := featurizer.Parse([]byte(`{"inputs": {
 	  "user":  {"from": "user_id", "transform": "hash_bucket", "buckets": 1000, "dtype": "int64"},
 	  "age":   {"from": "features.age", "dtype": "float32"},
@@ -190,9 +200,15 @@ func BenchmarkBuildRequest(b *testing.B) {
 	req := &backend.Request{Inputs: in, Candidates: cands, K: 10}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := m.request(req); err != nil {
+		r, err := m.request(req)
+		if err != nil {
 			b.Fatal(err)
 		}
+		data, err := m.codec.Marshal(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data.Free()
 	}
 }
 

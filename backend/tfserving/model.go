@@ -18,13 +18,14 @@ import (
 // zero value is not usable). It is safe for concurrent use. Its health is
 // polled in the background from Open until Close.
 type Model struct {
-	cfg     Config
-	pred    apis.PredictionServiceClient
-	models  apis.ModelServiceClient
-	spec    *apis.ModelSpec // shared by every request, never modified
-	filter  []string        // output_filter, shared likewise
-	healthy atomic.Bool
-	lastErr atomic.Pointer[error]
+	cfg       Config
+	cc        grpc.ClientConnInterface
+	pred      apis.PredictionServiceClient
+	models    apis.ModelServiceClient
+	codec     *predictCodec   // Predict's
+	withCodec grpc.CallOption // forces codec on a call
+	healthy   atomic.Bool
+	lastErr   atomic.Pointer[error]
 
 	release   func()
 	cancel    context.CancelFunc
@@ -74,15 +75,17 @@ func (p *Pool) Open(ctx context.Context, cfg Config, validate bool) (*Model, err
 func newModel(cfg Config, cc grpc.ClientConnInterface, release func()) *Model {
 	m := &Model{
 		cfg:     cfg,
+		cc:      cc,
 		pred:    apis.NewPredictionServiceClient(cc),
 		models:  apis.NewModelServiceClient(cc),
 		release: release,
 	}
-	m.spec = m.modelSpec(true)
-	m.filter = []string{cfg.Outputs.Scores}
+	filter := []string{cfg.Outputs.Scores}
 	if cfg.Outputs.IDs != "" {
-		m.filter = append(m.filter, cfg.Outputs.IDs)
+		filter = append(filter, cfg.Outputs.IDs)
 	}
+	m.codec = newPredictCodec(newRequestEncoder(m.modelSpec(true), filter), newResponseDecoder(cfg.Outputs.Scores, cfg.Outputs.IDs))
+	m.withCodec = grpc.ForceCodecV2(m.codec)
 	err := error(errors.New("no health check has succeeded yet"))
 	m.lastErr.Store(&err)
 	return m

@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
-	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
 )
@@ -33,7 +33,8 @@ import (
 // Errors wrap backend.ErrUnavailable (server unreachable, model or version
 // not loaded, load shed), ErrDeadline (which also matches
 // context.DeadlineExceeded), context.Canceled, backend.ErrBadOutput (outputs
-// missing or of the wrong dtype or shape, NaN or infinite scores) or
+// missing or of the wrong dtype or shape, NaN or infinite scores, a response
+// protobuf cannot decode) or
 // ErrBadInput (a malformed request, or INVALID_ARGUMENT from the server;
 // these also match backend.ErrRejectedInput); Classify names the class. Predict is safe for
 // concurrent use.
@@ -59,135 +60,63 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 		ctx, cancel = context.WithTimeout(ctx, budget)
 		defer cancel()
 	}
-	resp, err := m.pred.Predict(ctx, preq)
-	if err != nil {
+	// The codec writes the request and reads the outputs straight off the
+	// wire (telemetry.PredictMethod traces the call by its method name).
+	var resp predictResponse
+	if err := m.cc.Invoke(ctx, apis.PredictionService_Predict_FullMethodName, preq, &resp, m.withCodec); err != nil {
 		err = callError(ctx, "predict", budget, err)
 		if errors.Is(err, backend.ErrUnavailable) {
 			m.setHealth(err)
 		}
 		return nil, err
 	}
-	return m.items(resp, req)
+	return m.items(&resp, req)
 }
 
-// request builds the PredictRequest. The model spec and output filter are
-// shared, read-only, by every request; each request's tensors are carved out
-// of a few allocations sized up front.
-func (m *Model) request(req *backend.Request) (*apis.PredictRequest, error) {
-	n := len(req.Inputs)
-	var ndims, nraw, nstr, strBytes int
-	for i := range req.Inputs {
-		t := &req.Inputs[i]
-		ndims += len(t.Shape)
-		switch t.DType {
-		case featurizer.Float32, featurizer.Int32:
-			nraw += 4 * t.Len()
-		case featurizer.Float64, featurizer.Int64:
-			nraw += 8 * t.Len()
-		case featurizer.String:
-			nstr += len(t.String)
-			for _, s := range t.String {
-				strBytes += len(s)
-			}
-		case featurizer.Bool:
-		default:
-			return nil, badInput("input %q has invalid dtype %s", t.Name, t.DType)
-		}
-	}
-	tensors := make([]framework.TensorProto, n)
-	shapes := make([]framework.TensorShapeProto, n)
-	dims := make([]framework.TensorShapeProto_Dim, ndims)
-	dimPtrs := make([]*framework.TensorShapeProto_Dim, ndims)
-	raw := make([]byte, 0, nraw)
-	var strs [][]byte
-	var strBuf []byte
-	if nstr > 0 {
-		strs = make([][]byte, 0, nstr)
-		strBuf = make([]byte, 0, strBytes)
-	}
-	inputs := make(map[string]*framework.TensorProto, n)
-	for i := range req.Inputs {
-		t := &req.Inputs[i]
-		size := int64(1)
-		for _, d := range t.Shape {
-			if d < 0 {
-				return nil, badInput("input %q has shape %v", t.Name, t.Shape)
-			}
-			size *= d
-		}
-		if size != int64(t.Len()) {
-			return nil, badInput("input %q has shape %v but %d values", t.Name, t.Shape, t.Len())
-		}
-		for j, d := range t.Shape {
-			dims[j].Size = d
-			dimPtrs[j] = &dims[j]
-		}
-		shapes[i].Dim = dimPtrs[:len(t.Shape):len(t.Shape)]
-		dims, dimPtrs = dims[len(t.Shape):], dimPtrs[len(t.Shape):]
+// tensor is what Predict reads of an output TensorProto: its dtype, its
+// shape and its values, in whichever fields the server put them. It holds no
+// reference to the response's wire bytes.
+type tensor struct {
+	dtype   framework.DataType
+	dims    []int64   // tensor_shape's dim sizes
+	content []byte    // tensor_content
+	floats  []float32 // float_val
+	doubles []float64 // double_val
+	strings [][]byte  // string_val
+}
 
-		tp := &tensors[i]
-		tp.Dtype = dataType(t.DType)
-		tp.TensorShape = &shapes[i]
-		start := len(raw)
-		switch t.DType {
-		case featurizer.Float32:
-			for _, v := range t.Float32 {
-				raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
-			}
-		case featurizer.Float64:
-			for _, v := range t.Float64 {
-				raw = binary.LittleEndian.AppendUint64(raw, math.Float64bits(v))
-			}
-		case featurizer.Int32:
-			for _, v := range t.Int32 {
-				raw = binary.LittleEndian.AppendUint32(raw, uint32(v))
-			}
-		case featurizer.Int64:
-			for _, v := range t.Int64 {
-				raw = binary.LittleEndian.AppendUint64(raw, uint64(v))
-			}
-		case featurizer.String:
-			first := len(strs)
-			for _, s := range t.String {
-				k := len(strBuf)
-				strBuf = append(strBuf, s...)
-				strs = append(strs, strBuf[k:len(strBuf):len(strBuf)])
-			}
-			tp.StringVal = strs[first:len(strs):len(strs)]
-		case featurizer.Bool:
-			tp.BoolVal = t.Bool // read only by the marshaller
-		}
-		if len(raw) > start {
-			tp.TensorContent = raw[start:len(raw):len(raw)]
-		}
-		inputs[t.Name] = tp
-	}
-	return &apis.PredictRequest{ModelSpec: m.spec, Inputs: inputs, OutputFilter: m.filter}, nil
+// outputs are the two outputs Predict reads: the scores and, when
+// Outputs.IDs is set, the ids. The has flags say whether the response had
+// them at all.
+type outputs struct {
+	scores, ids       tensor
+	hasScores, hasIDs bool
 }
 
 // items reads the response's outputs into the ranked items.
-func (m *Model) items(resp *apis.PredictResponse, req *backend.Request) ([]backend.Item, error) {
-	outs := resp.GetOutputs()
-	st := outs[m.cfg.Outputs.Scores]
-	if st == nil {
+func (m *Model) items(resp *predictResponse, req *backend.Request) ([]backend.Item, error) {
+	if resp.err != nil {
+		return nil, fmt.Errorf("tfserving predict: %w: %w", backend.ErrBadOutput, resp.err)
+	}
+	out := &resp.out
+	if !out.hasScores {
 		return nil, badOutput("no output %q in the response", m.cfg.Outputs.Scores)
 	}
 	if m.cfg.Outputs.IDs == "" {
-		scores, err := readScores(st, m.cfg.Outputs.Scores, len(req.Candidates))
+		scores, err := readScores(&out.scores, m.cfg.Outputs.Scores, len(req.Candidates))
 		if err != nil {
 			return nil, err
 		}
 		return rank(idList{strs: req.Candidates}, &scores, req, false)
 	}
-	it := outs[m.cfg.Outputs.IDs]
-	if it == nil {
+	if !out.hasIDs {
 		return nil, badOutput("no output %q in the response", m.cfg.Outputs.IDs)
 	}
-	ids, err := readIDs(it, m.cfg.Outputs.IDs)
+	ids, err := readIDs(&out.ids, m.cfg.Outputs.IDs)
 	if err != nil {
 		return nil, err
 	}
-	scores, err := readScores(st, m.cfg.Outputs.Scores, len(ids))
+	scores, err := readScores(&out.scores, m.cfg.Outputs.Scores, len(ids))
 	if err != nil {
 		return nil, err
 	}
@@ -195,15 +124,15 @@ func (m *Model) items(resp *apis.PredictResponse, req *backend.Request) ([]backe
 }
 
 // vectorLen checks that a tensor has shape [N] or [1, N] and returns N.
-func vectorLen(t *framework.TensorProto, alias string) (int, error) {
-	dims := t.GetTensorShape().GetDim()
+func vectorLen(t *tensor, alias string) (int, error) {
+	dims := t.dims
 	switch {
-	case len(dims) == 1 && dims[0].GetSize() >= 0:
-		return int(dims[0].GetSize()), nil
-	case len(dims) == 2 && dims[0].GetSize() == 1 && dims[1].GetSize() >= 0:
-		return int(dims[1].GetSize()), nil
+	case len(dims) == 1 && dims[0] >= 0:
+		return int(dims[0]), nil
+	case len(dims) == 2 && dims[0] == 1 && dims[1] >= 0:
+		return int(dims[1]), nil
 	}
-	return 0, badOutput("output %q has shape %s, want [N] or [1, N]", alias, shapeString(dims))
+	return 0, badOutput("output %q has shape %s, want [N] or [1, N]", alias, sizesString(dims))
 }
 
 // scoreVec reads scores from whichever representation the tensor uses.
@@ -228,7 +157,7 @@ func (s *scoreVec) at(i int) float64 {
 }
 
 // readScores checks the scores tensor against the n items it must score.
-func readScores(t *framework.TensorProto, alias string, n int) (scoreVec, error) {
+func readScores(t *tensor, alias string, n int) (scoreVec, error) {
 	s := scoreVec{n: n}
 	got, err := vectorLen(t, alias)
 	if err != nil {
@@ -238,15 +167,15 @@ func readScores(t *framework.TensorProto, alias string, n int) (scoreVec, error)
 		return s, badOutput("output %q has %d scores for %d items", alias, got, n)
 	}
 	var size, typed int
-	switch t.GetDtype() {
+	switch t.dtype {
 	case framework.DataType_DT_FLOAT:
-		size, typed, s.f32 = 4, len(t.GetFloatVal()), t.GetFloatVal()
+		size, typed, s.f32 = 4, len(t.floats), t.floats
 	case framework.DataType_DT_DOUBLE:
-		size, typed, s.f64, s.wide = 8, len(t.GetDoubleVal()), t.GetDoubleVal(), true
+		size, typed, s.f64, s.wide = 8, len(t.doubles), t.doubles, true
 	default:
-		return s, badOutput("output %q is %s, want DT_FLOAT or DT_DOUBLE", alias, t.GetDtype())
+		return s, badOutput("output %q is %s, want DT_FLOAT or DT_DOUBLE", alias, t.dtype)
 	}
-	if c := t.GetTensorContent(); len(c) > 0 {
+	if c := t.content; len(c) > 0 {
 		if len(c) != size*n {
 			return s, badOutput("output %q has %d bytes of tensor_content for %d scores", alias, len(c), n)
 		}
@@ -260,22 +189,22 @@ func readScores(t *framework.TensorProto, alias string, n int) (scoreVec, error)
 // readIDs reads a DT_STRING vector from string_val or, as TensorFlow encodes
 // strings in tensor_content, from a list of varint lengths followed by the
 // bytes.
-func readIDs(t *framework.TensorProto, alias string) ([][]byte, error) {
-	if t.GetDtype() != framework.DataType_DT_STRING {
-		return nil, badOutput("output %q is %s, want DT_STRING", alias, t.GetDtype())
+func readIDs(t *tensor, alias string) ([][]byte, error) {
+	if t.dtype != framework.DataType_DT_STRING {
+		return nil, badOutput("output %q is %s, want DT_STRING", alias, t.dtype)
 	}
 	n, err := vectorLen(t, alias)
 	if err != nil {
 		return nil, err
 	}
-	if c := t.GetTensorContent(); len(c) > 0 {
+	if c := t.content; len(c) > 0 {
 		ids, ok := decodeStringList(c, n)
 		if !ok {
 			return nil, badOutput("output %q has tensor_content that is not %d strings", alias, n)
 		}
 		return ids, nil
 	}
-	ids := t.GetStringVal()
+	ids := t.strings
 	switch {
 	case len(ids) == n:
 		return ids, nil
@@ -293,6 +222,11 @@ func readIDs(t *framework.TensorProto, alias string) ([][]byte, error) {
 // decodeStringList decodes TensorFlow's string tensor_content: n varint
 // lengths, then the n strings' bytes.
 func decodeStringList(c []byte, n int) ([][]byte, bool) {
+	if n > len(c) {
+		// Each string takes at least a byte of length: a shape this large
+		// is wrong, and must not size the allocations below.
+		return nil, false
+	}
 	lens := make([]uint64, n)
 	for i := range lens {
 		v, k := binary.Uvarint(c)

@@ -242,13 +242,22 @@ func checkOutputs(sig *tfpb.SignatureDef, cfg Config) error {
 
 // shapeString writes dims as [-1, 20].
 func shapeString(dims []*framework.TensorShapeProto_Dim) string {
+	sizes := make([]int64, len(dims))
+	for i, d := range dims {
+		sizes[i] = d.GetSize()
+	}
+	return sizesString(sizes)
+}
+
+// sizesString writes dim sizes as [-1, 20].
+func sizesString(sizes []int64) string {
 	var b strings.Builder
 	b.WriteByte('[')
-	for i, d := range dims {
+	for i, d := range sizes {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprint(&b, d.GetSize())
+		fmt.Fprint(&b, d)
 	}
 	b.WriteByte(']')
 	return b.String()
