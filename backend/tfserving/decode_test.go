@@ -221,6 +221,14 @@ func responseCases(t testing.TB) []responseCase {
 		{name: "ids within candidates", ids: "ids", cands: []string{"zz", "q"}, k: 3, wire: resp(map[string]*framework.TensorProto{
 			"scores": {Dtype: dtFloat, TensorShape: shape(3), FloatVal: []float32{0.5, 0.9, 0.1}},
 			"ids":    {Dtype: dtString, TensorShape: shape(3), StringVal: [][]byte{[]byte("x"), []byte("y"), []byte("zz")}}})},
+		// TensorFlow repeats the last value up to the shape, so a tiny
+		// response can claim any number of rows: bounded, not allocated.
+		{name: "ids shape past MaxOutputRows", ids: "ids", k: 3, want: "more than the 1048576", wire: resp(map[string]*framework.TensorProto{
+			"scores": {Dtype: dtFloat, TensorShape: shape(1 << 40), FloatVal: []float32{0.5}},
+			"ids":    {Dtype: dtString, TensorShape: shape(1 << 40), StringVal: [][]byte{[]byte("x")}}})},
+		{name: "ids shape at MaxOutputRows", ids: "ids", k: 2, wire: resp(map[string]*framework.TensorProto{
+			"scores": {Dtype: dtFloat, TensorShape: shape(MaxOutputRows), FloatVal: []float32{0.5}},
+			"ids":    {Dtype: dtString, TensorShape: shape(MaxOutputRows), StringVal: [][]byte{[]byte("x")}}})},
 		{name: "extra outputs", ids: "ids", k: 3, wire: resp(map[string]*framework.TensorProto{
 			"scores":  {Dtype: dtFloat, TensorShape: shape(1), FloatVal: []float32{0.5}},
 			"ids":     {Dtype: dtString, TensorShape: shape(1), StringVal: [][]byte{[]byte("x")}},
