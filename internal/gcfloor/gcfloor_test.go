@@ -36,7 +36,7 @@ func TestPercent(t *testing.T) {
 func TestTunerSetsAndRestoresTheGCPercent(t *testing.T) {
 	orig := debug.SetGCPercent(77)
 	defer debug.SetGCPercent(orig)
-	runtime.GC() // a live heap reading
+	runtime.GC()                // a live heap reading
 	tu := New(1<<40, time.Hour) // a floor far above any live heap here
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
