@@ -214,11 +214,20 @@ func newGateway(ctx context.Context, cfg *config.Config, opts Options, db opened
 	}
 	g.hl = ltls.wrapHTTP(g.hl)
 	g.hs = &http.Server{Handler: g.srv.Handler(), ReadTimeout: cfg.Limits.ReadTimeout, WriteTimeout: cfg.Limits.WriteTimeout,
-		ReadHeaderTimeout: cfg.Limits.ReadTimeout, MaxHeaderBytes: 64 << 10}
+		ReadHeaderTimeout: cfg.Limits.ReadTimeout, IdleTimeout: IdleTimeout, MaxHeaderBytes: 64 << 10}
 	g.gs = grpc.NewServer(ltls.grpcOptions(g.srv.GRPCServerOptions())...)
 	g.srv.RegisterGRPC(g.gs)
 	return g, nil
 }
+
+// IdleTimeout is how long the HTTP server keeps an idle keep-alive
+// connection. It is longer than clients keep theirs (Go's default is 90 s,
+// nginx's upstream keepalive_timeout 60 s), so that the client, not the
+// server, closes an idle connection: a server that closes it first races
+// the client's next request on it, which then fails (a POST is not
+// retried). Without it the server would close idle connections after
+// limits.read_timeout (net/http's fallback).
+const IdleTimeout = 2 * time.Minute
 
 // HTTPAddr is the address the HTTP API listens on.
 func (g *Gateway) HTTPAddr() net.Addr { return g.hl.Addr() }
