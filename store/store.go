@@ -340,6 +340,12 @@ type FeedbackResult struct {
 	Trial     bool // a trial was counted
 }
 
+// expiryFill is how full the expiry index's pages are filled before they
+// split. Its keys start with the expiry time, which follows the clicks'
+// predictions' times, so new keys arrive nearly in order and land on the
+// last page: bbolt's default (half full) left half of every page empty.
+const expiryFill = 0.95
+
 // ExpiryGrace is how long a dedupe key is kept past its expiry before it is
 // removed: a feedback call that checked its window an instant before a
 // key's expiry may reach the store a moment after it, and must still find
@@ -359,6 +365,7 @@ func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials ma
 		clear(res)
 		d.db.track(tx, len(ops))
 		dd, ex, cb := tx.Bucket(bDedupe), tx.Bucket(bExpiry), tx.Bucket(bCounters)
+		ex.FillPercent = expiryFill
 		for k, n := range pendingTrials {
 			if err := addCounts(cb, k, n, 0); err != nil {
 				return err
