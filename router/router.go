@@ -722,7 +722,8 @@ func (r *Router) call(ctx context.Context, v *registry.Version, in *input) (item
 	defer cancel()
 	cctx, pspan := r.tracer.Child(cctx, v.SpanName)
 	start := time.Now()
-	items, err = v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, Candidates: in.cands, Exclude: in.excl, K: in.k})
+	items, err = v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, UserID: in.freq.UserID, Context: in.freq.Context,
+		Candidates: in.cands, Exclude: in.excl, K: in.k})
 	if err == nil {
 		// Whatever the backend let through, a non-finite score is a sick
 		// model's output, and could not be encoded as JSON.
