@@ -547,7 +547,7 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 		}
 	}()
 	auditLog := audit.New(db, log)
-	backends := drivers(pool, cfg.ONNXRuntime)
+	backends := drivers(pool, cfg)
 	reg, err := registry.New(ctx, db, backends, log, registry.Options{Audit: auditLog})
 	if err != nil {
 		return nil, err
