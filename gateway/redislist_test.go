@@ -1,0 +1,169 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/modelgate/modelgate/internal/redistest"
+)
+
+// startLists starts a redis-server holding precomputed lists for model
+// "batch": a sorted set for u1, a JSON list for u2 (version 2 reads JSON),
+// and a popular list.
+func startLists(t *testing.T) *redistest.Server {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{})
+	opt, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(rdb.ZAdd(ctx, "recs:batch:1:u1", redis.Z{Member: "i3", Score: 0.9}, redis.Z{Member: "i1", Score: 0.7},
+		redis.Z{Member: "i2", Score: 0.8}, redis.Z{Member: "i4", Score: 0.1}).Err())
+	must(rdb.ZAdd(ctx, "recs:batch:1:popular", redis.Z{Member: "p1", Score: 2}, redis.Z{Member: "p2", Score: 1}).Err())
+	must(rdb.Set(ctx, "recs:batch:2:u2", `[{"id": "j1", "score": 0.5}, {"id": "j2", "score": 0.6}]`, 0).Err())
+	return srv
+}
+
+func listsBody(url, format, defaultKey string) string {
+	b := fmt.Sprintf(`{"backend": {"type": "redis", "url": %q, "key": "recs:{model}:{version}:{user_id}", "format": %q, "timeout_ms": 200`, url, format)
+	if defaultKey != "" {
+		b += fmt.Sprintf(`, "default_key": %q`, defaultKey)
+	}
+	return b + `}}`
+}
+
+// A redis version registered through the admin API serves the user's
+// list, else the popular one, honouring candidates, exclude and k.
+func TestRedisListsThroughTheGateway(t *testing.T) {
+	srv := startLists(t)
+	a := startApp(t, demoConfig(t, ""))
+	if st := call(t, "PUT", a.url+"/v1/models/batch/versions/1", listsBody(srv.URL(), "zset", "recs:{model}:{version}:popular"), nil); st != http.StatusCreated {
+		t.Fatalf("register batch@1: %d", st)
+	}
+	if st := call(t, "PUT", a.url+"/v1/models/batch/versions/2", listsBody(srv.URL(), "json", ""), nil); st != http.StatusCreated {
+		t.Fatalf("register batch@2: %d", st)
+	}
+	for _, ep := range []string{"lists", "lists2"} {
+		arm := map[string]string{"lists": "batch@1", "lists2": "batch@2"}[ep]
+		if st := call(t, "PUT", a.url+"/v1/endpoints/"+ep, `{"arms": ["`+arm+`"]}`, nil); st != http.StatusCreated {
+			t.Fatalf("endpoint %s: %d", ep, st)
+		}
+	}
+	tests := []struct {
+		name, endpoint string
+		body           map[string]any
+		want           string
+	}{
+		{"the user's list", "lists", map[string]any{"user_id": "u1", "k": 3}, "i3=0.9,i2=0.8,i1=0.7"},
+		{"exclude", "lists", map[string]any{"user_id": "u1", "k": 2, "exclude": []string{"i3"}}, "i2=0.8,i1=0.7"},
+		{"candidates", "lists", map[string]any{"user_id": "u1", "candidates": []string{"i4", "i1", "x"}}, "i1=0.7,i4=0.1"},
+		{"the popular list", "lists", map[string]any{"user_id": "u9", "context": map[string]string{"surface": "home"}}, "p1=2,p2=1"},
+		{"json", "lists2", map[string]any{"user_id": "u2"}, "j2=0.6,j1=0.5"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var rec recResp
+			if st := call(t, "POST", a.url+"/v1/endpoints/"+tc.endpoint+"/recommend", tc.body, &rec); st != 200 {
+				t.Fatalf("recommend: %d", st)
+			}
+			var got []string
+			for _, it := range rec.Items {
+				got = append(got, fmt.Sprintf("%s=%g", it.ID, it.Score))
+			}
+			if strings.Join(got, ",") != tc.want || rec.Fallback {
+				t.Fatalf("items %v (fallback %v), want %s", got, rec.Fallback, tc.want)
+			}
+		})
+	}
+	var mv map[string]any
+	call(t, "GET", a.url+"/v1/models/batch/versions/1", nil, &mv)
+	if b := mv["backend"].(map[string]any); b["type"] != "redis" || b["format"] != "zset" || b["default_key"] != "recs:{model}:{version}:popular" {
+		t.Fatalf("stored backend %v", b)
+	}
+}
+
+// A user without a list on a version without default_key is an arm error
+// of class not_found: the request is served by the fallback arm.
+func TestRedisListsNotFoundFallsBack(t *testing.T) {
+	srv := startLists(t)
+	a := startApp(t, demoConfig(t, ""))
+	if st := call(t, "PUT", a.url+"/v1/models/batch/versions/1", listsBody(srv.URL(), "zset", ""), nil); st != http.StatusCreated {
+		t.Fatalf("register: %d", st)
+	}
+	if st := call(t, "PUT", a.url+"/v1/endpoints/mixed", `{"arms": ["batch@1", "mf@1"], "fallback": "mf@1", "policy": {"type": "uniform"}}`, nil); st != http.StatusCreated {
+		t.Fatalf("endpoint: %d", st)
+	}
+	fellBack := 0
+	for i := 0; i < 40; i++ {
+		var rec recResp
+		if st := call(t, "POST", a.url+"/v1/endpoints/mixed/recommend", map[string]any{"user_id": "u9"}, &rec); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+		if rec.Arm != "mf@1" || len(rec.Items) == 0 {
+			t.Fatalf("served by %s with %d items, want mf@1", rec.Arm, len(rec.Items))
+		}
+		if rec.Fallback {
+			fellBack++
+		}
+	}
+	if fellBack == 0 {
+		t.Fatal("the uniform policy never chose batch@1 in 40 requests")
+	}
+	errs := samples(scrapeMetrics(t, a.url)["modelgate_arm_errors_total"])
+	var notFound float64
+	for k, v := range errs {
+		if strings.Contains(k, "arm=batch@1") && strings.Contains(k, "class=not_found") {
+			notFound += v
+		}
+	}
+	if int(notFound) != fellBack {
+		t.Fatalf("not_found errors %v, fallbacks %d (series %v)", notFound, fellBack, errs)
+	}
+}
+
+func TestRedisListsRegistrationErrors(t *testing.T) {
+	srv := startLists(t)
+	a := startApp(t, demoConfig(t, ""))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "redis://" + l.Addr().String() + "/0"
+	l.Close()
+	cases := []struct {
+		name, body, field, code, msg string
+	}{
+		{"server down", listsBody(down, "zset", ""), "backend.url", "invalid_model", "does not answer"},
+		{"default missing", listsBody(srv.URL(), "zset", "recs:nope"), "backend.default_key", "invalid_model", "does not exist"},
+		{"default of another type", listsBody(srv.URL(), "json", "recs:{model}:{version}:popular"), "backend.default_key", "invalid_model", "holds a zset"},
+		{"unknown placeholder", strings.Replace(listsBody(srv.URL(), "zset", ""), "{user_id}", "{uid}", 1), "backend.key", "invalid_backend", "{uid}"},
+		{"no url, no --redis-url", `{"backend": {"type": "redis", "key": "r:{user_id}"}}`, "backend.url", "missing_field", "--redis-url"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var e errResp
+			st := call(t, "PUT", a.url+"/v1/models/batch/versions/1", tc.body, &e)
+			if st != 400 || e.Error.Field != tc.field || e.Error.Code != tc.code || !strings.Contains(e.Error.Message, tc.msg) {
+				t.Fatalf("got %d %+v, want 400 %s on %s mentioning %q", st, e.Error, tc.code, tc.field, tc.msg)
+			}
+			if st := call(t, "GET", a.url+"/v1/models/batch/versions/1", nil, nil); st != 404 {
+				t.Fatal("a refused version was stored")
+			}
+		})
+	}
+}
