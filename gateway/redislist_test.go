@@ -10,7 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/modelgate/modelgate/backend/redislist"
 	"github.com/modelgate/modelgate/internal/redistest"
+	"github.com/modelgate/modelgate/store/redisstore"
 )
 
 // startLists starts a redis-server holding precomputed lists for model
@@ -165,5 +167,13 @@ func TestRedisListsRegistrationErrors(t *testing.T) {
 				t.Fatal("a refused version was stored")
 			}
 		})
+	}
+}
+
+// No key template can build a key of the gateway's own state in a Redis
+// it shares with the lists.
+func TestRedisListsReservedPrefix(t *testing.T) {
+	if redislist.ReservedPrefix != redisstore.DefaultPrefix {
+		t.Fatalf("redislist reserves %q, the store's keys start with %q", redislist.ReservedPrefix, redisstore.DefaultPrefix)
 	}
 }

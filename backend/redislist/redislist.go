@@ -93,10 +93,10 @@ func (s *Spec) Check() error {
 	if s.Key == "" {
 		return fault.Field("backend.key", "missing_field", "a redis backend needs a key template, e.g. \"recs:{model}:{version}:{user_id}\"")
 	}
-	if _, err := parseTemplate(s.Key, "m", "v", true); err != nil {
+	if _, err := parseTemplate(s.Key, checkName, checkName, true); err != nil {
 		return fault.Field("backend.key", "invalid_backend", "%v", err)
 	}
-	if _, err := parseTemplate(s.DefaultKey, "m", "v", false); err != nil {
+	if _, err := parseTemplate(s.DefaultKey, checkName, checkName, false); err != nil {
 		return fault.Field("backend.default_key", "invalid_backend", "%v", err)
 	}
 	switch s.Format {
@@ -119,6 +119,10 @@ func (s *Spec) Check() error {
 	}
 	return nil
 }
+
+// checkName stands for the model and version names, unknown to Check:
+// Load parses the templates again with the real ones.
+const checkName = "_"
 
 // Timeout is TimeoutMS as a duration.
 func (s *Spec) Timeout() time.Duration { return time.Duration(s.TimeoutMS) * time.Millisecond }

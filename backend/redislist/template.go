@@ -80,12 +80,34 @@ func parseTemplate(s, model, version string, user bool) (template, error) {
 		}
 	}
 	flush()
-	if t.size == 0 && len(t.parts) > 0 && !t.fixed() {
-		// A key made only of request values would let any client read
-		// any key of the database by choosing its user id.
-		return template{}, fmt.Errorf("needs literal text besides placeholders, e.g. \"recs:{user_id}\"")
+	if h, fixed := t.head(); len(t.parts) > 0 && !fixed && (h == "" || strings.HasPrefix(ReservedPrefix, h)) {
+		// Request values choose the rest of the key: without literal text
+		// of its own first, a client could name any key of the database.
+		return template{}, fmt.Errorf("must start with literal text, e.g. \"recs:{user_id}\", that no key of the gateway's own (%q…) starts with", ReservedPrefix)
+	}
+	if h, _ := t.head(); strings.HasPrefix(h, ReservedPrefix) {
+		return template{}, fmt.Errorf("keys starting with %q are the gateway's own state, not lists", ReservedPrefix)
 	}
 	return t, nil
+}
+
+// ReservedPrefix starts the keys of the gateway's own state in a Redis it
+// shares (store/redisstore.DefaultPrefix). No key template may build such
+// a key: a list is never read from there, whatever a request's values.
+const ReservedPrefix = "modelgate:"
+
+// head returns the literal text before the first request value, and
+// whether the template has no request values (head is then the whole
+// key).
+func (t template) head() (string, bool) {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.user || p.ctx != "" {
+			return b.String(), false
+		}
+		b.WriteString(p.lit)
+	}
+	return b.String(), true
 }
 
 // fixed reports whether the template builds the same key for every request.

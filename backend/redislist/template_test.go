@@ -30,7 +30,13 @@ func TestTemplate(t *testing.T) {
 		{name: "stray close", tmpl: "recs:}", err: "closes no placeholder"},
 		{name: "user in a default key", tmpl: "recs:{user_id}", user: false, err: "{user_id} cannot be used here"},
 		{name: "request values alone", tmpl: "{user_id}", user: true, err: "literal text"},
+		{name: "request values first", tmpl: "{user_id}:recs", user: true, err: "literal text"},
 		{name: "context alone", tmpl: "{context.surface}", err: "literal text"},
+		{name: "could reach the gateway's keys", tmpl: "mod{user_id}", user: true, err: "literal text"},
+		{name: "in the gateway's keys", tmpl: "modelgate:x:{user_id}", user: true, err: "the gateway's own state"},
+		{name: "fixed in the gateway's keys", tmpl: "modelgate:counters:trials", err: "the gateway's own state"},
+		{name: "model makes the head", tmpl: "{model}:{user_id}", user: true, key: "mf:u42", built: true},
+		{name: "fixed key like the prefix", tmpl: "model", key: "model", built: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
