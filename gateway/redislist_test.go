@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/modelgate/modelgate/backend/redislist"
+	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/store/redisstore"
 )
@@ -175,5 +178,66 @@ func TestRedisListsRegistrationErrors(t *testing.T) {
 func TestRedisListsReservedPrefix(t *testing.T) {
 	if redislist.ReservedPrefix != redisstore.DefaultPrefix {
 		t.Fatalf("redislist reserves %q, the store's keys start with %q", redislist.ReservedPrefix, redisstore.DefaultPrefix)
+	}
+}
+
+// examples/redis-lists/config.yaml parses, seeds a gateway (which checks
+// that its Redis answers and holds the popular list), and its batch arm
+// serves the lists load.sh writes, next to the live arms.
+func TestRedisListsDemoConfig(t *testing.T) {
+	dir := filepath.Join("..", "examples", "redis-lists")
+	raw, err := os.ReadFile(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const demoURL = "redis://127.0.0.1:6379/0"
+	if !strings.Contains(string(raw), demoURL) {
+		t.Fatalf("config.yaml does not read %s", demoURL)
+	}
+	srv := redistest.Start(t, redistest.Options{})
+	cfg, err := config.Parse([]byte(strings.Replace(string(raw), demoURL, srv.URL(), 1)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, _ := redis.ParseURL(srv.URL())
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	// As load.sh leaves them (examples/redis-lists/gen tests the real job).
+	if err := rdb.ZAdd(ctx, "recs:batch:nightly:u0", redis.Z{Member: "i7", Score: 5}, redis.Z{Member: "i8", Score: 4}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ZAdd(ctx, "recs:batch:nightly:popular", redis.Z{Member: "i1", Score: 1}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, cfg)
+	var ep struct {
+		Arms []string `json:"arms"`
+	}
+	if st := call(t, "GET", a.url+"/v1/endpoints/home", nil, &ep); st != 200 || strings.Join(ep.Arms, ",") != "mf@1,mf@2,batch@nightly" {
+		t.Fatalf("endpoint home: %d, arms %v", st, ep.Arms)
+	}
+	served := map[string]int{}
+	for i := 0; i < 200 && served["batch@nightly"] < 2; i++ {
+		user := []string{"u0", "u300"}[i%2]
+		var rec recResp
+		if st := call(t, "POST", a.url+"/v1/endpoints/home/recommend", map[string]any{"user_id": user}, &rec); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+		served[rec.Arm]++
+		if rec.Arm != "batch@nightly" {
+			continue
+		}
+		want := map[string]string{"u0": "i7,i8", "u300": "i1"}[user]
+		var got []string
+		for _, it := range rec.Items {
+			got = append(got, it.ID)
+		}
+		if strings.Join(got, ",") != want || rec.Fallback {
+			t.Fatalf("batch@nightly served %s %v (fallback %v), want %s", user, got, rec.Fallback, want)
+		}
+	}
+	if served["batch@nightly"] < 2 {
+		t.Fatalf("batch@nightly served %d of the requests (%v)", served["batch@nightly"], served)
 	}
 }
