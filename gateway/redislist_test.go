@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -239,5 +240,37 @@ func TestRedisListsDemoConfig(t *testing.T) {
 	}
 	if served["batch@nightly"] < 2 {
 		t.Fatalf("batch@nightly served %d of the requests (%v)", served["batch@nightly"], served)
+	}
+}
+
+// A version without a url reads the server's --redis-url: replicas that
+// share that Redis register it once and every one of them serves its
+// lists, which live beside the gateway's own keys.
+func TestRedisListsServerURL(t *testing.T) {
+	srv := startLists(t)
+	reps := replicas(t, srv, 2)
+	body := `{"backend": {"type": "redis", "key": "recs:{model}:{version}:{user_id}", "default_key": "recs:{model}:{version}:popular"}}`
+	if st := call(t, "PUT", reps[0].url+"/v1/models/batch/versions/1", body, nil); st != http.StatusCreated {
+		t.Fatalf("register: %d", st)
+	}
+	if st := call(t, "PUT", reps[0].url+"/v1/endpoints/lists", `{"arms": ["batch@1"]}`, nil); st != http.StatusCreated {
+		t.Fatalf("endpoint: %d", st)
+	}
+	waitUntil(t, 5*time.Second, func() bool {
+		return call(t, "GET", reps[1].url+"/v1/endpoints/lists", nil, nil) == 200
+	})
+	for _, a := range reps {
+		var rec recResp
+		if st := call(t, "POST", a.url+"/v1/endpoints/lists/recommend", map[string]any{"user_id": "u1", "k": 2}, &rec); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+		if len(rec.Items) != 2 || rec.Items[0].ID != "i3" || rec.Items[1].ID != "i2" {
+			t.Fatalf("items %+v, want i3, i2", rec.Items)
+		}
+	}
+	var mv map[string]any
+	call(t, "GET", reps[1].url+"/v1/models/batch/versions/1", nil, &mv)
+	if b := mv["backend"].(map[string]any); b["url"] != nil {
+		t.Fatalf("stored backend %v: the url was filled in, so it would not follow --redis-url", b)
 	}
 }
