@@ -96,6 +96,20 @@ func TestRedisListsThroughTheGateway(t *testing.T) {
 			}
 		})
 	}
+	// A batch's entries that chose the arm are one pipelined lookup; a
+	// user without a list still gets the popular one.
+	var batch struct {
+		Responses []recResp `json:"responses"`
+	}
+	body := map[string]any{"requests": []map[string]any{{"user_id": "u1", "k": 1}, {"user_id": "u9", "k": 1}, {"user_id": "u1", "k": 1, "exclude": []string{"i3"}}}}
+	if st := call(t, "POST", a.url+"/v1/endpoints/lists/recommend/batch", body, &batch); st != 200 || len(batch.Responses) != 3 {
+		t.Fatalf("batch: %d, %d responses", st, len(batch.Responses))
+	}
+	for i, want := range []string{"i3", "p1", "i2"} {
+		if r := batch.Responses[i]; len(r.Items) != 1 || r.Items[0].ID != want || r.Arm != "batch@1" {
+			t.Fatalf("batch entry %d: %+v, want %s from batch@1", i, r, want)
+		}
+	}
 	var mv map[string]any
 	call(t, "GET", a.url+"/v1/models/batch/versions/1", nil, &mv)
 	if b := mv["backend"].(map[string]any); b["type"] != "redis" || b["format"] != "zset" || b["default_key"] != "recs:{model}:{version}:popular" {

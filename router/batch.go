@@ -137,7 +137,8 @@ func (r *Router) tryBatch(ctx context.Context, snap *registry.Snapshot, ep *regi
 			continue
 		}
 		ready = append(ready, e)
-		reqs = append(reqs, &backend.Request{Inputs: inputs, Candidates: e.in.cands, Exclude: e.in.excl, K: e.in.k})
+		reqs = append(reqs, &backend.Request{Inputs: inputs, UserID: e.in.freq.UserID, Context: e.in.freq.Context,
+			Candidates: e.in.cands, Exclude: e.in.excl, K: e.in.k})
 	}
 	if len(ready) < 2 {
 		return // one request: its call is its own

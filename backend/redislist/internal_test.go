@@ -2,6 +2,8 @@ package redislist
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -12,13 +14,16 @@ import (
 	"github.com/modelgate/modelgate/internal/redistest"
 )
 
-// countHook counts the commands a client sends, pipelines as one each.
+// countHook counts the round trips of a client's requests: a command, or
+// a pipeline of them.
 type countHook struct{ n atomic.Int64 }
 
 func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() != "ping" { // the health poll's
+		// Not the health poll's PING, nor the HELLO that opens a new
+		// connection of the pool.
+		if n := cmd.Name(); n != "ping" && n != "hello" {
 			h.n.Add(1)
 		}
 		return next(ctx, cmd)
@@ -131,5 +136,70 @@ func TestPoolRelease(t *testing.T) {
 	}
 	if _, _, err := p.acquire("http://x"); err == nil {
 		t.Fatal("a bad URL was accepted")
+	}
+}
+
+// A batch is one round trip (after a SCRIPT FLUSH, the script is loaded
+// once more first) and answers each request as Predict would; a request
+// without any list makes it ErrNotStackable, so each is answered alone.
+func TestPredictBatch(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	d := NewDriver(srv.URL())
+	_, cfg, err := backend.NewDrivers(d).Parse([]byte(`{"type": "redis", "key": "z:{context.s}:{user_id}", "default_key": "z:popular"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := d.Load(context.Background(), cfg, backend.LoadOptions{Model: "m", Version: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := sc.(*List)
+	defer l.Close()
+	ctx := context.Background()
+	rdb := l.conn.rdb
+	rdb.ZAdd(ctx, "z:a:u1", redis.Z{Member: "a", Score: 2}, redis.Z{Member: "b", Score: 1})
+	rdb.ZAdd(ctx, "z:popular", redis.Z{Member: "p", Score: 1})
+	reqs := []*backend.Request{
+		{UserID: "u1", Context: map[string]string{"s": "a"}, K: 5},
+		{UserID: "u1", Context: map[string]string{"s": "a"}, K: 5, Candidates: []string{"b", "x"}},
+		{UserID: "u2", Context: map[string]string{"s": "a"}, K: 5},
+		{UserID: "u1", K: 5, Candidates: []string{}},
+	}
+	var want [][]backend.Item
+	for _, r := range reqs {
+		items, err := l.Predict(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, items)
+	}
+	hook := &countHook{}
+	rdb.AddHook(hook)
+	for _, flush := range []bool{false, true} {
+		if flush {
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := hook.n.Load()
+		got, err := l.PredictBatch(ctx, reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := hook.n.Load() - before; (!flush && n != 1) || (flush && n != 3) {
+			t.Fatalf("flushed %v: %d round trips", flush, n)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("batch %v, one by one %v", got, want)
+		}
+	}
+	l2, err := d.Load(ctx, cfg, backend.LoadOptions{Model: "m", Version: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.(*List).Close()
+	rdb.Del(ctx, "z:popular")
+	if _, err := l.PredictBatch(ctx, reqs); !errors.Is(err, backend.ErrNotStackable) || !errors.Is(err, backend.ErrNotFound) {
+		t.Fatalf("a request without a list: %v, want not stackable (not found)", err)
 	}
 }

@@ -67,50 +67,141 @@ func (l *List) Close() error {
 // Predict returns the top req.K items of the request's list: the user's
 // key, else the default key. It is one round trip (see the package doc).
 func (l *List) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
-	if req.K < 1 {
-		return nil, backend.RejectInput(nil, "k must be at least 1, got %d", req.K)
+	lk, err := l.prepare(req)
+	if err != nil || lk.done {
+		return lk.items, err
 	}
-	var keys [2]string
-	n := 0
-	if k, ok := l.user.build(req.UserID, req.Context); ok {
-		keys[n], n = k, n+1
+	res, err := l.script.Run(ctx, l.conn.rdb, lk.keys, lk.args...).Slice()
+	if err != nil {
+		return nil, l.failed(ctx, err)
 	}
-	if k, ok := l.fallback.build(req.UserID, req.Context); ok && !l.fallback.empty() {
-		keys[n], n = k, n+1
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("redis: %w: the request lacks a context value the key needs, and there is no default list", backend.ErrNotFound)
-	}
-	if req.Candidates != nil && len(req.Candidates) == 0 {
-		return []backend.Item{}, nil // nothing may be returned: no need to ask
-	}
-	items, err := l.lookup(ctx, keys[:n], req)
-	if err != nil && backend.Classify(err) == backend.ClassUnavailable {
-		l.conn.setHealth(err)
-	}
-	return items, err
+	return lk.answer(res, req)
 }
 
-// lookup runs the script on keys (tried in order) for req and ranks what
-// it read.
-func (l *List) lookup(ctx context.Context, keys []string, req *backend.Request) ([]backend.Item, error) {
-	var args []any
+// PredictBatch looks up the lists of several requests in one round trip:
+// a pipeline of the script's runs, one per request. A request whose list
+// is missing (not_found) makes the whole call ErrNotStackable, so that
+// the caller answers, and counts, each request alone; any other error is
+// the whole call's.
+func (l *List) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]backend.Item, error) {
+	lks := make([]lookup, len(reqs))
+	for i, req := range reqs {
+		lk, err := l.prepare(req)
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, fmt.Errorf("redis: %w: request %d: %w", backend.ErrNotStackable, i, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		lks[i] = lk
+	}
+	cmds, err := l.pipeline(ctx, lks)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The server lost its scripts (a restart, SCRIPT FLUSH): load it
+		// and go again, as Script.Run does for one call.
+		if err = l.script.Load(ctx, l.conn.rdb).Err(); err == nil {
+			cmds, err = l.pipeline(ctx, lks)
+		}
+	}
+	if err != nil {
+		return nil, l.failed(ctx, err)
+	}
+	out := make([][]backend.Item, len(reqs))
+	for i, req := range reqs {
+		if lks[i].done {
+			out[i] = lks[i].items
+			continue
+		}
+		res, err := cmds[i].Slice()
+		if err == nil {
+			out[i], err = lks[i].answer(res, req)
+		}
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, fmt.Errorf("redis: %w: request %d: %w", backend.ErrNotStackable, i, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("request %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// pipeline sends the script's runs of lks that need one (EVALSHA) in one
+// round trip; cmds[i] is lks[i]'s, nil when it needs none.
+func (l *List) pipeline(ctx context.Context, lks []lookup) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(lks))
+	_, err := l.conn.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range lks {
+			if !lks[i].done {
+				cmds[i] = l.script.EvalSha(ctx, p, lks[i].keys, lks[i].args...)
+			}
+		}
+		return nil
+	})
+	return cmds, err
+}
+
+// failed turns a failed call into its error, and marks the list unhealthy
+// when Redis could not be reached.
+func (l *List) failed(ctx context.Context, err error) error {
+	err = callError(ctx, err)
+	if backend.Classify(err) == backend.ClassUnavailable {
+		l.conn.setHealth(err)
+	}
+	return err
+}
+
+// lookup is one request's call: the keys to try, in order, and the
+// script's arguments; done when the answer (items) is known without one.
+type lookup struct {
+	keys  []string
+	args  []any
+	json  bool
+	done  bool
+	items []backend.Item
+}
+
+// prepare builds a request's lookup: its keys (the user's when every
+// value it needs is there, then the default) and the script's mode.
+func (l *List) prepare(req *backend.Request) (lookup, error) {
+	var lk lookup
+	if req.K < 1 {
+		return lk, backend.RejectInput(nil, "k must be at least 1, got %d", req.K)
+	}
+	lk.keys = make([]string, 0, 2)
+	if k, ok := l.user.build(req.UserID, req.Context); ok {
+		lk.keys = append(lk.keys, k)
+	}
+	if k, ok := l.fallback.build(req.UserID, req.Context); ok && !l.fallback.empty() {
+		lk.keys = append(lk.keys, k)
+	}
+	if len(lk.keys) == 0 {
+		return lk, fmt.Errorf("redis: %w: the request lacks a context value the key needs, and there is no default list", backend.ErrNotFound)
+	}
+	if req.Candidates != nil && len(req.Candidates) == 0 {
+		// Nothing may be returned: no need to ask.
+		lk.done, lk.items = true, []backend.Item{}
+		return lk, nil
+	}
 	switch {
 	case l.format == FormatJSON:
-		args = []any{modeJSON, MaxJSONBytes}
+		lk.json = true
+		lk.args = []any{modeJSON, MaxJSONBytes}
 	case req.Candidates != nil:
-		args = make([]any, 1, 1+len(req.Candidates))
-		args[0] = modeCands
+		lk.args = make([]any, 1, 1+len(req.Candidates))
+		lk.args[0] = modeCands
 		for _, c := range req.Candidates {
-			args = append(args, c)
+			lk.args = append(lk.args, c)
 		}
 	default:
-		args = []any{modeTop, req.K + len(req.Exclude)}
+		lk.args = []any{modeTop, req.K + len(req.Exclude)}
 	}
-	res, err := l.script.Run(ctx, l.conn.rdb, keys, args...).Slice()
-	if err != nil {
-		return nil, callError(ctx, err)
-	}
+	return lk, nil
+}
+
+// answer reads the script's answer res to lk and ranks what it read.
+func (lk *lookup) answer(res []any, req *backend.Request) ([]backend.Item, error) {
+	keys := lk.keys
 	src, ok := at[int64](res, 0)
 	if !ok || src < 0 || src > int64(len(keys)) {
 		return nil, fmt.Errorf("redis: unexpected answer from the lookup script: %v", res)
@@ -126,11 +217,11 @@ func (l *List) lookup(ctx context.Context, keys []string, req *backend.Request) 
 	switch status {
 	case stType:
 		t, _ := at[string](res, 2)
-		want := "zset"
-		if l.format == FormatJSON {
-			want = "string"
+		want, format := "zset", FormatZSet
+		if lk.json {
+			want, format = "string", FormatJSON
 		}
-		return nil, fmt.Errorf("%w: %q holds a %s, not the %s format %s wants", backend.ErrBadOutput, key, t, want, l.format)
+		return nil, fmt.Errorf("%w: %q holds a %s, not the %s format %s wants", backend.ErrBadOutput, key, t, want, format)
 	case stSize:
 		size, _ := at[int64](res, 2)
 		return nil, fmt.Errorf("%w: %q holds %d bytes, more than the %d a JSON list may take", backend.ErrBadOutput, key, size, MaxJSONBytes)
@@ -139,7 +230,8 @@ func (l *List) lookup(ctx context.Context, keys []string, req *backend.Request) 
 		return nil, fmt.Errorf("redis: unexpected answer from the lookup script: %v", res)
 	}
 	var items []backend.Item
-	switch args[0] {
+	var err error
+	switch lk.args[0] {
 	case modeJSON:
 		raw, _ := at[string](res, 2)
 		if items, err = decodeList([]byte(raw)); err != nil {
@@ -285,7 +377,15 @@ func (l *List) validate(ctx context.Context) error {
 		return nil // a key built from request values cannot be checked now
 	}
 	key, _ := l.fallback.build("", nil)
-	_, err := l.lookup(ctx, []string{key}, &backend.Request{K: 1})
+	probe := &backend.Request{K: 1}
+	lk, err := l.prepare(probe)
+	if err == nil {
+		lk.keys = []string{key} // the default alone
+		var res []any
+		if res, err = l.script.Run(ctx, l.conn.rdb, lk.keys, lk.args...).Slice(); err == nil {
+			_, err = lk.answer(res, probe)
+		}
+	}
 	switch {
 	case err == nil:
 		return nil

@@ -15,7 +15,8 @@
 // MaxJSONBytes. A pipeline could not make the second key's read depend on
 // the first key's existence without reading both lists every time. The
 // script is sent whole (EVAL) only when the server does not have it cached,
-// after a restart or SCRIPT FLUSH.
+// after a restart or SCRIPT FLUSH. A batch of requests (List.PredictBatch)
+// is one pipeline of the script's runs: one round trip for all of them.
 //
 // # Bounds
 //
@@ -144,7 +145,8 @@ func (s *Spec) format() string {
 }
 
 // Driver is the "redis" backend. Its versions share one client per URL.
-// Make it with NewDriver; it is safe for concurrent use.
+// Make it with NewDriver (the zero value has no script and is not usable);
+// it is safe for concurrent use.
 type Driver struct {
 	serverURL string
 	script    *redis.Script // lookupScript, with its SHA1 computed once
