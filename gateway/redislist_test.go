@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,12 +24,7 @@ import (
 func startLists(t *testing.T) *redistest.Server {
 	t.Helper()
 	srv := redistest.Start(t, redistest.Options{})
-	opt, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	rdb := srv.Client()
 	ctx := context.Background()
 	must := func(err error) {
 		t.Helper()
@@ -159,12 +153,7 @@ func TestRedisListsNotFoundFallsBack(t *testing.T) {
 func TestRedisListsRegistrationErrors(t *testing.T) {
 	srv := startLists(t)
 	a := startApp(t, demoConfig(t, ""))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "redis://" + l.Addr().String() + "/0"
-	l.Close()
+	down := redistest.UnusedURL(t)
 	cases := []struct {
 		name, body, field, code, msg string
 	}{
@@ -214,9 +203,7 @@ func TestRedisListsDemoConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt, _ := redis.ParseURL(srv.URL())
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	rdb := srv.Client()
 	ctx := context.Background()
 	// As load.sh leaves them (examples/redis-lists/gen tests the real job).
 	if err := rdb.ZAdd(ctx, "recs:batch:nightly:u0", redis.Z{Member: "i7", Score: 5}, redis.Z{Member: "i8", Score: 4}).Err(); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -25,13 +24,7 @@ import (
 func startRedis(t *testing.T) (*redistest.Server, *redis.Client) {
 	t.Helper()
 	srv := redistest.Start(t, redistest.Options{})
-	opt, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
-	return srv, rdb
+	return srv, srv.Client()
 }
 
 // parse decodes and checks a backend section as a registration does.
@@ -264,12 +257,7 @@ func TestRegistration(t *testing.T) {
 	zadd(t, rdb, "pop", "a", 1.0)
 	set(t, rdb, "pop:json", `[{"id": "a", "score": 1}]`)
 	set(t, rdb, "pop:badjson", `{"id": "a"}`)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "redis://" + l.Addr().String() + "/0"
-	l.Close()
+	down := redistest.UnusedURL(t)
 	tests := []struct {
 		name, section string
 		field, msg    string // "" when registered

@@ -8,8 +8,6 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/featurizer"
@@ -39,9 +37,7 @@ func TestWriteThroughRedisCLI(t *testing.T) {
 			t.Fatalf("redis-cli --pipe: %v\n%s", err, out)
 		}
 	}
-	opt, _ := redis.ParseURL(srv.URL())
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	rdb := srv.Client()
 	ctx := context.Background()
 	keys, err := rdb.Keys(ctx, "*").Result()
 	if err != nil || len(keys) != 4 {
