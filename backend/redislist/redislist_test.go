@@ -386,3 +386,57 @@ func TestClassifyDriverErrors(t *testing.T) {
 		t.Fatalf("after Close: %v, want unavailable", err)
 	}
 }
+
+// BenchmarkPredict is one lookup against a local redis-server: the top 10
+// of a 1,000-item sorted set, or 50 candidates' scores, or the top 10 of
+// a 1,000-item JSON list.
+func BenchmarkPredict(b *testing.B) {
+	srv := redistest.Start(b, redistest.Options{})
+	rdb := srv.Client()
+	ctx := context.Background()
+	zs := make([]redis.Z, 1000)
+	items := make([]backend.Item, 1000)
+	for i := range zs {
+		id := fmt.Sprintf("i%d", i)
+		zs[i] = redis.Z{Member: id, Score: float64(i) / 1000}
+		items[i] = backend.Item{ID: id, Score: float64(i) / 1000}
+	}
+	if err := rdb.ZAdd(ctx, "z:u1", zs...).Err(); err != nil {
+		b.Fatal(err)
+	}
+	raw, _ := json.Marshal(items)
+	if err := rdb.Set(ctx, "j:u1", raw, 0).Err(); err != nil {
+		b.Fatal(err)
+	}
+	d := redislist.NewDriver(srv.URL())
+	cands := make([]string, 50)
+	for i := range cands {
+		cands[i] = fmt.Sprintf("i%d", i*20)
+	}
+	for _, bc := range []struct {
+		name, section string
+		req           backend.Request
+	}{
+		{"zset-top10", `{"type": "redis", "key": "z:{user_id}"}`, backend.Request{UserID: "u1", K: 10}},
+		{"zset-candidates50", `{"type": "redis", "key": "z:{user_id}"}`, backend.Request{UserID: "u1", K: 10, Candidates: cands}},
+		{"json1000-top10", `{"type": "redis", "key": "j:{user_id}", "format": "json"}`, backend.Request{UserID: "u1", K: 10}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			_, cfg, err := backend.NewDrivers(d).Parse([]byte(bc.section))
+			if err != nil {
+				b.Fatal(err)
+			}
+			sc, err := d.Load(ctx, cfg, backend.LoadOptions{Model: "m", Version: "1", Validate: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sc.(*redislist.List).Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := sc.Predict(ctx, &bc.req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
