@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/internal/testenv"
+	"github.com/modelgate/modelgate/tlsconf/tlsconftest"
 )
 
 // startRedis starts a redis-server and returns it with a client to fill it.
@@ -438,5 +440,37 @@ func BenchmarkPredict(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A rediss:// url reaches Redis over TLS, verifying its certificate
+// against the system's roots, to which SSL_CERT_FILE adds the test's CA.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlsconftest.NewCA(t, dir, "ca")
+	leaf := ca.Server(t, "redis", 2)
+	// Go reads the system roots once per process, at the first
+	// verification: no other test of this package verifies a certificate.
+	t.Setenv("SSL_CERT_FILE", ca.File)
+	u, err := url.Parse(redistest.UnusedURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := redistest.Start(t, redistest.Options{Args: []string{"--tls-port", u.Port(),
+		"--tls-cert-file", leaf.CertFile, "--tls-key-file", leaf.KeyFile, "--tls-ca-cert-file", ca.File,
+		"--tls-auth-clients", "no"}})
+	zadd(t, srv.Client(), "r:u1", "a", 1.0)
+	tlsURL := "rediss://" + u.Host + "/0"
+	sc := load(t, redislist.NewDriver(""), `{"type": "redis", "url": "`+tlsURL+`", "key": "r:{user_id}"}`)
+	items, err := sc.Predict(context.Background(), &backend.Request{UserID: "u1", K: 1})
+	if err != nil || ids(items) != "a=1" {
+		t.Fatalf("over TLS: %v, %v", items, err)
+	}
+	// Plain Redis on the TLS port does not answer.
+	d := redislist.NewDriver("")
+	_, err = d.Load(context.Background(), parse(t, d, `{"type": "redis", "url": "redis://`+u.Host+`/0", "key": "r:{user_id}"}`),
+		backend.LoadOptions{Model: "m", Version: "1", Validate: true})
+	if f := fault.As(err); f == nil || f.Field != "backend.url" {
+		t.Fatalf("plain redis:// to the TLS port: %v, want invalid_model on backend.url", err)
 	}
 }
