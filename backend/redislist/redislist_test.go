@@ -474,3 +474,38 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("plain redis:// to the TLS port: %v, want invalid_model on backend.url", err)
 	}
 }
+
+// Lookups from many goroutines, on versions sharing a client, each get
+// their own user's list.
+func TestConcurrentLookups(t *testing.T) {
+	srv, rdb := startRedis(t)
+	for u := range 8 {
+		zadd(t, rdb, fmt.Sprintf("r:u%d", u), fmt.Sprintf("item%d", u), float64(u))
+	}
+	d := redislist.NewDriver(srv.URL())
+	zl := load(t, d, `{"type": "redis", "key": "r:{user_id}"}`)
+	zl2 := load(t, d, `{"type": "redis", "key": "r:{user_id}", "timeout_ms": 100}`)
+	errs := make(chan error, 8)
+	for u := range 8 {
+		go func() {
+			sc := []backend.Scorer{zl, zl2}[u%2]
+			for range 200 {
+				items, err := sc.Predict(context.Background(), &backend.Request{UserID: fmt.Sprintf("u%d", u), K: 1})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if want := fmt.Sprintf("item%d=%d", u, u); ids(items) != want {
+					errs <- fmt.Errorf("user u%d got %s, want %s", u, ids(items), want)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
