@@ -275,3 +275,48 @@ func TestRedisListsServerURL(t *testing.T) {
 		t.Fatalf("stored backend %v: the url was filled in, so it would not follow --redis-url", b)
 	}
 }
+
+// A stored redis version whose Redis is down when the gateway starts
+// leaves its arm unavailable, not the gateway down: the other arms serve,
+// /readyz says 503, and the arm serves again once Redis answers.
+func TestRedisListsDownAtStart(t *testing.T) {
+	srv := startLists(t)
+	cfg := demoConfig(t, "")
+	dir := t.TempDir()
+	url, stop := runOn(t, cfg, dir)
+	if st := call(t, "PUT", url+"/v1/models/batch/versions/1", listsBody(srv.URL(), "zset", "recs:{model}:{version}:popular"), nil); st != http.StatusCreated {
+		t.Fatalf("register: %d", st)
+	}
+	if st := call(t, "PUT", url+"/v1/endpoints/mixed", `{"arms": ["batch@1", "mf@1"], "fallback": "mf@1"}`, nil); st != http.StatusCreated {
+		t.Fatalf("endpoint: %d", st)
+	}
+	stop()
+	srv.Stop()
+	url, _ = runOn(t, cfg, dir)
+	if st := call(t, "GET", url+"/readyz", nil, nil); st != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with Redis down: %d, want 503", st)
+	}
+	for range 10 {
+		var rec recResp
+		if st := call(t, "POST", url+"/v1/endpoints/mixed/recommend", map[string]any{"user_id": "u1"}, &rec); st != 200 || rec.Arm != "mf@1" {
+			t.Fatalf("recommend with Redis down: %d from %s", st, rec.Arm)
+		}
+	}
+	srv.Restart() // without persistence: load the lists again
+	rdb := srv.Client()
+	if err := rdb.ZAdd(context.Background(), "recs:batch:1:u1", redis.Z{Member: "i3", Score: 1}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 3*redislist.HealthInterval, func() bool { return call(t, "GET", url+"/readyz", nil, nil) == 200 })
+	servedByBatch := false
+	for i := 0; i < 100 && !servedByBatch; i++ {
+		var rec recResp
+		if st := call(t, "POST", url+"/v1/endpoints/mixed/recommend", map[string]any{"user_id": "u1"}, &rec); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+		servedByBatch = rec.Arm == "batch@1" && len(rec.Items) == 1 && rec.Items[0].ID == "i3"
+	}
+	if !servedByBatch {
+		t.Fatal("batch@1 never served after Redis came back")
+	}
+}
