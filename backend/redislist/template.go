@@ -36,7 +36,9 @@ type template struct {
 // (KEY non-empty, without braces); anything else in braces, an unclosed
 // "{" and a "}" outside a placeholder are errors, so a literal brace cannot
 // be written. With user false, {user_id} is an error too (a default list
-// is the list of users without one).
+// is the list of users without one). A template must start with literal
+// text before any request value, and may build no key under
+// ReservedPrefix.
 func parseTemplate(s, model, version string, user bool) (template, error) {
 	var t template
 	var lit strings.Builder
