@@ -61,6 +61,15 @@ var grpcScopes = map[string]string{
 	"/modelgate.v1.Gateway/Feedback":       auth.ScopeClient,
 }
 
+// pinRoutes are the calls that take PinHeader: with it, they need scope ml
+// (or admin) instead of client.
+var pinRoutes = map[string]bool{
+	"POST /v1/endpoints/:endpoint/recommend":       true,
+	"POST /v1/endpoints/:endpoint/recommend/batch": true,
+	"/modelgate.v1.Gateway/Recommend":              true,
+	"/modelgate.v1.Gateway/RecommendBatch":         true,
+}
+
 // openRoutes need no key.
 var openRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
@@ -169,6 +178,9 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	isUI := strings.HasPrefix(c.Request.URL.Path, "/ui")
 	need := RouteScope(c.Request.Method, route)
+	if pinRoutes[c.Request.Method+" "+route] && c.GetHeader(PinHeader) != "" {
+		need = auth.ScopeML // a QA call pinning an arm
+	}
 	k, err := s.check(c.Request.Context(), presentedKey(c.Request, isUI), need, c.Request.Method+" "+c.Request.URL.Path)
 	if err != nil {
 		f := fault.As(err)
@@ -189,6 +201,35 @@ func (s *Server) authenticate(c *gin.Context) {
 	c.Set(ActorKey, k.Name) // for the audit log
 	c.Request = c.Request.WithContext(auth.WithKey(c.Request.Context(), k))
 	c.Next()
+}
+
+// PinHeader is the HTTP header (in gRPC, the metadata key in lower case)
+// that pins the arm a QA caller wants served.
+const PinHeader = "X-Modelgate-Arm"
+
+// mayPin checks that the caller of ctx may pin an arm: any caller when
+// keys are not enforced, else a key with scope ml (or admin).
+func (s *Server) mayPin(ctx context.Context) error {
+	if s.authz == nil || !s.authz.enforce {
+		return nil
+	}
+	if k := auth.FromContext(ctx); k != nil && auth.Allowed(k.Scopes, auth.ScopeML) {
+		return nil
+	}
+	name := ""
+	if k := auth.FromContext(ctx); k != nil {
+		name = k.Name
+	}
+	return fault.New(fault.Forbidden, "forbidden", "pinning an arm (%s) needs scope ml (or admin); key %q has not", PinHeader, name)
+}
+
+// grpcPin is the arm a gRPC call pins, from its metadata.
+func grpcPin(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(strings.ToLower(PinHeader)); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // grpcKey is the key in gRPC metadata "authorization: Bearer KEY".
@@ -222,6 +263,9 @@ func (s *Server) grpcAuth(ctx context.Context, req any, info *grpc.UnaryServerIn
 	need, ok := grpcScopes[info.FullMethod]
 	if !ok {
 		need = auth.ScopeAdmin
+	}
+	if pinRoutes[info.FullMethod] && grpcPin(ctx) != "" {
+		need = auth.ScopeML // a QA call pinning an arm
 	}
 	ctx, err := s.grpcCheck(ctx, info.FullMethod, need)
 	if err != nil {

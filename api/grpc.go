@@ -55,6 +55,9 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 
 func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*pb.RecommendResponse, error) {
 	req, err := pbRequest(in)
+	if err == nil {
+		req.Pin, err = g.pin(ctx)
+	}
 	if err != nil {
 		return nil, grpcError(err)
 	}
@@ -85,12 +88,22 @@ func pbRequest(in *pb.RecommendRequest) (*router.Request, error) {
 
 func pbResponse(resp *router.Response) *pb.RecommendResponse {
 	out := &pb.RecommendResponse{PredictionId: resp.PredictionID, Endpoint: resp.Endpoint, Arm: resp.Arm,
-		Model: resp.Model, Version: resp.Version, Segment: resp.Segment, Fallback: resp.Fallback,
+		Model: resp.Model, Version: resp.Version, Segment: resp.Segment, Fallback: resp.Fallback, Pinned: resp.Pinned,
 		Items: make([]*pb.Item, len(resp.Items))}
 	for i, it := range resp.Items {
 		out.Items[i] = &pb.Item{Id: it.ID, Score: it.Score}
 	}
 	return out
+}
+
+// pin is the arm a call pins (metadata x-modelgate-arm), once the caller
+// may pin.
+func (g *grpcGateway) pin(ctx context.Context) (string, error) {
+	arm := grpcPin(ctx)
+	if arm == "" {
+		return "", nil
+	}
+	return arm, g.s.mayPin(ctx)
 }
 
 func pbError(err error) *pb.RecommendBatchEntry {
@@ -101,6 +114,10 @@ func pbError(err error) *pb.RecommendBatchEntry {
 func (g *grpcGateway) RecommendBatch(ctx context.Context, in *pb.RecommendBatchRequest) (*pb.RecommendBatchResponse, error) {
 	if n := len(in.GetRequests()); n == 0 || n > router.MaxBatch {
 		return nil, grpcError(fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", router.MaxBatch, n))
+	}
+	pin, err := g.pin(ctx)
+	if err != nil {
+		return nil, grpcError(err)
 	}
 	endpoint := in.GetEndpoint()
 	out := &pb.RecommendBatchResponse{Responses: make([]*pb.RecommendBatchEntry, len(in.GetRequests()))}
@@ -115,6 +132,7 @@ func (g *grpcGateway) RecommendBatch(ctx context.Context, in *pb.RecommendBatchR
 			out.Responses[i] = pbError(err)
 			continue
 		}
+		req.Pin = pin
 		reqs, idx = append(reqs, req), append(idx, i)
 	}
 	if len(reqs) == 0 { // every entry refused: the endpoint must still exist

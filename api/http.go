@@ -189,6 +189,9 @@ func (s *Server) recommend(c *gin.Context) {
 		return
 	}
 	req, err := in.routerRequest(c.Param("endpoint"))
+	if err == nil {
+		req.Pin, err = s.pin(c)
+	}
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -218,6 +221,15 @@ func (in *RecommendRequest) routerRequest(endpoint string) (*router.Request, err
 	return req, nil
 }
 
+// pin is the arm the call pins (PinHeader), once the caller may pin.
+func (s *Server) pin(c *gin.Context) (string, error) {
+	arm := c.GetHeader(PinHeader)
+	if arm == "" {
+		return "", nil
+	}
+	return arm, s.mayPin(c.Request.Context())
+}
+
 // RecommendBatchRequest is the body of POST
 // /v1/endpoints/{endpoint}/recommend/batch: 1..256 recommend bodies.
 type RecommendBatchRequest struct {
@@ -245,6 +257,11 @@ func (s *Server) recommendBatch(c *gin.Context) {
 		s.writeError(c, fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", router.MaxBatch, n))
 		return
 	}
+	pin, err := s.pin(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	out := RecommendBatchResponse{Responses: make([]BatchEntry, len(in.Requests))}
 	reqs := make([]*router.Request, 0, len(in.Requests))
 	idx := make([]int, 0, len(in.Requests)) // the entry of each request
@@ -255,6 +272,7 @@ func (s *Server) recommendBatch(c *gin.Context) {
 			out.Responses[i].Error = &d
 			continue
 		}
+		req.Pin = pin
 		reqs, idx = append(reqs, req), append(idx, i)
 	}
 	if len(reqs) == 0 { // every entry refused: the endpoint must still exist

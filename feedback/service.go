@@ -184,6 +184,12 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			res.Rejected = append(res.Rejected, Rejection{Index: i, Code: code})
 			continue
 		}
+		if tok.Pinned {
+			// A QA caller pinned the arm: the prediction counts nowhere,
+			// so its feedback is accepted and changes nothing.
+			res.Accepted++
+			continue
+		}
 		toks = append(toks, tok)
 		idx = append(idx, i)
 		op := store.FeedbackOp{

@@ -201,3 +201,25 @@ func TestEventType(t *testing.T) {
 		})
 	}
 }
+
+// Feedback on a pinned prediction (a QA call) is accepted and changes
+// nothing: no count, no dedupe state; a bad token is still refused.
+func TestPinnedFeedbackIgnored(t *testing.T) {
+	s, signer := newService(t, nil)
+	pinned := signer.Sign(&predtoken.Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: time.Now(), Window: time.Hour,
+		Items: 3, Pinned: true, ID: predtoken.NewID()})
+	evs := []Event{{PredictionID: pinned, Type: Click, ItemID: "a"}, {PredictionID: pinned, Type: Click, ItemID: "a"},
+		{PredictionID: pinned, Type: Impression}, {PredictionID: "bogus", Type: Click}}
+	res, err := s.Record(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 3 || res.Duplicates != 0 || len(res.Rejected) != 1 || res.Rejected[0].Index != 3 {
+		t.Fatalf("result %+v; want 3 accepted, the bogus one rejected", res)
+	}
+	if c := s.table.Lookup(counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}); c != nil {
+		if tr, su := c.Counts(); tr != 0 || su != 0 {
+			t.Fatalf("counts %d/%d after a pinned prediction's feedback; want none", tr, su)
+		}
+	}
+}

@@ -33,7 +33,9 @@ type Record struct {
 	Propensity   float64   `json:"propensity"`
 	Fallback     bool      `json:"fallback,omitempty"`
 	Sticky       bool      `json:"sticky,omitempty"`
-	Items        []string  `json:"items"`
+	// Pinned: a QA caller pinned the arm; the prediction counts nowhere.
+	Pinned bool     `json:"pinned,omitempty"`
+	Items  []string `json:"items"`
 }
 
 // Log appends records to a file. Create it with Open; it is safe for

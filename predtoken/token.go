@@ -32,6 +32,9 @@ type Token struct {
 	// if the endpoint's policy has changed since.
 	Window       time.Duration
 	OnImpression bool
+	// Pinned marks a prediction served by an arm a QA caller pinned: it
+	// counts nowhere, and its feedback is accepted and ignored.
+	Pinned bool
 	// Items is how many items the prediction returned: feedback accepts
 	// events for at most max(Items, 1) distinct item ids of it (see
 	// ItemLimit). Sign stores at most MaxItems.
@@ -62,6 +65,7 @@ const (
 	// names and context values keep every token it signs far below it.
 	maxTokenLen    = 16384
 	flagImpression = 1
+	flagPinned     = 2
 )
 
 // headerLen is the fixed part of a token: version, key id, time, id,
@@ -139,6 +143,9 @@ func (s *Signer) Sign(t *Token) string {
 	var flags byte
 	if t.OnImpression {
 		flags |= flagImpression
+	}
+	if t.Pinned {
+		flags |= flagPinned
 	}
 	buf = append(buf, flags)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(min(max(t.Items, 0), MaxItems)))
@@ -224,6 +231,7 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 	t.Propensity = float64(math.Float32frombits(binary.BigEndian.Uint32(b[20:24])))
 	t.Window = time.Duration(binary.BigEndian.Uint32(b[24:28])) * time.Second
 	t.OnImpression = b[28]&flagImpression != 0
+	t.Pinned = b[28]&flagPinned != 0
 	t.Items = LegacyItems
 	if hlen == headerLen {
 		t.Items = int(binary.BigEndian.Uint16(b[29:31]))

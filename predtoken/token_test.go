@@ -25,6 +25,13 @@ func TestTokenRoundTrip(t *testing.T) {
 		out.ID != in.ID || out.Propensity != 0.75 || out.Window != in.Window || !out.OnImpression || out.Items != 1000 {
 		t.Fatalf("round trip: got %+v, want %+v", out, in)
 	}
+	if out.Pinned {
+		t.Fatal("an unpinned token verified as pinned")
+	}
+	in.Pinned, in.OnImpression = true, false
+	if out, err := s.Verify(s.Sign(&in)); err != nil || !out.Pinned || out.OnImpression {
+		t.Fatalf("a pinned token: %+v, %v", out, err)
+	}
 }
 
 func TestTokenItems(t *testing.T) {

@@ -55,7 +55,10 @@ func (r *Router) RecommendBatch(ctx context.Context, endpoint string, reqs []*Re
 		e := &es[i]
 		e.req, e.start, e.s.served = req, time.Now(), -1
 		req.Endpoint = endpoint
-		if e.err = Validate(req); e.err != nil {
+		if e.err = Validate(req); e.err == nil {
+			e.err = checkPin(ep, req.Pin)
+		}
+		if e.err != nil {
 			continue
 		}
 		e.c, e.arms = r.choose(ctx, snap, ep, req, make([]bandit.Arm, 0, len(ep.Arms)))

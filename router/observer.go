@@ -55,6 +55,9 @@ type Outcome struct {
 	Fallback bool
 	// Sticky: the choice was the user's sticky assignment.
 	Sticky bool
+	// Pinned: the request pinned the arm (QA); the prediction belongs in
+	// no statistic.
+	Pinned bool
 	// Trial: a trial was counted (trials are counted on requests).
 	Trial bool
 	// PredictionID is the signed prediction token; "" when none was served.
@@ -118,7 +121,7 @@ func (p *PredictionLogObserver) Observe(_ context.Context, o Outcome) {
 	}
 	p.log.Add(&predlog.Record{PredictionID: o.PredictionID, Time: o.Time.UTC(), Endpoint: o.Endpoint,
 		Segment: o.Segment, Arm: o.Arms[o.Served], Propensity: o.Propensity, Fallback: o.Fallback,
-		Sticky: o.Sticky, Items: ids})
+		Sticky: o.Sticky, Pinned: o.Pinned, Items: ids})
 }
 
 // OffPolicySums keeps the sums behind the off-policy estimates;
@@ -142,9 +145,10 @@ func NewOffPolicyObserver(sums OffPolicySums) *OffPolicyObserver {
 	return &OffPolicyObserver{sums: sums}
 }
 
-// Observe adds o to the sums when o served a prediction.
+// Observe adds o to the sums when o served a prediction the policy chose
+// (not a pinned one).
 func (p *OffPolicyObserver) Observe(_ context.Context, o Outcome) {
-	if o.Served < 0 {
+	if o.Served < 0 || o.Pinned {
 		return
 	}
 	p.sums.Served(o.Endpoint, o.Segment, o.Time, o.Arms, o.Shares, o.Served, o.Propensity)

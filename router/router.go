@@ -58,6 +58,10 @@ type Request struct {
 	Candidates []string
 	Exclude    []string
 	K          int
+	// Pin, when set, is the arm a QA caller pins (X-Modelgate-Arm): it
+	// serves, active or paused, with no fallback, and the prediction is
+	// never a trial nor in any statistic. The caller checks who may pin.
+	Pin string
 }
 
 // Response is one served prediction.
@@ -70,6 +74,8 @@ type Response struct {
 	Segment      string         `json:"segment"`
 	Items        []backend.Item `json:"items"`
 	Fallback     bool           `json:"fallback"`
+	// Pinned: the request pinned the arm; the prediction counts nowhere.
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 // Router is safe for concurrent use. Create it with New.
@@ -272,6 +278,15 @@ func Validate(req *Request) error {
 	return nil
 }
 
+// checkPin checks that the arm a request pins ("" for none) is one of the
+// endpoint's: 400 invalid_arm otherwise.
+func checkPin(ep *registry.Endpoint, arm string) error {
+	if arm != "" && !slices.Contains(ep.Arms, arm) {
+		return fault.New(fault.Invalid, "invalid_arm", "%s is not an arm of endpoint %s: a pinned arm must be one (active or paused)", arm, ep.Name)
+	}
+	return nil
+}
+
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -292,6 +307,9 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (resp *Response, e
 	ep, ok := snap.Endpoints[req.Endpoint]
 	if !ok {
 		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %q does not exist", req.Endpoint)
+	}
+	if err := checkPin(ep, req.Pin); err != nil {
+		return nil, err
 	}
 	// The arms' posteriors live in this frame: kept apart from the choice,
 	// whose contents reach the observers, they need no allocation.
@@ -315,6 +333,7 @@ type choice struct {
 	prop    float64   // the policy's probability of the arm that serves
 	shares  []float64 // the policy's probability of each arm for this request; shared, read-only
 	sticky  bool      // chosen is the user's sticky assignment
+	pinned  bool      // chosen is the arm the request pinned
 }
 
 // choose names the request's segment (its own, or the overflow segment when
@@ -329,7 +348,10 @@ func (r *Router) choose(ctx context.Context, snap *registry.Snapshot, ep *regist
 	for _, name := range ep.Arms {
 		arms = append(arms, r.armInput(snap, ep, c.segment, name, c.now))
 	}
-	if !r.stick(ep, req.UserID, arms, &c) {
+	if req.Pin != "" {
+		// Validate found the arm on the endpoint; the policy has no say.
+		c.chosen, c.prop, c.pinned = slices.Index(ep.Arms, req.Pin), 1, true
+	} else if !r.stick(ep, req.UserID, arms, &c) {
 		// The arm is drawn from the segment's traffic shares: Thompson
 		// sampling under the posterior as of their last refresh (batched
 		// updates), so the logged propensity is exactly the probability
@@ -440,6 +462,16 @@ func (r *Router) fallBack(ctx context.Context, snap *registry.Snapshot, ep *regi
 	if lastErr != nil && fault.As(lastErr) != nil {
 		return lastErr
 	}
+	if c.pinned && s.served < 0 {
+		// A pinned arm is what the caller asked for: no other answers.
+		if ctx.Err() != nil {
+			return fmt.Errorf("recommend: %w", ctx.Err())
+		}
+		if s.ncalls > 0 && s.calls[0].Class == backend.ClassRejected {
+			return rejectedInput(s.calls[0].Arm, s.calls[0].Err)
+		}
+		return fault.New(fault.Unavailable, "no_healthy_arm", "the pinned arm %s could not serve (no fallback for a pinned arm): %v", ep.Arms[c.chosen], lastErr)
+	}
 	if s.served < 0 && ctx.Err() != nil {
 		return fmt.Errorf("recommend: %w", ctx.Err()) // no fallback for nobody
 	}
@@ -529,6 +561,14 @@ func unserved(s *serving, lastErr error) error {
 // the response.
 func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user string, c *choice, s *serving) *Response {
 	arm := ep.Arms[s.served]
+	spec := &snap.Versions[arm].Spec
+	if c.pinned {
+		// Counted nowhere: no segment admitted, no trial, no assignment.
+		tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: c.segment, Time: c.now, Propensity: 1,
+			Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items), Pinned: true, ID: predtoken.NewID()}
+		return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
+			Version: spec.Version, Segment: c.segment, Items: s.items, Pinned: true}
+	}
 	segment := c.segment
 	if !r.table.Admit(ep.Name, segment, ep.Policy.SegmentCap()) {
 		segment = counters.OtherSegment
@@ -543,7 +583,6 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 	if ttl := ep.Policy.StickyTTL(); ttl > 0 && !c.sticky && !s.fellBack {
 		r.sticky.put(ep.Name, user, arm, c.prop, c.now.Add(ttl))
 	}
-	spec := &snap.Versions[arm].Spec
 	tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: segment, Time: c.now,
 		Propensity: c.prop, Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items),
 		OnImpression: ep.Policy.TrialsOn == registry.TrialsOnImpression, ID: predtoken.NewID()}
@@ -555,10 +594,10 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 func (r *Router) notify(ctx context.Context, start time.Time, ep *registry.Endpoint, c *choice, s *serving, resp *Response, err error) {
 	o := Outcome{Endpoint: ep.Name, Segment: c.segment, Arms: ep.Arms, Shares: c.shares, Chosen: c.chosen,
 		Served: s.served, Propensity: c.prop, Fallback: s.fellBack, Sticky: c.sticky, Time: c.now,
-		Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
+		Pinned: c.pinned, Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
 	if resp != nil {
 		o.Segment, o.PredictionID, o.Items = resp.Segment, resp.PredictionID, resp.Items
-		o.Trial = ep.Policy.TrialsOn != registry.TrialsOnImpression
+		o.Trial = ep.Policy.TrialsOn != registry.TrialsOnImpression && !c.pinned
 	}
 	for _, ob := range r.obs {
 		ob.Observe(ctx, o)

@@ -172,15 +172,18 @@ func (x *Item) GetScore() float64 {
 }
 
 type RecommendResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PredictionId  string                 `protobuf:"bytes,1,opt,name=prediction_id,json=predictionId,proto3" json:"prediction_id,omitempty"`
-	Endpoint      string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	Arm           string                 `protobuf:"bytes,3,opt,name=arm,proto3" json:"arm,omitempty"`
-	Model         string                 `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
-	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
-	Segment       string                 `protobuf:"bytes,6,opt,name=segment,proto3" json:"segment,omitempty"`
-	Items         []*Item                `protobuf:"bytes,7,rep,name=items,proto3" json:"items,omitempty"`
-	Fallback      bool                   `protobuf:"varint,8,opt,name=fallback,proto3" json:"fallback,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	PredictionId string                 `protobuf:"bytes,1,opt,name=prediction_id,json=predictionId,proto3" json:"prediction_id,omitempty"`
+	Endpoint     string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Arm          string                 `protobuf:"bytes,3,opt,name=arm,proto3" json:"arm,omitempty"`
+	Model        string                 `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
+	Version      string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	Segment      string                 `protobuf:"bytes,6,opt,name=segment,proto3" json:"segment,omitempty"`
+	Items        []*Item                `protobuf:"bytes,7,rep,name=items,proto3" json:"items,omitempty"`
+	Fallback     bool                   `protobuf:"varint,8,opt,name=fallback,proto3" json:"fallback,omitempty"`
+	// The call pinned the arm (metadata x-modelgate-arm, scope ml or admin):
+	// the prediction counts nowhere and its feedback is ignored.
+	Pinned        bool `protobuf:"varint,9,opt,name=pinned,proto3" json:"pinned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +270,13 @@ func (x *RecommendResponse) GetItems() []*Item {
 func (x *RecommendResponse) GetFallback() bool {
 	if x != nil {
 		return x.Fallback
+	}
+	return false
+}
+
+func (x *RecommendResponse) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
 	}
 	return false
 }
@@ -750,7 +760,7 @@ const file_modelgate_v1_gateway_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\",\n" +
 	"\x04Item\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
-	"\x05score\x18\x02 \x01(\x01R\x05score\"\xf6\x01\n" +
+	"\x05score\x18\x02 \x01(\x01R\x05score\"\x8e\x02\n" +
 	"\x11RecommendResponse\x12#\n" +
 	"\rprediction_id\x18\x01 \x01(\tR\fpredictionId\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\x10\n" +
@@ -759,7 +769,8 @@ const file_modelgate_v1_gateway_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x18\n" +
 	"\asegment\x18\x06 \x01(\tR\asegment\x12(\n" +
 	"\x05items\x18\a \x03(\v2\x12.modelgate.v1.ItemR\x05items\x12\x1a\n" +
-	"\bfallback\x18\b \x01(\bR\bfallback\"o\n" +
+	"\bfallback\x18\b \x01(\bR\bfallback\x12\x16\n" +
+	"\x06pinned\x18\t \x01(\bR\x06pinned\"o\n" +
 	"\x15RecommendBatchRequest\x12\x1a\n" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12:\n" +
 	"\brequests\x18\x02 \x03(\v2\x1e.modelgate.v1.RecommendRequestR\brequests\"K\n" +
