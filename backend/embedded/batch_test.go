@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/featurizer"
 )
@@ -93,18 +94,8 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got) != len(tc.reqs) {
-				t.Fatalf("%d lists for %d requests", len(got), len(tc.reqs))
-			}
-			for i, req := range tc.reqs {
-				want, err := m.Predict(context.Background(), req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(got[i], want) {
-					t.Errorf("request %d (k %d, %d excluded, candidates %v):\ngot  %s\nwant %s",
-						i, req.K, len(req.Exclude), req.Candidates, format(got[i]), format(want))
-				}
+			if err := backendtest.CheckBatch(context.Background(), m, tc.reqs, got); err != nil {
+				t.Error(err)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
 	"github.com/modelgate/modelgate/featurizer"
@@ -173,18 +174,8 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 					t.Errorf("input %q of shape %v, want %v", name, dims, want)
 				}
 			}
-			if len(got) != len(reqs) {
-				t.Fatalf("%d lists for %d requests", len(got), len(reqs))
-			}
-			for i, req := range reqs {
-				want, err := m.Predict(context.Background(), req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(got[i], want) || (got[i] == nil) != (want == nil) {
-					t.Errorf("request %d (user %s, k %d, candidates %v, exclude %v):\ngot  %v\nwant %v",
-						i, tc.entries[i].user, req.K, req.Candidates, tc.entries[i].exclude, got[i], want)
-				}
+			if err := backendtest.CheckBatch(context.Background(), m, reqs, got); err != nil {
+				t.Error(err)
 			}
 			// Different users, different lists: the rows were scored
 			// each by its own user.
