@@ -71,15 +71,17 @@ func (m *Model) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]
 	n := len(m.itemIDs)
 	block := max(1, min(checkEvery, blockBytes/(4*m.dim)))
 	for lo := 0; lo < n && len(all) > 0; lo += block {
-		if done != nil {
-			select {
-			case <-done:
-				return nil, ctx.Err()
-			default:
-			}
-		}
 		hi := min(lo+block, n)
 		for _, r := range all {
+			// A look per block and request: a block is at most checkEvery
+			// rows, and a batch of many requests still stops promptly.
+			if done != nil {
+				select {
+				case <-done:
+					return nil, ctx.Err()
+				default:
+				}
+			}
 			m.scan(qs[r], ss[r], lo, hi)
 		}
 	}
