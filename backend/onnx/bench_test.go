@@ -137,3 +137,31 @@ func benchParallel(b *testing.B, m predictor, reqs []*backend.Request, callers i
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
+
+// BenchmarkPredictBatch is 64 demo users top-10 in one PredictBatch (one
+// session run), against 64 Predict calls.
+//
+//	go test ./backend/onnx -run '^$' -bench 'BenchmarkPredictBatch' -benchmem
+func BenchmarkPredictBatch(b *testing.B) {
+	m := demoONNX(b, nil).(*Model)
+	reqs := demoRequests(b, demoNNSpec)[:64]
+	ctx := context.Background()
+	b.Run("mode=batch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := m.PredictBatch(ctx, reqs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("mode=predict", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, req := range reqs {
+				if _, err := m.Predict(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
