@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"testing"
 
 	"github.com/modelgate/modelgate/backend"
 )
@@ -28,4 +29,29 @@ func CheckBatch(ctx context.Context, s backend.Scorer, reqs []*backend.Request, 
 		}
 	}
 	return nil
+}
+
+// BenchBatch runs two sub-benchmarks over reqs: "mode=batch", one
+// PredictBatch of them all, and "mode=predict", one Predict each, so that
+// benchstat -col /mode compares them.
+func BenchBatch(b *testing.B, s backend.BatchScorer, reqs []*backend.Request) {
+	ctx := context.Background()
+	b.Run("mode=batch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.PredictBatch(ctx, reqs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("mode=predict", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, req := range reqs {
+				if _, err := s.Predict(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }

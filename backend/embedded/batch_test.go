@@ -144,23 +144,5 @@ func BenchmarkPredictBatch(b *testing.B) {
 	for i := range reqs {
 		reqs[i] = &backend.Request{Inputs: []featurizer.Tensor{userInput(fmt.Sprint("u", i*7))}, K: 10}
 	}
-	ctx := context.Background()
-	b.Run("mode=batch", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := m.PredictBatch(ctx, reqs); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("mode=predict", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			for _, req := range reqs {
-				if _, err := m.Predict(ctx, req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-	})
+	backendtest.BenchBatch(b, m, reqs)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/featurizer"
 )
@@ -145,23 +146,5 @@ func benchParallel(b *testing.B, m predictor, reqs []*backend.Request, callers i
 func BenchmarkPredictBatch(b *testing.B) {
 	m := demoONNX(b, nil).(*Model)
 	reqs := demoRequests(b, demoNNSpec)[:64]
-	ctx := context.Background()
-	b.Run("mode=batch", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := m.PredictBatch(ctx, reqs); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("mode=predict", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			for _, req := range reqs {
-				if _, err := m.Predict(ctx, req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-	})
+	backendtest.BenchBatch(b, m, reqs)
 }
