@@ -96,7 +96,8 @@ func (m *Model) request(req *backend.Request) (*predictRequest, error) {
 // batchRequest checks the requests' inputs as request does, and stacks
 // them into one request; ErrNotStackable when they do not stack: when an
 // input's name, dtype or shape beyond the leading dimension differ between
-// requests, or a leading dimension is not 1.
+// requests, a leading dimension is not 1, or there are several requests
+// and no inputs.
 func (m *Model) batchRequest(reqs []*backend.Request) (*predictRequest, error) {
 	r := &predictRequest{batch: make([][]featurizer.Tensor, len(reqs))}
 	for row, req := range reqs {
@@ -107,6 +108,9 @@ func (m *Model) batchRequest(reqs []*backend.Request) (*predictRequest, error) {
 		r.batch[row] = p.inputs
 	}
 	r.inputs = r.batch[0]
+	if len(r.inputs) == 0 && len(reqs) > 1 {
+		return nil, fmt.Errorf("tfserving: requests without inputs have no batch dimension: %w", backend.ErrNotStackable)
+	}
 	for _, in := range r.batch {
 		if len(in) != len(r.inputs) {
 			return nil, fmt.Errorf("tfserving: %d inputs and %d: %w", len(r.inputs), len(in), backend.ErrNotStackable)

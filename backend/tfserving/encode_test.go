@@ -214,8 +214,12 @@ func checkBatchRequest(t *testing.T, m *Model, reqs []*backend.Request) {
 // stackRequests is the reference of stacking: one request whose inputs
 // are the requests' inputs with the same names, dtypes and shapes beyond a
 // leading dimension of 1, their values concatenated and the leading
-// dimension len(reqs). It is false when the inputs do not stack.
+// dimension len(reqs). It is false when the inputs do not stack, or when
+// several requests have none (no dimension to stack them along).
 func stackRequests(reqs []*backend.Request) (*backend.Request, bool) {
+	if len(reqs) > 1 && len(reqs[0].Inputs) == 0 {
+		return nil, false
+	}
 	out := &backend.Request{Inputs: slices.Clone(reqs[0].Inputs), K: 1}
 	for i := range out.Inputs {
 		t := &out.Inputs[i]
