@@ -283,3 +283,27 @@ func TestPredictBatchEmptyCandidatesSpareTheCall(t *testing.T) {
 		t.Errorf("PredictBatch of no requests = %v, %v", got, err)
 	}
 }
+
+// BenchmarkPredictBatch is 64 users' top 10 of 100 candidates each in one
+// PredictBatch (one call, inputs stacked) against 64 Predict calls, over
+// loopback gRPC to tfservingtest, whose own work is in the time too.
+func BenchmarkPredictBatch(b *testing.B) {
+	srv, err := tfservingtest.Start(ranker())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Stop)
+	p := plan(b, rankerSpec)
+	pool := tfserving.NewPool()
+	defer pool.Close()
+	m := open(b, pool, rankerConfig(srv.Addr(), p), true)
+	cands := make([]string, 100)
+	for i := range cands {
+		cands[i] = fmt.Sprintf("item-%05d", i)
+	}
+	reqs := make([]*backend.Request, 64)
+	for i := range reqs {
+		reqs[i] = request(b, p, fmt.Sprint("u", i), cands, 10)
+	}
+	backendtest.BenchBatch(b, m, reqs)
+}
