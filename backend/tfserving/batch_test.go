@@ -216,6 +216,14 @@ func TestPredictBatchErrors(t *testing.T) {
 			reqs: func(p *featurizer.Plan) []*backend.Request {
 				return []*backend.Request{batchRequest(t, p, "u1", cands, nil, nil, 2), batchRequest(t, p, "u2", cands[:2], nil, nil, 2)}
 			}},
+		{name: "more candidates than a response may rank", wantIs: backend.ErrNotStackable, wantClass: "other",
+			reqs: func(p *featurizer.Plan) []*backend.Request {
+				many := make([]string, tfserving.MaxOutputRows/2+1)
+				for i := range many {
+					many[i] = fmt.Sprint(i)
+				}
+				return []*backend.Request{batchRequest(t, p, "u1", many, nil, nil, 2), batchRequest(t, p, "u2", many, nil, nil, 2)}
+			}},
 		{name: "k 0", wantIs: tfserving.ErrBadInput, wantClass: "rejected_input",
 			reqs: func(p *featurizer.Plan) []*backend.Request {
 				return []*backend.Request{batchRequest(t, p, "u1", cands, nil, nil, 2), batchRequest(t, p, "u2", cands, nil, nil, 0)}

@@ -65,7 +65,8 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 // backend.ErrNotStackable and the server is not called. The model must
 // answer a batch of B requests with outputs of shape [B, N], row r for
 // request r (with B = 1, [N] and [1, N] are accepted as by Predict), and
-// the response may hold at most MaxOutputRows rows in all.
+// the response may hold at most MaxOutputRows rows in all: requests whose
+// candidates together exceed it do not stack.
 //
 // The error is the whole call's, of the classes Predict's errors are, and
 // comes with no list. PredictBatch is safe for concurrent use.
@@ -89,6 +90,11 @@ func (m *Model) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]
 	}
 	if len(call) == 0 {
 		return out, nil
+	}
+	if n := len(call[0].Candidates); m.cfg.Outputs.IDs == "" && n > MaxOutputRows/len(call) {
+		// The response could not be read; each request alone may be.
+		return nil, fmt.Errorf("tfserving: %d requests of %d candidates, more than the %d rows a response may rank: %w",
+			len(call), n, MaxOutputRows, backend.ErrNotStackable)
 	}
 	preq, err := m.batchRequest(call)
 	if err != nil {
