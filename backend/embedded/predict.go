@@ -142,24 +142,8 @@ func (m *Model) query(req *backend.Request, s *scratch) ([]float32, error) {
 
 // scoreAll scans the whole catalogue, skipping excluded items.
 func (m *Model) scoreAll(done <-chan struct{}, q []float32, req *backend.Request, s *scratch) error {
-	// Excluded items as sorted row numbers, so the scan skips them with one
-	// integer comparison per item instead of a map lookup.
-	excl := s.idx[:0]
-	for id := range req.Exclude {
-		if i, ok := m.itemIndex[id]; ok {
-			excl = append(excl, i)
-		}
-	}
-	slices.Sort(excl)
-	s.idx = excl
-
-	n, d := len(m.itemIDs), m.dim
-	items, rank := m.items, m.itemRank
-	top := &s.top
-	next, p := n, 0
-	if len(excl) > 0 {
-		next = int(excl[0])
-	}
+	m.startScan(req, s)
+	n := len(m.itemIDs)
 	for lo := 0; lo < n; lo += checkEvery {
 		if done != nil {
 			select {
@@ -168,26 +152,56 @@ func (m *Model) scoreAll(done <-chan struct{}, q []float32, req *backend.Request
 			default:
 			}
 		}
-		hi := min(lo+checkEvery, n)
-		for i := lo; i < hi; i++ {
-			if i == next {
-				// Duplicates cannot occur: Exclude is a set.
-				p++
-				next = n
-				if p < len(excl) {
-					next = int(excl[p])
-				}
-				continue
-			}
-			off := i * d
-			sc := score(q, items[off:off+d:off+d])
-			if sc < top.min {
-				continue
-			}
-			top.push(sc, rank[i], int32(i))
-		}
+		m.scan(q, s, lo, min(lo+checkEvery, n))
 	}
 	return nil
+}
+
+// startScan readies s for scans of the whole catalogue in ascending row
+// order: the request's excluded items become sorted row numbers, so that
+// the scan skips them with one integer comparison per item instead of a
+// map lookup.
+func (m *Model) startScan(req *backend.Request, s *scratch) {
+	excl := s.idx[:0]
+	for id := range req.Exclude {
+		if i, ok := m.itemIndex[id]; ok {
+			excl = append(excl, i)
+		}
+	}
+	slices.Sort(excl)
+	s.idx = excl
+	s.p = 0
+	s.next = len(m.itemIDs)
+	if len(excl) > 0 {
+		s.next = int(excl[0])
+	}
+}
+
+// scan scores the rows lo to hi-1 against q into s.top, skipping excluded
+// rows. Successive calls must cover ascending, adjacent ranges from 0.
+func (m *Model) scan(q []float32, s *scratch, lo, hi int) {
+	n, d := len(m.itemIDs), m.dim
+	items, rank := m.items, m.itemRank
+	top := &s.top
+	excl, next, p := s.idx, s.next, s.p
+	for i := lo; i < hi; i++ {
+		if i == next {
+			// Duplicates cannot occur: Exclude is a set.
+			p++
+			next = n
+			if p < len(excl) {
+				next = int(excl[p])
+			}
+			continue
+		}
+		off := i * d
+		sc := score(q, items[off:off+d:off+d])
+		if sc < top.min {
+			continue
+		}
+		top.push(sc, rank[i], int32(i))
+	}
+	s.next, s.p = next, p
 }
 
 // scoreCandidates scores only the known, non-excluded candidates, each once.
@@ -272,6 +286,9 @@ type scratch struct {
 	q   []float32
 	sum []float64
 	idx []int32
+	// The exclusion cursor of a scan: the next excluded row (or the
+	// number of items when none is left) and its position in idx.
+	next, p int
 }
 
 // maxPooledIdx bounds the index buffer kept between requests, so that one

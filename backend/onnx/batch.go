@@ -3,6 +3,7 @@ package onnx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -142,4 +143,58 @@ func (b *batcher) dispatch(batch []*call) {
 			}
 		}()
 	}
+}
+
+var _ backend.BatchScorer = (*Model)(nil)
+
+// PredictBatch runs the requests as one batch, one session run with their
+// inputs stacked along the leading dimension, as the batching option runs
+// concurrent Predicts, and returns for each request, in order, what
+// Predict would return for it alone. It does not wait for the batching
+// window: the batch is the requests given.
+//
+// The requests stack when every input has the same shape beyond the
+// leading dimension in all of them and, for more than one request, the
+// model has a dynamic leading dimension on every input and output, and
+// they are at most the batching option's max_batch_size when it is set;
+// otherwise the error wraps backend.ErrNotStackable and the model is not
+// run. The error is the whole call's, of the classes Predict's errors
+// are, and comes with no list. PredictBatch is safe for concurrent use.
+func (m *Model) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]backend.Item, error) {
+	if len(reqs) == 0 {
+		return [][]backend.Item{}, nil
+	}
+	ps := make([]*prepared, len(reqs))
+	for r, req := range reqs {
+		p, err := m.prepare(req)
+		if err != nil {
+			return nil, fmt.Errorf("request %d: %w", r, err)
+		}
+		if r > 0 && p.key != ps[0].key {
+			return nil, fmt.Errorf("onnx: requests 0 and %d have inputs of other shapes: %w", r, backend.ErrNotStackable)
+		}
+		ps[r] = p
+	}
+	if len(reqs) > 1 && !m.batchRanks {
+		return nil, fmt.Errorf("onnx: the model has no dynamic batch dimension: %w", backend.ErrNotStackable)
+	}
+	if b := m.cfg.Batching; b != nil && len(reqs) > b.MaxBatchSize {
+		return nil, fmt.Errorf("onnx: %d requests, more than max_batch_size %d: %w", len(reqs), b.MaxBatchSize, backend.ErrNotStackable)
+	}
+	ctx, cancel := m.deadline(ctx)
+	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rows, err := m.run(ctx, ps)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]backend.Item, len(reqs))
+	for r, req := range reqs {
+		if out[r], err = m.rank(req, &rows[r]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/featurizer"
 )
@@ -136,4 +137,14 @@ func benchParallel(b *testing.B, m predictor, reqs []*backend.Request, callers i
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// BenchmarkPredictBatch is 64 demo users top-10 in one PredictBatch (one
+// session run), against 64 Predict calls.
+//
+//	go test ./backend/onnx -run '^$' -bench 'BenchmarkPredictBatch' -benchmem
+func BenchmarkPredictBatch(b *testing.B) {
+	m := demoONNX(b, nil).(*Model)
+	reqs := demoRequests(b, demoNNSpec)[:64]
+	backendtest.BenchBatch(b, m, reqs)
 }

@@ -209,6 +209,17 @@ func load(t *testing.T, dir string, p *featurizer.Plan, cfg Config) *Model {
 	return m
 }
 
+// loadMode loads r with the feature spec that feeds the inputs of its mode.
+func loadMode(t *testing.T, r *onnxgen.Recsys, cfg Config) (*Model, *featurizer.Plan) {
+	t.Helper()
+	specs := []string{specUser, specAge, specSurf}
+	if r.Mode == onnxgen.Aligned {
+		specs = append(specs, specCand)
+	}
+	p := plan(t, specs...)
+	return load(t, writeModel(t, r), p, cfg), p
+}
+
 func TestPredictModes(t *testing.T) {
 	needRuntime(t)
 	queries := []query{
@@ -228,12 +239,7 @@ func TestPredictModes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRecsys(tc.mode)
-			specs := []string{specUser, specAge, specSurf}
-			if tc.mode == onnxgen.Aligned {
-				specs = append(specs, specCand)
-			}
-			p := plan(t, specs...)
-			m := load(t, writeModel(t, r), p, Config{Outputs: tc.out})
+			m, p := loadMode(t, r, Config{Outputs: tc.out})
 			for i, q := range queries {
 				if tc.mode == onnxgen.Aligned && q.candidates == nil {
 					_, err := m.Predict(context.Background(), q.request(t, plan(t, specUser, specAge, specSurf,

@@ -41,22 +41,13 @@ var errClosed = fmt.Errorf("%w: onnx model closed", backend.ErrUnavailable)
 // NaN or infinite score, wraps backend.ErrBadOutput. With batching the request may run
 // with others; it never waits past ctx's deadline (or Config.Timeout).
 func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
-	if req.K < 1 {
-		return nil, backend.RejectInput(ErrBadInput, "k = %d, want at least 1", req.K)
-	}
-	if m.mode == modeAligned && req.Candidates == nil {
-		return nil, backend.RejectInput(ErrBadInput, "this model scores the request's candidates, and the request has none")
-	}
-	if m.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, m.cfg.Timeout)
-		defer cancel()
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	p, err := m.prepare(req)
 	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := m.deadline(ctx)
+	defer cancel()
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var row *outputRow
@@ -75,6 +66,14 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 	return m.rank(req, row)
 }
 
+// deadline returns ctx bounded by Config.Timeout, when set.
+func (m *Model) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if m.cfg.Timeout > 0 {
+		return context.WithTimeout(ctx, m.cfg.Timeout)
+	}
+	return ctx, func() {}
+}
+
 // prepared is a request's inputs, checked and in session order, with the
 // key of their shapes (requests with equal keys can share a batch).
 type prepared struct {
@@ -83,7 +82,14 @@ type prepared struct {
 	key    string
 }
 
+// prepare checks the request, as Predict's errors say, and its inputs.
 func (m *Model) prepare(req *backend.Request) (*prepared, error) {
+	if req.K < 1 {
+		return nil, backend.RejectInput(ErrBadInput, "k = %d, want at least 1", req.K)
+	}
+	if m.mode == modeAligned && req.Candidates == nil {
+		return nil, backend.RejectInput(ErrBadInput, "this model scores the request's candidates, and the request has none")
+	}
 	p := &prepared{req: req, inputs: make([]*featurizer.Tensor, len(m.inputs))}
 	var key strings.Builder
 	for i, gi := range m.inputs {

@@ -334,7 +334,7 @@ func TestDecodeResponse(t *testing.T) {
 			if err := proto.Unmarshal(tc.wire, &ref); err != nil {
 				wantErr = fmt.Errorf("malformed: %w", err)
 			} else {
-				want, wantErr = m.items(&predictResponse{out: outputsOf(&ref, "scores", tc.ids)}, req)
+				want, wantErr = itemsOf(m, &predictResponse{out: outputsOf(&ref, "scores", tc.ids)}, req)
 			}
 			switch {
 			case tc.want == "" && wantErr != nil:
@@ -356,7 +356,7 @@ func TestDecodeResponse(t *testing.T) {
 					t.Fatalf("Unmarshal: %v", err)
 				}
 				clear(wire) // gRPC frees the buffers: what was read must not change
-				got, err := m.items(&resp, req)
+				got, err := itemsOf(m, &resp, req)
 				switch {
 				case tc.want == "malformed":
 					if !errors.Is(err, backend.ErrBadOutput) || !errors.Is(err, errWire) {
@@ -503,7 +503,7 @@ func BenchmarkDecodeResponse(b *testing.B) {
 				if err := m.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, resp); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := m.items(resp, req); err != nil {
+				if _, err := itemsOf(m, resp, req); err != nil {
 					b.Fatal(err)
 				}
 			}

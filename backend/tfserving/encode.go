@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -27,6 +28,42 @@ const (
 // the codec encodes after the model's own fields.
 type predictRequest struct {
 	inputs []featurizer.Tensor
+	// batch, when not nil, is the inputs of several requests (batch[0] is
+	// inputs), which stack: they have the same names, dtypes and shapes,
+	// and a leading dimension of 1. Each input is then encoded as one
+	// tensor of leading dimension len(batch) holding the requests' values
+	// in order, as if their tensors had been concatenated.
+	batch [][]featurizer.Tensor
+}
+
+// rows is the number of requests stacked in r.
+func (r *predictRequest) rows() int { return max(1, len(r.batch)) }
+
+// part returns input i of the row-th request stacked in r.
+func (r *predictRequest) part(row, i int) *featurizer.Tensor {
+	if r.batch == nil {
+		return &r.inputs[i]
+	}
+	return &r.batch[row][i]
+}
+
+// values is the number of values of input i, over all the requests.
+func (r *predictRequest) values(i int) int {
+	n := 0
+	for row := range r.rows() {
+		n += r.part(row, i).Len()
+	}
+	return n
+}
+
+// dim is the size of dimension j of input i as encoded: the requests'
+// leading dimensions add up.
+func (r *predictRequest) dim(i, j int) int64 {
+	d := r.inputs[i].Shape[j]
+	if j == 0 {
+		d *= int64(r.rows())
+	}
+	return d
 }
 
 // request checks the request's input tensors, as they are encoded: each
@@ -54,6 +91,43 @@ func (m *Model) request(req *backend.Request) (*predictRequest, error) {
 		}
 	}
 	return &predictRequest{inputs: req.Inputs}, nil
+}
+
+// batchRequest checks the requests' inputs as request does, and stacks
+// them into one request; ErrNotStackable when they do not stack: when an
+// input's name, dtype or shape beyond the leading dimension differ between
+// requests, a leading dimension is not 1, or there are several requests
+// and no inputs.
+func (m *Model) batchRequest(reqs []*backend.Request) (*predictRequest, error) {
+	r := &predictRequest{batch: make([][]featurizer.Tensor, len(reqs))}
+	for row, req := range reqs {
+		p, err := m.request(req)
+		if err != nil {
+			return nil, err
+		}
+		r.batch[row] = p.inputs
+	}
+	r.inputs = r.batch[0]
+	if len(r.inputs) == 0 && len(reqs) > 1 {
+		return nil, fmt.Errorf("tfserving: requests without inputs have no batch dimension: %w", backend.ErrNotStackable)
+	}
+	for _, in := range r.batch {
+		if len(in) != len(r.inputs) {
+			return nil, fmt.Errorf("tfserving: %d inputs and %d: %w", len(r.inputs), len(in), backend.ErrNotStackable)
+		}
+	}
+	for i := range r.inputs {
+		first := &r.inputs[i]
+		for _, in := range r.batch {
+			t := &in[i]
+			if t.Name != first.Name || t.DType != first.DType || len(t.Shape) == 0 || t.Shape[0] != 1 ||
+				!slices.Equal(t.Shape[1:], first.Shape[1:]) {
+				return nil, fmt.Errorf("tfserving: input %q %s %v and %q %s %v: %w",
+					first.Name, first.DType, first.Shape, t.Name, t.DType, t.Shape, backend.ErrNotStackable)
+			}
+		}
+	}
+	return r, nil
 }
 
 // requestEncoder writes a model's PredictRequests in protobuf's wire format
@@ -96,10 +170,10 @@ func (e *requestEncoder) marshal(r *predictRequest) (mem.BufferSlice, error) {
 		if !utf8.ValidString(t.Name) {
 			return nil, fmt.Errorf("tfserving: input name %q is not valid UTF-8", t.Name)
 		}
-		size += protowire.SizeTag(requestInputs) + protowire.SizeBytes(entryLen(t))
+		size += protowire.SizeTag(requestInputs) + protowire.SizeBytes(entryLen(r, i))
 	}
 	buf := e.bufs.Get(size)
-	b := e.append((*buf)[:0], r.inputs)
+	b := e.append((*buf)[:0], r)
 	if len(b) != size {
 		e.bufs.Put(buf)
 		return nil, fmt.Errorf("tfserving: encoded a PredictRequest of %d bytes, sized %d", len(b), size)
@@ -107,46 +181,48 @@ func (e *requestEncoder) marshal(r *predictRequest) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, &e.bufs)}, nil
 }
 
-// append appends the request with inputs to b.
-func (e *requestEncoder) append(b []byte, inputs []featurizer.Tensor) []byte {
+// append appends the request r to b.
+func (e *requestEncoder) append(b []byte, r *predictRequest) []byte {
 	b = append(b, e.head...)
-	for i := range inputs {
-		t := &inputs[i]
+	for i := range r.inputs {
 		b = protowire.AppendTag(b, requestInputs, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(entryLen(t)))
+		b = protowire.AppendVarint(b, uint64(entryLen(r, i)))
 		b = protowire.AppendTag(b, mapKey, protowire.BytesType)
-		b = protowire.AppendString(b, t.Name)
+		b = protowire.AppendString(b, r.inputs[i].Name)
 		b = protowire.AppendTag(b, mapValue, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(tensorLen(t)))
-		b = appendTensor(b, t)
+		b = protowire.AppendVarint(b, uint64(tensorLen(r, i)))
+		b = appendTensor(b, r, i)
 	}
 	return append(b, e.tail...)
 }
 
-// entryLen is the length of t's inputs map entry.
-func entryLen(t *featurizer.Tensor) int {
-	return protowire.SizeTag(mapKey) + protowire.SizeBytes(len(t.Name)) +
-		protowire.SizeTag(mapValue) + protowire.SizeBytes(tensorLen(t))
+// entryLen is the length of input i's inputs map entry.
+func entryLen(r *predictRequest, i int) int {
+	return protowire.SizeTag(mapKey) + protowire.SizeBytes(len(r.inputs[i].Name)) +
+		protowire.SizeTag(mapValue) + protowire.SizeBytes(tensorLen(r, i))
 }
 
-// tensorLen is the length of t's TensorProto.
-func tensorLen(t *featurizer.Tensor) int {
-	n := protowire.SizeTag(tensorShape) + protowire.SizeBytes(shapeLen(t.Shape))
+// tensorLen is the length of input i's TensorProto.
+func tensorLen(r *predictRequest, i int) int {
+	t := &r.inputs[i]
+	n := protowire.SizeTag(tensorShape) + protowire.SizeBytes(shapeLen(r, i))
 	if dt := dataType(t.DType); dt != 0 {
 		n += protowire.SizeTag(tensorDType) + protowire.SizeVarint(uint64(dt))
 	}
 	switch t.DType {
 	case featurizer.Float32, featurizer.Int32:
-		n += contentLen(4 * t.Len())
+		n += contentLen(4 * r.values(i))
 	case featurizer.Float64, featurizer.Int64:
-		n += contentLen(8 * t.Len())
+		n += contentLen(8 * r.values(i))
 	case featurizer.String:
-		for _, s := range t.String {
-			n += protowire.SizeTag(tensorStringVal) + protowire.SizeBytes(len(s))
+		for row := range r.rows() {
+			for _, s := range r.part(row, i).String {
+				n += protowire.SizeTag(tensorStringVal) + protowire.SizeBytes(len(s))
+			}
 		}
 	case featurizer.Bool:
-		if len(t.Bool) > 0 {
-			n += protowire.SizeTag(tensorBoolVal) + protowire.SizeBytes(len(t.Bool))
+		if v := r.values(i); v > 0 {
+			n += protowire.SizeTag(tensorBoolVal) + protowire.SizeBytes(v)
 		}
 	}
 	return n
@@ -161,11 +237,11 @@ func contentLen(size int) int {
 	return protowire.SizeTag(tensorContent) + protowire.SizeBytes(size)
 }
 
-// shapeLen is the length of a TensorShapeProto of dims.
-func shapeLen(dims []int64) int {
+// shapeLen is the length of input i's TensorShapeProto.
+func shapeLen(r *predictRequest, i int) int {
 	n := 0
-	for _, d := range dims {
-		n += protowire.SizeTag(shapeDim) + protowire.SizeBytes(dimLen(d))
+	for j := range r.inputs[i].Shape {
+		n += protowire.SizeTag(shapeDim) + protowire.SizeBytes(dimLen(r.dim(i, j)))
 	}
 	return n
 }
@@ -178,15 +254,18 @@ func dimLen(d int64) int {
 	return protowire.SizeTag(dimSize) + protowire.SizeVarint(uint64(d))
 }
 
-// appendTensor appends t's TensorProto, of tensorLen(t) bytes, to b.
-func appendTensor(b []byte, t *featurizer.Tensor) []byte {
+// appendTensor appends input i's TensorProto, of tensorLen(r, i) bytes, to
+// b: the values of every request stacked in r, in order.
+func appendTensor(b []byte, r *predictRequest, i int) []byte {
+	t := &r.inputs[i]
 	if dt := dataType(t.DType); dt != 0 {
 		b = protowire.AppendTag(b, tensorDType, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(dt))
 	}
 	b = protowire.AppendTag(b, tensorShape, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(shapeLen(t.Shape)))
-	for _, d := range t.Shape {
+	b = protowire.AppendVarint(b, uint64(shapeLen(r, i)))
+	for j := range t.Shape {
+		d := r.dim(i, j)
 		b = protowire.AppendTag(b, shapeDim, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(dimLen(d)))
 		if d != 0 {
@@ -195,23 +274,40 @@ func appendTensor(b []byte, t *featurizer.Tensor) []byte {
 		}
 	}
 	switch t.DType {
+	case featurizer.Float32, featurizer.Int32:
+		b = appendContentTag(b, 4*r.values(i))
+	case featurizer.Float64, featurizer.Int64:
+		b = appendContentTag(b, 8*r.values(i))
+	case featurizer.Bool:
+		if v := r.values(i); v > 0 {
+			b = protowire.AppendTag(b, tensorBoolVal, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(v))
+		}
+	}
+	for row := range r.rows() {
+		b = appendValues(b, r.part(row, i))
+	}
+	return b
+}
+
+// appendValues appends t's values, after the tag and length appendTensor
+// wrote for the packed fields: the elements' little-endian bytes, the
+// string_val fields, or the bools.
+func appendValues(b []byte, t *featurizer.Tensor) []byte {
+	switch t.DType {
 	case featurizer.Float32:
-		b = appendContentTag(b, 4*len(t.Float32))
 		for _, v := range t.Float32 {
 			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 		}
 	case featurizer.Float64:
-		b = appendContentTag(b, 8*len(t.Float64))
 		for _, v := range t.Float64 {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 		}
 	case featurizer.Int32:
-		b = appendContentTag(b, 4*len(t.Int32))
 		for _, v := range t.Int32 {
 			b = binary.LittleEndian.AppendUint32(b, uint32(v))
 		}
 	case featurizer.Int64:
-		b = appendContentTag(b, 8*len(t.Int64))
 		for _, v := range t.Int64 {
 			b = binary.LittleEndian.AppendUint64(b, uint64(v))
 		}
@@ -221,12 +317,8 @@ func appendTensor(b []byte, t *featurizer.Tensor) []byte {
 			b = protowire.AppendString(b, s)
 		}
 	case featurizer.Bool:
-		if len(t.Bool) > 0 {
-			b = protowire.AppendTag(b, tensorBoolVal, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(len(t.Bool)))
-			for _, v := range t.Bool {
-				b = append(b, byte(protowire.EncodeBool(v)))
-			}
+		for _, v := range t.Bool {
+			b = append(b, byte(protowire.EncodeBool(v)))
 		}
 	}
 	return b

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -122,7 +123,12 @@ func referenceRequest(m *Model, req *backend.Request) (*apis.PredictRequest, err
 // encodeRequest is what the codec sends for req: the bytes of m's
 // Predict request, or the error of the request or of its encoding.
 func encodeRequest(m *Model, req *backend.Request) ([]byte, error) {
-	r, err := m.request(req)
+	return encode(m, func() (*predictRequest, error) { return m.request(req) })
+}
+
+// encode is what the codec sends for the request build returns.
+func encode(m *Model, build func() (*predictRequest, error)) ([]byte, error) {
+	r, err := build()
 	if err != nil {
 		return nil, err
 	}
@@ -140,13 +146,20 @@ func encodeRequest(m *Model, req *backend.Request) ([]byte, error) {
 // proto.Marshal.
 func checkRequest(t *testing.T, m *Model, req *backend.Request) {
 	t.Helper()
+	checkEncoding(t, m, req, func() (*predictRequest, error) { return m.request(req) })
+}
+
+// checkEncoding checks that the request build returns encodes as
+// referenceRequest builds req.
+func checkEncoding(t *testing.T, m *Model, req *backend.Request, build func() (*predictRequest, error)) {
+	t.Helper()
 	want, wantErr := referenceRequest(m, req)
 	var wantWire []byte
 	if wantErr == nil {
 		// gRPC's proto codec refuses what proto.Marshal refuses.
 		wantWire, wantErr = proto.MarshalOptions{Deterministic: true}.Marshal(want)
 	}
-	got, err := encodeRequest(m, req)
+	got, err := encode(m, build)
 	switch {
 	case wantErr != nil && err == nil:
 		t.Fatalf("encoded %x, want the error %v", got, wantErr)
@@ -172,6 +185,86 @@ func checkRequest(t *testing.T, m *Model, req *backend.Request) {
 	if sorted && unique && !bytes.Equal(got, wantWire) {
 		t.Fatalf("encoded %x\nwant    %x (deterministic proto.Marshal)", got, wantWire)
 	}
+}
+
+// checkBatchRequest checks that m encodes the batch of reqs as
+// referenceRequest builds their inputs stacked by stackRequests, refuses
+// it with the first request's error as the request alone, or, when they do
+// not stack, with backend.ErrNotStackable.
+func checkBatchRequest(t *testing.T, m *Model, reqs []*backend.Request) {
+	t.Helper()
+	for _, req := range reqs {
+		if _, wantErr := m.request(req); wantErr != nil {
+			if _, err := m.batchRequest(reqs); err == nil || err.Error() != wantErr.Error() {
+				t.Fatalf("batch error %v, want %v", err, wantErr)
+			}
+			return
+		}
+	}
+	stacked, ok := stackRequests(reqs)
+	if !ok {
+		if _, err := m.batchRequest(reqs); !errors.Is(err, backend.ErrNotStackable) {
+			t.Fatalf("batch error %v, want ErrNotStackable", err)
+		}
+		return
+	}
+	checkEncoding(t, m, stacked, func() (*predictRequest, error) { return m.batchRequest(reqs) })
+}
+
+// stackRequests is the reference of stacking: one request whose inputs
+// are the requests' inputs with the same names, dtypes and shapes beyond a
+// leading dimension of 1, their values concatenated and the leading
+// dimension len(reqs). It is false when the inputs do not stack, or when
+// several requests have none (no dimension to stack them along).
+func stackRequests(reqs []*backend.Request) (*backend.Request, bool) {
+	if len(reqs) > 1 && len(reqs[0].Inputs) == 0 {
+		return nil, false
+	}
+	out := &backend.Request{Inputs: slices.Clone(reqs[0].Inputs), K: 1}
+	for i := range out.Inputs {
+		t := &out.Inputs[i]
+		*t = featurizer.Tensor{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape)}
+		if len(t.Shape) == 0 {
+			return nil, false
+		}
+		t.Shape[0] = int64(len(reqs))
+	}
+	for _, req := range reqs {
+		if len(req.Inputs) != len(out.Inputs) {
+			return nil, false
+		}
+		for i := range req.Inputs {
+			in, t := &req.Inputs[i], &out.Inputs[i]
+			if in.Name != t.Name || in.DType != t.DType || len(in.Shape) != len(t.Shape) || in.Shape[0] != 1 || !slices.Equal(in.Shape[1:], t.Shape[1:]) {
+				return nil, false
+			}
+			t.Float32 = append(t.Float32, in.Float32...)
+			t.Float64 = append(t.Float64, in.Float64...)
+			t.Int32 = append(t.Int32, in.Int32...)
+			t.Int64 = append(t.Int64, in.Int64...)
+			t.String = append(t.String, in.String...)
+			t.Bool = append(t.Bool, in.Bool...)
+		}
+	}
+	return out, true
+}
+
+// reversed returns the inputs with each tensor's values in reverse order:
+// another request of the same shapes.
+func reversed(inputs []featurizer.Tensor) []featurizer.Tensor {
+	out := slices.Clone(inputs)
+	for i := range out {
+		t := &out[i]
+		t.Float32, t.Float64, t.Int32, t.Int64 = slices.Clone(t.Float32), slices.Clone(t.Float64), slices.Clone(t.Int32), slices.Clone(t.Int64)
+		t.String, t.Bool = slices.Clone(t.String), slices.Clone(t.Bool)
+		slices.Reverse(t.Float32)
+		slices.Reverse(t.Float64)
+		slices.Reverse(t.Int32)
+		slices.Reverse(t.Int64)
+		slices.Reverse(t.String)
+		slices.Reverse(t.Bool)
+	}
+	return out
 }
 
 // requestModels are models with each kind of model spec and output filter.
@@ -268,6 +361,9 @@ func TestEncodeRequest(t *testing.T) {
 					t.Fatalf("error %v, want %q", err, tc.want)
 				}
 				checkRequest(t, m, req)
+				other := &backend.Request{Inputs: reversed(tc.inputs), K: 1}
+				checkBatchRequest(t, m, []*backend.Request{req, other, req})
+				checkBatchRequest(t, m, []*backend.Request{req})
 			})
 		}
 	}
@@ -282,7 +378,9 @@ func FuzzEncodeRequest(f *testing.F) {
 	models := requestModels()
 	m := models["label"]
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkRequest(t, m, &backend.Request{Inputs: fuzzTensors(data), K: 1})
+		req := &backend.Request{Inputs: fuzzTensors(data), K: 1}
+		checkRequest(t, m, req)
+		checkBatchRequest(t, m, []*backend.Request{req, {Inputs: reversed(req.Inputs), K: 1}})
 	})
 }
 

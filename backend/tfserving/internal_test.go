@@ -85,29 +85,46 @@ func TestReadOutputs(t *testing.T) {
 		}
 		return b
 	}
+	f64 := func(vs ...float64) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+		}
+		return b
+	}
 	tests := []struct {
 		name    string
 		t       *framework.TensorProto
 		n       int
 		want    []float64
 		wantErr bool
+		rows    int // of n scores each
 	}{
-		{"float_val [1,3]", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 3), FloatVal: []float32{1, 2, 3}}, 3, []float64{1, 2, 3}, false},
-		{"short float_val repeats the last", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(3), FloatVal: []float32{1, 2}}, 3, []float64{1, 2, 2}, false},
-		{"tensor_content", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2), TensorContent: f32(0.5, -1)}, 2, []float64{0.5, -1}, false},
-		{"empty", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 0)}, 0, nil, false},
-		{"no values", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2)}, 2, nil, true},
-		{"too many values", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2), FloatVal: []float32{1, 2, 3}}, 2, nil, true},
-		{"short tensor_content", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2), TensorContent: f32(1)}, 2, nil, true},
-		{"count differs from candidates", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 2), FloatVal: []float32{1, 2}}, 3, nil, true},
-		{"batch of 2", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2, 2), FloatVal: []float32{1, 2, 3, 4}}, 2, nil, true},
-		{"rank 3", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 2, 1), FloatVal: []float32{1, 2}}, 2, nil, true},
-		{"int64", &framework.TensorProto{Dtype: framework.DataType_DT_INT64, TensorShape: shape(2), Int64Val: []int64{1, 2}}, 2, nil, true},
+		{"float_val [1,3]", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 3), FloatVal: []float32{1, 2, 3}}, 3, []float64{1, 2, 3}, false, 1},
+		{"short float_val repeats the last", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(3), FloatVal: []float32{1, 2}}, 3, []float64{1, 2, 2}, false, 1},
+		{"tensor_content", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2), TensorContent: f32(0.5, -1)}, 2, []float64{0.5, -1}, false, 1},
+		{"empty", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 0)}, 0, nil, false, 1},
+		{"no values", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2)}, 2, nil, true, 1},
+		{"too many values", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2), FloatVal: []float32{1, 2, 3}}, 2, nil, true, 1},
+		{"short tensor_content", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2), TensorContent: f32(1)}, 2, nil, true, 1},
+		{"count differs from candidates", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 2), FloatVal: []float32{1, 2}}, 3, nil, true, 1},
+		{"batch of 2", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2, 2), FloatVal: []float32{1, 2, 3, 4}}, 2, nil, true, 1},
+		{"rank 3", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 2, 1), FloatVal: []float32{1, 2}}, 2, nil, true, 1},
+		{"int64", &framework.TensorProto{Dtype: framework.DataType_DT_INT64, TensorShape: shape(2), Int64Val: []int64{1, 2}}, 2, nil, true, 1},
+		{"rows of a batch", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2, 3), FloatVal: []float32{1, 2, 3, 4, 5, 6}}, 3, []float64{1, 2, 3, 4, 5, 6}, false, 2},
+		{"a batch's short float_val repeats the last", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2, 2), FloatVal: []float32{1, 2, 3}}, 2, []float64{1, 2, 3, 3}, false, 2},
+		{"a batch's tensor_content", &framework.TensorProto{Dtype: framework.DataType_DT_DOUBLE, TensorShape: shape(3, 1), TensorContent: f64(0.5, -1, 4)}, 1, []float64{0.5, -1, 4}, false, 3},
+		{"a batch of empty rows", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(2, 0)}, 0, nil, false, 2},
+		{"a batch of other rows", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(3, 2), FloatVal: []float32{1, 2, 3, 4, 5, 6}}, 2, nil, true, 2},
+		{"a batch without its rows", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(4), FloatVal: []float32{1, 2, 3, 4}}, 2, nil, true, 2},
+		{"a batch [1, N]", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, 4), FloatVal: []float32{1, 2, 3, 4}}, 2, nil, true, 2},
+		{"a batch of more than MaxOutputRows", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(4, MaxOutputRows/2), FloatVal: []float32{1}}, MaxOutputRows / 2, nil, true, 4},
+		{"one row of more than MaxOutputRows", &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape(1, MaxOutputRows+1), FloatVal: []float32{1}}, MaxOutputRows + 1, nil, true, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := tensorOf(tc.t)
-			s, err := readScores(&in, "scores", tc.n)
+			s, err := readScores(&in, "scores", tc.rows, tc.n)
 			if tc.wantErr {
 				if !errors.Is(err, backend.ErrBadOutput) {
 					t.Fatalf("err = %v, want bad output", err)
@@ -118,8 +135,11 @@ func TestReadOutputs(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []float64
-			for i := range s.n {
-				got = append(got, s.at(i))
+			for r := range tc.rows {
+				row := s.row(r)
+				for i := range row.n {
+					got = append(got, row.at(i))
+				}
 			}
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("scores %v, want %v", got, tc.want)
@@ -167,7 +187,7 @@ func TestNonFiniteScoreIsBadOutput(t *testing.T) {
 			if tc.exclude != "" {
 				req.Exclude = map[string]struct{}{tc.exclude: {}}
 			}
-			items, err := m.items(&predictResponse{out: outputsOf(resp, "scores", "")}, req)
+			items, err := itemsOf(m, &predictResponse{out: outputsOf(resp, "scores", "")}, req)
 			if !errors.Is(err, backend.ErrBadOutput) || backend.Classify(err) != backend.ClassBadOutput {
 				t.Fatalf("items = %v, err = %v, want bad output", items, err)
 			}
@@ -227,4 +247,13 @@ func BenchmarkRank(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// itemsOf is what Predict makes of a response to one request.
+func itemsOf(m *Model, resp *predictResponse, req *backend.Request) ([]backend.Item, error) {
+	lists := make([][]backend.Item, 1)
+	if err := m.items(resp, []*backend.Request{req}, lists); err != nil {
+		return nil, err
+	}
+	return lists[0], nil
 }

@@ -39,19 +39,97 @@ import (
 // these also match backend.ErrRejectedInput); Classify names the class. Predict is safe for
 // concurrent use.
 func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
-	if req.K < 1 {
-		return nil, badInput("k = %d, want at least 1", req.K)
-	}
-	if m.cfg.Outputs.IDs == "" && len(req.Candidates) == 0 {
-		if req.Candidates == nil {
-			return nil, badInput("model %q scores the request's candidates, but the request has none", m.cfg.ModelName)
-		}
-		return []backend.Item{}, nil // nothing to score: spare the call
+	if answered, items, err := m.withoutCall(req); answered {
+		return items, err
 	}
 	preq, err := m.request(req)
 	if err != nil {
 		return nil, err
 	}
+	var items [1][]backend.Item
+	if err := m.call(ctx, preq, []*backend.Request{req}, items[:]); err != nil {
+		return nil, err
+	}
+	return items[0], nil
+}
+
+// PredictBatch scores the requests in one Predict call, their input
+// tensors stacked along the leading dimension (each request's is 1), and
+// returns for each request, in order, what Predict would return for it
+// alone. A request Predict answers without a call (an empty candidates
+// list) is answered the same way here, outside the batch.
+//
+// The requests stack when every input has the same name, dtype and shape
+// beyond the leading dimension in all of them, and, with Outputs.IDs "",
+// when they have as many candidates; otherwise the error wraps
+// backend.ErrNotStackable and the server is not called. The model must
+// answer a batch of B requests with outputs of shape [B, N], row r for
+// request r (with B = 1, [N] and [1, N] are accepted as by Predict), and
+// the response may hold at most MaxOutputRows rows in all: requests whose
+// candidates together exceed it do not stack.
+//
+// The error is the whole call's, of the classes Predict's errors are, and
+// comes with no list. PredictBatch is safe for concurrent use.
+func (m *Model) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]backend.Item, error) {
+	out := make([][]backend.Item, len(reqs))
+	var call []*backend.Request // the requests that need the call, in order
+	var at []int                // their places in reqs
+	for r, req := range reqs {
+		if answered, items, err := m.withoutCall(req); answered {
+			if err != nil {
+				return nil, fmt.Errorf("request %d: %w", r, err)
+			}
+			out[r] = items
+			continue
+		}
+		if m.cfg.Outputs.IDs == "" && len(call) > 0 && len(req.Candidates) != len(call[0].Candidates) {
+			return nil, fmt.Errorf("tfserving: %d candidates and %d: %w", len(call[0].Candidates), len(req.Candidates), backend.ErrNotStackable)
+		}
+		call = append(call, req)
+		at = append(at, r)
+	}
+	if len(call) == 0 {
+		return out, nil
+	}
+	if n := len(call[0].Candidates); m.cfg.Outputs.IDs == "" && n > MaxOutputRows/len(call) {
+		// The response could not be read; each request alone may be.
+		return nil, fmt.Errorf("tfserving: %d requests of %d candidates, more than the %d rows a response may rank: %w",
+			len(call), n, MaxOutputRows, backend.ErrNotStackable)
+	}
+	preq, err := m.batchRequest(call)
+	if err != nil {
+		return nil, err
+	}
+	lists := make([][]backend.Item, len(call))
+	if err := m.call(ctx, preq, call, lists); err != nil {
+		return nil, err
+	}
+	for i, r := range at {
+		out[r] = lists[i]
+	}
+	return out, nil
+}
+
+// withoutCall reports whether Predict answers req without calling the
+// server, and its answer: an error for K < 1 or for no candidates when
+// the model scores them, no items for an empty candidates list.
+func (m *Model) withoutCall(req *backend.Request) (bool, []backend.Item, error) {
+	if req.K < 1 {
+		return true, nil, badInput("k = %d, want at least 1", req.K)
+	}
+	if m.cfg.Outputs.IDs == "" && len(req.Candidates) == 0 {
+		if req.Candidates == nil {
+			return true, nil, badInput("model %q scores the request's candidates, but the request has none", m.cfg.ModelName)
+		}
+		return true, []backend.Item{}, nil // nothing to score: spare the call
+	}
+	return false, nil, nil
+}
+
+// call sends a Predict call with preq, the inputs of reqs, and ranks its
+// response into lists, lists[r] for reqs[r]. The call's deadline is
+// Config.Timeout or ctx's, whichever is earlier.
+func (m *Model) call(ctx context.Context, preq *predictRequest, reqs []*backend.Request, lists [][]backend.Item) error {
 	budget := m.cfg.Timeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= budget {
 		budget = time.Until(dl) // the caller's deadline comes first
@@ -68,9 +146,9 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 		if errors.Is(err, backend.ErrUnavailable) {
 			m.setHealth(err)
 		}
-		return nil, err
+		return err
 	}
-	return m.items(&resp, req)
+	return m.items(&resp, reqs, lists)
 }
 
 // tensor is what Predict reads of an output TensorProto: its dtype, its
@@ -93,70 +171,96 @@ type outputs struct {
 	hasScores, hasIDs bool
 }
 
-// items reads the response's outputs into the ranked items.
-func (m *Model) items(resp *predictResponse, req *backend.Request) ([]backend.Item, error) {
+// items reads the response's outputs into the ranked items of each of the
+// requests whose inputs it was sent: lists[r], from row r of the outputs,
+// for reqs[r].
+func (m *Model) items(resp *predictResponse, reqs []*backend.Request, lists [][]backend.Item) error {
 	if resp.err != nil {
-		return nil, fmt.Errorf("tfserving predict: %w: %w", backend.ErrBadOutput, resp.err)
+		return fmt.Errorf("tfserving predict: %w: %w", backend.ErrBadOutput, resp.err)
 	}
 	out := &resp.out
 	if !out.hasScores {
-		return nil, badOutput("no output %q in the response", m.cfg.Outputs.Scores)
+		return badOutput("no output %q in the response", m.cfg.Outputs.Scores)
 	}
+	b := len(reqs)
 	if m.cfg.Outputs.IDs == "" {
-		scores, err := readScores(&out.scores, m.cfg.Outputs.Scores, len(req.Candidates))
+		// PredictBatch sends only requests with as many candidates.
+		n := len(reqs[0].Candidates)
+		scores, err := readScores(&out.scores, m.cfg.Outputs.Scores, b, n)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return rank(idList{strs: req.Candidates}, &scores, req, false)
+		for r, req := range reqs {
+			row := scores.row(r)
+			if lists[r], err = rank(idList{strs: req.Candidates}, &row, req, false); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if !out.hasIDs {
-		return nil, badOutput("no output %q in the response", m.cfg.Outputs.IDs)
+		return badOutput("no output %q in the response", m.cfg.Outputs.IDs)
 	}
-	ids, err := readIDs(&out.ids, m.cfg.Outputs.IDs)
+	ids, n, err := readIDs(&out.ids, m.cfg.Outputs.IDs, b)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	scores, err := readScores(&out.scores, m.cfg.Outputs.Scores, len(ids))
+	scores, err := readScores(&out.scores, m.cfg.Outputs.Scores, b, n)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return rank(idList{raw: ids}, &scores, req, req.Candidates != nil)
+	for r, req := range reqs {
+		row := scores.row(r)
+		if lists[r], err = rank(idList{raw: ids[r*n : (r+1)*n]}, &row, req, req.Candidates != nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// vectorLen checks that a tensor has shape [N] or [1, N] and returns N.
-func vectorLen(t *tensor, alias string) (int, error) {
+// rowLen checks that a tensor holds b rows, and returns the length N of a
+// row: shape [b, N], or, when b is 1, [N] or [1, N].
+func rowLen(t *tensor, alias string, b int) (int, error) {
 	dims := t.dims
 	var n int64
 	switch {
-	case len(dims) == 1 && dims[0] >= 0:
+	case b == 1 && len(dims) == 1 && dims[0] >= 0:
 		n = dims[0]
-	case len(dims) == 2 && dims[0] == 1 && dims[1] >= 0:
+	case len(dims) == 2 && dims[0] == int64(b) && dims[1] >= 0:
 		n = dims[1]
-	default:
+	case b == 1:
 		return 0, badOutput("output %q has shape %s, want [N] or [1, N]", alias, sizesString(dims))
+	default:
+		return 0, badOutput("output %q has shape %s, want [%d, N] for a batch of %d", alias, sizesString(dims), b, b)
 	}
-	if n > MaxOutputRows {
+	if n > MaxOutputRows/int64(b) {
 		// TensorFlow repeats a tensor's last value up to its shape, so a
 		// response of a few bytes can claim any N: bound what is ranked.
-		return 0, badOutput("output %q has %d rows, more than the %d a response may rank", alias, n, MaxOutputRows)
+		if b == 1 {
+			return 0, badOutput("output %q has %d rows, more than the %d a response may rank", alias, n, MaxOutputRows)
+		}
+		return 0, badOutput("output %q has %d rows for each of %d requests, more than the %d a response may rank", alias, n, b, MaxOutputRows)
 	}
 	return int(n), nil
 }
 
 // MaxOutputRows bounds the rows (scores, ids) of one Predict response the
-// gateway ranks.
+// gateway ranks; for a batch, the rows of all its requests together.
 const MaxOutputRows = 1 << 20
 
-// scoreVec reads scores from whichever representation the tensor uses.
+// scoreVec reads scores from whichever representation the tensor uses:
+// the n scores from the off-th value on.
 type scoreVec struct {
 	f32  []float32
 	f64  []float64
 	raw  []byte
 	wide bool // raw holds float64s
+	off  int
 	n    int
 }
 
 func (s *scoreVec) at(i int) float64 {
+	i += s.off
 	switch {
 	case s.raw != nil && s.wide:
 		return math.Float64frombits(binary.LittleEndian.Uint64(s.raw[8*i:]))
@@ -168,16 +272,25 @@ func (s *scoreVec) at(i int) float64 {
 	return float64(s.f32[min(i, len(s.f32)-1)])
 }
 
-// readScores checks the scores tensor against the n items it must score.
-func readScores(t *tensor, alias string, n int) (scoreVec, error) {
+// row returns the scores of row r of a tensor of rows of s.n scores.
+func (s *scoreVec) row(r int) scoreVec {
+	c := *s
+	c.off = r * s.n
+	return c
+}
+
+// readScores checks the scores tensor against the b rows of n items it
+// must score.
+func readScores(t *tensor, alias string, b, n int) (scoreVec, error) {
 	s := scoreVec{n: n}
-	got, err := vectorLen(t, alias)
+	got, err := rowLen(t, alias, b)
 	if err != nil {
 		return s, err
 	}
 	if got != n {
 		return s, badOutput("output %q has %d scores for %d items", alias, got, n)
 	}
+	n *= b // the values of all the rows
 	var size, typed int
 	switch t.dtype {
 	case framework.DataType_DT_FLOAT:
@@ -198,17 +311,24 @@ func readScores(t *tensor, alias string, n int) (scoreVec, error) {
 	return s, nil
 }
 
-// readIDs reads a DT_STRING vector from string_val or, as TensorFlow encodes
-// strings in tensor_content, from a list of varint lengths followed by the
-// bytes.
-func readIDs(t *tensor, alias string) ([][]byte, error) {
+// readIDs reads a DT_STRING tensor of b rows from string_val or, as
+// TensorFlow encodes strings in tensor_content, from a list of varint
+// lengths followed by the bytes. It returns the ids of all rows, in order,
+// and the length of a row.
+func readIDs(t *tensor, alias string, b int) ([][]byte, int, error) {
 	if t.dtype != framework.DataType_DT_STRING {
-		return nil, badOutput("output %q is %s, want DT_STRING", alias, t.dtype)
+		return nil, 0, badOutput("output %q is %s, want DT_STRING", alias, t.dtype)
 	}
-	n, err := vectorLen(t, alias)
+	per, err := rowLen(t, alias, b)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	ids, err := readStrings(t, alias, per*b)
+	return ids, per, err
+}
+
+// readStrings reads the n strings of a DT_STRING tensor.
+func readStrings(t *tensor, alias string, n int) ([][]byte, error) {
 	if c := t.content; len(c) > 0 {
 		ids, ok := decodeStringList(c, n)
 		if !ok {

@@ -7,6 +7,10 @@
 // signature, input names, dtypes, shapes, value counts, output filter), scores
 // deterministically, records the Predict requests it receives, injects faults,
 // and can be stopped and restarted on the same address.
+//
+// A model's inputs are batches, as a SavedModel's usually are: their
+// leading dimension is the number of rows, which the model scores one by
+// one, and its outputs have a row for each (shape [B, N]).
 package tfservingtest
 
 import (
@@ -21,6 +25,7 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,8 +113,14 @@ type Model struct {
 	// TensorContent makes outputs use tensor_content instead of the typed
 	// fields (float_val, double_val, string_val) TF Serving uses.
 	TensorContent bool
-	// Flat makes outputs shape [N] instead of [1, N].
+	// Flat makes outputs shape [N] instead of [1, N] (for a request of one
+	// row; a batch's outputs have shape [B, N]).
 	Flat bool
+	// KeyInput, when set, names an input whose values in a row (a user id,
+	// say) make that row's scores: Score is then given key + "/" + item,
+	// key being the row's values of the input, formatted and joined by
+	// ",". Rows that differ in it score differently.
+	KeyInput string
 }
 
 // DefaultScore is a deterministic score in [0, 1) from an FNV-1a hash of the
@@ -467,62 +478,196 @@ func (m *Model) idsAlias() string {
 	return m.IDsOutput
 }
 
-// outputs computes the model's outputs for version v.
+// outputs computes the model's outputs for version v, row by row.
 func (m *Model) outputs(v int64, req *apis.PredictRequest) (map[string]*framework.TensorProto, error) {
+	rows, err := m.rows(req.GetInputs())
+	if err != nil {
+		return nil, err
+	}
+	keys, err := m.keys(req.GetInputs(), rows)
+	if err != nil {
+		return nil, err
+	}
 	score := m.Score
 	if score == nil {
 		score = DefaultScore
 	}
-	if len(m.Catalogue) == 0 {
-		t := req.GetInputs()[m.CandidatesInput]
-		if t == nil {
-			return nil, status.Errorf(codes.InvalidArgument, "candidates input %q missing", m.CandidatesInput)
+	scoreRow := func(r int, item string) float64 {
+		if keys != nil {
+			item = keys[r] + "/" + item
 		}
-		cands, err := decodeStrings(t)
+		return score(v, item)
+	}
+	if len(m.Catalogue) == 0 {
+		cands, err := decodeStrings(req.GetInputs()[m.CandidatesInput])
 		if err != nil {
 			return nil, err
 		}
+		per := len(cands)
+		if dims := req.GetInputs()[m.CandidatesInput].GetTensorShape().GetDim(); len(dims) == 2 {
+			per = int(dims[1].GetSize())
+		}
+		if len(cands) != rows*per {
+			return nil, status.Errorf(codes.InvalidArgument, "candidates input %q: %d values for %d rows of %d", m.CandidatesInput, len(cands), rows, per)
+		}
 		scores := make([]float64, len(cands))
 		for i, c := range cands {
-			scores[i] = score(v, string(c))
+			scores[i] = scoreRow(i/per, string(c))
 		}
-		return map[string]*framework.TensorProto{m.scoresAlias(): m.scoreTensor(scores)}, nil
+		return map[string]*framework.TensorProto{m.scoresAlias(): m.scoreTensor(scores, m.shape(rows, per))}, nil
 	}
 	type scored struct {
 		id    string
 		score float64
 	}
-	all := make([]scored, len(m.Catalogue))
-	for i, id := range m.Catalogue {
-		all[i] = scored{id, score(v, id)}
+	var ids [][]byte
+	var scores []float64
+	per := len(m.Catalogue)
+	if m.TopN > 0 && m.TopN < per {
+		per = m.TopN
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].score > all[j].score })
-	if m.TopN > 0 && m.TopN < len(all) {
-		all = all[:m.TopN]
+	for r := range rows {
+		all := make([]scored, len(m.Catalogue))
+		for i, id := range m.Catalogue {
+			all[i] = scored{id, scoreRow(r, id)}
+		}
+		sort.SliceStable(all, func(i, j int) bool { return all[i].score > all[j].score })
+		for _, s := range all[:per] {
+			ids, scores = append(ids, []byte(s.id)), append(scores, s.score)
+		}
 	}
-	ids := make([][]byte, len(all))
-	scores := make([]float64, len(all))
-	for i, s := range all {
-		ids[i], scores[i] = []byte(s.id), s.score
-	}
-	idt := &framework.TensorProto{Dtype: framework.DataType_DT_STRING, TensorShape: m.shape(len(ids))}
+	idt := &framework.TensorProto{Dtype: framework.DataType_DT_STRING, TensorShape: m.shape(rows, per)}
 	if m.TensorContent {
 		idt.TensorContent = encodeStrings(ids)
 	} else {
 		idt.StringVal = ids
 	}
-	return map[string]*framework.TensorProto{m.scoresAlias(): m.scoreTensor(scores), m.idsAlias(): idt}, nil
+	return map[string]*framework.TensorProto{m.scoresAlias(): m.scoreTensor(scores, m.shape(rows, per)), m.idsAlias(): idt}, nil
 }
 
-func (m *Model) shape(n int) *framework.TensorShapeProto {
-	if m.Flat {
+// rows returns the number of rows of the request: the leading dimension
+// the inputs share. A candidates input of rank 1 is one row of candidates.
+func (m *Model) rows(in map[string]*framework.TensorProto) (int, error) {
+	if len(m.Catalogue) == 0 {
+		t := in[m.CandidatesInput]
+		if t == nil {
+			return 0, status.Errorf(codes.InvalidArgument, "candidates input %q missing", m.CandidatesInput)
+		}
+		if len(t.GetTensorShape().GetDim()) < 2 {
+			return 1, nil
+		}
+	}
+	rows := int64(-1)
+	for name, t := range in {
+		dims := t.GetTensorShape().GetDim()
+		if len(dims) == 0 || (name == m.CandidatesInput && len(dims) < 2) {
+			continue
+		}
+		if d := dims[0].GetSize(); rows < 0 {
+			rows = d
+		} else if d != rows {
+			return 0, status.Errorf(codes.InvalidArgument, "input %s has %d rows, other inputs %d", name, d, rows)
+		}
+	}
+	if rows == 0 {
+		return 0, status.Error(codes.InvalidArgument, "a batch of no rows")
+	}
+	return int(max(rows, 1)), nil
+}
+
+// keys returns the KeyInput's values of each row, or nil without KeyInput.
+func (m *Model) keys(in map[string]*framework.TensorProto, rows int) ([]string, error) {
+	if m.KeyInput == "" {
+		return nil, nil
+	}
+	t := in[m.KeyInput]
+	if t == nil {
+		return nil, status.Errorf(codes.InvalidArgument, "key input %q missing", m.KeyInput)
+	}
+	vals, err := elements(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(vals)%rows != 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "key input %q: %d values for %d rows", m.KeyInput, len(vals), rows)
+	}
+	per := len(vals) / rows
+	keys := make([]string, rows)
+	for r := range keys {
+		keys[r] = strings.Join(vals[r*per:(r+1)*per], ",")
+	}
+	return keys, nil
+}
+
+// elements returns a tensor's values, formatted, as many as its shape
+// holds (a typed field shorter than that is padded with its last value,
+// as TensorFlow does).
+func elements(t *framework.TensorProto) ([]string, error) {
+	n := int64(1)
+	for _, d := range t.GetTensorShape().GetDim() {
+		n *= d.GetSize()
+	}
+	if t.GetDtype() == framework.DataType_DT_STRING {
+		ss, err := decodeStrings(t)
+		if err != nil {
+			return nil, err
+		}
+		return pad(len(ss), n, func(i int) string { return string(ss[i]) }), nil
+	}
+	c := t.GetTensorContent()
+	switch t.GetDtype() {
+	case framework.DataType_DT_FLOAT:
+		if len(c) > 0 {
+			return pad(len(c)/4, n, func(i int) string { return fmt.Sprint(math.Float32frombits(binary.LittleEndian.Uint32(c[4*i:]))) }), nil
+		}
+		return pad(len(t.GetFloatVal()), n, func(i int) string { return fmt.Sprint(t.GetFloatVal()[i]) }), nil
+	case framework.DataType_DT_DOUBLE:
+		if len(c) > 0 {
+			return pad(len(c)/8, n, func(i int) string { return fmt.Sprint(math.Float64frombits(binary.LittleEndian.Uint64(c[8*i:]))) }), nil
+		}
+		return pad(len(t.GetDoubleVal()), n, func(i int) string { return fmt.Sprint(t.GetDoubleVal()[i]) }), nil
+	case framework.DataType_DT_INT32:
+		if len(c) > 0 {
+			return pad(len(c)/4, n, func(i int) string { return fmt.Sprint(int32(binary.LittleEndian.Uint32(c[4*i:]))) }), nil
+		}
+		return pad(len(t.GetIntVal()), n, func(i int) string { return fmt.Sprint(t.GetIntVal()[i]) }), nil
+	case framework.DataType_DT_INT64:
+		if len(c) > 0 {
+			return pad(len(c)/8, n, func(i int) string { return fmt.Sprint(int64(binary.LittleEndian.Uint64(c[8*i:]))) }), nil
+		}
+		return pad(len(t.GetInt64Val()), n, func(i int) string { return fmt.Sprint(t.GetInt64Val()[i]) }), nil
+	case framework.DataType_DT_BOOL:
+		if len(c) > 0 {
+			return pad(len(c), n, func(i int) string { return fmt.Sprint(c[i] != 0) }), nil
+		}
+		return pad(len(t.GetBoolVal()), n, func(i int) string { return fmt.Sprint(t.GetBoolVal()[i]) }), nil
+	}
+	return nil, status.Errorf(codes.InvalidArgument, "unsupported dtype %s", t.GetDtype())
+}
+
+// pad returns the n values of a tensor that holds have of them, value(i)
+// the i-th, the last repeated ("" when it holds none).
+func pad(have int, n int64, value func(i int) string) []string {
+	out := make([]string, n)
+	for i := range out {
+		if have > 0 {
+			out[i] = value(min(i, have-1))
+		}
+	}
+	return out
+}
+
+// shape is the shape of an output of rows rows of n values: [n] or [1, n]
+// for one row, as Flat says, [rows, n] for more.
+func (m *Model) shape(rows, n int) *framework.TensorShapeProto {
+	if m.Flat && rows == 1 {
 		return &framework.TensorShapeProto{Dim: []*framework.TensorShapeProto_Dim{{Size: int64(n)}}}
 	}
-	return &framework.TensorShapeProto{Dim: []*framework.TensorShapeProto_Dim{{Size: 1}, {Size: int64(n)}}}
+	return &framework.TensorShapeProto{Dim: []*framework.TensorShapeProto_Dim{{Size: int64(rows)}, {Size: int64(n)}}}
 }
 
-func (m *Model) scoreTensor(scores []float64) *framework.TensorProto {
-	t := &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: m.shape(len(scores))}
+func (m *Model) scoreTensor(scores []float64, shape *framework.TensorShapeProto) *framework.TensorProto {
+	t := &framework.TensorProto{Dtype: framework.DataType_DT_FLOAT, TensorShape: shape}
 	if m.ScoresDType == framework.DataType_DT_DOUBLE {
 		t.Dtype = framework.DataType_DT_DOUBLE
 	}
