@@ -384,7 +384,7 @@ func sweepFront(b *bolt.Bucket, cut uint64, limit int, also func(rest []byte) er
 		// Deleting under a cursor can leave its position behind; start
 		// from the front again, where the next expired key now is.
 		k, _ := c.First()
-		if k == nil || len(k) < 8 || binary.BigEndian.Uint64(k) >= cut {
+		if len(k) < 8 || binary.BigEndian.Uint64(k) >= cut {
 			break
 		}
 		if also != nil {
