@@ -330,9 +330,12 @@ func TestDockerfile(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := regexp.MustCompile(`(?m)^VERSION=(\S+)$`).FindSubmatch(script)
+			if m == nil {
+				t.Fatalf("%s sets no VERSION", ortScript)
+			}
 			args := ort.vars("ARG")
-			if m == nil || args["ONNXRUNTIME_VERSION"] != string(m[1]) {
-				t.Errorf("ONNXRUNTIME_VERSION %q, scripts/onnxruntime.sh has %q", args["ONNXRUNTIME_VERSION"], m)
+			if args["ONNXRUNTIME_VERSION"] != string(m[1]) {
+				t.Errorf("ONNXRUNTIME_VERSION %q, %s has %q", args["ONNXRUNTIME_VERSION"], ortScript, m[1])
 			}
 			if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(args["ONNXRUNTIME_SHA256"]) {
 				t.Errorf("ONNXRUNTIME_SHA256 %q: want a SHA-256", args["ONNXRUNTIME_SHA256"])
