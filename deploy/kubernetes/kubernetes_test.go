@@ -623,6 +623,9 @@ func checkConfig(t *testing.T, m *manifests, pod corev1.PodSpec) {
 	}
 
 	// Not on loopback: the gateway starts only with API keys.
+	if cfg.Registry.Managed != config.ManagedConfig {
+		t.Errorf("registry.managed %q: a changed ConfigMap must take effect (config as the source of truth)", cfg.Registry.Managed)
+	}
 	if cfg.Auth.Mode != config.AuthKeys {
 		t.Errorf("auth mode %q: the gateway refuses to listen on all addresses without keys", cfg.Auth.Mode)
 	}
