@@ -148,12 +148,35 @@ func (s *Server) check(ctx context.Context, presented, need, what string) (*auth
 		return nil, fault.New(fault.Forbidden, "forbidden", "%s needs scope %s%s; key %q has %s",
 			what, need, or, k.Name, strings.Join(k.Scopes, ", "))
 	}
-	if ok, retry := s.authz.limiter.Allow(ctx, k); !ok {
-		return nil, &fault.Error{Kind: fault.RateLimited, Code: "rate_limited",
-			Message: fmt.Sprintf("key %q is over its rate limit of %g per second (burst %d); retry after %d s", k.Name, k.Rate, k.Burst, retrySeconds(retry)),
-			Err:     retryAfter(retry)}
+	if ok, retry := s.authz.limiter.AllowN(ctx, k, 1); !ok {
+		return nil, rateLimited(k, retry)
 	}
 	return k, nil
+}
+
+func rateLimited(k *auth.Key, retry time.Duration) error {
+	return &fault.Error{Kind: fault.RateLimited, Code: "rate_limited",
+		Message: fmt.Sprintf("key %q is over its rate limit of %g per second (burst %d); retry after %d s", k.Name, k.Rate, k.Burst, retrySeconds(retry)),
+		Err:     retryAfter(retry)}
+}
+
+// chargeBatch takes, from the rate limit of the key of ctx, the entries of
+// a batch call beyond the first, which the call's own check took: a batch
+// of n entries is n requests. Refused, it takes nothing more (the call's
+// own token stays taken, as for any call). Nothing is taken when keys are
+// not enforced.
+func (s *Server) chargeBatch(ctx context.Context, n int) error {
+	if s.authz == nil || !s.authz.enforce || n <= 1 {
+		return nil
+	}
+	k := auth.FromContext(ctx)
+	if k == nil {
+		return nil
+	}
+	if ok, retry := s.authz.limiter.AllowN(ctx, k, n-1); !ok {
+		return rateLimited(k, retry)
+	}
+	return nil
 }
 
 // retryAfter carries a wait inside a rate_limited fault.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -99,6 +100,9 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	}
 	if st == http.StatusServiceUnavailable {
 		c.Header("Retry-After", "1")
+	}
+	if d, ok := retryOf(err); ok {
+		c.Header("Retry-After", strconv.Itoa(retrySeconds(d)))
 	}
 	c.AbortWithStatusJSON(st, ErrorBody{Error: d})
 }

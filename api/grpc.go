@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -116,6 +117,12 @@ func (g *grpcGateway) RecommendBatch(ctx context.Context, in *pb.RecommendBatchR
 		return nil, grpcError(fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", router.MaxBatch, n))
 	}
 	pin, err := g.pin(ctx)
+	if err == nil {
+		err = g.s.chargeBatch(ctx, len(in.GetRequests()))
+	}
+	if d, ok := retryOf(err); ok {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(retrySeconds(d))))
+	}
 	if err != nil {
 		return nil, grpcError(err)
 	}

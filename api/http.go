@@ -258,6 +258,9 @@ func (s *Server) recommendBatch(c *gin.Context) {
 		return
 	}
 	pin, err := s.pin(c)
+	if err == nil {
+		err = s.chargeBatch(c.Request.Context(), len(in.Requests))
+	}
 	if err != nil {
 		s.writeError(c, err)
 		return

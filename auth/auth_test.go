@@ -308,3 +308,37 @@ func TestSharedLimiterLeases(t *testing.T) {
 		t.Fatalf("fallback allowed %d of 5 at burst 2", n)
 	}
 }
+
+// A batch of n entries takes n tokens, or none; n above the burst takes
+// the whole burst.
+func TestLimitersAllowN(t *testing.T) {
+	ctx := context.Background()
+	limiters := map[string]func() auth.Limiter{
+		"local":  func() auth.Limiter { return auth.NewLocalLimiter() },
+		"shared": func() auth.Limiter { return auth.NewSharedLimiter(&fakeTaker{l: auth.NewLocalLimiter()}) },
+	}
+	for name, mk := range limiters {
+		t.Run(name, func(t *testing.T) {
+			l := mk()
+			k := &auth.Key{Name: "k", Hash: auth.Sum("k"), Rate: 1, Burst: 10}
+			if ok, _ := l.AllowN(ctx, k, 4); !ok {
+				t.Fatal("4 of a full bucket of 10 denied")
+			}
+			ok, retry := l.AllowN(ctx, k, 7)
+			if ok || retry <= 0 || retry > 2*time.Second {
+				t.Fatalf("7 of the 6 left: %v, retry %v; want denied, about a second", ok, retry)
+			}
+			l = mk() // the fake shared bucket is one for all keys
+			big := &auth.Key{Name: "big", Hash: auth.Sum("big"), Rate: 1, Burst: 10}
+			if ok, _ := l.AllowN(ctx, big, 256); !ok {
+				t.Fatal("a batch above the burst denied on a full bucket")
+			}
+			if ok, _ := l.AllowN(ctx, big, 1); ok {
+				t.Fatal("the batch above the burst left tokens in the bucket")
+			}
+			if ok, _ := l.AllowN(ctx, &auth.Key{Name: "free"}, 1000); !ok {
+				t.Fatal("a key without a rate is limited")
+			}
+		})
+	}
+}

@@ -7,10 +7,12 @@ import (
 	"time"
 )
 
-// Limiter decides whether a key may make one more request now; when not,
-// it says how long to wait.
+// Limiter decides whether a key may make n more requests now (a batch
+// call of n entries is n requests); when not, it says how long to wait and
+// takes nothing. An n above the key's burst takes the whole burst: a batch
+// larger than the burst passes when the bucket is full.
 type Limiter interface {
-	Allow(ctx context.Context, k *Key) (ok bool, retryAfter time.Duration)
+	AllowN(ctx context.Context, k *Key, n int) (ok bool, retryAfter time.Duration)
 }
 
 // bucket is one key's token bucket.
@@ -33,12 +35,18 @@ func NewLocalLimiter() *LocalLimiter {
 }
 
 // Allow takes a token from k's bucket.
-func (l *LocalLimiter) Allow(_ context.Context, k *Key) (bool, time.Duration) {
+func (l *LocalLimiter) Allow(ctx context.Context, k *Key) (bool, time.Duration) {
+	return l.AllowN(ctx, k, 1)
+}
+
+// AllowN takes n tokens from k's bucket, or none.
+func (l *LocalLimiter) AllowN(_ context.Context, k *Key, n int) (bool, time.Duration) {
 	if k.Rate <= 0 {
 		return true, 0
 	}
 	now := l.now()
 	burst := float64(max(k.Burst, 1))
+	want := math.Min(float64(max(n, 1)), burst)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[k.Hash]
@@ -48,11 +56,11 @@ func (l *LocalLimiter) Allow(_ context.Context, k *Key) (bool, time.Duration) {
 	}
 	b.tokens = math.Min(burst, b.tokens+now.Sub(b.last).Seconds()*k.Rate)
 	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.tokens >= want {
+		b.tokens -= want
 		return true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / k.Rate * float64(time.Second))
+	return false, time.Duration((want - b.tokens) / k.Rate * float64(time.Second))
 }
 
 // Taker takes up to n tokens of a key's shared bucket (see the package
@@ -100,9 +108,18 @@ func leaseSize(k *Key) int {
 // Allow takes a token from this replica's lease of k's bucket, taking a
 // new lease from the shared bucket when it is used up.
 func (l *SharedLimiter) Allow(ctx context.Context, k *Key) (bool, time.Duration) {
+	return l.AllowN(ctx, k, 1)
+}
+
+// AllowN takes n tokens from this replica's lease of k's bucket, taking
+// what is missing (at least a lease) from the shared bucket in one round
+// trip; when the lease and what the shared bucket grants fall short, it
+// takes nothing and keeps the granted tokens in the lease.
+func (l *SharedLimiter) AllowN(ctx context.Context, k *Key, n int) (bool, time.Duration) {
 	if k.Rate <= 0 {
 		return true, 0
 	}
+	n = min(max(n, 1), max(k.Burst, 1))
 	l.mu.Lock()
 	ls := l.leases[k.Hash]
 	if ls == nil {
@@ -113,8 +130,12 @@ func (l *SharedLimiter) Allow(ctx context.Context, k *Key) (bool, time.Duration)
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	now := l.now()
-	if ls.tokens > 0 && now.Before(ls.expires) {
-		ls.tokens--
+	have := 0
+	if now.Before(ls.expires) {
+		have = ls.tokens
+	}
+	if have >= n {
+		ls.tokens -= n
 		return true, 0
 	}
 	if now.Before(ls.deniedUntil) {
@@ -122,18 +143,22 @@ func (l *SharedLimiter) Allow(ctx context.Context, k *Key) (bool, time.Duration)
 	}
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 100*time.Millisecond)
 	defer cancel()
-	got, retry, err := l.t.TakeTokens(tctx, "rl:"+k.Hash.String(), k.Rate, max(k.Burst, 1), leaseSize(k))
+	got, retry, err := l.t.TakeTokens(tctx, "rl:"+k.Hash.String(), k.Rate, max(k.Burst, 1), max(leaseSize(k), n-have))
 	if err != nil {
 		if l.OnError != nil {
 			l.OnError(err)
 		}
-		return l.local.Allow(ctx, k)
+		return l.local.AllowN(ctx, k, n)
 	}
 	if got == 0 {
-		ls.tokens = 0
 		ls.deniedUntil = now.Add(retry)
 		return false, retry
 	}
-	ls.tokens, ls.expires = got-1, now.Add(LeaseTTL)
+	ls.tokens, ls.expires = have+got, now.Add(LeaseTTL)
+	if ls.tokens < n {
+		// Not enough yet: keep what was granted for the next call.
+		return false, time.Duration(float64(n-ls.tokens) / k.Rate * float64(time.Second))
+	}
+	ls.tokens -= n
 	return true, 0
 }

@@ -432,3 +432,31 @@ func TestAuthKeysAPIAndNoKeysInLogs(t *testing.T) {
 		}
 	}
 }
+
+// A batch of n entries is n requests for its key's rate limit: refused
+// whole (429, Retry-After) when the bucket holds fewer, and then it costs
+// one request (the call's own), as an API call.
+func TestBatchCountsAgainstRateLimit(t *testing.T) {
+	a := startAuthApp(t, "", false)
+	key := a.newKey(t, "slow", 0.01, 5, auth.ScopeClient)
+	batch := func(n int) authResp {
+		reqs := make([]any, n)
+		for i := range reqs {
+			reqs[i] = map[string]any{"user_id": "u"}
+		}
+		return do(t, "POST", a.url+"/v1/endpoints/home/recommend/batch", key, false, map[string]any{"requests": reqs})
+	}
+	if r := batch(3); r.status != 200 {
+		t.Fatalf("3 of 5: %d %s", r.status, r.body)
+	}
+	r := batch(3)
+	if code, _ := errCode(r.body); r.status != 429 || code != "rate_limited" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("3 more of the 2 left: %d %s (Retry-After %q); want 429 rate_limited", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if r := do(t, "POST", a.url+"/v1/endpoints/home/recommend", key, false, map[string]any{"user_id": "u"}); r.status != 200 {
+		t.Fatalf("the one left: %d %s; the refused batch must have taken only its call's", r.status, r.body)
+	}
+	if r := do(t, "POST", a.url+"/v1/endpoints/home/recommend", key, false, map[string]any{"user_id": "u"}); r.status != 429 {
+		t.Fatalf("a single call on an empty bucket: %d", r.status)
+	}
+}
