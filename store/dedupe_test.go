@@ -29,8 +29,8 @@ func TestFeedbackRecordsAreSmall(t *testing.T) {
 		ops := make([]FeedbackOp, per)
 		for i := range ops {
 			n := b*per + i
-			// A prediction id as the feedback service makes it: 16
-			// random bytes and the 8-byte time.
+			// A prediction id a little longer than the feedback
+			// service's (the token's 12-byte id and its 8-byte time).
 			id := fmt.Sprintf("%016x%08d", n*7919%100003, n)
 			ops[i] = FeedbackOp{Prediction: id, Event: fmt.Sprintf("click\x00item%d", n), Item: fmt.Sprintf("item%d", n),
 				MaxItems: 20, Success: true, Counter: k, Expires: start.Add(time.Duration(n) * time.Millisecond)}
