@@ -683,8 +683,9 @@ func seed(ctx context.Context, reg *registry.Registry, db metaStore, cfg *config
 	for _, m := range cfg.Models {
 		arm := m.Name + "@" + m.Version
 		err := apply("model", arm, func() bool { return reg.HasVersion(arm) }, func() error {
-			_, _, err := reg.PutVersion(ctx, m.Name, m.Version, m.Body)
-			return err
+			// As at start-up: a model server that is down leaves the arm
+			// unavailable, not the gateway down.
+			return reg.SeedVersion(ctx, registry.ConfigVersion{Name: m.Name, Version: m.Version, Body: m.Body})
 		})
 		if err != nil {
 			return err

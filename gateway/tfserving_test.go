@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
+	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
@@ -271,4 +272,30 @@ func TestTFServingAutoArms(t *testing.T) {
 func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 	t.Helper()
 	testenv.WaitFor(t, d, cond)
+}
+
+// A config naming a TF Serving version whose server is down does not stop
+// the start, first start included: the arm is unavailable (readyz names
+// it), the endpoint serves from its other arm, and the arm serves once its
+// server answers.
+func TestTFServingDownAtFirstStart(t *testing.T) {
+	tf := startTF(t, ranker(map[int64]tfservingtest.State{1: tfservingtest.StateAvailable}))
+	tf.Stop() // down from before the gateway's first start
+	cfg := demoConfig(t, "")
+	cfg.Models = append(cfg.Models, config.Model{Name: "ranker", Version: "1", Body: []byte(rankerBody(tf.Addr(), 1, 100))})
+	cfg.Endpoints = append(cfg.Endpoints, config.Endpoint{Name: "tf", Body: []byte(`{"arms": ["ranker@1", "mf@1"], "fallback": "mf@1"}`)})
+	a := startApp(t, cfg)
+	var ready map[string]any
+	if st := call(t, "GET", a.url+"/readyz", nil, &ready); st != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(ready), "ranker@1") {
+		t.Fatalf("readyz with TF Serving down: %d %v; want 503 naming ranker@1", st, ready)
+	}
+	var rec recResp
+	if st := call(t, "POST", a.url+"/v1/endpoints/tf/recommend", map[string]any{"user_id": "u1"}, &rec); st != 200 || rec.Arm != "mf@1" {
+		t.Fatalf("recommend with TF Serving down: %d %+v; want mf@1", st, rec)
+	}
+	// The server comes up: the arm becomes available.
+	if err := tf.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 15*time.Second, func() bool { return call(t, "GET", a.url+"/readyz", nil, nil) == http.StatusOK })
 }

@@ -43,6 +43,23 @@ func (r *Registry) refuseManaged(kind, name string) error {
 		"%s %s is managed by the config file (registry.managed: config): change it there; only pause and resume are taken through the API", kind, name)
 }
 
+// SeedVersion registers a version a config file names, as at start-up: its
+// spec is checked, but a remote backend that is down leaves the version
+// unavailable (until a health check succeeds) instead of refusing it, so
+// that an unreachable model server never stops a start. The change is
+// audited. Use PutVersion for a registration that must reach the backend.
+func (r *Registry) SeedVersion(ctx context.Context, v ConfigVersion) error {
+	_, created, changed, err := r.putVersion(ctx, v.Name, v.Version, v.Body, IfMatch{}, true)
+	if changed || err != nil {
+		action := "replace_version"
+		if created {
+			action = "register_version"
+		}
+		r.audit.Record(ctx, action, v.Name+"@"+v.Version, err)
+	}
+	return err
+}
+
 // ApplyConfig makes the registry hold the config's versions and endpoints
 // as the config states them, and owns them from then on: until the next
 // ApplyConfig, the API's changes to them (PutVersionIf, DeleteVersionIf,
