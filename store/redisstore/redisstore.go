@@ -77,9 +77,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/internal/redisurl"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -199,8 +199,9 @@ func (o *Options) defaults() {
 // safe for concurrent use. Close stops its background loop; after Close,
 // writes fail and Subscribe must not be called.
 type Store struct {
-	rdb   *redis.Client // hot paths: write attempts and health checks, short timeouts
-	admin *redis.Client // registry, metadata, counters load, replays, subscription
+	rdb   redis.UniversalClient // hot paths: write attempts and health checks, short timeouts
+	admin redis.UniversalClient // registry, metadata, counters load, replays, subscription
+	addr  string                // where the URL points, without its password, for messages
 	opt   Options
 	log   *slog.Logger
 	wal   *wal
@@ -233,22 +234,25 @@ type Store struct {
 // expire after BatchTTL.
 const maxRelease = 100_000
 
-// Open connects to Redis at url (redis://[:PASSWORD@]HOST:PORT/DB) and opens
-// the write-ahead log in opt.WALDir, whose batches are replayed in the
-// background. Redis need not be up: writes go to the log until it is.
+// Open connects to Redis at url and opens the write-ahead log in
+// opt.WALDir, whose batches are replayed in the background. The URL is
+// redis://[user:pass@]HOST:PORT/DB, rediss://… (TLS) or
+// redis+sentinel://[user:pass@]H1:26379,H2:26379/MASTER_NAME[/DB] (the
+// master Sentinel names; the store follows failovers), as package redisurl
+// reads them; redis+cluster:// is refused. Redis need not be up: writes go
+// to the log until it is.
 func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	opt.defaults()
 	if opt.WALDir == "" {
 		return nil, errors.New("redisstore: Options.WALDir is required (acknowledged feedback is kept there while Redis is unreachable)")
 	}
-	ro, err := clientOptions(url, opt.PoolSize, opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout)
+	u, err := redisurl.Parse(url)
 	if err != nil {
 		return nil, err
 	}
-	ao, _ := clientOptions(url, 0, max(opt.DialTimeout, min(opt.AdminTimeout, time.Second)), opt.AdminTimeout, opt.AdminTimeout)
 
 	s := &Store{
-		opt: opt, log: opt.Logger, now: time.Now,
+		opt: opt, log: opt.Logger, now: time.Now, addr: u.Addr(),
 		kTrials: opt.Prefix + "counters:trials", kSuccesses: opt.Prefix + "counters:successes",
 		kDedupe: opt.Prefix + "d:", kChannel: opt.Prefix + "registry",
 		kMeta: opt.Prefix + "meta", kSigning: opt.Prefix + "signing_key",
@@ -268,8 +272,8 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	s.rdb = redis.NewClient(ro)
-	s.admin = redis.NewClient(ao)
+	s.rdb = u.NewClient(redisurl.Tuning{PoolSize: opt.PoolSize, DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout})
+	s.admin = u.NewClient(redisurl.Tuning{DialTimeout: max(opt.DialTimeout, min(opt.AdminTimeout, time.Second)), ReadTimeout: opt.AdminTimeout, WriteTimeout: opt.AdminTimeout})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	pctx, cancel := context.WithTimeout(ctx, opt.DialTimeout+opt.ReadTimeout)
 	err = s.rdb.Ping(pctx).Err()
@@ -278,7 +282,7 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	n, _ := s.wal.backlog()
 	s.healthy.Store(err == nil && n == 0)
 	if err != nil {
-		s.log.Warn("redis unreachable at start; writes go to the write-ahead log until it answers", "addr", ro.Addr, "err", err)
+		s.log.Warn("redis unreachable at start; writes go to the write-ahead log until it answers", "addr", s.addr, "err", err)
 	}
 	if n, b := s.wal.backlog(); n > 0 {
 		s.log.Info("write-ahead log holds batches to replay", "batches", n, "bytes", b)
@@ -286,23 +290,6 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	s.wg.Add(1)
 	go s.run()
 	return s, nil
-}
-
-func clientOptions(url string, pool int, dial, read, write time.Duration) (*redis.Options, error) {
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	if pool > 0 {
-		o.PoolSize = pool
-	}
-	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dial, read, write
-	o.ContextTimeoutEnabled = true
-	o.MaxRetries = -1   // the write-ahead log is the retry; go-redis's retries would only stretch deadlines
-	o.DialerRetries = 1 // fail fast to the log instead of retrying dials on the request path
-	o.DisableIdentity = true
-	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return o, nil
 }
 
 // Close stops the background loop and closes the connections and the log.
