@@ -223,6 +223,19 @@ func (s *Server) Restart() {
 	s.t.Fatalf("redistest: restart redis-server: %v", err)
 }
 
+// RestartWithArgs is Restart with extra redis-server arguments in place
+// of Options.Args, for this start and the later ones: a test can restart
+// the server configured differently, as a failover to another server
+// would find it.
+func (s *Server) RestartWithArgs(args ...string) {
+	s.t.Helper()
+	s.Stop()
+	s.mu.Lock()
+	s.opt.Args = args
+	s.mu.Unlock()
+	s.Restart()
+}
+
 // Running reports whether the server process is up.
 func (s *Server) Running() bool {
 	s.mu.Lock()

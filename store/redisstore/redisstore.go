@@ -19,6 +19,15 @@
 // are still counted once, when the log is replayed), and nothing is
 // reported as counted (no Trial or Success) until Redis has it.
 //
+// # Servers and settings
+//
+// The URL names one server or, with redis+sentinel://, the master that
+// Sentinel names (package redisurl). A failover looks like a short outage:
+// writes go to the log until the promoted replica answers. Once a server
+// answers, the store checks with CONFIG GET that it keeps an append-only
+// file and does not evict keys (requiredSettings), and logs a warning
+// naming the setting when it does not.
+//
 // # Keys
 //
 // Every key starts with Options.Prefix (P, default "modelgate:"). Redis
@@ -202,10 +211,12 @@ type Store struct {
 	rdb   redis.UniversalClient // hot paths: write attempts and health checks, short timeouts
 	admin redis.UniversalClient // registry, metadata, counters load, replays, subscription
 	addr  string                // where the URL points, without its password, for messages
-	opt   Options
-	log   *slog.Logger
-	wal   *wal
-	now   func() time.Time
+
+	warned map[string]string // setting -> the wrong value warned of; background loop only
+	opt    Options
+	log    *slog.Logger
+	wal    *wal
+	now    func() time.Time
 
 	kTrials, kSuccesses, kDedupe, kChannel, kMeta, kSigning string
 	kDisc, kHist, kHistIndex, kOp, kOpTouched, kOpMinutes   string
@@ -240,7 +251,9 @@ const maxRelease = 100_000
 // redis+sentinel://[user:pass@]H1:26379,H2:26379/MASTER_NAME[/DB] (the
 // master Sentinel names; the store follows failovers), as package redisurl
 // reads them; redis+cluster:// is refused. Redis need not be up: writes go
-// to the log until it is.
+// to the log until it is. Once it answers, its persistence and eviction
+// settings are checked and a warning logged when they put acknowledged
+// feedback at risk (see checkSettings).
 func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	opt.defaults()
 	if opt.WALDir == "" {
@@ -260,6 +273,7 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 		kOp: opt.Prefix + "op:", kOpTouched: opt.Prefix + "op:touched", kOpMinutes: opt.Prefix + "op:minutes",
 		wake:   make(chan struct{}, 1),
 		outage: map[string]int{},
+		warned: map[string]string{},
 	}
 	s.wal, err = openWAL(opt.WALDir, opt.WALMaxBytes, opt.OnWALSync, func(p []byte) error {
 		b, err := decodeBatch(p)
@@ -743,8 +757,18 @@ func (s *Store) run() {
 	t := time.NewTicker(s.opt.CheckInterval)
 	defer t.Stop()
 	failing := false
+	// The server's settings are checked once it answers, and again after
+	// every time it did not: it may be another server then (a promoted
+	// replica, a restarted one).
+	check := true
 	for {
-		if s.ping() {
+		if !s.ping() {
+			check = true
+		} else {
+			if check && s.ctx.Err() == nil {
+				s.checkSettings()
+				check = false
+			}
 			if n, _ := s.wal.backlog(); n == 0 {
 				s.setHealthy(true, nil)
 				s.releaseRecords()
