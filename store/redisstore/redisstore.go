@@ -222,11 +222,16 @@ type Store struct {
 	kDisc, kHist, kHistIndex, kOp, kOpTouched, kOpMinutes   string
 
 	healthy atomic.Bool
-	again   atomic.Int64 // batches Redis had applied already when replayed
-	wake    chan struct{}
-	ctx     context.Context // canceled by Close
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// sentinel is set for a redis+sentinel:// URL; replicas is then the
+	// master's online replicas at the last check, which every write waits
+	// for (replicas.go). It stays 0 for a single server.
+	sentinel bool
+	replicas atomic.Int32
+	again    atomic.Int64 // batches Redis had applied already when replayed
+	wake     chan struct{}
+	ctx      context.Context // canceled by Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	// outage remembers the event keys answered provisionally as new and
 	// not yet confirmed in Redis, with how many logged batches hold each,
@@ -265,7 +270,7 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	}
 
 	s := &Store{
-		opt: opt, log: opt.Logger, now: time.Now, addr: u.Addr(),
+		opt: opt, log: opt.Logger, now: time.Now, addr: u.Addr(), sentinel: u.Sentinel(),
 		kTrials: opt.Prefix + "counters:trials", kSuccesses: opt.Prefix + "counters:successes",
 		kDedupe: opt.Prefix + "d:", kChannel: opt.Prefix + "registry",
 		kMeta: opt.Prefix + "meta", kSigning: opt.Prefix + "signing_key",
@@ -297,6 +302,8 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	s.healthy.Store(err == nil && n == 0)
 	if err != nil {
 		s.log.Warn("redis unreachable at start; writes go to the write-ahead log until it answers", "addr", s.addr, "err", err)
+	} else if s.sentinel {
+		s.refreshReplicas(ctx)
 	}
 	if n, b := s.wal.backlog(); n > 0 {
 		s.log.Info("write-ahead log holds batches to replay", "batches", n, "bytes", b)
@@ -634,10 +641,21 @@ func (s *Store) attempt(ctx context.Context, b *batch) ([]store.FeedbackResult, 
 }
 
 // apply runs b's script through c: the hot client for a first attempt,
-// the admin client for a replay.
-func (s *Store) apply(ctx context.Context, c redis.Scripter, b *batch) ([]store.FeedbackResult, bool, error) {
+// the admin client for a replay. Behind Sentinel, with replicas online, it
+// also waits for them (applyAndWait).
+func (s *Store) apply(ctx context.Context, c redis.UniversalClient, b *batch) ([]store.FeedbackResult, bool, error) {
 	keys, args := s.scriptArgs(b, s.now())
-	v, err := applyScript.Run(ctx, c, keys, args...).Result()
+	var v any
+	var err error
+	if n := s.replicas.Load(); n > 0 {
+		read := s.opt.AdminTimeout
+		if c == s.rdb {
+			read = s.opt.ReadTimeout
+		}
+		v, err = applyAndWait(ctx, c, int(n), read, keys, args)
+	} else {
+		v, err = applyScript.Run(ctx, c, keys, args...).Result()
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -768,6 +786,9 @@ func (s *Store) run() {
 			if check && s.ctx.Err() == nil {
 				s.checkSettings()
 				check = false
+			}
+			if s.sentinel {
+				s.refreshReplicas(s.ctx)
 			}
 			if n, _ := s.wal.backlog(); n == 0 {
 				s.setHealthy(true, nil)
