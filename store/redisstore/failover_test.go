@@ -134,7 +134,8 @@ func TestWriteWaitsForTheReplica(t *testing.T) {
 	s := openStore(t, sn.URL(), fastOpts(t.TempDir())) // writes wait up to 1 s for the replica
 
 	waitFor(t, "the store to see the master's replica", 10*time.Second, func() bool { return s.replicas.Load() == 1 })
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	res, err := s.ApplyFeedback(ctx, []store.FeedbackOp{click("i", "p1", kA)}, nil)
 	if err != nil || !res[0].Success {
 		t.Fatalf("with the replica in step: %+v, %v; want a counted success", res, err)
