@@ -23,10 +23,12 @@
 //
 // The URL names one server or, with redis+sentinel://, the master that
 // Sentinel names (package redisurl). A failover looks like a short outage:
-// writes go to the log until the promoted replica answers. Once a server
-// answers, the store checks with CONFIG GET that it keeps an append-only
-// file and does not evict keys (requiredSettings), and logs a warning
-// naming the setting when it does not.
+// writes go to the log until the promoted replica answers. Behind Sentinel
+// a write is confirmed only once the master's online replicas have it
+// (replicas.go), so the replica promoted holds every write that was not
+// logged. Once a server answers, the store checks with CONFIG GET that it
+// keeps an append-only file and does not evict keys (requiredSettings),
+// and logs a warning naming the setting when it does not.
 //
 // # Keys
 //
