@@ -11,7 +11,9 @@
 //	                                             sentinels and the master
 //
 // redis:// and rediss:// are read by go-redis's ParseURL, query options
-// included. In a Sentinel URL, user and pass authenticate to the master;
+// included, except that a client's deadlines and retries are the
+// caller's (Tuning, NewClient), and so is its pool size when the caller
+// sets one. In a Sentinel URL, user and pass authenticate to the master;
 // sentinels that require a password of their own take it from the query
 // options sentinel_username and sentinel_password, the only ones allowed
 // there. A sentinel without a port is on 26379.
