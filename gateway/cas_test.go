@@ -83,7 +83,7 @@ func changePolicy(url, policy string) error {
 // round; none undoes another.
 func TestReplicasKeepConcurrentChanges(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
-	reps := replicas(t, rs, 3)
+	reps := replicas(t, rs.URL(), 3)
 	for _, v := range []string{"3", "4", "5"} {
 		body := `{"backend": {"type": "embedded", "path": "` + filepath.Join(demoDir, "models", "mf", "1") + `"}}`
 		if _, _, err := expect(201, "PUT", reps[0].url+"/v1/models/mf/versions/"+v, "", body); err != nil {

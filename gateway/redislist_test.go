@@ -249,7 +249,7 @@ func TestRedisListsDemoConfig(t *testing.T) {
 // lists, which live beside the gateway's own keys.
 func TestRedisListsServerURL(t *testing.T) {
 	srv := startLists(t)
-	reps := replicas(t, srv, 2)
+	reps := replicas(t, srv.URL(), 2)
 	body := `{"backend": {"type": "redis", "key": "recs:{model}:{version}:{user_id}", "default_key": "recs:{model}:{version}:popular"}}`
 	if st := call(t, "PUT", reps[0].url+"/v1/models/batch/versions/1", body, nil); st != http.StatusCreated {
 		t.Fatalf("register: %d", st)

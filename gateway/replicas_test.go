@@ -15,14 +15,14 @@ import (
 	"github.com/modelgate/modelgate/registry"
 )
 
-// replicas starts n gateways in this process sharing one Redis, each with
-// its own data dir (its write-ahead log and prediction log).
-func replicas(t *testing.T, rs *redistest.Server, n int) []*testApp {
+// replicas starts n gateways in this process sharing the Redis at url, each
+// with its own data dir (its write-ahead log and prediction log).
+func replicas(t *testing.T, url string, n int) []*testApp {
 	t.Helper()
 	out := make([]*testApp, n)
 	for i := range out {
 		cfg := demoConfig(t, "")
-		cfg.RedisURL = rs.URL()
+		cfg.RedisURL = url
 		cfg.Report.Interval = time.Second
 		out[i] = startApp(t, cfg)
 	}
@@ -107,7 +107,7 @@ func exact(t *testing.T, reps []*testApp, tl *tally, within time.Duration) {
 
 func TestReplicasCountExactly(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{AOF: true, AppendFsync: redistest.FsyncAlways})
-	reps := replicas(t, rs, 3)
+	reps := replicas(t, rs.URL(), 3)
 	tl := &tally{served: map[string]int{}, clicked: map[string]int{}}
 	drive(t, reps, 300, tl)
 	if n := tl.failures.Load(); n > 0 {
@@ -160,7 +160,7 @@ func TestReplicasSurviveRedisRestart(t *testing.T) {
 		t.Skip("kills and restarts Redis")
 	}
 	rs := redistest.Start(t, redistest.Options{AOF: true, AppendFsync: redistest.FsyncAlways})
-	reps := replicas(t, rs, 3)
+	reps := replicas(t, rs.URL(), 3)
 	tl := &tally{served: map[string]int{}, clicked: map[string]int{}}
 	drive(t, reps, 90, tl)
 	rs.Stop()
@@ -176,12 +176,49 @@ func TestReplicasSurviveRedisRestart(t *testing.T) {
 	exact(t, reps, tl, 10*time.Second)
 }
 
+// The Sentinel-managed master is killed mid-traffic and its replica
+// promoted: no request fails meanwhile (the write-ahead log carries the
+// feedback, the cached posteriors the recommends), every replica writes to
+// the new master once the sentinels name it, and the counts end exact.
+func TestReplicasSurviveSentinelFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a Redis master and waits for its replica's promotion")
+	}
+	sn := redistest.StartSentinel(t, redistest.SentinelOptions{Server: redistest.Options{AOF: true, AppendFsync: redistest.FsyncAlways}})
+	reps := replicas(t, sn.URL(), 2)
+	tl := &tally{served: map[string]int{}, clicked: map[string]int{}}
+	drive(t, reps, 90, tl)
+	sn.Master.Stop()        // SIGKILL
+	drive(t, reps, 150, tl) // while the sentinels agree the master is down and fail over
+	if n := tl.failures.Load(); n > 0 {
+		t.Fatalf("%d calls failed during the failover", n)
+	}
+	waitUntil(t, 20*time.Second, func() bool { return sn.MasterAddr() == sn.Replica.Addr() })
+	drive(t, reps, 90, tl)
+	if n := tl.failures.Load(); n > 0 {
+		t.Fatalf("%d calls failed", n)
+	}
+	exact(t, reps, tl, 15*time.Second)
+	for _, r := range reps {
+		waitUntil(t, 10*time.Second, func() bool {
+			var ready struct {
+				Store struct {
+					Healthy    bool `json:"healthy"`
+					WALBatches int  `json:"wal_batches"`
+				} `json:"store"`
+			}
+			st := callQuiet("GET", r.url+"/readyz", nil, &ready)
+			return st == 200 && ready.Store.Healthy && ready.Store.WALBatches == 0
+		})
+	}
+}
+
 // History is one series across replicas: every point time appears once,
 // and its cumulative expected regret never decreases although the replicas
 // take turns writing it.
 func TestReplicasWriteOneHistory(t *testing.T) {
 	rs := redistest.Start(t, redistest.Options{})
-	reps := replicas(t, rs, 2)
+	reps := replicas(t, rs.URL(), 2)
 	tl := &tally{served: map[string]int{}, clicked: map[string]int{}}
 	drive(t, reps, 30, tl)
 	var h historyResp
@@ -211,7 +248,7 @@ func TestReplicaKill9(t *testing.T) {
 	bin := buildBinary(t)
 	cfgPath := demoConfigFile(t)
 	cmd, url := startBinary(t, bin, "--config", cfgPath, "--data-dir", t.TempDir(), "--redis-url", rs.URL())
-	other := replicas(t, rs, 1)[0]
+	other := replicas(t, rs.URL(), 1)[0]
 
 	var served, acked atomic.Int64
 	stop := make(chan struct{})

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/modelgate/modelgate/internal/redisurl"
 )
 
 // Settings of the connections to a Redis holding lists.
@@ -38,8 +39,8 @@ type pool struct {
 
 // conn is one URL's client, its health and the lists using it.
 type conn struct {
-	rdb     *redis.Client
-	addr    string // host:port, for messages without the URL's password
+	rdb     redis.UniversalClient
+	addr    string // host:port or the sentinel master, for messages without the URL's password
 	healthy atomic.Bool
 	lastErr atomic.Pointer[error]
 	refs    int // under pool.mu
@@ -48,23 +49,11 @@ type conn struct {
 	done   chan struct{}
 }
 
-// clientOptions parses url (redis:// or rediss://, as go-redis's ParseURL
-// reads them) into the options of a client for the request path: its
-// deadlines are the context's, and it never retries (a retry would only
-// stretch the request's deadline; the fallback arm is the retry).
-func clientOptions(url string) (*redis.Options, error) {
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, err
-	}
-	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
-	o.ContextTimeoutEnabled = true
-	o.MaxRetries = -1
-	o.DialerRetries = 1
-	o.DisableIdentity = true
-	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return o, nil
-}
+// tuning is that of a client for the request path: its deadlines are the
+// context's (the I/O timeouts are only a ceiling), and it never retries (a
+// retry would only stretch the request's deadline; the fallback arm is the
+// retry).
+var tuning = redisurl.Tuning{DialTimeout: dialTimeout, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout}
 
 // acquire returns the conn for url, creating it (and starting its health
 // poll) when there is none, and the function that releases this
@@ -75,11 +64,11 @@ func (p *pool) acquire(url string) (*conn, func(), error) {
 	defer p.mu.Unlock()
 	c := p.clients[url]
 	if c == nil {
-		o, err := clientOptions(url)
+		u, err := redisurl.Parse(url)
 		if err != nil {
 			return nil, nil, err
 		}
-		c = &conn{rdb: redis.NewClient(o), addr: o.Addr, done: make(chan struct{})}
+		c = &conn{rdb: u.NewClient(tuning), addr: u.Addr(), done: make(chan struct{})}
 		noPoll := error(errors.New("no PING has been answered yet"))
 		c.lastErr.Store(&noPoll)
 		var ctx context.Context

@@ -44,6 +44,7 @@ import (
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/internal/redisurl"
 )
 
 // Type is the backend type a model version names to be served by this
@@ -68,8 +69,10 @@ const (
 // The zero value (from Driver.NewConfig) decodes a section; Check
 // validates it.
 type Spec struct {
-	// URL is the Redis holding the lists, redis://[user:pass@]host:port/db
-	// or rediss://… for TLS; "" means the server's --redis-url. It is
+	// URL is the Redis holding the lists, redis://[user:pass@]host:port/db,
+	// rediss://… for TLS, or redis+sentinel://[user:pass@]h1:26379,…/MASTER[/db]
+	// for the master Sentinel names (read as package redisurl reads it;
+	// Cluster is refused); "" means the server's --redis-url. It is
 	// stored as registered, so a version without one follows the server's.
 	URL string `json:"url,omitempty"`
 	// Key is the template of the user's key: literal text with
@@ -111,7 +114,7 @@ func (s *Spec) Check() error {
 	if url == "" {
 		return fault.Field("backend.url", "missing_field", "give the Redis holding the lists (redis://host:port/db); the server runs without --redis-url to default to")
 	}
-	if _, err := redis.ParseURL(url); err != nil {
+	if _, err := redisurl.Parse(url); err != nil {
 		field := "backend.url"
 		if s.URL == "" {
 			field = "backend" // the server's URL is at fault, not the body

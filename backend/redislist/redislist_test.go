@@ -86,6 +86,8 @@ func TestCheck(t *testing.T) {
 		{name: "minimal", section: `{"type": "redis", "url": "redis://127.0.0.1:6379/0", "key": "r:{user_id}"}`},
 		{name: "server url", section: `{"type": "redis", "key": "r:{user_id}"}`, serverURL: "redis://127.0.0.1:6379/1"},
 		{name: "tls url", section: `{"type": "redis", "url": "rediss://u:p@redis.example:6380/2", "key": "r:{user_id}", "format": "json"}`},
+		{name: "sentinel url", section: `{"type": "redis", "url": "redis+sentinel://s1:26379,s2:26379/lists/3", "key": "r:{user_id}"}`},
+		{name: "cluster url", section: `{"type": "redis", "url": "redis+cluster://a:6379,b:6379", "key": "r:{user_id}"}`, field: "backend.url", code: "invalid_backend"},
 		{name: "no url anywhere", section: `{"type": "redis", "key": "r:{user_id}"}`, field: "backend.url", code: "missing_field"},
 		{name: "bad url", section: `{"type": "redis", "url": "http://x", "key": "r:{user_id}"}`, field: "backend.url", code: "invalid_backend"},
 		{name: "bad server url", section: `{"type": "redis", "key": "r:{user_id}"}`, serverURL: "http://x", field: "backend", code: "invalid_backend"},

@@ -55,7 +55,7 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", envOr("MODELGATE_DATA_DIR", "./data"), "directory of the embedded store (env MODELGATE_DATA_DIR)")
-	redisURL := fs.String("redis-url", envOr("MODELGATE_REDIS_URL", ""), "redis://HOST:PORT/DB of the shared store (env MODELGATE_REDIS_URL)")
+	redisURL := fs.String("redis-url", envOr("MODELGATE_REDIS_URL", ""), "redis://HOST:PORT/DB, or redis+sentinel://H1:26379,H2:26379/MASTER[/DB], of the shared store (env MODELGATE_REDIS_URL)")
 	var (
 		name   string
 		scopes scopeList

@@ -50,7 +50,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.httpAddr, "http-addr", envOr("MODELGATE_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (env MODELGATE_HTTP_ADDR)")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", envOr("MODELGATE_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen address (env MODELGATE_GRPC_ADDR)")
 	fs.StringVar(&f.dataDir, "data-dir", envOr("MODELGATE_DATA_DIR", "./data"), "directory of the embedded store (env MODELGATE_DATA_DIR)")
-	fs.StringVar(&f.redisURL, "redis-url", envOr("MODELGATE_REDIS_URL", ""), "redis://HOST:PORT/DB to share state between replicas (env MODELGATE_REDIS_URL)")
+	fs.StringVar(&f.redisURL, "redis-url", envOr("MODELGATE_REDIS_URL", ""), "redis://HOST:PORT/DB, or redis+sentinel://H1:26379,H2:26379/MASTER[/DB], to share state between replicas (env MODELGATE_REDIS_URL)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", envOr("MODELGATE_PPROF_ADDR", ""), "serve Go's runtime profiles (/debug/pprof/) on this loopback address, for profiling; off when empty (env MODELGATE_PPROF_ADDR)")
 	gcFloor := gcfloor.DefaultFloor >> 20
 	if v := os.Getenv("MODELGATE_GC_FLOOR_MB"); v != "" {

@@ -57,6 +57,11 @@ type Server struct {
 	dir  string
 	port int
 
+	// sentinelConf, when set, makes the server a sentinel (redis-server
+	// --sentinel) whose config file starts as this text; Options are
+	// ignored then.
+	sentinelConf string
+
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
@@ -67,6 +72,11 @@ type Server struct {
 // redis-server is not installed (outside CI).
 func Start(t testing.TB, opt Options) *Server {
 	t.Helper()
+	return start(t, opt, "")
+}
+
+func start(t testing.TB, opt Options, sentinelConf string) *Server {
+	t.Helper()
 	testenv.LookPath(t, "Debian: apt-get install redis-server", "redis-server")
 	if opt.AppendFsync == "" {
 		opt.AppendFsync = FsyncEverySec
@@ -74,7 +84,7 @@ func Start(t testing.TB, opt Options) *Server {
 	if opt.StartTimeout <= 0 {
 		opt.StartTimeout = 10 * time.Second
 	}
-	s := &Server{t: t, opt: opt, dir: t.TempDir()}
+	s := &Server{t: t, opt: opt, dir: t.TempDir(), sentinelConf: sentinelConf}
 	t.Cleanup(s.Stop)
 	// A free port can be taken by someone else between our probe and
 	// redis-server's bind; try a few.
@@ -110,6 +120,16 @@ func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 func (s *Server) Dir() string { return s.dir }
 
 func (s *Server) args() []string {
+	if s.sentinelConf != "" {
+		return []string{
+			filepath.Join(s.dir, "sentinel.conf"), "--sentinel",
+			"--port", strconv.Itoa(s.port),
+			"--bind", "127.0.0.1",
+			"--dir", s.dir,
+			"--daemonize", "no",
+			"--logfile", filepath.Join(s.dir, "redis.log"),
+		}
+	}
 	a := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -132,6 +152,16 @@ func (s *Server) start() error {
 	defer s.mu.Unlock()
 	if s.cmd != nil {
 		return errors.New("redistest: server already running")
+	}
+	if s.sentinelConf != "" {
+		// A sentinel rewrites its config file with what it learns; a
+		// restart keeps that.
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(conf, []byte(s.sentinelConf), 0o600); err != nil {
+				return err
+			}
+		}
 	}
 	cmd := exec.Command("redis-server", s.args()...)
 	cmd.Dir = s.dir
@@ -221,6 +251,19 @@ func (s *Server) Restart() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.t.Fatalf("redistest: restart redis-server: %v", err)
+}
+
+// RestartWithArgs is Restart with extra redis-server arguments in place
+// of Options.Args, for this start and the later ones: a test can restart
+// the server configured differently, as a failover to another server
+// would find it.
+func (s *Server) RestartWithArgs(args ...string) {
+	s.t.Helper()
+	s.Stop()
+	s.mu.Lock()
+	s.opt.Args = args
+	s.mu.Unlock()
+	s.Restart()
 }
 
 // Running reports whether the server process is up.

@@ -2,10 +2,13 @@ package redistest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 func TestRestartKeepsWhatTheAOFHolds(t *testing.T) {
@@ -59,5 +62,38 @@ func TestDebugSleepIsEnabled(t *testing.T) {
 	defer c.Close()
 	if err := c.Do(context.Background(), "DEBUG", "SLEEP", "0").Err(); err != nil {
 		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+}
+
+// TestSentinelFailsOver kills the master: the sentinels promote the
+// replica, which holds what the master had, and a failover client of the
+// URL writes to it.
+func TestSentinelFailsOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a failover takes seconds")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := StartSentinel(t, SentinelOptions{Server: Options{AOF: true, AppendFsync: FsyncAlways}})
+	if got := s.MasterAddr(); got != s.Master.Addr() {
+		t.Fatalf("sentinels name %q as the master, want %s", got, s.Master.Addr())
+	}
+	m := s.Master.Client()
+	if err := m.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Wait(ctx, 1, 5*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Master.Stop()
+	testenv.WaitFor(t, 20*time.Second, func() bool { return s.MasterAddr() == s.Replica.Addr() })
+	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "mymaster", SentinelAddrs: []string{s.Sentinels[0].Addr()}, MaxRetries: -1})
+	defer c.Close()
+	testenv.WaitFor(t, 10*time.Second, func() bool { return c.Set(ctx, "k2", "v2", 0).Err() == nil })
+	if v, err := c.Get(ctx, "k").Result(); v != "v" {
+		t.Fatalf("k on the promoted replica: %q, %v", v, err)
+	}
+	if !strings.HasPrefix(s.URL(), "redis+sentinel://127.0.0.1:") || !strings.HasSuffix(s.URL(), "/mymaster/0") {
+		t.Fatalf("URL %s", s.URL())
 	}
 }

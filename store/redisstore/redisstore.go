@@ -19,6 +19,17 @@
 // are still counted once, when the log is replayed), and nothing is
 // reported as counted (no Trial or Success) until Redis has it.
 //
+// # Servers and settings
+//
+// The URL names one server or, with redis+sentinel://, the master that
+// Sentinel names (package redisurl). A failover looks like a short outage:
+// writes go to the log until the promoted replica answers. Behind Sentinel
+// a write is confirmed only once the master's online replicas have it
+// (replicas.go), so the replica promoted holds every write that was not
+// logged. Once a server answers, the store checks with CONFIG GET that it
+// keeps an append-only file and does not evict keys (requiredSettings),
+// and logs a warning naming the setting when it does not.
+//
 // # Keys
 //
 // Every key starts with Options.Prefix (P, default "modelgate:"). Redis
@@ -77,9 +88,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/internal/redisurl"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -199,22 +210,30 @@ func (o *Options) defaults() {
 // safe for concurrent use. Close stops its background loop; after Close,
 // writes fail and Subscribe must not be called.
 type Store struct {
-	rdb   *redis.Client // hot paths: write attempts and health checks, short timeouts
-	admin *redis.Client // registry, metadata, counters load, replays, subscription
-	opt   Options
-	log   *slog.Logger
-	wal   *wal
-	now   func() time.Time
+	rdb   redis.UniversalClient // hot paths: write attempts and health checks, short timeouts
+	admin redis.UniversalClient // registry, metadata, counters load, replays, subscription
+	addr  string                // where the URL points, without its password, for messages
+
+	warned map[string]string // setting -> the wrong value warned of; background loop only
+	opt    Options
+	log    *slog.Logger
+	wal    *wal
+	now    func() time.Time
 
 	kTrials, kSuccesses, kDedupe, kChannel, kMeta, kSigning string
 	kDisc, kHist, kHistIndex, kOp, kOpTouched, kOpMinutes   string
 
 	healthy atomic.Bool
-	again   atomic.Int64 // batches Redis had applied already when replayed
-	wake    chan struct{}
-	ctx     context.Context // canceled by Close
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// sentinel is set for a redis+sentinel:// URL; replicas is then the
+	// master's online replicas at the last check, which every write waits
+	// for (replicas.go). It stays 0 for a single server.
+	sentinel bool
+	replicas atomic.Int32
+	again    atomic.Int64 // batches Redis had applied already when replayed
+	wake     chan struct{}
+	ctx      context.Context // canceled by Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	// outage remembers the event keys answered provisionally as new and
 	// not yet confirmed in Redis, with how many logged batches hold each,
@@ -233,22 +252,27 @@ type Store struct {
 // expire after BatchTTL.
 const maxRelease = 100_000
 
-// Open connects to Redis at url (redis://[:PASSWORD@]HOST:PORT/DB) and opens
-// the write-ahead log in opt.WALDir, whose batches are replayed in the
-// background. Redis need not be up: writes go to the log until it is.
+// Open connects to Redis at url and opens the write-ahead log in
+// opt.WALDir, whose batches are replayed in the background. The URL is
+// redis://[user:pass@]HOST:PORT/DB, rediss://… (TLS) or
+// redis+sentinel://[user:pass@]H1:26379,H2:26379/MASTER_NAME[/DB] (the
+// master Sentinel names; the store follows failovers), as package redisurl
+// reads them; redis+cluster:// is refused. Redis need not be up: writes go
+// to the log until it is. Once it answers, its persistence and eviction
+// settings are checked and a warning logged when they put acknowledged
+// feedback at risk (see checkSettings).
 func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	opt.defaults()
 	if opt.WALDir == "" {
 		return nil, errors.New("redisstore: Options.WALDir is required (acknowledged feedback is kept there while Redis is unreachable)")
 	}
-	ro, err := clientOptions(url, opt.PoolSize, opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout)
+	u, err := redisurl.Parse(url)
 	if err != nil {
 		return nil, err
 	}
-	ao, _ := clientOptions(url, 0, max(opt.DialTimeout, min(opt.AdminTimeout, time.Second)), opt.AdminTimeout, opt.AdminTimeout)
 
 	s := &Store{
-		opt: opt, log: opt.Logger, now: time.Now,
+		opt: opt, log: opt.Logger, now: time.Now, addr: u.Addr(), sentinel: u.Sentinel(),
 		kTrials: opt.Prefix + "counters:trials", kSuccesses: opt.Prefix + "counters:successes",
 		kDedupe: opt.Prefix + "d:", kChannel: opt.Prefix + "registry",
 		kMeta: opt.Prefix + "meta", kSigning: opt.Prefix + "signing_key",
@@ -256,6 +280,7 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 		kOp: opt.Prefix + "op:", kOpTouched: opt.Prefix + "op:touched", kOpMinutes: opt.Prefix + "op:minutes",
 		wake:   make(chan struct{}, 1),
 		outage: map[string]int{},
+		warned: map[string]string{},
 	}
 	s.wal, err = openWAL(opt.WALDir, opt.WALMaxBytes, opt.OnWALSync, func(p []byte) error {
 		b, err := decodeBatch(p)
@@ -268,8 +293,8 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	s.rdb = redis.NewClient(ro)
-	s.admin = redis.NewClient(ao)
+	s.rdb = u.NewClient(redisurl.Tuning{PoolSize: opt.PoolSize, DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout})
+	s.admin = u.NewClient(redisurl.Tuning{DialTimeout: max(opt.DialTimeout, min(opt.AdminTimeout, time.Second)), ReadTimeout: opt.AdminTimeout, WriteTimeout: opt.AdminTimeout})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	pctx, cancel := context.WithTimeout(ctx, opt.DialTimeout+opt.ReadTimeout)
 	err = s.rdb.Ping(pctx).Err()
@@ -278,7 +303,9 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	n, _ := s.wal.backlog()
 	s.healthy.Store(err == nil && n == 0)
 	if err != nil {
-		s.log.Warn("redis unreachable at start; writes go to the write-ahead log until it answers", "addr", ro.Addr, "err", err)
+		s.log.Warn("redis unreachable at start; writes go to the write-ahead log until it answers", "addr", s.addr, "err", err)
+	} else if s.sentinel {
+		s.refreshReplicas(ctx)
 	}
 	if n, b := s.wal.backlog(); n > 0 {
 		s.log.Info("write-ahead log holds batches to replay", "batches", n, "bytes", b)
@@ -286,23 +313,6 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	s.wg.Add(1)
 	go s.run()
 	return s, nil
-}
-
-func clientOptions(url string, pool int, dial, read, write time.Duration) (*redis.Options, error) {
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	if pool > 0 {
-		o.PoolSize = pool
-	}
-	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dial, read, write
-	o.ContextTimeoutEnabled = true
-	o.MaxRetries = -1   // the write-ahead log is the retry; go-redis's retries would only stretch deadlines
-	o.DialerRetries = 1 // fail fast to the log instead of retrying dials on the request path
-	o.DisableIdentity = true
-	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return o, nil
 }
 
 // Close stops the background loop and closes the connections and the log.
@@ -633,10 +643,21 @@ func (s *Store) attempt(ctx context.Context, b *batch) ([]store.FeedbackResult, 
 }
 
 // apply runs b's script through c: the hot client for a first attempt,
-// the admin client for a replay.
-func (s *Store) apply(ctx context.Context, c redis.Scripter, b *batch) ([]store.FeedbackResult, bool, error) {
+// the admin client for a replay. Behind Sentinel, with replicas online, it
+// also waits for them (applyAndWait).
+func (s *Store) apply(ctx context.Context, c redis.UniversalClient, b *batch) ([]store.FeedbackResult, bool, error) {
 	keys, args := s.scriptArgs(b, s.now())
-	v, err := applyScript.Run(ctx, c, keys, args...).Result()
+	var v any
+	var err error
+	if n := s.replicas.Load(); n > 0 {
+		read := s.opt.AdminTimeout
+		if c == s.rdb {
+			read = s.opt.ReadTimeout
+		}
+		v, err = applyAndWait(ctx, c, int(n), read, keys, args)
+	} else {
+		v, err = applyScript.Run(ctx, c, keys, args...).Result()
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -756,8 +777,21 @@ func (s *Store) run() {
 	t := time.NewTicker(s.opt.CheckInterval)
 	defer t.Stop()
 	failing := false
+	// The server's settings are checked once it answers, and again after
+	// every time it did not: it may be another server then (a promoted
+	// replica, a restarted one).
+	check := true
 	for {
-		if s.ping() {
+		if !s.ping() {
+			check = true
+		} else {
+			if check && s.ctx.Err() == nil {
+				s.checkSettings()
+				check = false
+			}
+			if s.sentinel {
+				s.refreshReplicas(s.ctx)
+			}
 			if n, _ := s.wal.backlog(); n == 0 {
 				s.setHealthy(true, nil)
 				s.releaseRecords()
