@@ -173,7 +173,13 @@ func (s *Server) chargeBatch(ctx context.Context, n int) error {
 	if k == nil {
 		return nil
 	}
-	if ok, retry := s.authz.limiter.AllowN(ctx, k, n-1); !ok {
+	// At most the burst in all: a batch larger than the burst passes on a
+	// full bucket, as the call's own token plus burst − 1 more.
+	more := min(n-1, max(k.Burst, 1)-1)
+	if k.Rate <= 0 || more <= 0 {
+		return nil
+	}
+	if ok, retry := s.authz.limiter.AllowN(ctx, k, more); !ok {
 		return rateLimited(k, retry)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelgate/modelgate/audit"
 	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/registry"
 )
 
@@ -63,21 +64,26 @@ func (w *configWatch) check(ctx context.Context) {
 	if sum == w.last {
 		return
 	}
-	w.last = sum
 	cfg, err := config.Parse(raw, filepath.Dir(w.path))
 	if err != nil {
+		w.last = sum // the same content would fail again
 		w.log.Error("config file changed but is invalid; keeping the applied entries", "path", w.path, "err", err)
 		return
 	}
 	if cfg.Registry.Managed != config.ManagedConfig {
+		w.last = sum
 		w.log.Warn("config file no longer says registry.managed: config; restart to hand its entries to the API", "path", w.path)
 		return
 	}
 	n, err := applyConfig(ctx, w.reg, cfg)
 	if err != nil {
+		if fault.As(err) != nil {
+			w.last = sum // refused by validation: nothing applied, and it would be again
+		} // else the store failed: try again at the next poll
 		w.log.Error("config file changed; applying it failed", "path", w.path, "changed", n, "err", err)
 		return
 	}
+	w.last = sum
 	w.log.Info("config file changed; its models and endpoints applied", "path", w.path, "changed", n)
 }
 

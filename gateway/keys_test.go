@@ -459,4 +459,13 @@ func TestBatchCountsAgainstRateLimit(t *testing.T) {
 	if r := do(t, "POST", a.url+"/v1/endpoints/home/recommend", key, false, map[string]any{"user_id": "u"}); r.status != 429 {
 		t.Fatalf("a single call on an empty bucket: %d", r.status)
 	}
+	// A batch larger than the burst passes on a full bucket, taking it all.
+	fast := a.newKey(t, "fast", 0.01, 5, auth.ScopeClient)
+	key = fast
+	if r := batch(64); r.status != 200 {
+		t.Fatalf("64 on a full bucket of 5: %d %s; want 200", r.status, r.body)
+	}
+	if r := batch(1); r.status != 429 {
+		t.Fatalf("after a batch above the burst: %d; want the bucket empty", r.status)
+	}
 }

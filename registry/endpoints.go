@@ -69,34 +69,9 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	snap := r.snap.Load()
-	if len(in.Arms) == 0 {
-		return nil, false, false, fault.Field("arms", "missing_field", "an endpoint needs at least one arm")
-	}
-	if len(in.Arms) > 64 {
-		return nil, false, false, fault.Field("arms", "too_many_arms", "at most 64 arms")
-	}
-	seen := map[string]bool{}
-	for i, arm := range in.Arms {
-		field := fmt.Sprintf("arms[%d]", i)
-		if seen[arm] {
-			return nil, false, false, fault.Field(field, "duplicate_arm", "%s is listed twice", arm)
-		}
-		seen[arm] = true
-		if err := checkArm(snap, field, arm); err != nil {
-			return nil, false, false, err
-		}
-	}
-	if in.Fallback != "" && !seen[in.Fallback] {
-		return nil, false, false, fault.Field("fallback", "invalid_fallback", "%q must be one of the endpoint's arms", in.Fallback)
-	}
-	autoArms, err := parseAutoArms(in.AutoArms)
+	autoArms, err := checkEndpointRefs(&in, func(arm string) bool { _, ok := snap.Versions[arm]; return ok }, snap.hasModel)
 	if err != nil {
 		return nil, false, false, err
-	}
-	if a := autoArms; a != nil {
-		if !snap.hasModel(a.Model) {
-			return nil, false, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q has no registered version to copy new versions from", a.Model)
-		}
 	}
 	now := r.now().UTC()
 	// The paused state of arms that remain comes from the stored endpoint,
@@ -170,13 +145,53 @@ func sameEndpoint(a, b *Endpoint) bool {
 }
 
 func checkArm(snap *Snapshot, field, arm string) error {
+	return checkArmIn(func(a string) bool { _, ok := snap.Versions[a]; return ok }, field, arm)
+}
+
+// checkArmIn is checkArm against the versions known reports registered.
+func checkArmIn(known func(arm string) bool, field, arm string) error {
 	if _, _, ok := SplitArm(arm); !ok {
 		return fault.Field(field, "invalid_arm", "%q is not an arm id of the form name@version", arm)
 	}
-	if _, ok := snap.Versions[arm]; !ok {
+	if !known(arm) {
 		return fault.Field(field, "unknown_model_version", "model version %s is not registered", arm)
 	}
 	return nil
+}
+
+// checkEndpointRefs checks what an endpoint body names against the
+// registered versions (known) and models (hasModel): its arms (1 to 64,
+// each once, each registered), its fallback (one of them) and its
+// auto_arms (a model with a version). It returns the parsed auto_arms.
+func checkEndpointRefs(in *endpointBody, known func(arm string) bool, hasModel func(name string) bool) (*AutoArms, error) {
+	if len(in.Arms) == 0 {
+		return nil, fault.Field("arms", "missing_field", "an endpoint needs at least one arm")
+	}
+	if len(in.Arms) > 64 {
+		return nil, fault.Field("arms", "too_many_arms", "at most 64 arms")
+	}
+	seen := map[string]bool{}
+	for i, arm := range in.Arms {
+		field := fmt.Sprintf("arms[%d]", i)
+		if seen[arm] {
+			return nil, fault.Field(field, "duplicate_arm", "%s is listed twice", arm)
+		}
+		seen[arm] = true
+		if err := checkArmIn(known, field, arm); err != nil {
+			return nil, err
+		}
+	}
+	if in.Fallback != "" && !seen[in.Fallback] {
+		return nil, fault.Field("fallback", "invalid_fallback", "%q must be one of the endpoint's arms", in.Fallback)
+	}
+	autoArms, err := parseAutoArms(in.AutoArms)
+	if err != nil {
+		return nil, err
+	}
+	if a := autoArms; a != nil && !hasModel(a.Model) {
+		return nil, fault.Field("auto_arms.model", "invalid_auto_arms", "%q has no registered version to copy new versions from", a.Model)
+	}
+	return autoArms, nil
 }
 
 // publishEndpoint puts a stored endpoint record into the snapshot.

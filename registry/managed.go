@@ -68,7 +68,9 @@ func (r *Registry) SeedVersion(ctx context.Context, v ConfigVersion) error {
 // kill switch, and re-applying an endpoint keeps its arms' paused states.
 // Entries the config does not name are not touched, nor owned.
 //
-// Every entry is checked before any is applied. A version that differs
+// Every entry is checked before any is applied, endpoints against the
+// versions the registry will hold (so a config naming an arm it neither
+// registers nor finds registered changes nothing). A version that differs
 // from the stored one replaces it, even while endpoints use it; its
 // backend loads as at start-up, so one that is down leaves the arm
 // unavailable instead of refusing the change. An entry already as the
@@ -83,8 +85,23 @@ func (r *Registry) ApplyConfig(ctx context.Context, versions []ConfigVersion, en
 		}
 		set.versions[mv.Arm] = true
 	}
+	models := map[string]bool{}
+	for _, v := range versions {
+		models[v.Name] = true
+	}
+	snap := r.snap.Load()
+	known := func(arm string) bool { _, ok := snap.Versions[arm]; return ok || set.versions[arm] }
+	hasModel := func(name string) bool { return models[name] || snap.hasModel(name) }
 	for _, e := range endpoints {
 		if err := r.CheckEndpoint(e.Name, e.Body); err != nil {
+			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
+		}
+		// What it names must exist once the config's versions are in.
+		var in endpointBody
+		if err := fault.DecodeJSON(e.Body, &in); err != nil {
+			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
+		}
+		if _, err := checkEndpointRefs(&in, known, hasModel); err != nil {
 			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
 		}
 		set.endpoints[e.Name] = true

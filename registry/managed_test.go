@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 )
@@ -96,6 +97,20 @@ func TestApplyConfig(t *testing.T) {
 	}
 	if _, _, err := r.PutEndpointIf(ctx, "home", []byte(`{"arms": ["mf@1"]}`), IfMatch{}); err != nil {
 		t.Fatalf("an endpoint the config no longer names: %v", err)
+	}
+
+	// An endpoint naming an arm the config neither has nor finds
+	// registered: nothing is applied, not even the versions before it.
+	changed := []ConfigVersion{{"mf", "1", version("/changed")}, {"mf", "4", version("/d")}}
+	typo := []ConfigEndpoint{{"home", []byte(`{"arms": ["mf@1", "mf@44"]}`)}}
+	if _, err := r.ApplyConfig(ctx, changed, typo); code(errors.Unwrap(err)) != "unknown_model_version" {
+		t.Fatalf("an endpoint with an unknown arm: %v; want unknown_model_version", err)
+	}
+	if mv, _ := r.Version("mf", "1"); mv.Revision != 2 || r.HasVersion("mf@4") {
+		t.Fatalf("after a refused config: mf@1 at revision %d, mf@4 registered %v; want nothing applied", mv.Revision, r.HasVersion("mf@4"))
+	}
+	if _, _, err := r.PutVersionIf(ctx, "mf", "4", version("/d"), IfMatch{}); err != nil {
+		t.Fatalf("a refused config took ownership of mf@4: %v", err)
 	}
 
 	// A bad entry anywhere: nothing is applied.

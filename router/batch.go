@@ -49,16 +49,20 @@ func (r *Router) RecommendBatch(ctx context.Context, endpoint string, reqs []*Re
 	if !ok {
 		return nil, nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %q does not exist", endpoint)
 	}
+	for _, req := range reqs {
+		// The pin is the call's (one header for the batch): a bad one is
+		// the whole call's error.
+		if err := checkPin(snap, ep, req.Pin); err != nil {
+			return nil, nil, err
+		}
+	}
 	es := make([]entry, len(reqs))
 	byArm := make(map[int][]*entry, len(ep.Arms))
 	for i, req := range reqs {
 		e := &es[i]
 		e.req, e.start, e.s.served = req, time.Now(), -1
 		req.Endpoint = endpoint
-		if e.err = Validate(req); e.err == nil {
-			e.err = checkPin(ep, req.Pin)
-		}
-		if e.err != nil {
+		if e.err = Validate(req); e.err != nil {
 			continue
 		}
 		e.c, e.arms = r.choose(ctx, snap, ep, req, make([]bandit.Arm, 0, len(ep.Arms)))
@@ -74,6 +78,17 @@ func (r *Router) RecommendBatch(ctx context.Context, endpoint string, reqs []*Re
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				// A panic in a backend fails its entries, never the process.
+				if p := recover(); p != nil {
+					r.log.Error("panic scoring a batch", "arm", ep.Arms[i], "panic", fmt.Sprint(p))
+					for _, e := range group {
+						if !e.tried {
+							e.tried, e.chosenErr = true, fmt.Errorf("%s: panic scoring a batch: %v", ep.Arms[i], p)
+						}
+					}
+				}
+			}()
 			r.tryBatch(ctx, snap, ep, i, group)
 		}()
 	}
@@ -88,6 +103,12 @@ func (r *Router) RecommendBatch(ctx context.Context, endpoint string, reqs []*Re
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					r.log.Error("panic serving a batch entry", "panic", fmt.Sprint(p))
+					e.resp, e.err = nil, fmt.Errorf("panic serving a batch entry: %v", p)
+				}
+			}()
 			r.finishEntry(ctx, snap, ep, e)
 		}()
 	}

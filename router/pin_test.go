@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -90,3 +91,38 @@ func TestOffPolicySkipsPinned(t *testing.T) {
 type offPolicyFunc func()
 
 func (f offPolicyFunc) Served(string, string, time.Time, []string, []float64, int, float64) { f() }
+
+func TestCheckPin(t *testing.T) {
+	snap := &registry.Snapshot{Versions: map[string]*registry.Version{
+		"m@1": {Scorer: &scorer{}},
+		"m@2": {LoadErr: errors.New("items.npy: no such file")},
+	}}
+	ep := &registry.Endpoint{Name: "e", Arms: []string{"m@1", "m@2"}}
+	for _, tc := range []struct{ pin, code string }{
+		{"", ""},
+		{"m@1", ""},
+		{"m@2", "no_healthy_arm"}, // failed to load: nothing to call
+		{"m@3", "invalid_arm"},
+	} {
+		err := checkPin(snap, ep, tc.pin)
+		if got := ""; err != nil {
+			if fe := fault.As(err); fe != nil {
+				got = fe.Code
+			}
+			if got != tc.code {
+				t.Errorf("pin %q: %v, want %s", tc.pin, err, tc.code)
+			}
+		} else if tc.code != "" {
+			t.Errorf("pin %q accepted, want %s", tc.pin, tc.code)
+		}
+	}
+}
+
+// A batch's pin is the call's: a bad one is the whole call's error.
+func TestRecommendBatchBadPin(t *testing.T) {
+	f := newFixture(t, `{"arms": ["m@1"]}`)
+	_, _, err := f.r.RecommendBatch(context.Background(), "e", batchOf(3, func(_ int, r *Request) { r.Pin = "m@2" }))
+	if fe := fault.As(err); fe == nil || fe.Code != "invalid_arm" {
+		t.Fatalf("got %v, want the whole call's invalid_arm", err)
+	}
+}

@@ -279,10 +279,22 @@ func Validate(req *Request) error {
 }
 
 // checkPin checks that the arm a request pins ("" for none) is one of the
-// endpoint's: 400 invalid_arm otherwise.
-func checkPin(ep *registry.Endpoint, arm string) error {
-	if arm != "" && !slices.Contains(ep.Arms, arm) {
+// endpoint's (400 invalid_arm otherwise) and that its model is loaded (503
+// no_healthy_arm otherwise: a version that failed to load has nothing to
+// call).
+func checkPin(snap *registry.Snapshot, ep *registry.Endpoint, arm string) error {
+	if arm == "" {
+		return nil
+	}
+	if !slices.Contains(ep.Arms, arm) {
 		return fault.New(fault.Invalid, "invalid_arm", "%s is not an arm of endpoint %s: a pinned arm must be one (active or paused)", arm, ep.Name)
+	}
+	if v := snap.Versions[arm]; v == nil || v.Scorer == nil {
+		why := "it is not registered"
+		if v != nil && v.LoadErr != nil {
+			why = v.LoadErr.Error()
+		}
+		return fault.New(fault.Unavailable, "no_healthy_arm", "the pinned arm %s is not loaded: %s", arm, why)
 	}
 	return nil
 }
@@ -308,7 +320,7 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (resp *Response, e
 	if !ok {
 		return nil, fault.New(fault.NotFound, "endpoint_not_found", "endpoint %q does not exist", req.Endpoint)
 	}
-	if err := checkPin(ep, req.Pin); err != nil {
+	if err := checkPin(snap, ep, req.Pin); err != nil {
 		return nil, err
 	}
 	// The arms' posteriors live in this frame: kept apart from the choice,
