@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
+
+	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 )
 
 func version(path string) []byte {
@@ -169,4 +173,44 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// closingScorer records its Close.
+type closingScorer struct {
+	nopScorer
+	closed atomic.Bool
+}
+
+func (c *closingScorer) Close() error { c.closed.Store(true); return nil }
+
+// A version replaced while endpoints use it keeps its backend open for the
+// calls in flight (RetireGrace); Close closes it and joins the wait.
+func TestReplacedScorerRetires(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	var made []*closingScorer
+	drv := backend.NewDrivers(backendtest.Driver{Name: "test", Loader: func(context.Context, *backendtest.Spec, backend.LoadOptions) (backend.Scorer, error) {
+		s := &closingScorer{}
+		made = append(made, s)
+		return s, nil
+	}})
+	r, err := New(ctx, db, drv, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := []ConfigEndpoint{{"home", []byte(`{"arms": ["mf@1"]}`)}}
+	if _, err := r.ApplyConfig(ctx, []ConfigVersion{{"mf", "1", version("/a")}}, es); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ApplyConfig(ctx, []ConfigVersion{{"mf", "1", version("/b")}}, es); err != nil {
+		t.Fatal(err)
+	}
+	if len(made) != 2 || made[0].closed.Load() || made[1].closed.Load() {
+		t.Fatalf("right after the replacement: %d scorers, first closed %v; want the old one still open", len(made), made[0].closed.Load())
+	}
+	r.Close()
+	if !made[0].closed.Load() || !made[1].closed.Load() {
+		t.Fatal("Close left a scorer open")
+	}
 }

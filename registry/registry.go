@@ -70,7 +70,17 @@ type Registry struct {
 	// managed is what the config file owns (ApplyConfig); nil when the
 	// store owns everything.
 	managed atomic.Pointer[managedSet]
+	// Replaced scorers are closed after RetireGrace, so that calls in
+	// flight on them finish (retire); Close ends the wait (done) and
+	// joins those goroutines (retiring).
+	done      chan struct{}
+	closeOnce sync.Once
+	retiring  sync.WaitGroup
 }
+
+// RetireGrace is how long a replaced version's backend stays open for the
+// calls already made on it: longer than any call's deadline.
+const RetireGrace = 30 * time.Second
 
 // Options are a Registry's optional collaborators. The zero value records
 // no audit log.
@@ -87,7 +97,7 @@ func New(ctx context.Context, db Store, drivers *backend.Drivers, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Registry{db: db, drivers: drivers, now: time.Now, log: log, audit: opts.Audit}
+	r := &Registry{db: db, drivers: drivers, now: time.Now, log: log, audit: opts.Audit, done: make(chan struct{})}
 	s := &Snapshot{Versions: map[string]*Version{}, Endpoints: map[string]*Endpoint{}}
 	models, err := db.List(ctx, store.Models)
 	if err != nil {
@@ -217,6 +227,8 @@ func (r *Registry) publish(f func(s *Snapshot)) {
 // polls, ONNX batchers) and waits for their goroutines. Call it at shutdown,
 // after the last request; the registry serves nothing after.
 func (r *Registry) Close() {
+	r.closeOnce.Do(func() { close(r.done) })
+	r.retiring.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, v := range r.snap.Load().Versions {
@@ -224,6 +236,27 @@ func (r *Registry) Close() {
 			closeScorer(v.Scorer)
 		}
 	}
+}
+
+// retire closes the scorer of a version that a new one replaced, once the
+// calls in flight on it have had RetireGrace to finish (a TF Serving
+// connection closed under them would fail them, and count against the
+// arm), or at Close.
+func (r *Registry) retire(sc backend.Scorer) {
+	if _, ok := sc.(io.Closer); !ok {
+		return
+	}
+	r.retiring.Add(1)
+	go func() {
+		defer r.retiring.Done()
+		t := time.NewTimer(RetireGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.done:
+		}
+		closeScorer(sc)
+	}()
 }
 
 func closeScorer(sc backend.Scorer) {
@@ -387,7 +420,7 @@ func (r *Registry) putVersion(ctx context.Context, name, version string, body []
 	prev, exists := old.Versions[arm]
 	r.publish(func(s *Snapshot) { s.Versions[arm] = v })
 	if exists && prev.Scorer != nil {
-		closeScorer(prev.Scorer)
+		r.retire(prev.Scorer)
 	}
 	return spec, created, changed, nil
 }
@@ -603,7 +636,7 @@ func (r *Registry) Reload(ctx context.Context) (bool, error) {
 	if changed {
 		r.snap.Store(next)
 		for _, sc := range closeLater {
-			closeScorer(sc)
+			r.retire(sc)
 		}
 	}
 	return changed, nil
