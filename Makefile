@@ -96,6 +96,10 @@ proto:
 		tensorflow_serving/apis/model.proto tensorflow_serving/apis/predict.proto \
 		tensorflow_serving/apis/get_model_metadata.proto tensorflow_serving/apis/get_model_status.proto \
 		tensorflow_serving/apis/prediction_service.proto tensorflow_serving/apis/model_service.proto
+	cd proto && PATH="$(GOBIN):$$PATH" protoc -I. \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		inference/grpc_predict_v2.proto
 
 ## redis-demo: three replicas of the demo sharing a local redis-server (Ctrl-C stops)
 redis-demo: build
