@@ -119,7 +119,7 @@ func TestReadOutputs(t *testing.T) {
 			}
 			var got []float64
 			for i := range s.n {
-				got = append(got, s.at(i))
+				got = append(got, s.At(i))
 			}
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("scores %v, want %v", got, tc.want)
@@ -223,7 +223,7 @@ func BenchmarkRank(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s := scoreVec{f32: scores, n: len(scores)}
-		if _, err := rank(idList{strs: cands}, &s, req, false); err != nil {
+		if _, err := rankItems(backend.IDs{Strings: cands}, &s, req, false); err != nil {
 			b.Fatal(err)
 		}
 	}

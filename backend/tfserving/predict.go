@@ -1,14 +1,11 @@
 package tfserving
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
@@ -107,7 +104,7 @@ func (m *Model) items(resp *predictResponse, req *backend.Request) ([]backend.It
 		if err != nil {
 			return nil, err
 		}
-		return rank(idList{strs: req.Candidates}, &scores, req, false)
+		return rankItems(backend.IDs{Strings: req.Candidates}, &scores, req, false)
 	}
 	if !out.hasIDs {
 		return nil, badOutput("no output %q in the response", m.cfg.Outputs.IDs)
@@ -120,7 +117,7 @@ func (m *Model) items(resp *predictResponse, req *backend.Request) ([]backend.It
 	if err != nil {
 		return nil, err
 	}
-	return rank(idList{raw: ids}, &scores, req, req.Candidates != nil)
+	return rankItems(backend.IDs{Bytes: ids}, &scores, req, req.Candidates != nil)
 }
 
 // vectorLen checks that a tensor has shape [N] or [1, N] and returns N.
@@ -156,7 +153,11 @@ type scoreVec struct {
 	n    int
 }
 
-func (s *scoreVec) at(i int) float64 {
+// Len is the number of scores.
+func (s *scoreVec) Len() int { return s.n }
+
+// At is score i.
+func (s *scoreVec) At(i int) float64 {
 	switch {
 	case s.raw != nil && s.wide:
 		return math.Float64frombits(binary.LittleEndian.Uint64(s.raw[8*i:]))
@@ -257,170 +258,11 @@ func decodeStringList(c []byte, n int) ([][]byte, bool) {
 	return out, len(c) == 0
 }
 
-// idList is the ids of the scored rows: the request's candidates, or the
-// model's own ids.
-type idList struct {
-	strs []string
-	raw  [][]byte
-}
-
-func (l *idList) cmp(a, b int32) int {
-	if l.raw != nil {
-		return bytes.Compare(l.raw[a], l.raw[b])
-	}
-	return strings.Compare(l.strs[a], l.strs[b])
-}
-
-func (l *idList) str(i int32) string {
-	if l.raw != nil {
-		return string(l.raw[i])
-	}
-	return l.strs[i]
-}
-
-// in reports whether row i's id is a key of set. The lookup does not
-// allocate.
-func (l *idList) in(i int32, set map[string]struct{}) bool {
-	if l.raw != nil {
-		_, ok := set[string(l.raw[i])]
-		return ok
-	}
-	_, ok := set[l.strs[i]]
-	return ok
-}
-
-type ranked struct {
-	score float64
-	row   int32
-}
-
-// rank returns the req.K best rows that are not excluded (and, with
-// onlyCandidates, are candidates), best first, without duplicate ids.
-func rank(ids idList, scores *scoreVec, req *backend.Request, onlyCandidates bool) ([]backend.Item, error) {
-	var allowed map[string]struct{}
-	if onlyCandidates {
-		allowed = make(map[string]struct{}, len(req.Candidates))
-		for _, c := range req.Candidates {
-			allowed[c] = struct{}{}
-		}
-	}
-	better := func(a, b ranked) bool {
-		return a.score > b.score || (a.score == b.score && ids.cmp(a.row, b.row) < 0)
-	}
-	k := min(req.K, scores.n)
-	// A heap of the k best so far, worst at the root.
-	h := make([]ranked, 0, k)
-	for i := range scores.n {
-		row := int32(i)
-		// Any non-finite score, even of a row filtered out below, says the
-		// model is sick; it could not be sent as JSON either.
-		s := scores.at(i)
-		if math.IsNaN(s) || math.IsInf(s, 0) {
-			return nil, badOutput("score of %q is %v", ids.str(row), s)
-		}
-		if (req.Exclude != nil && ids.in(row, req.Exclude)) || (allowed != nil && !ids.in(row, allowed)) {
-			continue
-		}
-		r := ranked{s, row}
-		if len(h) < k {
-			h = append(h, r)
-			heapUp(h, len(h)-1, better)
-		} else if k > 0 && better(r, h[0]) {
-			h[0] = r
-			heapDown(h, 0, better)
-		}
-	}
-	byRank := func(a, b ranked) int {
-		if better(a, b) {
-			return -1
-		}
-		if better(b, a) {
-			return 1
-		}
-		return 0
-	}
-	slices.SortFunc(h, byRank)
-	items := make([]backend.Item, len(h))
-	for i, r := range h {
-		items[i] = backend.Item{ID: ids.str(r.row), Score: r.score}
-	}
-	if !hasDuplicates(items) {
-		return items, nil
-	}
-	// Rare: a duplicate id pushed another item out of the top k. Rank every
-	// row and keep each id's first (best) occurrence.
-	all := make([]ranked, 0, scores.n)
-	for i := range scores.n {
-		row := int32(i)
-		if (req.Exclude != nil && ids.in(row, req.Exclude)) || (allowed != nil && !ids.in(row, allowed)) {
-			continue
-		}
-		all = append(all, ranked{scores.at(i), row})
-	}
-	slices.SortFunc(all, byRank)
-	seen := make(map[string]struct{}, k)
-	items = items[:0]
-	for _, r := range all {
-		if len(items) == k {
-			break
-		}
-		if ids.in(r.row, seen) {
-			continue
-		}
-		id := ids.str(r.row)
-		seen[id] = struct{}{}
-		items = append(items, backend.Item{ID: id, Score: r.score})
+// rankItems ranks the rows with backend.Rank, its errors in Predict's terms.
+func rankItems(ids backend.IDs, scores *scoreVec, req *backend.Request, onlyCandidates bool) ([]backend.Item, error) {
+	items, err := backend.Rank(ids, scores, req, onlyCandidates)
+	if err != nil {
+		return nil, fmt.Errorf("tfserving predict: %w", err)
 	}
 	return items, nil
-}
-
-// hasDuplicates reports whether two items share an id.
-func hasDuplicates(items []backend.Item) bool {
-	if len(items) <= 32 {
-		for i := range items {
-			for j := i + 1; j < len(items); j++ {
-				if items[i].ID == items[j].ID {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	seen := make(map[string]struct{}, len(items))
-	for _, it := range items {
-		if _, dup := seen[it.ID]; dup {
-			return true
-		}
-		seen[it.ID] = struct{}{}
-	}
-	return false
-}
-
-// heapUp and heapDown keep h a heap with the worst element (by better) at
-// the root.
-func heapUp(h []ranked, i int, better func(a, b ranked) bool) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if !better(h[p], h[i]) {
-			return
-		}
-		h[p], h[i] = h[i], h[p]
-		i = p
-	}
-}
-
-func heapDown(h []ranked, i int, better func(a, b ranked) bool) {
-	for {
-		worst := i
-		for _, c := range [2]int{2*i + 1, 2*i + 2} {
-			if c < len(h) && better(h[worst], h[c]) {
-				worst = c
-			}
-		}
-		if worst == i {
-			return
-		}
-		h[i], h[worst] = h[worst], h[i]
-		i = worst
-	}
 }
