@@ -121,28 +121,19 @@ func (m *Model) items(resp *predictResponse, req *backend.Request) ([]backend.It
 }
 
 // vectorLen checks that a tensor has shape [N] or [1, N] and returns N.
+// TensorFlow repeats a tensor's last value up to its shape, so a response
+// of a few bytes can claim any N: backend.VectorLen bounds it.
 func vectorLen(t *tensor, alias string) (int, error) {
-	dims := t.dims
-	var n int64
-	switch {
-	case len(dims) == 1 && dims[0] >= 0:
-		n = dims[0]
-	case len(dims) == 2 && dims[0] == 1 && dims[1] >= 0:
-		n = dims[1]
-	default:
-		return 0, badOutput("output %q has shape %s, want [N] or [1, N]", alias, sizesString(dims))
+	n, err := backend.VectorLen(alias, t.dims)
+	if err != nil {
+		return 0, fmt.Errorf("tfserving predict: %w", err)
 	}
-	if n > MaxOutputRows {
-		// TensorFlow repeats a tensor's last value up to its shape, so a
-		// response of a few bytes can claim any N: bound what is ranked.
-		return 0, badOutput("output %q has %d rows, more than the %d a response may rank", alias, n, MaxOutputRows)
-	}
-	return int(n), nil
+	return n, nil
 }
 
 // MaxOutputRows bounds the rows (scores, ids) of one Predict response the
 // gateway ranks.
-const MaxOutputRows = 1 << 20
+const MaxOutputRows = backend.MaxOutputRows
 
 // scoreVec reads scores from whichever representation the tensor uses.
 type scoreVec struct {
