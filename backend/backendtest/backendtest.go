@@ -6,9 +6,13 @@ package backendtest
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/featurizer"
 )
 
 // Spec is the config of a Driver's versions: a path, which the driver does
@@ -47,4 +51,40 @@ func (d Driver) Load(ctx context.Context, cfg backend.Config, opt backend.LoadOp
 		return nil, fmt.Errorf("backendtest: config %T is not a *Spec", cfg)
 	}
 	return d.Loader(ctx, s, opt)
+}
+
+// Ranked is the answer a backend owes for rows with the given ids and
+// scores: best first (score descending, ties by id), without the ids in
+// exclude nor repeats, at most k. Tests of remote backends compare Predict
+// against it.
+func Ranked(ids []string, score func(id string) float64, exclude []string, k int) []backend.Item {
+	var items []backend.Item
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if slices.Contains(exclude, id) || seen[id] {
+			continue
+		}
+		seen[id] = true
+		items = append(items, backend.Item{ID: id, Score: score(id)})
+	}
+	slices.SortFunc(items, func(a, b backend.Item) int {
+		if a.Score != b.Score {
+			if a.Score > b.Score {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return items[:min(k, len(items))]
+}
+
+// Plan parses a feature spec, failing the test on an error.
+func Plan(t testing.TB, spec string) *featurizer.Plan {
+	t.Helper()
+	p, err := featurizer.Parse([]byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

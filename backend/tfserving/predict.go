@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
@@ -36,34 +35,22 @@ import (
 // these also match backend.ErrRejectedInput); Classify names the class. Predict is safe for
 // concurrent use.
 func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
-	if req.K < 1 {
-		return nil, badInput("k = %d, want at least 1", req.K)
-	}
-	if m.cfg.Outputs.IDs == "" && len(req.Candidates) == 0 {
-		if req.Candidates == nil {
-			return nil, badInput("model %q scores the request's candidates, but the request has none", m.cfg.ModelName)
-		}
-		return []backend.Item{}, nil // nothing to score: spare the call
+	if items, done, err := backend.CheckRequest(req, m.cfg.Outputs.IDs == "", ErrBadInput, m.cfg.ModelName); done {
+		return items, err
 	}
 	preq, err := m.request(req)
 	if err != nil {
 		return nil, err
 	}
-	budget := m.cfg.Timeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= budget {
-		budget = time.Until(dl) // the caller's deadline comes first
-	} else {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, budget)
-		defer cancel()
-	}
+	ctx, cancel, budget := backend.CallContext(ctx, m.cfg.Timeout)
+	defer cancel()
 	// The codec writes the request and reads the outputs straight off the
 	// wire (telemetry.PredictMethod traces the call by its method name).
 	var resp predictResponse
 	if err := m.cc.Invoke(ctx, apis.PredictionService_Predict_FullMethodName, preq, &resp, m.withCodec); err != nil {
 		err = callError(ctx, "predict", budget, err)
 		if errors.Is(err, backend.ErrUnavailable) {
-			m.setHealth(err)
+			m.health.Set(err)
 		}
 		return nil, err
 	}

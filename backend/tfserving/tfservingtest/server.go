@@ -15,12 +15,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"math"
 	"net"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -34,6 +32,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	tfpb "github.com/modelgate/modelgate/proto/tensorflow/core/protobuf"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
@@ -115,12 +114,9 @@ type Model struct {
 // DefaultScore is a deterministic score in [0, 1) from an FNV-1a hash of the
 // version and the item.
 func DefaultScore(version int64, item string) float64 {
-	h := fnv.New64a()
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(version))
-	h.Write(b[:])
-	h.Write([]byte(item))
-	return float64(h.Sum64()>>11) / (1 << 53)
+	return backendtest.Score(b[:], []byte(item))
 }
 
 // BadOutput makes Predict answer with outputs the gateway must reject.
@@ -403,21 +399,8 @@ func (p predictionService) Predict(ctx context.Context, req *apis.PredictRequest
 	p.s.record(req)
 	p.s.recordMetadata(ctx)
 	m, f := p.s.begin("Predict", req.GetModelSpec().GetName())
-	if f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
-	}
-	if f.Fail != codes.OK {
-		msg := f.Message
-		if msg == "" {
-			msg = "injected failure"
-		}
-		return nil, status.Error(f.Fail, msg)
+	if err := backendtest.Inject(ctx, f.Delay, f.Fail, f.Message); err != nil {
+		return nil, err
 	}
 	if m == nil {
 		return nil, status.Errorf(codes.NotFound, "Servable not found for request: Latest(%s)", req.GetModelSpec().GetName())
@@ -488,23 +471,7 @@ func (m *Model) outputs(v int64, req *apis.PredictRequest) (map[string]*framewor
 		}
 		return map[string]*framework.TensorProto{m.scoresAlias(): m.scoreTensor(scores)}, nil
 	}
-	type scored struct {
-		id    string
-		score float64
-	}
-	all := make([]scored, len(m.Catalogue))
-	for i, id := range m.Catalogue {
-		all[i] = scored{id, score(v, id)}
-	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].score > all[j].score })
-	if m.TopN > 0 && m.TopN < len(all) {
-		all = all[:m.TopN]
-	}
-	ids := make([][]byte, len(all))
-	scores := make([]float64, len(all))
-	for i, s := range all {
-		ids[i], scores[i] = []byte(s.id), s.score
-	}
+	ids, scores := backendtest.TopN(m.Catalogue, func(id string) float64 { return score(v, id) }, m.TopN)
 	idt := &framework.TensorProto{Dtype: framework.DataType_DT_STRING, TensorShape: m.shape(len(ids))}
 	if m.TensorContent {
 		idt.TensorContent = encodeStrings(ids)
