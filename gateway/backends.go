@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/embedded"
+	"github.com/modelgate/modelgate/backend/oip"
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/config"
@@ -15,5 +16,6 @@ func drivers(pool *tfserving.Pool, ort config.ONNXRuntime) *backend.Drivers {
 		embedded.Driver{},
 		tfserving.NewDriver(pool),
 		onnx.NewDriver(ort.Library, ort.IntraOpThreads),
+		oip.Driver{},
 	)
 }
