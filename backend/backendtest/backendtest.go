@@ -88,3 +88,29 @@ func Plan(t testing.TB, spec string) *featurizer.Plan {
 	}
 	return p
 }
+
+// ListingDriver is a Driver whose backend publishes versions, so that an
+// endpoint may watch its models with auto_arms: Versions lists them.
+type ListingDriver struct {
+	Driver
+	Versions func(ctx context.Context, s *Spec, version string) ([]string, error)
+}
+
+// ListVersions calls d.Versions.
+func (d ListingDriver) ListVersions(ctx context.Context, cfg backend.Config, version string) ([]string, error) {
+	s, ok := cfg.(*Spec)
+	if !ok {
+		return nil, fmt.Errorf("backendtest: config %T is not a *Spec", cfg)
+	}
+	return d.Versions(ctx, s, version)
+}
+
+// ConfigAt returns a copy of cfg: the test backend's versions share it.
+func (ListingDriver) ConfigAt(cfg backend.Config, _ string) (backend.Config, error) {
+	s, ok := cfg.(*Spec)
+	if !ok {
+		return nil, fmt.Errorf("backendtest: config %T is not a *Spec", cfg)
+	}
+	c := *s
+	return &c, nil
+}
