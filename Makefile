@@ -77,6 +77,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./store/redisstore
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./backend/tfserving
 	$(GO) test -run '^$$' -fuzz '^FuzzEncodeRequest$$' -fuzztime $(FUZZTIME) ./backend/tfserving
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSONAnswer$$' -fuzztime $(FUZZTIME) ./backend/oip
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRaw$$' -fuzztime $(FUZZTIME) ./backend/oip
 
 ## proto: regenerate the committed Go code from proto/ (needs protoc: apt-get install protobuf-compiler)
 proto:
