@@ -17,6 +17,7 @@ import (
 	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/backend/oip"
 	"github.com/modelgate/modelgate/backend/oip/oiptest"
+	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/telemetry"
 )
@@ -234,5 +235,34 @@ func TestOIPTraceparent(t *testing.T) {
 		if tp := r.Header["traceparent"]; len(tp) != 1 || tp[0] != want {
 			t.Fatalf("%s: the server got traceparent %v, want %s", protocol, tp, want)
 		}
+	}
+}
+
+// examples/oip/config.yaml is a valid config: its oip backends parse as
+// registered versions would.
+func TestOIPExampleConfig(t *testing.T) {
+	cfg, err := config.Load("../examples/oip/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := drivers(nil, cfg.ONNXRuntime)
+	for _, m := range cfg.Models {
+		var body struct {
+			Backend  json.RawMessage `json:"backend"`
+			Features json.RawMessage `json:"features"`
+		}
+		if err := json.Unmarshal(m.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		typ, _, err := ds.Parse(body.Backend)
+		if err != nil || typ != oip.Type {
+			t.Fatalf("%s@%s: backend %s: %v", m.Name, m.Version, typ, err)
+		}
+		if _, err := featurizer.Parse(body.Features); err != nil {
+			t.Fatalf("%s@%s: features: %v", m.Name, m.Version, err)
+		}
+	}
+	if len(cfg.Models) != 2 || len(cfg.Endpoints) != 1 {
+		t.Fatalf("%d models, %d endpoints", len(cfg.Models), len(cfg.Endpoints))
 	}
 }
