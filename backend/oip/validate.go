@@ -61,7 +61,12 @@ func (m *Model) callFailed(op string, err error) error {
 		return invalid("backend.target", "%s does not answer %s: is it the server's %s port (Triton: %s)? (%s)",
 			m.cfg.Target, op, strings.ToUpper(m.cfg.Protocol), map[string]string{ProtocolGRPC: "8001", ProtocolHTTP: "8000"}[m.cfg.Protocol], ce.msg)
 	case failNotFound:
-		return invalid(m.versionField(), "model %s is not served by %s: %s", m.describe(), m.cfg.Target, ce.msg)
+		if op != "ServerLive" {
+			return invalid(m.versionField(), "model %s is not served by %s: %s", m.describe(), m.cfg.Target, ce.msg)
+		}
+	}
+	if op == "ServerLive" { // about the server, not the model
+		return invalid("backend.target", "%s did not answer %s: %s", m.cfg.Target, op, ce.msg)
 	}
 	return invalid(m.versionField(), "%s for model %s failed: %s", op, m.describe(), ce.msg)
 }
