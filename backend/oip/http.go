@@ -168,8 +168,23 @@ func (h *httpTransport) live(ctx context.Context) error {
 		}
 		return err
 	}
-	resp.Body.Close()
+	if !statusFlag(resp, "live") {
+		return &callError{op: h.op(http.MethodGet, h.liveURL), kind: failUnreachable, msg: `the server answered "live": false`}
+	}
 	return nil
+}
+
+// statusFlag reads the boolean member name ("live", "ready") of a 200
+// answer's JSON body, closing it. A body without it, or not JSON (Triton
+// answers with an empty body), counts as true: the status said so.
+func statusFlag(resp *http.Response, name string) bool {
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var body map[string]json.RawMessage
+	if json.Unmarshal(raw, &body) != nil {
+		return true
+	}
+	return string(body[name]) != "false"
 }
 
 func (h *httpTransport) ready(ctx context.Context) (bool, string, error) {
@@ -183,7 +198,9 @@ func (h *httpTransport) ready(ctx context.Context) (bool, string, error) {
 		}
 		return false, "", err
 	}
-	resp.Body.Close()
+	if !statusFlag(resp, "ready") {
+		return false, `the server answered "ready": false`, nil
+	}
 	return true, "", nil
 }
 

@@ -393,6 +393,13 @@ func TestHealth(t *testing.T) {
 			}
 			s.SetReady("ranker", true)
 			waitFor(t, m.Healthy)
+			if protocol == oip.ProtocolHTTP { // readiness said in the body of a 200
+				s.SetReadyBody(true)
+				s.SetReady("ranker", false)
+				waitFor(t, func() bool { return !m.Healthy() })
+				s.SetReady("ranker", true)
+				waitFor(t, m.Healthy)
+			}
 
 			// At start-up, with the server down: unhealthy, not an error.
 			l, err := net.Listen("tcp", "127.0.0.1:0")

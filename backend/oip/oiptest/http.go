@@ -31,11 +31,15 @@ func (s *Server) handler() http.Handler {
 			writeJSON(w, http.StatusOK, metadataJSON(md))
 		})
 		mux.HandleFunc("GET "+prefix+"/ready", func(w http.ResponseWriter, r *http.Request) {
-			if !s.ready(r.PathValue("name"), r.PathValue("version")) {
+			ready := s.ready(r.PathValue("name"), r.PathValue("version"))
+			s.mu.Lock()
+			body := s.ready200
+			s.mu.Unlock()
+			if !ready && !body {
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "model is not ready"})
 				return
 			}
-			writeJSON(w, http.StatusOK, map[string]any{"name": r.PathValue("name"), "ready": true})
+			writeJSON(w, http.StatusOK, map[string]any{"name": r.PathValue("name"), "ready": ready})
 		})
 		mux.HandleFunc("POST "+prefix+"/infer", s.httpInfer)
 	}

@@ -136,6 +136,7 @@ type Server struct {
 	models   map[string]*Model
 	fault    Fault
 	raw      bool
+	ready200 bool // SetReadyBody
 	requests []Request
 	calls    map[string]int
 	stopOnce sync.Once
@@ -215,6 +216,15 @@ func (s *Server) SetReady(name string, ready bool) {
 		c.NotReady = !ready
 		s.models[name] = &c
 	}
+}
+
+// SetReadyBody makes the HTTP API answer readiness with 200 and a JSON
+// body that says whether the model is ready ({"ready": false}), as some
+// servers do, instead of Triton's status code (400 when not ready).
+func (s *Server) SetReadyBody(on bool) {
+	s.mu.Lock()
+	s.ready200 = on
+	s.mu.Unlock()
 }
 
 // SetFault sets the fault injected into every later ModelInfer (Fault{}
