@@ -3,6 +3,7 @@ package oip_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -567,6 +568,31 @@ func TestOpenChecksTheConfig(t *testing.T) {
 		_, err := oip.Open(context.Background(), tc.cfg, false)
 		if f := fault.As(err); f == nil || f.Field != tc.field {
 			t.Errorf("%+v: %v, want an error on %s", tc.cfg, err, tc.field)
+		}
+	}
+}
+
+// BenchmarkPredict is one inference call through the fake server, over
+// each protocol, against the number of candidates.
+func BenchmarkPredict(b *testing.B) {
+	p := plan(b, fullSpec)
+	for _, protocol := range protocols {
+		for _, n := range []int{10, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/candidates=%d", protocol, n), func(b *testing.B) {
+				s := startServer(b, ranker())
+				m := open(b, config(s, protocol, "ranker", p), true)
+				cands := make([]string, n)
+				for i := range cands {
+					cands[i] = fmt.Sprintf("item-%05d", i)
+				}
+				req := request(b, p, "u", cands, 10)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := m.Predict(context.Background(), req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }
