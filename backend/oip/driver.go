@@ -34,7 +34,10 @@ func (s *Spec) Check() error {
 	switch {
 	case s.Target == "":
 		return fault.Field("backend.target", "missing_field", "an oip backend needs a target, e.g. \"triton:8001\" (gRPC) or \"triton:8000\" (HTTP)")
-	case strings.Contains(s.Target, "://"):
+	case strings.HasPrefix(s.Target, "http://") || strings.HasPrefix(s.Target, "https://") ||
+		(s.Protocol == ProtocolHTTP && strings.Contains(s.Target, "://")):
+		// A gRPC target may name a resolver (dns:///triton:8001); a URL
+		// scheme is never right.
 		return fault.Field("backend.target", "invalid_backend", "give host:port without a scheme (%q): protocol and tls choose it", s.Target)
 	case s.Protocol != "" && s.Protocol != ProtocolGRPC && s.Protocol != ProtocolHTTP:
 		return fault.Field("backend.protocol", "invalid_backend", "must be %q or %q, not %q", ProtocolGRPC, ProtocolHTTP, s.Protocol)

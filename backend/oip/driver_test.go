@@ -19,6 +19,7 @@ func TestSpecErrors(t *testing.T) {
 	}{
 		{"no target", `{"type": "oip", "model_name": "r", "outputs": {"scores": "s"}}`, "missing_field", "backend.target", `needs a target, e.g. "triton:8001"`},
 		{"target with a scheme", `{"type": "oip", "target": "http://h:8000", "model_name": "r", "outputs": {"scores": "s"}}`, "invalid_backend", "backend.target", "without a scheme"},
+		{"http target with a resolver", `{"type": "oip", "target": "dns:///h:8000", "protocol": "http", "model_name": "r", "outputs": {"scores": "s"}}`, "invalid_backend", "backend.target", "without a scheme"},
 		{"unknown protocol", `{"type": "oip", "target": "h:8001", "protocol": "rest", "model_name": "r", "outputs": {"scores": "s"}}`, "invalid_backend", "backend.protocol", `must be "grpc" or "http"`},
 		{"no model name", `{"type": "oip", "target": "h:8001", "outputs": {"scores": "s"}}`, "missing_field", "backend.model_name", "needs the model_name"},
 		{"no outputs", `{"type": "oip", "target": "h:8001", "model_name": "r"}`, "missing_field", "backend.outputs.scores", "map the model output"},
@@ -39,6 +40,13 @@ func TestSpecErrors(t *testing.T) {
 				t.Fatalf("Parse(%s) = %v, want %s at %s saying %q", tc.raw, err, tc.code, tc.field, tc.msg)
 			}
 		})
+	}
+}
+
+// A gRPC target may name a resolver.
+func TestSpecGRPCResolver(t *testing.T) {
+	if _, _, err := backend.NewDrivers(oip.Driver{}).Parse([]byte(`{"type": "oip", "target": "dns:///triton:8001", "model_name": "r", "outputs": {"scores": "s"}}`)); err != nil {
+		t.Fatal(err)
 	}
 }
 
