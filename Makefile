@@ -77,6 +77,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./store/redisstore
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./backend/tfserving
 	$(GO) test -run '^$$' -fuzz '^FuzzEncodeRequest$$' -fuzztime $(FUZZTIME) ./backend/tfserving
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeList$$' -fuzztime $(FUZZTIME) ./backend/redislist
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSONAnswer$$' -fuzztime $(FUZZTIME) ./backend/oip
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRaw$$' -fuzztime $(FUZZTIME) ./backend/oip
 

@@ -94,6 +94,7 @@ func FuzzDecodeRecommend(f *testing.F) {
 		`{"User_ID": "u1"}`, `{"user_id": "a", "user_id": "b"}`, `{"user_id": "u", "context": {"surface": "a", "surface": "b"}}`,
 		`{"user_id": "u", "features": {"x": [{"a": 1, "a": 2}]}}`, `{"user_id": "u", "context": {"surface": 3}}`,
 		`{"events": [{"prediction_id": "p", "type": "click", "Item_ID": "i"}]}`,
+		`{"requests": [{"user_id": "u1", "k": 2}, {"user_id": ""}, {"k": 0}]}`, `{"requests": null}`, `{"requests": [null]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -103,6 +104,9 @@ func FuzzDecodeRecommend(f *testing.F) {
 		checkAnswer(t, rec)
 		rec = httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/feedback", bytes.NewReader(body)))
+		checkAnswer(t, rec)
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/endpoints/home/recommend/batch", bytes.NewReader(body)))
 		checkAnswer(t, rec)
 	})
 }

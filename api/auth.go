@@ -24,8 +24,9 @@ import (
 // admin; /healthz, /readyz and /metrics are open (openRoutes); an unknown
 // path needs any valid key (and then answers 404).
 var routeScopes = map[string]string{
-	"POST /v1/endpoints/:endpoint/recommend": auth.ScopeClient,
-	"POST /v1/feedback":                      auth.ScopeClient,
+	"POST /v1/endpoints/:endpoint/recommend":       auth.ScopeClient,
+	"POST /v1/endpoints/:endpoint/recommend/batch": auth.ScopeClient,
+	"POST /v1/feedback":                            auth.ScopeClient,
 
 	"GET /v1/models": auth.ScopeML,
 	"PUT /v1/models/:model/versions/:version":    auth.ScopeML,
@@ -55,8 +56,9 @@ var routeScopes = map[string]string{
 // grpcScopes is routeScopes for gRPC: full method -> scope. Other unary
 // methods need admin; streams (server reflection) need any valid key.
 var grpcScopes = map[string]string{
-	"/modelgate.v1.Gateway/Recommend": auth.ScopeClient,
-	"/modelgate.v1.Gateway/Feedback":  auth.ScopeClient,
+	"/modelgate.v1.Gateway/Recommend":      auth.ScopeClient,
+	"/modelgate.v1.Gateway/RecommendBatch": auth.ScopeClient,
+	"/modelgate.v1.Gateway/Feedback":       auth.ScopeClient,
 }
 
 // openRoutes need no key.

@@ -54,28 +54,88 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 }
 
 func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*pb.RecommendResponse, error) {
-	if err := topk.Check(int(in.GetK()), true); err != nil {
+	req, err := pbRequest(in)
+	if err != nil {
 		return nil, grpcError(err)
 	}
-	req := router.Request{Endpoint: in.GetEndpoint(), UserID: in.GetUserId(), Context: in.GetContext(),
+	resp, err := g.s.router.Recommend(ctx, req)
+	if err != nil {
+		return nil, grpcCallError(ctx, err)
+	}
+	return pbResponse(resp), nil
+}
+
+// pbRequest is in as the router takes it.
+func pbRequest(in *pb.RecommendRequest) (*router.Request, error) {
+	if err := topk.Check(int(in.GetK()), true); err != nil {
+		return nil, err
+	}
+	req := &router.Request{Endpoint: in.GetEndpoint(), UserID: in.GetUserId(), Context: in.GetContext(),
 		Candidates: in.GetCandidates(), Exclude: in.GetExclude(), K: int(in.GetK())}
 	if f := in.GetFeatures(); f != nil {
 		for key, v := range f.GetFields() {
 			if path, x, bad := nonFinite(v); bad {
-				return nil, grpcError(fault.Field("features."+key+path, "invalid_number", "the number %v is not finite", x))
+				return nil, fault.Field("features."+key+path, "invalid_number", "the number %v is not finite", x)
 			}
 		}
 		req.Features = f.AsMap()
 	}
-	resp, err := g.s.router.Recommend(ctx, &req)
-	if err != nil {
-		return nil, grpcCallError(ctx, err)
-	}
+	return req, nil
+}
+
+func pbResponse(resp *router.Response) *pb.RecommendResponse {
 	out := &pb.RecommendResponse{PredictionId: resp.PredictionID, Endpoint: resp.Endpoint, Arm: resp.Arm,
 		Model: resp.Model, Version: resp.Version, Segment: resp.Segment, Fallback: resp.Fallback,
 		Items: make([]*pb.Item, len(resp.Items))}
 	for i, it := range resp.Items {
 		out.Items[i] = &pb.Item{Id: it.ID, Score: it.Score}
+	}
+	return out
+}
+
+func pbError(err error) *pb.RecommendBatchEntry {
+	_, d := classify(err)
+	return &pb.RecommendBatchEntry{Result: &pb.RecommendBatchEntry_Error{Error: &pb.Error{Code: d.Code, Message: d.Message, Field: d.Field}}}
+}
+
+func (g *grpcGateway) RecommendBatch(ctx context.Context, in *pb.RecommendBatchRequest) (*pb.RecommendBatchResponse, error) {
+	if n := len(in.GetRequests()); n == 0 || n > router.MaxBatch {
+		return nil, grpcError(fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", router.MaxBatch, n))
+	}
+	endpoint := in.GetEndpoint()
+	out := &pb.RecommendBatchResponse{Responses: make([]*pb.RecommendBatchEntry, len(in.GetRequests()))}
+	reqs := make([]*router.Request, 0, len(in.GetRequests()))
+	idx := make([]int, 0, len(in.GetRequests())) // the entry of each request
+	for i, r := range in.GetRequests() {
+		req, err := pbRequest(r)
+		if err == nil && req.Endpoint != "" && req.Endpoint != endpoint {
+			err = fault.Field("endpoint", "invalid_endpoint", "an entry's endpoint must be empty or the batch's (%q)", endpoint)
+		}
+		if err != nil {
+			out.Responses[i] = pbError(err)
+			continue
+		}
+		reqs, idx = append(reqs, req), append(idx, i)
+	}
+	if len(reqs) == 0 { // every entry refused: the endpoint must still exist
+		if _, err := g.s.reg.Endpoint(endpoint); err != nil {
+			return nil, grpcError(err)
+		}
+		return out, nil
+	}
+	resps, errs, err := g.s.router.RecommendBatch(ctx, endpoint, reqs)
+	if err == nil {
+		err = ctx.Err() // the client went away: no entry's answer matters
+	}
+	if err != nil {
+		return nil, grpcCallError(ctx, err)
+	}
+	for j, i := range idx {
+		if errs[j] != nil {
+			out.Responses[i] = pbError(errs[j])
+			continue
+		}
+		out.Responses[i] = &pb.RecommendBatchEntry{Result: &pb.RecommendBatchEntry_Response{Response: pbResponse(resps[j])}}
 	}
 	return out, nil
 }

@@ -110,6 +110,7 @@ func (s *Server) Handler() http.Handler {
 	s.metricsRoute(e)
 	v1 := e.Group("/v1", s.actor)
 	v1.POST("/endpoints/:endpoint/recommend", s.recommend)
+	v1.POST("/endpoints/:endpoint/recommend/batch", s.recommendBatch)
 	v1.POST("/feedback", s.postFeedback)
 	v1.GET("/models", s.listModels)
 	v1.PUT("/models/:model/versions/:version", s.putVersion)
@@ -187,25 +188,99 @@ func (s *Server) recommend(c *gin.Context) {
 	if !s.decode(c, &in) {
 		return
 	}
-	req := router.Request{Endpoint: c.Param("endpoint"), Context: in.Context, Features: in.Features,
-		Candidates: in.Candidates, Exclude: in.Exclude}
-	if in.UserID != nil {
-		req.UserID = *in.UserID
+	req, err := in.routerRequest(c.Param("endpoint"))
+	if err != nil {
+		s.writeError(c, err)
+		return
 	}
-	if in.K != nil {
-		if err := topk.Check(*in.K, false); err != nil {
-			s.writeError(c, err)
-			return
-		}
-		req.K = *in.K
-	}
-	resp, err := s.router.Recommend(c.Request.Context(), &req)
+	resp, err := s.router.Recommend(c.Request.Context(), req)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
 	s.noteArm(c, resp.Arm)
 	c.JSON(http.StatusOK, resp)
+}
+
+// routerRequest is in as the router takes it; a given k must be 1..1000.
+func (in *RecommendRequest) routerRequest(endpoint string) (*router.Request, error) {
+	req := &router.Request{Endpoint: endpoint, Context: in.Context, Features: in.Features,
+		Candidates: in.Candidates, Exclude: in.Exclude}
+	if in.UserID != nil {
+		req.UserID = *in.UserID
+	}
+	if in.K != nil {
+		if err := topk.Check(*in.K, false); err != nil {
+			return nil, err
+		}
+		req.K = *in.K
+	}
+	return req, nil
+}
+
+// RecommendBatchRequest is the body of POST
+// /v1/endpoints/{endpoint}/recommend/batch: 1..256 recommend bodies.
+type RecommendBatchRequest struct {
+	Requests []RecommendRequest `json:"requests"`
+}
+
+// RecommendBatchResponse answers a batch: one entry per request, in order.
+type RecommendBatchResponse struct {
+	Responses []BatchEntry `json:"responses"`
+}
+
+// BatchEntry is one request's answer in a batch: its recommend response,
+// or its error alone.
+type BatchEntry struct {
+	*router.Response
+	Error *ErrorDetail `json:"error,omitempty"`
+}
+
+func (s *Server) recommendBatch(c *gin.Context) {
+	var in RecommendBatchRequest
+	if !s.decode(c, &in) {
+		return
+	}
+	if n := len(in.Requests); n == 0 || n > router.MaxBatch {
+		s.writeError(c, fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", router.MaxBatch, n))
+		return
+	}
+	out := RecommendBatchResponse{Responses: make([]BatchEntry, len(in.Requests))}
+	reqs := make([]*router.Request, 0, len(in.Requests))
+	idx := make([]int, 0, len(in.Requests)) // the entry of each request
+	for i := range in.Requests {
+		req, err := in.Requests[i].routerRequest(c.Param("endpoint"))
+		if err != nil {
+			_, d := classify(err)
+			out.Responses[i].Error = &d
+			continue
+		}
+		reqs, idx = append(reqs, req), append(idx, i)
+	}
+	if len(reqs) == 0 { // every entry refused: the endpoint must still exist
+		if _, err := s.reg.Endpoint(c.Param("endpoint")); err != nil {
+			s.writeError(c, err)
+			return
+		}
+	} else {
+		resps, errs, err := s.router.RecommendBatch(c.Request.Context(), c.Param("endpoint"), reqs)
+		if err == nil {
+			err = c.Request.Context().Err() // the client went away
+		}
+		if err != nil {
+			s.writeError(c, err)
+			return
+		}
+		for j, i := range idx {
+			if errs[j] != nil {
+				_, d := classify(errs[j])
+				out.Responses[i].Error = &d
+				continue
+			}
+			out.Responses[i].Response = resps[j]
+		}
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // FeedbackRequest is the body of POST /v1/feedback: 1..1000 events.

@@ -12,7 +12,10 @@ import (
 )
 
 // Request is one scoring call. Inputs are the featurizer's tensors for the
-// version's spec. Candidates, when non-nil, is the only set of items that may
+// version's spec. UserID and Context are the recommend call's own, for
+// backends that look answers up by them (precomputed lists) rather than
+// compute them from tensors; Context is nil when the call has none and must
+// not be changed. Candidates, when non-nil, is the only set of items that may
 // be returned (excluded items already removed); Exclude lists items that must
 // never be returned. K is the number of items wanted (topk.Min..topk.Max).
 // Requests through the router have K checked by topk.Check already; each
@@ -20,6 +23,8 @@ import (
 // directly (tools/benche2e, tests), and a top-k of no items is no answer.
 type Request struct {
 	Inputs     []featurizer.Tensor
+	UserID     string
+	Context    map[string]string
 	Candidates []string
 	Exclude    map[string]struct{}
 	K          int
@@ -54,6 +59,11 @@ var (
 	// at fault, not the model: such a failure never counts against the
 	// arm's health. Backends return it as an *InputError.
 	ErrRejectedInput = errors.New("the model rejected the input")
+	// ErrNotFound: the backend holds no answer for this request (no
+	// precomputed list for the user and no default list). The arm is not
+	// broken, but it cannot serve this request: it falls back like any
+	// other failure.
+	ErrNotFound = errors.New("backend has no answer for the request")
 )
 
 // InputError is a backend's refusal of a request's input. Msg is the
@@ -103,13 +113,14 @@ const (
 	ClassBadOutput   = "bad_output"
 	ClassCanceled    = "canceled"
 	ClassRejected    = "rejected_input"
+	ClassNotFound    = "not_found"
 	ClassOther       = "other"
 )
 
 // Classify names the class of a backend failure for counting and alerting:
 // unavailable, deadline, bad_output, rejected_input (the request's input
-// was refused: not the model's fault), canceled (the client went away) or
-// other.
+// was refused: not the model's fault), not_found (no stored answer for the
+// request), canceled (the client went away) or other.
 func Classify(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -122,6 +133,8 @@ func Classify(err error) string {
 		return ClassBadOutput
 	case errors.Is(err, ErrRejectedInput):
 		return ClassRejected
+	case errors.Is(err, ErrNotFound):
+		return ClassNotFound
 	}
 	return ClassOther
 }

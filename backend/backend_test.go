@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/modelgate/modelgate/backend"
@@ -21,6 +22,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("arm: %w: refused", backend.ErrUnavailable), backend.ClassUnavailable},
 		{fmt.Errorf("arm: %w: NaN", backend.ErrBadOutput), backend.ClassBadOutput},
 		{fmt.Errorf("arm: %w", backend.RejectInput(sentinel, "shape %v", []int{1, 2})), backend.ClassRejected},
+		{fmt.Errorf("arm: %w: no list for u1", backend.ErrNotFound), backend.ClassNotFound},
 		{errors.New("boom"), backend.ClassOther},
 	}
 	for _, tc := range tests {
@@ -45,5 +47,45 @@ func TestCheckScores(t *testing.T) {
 		if got := errors.Is(err, backend.ErrBadOutput); got != tc.bad {
 			t.Errorf("CheckScores(score %v) = %v, want bad output %v", tc.score, err, tc.bad)
 		}
+	}
+}
+
+func TestTopK(t *testing.T) {
+	items := func(kv ...any) []backend.Item {
+		var out []backend.Item
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, backend.Item{ID: kv[i].(string), Score: kv[i+1].(float64)})
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		in      []backend.Item
+		exclude []string
+		k       int
+		want    []backend.Item
+	}{
+		{"best first", items("a", 0.1, "b", 0.9, "c", 0.5), nil, 2, items("b", 0.9, "c", 0.5)},
+		{"ties by id", items("d", 1.0, "b", 1.0, "c", 2.0, "a", 1.0), nil, 3, items("c", 2.0, "a", 1.0, "b", 1.0)},
+		{"exclude", items("a", 3.0, "b", 2.0, "c", 1.0), []string{"a", "zz"}, 2, items("b", 2.0, "c", 1.0)},
+		{"a repeated id keeps its best score", items("a", 0.1, "b", 0.5, "a", 0.9), nil, 3, items("a", 0.9, "b", 0.5)},
+		{"k past the list", items("a", 1.0), nil, 5, items("a", 1.0)},
+		{"nothing", nil, nil, 5, []backend.Item{}},
+		{"all excluded", items("a", 1.0), []string{"a"}, 5, []backend.Item{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var excl map[string]struct{}
+			for _, id := range tc.exclude {
+				if excl == nil {
+					excl = map[string]struct{}{}
+				}
+				excl[id] = struct{}{}
+			}
+			got := backend.TopK(tc.in, excl, tc.k)
+			if got == nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("TopK = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

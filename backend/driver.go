@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -16,6 +17,24 @@ import (
 type Scorer interface {
 	Predict(ctx context.Context, req *Request) ([]Item, error)
 }
+
+// BatchScorer is implemented by Scorers that score several requests in one
+// model call: their tensors stacked along the leading (batch) dimension,
+// or one pass over an item matrix. PredictBatch returns one list per
+// request, in order, each what Predict would return for that request
+// alone. An error is the whole call's and comes with no list: the caller
+// then scores the requests one by one, so that a refused input or a sick
+// output is attributed to its own request. Requests that cannot be stacked
+// (their tensors' shapes differ beyond the batch dimension) get
+// ErrNotStackable, before any model call.
+type BatchScorer interface {
+	Scorer
+	PredictBatch(ctx context.Context, reqs []*Request) ([][]Item, error)
+}
+
+// ErrNotStackable is a BatchScorer's answer to requests it cannot score in
+// one call.
+var ErrNotStackable = errors.New("the requests' inputs cannot be stacked into one batch")
 
 // Config is one version's backend section decoded by its driver: a pointer
 // to the driver's own struct, which only the driver reads. It encodes back

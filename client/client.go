@@ -147,6 +147,18 @@ func (c *Client) Recommend(ctx context.Context, endpoint string, req api.Recomme
 	return &out, nil
 }
 
+// RecommendBatch asks for 1 to 256 recommendations of one endpoint in one
+// call: POST /v1/endpoints/{endpoint}/recommend/batch. The entries answer
+// in order, each with its Response or its own Error; the error returned is
+// the whole call's.
+func (c *Client) RecommendBatch(ctx context.Context, endpoint string, reqs []api.RecommendRequest, opts ...CallOption) ([]api.BatchEntry, error) {
+	var out api.RecommendBatchResponse
+	if _, err := c.do(ctx, http.MethodPost, endpointPath(endpoint)+"/recommend/batch", nil, api.RecommendBatchRequest{Requests: reqs}, &out, opts); err != nil {
+		return nil, err
+	}
+	return out.Responses, nil
+}
+
 // Feedback sends events about earlier predictions: POST /v1/feedback. A
 // nil error means every accepted event is durable; events the server
 // rejected one by one are in the result's Rejected, not in the error. A

@@ -60,6 +60,10 @@ type Config struct {
 	Redis       Redis
 	TLS         TLS
 	Auth        Auth
+	Registry    Registry
+	// Path is the file the config was loaded from ("" when parsed from
+	// bytes or defaulted): with registry.managed config it is watched.
+	Path string
 	// ONNXRuntime locates the ONNX Runtime library for onnx versions.
 	ONNXRuntime ONNXRuntime
 	// RedisURL comes from --redis-url / MODELGATE_REDIS_URL, not the file:
@@ -108,10 +112,27 @@ type Auth struct {
 	Mode string // AuthNone (default) or AuthKeys
 }
 
+// Who owns the registry entries a config file names (registry.managed).
+const (
+	// ManagedAPI: the config seeds each entry once in the life of a store;
+	// from then on the store, changed through the API, wins.
+	ManagedAPI = "api"
+	// ManagedConfig: the config's entries are reapplied at every start and
+	// whenever the file changes, and the API may not change them (pause
+	// and resume excepted).
+	ManagedConfig = "config"
+)
+
+// Registry says who owns the config's models and endpoints.
+type Registry struct {
+	Managed string // ManagedAPI (default) or ManagedConfig
+}
+
 // Default returns the configuration used without a config file.
 func Default() *Config {
 	return &Config{
-		Report: Report{Interval: time.Minute, Retention: 720 * time.Hour},
+		Registry: Registry{Managed: ManagedAPI},
+		Report:   Report{Interval: time.Minute, Retention: 720 * time.Hour},
 		Limits: Limits{MaxBodyBytes: 1 << 20, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
 			ShutdownTimeout: 10 * time.Second},
 		Auth: Auth{Mode: AuthNone},
@@ -156,6 +177,9 @@ type file struct {
 	Auth *struct {
 		Mode *string `yaml:"mode"`
 	} `yaml:"auth"`
+	Registry *struct {
+		Managed *string `yaml:"managed"`
+	} `yaml:"registry"`
 }
 
 // Load reads and validates the config file at path. Relative backend paths
@@ -169,6 +193,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	c.Path = path
 	return c, nil
 }
 
@@ -278,6 +303,12 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 			return nil, fmt.Errorf("auth.mode: %q is not none or keys", *a.Mode)
 		}
 		c.Auth.Mode = *a.Mode
+	}
+	if r := f.Registry; r != nil && r.Managed != nil {
+		if *r.Managed != ManagedAPI && *r.Managed != ManagedConfig {
+			return nil, fmt.Errorf("registry.managed: %q is not api or config", *r.Managed)
+		}
+		c.Registry.Managed = *r.Managed
 	}
 	for i, s := range f.SigningKeys {
 		k, err := DecodeKey(s)

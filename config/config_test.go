@@ -60,6 +60,8 @@ func TestParseErrors(t *testing.T) {
 		{"negative concurrency", "limits: {max_concurrent: -1}\n", "limits.max_concurrent"},
 		{"bad timeout", "limits: {read_timeout: forever}\n", "limits.read_timeout"},
 		{"short signing key", "signing_keys: [abcd]\n", "signing_keys[0]"},
+		{"unknown registry owner", "registry: {managed: git}\n", `registry.managed: "git" is not api or config`},
+		{"unknown registry key", "registry: {owner: config}\n", "field owner not found"},
 		{"not yaml", "models: [\n", "did not find expected"},
 		// A repeated key is an error at any depth, as in the HTTP API's
 		// JSON bodies: YAML decoding rejects it before any body is built.
@@ -105,7 +107,10 @@ func TestEmptyAndDefaults(t *testing.T) {
 	if c.Limits != d.Limits || c.Report != d.Report || len(c.Models) != 0 {
 		t.Fatalf("empty config %+v, want defaults %+v", c, d)
 	}
-	if d.Limits.MaxBodyBytes != 1<<20 || d.Report.Interval != time.Minute || d.Report.Retention != 720*time.Hour {
+	if d.Limits.MaxBodyBytes != 1<<20 || d.Report.Interval != time.Minute || d.Report.Retention != 720*time.Hour || d.Registry.Managed != ManagedAPI {
 		t.Fatalf("defaults differ from the documented ones: %+v", d)
+	}
+	if c, err := Parse([]byte("registry: {managed: config}\n"), "."); err != nil || c.Registry.Managed != ManagedConfig || c.Path != "" {
+		t.Fatalf("registry.managed config: %+v, %v", c.Registry, err)
 	}
 }

@@ -186,25 +186,20 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 		}
 		toks = append(toks, tok)
 		idx = append(idx, i)
-		id := string(tok.ID[:]) + string(binaryMillis(tok.Time))
 		op := store.FeedbackOp{
-			EventKey: "e" + id + string(ev.Type) + "\x00" + ev.ItemID,
+			Prediction: string(tok.ID[:]) + string(binaryMillis(tok.Time)),
+			Event:      string(ev.Type) + "\x00" + ev.ItemID,
 			// The distinct item_ids of one prediction are bounded by what it
 			// served, so its dedupe state is too. An event without an item
 			// (an impression of the list) is not counted against it.
-			ItemsKey: "i" + id,
 			Item:     ev.ItemID,
 			MaxItems: tok.ItemLimit(),
-			Counter:  counters.Key{Endpoint: tok.Endpoint, Segment: tok.Segment, Arm: tok.Arm},
-			Expires:  tok.Time.Add(tok.Window),
-			Now:      now,
-		}
-		if ev.Type == Click {
-			op.SuccessKey = "s" + id
-		}
-		if tok.OnImpression {
+			Success:  ev.Type == Click,
 			// A click implies the list was seen, so it counts the trial too.
-			op.TrialKey = "t" + id
+			Trial:   tok.OnImpression,
+			Counter: counters.Key{Endpoint: tok.Endpoint, Segment: tok.Segment, Arm: tok.Arm},
+			Expires: tok.Time.Add(tok.Window),
+			Now:     now,
 		}
 		ops = append(ops, op)
 	}

@@ -5,17 +5,20 @@ import (
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/backend/oip"
 	"github.com/modelgate/modelgate/backend/onnx"
+	"github.com/modelgate/modelgate/backend/redislist"
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/config"
 )
 
 // drivers are the backend types this binary serves: adding a backend is
-// its package and one line here.
-func drivers(pool *tfserving.Pool, ort config.ONNXRuntime) *backend.Drivers {
+// its package and one line here. The redis driver's versions without a
+// url read the server's --redis-url (cfg.RedisURL).
+func drivers(pool *tfserving.Pool, cfg *config.Config) *backend.Drivers {
 	return backend.NewDrivers(
 		embedded.Driver{},
 		tfserving.NewDriver(pool),
-		onnx.NewDriver(ort.Library, ort.IntraOpThreads),
+		onnx.NewDriver(cfg.ONNXRuntime.Library, cfg.ONNXRuntime.IntraOpThreads),
+		redislist.NewDriver(cfg.RedisURL),
 		oip.Driver{},
 	)
 }

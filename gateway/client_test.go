@@ -170,6 +170,14 @@ func TestClientOperations(t *testing.T) {
 		}},
 		{"delete endpoint", func(t *testing.T) error { return c.DeleteEndpoint(ctx, "shop") }},
 		{"delete version", func(t *testing.T) error { return c.DeleteVersion(ctx, "mf", "4") }},
+		{"recommend batch", func(t *testing.T) error {
+			out, err := c.RecommendBatch(ctx, "home", []api.RecommendRequest{{UserID: new("u1"), K: new(2)}, {K: new(2)}})
+			if err == nil && (len(out) != 2 || out[0].Response == nil || len(out[0].Items) != 2 || out[0].Error != nil ||
+				out[1].Response != nil || out[1].Error == nil || out[1].Error.Code != "missing_field") {
+				t.Errorf("recommend batch %+v", out)
+			}
+			return err
+		}},
 		{"recommend", func(t *testing.T) error {
 			resp, err := c.Recommend(ctx, "home", api.RecommendRequest{UserID: new("u1"), K: new(3), Exclude: []string{"i1"}})
 			if err == nil && (resp.PredictionID == "" || resp.Endpoint != "home" || len(resp.Items) != 3 || resp.Segment != "all") {

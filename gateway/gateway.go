@@ -66,6 +66,9 @@ type Options struct {
 	// under /debug/pprof/) on that address, apart from the API and
 	// without authentication: for profiling under load. Empty: off.
 	PprofAddr string
+	// ConfigPoll is how often a config file with registry.managed: config
+	// is read for changes; 0 means DefaultConfigPoll.
+	ConfigPoll time.Duration
 	// Seed, when not 0, makes the router's choices a function of the
 	// requests' order alone (a seeded source, shares refreshed in the
 	// request: router.Options.SyncRefresh), for tests that check what the
@@ -84,13 +87,16 @@ type Gateway struct {
 	rt    *router.Router
 	srv   *api.Server
 	watch *lifecycle.Watcher
-	pool  *tfserving.Pool
-	plog  *predlog.Log
-	log   *slog.Logger
-	tel   *telemetry.Telemetry
-	offp  *offpolicy.Table
-	rec   *report.Recorder
-	keys  *auth.Keys // API keys
+	// cfgWatch re-applies a managed config file when it changes; nil
+	// unless registry.managed is config and the config came from a file.
+	cfgWatch *configWatch
+	pool     *tfserving.Pool
+	plog     *predlog.Log
+	log      *slog.Logger
+	tel      *telemetry.Telemetry
+	offp     *offpolicy.Table
+	rec      *report.Recorder
+	keys     *auth.Keys // API keys
 	// gauges are the traffic_share and p_best gauges, computed off the
 	// scrape path.
 	gauges *armGauges
@@ -176,7 +182,7 @@ func newGateway(ctx context.Context, cfg *config.Config, opts Options, db opened
 		return nil, err
 	}
 	undo = append(undo, func() { _ = plog.Close() })
-	g, err = wire(ctx, cfg, db, plog, log, tel, stop, opts.Seed)
+	g, err = wire(ctx, cfg, db, plog, log, tel, stop, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -331,6 +337,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.saveOffPolicy, g.saveDiscounted, g.runShared, g.runKeys,
 	} {
 		grp.Go(func() error { loop(bg); return nil })
+	}
+	if g.cfgWatch != nil {
+		grp.Go(func() error { g.cfgWatch.run(bg); return nil })
 	}
 	return grp.Wait()
 }
@@ -507,7 +516,8 @@ func (g *Gateway) saveDiscounted(ctx context.Context) {
 // for rngSeed). On an error it closes the TF Serving pool and the models it
 // loaded; the caller closes the rest.
 func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog.Log, log *slog.Logger, tel *telemetry.Telemetry,
-	stop *shutdownClock, rngSeed uint64) (_ *Gateway, err error) {
+	stop *shutdownClock, opts Options) (_ *Gateway, err error) {
+	rngSeed := opts.Seed
 	table := &counters.Table{}
 	entries, err := db.LoadCounters(ctx)
 	if err != nil {
@@ -537,7 +547,7 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 		}
 	}()
 	auditLog := audit.New(db, log)
-	backends := drivers(pool, cfg.ONNXRuntime)
+	backends := drivers(pool, cfg)
 	reg, err := registry.New(ctx, db, backends, log, registry.Options{Audit: auditLog})
 	if err != nil {
 		return nil, err
@@ -547,7 +557,17 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 			reg.Close() // before the pool: the models' health polls end first
 		}
 	}()
-	if err := seed(audit.WithActor(ctx, "config"), reg, db, cfg, log); err != nil {
+	var cfgWatch *configWatch
+	if cfg.Registry.Managed == config.ManagedConfig {
+		n, err := applyConfig(ctx, reg, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		log.Info("config applied (registry.managed: config)", "models", len(cfg.Models), "endpoints", len(cfg.Endpoints), "changed", n)
+		if cfg.Path != "" {
+			cfgWatch = newConfigWatch(cfg, opts.ConfigPoll, reg, log)
+		}
+	} else if err := seed(audit.WithActor(ctx, "config"), reg, db, cfg, log); err != nil {
 		return nil, err
 	}
 	keys := cfg.SigningKeys
@@ -600,7 +620,7 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 	if err := observeGauges(tel, gauges, table, db, plog); err != nil {
 		return nil, err
 	}
-	return &Gateway{db: db, cfg: cfg, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, pool: pool, plog: plog, log: log,
+	return &Gateway{db: db, cfg: cfg, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, cfgWatch: cfgWatch, pool: pool, plog: plog, log: log,
 		offp: offp, rec: rec, keys: apiKeys, gauges: gauges, retention: cfg.Report.Retention, stop: stop}, nil
 }
 

@@ -71,3 +71,72 @@ func TestLoopOverGRPC(t *testing.T) {
 		})
 	}
 }
+
+// RecommendBatch over gRPC: each entry its own prediction or its own
+// error, in order; the whole call fails only for its envelope.
+func TestRecommendBatchOverGRPC(t *testing.T) {
+	a := startApp(t, demoConfig(t, ""))
+	conn, err := grpc.NewClient(a.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewGatewayClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	out, err := c.RecommendBatch(ctx, &pb.RecommendBatchRequest{Endpoint: "home", Requests: []*pb.RecommendRequest{
+		{UserId: "u1", K: 2},
+		{UserId: "u2", K: 5000},
+		{Endpoint: "home", UserId: "u3", Candidates: []string{"i1", "i2"}, K: 1},
+		{Endpoint: "other", UserId: "u4"},
+		{},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr := []string{"", "invalid_k", "", "invalid_endpoint", "missing_field"}
+	if len(out.GetResponses()) != len(wantErr) {
+		t.Fatalf("%d responses, want %d", len(out.GetResponses()), len(wantErr))
+	}
+	var events []*pb.FeedbackEvent
+	for i, want := range wantErr {
+		e := out.GetResponses()[i]
+		if got := e.GetError().GetCode(); got != want {
+			t.Errorf("entry %d: error %q, want %q", i, got, want)
+		}
+		if want == "" {
+			r := e.GetResponse()
+			if r.GetPredictionId() == "" || r.GetEndpoint() != "home" || len(r.GetItems()) == 0 {
+				t.Errorf("entry %d: response %+v", i, r)
+				continue
+			}
+			events = append(events, &pb.FeedbackEvent{PredictionId: r.GetPredictionId(), Type: "click", ItemId: r.GetItems()[0].GetId()})
+		}
+	}
+	if got := out.GetResponses()[2].GetResponse().GetItems(); len(got) != 1 || (got[0].GetId() != "i1" && got[0].GetId() != "i2") {
+		t.Errorf("entry 2 items %v, want one of its candidates", got)
+	}
+	fb, err := c.Feedback(ctx, &pb.FeedbackRequest{Events: events})
+	if err != nil || fb.GetAccepted() != 2 {
+		t.Fatalf("feedback on the batch's predictions: %+v, %v", fb, err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		req  *pb.RecommendBatchRequest
+		code codes.Code
+	}{
+		{"no requests", &pb.RecommendBatchRequest{Endpoint: "home"}, codes.InvalidArgument},
+		{"too many", &pb.RecommendBatchRequest{Endpoint: "home", Requests: make([]*pb.RecommendRequest, 257)}, codes.InvalidArgument},
+		{"unknown endpoint", &pb.RecommendBatchRequest{Endpoint: "nope", Requests: []*pb.RecommendRequest{{UserId: "u"}}}, codes.NotFound},
+		{"unknown endpoint, every entry refused", &pb.RecommendBatchRequest{Endpoint: "nope", Requests: []*pb.RecommendRequest{{}}}, codes.NotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.RecommendBatch(ctx, tc.req)
+			if status.Code(err) != tc.code {
+				t.Fatalf("got %v, want %v", err, tc.code)
+			}
+		})
+	}
+}

@@ -124,6 +124,7 @@ func TestAuthRouteScopes(t *testing.T) {
 		want                int
 	}{
 		{"POST", "/v1/endpoints/:endpoint/recommend", "/v1/endpoints/home/recommend", map[string]any{"user_id": "u1"}, "client", "analyst", 200},
+		{"POST", "/v1/endpoints/:endpoint/recommend/batch", "/v1/endpoints/home/recommend/batch", map[string]any{"requests": []any{map[string]any{"user_id": "u1"}}}, "client", "analyst", 200},
 		{"POST", "/v1/feedback", "/v1/feedback", map[string]any{"events": []any{map[string]any{"prediction_id": "bogus", "type": "click"}}}, "client", "ml", 200},
 		{"GET", "/v1/models", "/v1/models", nil, "ml", "client", 200},
 		{"PUT", "/v1/models/:model/versions/:version", "/v1/models/mf/versions/9", map[string]any{"backend": map[string]any{"type": "embedded", "path": mf2}}, "ml", "analyst", 201},

@@ -245,7 +245,7 @@ func TestOIPExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := drivers(nil, cfg.ONNXRuntime)
+	ds := drivers(nil, cfg)
 	for _, m := range cfg.Models {
 		var body struct {
 			Backend  json.RawMessage `json:"backend"`

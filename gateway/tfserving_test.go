@@ -15,6 +15,7 @@ import (
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
 	"github.com/modelgate/modelgate/featurizer"
+	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	tfpb "github.com/modelgate/modelgate/proto/tensorflow/core/protobuf"
 	"github.com/modelgate/modelgate/registry"
@@ -269,11 +270,5 @@ func TestTFServingAutoArms(t *testing.T) {
 
 func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(t, d, cond)
 }

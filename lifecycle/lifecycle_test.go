@@ -10,6 +10,7 @@ import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/embedded"
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/router"
@@ -72,7 +73,7 @@ func TestNewVersionDirectoryBecomesAnArm(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(base, "tmp-upload"), 0o755); err != nil { // not a version
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, func() bool {
+	testenv.WaitFor(t, 3*time.Second, func() bool {
 		ep, _ := reg.Endpoint("home")
 		return len(ep.Arms) == 2 && ep.Arms[1] == "mf@2" && ep.ArmStates["mf@2"] == registry.Active
 	})
@@ -98,7 +99,7 @@ func TestNewVersionDirectoryBecomesAnArm(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(base, "2")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, func() bool {
+	testenv.WaitFor(t, 3*time.Second, func() bool {
 		ep, _ := reg.Endpoint("home")
 		return ep.ArmStates["mf@2"] == registry.Paused
 	})
@@ -136,16 +137,5 @@ func TestPollErrors(t *testing.T) {
 	}
 	if ep, _ := reg.Endpoint("e"); ep.ArmStates["flat@a"] != registry.Active {
 		t.Fatal("a failed listing drained an arm")
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -52,59 +52,63 @@ func parseAutoArms(a *autoArmsBody) (*AutoArms, error) {
 }
 
 // putEndpoint is PutEndpoint without the audit entry.
-func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, cond IfMatch) (*Endpoint, bool, error) {
+//
+// From a config file (fromConfig), an endpoint already as the config says
+// (arms, policy, fallback, auto_arms) is left untouched: changed is false.
+func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, cond IfMatch, fromConfig bool) (_ *Endpoint, created, changed bool, _ error) {
 	if !ValidName(name) {
-		return nil, false, fault.Field("endpoint", "invalid_name", "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+		return nil, false, false, fault.Field("endpoint", "invalid_name", "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
 	var in endpointBody
 	if err := fault.DecodeJSON(body, &in); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	pol, err := parsePolicy(in.Policy)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	snap := r.snap.Load()
 	if len(in.Arms) == 0 {
-		return nil, false, fault.Field("arms", "missing_field", "an endpoint needs at least one arm")
+		return nil, false, false, fault.Field("arms", "missing_field", "an endpoint needs at least one arm")
 	}
 	if len(in.Arms) > 64 {
-		return nil, false, fault.Field("arms", "too_many_arms", "at most 64 arms")
+		return nil, false, false, fault.Field("arms", "too_many_arms", "at most 64 arms")
 	}
 	seen := map[string]bool{}
 	for i, arm := range in.Arms {
 		field := fmt.Sprintf("arms[%d]", i)
 		if seen[arm] {
-			return nil, false, fault.Field(field, "duplicate_arm", "%s is listed twice", arm)
+			return nil, false, false, fault.Field(field, "duplicate_arm", "%s is listed twice", arm)
 		}
 		seen[arm] = true
 		if err := checkArm(snap, field, arm); err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 	}
 	if in.Fallback != "" && !seen[in.Fallback] {
-		return nil, false, fault.Field("fallback", "invalid_fallback", "%q must be one of the endpoint's arms", in.Fallback)
+		return nil, false, false, fault.Field("fallback", "invalid_fallback", "%q must be one of the endpoint's arms", in.Fallback)
 	}
 	autoArms, err := parseAutoArms(in.AutoArms)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if a := autoArms; a != nil {
 		if !snap.hasModel(a.Model) {
-			return nil, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q has no registered version to copy new versions from", a.Model)
+			return nil, false, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q has no registered version to copy new versions from", a.Model)
 		}
 		if typ := snap.Newest(a.Model).Backend.Type; !r.canList(typ) {
-			return nil, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q is served by a %s backend, which cannot list its published versions: auto_arms is not offered for it", a.Model, typ)
+			return nil, false, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q is served by a %s backend, which cannot list its published versions: auto_arms is not offered for it", a.Model, typ)
 		}
 	}
 	now := r.now().UTC()
-	created := false
 	// The paused state of arms that remain comes from the stored endpoint,
 	// read again on every attempt, so a pause that lands meanwhile (on any
 	// replica) is kept.
+	var stored []byte
 	raw, err := r.update(ctx, store.Endpoints, name, func(cur []byte) ([]byte, error) {
+		stored = cur
 		ep := &Endpoint{Name: name, Arms: in.Arms, ArmStates: map[string]ArmState{}, Policy: pol,
 			Fallback: in.Fallback, AutoArms: autoArms, CreatedAt: now, UpdatedAt: now, Revision: 1}
 		var old *Endpoint
@@ -135,16 +139,38 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 				}
 			}
 		}
+		if fromConfig && old != nil && sameEndpoint(old, ep) {
+			return nil, errUnchanged
+		}
 		return json.Marshal(ep)
 	})
+	changed = err == nil
+	if errors.Is(err, errUnchanged) {
+		raw, err = stored, nil
+	}
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	ep, err := r.publishEndpoint(raw)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
-	return ep, created, nil
+	return ep, created, changed, nil
+}
+
+// sameEndpoint reports whether two endpoints are defined alike: arms,
+// policy, fallback and auto_arms (not arm states, times or revisions).
+func sameEndpoint(a, b *Endpoint) bool {
+	def := func(e *Endpoint) string {
+		x, _ := json.Marshal(struct {
+			Arms     []string  `json:"arms"`
+			Policy   Policy    `json:"policy"`
+			Fallback string    `json:"fallback"`
+			AutoArms *AutoArms `json:"auto_arms"`
+		}{e.Arms, e.Policy, e.Fallback, e.AutoArms})
+		return string(x)
+	}
+	return def(a) == def(b)
 }
 
 func checkArm(snap *Snapshot, field, arm string) error {
@@ -342,13 +368,23 @@ func (r *Registry) HasEndpoint(name string) bool {
 // arms. Replacing keeps the paused state of arms that remain, so re-applying
 // a definition never silently resumes a paused arm. The change is audited.
 func (r *Registry) PutEndpoint(ctx context.Context, name string, body []byte) (*Endpoint, bool, error) {
-	return r.PutEndpointIf(ctx, name, body, IfMatch{})
+	return r.putEndpointAudited(ctx, name, body, IfMatch{})
 }
 
-// PutEndpointIf is PutEndpoint applied only when the stored endpoint meets
-// cond (412 precondition_failed otherwise, and nothing changes).
+// PutEndpointIf is PutEndpoint as the API asks for it: applied only when
+// the stored endpoint meets cond (412 precondition_failed otherwise, and
+// nothing changes), and refused for an endpoint the config manages (409
+// managed_by_config).
 func (r *Registry) PutEndpointIf(ctx context.Context, name string, body []byte, cond IfMatch) (*Endpoint, bool, error) {
-	ep, created, err := r.putEndpoint(ctx, name, body, cond)
+	if err := r.refuseManaged("endpoint", name); err != nil {
+		r.audit.Record(ctx, "replace_endpoint", name, err)
+		return nil, false, err
+	}
+	return r.putEndpointAudited(ctx, name, body, cond)
+}
+
+func (r *Registry) putEndpointAudited(ctx context.Context, name string, body []byte, cond IfMatch) (*Endpoint, bool, error) {
+	ep, created, _, err := r.putEndpoint(ctx, name, body, cond, false)
 	action := "replace_endpoint"
 	if created {
 		action = "create_endpoint"
@@ -360,13 +396,20 @@ func (r *Registry) PutEndpointIf(ctx context.Context, name string, body []byte, 
 // DeleteEndpoint removes an endpoint (its counters stay in the store); the
 // change is audited.
 func (r *Registry) DeleteEndpoint(ctx context.Context, name string) error {
-	return r.DeleteEndpointIf(ctx, name, IfMatch{})
+	err := r.deleteEndpoint(ctx, name, IfMatch{})
+	r.audit.Record(ctx, "delete_endpoint", name, err)
+	return err
 }
 
-// DeleteEndpointIf is DeleteEndpoint applied only when the stored endpoint
-// meets cond (412 precondition_failed otherwise, and nothing changes).
+// DeleteEndpointIf is DeleteEndpoint as the API asks for it: applied only
+// when the stored endpoint meets cond (412 precondition_failed otherwise,
+// and nothing changes), and refused for an endpoint the config manages
+// (409 managed_by_config).
 func (r *Registry) DeleteEndpointIf(ctx context.Context, name string, cond IfMatch) error {
-	err := r.deleteEndpoint(ctx, name, cond)
+	err := r.refuseManaged("endpoint", name)
+	if err == nil {
+		err = r.deleteEndpoint(ctx, name, cond)
+	}
 	r.audit.Record(ctx, "delete_endpoint", name, err)
 	return err
 }
@@ -374,12 +417,20 @@ func (r *Registry) DeleteEndpointIf(ctx context.Context, name string, cond IfMat
 // AddArm adds a registered version to an endpoint as an active arm; the
 // change is audited.
 func (r *Registry) AddArm(ctx context.Context, endpoint, arm string) (*Endpoint, error) {
-	return r.AddArmIf(ctx, endpoint, arm, IfMatch{})
+	ep, err := r.addArm(ctx, endpoint, arm, IfMatch{})
+	r.audit.Record(ctx, "add_arm", endpoint+"/"+arm, err)
+	return ep, err
 }
 
-// AddArmIf is AddArm applied only when the stored endpoint meets cond (412
-// precondition_failed otherwise, and nothing changes).
+// AddArmIf is AddArm as the API asks for it: applied only when the stored
+// endpoint meets cond (412 precondition_failed otherwise, and nothing
+// changes), and refused for an endpoint the config manages (409
+// managed_by_config; its auto_arms still add arms).
 func (r *Registry) AddArmIf(ctx context.Context, endpoint, arm string, cond IfMatch) (*Endpoint, error) {
+	if err := r.refuseManaged("endpoint", endpoint); err != nil {
+		r.audit.Record(ctx, "add_arm", endpoint+"/"+arm, err)
+		return nil, err
+	}
 	ep, err := r.addArm(ctx, endpoint, arm, cond)
 	r.audit.Record(ctx, "add_arm", endpoint+"/"+arm, err)
 	return ep, err

@@ -67,6 +67,9 @@ type Registry struct {
 	writes  atomic.Uint64 // changes stored by this registry, for Reload
 	now     func() time.Time
 	log     *slog.Logger
+	// managed is what the config file owns (ApplyConfig); nil when the
+	// store owns everything.
+	managed atomic.Pointer[managedSet]
 }
 
 // Options are a Registry's optional collaborators. The zero value records
@@ -304,33 +307,44 @@ func (r *Registry) ParseVersion(name, version string, body []byte) (*ModelVersio
 }
 
 // putVersion is PutVersion without the audit entry.
-func (r *Registry) putVersion(ctx context.Context, name, version string, body []byte, cond IfMatch) (mv *ModelVersion, created bool, err error) {
+//
+// From a config file (fromConfig) the version is the config's: it replaces
+// the stored one even when endpoints use it, its backend is loaded as at
+// start-up (one that is down leaves the arm unavailable, not the change
+// refused), and a stored version that is already as the config says is
+// left untouched (changed false).
+func (r *Registry) putVersion(ctx context.Context, name, version string, body []byte, cond IfMatch, fromConfig bool) (mv *ModelVersion, created, changed bool, err error) {
 	mv, err = r.ParseVersion(name, version, body)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	arm := mv.Arm
 	inUse := func(s *Snapshot) error {
-		if eps := s.usedBy(arm); len(eps) > 0 {
+		if eps := s.usedBy(arm); len(eps) > 0 && !fromConfig {
 			return fault.New(fault.Conflict, "version_in_use", "%s is used by endpoint(s) %v; register a new version instead", arm, eps)
 		}
 		return nil
 	}
-	if err := inUse(r.snap.Load()); err != nil {
-		return nil, false, err
+	if cur, ok := r.snap.Load().Versions[arm]; ok && fromConfig && sameDefinition(&cur.Spec, mv) {
+		return &cur.Spec, false, false, nil
 	}
-	v, err := r.build(ctx, mv, true)
+	if err := inUse(r.snap.Load()); err != nil {
+		return nil, false, false, err
+	}
+	v, err := r.build(ctx, mv, !fromConfig)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.snap.Load()
 	if err := inUse(old); err != nil { // it may have become an arm while loading
 		closeScorer(v.Scorer)
-		return nil, false, err
+		return nil, false, false, err
 	}
+	var stored []byte
 	raw, err := r.update(ctx, store.Models, arm, func(cur []byte) ([]byte, error) {
+		stored = cur
 		next := *mv
 		next.Revision = 1
 		created = cur == nil
@@ -346,29 +360,50 @@ func (r *Registry) putVersion(ctx context.Context, name, version string, body []
 			if err := cond.check("model version "+arm, prev.Revision); err != nil {
 				return nil, err
 			}
+			if fromConfig && sameDefinition(prev, mv) {
+				return nil, errUnchanged // another replica applied it first
+			}
 			next.Revision = prev.Revision + 1
 		}
 		return json.Marshal(&next)
 	})
+	changed = err == nil
+	if errors.Is(err, errUnchanged) {
+		raw, err = stored, nil // the store holds the config's version: serve it
+	}
 	if err != nil {
 		closeScorer(v.Scorer)
-		return nil, false, err
+		return nil, false, false, err
 	}
-	stored, err := decodeVersion(raw)
+	spec, err := decodeVersion(raw)
 	if err == nil {
-		err = r.decodeBackend(stored)
+		err = r.decodeBackend(spec)
 	}
 	if err != nil {
 		closeScorer(v.Scorer)
-		return nil, false, unreadable("model version "+arm, err)
+		return nil, false, false, unreadable("model version "+arm, err)
 	}
-	v.Spec = *stored
+	v.Spec = *spec
 	prev, exists := old.Versions[arm]
 	r.publish(func(s *Snapshot) { s.Versions[arm] = v })
 	if exists && prev.Scorer != nil {
 		closeScorer(prev.Scorer)
 	}
-	return stored, created, nil
+	return spec, created, changed, nil
+}
+
+// sameDefinition reports whether two versions say the same: backend,
+// features and metadata (not their times or revisions).
+func sameDefinition(a, b *ModelVersion) bool {
+	def := func(v *ModelVersion) string {
+		x, _ := json.Marshal(struct {
+			Backend  BackendSpec     `json:"backend"`
+			Features json.RawMessage `json:"features"`
+			Metadata map[string]any  `json:"metadata"`
+		}{v.Backend, v.Features, v.Metadata})
+		return string(x)
+	}
+	return def(a) == def(b)
 }
 
 func storeError(err error) error {
@@ -585,13 +620,23 @@ func sameSpec(a, b *ModelVersion) bool {
 // before anything is stored. The model loads outside the registry's lock,
 // so a slow registration never delays a pause. The change is audited.
 func (r *Registry) PutVersion(ctx context.Context, name, version string, body []byte) (*ModelVersion, bool, error) {
-	return r.PutVersionIf(ctx, name, version, body, IfMatch{})
+	return r.putVersionAudited(ctx, name, version, body, IfMatch{})
 }
 
-// PutVersionIf is PutVersion applied only when the stored version meets
-// cond (412 precondition_failed otherwise, and nothing changes).
+// PutVersionIf is PutVersion as the API asks for it: applied only when the
+// stored version meets cond (412 precondition_failed otherwise, and nothing
+// changes), and refused for a version the config manages (409
+// managed_by_config).
 func (r *Registry) PutVersionIf(ctx context.Context, name, version string, body []byte, cond IfMatch) (*ModelVersion, bool, error) {
-	mv, created, err := r.putVersion(ctx, name, version, body, cond)
+	if err := r.refuseManaged("model version", name+"@"+version); err != nil {
+		r.audit.Record(ctx, "replace_version", name+"@"+version, err)
+		return nil, false, err
+	}
+	return r.putVersionAudited(ctx, name, version, body, cond)
+}
+
+func (r *Registry) putVersionAudited(ctx context.Context, name, version string, body []byte, cond IfMatch) (*ModelVersion, bool, error) {
+	mv, created, _, err := r.putVersion(ctx, name, version, body, cond, false)
 	action := "replace_version"
 	if created {
 		action = "register_version"
@@ -602,13 +647,20 @@ func (r *Registry) PutVersionIf(ctx context.Context, name, version string, body 
 
 // DeleteVersion removes a version no endpoint uses; the change is audited.
 func (r *Registry) DeleteVersion(ctx context.Context, name, version string) error {
-	return r.DeleteVersionIf(ctx, name, version, IfMatch{})
+	err := r.deleteVersion(ctx, name, version, IfMatch{})
+	r.audit.Record(ctx, "delete_version", name+"@"+version, err)
+	return err
 }
 
-// DeleteVersionIf is DeleteVersion applied only when the stored version
-// meets cond (412 precondition_failed otherwise, and nothing changes).
+// DeleteVersionIf is DeleteVersion as the API asks for it: applied only
+// when the stored version meets cond (412 precondition_failed otherwise,
+// and nothing changes), and refused for a version the config manages (409
+// managed_by_config).
 func (r *Registry) DeleteVersionIf(ctx context.Context, name, version string, cond IfMatch) error {
-	err := r.deleteVersion(ctx, name, version, cond)
+	err := r.refuseManaged("model version", name+"@"+version)
+	if err == nil {
+		err = r.deleteVersion(ctx, name, version, cond)
+	}
 	r.audit.Record(ctx, "delete_version", name+"@"+version, err)
 	return err
 }

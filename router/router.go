@@ -424,18 +424,28 @@ func newInput(req *Request) input {
 // away gets no fallback. It returns the request's error when no arm served.
 func (r *Router) serve(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, req *Request, arms []bandit.Arm, c *choice, s *serving) error {
 	in := newInput(req)
-	var lastErr error
+	var err error
 	if c.chosen >= 0 {
-		if lastErr = r.try(ctx, snap, ep, c.chosen, &in, s); lastErr != nil && fault.As(lastErr) != nil {
-			return lastErr
-		}
+		err = r.try(ctx, snap, ep, c.chosen, &in, s)
+	}
+	return r.fallBack(ctx, snap, ep, arms, c, s, &in, err)
+}
+
+// fallBack finishes serving a request after its chosen arm's call (none
+// when no arm is active), which ended with chosenErr: when no arm served and
+// neither the request nor its client is at fault, the fallback arm is
+// called. It returns the request's error when no arm served.
+func (r *Router) fallBack(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, arms []bandit.Arm, c *choice, s *serving, in *input, chosenErr error) error {
+	lastErr := chosenErr
+	if lastErr != nil && fault.As(lastErr) != nil {
+		return lastErr
 	}
 	if s.served < 0 && ctx.Err() != nil {
 		return fmt.Errorf("recommend: %w", ctx.Err()) // no fallback for nobody
 	}
 	if s.served < 0 {
 		if fb := fallbackArm(ep, arms, c.chosen); fb >= 0 {
-			switch err := r.try(ctx, snap, ep, fb, &in, s); {
+			switch err := r.try(ctx, snap, ep, fb, in, s); {
 			case err == nil:
 				s.fellBack = true
 				r.fellBackTo(ep, arms, c, fb)
@@ -455,21 +465,32 @@ func (r *Router) serve(ctx context.Context, snap *registry.Snapshot, ep *registr
 	return nil
 }
 
-// try calls arm i; when it serves, its items are s's. A failure of the
-// arm's own (not the request's, not the client's) is counted by class; every
-// call the arm answered feeds its guardrail, except a refused input: that is
-// the request's fault, neither a failure nor a served call.
+// try calls arm i; when it serves, its items are s's.
 func (r *Router) try(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, i int, in *input, s *serving) error {
-	arm := ep.Arms[i]
-	v := snap.Versions[arm]
+	v := snap.Versions[ep.Arms[i]]
 	start := time.Now()
 	items, took, err := r.call(ctx, v, in)
+	r.guard(ctx, ep, i, err, time.Since(start))
+	return r.settle(ctx, ep, i, v, items, took, err, s)
+}
+
+// guard feeds arm i's guardrail with one call's outcome: every call the arm
+// answered counts, except a refused input (the request's fault, neither a
+// failure nor a served call) and a call the request or its client ended.
+func (r *Router) guard(ctx context.Context, ep *registry.Endpoint, i int, err error, d time.Duration) {
+	if fault.As(err) == nil && ctx.Err() == nil && (err == nil || backend.Classify(err) != backend.ClassRejected) {
+		r.guardrail(ep, ep.Arms[i], err != nil, d)
+	}
+}
+
+// settle records what arm i's call returned in s: the call, and a failure
+// of the arm's own (not the request's, not the client's) by class; when the
+// arm served, its items are s's.
+func (r *Router) settle(ctx context.Context, ep *registry.Endpoint, i int, v *registry.Version, items []backend.Item, took time.Duration, err error, s *serving) error {
+	arm := ep.Arms[i]
 	class := "" // the arm's failure class; "" when it served or the request is at fault
 	if err != nil && fault.As(err) == nil && ctx.Err() == nil {
 		class = backend.Classify(err)
-	}
-	if fault.As(err) == nil && ctx.Err() == nil && class != backend.ClassRejected {
-		r.guardrail(ep, arm, err != nil, time.Since(start))
 	}
 	if took >= 0 {
 		s.calls[s.ncalls] = Call{Arm: arm, Backend: v.Spec.Backend.Type, Latency: took, Class: class, Err: err}
@@ -693,25 +714,16 @@ func fallbackArm(ep *registry.Endpoint, arms []bandit.Arm, failed int) int {
 // is the model call's duration; -1 when the inputs could not be built and
 // no call was made.
 func (r *Router) call(ctx context.Context, v *registry.Version, in *input) (items []backend.Item, took time.Duration, err error) {
-	_, fspan := r.tracer.Child(ctx, "featurize")
-	inputs, err := v.Plan.Build(&in.freq)
-	endFeaturize(fspan, v, err)
+	inputs, err := r.featurize(ctx, v, in)
 	if err != nil {
-		var fe *featurizer.FieldError
-		if errors.As(err, &fe) {
-			return nil, -1, fault.Field(fe.Field, "invalid_feature", "%s", fe.Message)
-		}
-		return nil, -1, fault.New(fault.Invalid, "invalid_feature", "%v", err)
+		return nil, -1, err
 	}
-	timeout := DefaultBackendTimeout
-	if t := v.Spec.Backend.Timeout(); t > 0 {
-		timeout = t
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(ctx, callTimeout(v))
 	defer cancel()
 	cctx, pspan := r.tracer.Child(cctx, v.SpanName)
 	start := time.Now()
-	items, err = v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, Candidates: in.cands, Exclude: in.excl, K: in.k})
+	items, err = v.Scorer.Predict(cctx, &backend.Request{Inputs: inputs, UserID: in.freq.UserID, Context: in.freq.Context,
+		Candidates: in.cands, Exclude: in.excl, K: in.k})
 	if err == nil {
 		// Whatever the backend let through, a non-finite score is a sick
 		// model's output, and could not be encoded as JSON.
@@ -723,6 +735,30 @@ func (r *Router) call(ctx context.Context, v *registry.Version, in *input) (item
 		return nil, took, fmt.Errorf("%s: %w", v.Spec.Arm, err)
 	}
 	return filterItems(items, in.cands, in.excl, in.k), took, nil
+}
+
+// featurize builds version v's input tensors for in; its errors are the
+// request's (400 invalid_feature).
+func (r *Router) featurize(ctx context.Context, v *registry.Version, in *input) ([]featurizer.Tensor, error) {
+	_, fspan := r.tracer.Child(ctx, "featurize")
+	inputs, err := v.Plan.Build(&in.freq)
+	endFeaturize(fspan, v, err)
+	if err != nil {
+		var fe *featurizer.FieldError
+		if errors.As(err, &fe) {
+			return nil, fault.Field(fe.Field, "invalid_feature", "%s", fe.Message)
+		}
+		return nil, fault.New(fault.Invalid, "invalid_feature", "%v", err)
+	}
+	return inputs, nil
+}
+
+// callTimeout is the deadline of one call of version v's model.
+func callTimeout(v *registry.Version) time.Duration {
+	if t := v.Spec.Backend.Timeout(); t > 0 {
+		return t
+	}
+	return DefaultBackendTimeout
 }
 
 // MaxRejectionLen bounds the backend's message a model_rejected_input error

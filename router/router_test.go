@@ -20,13 +20,22 @@ import (
 
 // scorer is a test backend: it ranks the candidates (or c0..c19) with fixed
 // scores, or fails, or sleeps past its deadline, as its mode says.
+// As a backend.BatchScorer it answers each request as Predict would, or
+// fails the whole call as its batchMode says.
 type scorer struct {
-	mode  atomic.Value // "ok", "fail", "slow", "lag", "junk", "reject", "inf", "nan"
-	calls atomic.Int64
+	mode      atomic.Value // "ok", "fail", "slow", "lag", "junk", "reject", "inf", "nan"
+	batchMode atomic.Value // "" (as mode says), "notstack", "fail", "reject"
+	calls     atomic.Int64 // Predict calls
+	batches   atomic.Int64 // PredictBatch calls
+	batched   atomic.Int64 // requests in PredictBatch calls
 }
 
 func (s *scorer) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
 	s.calls.Add(1)
+	return s.answer(ctx, req)
+}
+
+func (s *scorer) answer(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
 	switch s.mode.Load().(string) {
 	case "fail":
 		return nil, fmt.Errorf("connection refused: %w", backend.ErrUnavailable)

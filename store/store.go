@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -39,8 +40,7 @@ const (
 var (
 	bMeta     = []byte("meta")
 	bCounters = []byte("counters")
-	bDedupe   = []byte("dedupe")    // key -> 8-byte expiry (unix nanos)
-	bExpiry   = []byte("dedupe_by") // 8-byte expiry + key -> nil, for sweeping in order
+	bFeedback = []byte("feedback") // 8-byte expiry + prediction -> its dedupe record (dedupe.go)
 	bDisc     = []byte("discounted")
 	bOffPol   = []byte("offpolicy")
 	bHistory  = []byte("history")
@@ -54,6 +54,10 @@ const FileName = "modelgate.db"
 type DB struct {
 	db  *boltDB
 	now func() time.Time
+	// legacy is set while the data dir still holds dedupe keys in the
+	// one-key-per-fact layout of format 1 (dedupe.go); they are read until
+	// the sweep has removed the last of them.
+	legacy atomic.Bool
 }
 
 // Options configure OpenWith. The zero value is what Open uses.
@@ -97,19 +101,24 @@ func OpenWith(dir string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
+	legacy := false
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bCounters, bDedupe, bExpiry, bDisc, bOffPol, bHistory, []byte(Models), []byte(Endpoints)} {
+		for _, b := range [][]byte{bMeta, bCounters, bFeedback, bDisc, bOffPol, bHistory, []byte(Models), []byte(Endpoints)} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		var err error
+		legacy, err = dropEmptyLegacy(tx)
+		return err
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	return &DB{db: &boltDB{DB: db, onSync: opt.OnSync}, now: time.Now}, nil
+	d := &DB{db: &boltDB{DB: db, onSync: opt.OnSync}, now: time.Now}
+	d.legacy.Store(legacy)
+	return d, nil
 }
 
 // boltDB is bbolt's handle (never opened with NoSync: every commit
@@ -306,197 +315,6 @@ func (d *DB) AddTrials(_ context.Context, deltas map[counters.Key]uint64) error 
 		}
 		return nil
 	})
-}
-
-// FeedbackOp is one accepted-so-far feedback event to apply atomically.
-// EventKey deduplicates the event itself. When SuccessKey is set and new, the
-// event counts a success; when TrialKey is set and new, it counts a trial.
-// When ItemsKey is set and Item is not "", the event is accepted only if
-// Item is one of the at most MaxItems distinct items already accepted under
-// ItemsKey, or there are fewer than MaxItems of them (it is then added);
-// otherwise it changes nothing and its result is TooMany. A duplicate event
-// is a duplicate whatever its item. Every key expires at Expires.
-type FeedbackOp struct {
-	EventKey   string
-	SuccessKey string
-	TrialKey   string
-	ItemsKey   string
-	Item       string
-	MaxItems   int
-	Counter    counters.Key
-	Expires    time.Time
-	// Now is the clock reading the caller checked the attribution window
-	// against: a key is live through its Expires instant as of Now, so an
-	// event the caller found inside its window always finds its earlier
-	// copies. Zero means the store's own clock.
-	Now time.Time
-}
-
-// FeedbackResult says what one FeedbackOp did.
-type FeedbackResult struct {
-	Duplicate bool // the event was seen before and changed nothing
-	TooMany   bool // the event named one item more than MaxItems and changed nothing
-	Success   bool // a success was counted
-	Trial     bool // a trial was counted
-}
-
-// expiryFill is how full the expiry index's pages are filled before they
-// split. Its keys start with the expiry time, which follows the clicks'
-// predictions' times, so new keys arrive nearly in order and land on the
-// last page: bbolt's default (half full) left half of every page empty.
-const expiryFill = 0.95
-
-// ExpiryGrace is how long a dedupe key is kept past its expiry before it is
-// removed: a feedback call that checked its window an instant before a
-// key's expiry may reach the store a moment after it, and must still find
-// the key.
-const ExpiryGrace = 10 * time.Second
-
-// ApplyFeedback applies ops and the pending trial deltas in one durable
-// transaction (group-committed with concurrent callers): when it returns nil,
-// every counted event survives a crash. Writing the pending trials in the
-// same transaction keeps durable successes from running ahead of trials.
-func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials map[counters.Key]uint64) ([]FeedbackResult, error) {
-	res := make([]FeedbackResult, len(ops))
-	clock := d.now()
-	err := d.db.Batch(func(tx *bolt.Tx) error {
-		// Batch may run this function again on its own after a failure of a
-		// sibling; start from a clean result each time.
-		clear(res)
-		d.db.track(tx, len(ops))
-		dd, ex, cb := tx.Bucket(bDedupe), tx.Bucket(bExpiry), tx.Bucket(bCounters)
-		ex.FillPercent = expiryFill
-		for k, n := range pendingTrials {
-			if err := addCounts(cb, k, n, 0); err != nil {
-				return err
-			}
-		}
-		var now int64
-		// live reports whether key is set and unexpired as of now, and
-		// returns its value after the expiry.
-		live := func(key string) (bool, []byte) {
-			v := dd.Get([]byte(key))
-			if len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) >= now {
-				return true, v[8:]
-			}
-			return false, nil
-		}
-		put := func(key string, exp time.Time, extra []byte) error {
-			e := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(extra)), uint64(exp.UnixNano()))
-			e = append(e, extra...)
-			if err := dd.Put([]byte(key), e); err != nil {
-				return err
-			}
-			return ex.Put(append(e[:8:8], key...), nil)
-		}
-		setNX := func(key string, exp time.Time) (bool, error) {
-			if ok, _ := live(key); ok {
-				return false, nil
-			}
-			return true, put(key, exp, nil)
-		}
-		for i, op := range ops {
-			now = clock.UnixNano()
-			if !op.Now.IsZero() {
-				now = op.Now.UnixNano()
-			}
-			if ok, _ := live(op.EventKey); ok {
-				res[i].Duplicate = true
-				continue
-			}
-			if op.ItemsKey != "" && op.Item != "" {
-				ok, err := d.admitItem(live, put, op)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					res[i].TooMany = true
-					continue
-				}
-			}
-			if err := put(op.EventKey, op.Expires, nil); err != nil {
-				return err
-			}
-			var trials, successes uint64
-			if op.TrialKey != "" {
-				ok, err := setNX(op.TrialKey, op.Expires)
-				if err != nil {
-					return err
-				}
-				if ok {
-					trials, res[i].Trial = 1, true
-				}
-			}
-			if op.SuccessKey != "" {
-				ok, err := setNX(op.SuccessKey, op.Expires)
-				if err != nil {
-					return err
-				}
-				if ok {
-					successes, res[i].Success = 1, true
-				}
-			}
-			if trials+successes > 0 {
-				if err := addCounts(cb, op.Counter, trials, successes); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("apply feedback: %w", err)
-	}
-	return res, nil
-}
-
-// admitItem reports whether op's item is, or can become, one of the
-// distinct items of op.ItemsKey: the key ItemsKey holds their count after
-// its expiry, and ItemsKey NUL item marks each of them.
-func (d *DB) admitItem(live func(string) (bool, []byte), put func(string, time.Time, []byte) error, op FeedbackOp) (bool, error) {
-	itemKey := op.ItemsKey + "\x00" + op.Item
-	if ok, _ := live(itemKey); ok {
-		return true, nil
-	}
-	n := uint32(0)
-	if ok, v := live(op.ItemsKey); ok && len(v) == 4 {
-		n = binary.BigEndian.Uint32(v)
-	}
-	if int64(n) >= int64(op.MaxItems) {
-		return false, nil
-	}
-	if err := put(itemKey, op.Expires, nil); err != nil {
-		return false, err
-	}
-	return true, put(op.ItemsKey, op.Expires, binary.BigEndian.AppendUint32(nil, n+1))
-}
-
-// SweepExpired deletes dedupe keys that expired more than ExpiryGrace
-// before now, at most limit of them, and reports how many it deleted.
-func (d *DB) SweepExpired(_ context.Context, limit int) (int, error) {
-	n := 0
-	now := uint64(d.now().Add(-ExpiryGrace).UnixNano())
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		dd, ex := tx.Bucket(bDedupe), tx.Bucket(bExpiry)
-		c := ex.Cursor()
-		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
-			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) >= now {
-				break
-			}
-			key := k[8:]
-			if v := dd.Get(key); len(v) >= 8 && binary.BigEndian.Uint64(v) < now {
-				if err := dd.Delete(key); err != nil {
-					return err
-				}
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	return n, err
 }
 
 // PutDiscounted stores discounted-count snapshots, replacing earlier ones.

@@ -2,12 +2,9 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/internal/acklog"
@@ -29,10 +26,10 @@ func TestFeedbackDedupeAndCounts(t *testing.T) {
 	k := counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}
 	exp := time.Now().Add(time.Hour)
 	ops := []FeedbackOp{
-		{EventKey: "e1click\x00i1", SuccessKey: "s1", Counter: k, Expires: exp},
-		{EventKey: "e1click\x00i1", SuccessKey: "s1", Counter: k, Expires: exp}, // same event again
-		{EventKey: "e1click\x00i2", SuccessKey: "s1", Counter: k, Expires: exp}, // another item, same prediction
-		{EventKey: "e2impression\x00", TrialKey: "t2", Counter: k, Expires: exp},
+		{Prediction: "1", Event: "click\x00i1", Item: "i1", Success: true, Counter: k, Expires: exp},
+		{Prediction: "1", Event: "click\x00i1", Item: "i1", Success: true, Counter: k, Expires: exp}, // same event again
+		{Prediction: "1", Event: "click\x00i2", Item: "i2", Success: true, Counter: k, Expires: exp}, // another item, same prediction
+		{Prediction: "2", Event: "impression\x00", Trial: true, Counter: k, Expires: exp},
 	}
 	res, err := db.ApplyFeedback(ctx, ops, map[counters.Key]uint64{k: 5})
 	if err != nil {
@@ -99,7 +96,7 @@ func TestFeedbackDedupeUsesCallersClock(t *testing.T) {
 	k := counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}
 	end := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC) // the window's end: Expires
 	click := func(now time.Time) FeedbackOp {
-		return FeedbackOp{EventKey: "e1click\x00i1", SuccessKey: "s1", Counter: k, Expires: end, Now: now}
+		return FeedbackOp{Prediction: "1", Event: "click\x00i1", Item: "i1", Success: true, Counter: k, Expires: end, Now: now}
 	}
 	db.now = func() time.Time { return end.Add(-time.Hour) }
 	if res, err := db.ApplyFeedback(ctx, []FeedbackOp{click(end.Add(-time.Hour))}, nil); err != nil || !res[0].Success {
@@ -144,8 +141,8 @@ func TestAcknowledgementFollowsSync(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	feedback := func(db *DB, id string) error {
 		ops := []FeedbackOp{
-			{EventKey: "e" + id + "click", SuccessKey: "s" + id, Counter: k, Expires: exp},
-			{EventKey: "e" + id + "impression", TrialKey: "t" + id, Counter: k, Expires: exp},
+			{Prediction: id, Event: "click", Success: true, Counter: k, Expires: exp},
+			{Prediction: id, Event: "impression", Trial: true, Counter: k, Expires: exp},
 		}
 		_, err := db.ApplyFeedback(context.Background(), ops, map[counters.Key]uint64{k: 1})
 		return err
@@ -189,41 +186,5 @@ func TestAcknowledgementFollowsSync(t *testing.T) {
 				t.Fatalf("%d fsynced commits held %d units, want %d in at most %d commits", syncs, held, n*tc.weight, n)
 			}
 		})
-	}
-}
-
-// The expiry index takes its keys nearly in time order, so its pages are
-// filled before they split: a day's worth of clicks arriving in order
-// leaves its leaf pages at least 85% used, where bbolt's default (split
-// half full) leaves them about half empty.
-func TestExpiryIndexPagesAreFilled(t *testing.T) {
-	ctx := context.Background()
-	db := open(t, t.TempDir())
-	defer db.Close()
-	k := counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}
-	start := time.Now().Add(24 * time.Hour)
-	for batch := range 40 {
-		ops := make([]FeedbackOp, 100)
-		for i := range ops {
-			n := batch*len(ops) + i
-			ops[i] = FeedbackOp{EventKey: fmt.Sprintf("p%08xclick\x00item%d", n*7919%100003, n), SuccessKey: fmt.Sprintf("s%08x", n*7919%100003),
-				Counter: k, Expires: start.Add(time.Duration(n) * time.Millisecond)}
-		}
-		if _, err := db.ApplyFeedback(ctx, ops, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := db.db.View(func(tx *bolt.Tx) error {
-		st := tx.Bucket(bExpiry).Stats()
-		if st.KeyN != 8000 {
-			t.Errorf("expiry index has %d keys, want 8000", st.KeyN)
-		}
-		if used := float64(st.LeafInuse) / float64(st.LeafAlloc); used < 0.85 {
-			t.Errorf("expiry index leaf pages %.0f%% used (%d of %d bytes), want at least 85%%", 100*used, st.LeafInuse, st.LeafAlloc)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/tlsconf"
 	"github.com/modelgate/modelgate/tlsconf/tlsconftest"
 )
@@ -134,7 +135,7 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	tlsconftest.WriteFile(t, ca.File, raw)
-	waitFor(t, 3*time.Second, func() bool {
+	testenv.WaitFor(t, 3*time.Second, func() bool {
 		return get(addr, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{stranger.TLS}}) == nil
 	})
 	if err := get(addr, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS}}); err == nil {
@@ -160,7 +161,7 @@ func TestReloadCertificate(t *testing.T) {
 	// A renewed certificate is served within about a second.
 	ca.Server(t, "server", 7)
 	start := time.Now()
-	waitFor(t, 2500*time.Millisecond, func() bool { return serial(t, addr, client) == 7 })
+	testenv.WaitFor(t, 2500*time.Millisecond, func() bool { return serial(t, addr, client) == 7 })
 	t.Logf("new certificate served after %v", time.Since(start).Round(time.Millisecond))
 
 	// A broken file keeps the last good certificate, and is reported.
@@ -176,7 +177,7 @@ func TestReloadCertificate(t *testing.T) {
 	}
 	// And a fixed one is picked up again.
 	ca.Server(t, "server", 8)
-	waitFor(t, 2500*time.Millisecond, func() bool { return serial(t, addr, client) == 8 })
+	testenv.WaitFor(t, 2500*time.Millisecond, func() bool { return serial(t, addr, client) == 8 })
 }
 
 func TestNewErrors(t *testing.T) {
@@ -201,16 +202,5 @@ func TestNewErrors(t *testing.T) {
 				t.Fatalf("New = %v, want an error containing %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -98,11 +98,15 @@ func runModelsList(args []string, stdout, stderr io.Writer) int {
 	return cli.ExitOK
 }
 
-// backendWhere is the path of an embedded backend or the target (and
-// model name) of a remote one.
+// backendWhere is the path of an embedded backend, the target (and model
+// name) of a remote one, or the key template of precomputed lists (not
+// their url, which may hold a password).
 func backendWhere(b map[string]any) string {
 	if p, ok := b["path"].(string); ok && p != "" {
 		return p
+	}
+	if k, ok := b["key"].(string); ok && k != "" {
+		return k
 	}
 	if t, ok := b["target"].(string); ok && t != "" {
 		if name, ok := b["model_name"].(string); ok && name != "" {

@@ -373,3 +373,19 @@ func strconvQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+func TestBackendWhere(t *testing.T) {
+	tests := []struct {
+		b    map[string]any
+		want string
+	}{
+		{map[string]any{"type": "embedded", "path": "/srv/models/mf/2"}, "/srv/models/mf/2"},
+		{map[string]any{"type": "tfserving", "target": "tf:8500", "model_name": "ranker", "version": 7.0}, "tf:8500 ranker@7"},
+		{map[string]any{"type": "redis", "url": "redis://u:secret@h:6379/0", "key": "recs:{user_id}"}, "recs:{user_id}"},
+	}
+	for _, tc := range tests {
+		if got := backendWhere(tc.b); got != tc.want {
+			t.Errorf("backendWhere(%v) = %q, want %q", tc.b, got, tc.want)
+		}
+	}
+}

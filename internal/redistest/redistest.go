@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/modelgate/modelgate/internal/testenv"
 )
 
@@ -226,4 +228,28 @@ func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cmd != nil
+}
+
+// Client returns a go-redis client of the server's database 0, for a test
+// to fill or read it; it is closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	s.t.Helper()
+	opt, err := redis.ParseURL(s.URL())
+	if err != nil {
+		s.t.Fatalf("redistest: %v", err)
+	}
+	c := redis.NewClient(opt)
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// UnusedURL is a redis:// URL of a loopback port that nothing listens on
+// (it was free a moment ago), for tests of a Redis that is down.
+func UnusedURL(t testing.TB) string {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return "redis://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/0"
 }

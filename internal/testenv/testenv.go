@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // CI reports whether the tests run under CI: the environment variable CI
@@ -84,4 +85,17 @@ func lookPath(names []string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// WaitFor polls cond every 20 ms until it holds, and fails the test when
+// it does not within d.
+func WaitFor(t testing.TB, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -14,6 +14,27 @@ import (
 	"github.com/modelgate/modelgate/store"
 )
 
+// keyOp is a store.FeedbackOp in Redis's layout, one dedupe key per fact
+// (store.FeedbackOp.Keys): the form the script takes and the write-ahead
+// log keeps.
+type keyOp struct {
+	EventKey, SuccessKey, TrialKey, ItemsKey string
+	Item                                     string
+	MaxItems                                 int
+	Counter                                  counters.Key
+	Expires, Now                             time.Time
+}
+
+func toKeyOps(ops []store.FeedbackOp) []keyOp {
+	out := make([]keyOp, len(ops))
+	for i, op := range ops {
+		k := op.Keys()
+		out[i] = keyOp{EventKey: k.Event, SuccessKey: k.Success, TrialKey: k.Trial, ItemsKey: k.Items,
+			Item: op.Item, MaxItems: op.MaxItems, Counter: op.Counter, Expires: op.Expires, Now: op.Now}
+	}
+	return out
+}
+
 // batch is one write: AddTrials's deltas, or ApplyFeedback's ops with its
 // pending trial deltas. Its id makes applying it in Redis idempotent.
 type batch struct {
@@ -21,7 +42,7 @@ type batch struct {
 	created  time.Time
 	feedback bool
 	deltas   map[counters.Key]uint64
-	ops      []store.FeedbackOp
+	ops      []keyOp
 	// prov holds, per op, the answer given while Redis could not be asked:
 	// provNew or provDup. Nil for a batch that was never provisional.
 	prov []byte
@@ -32,7 +53,7 @@ const (
 	provDup = 'd'
 )
 
-func newBatch(feedback bool, deltas map[counters.Key]uint64, ops []store.FeedbackOp, now time.Time) *batch {
+func newBatch(feedback bool, deltas map[counters.Key]uint64, ops []keyOp, now time.Time) *batch {
 	b := &batch{created: now, feedback: feedback, deltas: deltas, ops: ops}
 	_, _ = rand.Read(b.id[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return b
@@ -210,7 +231,7 @@ func decodeBatch(p []byte) (*batch, error) {
 		}
 	}
 	if n := d.count(8); n > 0 {
-		b.ops = make([]store.FeedbackOp, n)
+		b.ops = make([]keyOp, n)
 		b.prov = make([]byte, n)
 		given := false
 		for i := range b.ops {

@@ -600,11 +600,11 @@ func (s *Store) ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendi
 	if len(ops) == 0 && len(pendingTrials) == 0 {
 		return []store.FeedbackResult{}, nil
 	}
-	b := newBatch(true, pendingTrials, ops, s.now())
+	b := newBatch(true, pendingTrials, toKeyOps(ops), s.now())
 	if s.healthy.Load() {
 		res, err := s.attempt(ctx, b)
 		if err == nil {
-			s.overrideOutageDuplicates(ops, res)
+			s.overrideOutageDuplicates(b.ops, res)
 			return res, nil
 		}
 		if !uncertain(err) {
@@ -721,7 +721,7 @@ func (s *Store) unmarkOutage(b *batch) {
 // overrideOutageDuplicates answers, as a duplicate, an event Redis counted
 // now but that this replica already accepted provisionally and has not
 // replayed yet: the client sent it twice; the replay will find it counted.
-func (s *Store) overrideOutageDuplicates(ops []store.FeedbackOp, res []store.FeedbackResult) {
+func (s *Store) overrideOutageDuplicates(ops []keyOp, res []store.FeedbackResult) {
 	if s.outageN.Load() == 0 {
 		return
 	}

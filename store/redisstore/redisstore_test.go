@@ -73,18 +73,18 @@ var (
 )
 
 func click(ev, pred string, k counters.Key) store.FeedbackOp {
-	return store.FeedbackOp{EventKey: "e" + pred + "click\x00" + ev, SuccessKey: "s" + pred, Counter: k, Expires: time.Now().Add(time.Hour)}
+	return store.FeedbackOp{Prediction: pred, Event: "click\x00" + ev, Item: ev, Success: true, Counter: k, Expires: time.Now().Add(time.Hour)}
 }
 
 func impression(pred string, k counters.Key) store.FeedbackOp {
-	return store.FeedbackOp{EventKey: "e" + pred + "impression\x00", TrialKey: "t" + pred, Counter: k, Expires: time.Now().Add(time.Hour)}
+	return store.FeedbackOp{Prediction: pred, Event: "impression\x00", Trial: true, Counter: k, Expires: time.Now().Add(time.Hour)}
 }
 
 // limited is a click of pred on item, whose prediction accepts events for
 // at most two distinct items.
 func limited(item, pred string, k counters.Key) store.FeedbackOp {
 	op := click(item, pred, k)
-	op.ItemsKey, op.Item, op.MaxItems = "i"+pred, item, 2
+	op.MaxItems = 2
 	return op
 }
 
@@ -260,7 +260,7 @@ func TestBatchAppliedOnce(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	ctx := context.Background()
 	s := openStore(t, srv.URL(), onlineOpts())
-	b := newBatch(true, map[counters.Key]uint64{kA: 3}, []store.FeedbackOp{click("i1", "p1", kA), click("i1", "p1", kA)}, time.Now())
+	b := newBatch(true, map[counters.Key]uint64{kA: 3}, toKeyOps([]store.FeedbackOp{click("i1", "p1", kA), click("i1", "p1", kA)}), time.Now())
 	first, replayed, err := s.apply(ctx, s.admin, b)
 	if err != nil || replayed {
 		t.Fatalf("first apply: %v, replayed=%v", err, replayed)
@@ -659,7 +659,7 @@ func TestLostReplyIsNotCountedTwice(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t, redistest.Options{})
 	s := openStore(t, srv.URL(), fastOpts(t.TempDir()))
-	b := newBatch(true, map[counters.Key]uint64{kB: 4}, []store.FeedbackOp{click("i", "p1", kA), impression("p2", kA)}, time.Now())
+	b := newBatch(true, map[counters.Key]uint64{kB: 4}, toKeyOps([]store.FeedbackOp{click("i", "p1", kA), impression("p2", kA)}), time.Now())
 	if _, _, err := s.apply(ctx, s.admin, b); err != nil { // the attempt whose reply is lost
 		t.Fatal(err)
 	}
@@ -693,7 +693,8 @@ func TestDedupeTTLFromCallersClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := 30*time.Second + store.ExpiryGrace
-	for _, key := range []string{op.EventKey, op.SuccessKey, op.ItemsKey} {
+	keys := op.Keys()
+	for _, key := range []string{keys.Event, keys.Success, keys.Items} {
 		ttl, err := rdb.TTL(ctx, DefaultPrefix+"d:"+key).Result()
 		if err != nil || ttl < want-2*time.Second || ttl > want {
 			t.Errorf("TTL of %q = %s, %v; want about %s (window left as of the caller's clock, plus the grace)", key, ttl, err, want)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/internal/acklog"
-	"github.com/modelgate/modelgate/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -288,7 +287,7 @@ func sampleBatch() *batch {
 		created:  time.Unix(1_700_000_000, 42),
 		feedback: true,
 		deltas:   map[counters.Key]uint64{k: 7, {Endpoint: "home", Segment: "all", Arm: "mf@2"}: 1 << 40},
-		ops: []store.FeedbackOp{
+		ops: []keyOp{
 			{EventKey: "e\x01\x02click\x00i1", SuccessKey: "s\x01\x02", ItemsKey: "i\x01\x02", Item: "i1", MaxItems: 10, Counter: k, Expires: exp},
 			{EventKey: "e\x01\x02impression\x00", TrialKey: "t\x01\x02", Counter: k, Expires: exp},
 		},

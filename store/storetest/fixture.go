@@ -56,7 +56,7 @@ func CheckFixtureV1(t *testing.T, s Store) {
 		t.Errorf("counters = %v, want %v", got, want)
 	}
 	res, err := s.ApplyFeedback(ctx, []store.FeedbackOp{
-		{EventKey: "ep1click\x00i1", SuccessKey: "sp1", Counter: kA, Expires: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Prediction: "p1", Event: "click\x00i1", Item: "i1", Success: true, Counter: kA, Expires: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}, nil)
 	if err != nil || len(res) != 1 || !res[0].Duplicate {
 		t.Errorf("a stored event sent again: %+v, %v; want a duplicate", res, err)

@@ -206,21 +206,23 @@ var (
 	kB = counters.Key{Endpoint: "home", Segment: "surface=music", Arm: "mf@2"}
 )
 
-func hour() time.Time { return time.Now().Add(time.Hour) }
+// later is the expiry of the predictions the tests give feedback on: a
+// prediction's events all share its expiry, the end of its window.
+func later() time.Time { return time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 func click(ev, pred string, k counters.Key) store.FeedbackOp {
-	return store.FeedbackOp{EventKey: "e" + pred + "click\x00" + ev, SuccessKey: "s" + pred, Counter: k, Expires: hour()}
+	return store.FeedbackOp{Prediction: pred, Event: "click\x00" + ev, Item: ev, Success: true, Counter: k, Expires: later()}
 }
 
 func impression(pred string, k counters.Key) store.FeedbackOp {
-	return store.FeedbackOp{EventKey: "e" + pred + "impression\x00", TrialKey: "t" + pred, Counter: k, Expires: hour()}
+	return store.FeedbackOp{Prediction: pred, Event: "impression\x00", Trial: true, Counter: k, Expires: later()}
 }
 
 // limited is a click of pred on item, whose prediction accepts events for
 // at most two distinct items.
 func limited(item, pred string, k counters.Key) store.FeedbackOp {
 	op := click(item, pred, k)
-	op.ItemsKey, op.Item, op.MaxItems = "i"+pred, item, 2
+	op.MaxItems = 2
 	return op
 }
 
@@ -265,7 +267,7 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 		}, map[counters.Key][2]uint64{kA: {1, 1}}},
 		{"click and impression of one prediction under trials_on impression", []call{{
 			ops: []store.FeedbackOp{
-				{EventKey: "ep3click\x00i1", SuccessKey: "sp3", TrialKey: "tp3", Counter: kB, Expires: hour()},
+				{Prediction: "p3", Event: "click\x00i1", Item: "i1", Success: true, Trial: true, Counter: kB, Expires: later()},
 				impression("p3", kB),
 			},
 			want: []store.FeedbackResult{both, nothing},
@@ -285,7 +287,7 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 			{ops: []store.FeedbackOp{limited("a", "p7", kA)}, want: []store.FeedbackResult{success}},
 			{ops: []store.FeedbackOp{func() store.FeedbackOp {
 				op := impression("p7", kA)
-				op.ItemsKey, op.MaxItems = "ip7", 2
+				op.MaxItems = 2
 				return op
 			}()}, want: []store.FeedbackResult{trial}},
 			{ops: []store.FeedbackOp{limited("b", "p7", kA)}, want: []store.FeedbackResult{nothing}},
@@ -294,7 +296,7 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 			{ops: []store.FeedbackOp{limited("b", "p7", kA)}, want: []store.FeedbackResult{duplicate}},
 		}, map[counters.Key][2]uint64{kA: {1, 1}}},
 		{"an event already past its expiry still counts once", []call{
-			{ops: []store.FeedbackOp{{EventKey: "eold", SuccessKey: "sold", Counter: kA, Expires: time.Now().Add(-time.Minute)}},
+			{ops: []store.FeedbackOp{{Prediction: "old", Success: true, Counter: kA, Expires: time.Now().Add(-time.Minute)}},
 				want: []store.FeedbackResult{success}},
 		}, map[counters.Key][2]uint64{kA: {0, 1}}},
 	}
@@ -361,7 +363,7 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 	t.Run("expired keys are forgotten, live ones kept", func(t *testing.T) {
 		s := open(t)
 		now := time.Now()
-		old := store.FeedbackOp{EventKey: "eold", SuccessKey: "sold", Counter: kA, Expires: now.Add(-store.ExpiryGrace), Now: now}
+		old := store.FeedbackOp{Prediction: "old", Success: true, Counter: kA, Expires: now.Add(-store.ExpiryGrace), Now: now}
 		live := click("i", "live", kA)
 		if res, err := s.ApplyFeedback(ctx, []store.FeedbackOp{old, live}, nil); err != nil || fmt.Sprint(res) != fmt.Sprint([]store.FeedbackResult{success, success}) {
 			t.Fatalf("first: %+v, %v", res, err)

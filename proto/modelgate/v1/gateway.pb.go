@@ -271,6 +271,249 @@ func (x *RecommendResponse) GetFallback() bool {
 	return false
 }
 
+type RecommendBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Endpoint name (HTTP takes it from the path). An entry's own endpoint
+	// must be empty or this one.
+	Endpoint      string              `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Requests      []*RecommendRequest `protobuf:"bytes,2,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecommendBatchRequest) Reset() {
+	*x = RecommendBatchRequest{}
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecommendBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecommendBatchRequest) ProtoMessage() {}
+
+func (x *RecommendBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecommendBatchRequest.ProtoReflect.Descriptor instead.
+func (*RecommendBatchRequest) Descriptor() ([]byte, []int) {
+	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RecommendBatchRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *RecommendBatchRequest) GetRequests() []*RecommendRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// Error is one entry's error: the code, message and field of the HTTP
+// API's error body.
+type Error struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Field         string                 `protobuf:"bytes,3,opt,name=field,proto3" json:"field,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Error) Reset() {
+	*x = Error{}
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Error) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Error) ProtoMessage() {}
+
+func (x *Error) ProtoReflect() protoreflect.Message {
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Error.ProtoReflect.Descriptor instead.
+func (*Error) Descriptor() ([]byte, []int) {
+	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Error) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *Error) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Error) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+type RecommendBatchEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*RecommendBatchEntry_Response
+	//	*RecommendBatchEntry_Error
+	Result        isRecommendBatchEntry_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecommendBatchEntry) Reset() {
+	*x = RecommendBatchEntry{}
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecommendBatchEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecommendBatchEntry) ProtoMessage() {}
+
+func (x *RecommendBatchEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecommendBatchEntry.ProtoReflect.Descriptor instead.
+func (*RecommendBatchEntry) Descriptor() ([]byte, []int) {
+	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RecommendBatchEntry) GetResult() isRecommendBatchEntry_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *RecommendBatchEntry) GetResponse() *RecommendResponse {
+	if x != nil {
+		if x, ok := x.Result.(*RecommendBatchEntry_Response); ok {
+			return x.Response
+		}
+	}
+	return nil
+}
+
+func (x *RecommendBatchEntry) GetError() *Error {
+	if x != nil {
+		if x, ok := x.Result.(*RecommendBatchEntry_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isRecommendBatchEntry_Result interface {
+	isRecommendBatchEntry_Result()
+}
+
+type RecommendBatchEntry_Response struct {
+	Response *RecommendResponse `protobuf:"bytes,1,opt,name=response,proto3,oneof"`
+}
+
+type RecommendBatchEntry_Error struct {
+	Error *Error `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*RecommendBatchEntry_Response) isRecommendBatchEntry_Result() {}
+
+func (*RecommendBatchEntry_Error) isRecommendBatchEntry_Result() {}
+
+type RecommendBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per request, in order.
+	Responses     []*RecommendBatchEntry `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecommendBatchResponse) Reset() {
+	*x = RecommendBatchResponse{}
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecommendBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecommendBatchResponse) ProtoMessage() {}
+
+func (x *RecommendBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecommendBatchResponse.ProtoReflect.Descriptor instead.
+func (*RecommendBatchResponse) Descriptor() ([]byte, []int) {
+	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RecommendBatchResponse) GetResponses() []*RecommendBatchEntry {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
 type FeedbackEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PredictionId  string                 `protobuf:"bytes,1,opt,name=prediction_id,json=predictionId,proto3" json:"prediction_id,omitempty"`
@@ -282,7 +525,7 @@ type FeedbackEvent struct {
 
 func (x *FeedbackEvent) Reset() {
 	*x = FeedbackEvent{}
-	mi := &file_modelgate_v1_gateway_proto_msgTypes[3]
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +537,7 @@ func (x *FeedbackEvent) String() string {
 func (*FeedbackEvent) ProtoMessage() {}
 
 func (x *FeedbackEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_modelgate_v1_gateway_proto_msgTypes[3]
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +550,7 @@ func (x *FeedbackEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedbackEvent.ProtoReflect.Descriptor instead.
 func (*FeedbackEvent) Descriptor() ([]byte, []int) {
-	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{3}
+	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FeedbackEvent) GetPredictionId() string {
@@ -340,7 +583,7 @@ type FeedbackRequest struct {
 
 func (x *FeedbackRequest) Reset() {
 	*x = FeedbackRequest{}
-	mi := &file_modelgate_v1_gateway_proto_msgTypes[4]
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +595,7 @@ func (x *FeedbackRequest) String() string {
 func (*FeedbackRequest) ProtoMessage() {}
 
 func (x *FeedbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_modelgate_v1_gateway_proto_msgTypes[4]
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +608,7 @@ func (x *FeedbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedbackRequest.ProtoReflect.Descriptor instead.
 func (*FeedbackRequest) Descriptor() ([]byte, []int) {
-	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FeedbackRequest) GetEvents() []*FeedbackEvent {
@@ -385,7 +628,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_modelgate_v1_gateway_proto_msgTypes[5]
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +640,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_modelgate_v1_gateway_proto_msgTypes[5]
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +653,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{5}
+	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Rejection) GetIndex() int32 {
@@ -438,7 +681,7 @@ type FeedbackResponse struct {
 
 func (x *FeedbackResponse) Reset() {
 	*x = FeedbackResponse{}
-	mi := &file_modelgate_v1_gateway_proto_msgTypes[6]
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +693,7 @@ func (x *FeedbackResponse) String() string {
 func (*FeedbackResponse) ProtoMessage() {}
 
 func (x *FeedbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_modelgate_v1_gateway_proto_msgTypes[6]
+	mi := &file_modelgate_v1_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +706,7 @@ func (x *FeedbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedbackResponse.ProtoReflect.Descriptor instead.
 func (*FeedbackResponse) Descriptor() ([]byte, []int) {
-	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{6}
+	return file_modelgate_v1_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FeedbackResponse) GetAccepted() int32 {
@@ -516,7 +759,20 @@ const file_modelgate_v1_gateway_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x18\n" +
 	"\asegment\x18\x06 \x01(\tR\asegment\x12(\n" +
 	"\x05items\x18\a \x03(\v2\x12.modelgate.v1.ItemR\x05items\x12\x1a\n" +
-	"\bfallback\x18\b \x01(\bR\bfallback\"a\n" +
+	"\bfallback\x18\b \x01(\bR\bfallback\"o\n" +
+	"\x15RecommendBatchRequest\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12:\n" +
+	"\brequests\x18\x02 \x03(\v2\x1e.modelgate.v1.RecommendRequestR\brequests\"K\n" +
+	"\x05Error\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
+	"\x05field\x18\x03 \x01(\tR\x05field\"\x8b\x01\n" +
+	"\x13RecommendBatchEntry\x12=\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1f.modelgate.v1.RecommendResponseH\x00R\bresponse\x12+\n" +
+	"\x05error\x18\x02 \x01(\v2\x13.modelgate.v1.ErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"Y\n" +
+	"\x16RecommendBatchResponse\x12?\n" +
+	"\tresponses\x18\x01 \x03(\v2!.modelgate.v1.RecommendBatchEntryR\tresponses\"a\n" +
 	"\rFeedbackEvent\x12#\n" +
 	"\rprediction_id\x18\x01 \x01(\tR\fpredictionId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x17\n" +
@@ -531,9 +787,10 @@ const file_modelgate_v1_gateway_proto_rawDesc = "" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x05R\n" +
 	"duplicates\x123\n" +
-	"\brejected\x18\x03 \x03(\v2\x17.modelgate.v1.RejectionR\brejected2\xa2\x01\n" +
+	"\brejected\x18\x03 \x03(\v2\x17.modelgate.v1.RejectionR\brejected2\xff\x01\n" +
 	"\aGateway\x12L\n" +
-	"\tRecommend\x12\x1e.modelgate.v1.RecommendRequest\x1a\x1f.modelgate.v1.RecommendResponse\x12I\n" +
+	"\tRecommend\x12\x1e.modelgate.v1.RecommendRequest\x1a\x1f.modelgate.v1.RecommendResponse\x12[\n" +
+	"\x0eRecommendBatch\x12#.modelgate.v1.RecommendBatchRequest\x1a$.modelgate.v1.RecommendBatchResponse\x12I\n" +
 	"\bFeedback\x12\x1d.modelgate.v1.FeedbackRequest\x1a\x1e.modelgate.v1.FeedbackResponseB?Z=github.com/modelgate/modelgate/proto/modelgate/v1;modelgatev1b\x06proto3"
 
 var (
@@ -548,33 +805,43 @@ func file_modelgate_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_modelgate_v1_gateway_proto_rawDescData
 }
 
-var file_modelgate_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_modelgate_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_modelgate_v1_gateway_proto_goTypes = []any{
-	(*RecommendRequest)(nil),  // 0: modelgate.v1.RecommendRequest
-	(*Item)(nil),              // 1: modelgate.v1.Item
-	(*RecommendResponse)(nil), // 2: modelgate.v1.RecommendResponse
-	(*FeedbackEvent)(nil),     // 3: modelgate.v1.FeedbackEvent
-	(*FeedbackRequest)(nil),   // 4: modelgate.v1.FeedbackRequest
-	(*Rejection)(nil),         // 5: modelgate.v1.Rejection
-	(*FeedbackResponse)(nil),  // 6: modelgate.v1.FeedbackResponse
-	nil,                       // 7: modelgate.v1.RecommendRequest.ContextEntry
-	(*structpb.Struct)(nil),   // 8: google.protobuf.Struct
+	(*RecommendRequest)(nil),       // 0: modelgate.v1.RecommendRequest
+	(*Item)(nil),                   // 1: modelgate.v1.Item
+	(*RecommendResponse)(nil),      // 2: modelgate.v1.RecommendResponse
+	(*RecommendBatchRequest)(nil),  // 3: modelgate.v1.RecommendBatchRequest
+	(*Error)(nil),                  // 4: modelgate.v1.Error
+	(*RecommendBatchEntry)(nil),    // 5: modelgate.v1.RecommendBatchEntry
+	(*RecommendBatchResponse)(nil), // 6: modelgate.v1.RecommendBatchResponse
+	(*FeedbackEvent)(nil),          // 7: modelgate.v1.FeedbackEvent
+	(*FeedbackRequest)(nil),        // 8: modelgate.v1.FeedbackRequest
+	(*Rejection)(nil),              // 9: modelgate.v1.Rejection
+	(*FeedbackResponse)(nil),       // 10: modelgate.v1.FeedbackResponse
+	nil,                            // 11: modelgate.v1.RecommendRequest.ContextEntry
+	(*structpb.Struct)(nil),        // 12: google.protobuf.Struct
 }
 var file_modelgate_v1_gateway_proto_depIdxs = []int32{
-	7, // 0: modelgate.v1.RecommendRequest.context:type_name -> modelgate.v1.RecommendRequest.ContextEntry
-	8, // 1: modelgate.v1.RecommendRequest.features:type_name -> google.protobuf.Struct
-	1, // 2: modelgate.v1.RecommendResponse.items:type_name -> modelgate.v1.Item
-	3, // 3: modelgate.v1.FeedbackRequest.events:type_name -> modelgate.v1.FeedbackEvent
-	5, // 4: modelgate.v1.FeedbackResponse.rejected:type_name -> modelgate.v1.Rejection
-	0, // 5: modelgate.v1.Gateway.Recommend:input_type -> modelgate.v1.RecommendRequest
-	4, // 6: modelgate.v1.Gateway.Feedback:input_type -> modelgate.v1.FeedbackRequest
-	2, // 7: modelgate.v1.Gateway.Recommend:output_type -> modelgate.v1.RecommendResponse
-	6, // 8: modelgate.v1.Gateway.Feedback:output_type -> modelgate.v1.FeedbackResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	11, // 0: modelgate.v1.RecommendRequest.context:type_name -> modelgate.v1.RecommendRequest.ContextEntry
+	12, // 1: modelgate.v1.RecommendRequest.features:type_name -> google.protobuf.Struct
+	1,  // 2: modelgate.v1.RecommendResponse.items:type_name -> modelgate.v1.Item
+	0,  // 3: modelgate.v1.RecommendBatchRequest.requests:type_name -> modelgate.v1.RecommendRequest
+	2,  // 4: modelgate.v1.RecommendBatchEntry.response:type_name -> modelgate.v1.RecommendResponse
+	4,  // 5: modelgate.v1.RecommendBatchEntry.error:type_name -> modelgate.v1.Error
+	5,  // 6: modelgate.v1.RecommendBatchResponse.responses:type_name -> modelgate.v1.RecommendBatchEntry
+	7,  // 7: modelgate.v1.FeedbackRequest.events:type_name -> modelgate.v1.FeedbackEvent
+	9,  // 8: modelgate.v1.FeedbackResponse.rejected:type_name -> modelgate.v1.Rejection
+	0,  // 9: modelgate.v1.Gateway.Recommend:input_type -> modelgate.v1.RecommendRequest
+	3,  // 10: modelgate.v1.Gateway.RecommendBatch:input_type -> modelgate.v1.RecommendBatchRequest
+	8,  // 11: modelgate.v1.Gateway.Feedback:input_type -> modelgate.v1.FeedbackRequest
+	2,  // 12: modelgate.v1.Gateway.Recommend:output_type -> modelgate.v1.RecommendResponse
+	6,  // 13: modelgate.v1.Gateway.RecommendBatch:output_type -> modelgate.v1.RecommendBatchResponse
+	10, // 14: modelgate.v1.Gateway.Feedback:output_type -> modelgate.v1.FeedbackResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_modelgate_v1_gateway_proto_init() }
@@ -582,13 +849,17 @@ func file_modelgate_v1_gateway_proto_init() {
 	if File_modelgate_v1_gateway_proto != nil {
 		return
 	}
+	file_modelgate_v1_gateway_proto_msgTypes[5].OneofWrappers = []any{
+		(*RecommendBatchEntry_Response)(nil),
+		(*RecommendBatchEntry_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_modelgate_v1_gateway_proto_rawDesc), len(file_modelgate_v1_gateway_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,8 +22,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Gateway_Recommend_FullMethodName = "/modelgate.v1.Gateway/Recommend"
-	Gateway_Feedback_FullMethodName  = "/modelgate.v1.Gateway/Feedback"
+	Gateway_Recommend_FullMethodName      = "/modelgate.v1.Gateway/Recommend"
+	Gateway_RecommendBatch_FullMethodName = "/modelgate.v1.Gateway/RecommendBatch"
+	Gateway_Feedback_FullMethodName       = "/modelgate.v1.Gateway/Feedback"
 )
 
 // GatewayClient is the client API for Gateway service.
@@ -32,6 +33,10 @@ const (
 type GatewayClient interface {
 	// Recommend ranks items for one user with the arm the endpoint's policy picks.
 	Recommend(ctx context.Context, in *RecommendRequest, opts ...grpc.CallOption) (*RecommendResponse, error)
+	// RecommendBatch serves 1..256 recommend requests of one endpoint in one
+	// call. Each entry is its own prediction (its own arm choice, token,
+	// trial and propensity), answered or failed alone, in order.
+	RecommendBatch(ctx context.Context, in *RecommendBatchRequest, opts ...grpc.CallOption) (*RecommendBatchResponse, error)
 	// Feedback records clicks and impressions for earlier predictions.
 	Feedback(ctx context.Context, in *FeedbackRequest, opts ...grpc.CallOption) (*FeedbackResponse, error)
 }
@@ -54,6 +59,16 @@ func (c *gatewayClient) Recommend(ctx context.Context, in *RecommendRequest, opt
 	return out, nil
 }
 
+func (c *gatewayClient) RecommendBatch(ctx context.Context, in *RecommendBatchRequest, opts ...grpc.CallOption) (*RecommendBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecommendBatchResponse)
+	err := c.cc.Invoke(ctx, Gateway_RecommendBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *gatewayClient) Feedback(ctx context.Context, in *FeedbackRequest, opts ...grpc.CallOption) (*FeedbackResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FeedbackResponse)
@@ -70,6 +85,10 @@ func (c *gatewayClient) Feedback(ctx context.Context, in *FeedbackRequest, opts 
 type GatewayServer interface {
 	// Recommend ranks items for one user with the arm the endpoint's policy picks.
 	Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error)
+	// RecommendBatch serves 1..256 recommend requests of one endpoint in one
+	// call. Each entry is its own prediction (its own arm choice, token,
+	// trial and propensity), answered or failed alone, in order.
+	RecommendBatch(context.Context, *RecommendBatchRequest) (*RecommendBatchResponse, error)
 	// Feedback records clicks and impressions for earlier predictions.
 	Feedback(context.Context, *FeedbackRequest) (*FeedbackResponse, error)
 	mustEmbedUnimplementedGatewayServer()
@@ -84,6 +103,9 @@ type UnimplementedGatewayServer struct{}
 
 func (UnimplementedGatewayServer) Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Recommend not implemented")
+}
+func (UnimplementedGatewayServer) RecommendBatch(context.Context, *RecommendBatchRequest) (*RecommendBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RecommendBatch not implemented")
 }
 func (UnimplementedGatewayServer) Feedback(context.Context, *FeedbackRequest) (*FeedbackResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Feedback not implemented")
@@ -127,6 +149,24 @@ func _Gateway_Recommend_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gateway_RecommendBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecommendBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).RecommendBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_RecommendBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).RecommendBatch(ctx, req.(*RecommendBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Gateway_Feedback_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FeedbackRequest)
 	if err := dec(in); err != nil {
@@ -155,6 +195,10 @@ var Gateway_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Recommend",
 			Handler:    _Gateway_Recommend_Handler,
+		},
+		{
+			MethodName: "RecommendBatch",
+			Handler:    _Gateway_RecommendBatch_Handler,
 		},
 		{
 			MethodName: "Feedback",

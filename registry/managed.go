@@ -1,0 +1,113 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/modelgate/modelgate/fault"
+)
+
+// ConfigVersion is a model version as a config file states it.
+type ConfigVersion struct {
+	Name, Version string
+	Body          []byte
+}
+
+// ConfigEndpoint is an endpoint as a config file states it.
+type ConfigEndpoint struct {
+	Name string
+	Body []byte
+}
+
+// managedSet is what the config file owns: arms ("name@version") and
+// endpoint names.
+type managedSet struct {
+	versions, endpoints map[string]bool
+}
+
+// refuseManaged is the API's answer to a change of an entry the config
+// owns (kind "model version" or "endpoint").
+func (r *Registry) refuseManaged(kind, name string) error {
+	m := r.managed.Load()
+	if m == nil {
+		return nil
+	}
+	owned := m.endpoints[name]
+	if kind != "endpoint" {
+		owned = m.versions[name]
+	}
+	if !owned {
+		return nil
+	}
+	return fault.New(fault.Conflict, "managed_by_config",
+		"%s %s is managed by the config file (registry.managed: config): change it there; only pause and resume are taken through the API", kind, name)
+}
+
+// ApplyConfig makes the registry hold the config's versions and endpoints
+// as the config states them, and owns them from then on: until the next
+// ApplyConfig, the API's changes to them (PutVersionIf, DeleteVersionIf,
+// PutEndpointIf, DeleteEndpointIf, AddArmIf) are refused with 409
+// managed_by_config. Pause and resume are not: they stay an operator's
+// kill switch, and re-applying an endpoint keeps its arms' paused states.
+// Entries the config does not name are not touched, nor owned.
+//
+// Every entry is checked before any is applied. A version that differs
+// from the stored one replaces it, even while endpoints use it; its
+// backend loads as at start-up, so one that is down leaves the arm
+// unavailable instead of refusing the change. An entry already as the
+// config says is left untouched, so replicas applying the same config
+// agree without conflict. It returns how many entries it changed.
+func (r *Registry) ApplyConfig(ctx context.Context, versions []ConfigVersion, endpoints []ConfigEndpoint) (int, error) {
+	set := &managedSet{versions: map[string]bool{}, endpoints: map[string]bool{}}
+	for _, v := range versions {
+		mv, err := r.ParseVersion(v.Name, v.Version, v.Body)
+		if err != nil {
+			return 0, fmt.Errorf("model %s@%s: %w", v.Name, v.Version, err)
+		}
+		set.versions[mv.Arm] = true
+	}
+	for _, e := range endpoints {
+		if err := r.CheckEndpoint(e.Name, e.Body); err != nil {
+			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
+		}
+		set.endpoints[e.Name] = true
+	}
+	n := 0
+	for _, v := range versions {
+		_, created, changed, err := r.putVersion(ctx, v.Name, v.Version, v.Body, IfMatch{}, true)
+		if changed || err != nil {
+			n += btoi(changed)
+			action := "replace_version"
+			if created {
+				action = "register_version"
+			}
+			r.audit.Record(ctx, action, v.Name+"@"+v.Version, err)
+		}
+		if err != nil {
+			return n, fmt.Errorf("model %s@%s: %w", v.Name, v.Version, err)
+		}
+	}
+	for _, e := range endpoints {
+		_, created, changed, err := r.putEndpoint(ctx, e.Name, e.Body, IfMatch{}, true)
+		if changed || err != nil {
+			n += btoi(changed)
+			action := "replace_endpoint"
+			if created {
+				action = "create_endpoint"
+			}
+			r.audit.Record(ctx, action, e.Name, err)
+		}
+		if err != nil {
+			return n, fmt.Errorf("endpoint %s: %w", e.Name, err)
+		}
+	}
+	r.managed.Store(set)
+	return n, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
