@@ -6,8 +6,6 @@ package backendtest
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -54,29 +52,19 @@ func (d Driver) Load(ctx context.Context, cfg backend.Config, opt backend.LoadOp
 }
 
 // Ranked is the answer a backend owes for rows with the given ids and
-// scores: best first (score descending, ties by id), without the ids in
-// exclude nor repeats, at most k. Tests of remote backends compare Predict
-// against it.
+// scores: best first (backend.TopK: score descending, ties by id), without
+// the ids in exclude nor repeats, at most k. Tests of remote backends
+// compare Predict against it.
 func Ranked(ids []string, score func(id string) float64, exclude []string, k int) []backend.Item {
-	var items []backend.Item
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if slices.Contains(exclude, id) || seen[id] {
-			continue
-		}
-		seen[id] = true
-		items = append(items, backend.Item{ID: id, Score: score(id)})
+	items := make([]backend.Item, len(ids))
+	for i, id := range ids {
+		items[i] = backend.Item{ID: id, Score: score(id)}
 	}
-	slices.SortFunc(items, func(a, b backend.Item) int {
-		if a.Score != b.Score {
-			if a.Score > b.Score {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return items[:min(k, len(items))]
+	skip := make(map[string]struct{}, len(exclude))
+	for _, id := range exclude {
+		skip[id] = struct{}{}
+	}
+	return backend.TopK(items, skip, k)
 }
 
 // Plan parses a feature spec, failing the test on an error.

@@ -19,6 +19,7 @@ import (
 	"github.com/modelgate/modelgate/backend/oip/oiptest"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/featurizer"
+	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/proto/inference"
 )
 
@@ -423,16 +424,8 @@ func TestHealth(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor waits up to 5 s for cond.
+func waitFor(t *testing.T, cond func() bool) { t.Helper(); testenv.WaitFor(t, 5*time.Second, cond) }
 
 // The W3C traceparent of the caller's span goes to the server with the
 // inference call, over both protocols.

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 func TestHealth(t *testing.T) {
@@ -28,12 +30,7 @@ func TestHealth(t *testing.T) {
 	})
 	wait := func(want bool) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); h.Healthy() != want; {
-			if time.Now().After(deadline) {
-				t.Fatalf("healthy stays %v", !want)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		testenv.WaitFor(t, 5*time.Second, func() bool { return h.Healthy() == want })
 	}
 	wait(true)
 	fail.Store(true)
