@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/duration"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/store"
@@ -96,6 +97,9 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	if a := autoArms; a != nil {
 		if !snap.hasModel(a.Model) {
 			return nil, false, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q has no registered version to copy new versions from", a.Model)
+		}
+		if typ := snap.Newest(a.Model).Backend.Type; !r.canList(typ) {
+			return nil, false, false, fault.Field("auto_arms.model", "invalid_auto_arms", "%q is served by a %s backend, which cannot list its published versions: auto_arms is not offered for it", a.Model, typ)
 		}
 	}
 	now := r.now().UTC()
@@ -430,4 +434,15 @@ func (r *Registry) AddArmIf(ctx context.Context, endpoint, arm string, cond IfMa
 	ep, err := r.addArm(ctx, endpoint, arm, cond)
 	r.audit.Record(ctx, "add_arm", endpoint+"/"+arm, err)
 	return ep, err
+}
+
+// canList reports whether the driver of backend type typ can list the
+// versions its backend publishes (backend.Lister), which auto_arms needs.
+func (r *Registry) canList(typ string) bool {
+	d, ok := r.drivers.Lookup(typ)
+	if !ok {
+		return false
+	}
+	_, ok = d.(backend.Lister)
+	return ok
 }
