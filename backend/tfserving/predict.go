@@ -67,30 +67,12 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 // The error is the whole call's, of the classes Predict's errors are, and
 // comes with no list. PredictBatch is safe for concurrent use.
 func (m *Model) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]backend.Item, error) {
-	out := make([][]backend.Item, len(reqs))
-	var call []*backend.Request // the requests that need the call, in order
-	var at []int                // their places in reqs
-	for r, req := range reqs {
-		if items, done, err := backend.CheckRequest(req, m.cfg.Outputs.IDs == "", ErrBadInput, m.cfg.ModelName); done {
-			if err != nil {
-				return nil, fmt.Errorf("request %d: %w", r, err)
-			}
-			out[r] = items
-			continue
-		}
-		if m.cfg.Outputs.IDs == "" && len(call) > 0 && len(req.Candidates) != len(call[0].Candidates) {
-			return nil, fmt.Errorf("tfserving: %d candidates and %d: %w", len(call[0].Candidates), len(req.Candidates), backend.ErrNotStackable)
-		}
-		call = append(call, req)
-		at = append(at, r)
+	out, call, at, err := backend.SplitBatch(reqs, m.cfg.Outputs.IDs == "", ErrBadInput, m.cfg.ModelName)
+	if err != nil {
+		return nil, fmt.Errorf("tfserving: %w", err)
 	}
 	if len(call) == 0 {
 		return out, nil
-	}
-	if n := len(call[0].Candidates); m.cfg.Outputs.IDs == "" && n > MaxOutputRows/len(call) {
-		// The response could not be read; each request alone may be.
-		return nil, fmt.Errorf("tfserving: %d requests of %d candidates, more than the %d rows a response may rank: %w",
-			len(call), n, MaxOutputRows, backend.ErrNotStackable)
 	}
 	preq, err := m.batchRequest(call)
 	if err != nil {
