@@ -5,6 +5,7 @@ import (
 	"context"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -63,4 +64,29 @@ func Score(parts ...[]byte) float64 {
 		h.Write(p)
 	}
 	return float64(h.Sum64()>>11) / (1 << 53)
+}
+
+// RowKeys is what makes each row's scores in a fake model that scores a
+// batch row by row: the values of a key input (a user id, say), formatted,
+// split into rows equal parts and each part joined by ",". It reports
+// false when the values do not split into rows.
+func RowKeys(vals []string, rows int) ([]string, bool) {
+	if rows < 1 || len(vals)%rows != 0 {
+		return nil, false
+	}
+	per := len(vals) / rows
+	keys := make([]string, rows)
+	for r := range keys {
+		keys[r] = strings.Join(vals[r*per:(r+1)*per], ",")
+	}
+	return keys, true
+}
+
+// RowScore is a fake model's score of item in the row whose key is key
+// (keys nil: rows score alike): score of key + "/" + item.
+func RowScore(keys []string, r int, item string, score func(item string) float64) float64 {
+	if keys != nil {
+		item = keys[r] + "/" + item
+	}
+	return score(item)
 }

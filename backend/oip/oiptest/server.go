@@ -9,6 +9,10 @@
 // contents, raw_input_contents or JSON data, and the requested outputs),
 // scores deterministically, records the requests and their metadata or
 // headers, and injects faults.
+//
+// A model's inputs are batches, as a Triton model's with a batch dimension
+// are: their leading dimension is the number of rows, which the model
+// scores one by one, and its outputs have a row for each (shape [B, N]).
 package oiptest
 
 import (
@@ -79,8 +83,14 @@ type Model struct {
 	ScoresDatatype string
 	// Score is the score of item under version; DefaultScore when nil.
 	Score func(version, item string) float64
-	// Flat makes outputs shape [N] instead of [1, N].
+	// Flat makes outputs shape [N] instead of [1, N] (for a request of one
+	// row; a batch's outputs have shape [B, N]).
 	Flat bool
+	// KeyInput, when set, names an input whose values in a row (a user id,
+	// say) make that row's scores: Score is then given key + "/" + item,
+	// key being the row's values of the input, formatted and joined by
+	// ",". Rows that differ in it score differently.
+	KeyInput string
 }
 
 // DefaultScore is a deterministic score in [0, 1) from an FNV-1a hash of
@@ -448,33 +458,54 @@ func (m *Model) scoresName() string { return cmp.Or(m.ScoresOutput, "scores") }
 
 func (m *Model) idsName() string { return cmp.Or(m.IDsOutput, "ids") }
 
-func (m *Model) shape(n int) []int64 {
-	if m.Flat {
+// shape is the shape of an output of rows rows of n values: [n] or [1, n]
+// for one row, as Flat says, [rows, n] for more.
+func (m *Model) shape(rows, n int) []int64 {
+	if m.Flat && rows == 1 {
 		return []int64{int64(n)}
 	}
-	return []int64{1, int64(n)}
+	return []int64{int64(rows), int64(n)}
 }
 
-// outputs computes the model's outputs for version v.
+// outputs computes the model's outputs for version v, row by row.
 func (m *Model) outputs(v string, in []tensor) ([]tensor, error) {
+	rows, err := m.rows(in)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := m.keys(in, rows)
+	if err != nil {
+		return nil, err
+	}
 	score := m.Score
 	if score == nil {
 		score = DefaultScore
 	}
+	scoreRow := func(r int, item string) float64 {
+		return backendtest.RowScore(keys, r, item, func(item string) float64 { return score(v, item) })
+	}
 	var ids [][]byte
 	var scores []float64
+	per := 0
 	if len(m.Catalogue) == 0 {
-		i := slices.IndexFunc(in, func(t tensor) bool { return t.name == m.CandidatesInput })
-		if i < 0 || in[i].datatype != "BYTES" {
-			return nil, errorf(codes.InvalidArgument, "candidates input '%s' missing", m.CandidatesInput)
+		cands := m.candidates(in)
+		per = len(cands.bytes)
+		if len(cands.shape) == 2 {
+			per = int(cands.shape[1])
 		}
-		for _, c := range in[i].bytes {
-			scores = append(scores, score(v, string(c)))
+		if len(cands.bytes) != rows*per {
+			return nil, errorf(codes.InvalidArgument, "candidates input '%s': %d elements for %d rows of %d", m.CandidatesInput, len(cands.bytes), rows, per)
+		}
+		for i, c := range cands.bytes {
+			scores = append(scores, scoreRow(i/per, string(c)))
 		}
 	} else {
-		ids, scores = backendtest.TopN(m.Catalogue, func(id string) float64 { return score(v, id) }, m.TopN)
+		for r := range rows {
+			rowIDs, rowScores := backendtest.TopN(m.Catalogue, func(id string) float64 { return scoreRow(r, id) }, m.TopN)
+			ids, scores, per = append(ids, rowIDs...), append(scores, rowScores...), len(rowIDs)
+		}
 	}
-	st := tensor{name: m.scoresName(), datatype: "FP32", shape: m.shape(len(scores))}
+	st := tensor{name: m.scoresName(), datatype: "FP32", shape: m.shape(rows, per)}
 	if m.ScoresDatatype == "FP64" {
 		st.datatype, st.f64 = "FP64", scores
 	} else {
@@ -484,9 +515,78 @@ func (m *Model) outputs(v string, in []tensor) ([]tensor, error) {
 	}
 	out := []tensor{st}
 	if ids != nil {
-		out = append(out, tensor{name: m.idsName(), datatype: "BYTES", shape: m.shape(len(ids)), bytes: ids})
+		out = append(out, tensor{name: m.idsName(), datatype: "BYTES", shape: m.shape(rows, per), bytes: ids})
 	}
 	return out, nil
+}
+
+// candidates is the candidates input (checked by rows).
+func (m *Model) candidates(in []tensor) *tensor {
+	i := slices.IndexFunc(in, func(t tensor) bool { return t.name == m.CandidatesInput })
+	return &in[i]
+}
+
+// rows returns the number of rows of the request: the leading dimension
+// the inputs share. A candidates input of rank 1 is one row of candidates.
+func (m *Model) rows(in []tensor) (int, error) {
+	if len(m.Catalogue) == 0 {
+		i := slices.IndexFunc(in, func(t tensor) bool { return t.name == m.CandidatesInput })
+		if i < 0 || in[i].datatype != "BYTES" {
+			return 0, errorf(codes.InvalidArgument, "candidates input '%s' missing", m.CandidatesInput)
+		}
+		if len(in[i].shape) < 2 {
+			return 1, nil
+		}
+	}
+	rows := int64(-1)
+	for _, t := range in {
+		if len(t.shape) == 0 || (t.name == m.CandidatesInput && len(t.shape) < 2) {
+			continue
+		}
+		if d := t.shape[0]; rows < 0 {
+			rows = d
+		} else if d != rows {
+			return 0, errorf(codes.InvalidArgument, "input '%s' has %d rows, other inputs %d", t.name, d, rows)
+		}
+	}
+	if rows == 0 {
+		return 0, errorf(codes.InvalidArgument, "a batch of no rows")
+	}
+	return int(max(rows, 1)), nil
+}
+
+// keys returns the KeyInput's values of each row, or nil without KeyInput.
+func (m *Model) keys(in []tensor, rows int) ([]string, error) {
+	if m.KeyInput == "" {
+		return nil, nil
+	}
+	i := slices.IndexFunc(in, func(t tensor) bool { return t.name == m.KeyInput })
+	if i < 0 {
+		return nil, errorf(codes.InvalidArgument, "key input '%s' missing", m.KeyInput)
+	}
+	t := &in[i]
+	var vals []string // the elements of its datatype, the others' slices empty
+	vals = appendFormatted(vals, t.f32)
+	vals = appendFormatted(vals, t.f64)
+	vals = appendFormatted(vals, t.i32)
+	vals = appendFormatted(vals, t.i64)
+	vals = appendFormatted(vals, t.b)
+	for _, b := range t.bytes {
+		vals = append(vals, string(b))
+	}
+	keys, ok := backendtest.RowKeys(vals, rows)
+	if !ok {
+		return nil, errorf(codes.InvalidArgument, "key input '%s': %d elements for %d rows", m.KeyInput, len(vals), rows)
+	}
+	return keys, nil
+}
+
+// appendFormatted appends the values, formatted by fmt.Sprint, to out.
+func appendFormatted[T any](out []string, vs []T) []string {
+	for _, v := range vs {
+		out = append(out, fmt.Sprint(v))
+	}
+	return out
 }
 
 // filter keeps the outputs wanted (all when wanted is empty).

@@ -23,7 +23,6 @@ import (
 	"math"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -476,10 +475,7 @@ func (m *Model) outputs(v int64, req *apis.PredictRequest) (map[string]*framewor
 		score = DefaultScore
 	}
 	scoreRow := func(r int, item string) float64 {
-		if keys != nil {
-			item = keys[r] + "/" + item
-		}
-		return score(v, item)
+		return backendtest.RowScore(keys, r, item, func(item string) float64 { return score(v, item) })
 	}
 	if len(m.Catalogue) == 0 {
 		cands, err := decodeStrings(req.GetInputs()[m.CandidatesInput])
@@ -558,13 +554,9 @@ func (m *Model) keys(in map[string]*framework.TensorProto, rows int) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	if len(vals)%rows != 0 {
+	keys, ok := backendtest.RowKeys(vals, rows)
+	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "key input %q: %d values for %d rows", m.KeyInput, len(vals), rows)
-	}
-	per := len(vals) / rows
-	keys := make([]string, rows)
-	for r := range keys {
-		keys[r] = strings.Join(vals[r*per:(r+1)*per], ",")
 	}
 	return keys, nil
 }
