@@ -121,7 +121,7 @@ func TestDecodeJSONAnswer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sv, err := readScores(ans.scores, "scores", len(tc.scores))
+			sv, err := readScores(ans.scores, "scores", 1, len(tc.scores))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,7 +129,7 @@ func TestDecodeJSONAnswer(t *testing.T) {
 			for i := range sv.Len() {
 				got = append(got, sv.At(i))
 			}
-			ids, err := readIDs(ans.ids, "ids")
+			ids, _, err := readIDs(ans.ids, "ids", 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,22 +198,40 @@ func FuzzDecodeRaw(f *testing.F) {
 	})
 }
 
-// checkAnswer ranks an answer's outputs in both modes, which may fail but
-// must not panic nor return more than k items.
+// checkAnswer ranks an answer's outputs in both modes, as the answer to
+// one request and to a batch of two, which may fail but must not panic nor
+// return more than k items a request.
 func checkAnswer(t *testing.T, ans answer) {
 	t.Helper()
 	m := &Model{cfg: Config{ModelName: "m", Outputs: Outputs{Scores: "scores", IDs: "ids"}}}
-	if items, err := m.items(ans, &backend.Request{K: 3}); err == nil && len(items) > 3 {
-		t.Fatalf("%d items for k = 3", len(items))
-	}
-	m.cfg.Outputs.IDs = ""
 	var cands []string
 	if ans.scores != nil {
 		for i := range min(ans.scores.count, 64) {
 			cands = append(cands, fmt.Sprint(i))
 		}
 	}
-	if items, err := m.items(ans, &backend.Request{K: 3, Candidates: cands}); err == nil && len(items) > 3 {
-		t.Fatalf("%d items for k = 3", len(items))
+	for b := 1; b <= 2; b++ {
+		reqs := make([]*backend.Request, b)
+		for r := range reqs {
+			reqs[r] = &backend.Request{K: 3}
+		}
+		check := func() {
+			t.Helper()
+			lists := make([][]backend.Item, b)
+			if err := m.items(ans, reqs, lists); err == nil {
+				for _, items := range lists {
+					if len(items) > 3 {
+						t.Fatalf("%d items for k = 3", len(items))
+					}
+				}
+			}
+		}
+		m.cfg.Outputs.IDs = "ids"
+		check()
+		m.cfg.Outputs.IDs = ""
+		for _, req := range reqs {
+			req.Candidates = cands[:len(cands)/b]
+		}
+		check()
 	}
 }

@@ -140,48 +140,111 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 	if items, done, err := backend.CheckRequest(req, m.cfg.Outputs.IDs == "", ErrBadInput, m.cfg.ModelName); done {
 		return items, err
 	}
+	var lists [1][]backend.Item
+	if err := m.infer(ctx, req.Inputs, []*backend.Request{req}, lists[:]); err != nil {
+		return nil, err
+	}
+	return lists[0], nil
+}
+
+// PredictBatch scores the requests in one inference call (one ModelInfer,
+// or one POST …/infer), their input tensors stacked along the leading
+// dimension (each request's is 1), and returns for each request, in
+// order, what Predict would return for it alone. A request Predict answers
+// without a call (an empty candidates list) is answered the same way here,
+// outside the batch.
+//
+// The requests stack when every input has the same name, datatype and
+// shape beyond the leading dimension in all of them (backend.CheckStack),
+// and, with Outputs.IDs "", when they have as many candidates; otherwise
+// the error wraps backend.ErrNotStackable and the server is not called.
+// The model must answer a batch of B requests with outputs of shape
+// [B, N], row r for request r (with B = 1, [N] and [1, N] are accepted as
+// by Predict), and the answer may hold at most backend.MaxOutputRows rows
+// in all: requests whose candidates together exceed it do not stack.
+//
+// The error is the whole call's, of the classes Predict's errors are, and
+// comes with no list. PredictBatch is safe for concurrent use.
+func (m *Model) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]backend.Item, error) {
+	out, call, at, err := backend.SplitBatch(reqs, m.cfg.Outputs.IDs == "", ErrBadInput, m.cfg.ModelName)
+	if err != nil {
+		return nil, fmt.Errorf("oip: %w", err)
+	}
+	if len(call) == 0 {
+		return out, nil
+	}
+	for _, req := range call {
+		for i := range req.Inputs {
+			if _, err := checkInput(&req.Inputs[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := backend.CheckStack(call); err != nil {
+		return nil, fmt.Errorf("oip: %w", err)
+	}
+	lists := make([][]backend.Item, len(call))
+	if err := m.infer(ctx, backend.Stack(call), call, lists); err != nil {
+		return nil, err
+	}
+	for i, r := range at {
+		out[r] = lists[i]
+	}
+	return out, nil
+}
+
+// infer runs one inference call with the inputs in, those of reqs, and
+// ranks its answer into lists, lists[r] for reqs[r]. The call's deadline
+// is Config.Timeout or ctx's, whichever is earlier.
+func (m *Model) infer(ctx context.Context, in []featurizer.Tensor, reqs []*backend.Request, lists [][]backend.Item) error {
 	ctx, cancel, budget := backend.CallContext(ctx, m.cfg.Timeout)
 	defer cancel()
-	ans, err := m.tr.infer(ctx, req.Inputs)
+	ans, err := m.tr.infer(ctx, in)
 	if err != nil {
 		if errors.Is(err, backend.ErrUnavailable) {
 			m.health.Set(err)
 		}
-		return nil, inferError(err, budget)
+		return inferError(err, budget)
 	}
-	return m.items(ans, req)
+	return m.items(ans, reqs, lists)
 }
 
-// items ranks the outputs of an answer.
-func (m *Model) items(ans answer, req *backend.Request) ([]backend.Item, error) {
+// items ranks the outputs of an answer to the requests reqs: lists[r],
+// from row r of the outputs, for reqs[r].
+func (m *Model) items(ans answer, reqs []*backend.Request, lists [][]backend.Item) error {
 	names := &m.cfg.Outputs
 	if ans.scores == nil {
-		return nil, badOutput("no output %q in the response", names.Scores)
+		return badOutput("no output %q in the response", names.Scores)
 	}
-	var ids backend.IDs
+	b := len(reqs)
+	var ids [][]byte
 	var scores *scoreVec
+	var n int
 	var err error
 	if names.IDs == "" {
-		ids = backend.IDs{Strings: req.Candidates}
-		if scores, err = readScores(ans.scores, names.Scores, len(req.Candidates)); err != nil {
-			return nil, err
-		}
+		// PredictBatch sends only requests with as many candidates.
+		n = len(reqs[0].Candidates)
 	} else {
 		if ans.ids == nil {
-			return nil, badOutput("no output %q in the response", names.IDs)
+			return badOutput("no output %q in the response", names.IDs)
 		}
-		if ids.Bytes, err = readIDs(ans.ids, names.IDs); err != nil {
-			return nil, err
-		}
-		if scores, err = readScores(ans.scores, names.Scores, len(ids.Bytes)); err != nil {
-			return nil, err
+		if ids, n, err = readIDs(ans.ids, names.IDs, b); err != nil {
+			return err
 		}
 	}
-	items, err := backend.Rank(ids, scores, req, names.IDs != "" && req.Candidates != nil)
-	if err != nil {
-		return nil, fmt.Errorf("oip infer: %w", err)
+	if scores, err = readScores(ans.scores, names.Scores, b, n); err != nil {
+		return err
 	}
-	return items, nil
+	for r, req := range reqs {
+		rowIDs := backend.IDs{Strings: req.Candidates}
+		if names.IDs != "" {
+			rowIDs = backend.IDs{Bytes: ids[r*n : (r+1)*n]}
+		}
+		if lists[r], err = backend.Rank(rowIDs, scores.row(r, n), req, names.IDs != "" && req.Candidates != nil); err != nil {
+			return fmt.Errorf("oip infer: %w", err)
+		}
+	}
+	return nil
 }
 
 // Healthy reports whether the last readiness poll found the model ready

@@ -98,9 +98,18 @@ func (s *scoreVec) At(i int) float64 {
 	return float64(s.f32[i])
 }
 
-// readScores checks the scores output against the n items it must score.
-func readScores(o *output, name string, n int) (*scoreVec, error) {
-	got, err := backend.VectorLen(name, o.shape)
+// row is the scores of row r of a scores output of rows of n.
+func (s *scoreVec) row(r, n int) *scoreVec {
+	if s.f64 != nil {
+		return &scoreVec{f64: s.f64[r*n : (r+1)*n]}
+	}
+	return &scoreVec{f32: s.f32[r*n : (r+1)*n]}
+}
+
+// readScores checks the scores output against the b rows of n items it
+// must score: shape [b, N], or, when b is 1, [N] or [1, N], with N = n.
+func readScores(o *output, name string, b, n int) (*scoreVec, error) {
+	got, err := backend.RowLen(name, o.shape, b)
 	if err != nil {
 		return nil, fmt.Errorf("oip infer: %w", err)
 	}
@@ -109,12 +118,12 @@ func readScores(o *output, name string, n int) (*scoreVec, error) {
 	}
 	switch o.datatype {
 	case dtFP32:
-		if len(o.f32) != n {
+		if len(o.f32) != b*n {
 			return nil, badOutput("output %q has %d values for shape %s", name, o.count, backend.ShapeString(o.shape))
 		}
 		return &scoreVec{f32: o.f32}, nil
 	case dtFP64:
-		if len(o.f64) != n {
+		if len(o.f64) != b*n {
 			return nil, badOutput("output %q has %d values for shape %s", name, o.count, backend.ShapeString(o.shape))
 		}
 		return &scoreVec{f64: o.f64}, nil
@@ -122,19 +131,20 @@ func readScores(o *output, name string, n int) (*scoreVec, error) {
 	return nil, badOutput("output %q is %s, want FP32 or FP64", name, o.datatype)
 }
 
-// readIDs reads the ids output: BYTES of shape [N] or [1, N].
-func readIDs(o *output, name string) ([][]byte, error) {
+// readIDs reads the ids output of b rows: BYTES of shape [b, N], or, when
+// b is 1, [N] or [1, N]. It returns the ids of all rows, in order, and N.
+func readIDs(o *output, name string, b int) ([][]byte, int, error) {
 	if o.datatype != dtBytes {
-		return nil, badOutput("output %q is %s, want BYTES", name, o.datatype)
+		return nil, 0, badOutput("output %q is %s, want BYTES", name, o.datatype)
 	}
-	n, err := backend.VectorLen(name, o.shape)
+	n, err := backend.RowLen(name, o.shape, b)
 	if err != nil {
-		return nil, fmt.Errorf("oip infer: %w", err)
+		return nil, 0, fmt.Errorf("oip infer: %w", err)
 	}
-	if len(o.strs) != n {
-		return nil, badOutput("output %q has %d values for shape %s", name, o.count, backend.ShapeString(o.shape))
+	if len(o.strs) != b*n {
+		return nil, 0, badOutput("output %q has %d values for shape %s", name, o.count, backend.ShapeString(o.shape))
 	}
-	return o.strs, nil
+	return o.strs, n, nil
 }
 
 // elements is the number of elements of a shape, or false when a dimension
