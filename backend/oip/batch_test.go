@@ -334,7 +334,11 @@ func BenchmarkPredictBatch(b *testing.B) {
 	p := plan(b, fullSpec)
 	for _, protocol := range protocols {
 		b.Run("protocol="+protocol, func(b *testing.B) {
-			s := startServer(b, ranker())
+			mod := ranker()
+			for i := range mod.Inputs {
+				mod.Inputs[i].Shape[0] = -1 // a batch dimension ("age" is [1])
+			}
+			s := startServer(b, mod)
 			m := open(b, config(s, protocol, "ranker", p), true)
 			cands := make([]string, 100)
 			for i := range cands {
