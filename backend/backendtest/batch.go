@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/featurizer"
 )
 
 // CheckBatch checks lists, what a BatchScorer's PredictBatch returned for
@@ -54,4 +55,94 @@ func BenchBatch(b *testing.B, s backend.BatchScorer, reqs []*backend.Request) {
 			}
 		}
 	})
+}
+
+// The feature specs of the PredictBatch tests of remote backends: a user,
+// the candidates and a list of recent items, whose length makes the
+// requests' shapes (BatchSpec); BatchIDsSpec, for models that rank their
+// own ids, has no candidates.
+const (
+	BatchSpec = `{"inputs": {
+  "user":   {"from": "user_id", "transform": "hash_bucket", "buckets": 1000, "dtype": "int64"},
+  "cands":  {"from": "candidates", "transform": "list", "dtype": "string", "default": []},
+  "recent": {"from": "features.recent", "transform": "list", "dtype": "string", "default": []}}}`
+	BatchIDsSpec = `{"inputs": {
+  "user":   {"from": "user_id", "transform": "hash_bucket", "buckets": 1000, "dtype": "int64"},
+  "recent": {"from": "features.recent", "transform": "list", "dtype": "string", "default": []}}}`
+)
+
+// BatchEntry is one request of a PredictBatch test: a user, its
+// candidates, its recent items (features.recent), the ids it excludes and
+// k.
+type BatchEntry struct {
+	User                   string
+	Cands, Recent, Exclude []string
+	K                      int
+}
+
+// Request builds the entry's request with p (BatchSpec or BatchIDsSpec).
+func (e BatchEntry) Request(t testing.TB, p *featurizer.Plan) *backend.Request {
+	t.Helper()
+	return BatchRequest(t, p, e.User, e.Cands, e.Recent, e.Exclude, e.K)
+}
+
+// BatchRequest builds with p the request of a user with candidates, recent
+// items, excluded items and k.
+func BatchRequest(t testing.TB, p *featurizer.Plan, user string, cands, recent, exclude []string, k int) *backend.Request {
+	t.Helper()
+	rec := make([]any, len(recent))
+	for i, r := range recent {
+		rec[i] = r
+	}
+	in, err := p.Build(&featurizer.Request{UserID: user, Candidates: cands, Features: map[string]any{"recent": rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &backend.Request{Inputs: in, Candidates: cands, K: k}
+	if exclude != nil {
+		req.Exclude = map[string]struct{}{}
+		for _, x := range exclude {
+			req.Exclude[x] = struct{}{}
+		}
+	}
+	return req
+}
+
+// BatchCatalogue is the catalogue of the PredictBatch tests' models that
+// rank their own ids: item-00 to item-59.
+func BatchCatalogue() []string {
+	c := make([]string, 60)
+	for i := range c {
+		c[i] = fmt.Sprintf("item-%02d", i)
+	}
+	return c
+}
+
+// BatchEntries are the batches of the PredictBatch tests, of the items of
+// BatchCatalogue: scores, for a model that scores the candidates (as many
+// in each request, one of them twice in one, none in another: no call for
+// it), with k and exclusions of all kinds; ids, for a model that ranks its
+// own ids, with and without candidates. cands is the candidates of
+// scores' first entry.
+func BatchEntries() (scores, ids []BatchEntry, cands []string) {
+	catalogue := BatchCatalogue()
+	cands = catalogue[10:22]
+	cands2 := append(slices.Clone(catalogue[30:41]), catalogue[31]) // as many, one twice
+	scores = []BatchEntry{
+		{"u1", cands, []string{"a", "b"}, nil, 3},
+		{"u2", cands, []string{"b", "c"}, []string{cands[0], cands[5], "zz"}, 5},
+		{"u3", cands2, []string{"c", "d"}, nil, 100},
+		{"u1", cands2, []string{"d", "e"}, []string{cands2[1]}, 1},
+		{"u4", []string{}, []string{"e", "f"}, nil, 3}, // no call for it
+		{"u5", cands, []string{"f", "g"}, cands, 4},
+	}
+	ids = []BatchEntry{
+		{"u1", nil, []string{"a", "b"}, nil, 3},
+		{"u2", nil, []string{"c", "d"}, []string{catalogue[3], catalogue[9]}, 10},
+		{"u3", []string{catalogue[4], catalogue[50], "zz", catalogue[4]}, []string{"e", "f"}, nil, 5},
+		{"u4", []string{}, []string{"g", "h"}, nil, 5},
+		{"u5", nil, []string{"i", "j"}, nil, 1000},
+		{"u2", catalogue[:30], []string{"k", "l"}, catalogue[:10], 7},
+	}
+	return scores, ids, cands
 }

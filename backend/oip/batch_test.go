@@ -19,19 +19,6 @@ import (
 	"github.com/modelgate/modelgate/featurizer"
 )
 
-// batchSpec has a list of recent items, whose length makes the requests'
-// shapes, and the candidates; batchIDsSpec, for models that rank their own
-// ids, has no candidates.
-const (
-	batchSpec = `{"inputs": {
-  "user":   {"from": "user_id", "transform": "hash_bucket", "buckets": 1000, "dtype": "int64"},
-  "cands":  {"from": "candidates", "transform": "list", "dtype": "string", "default": []},
-  "recent": {"from": "features.recent", "transform": "list", "dtype": "string", "default": []}}}`
-	batchIDsSpec = `{"inputs": {
-  "user":   {"from": "user_id", "transform": "hash_bucket", "buckets": 1000, "dtype": "int64"},
-  "recent": {"from": "features.recent", "transform": "list", "dtype": "string", "default": []}}}`
-)
-
 // startBatchModel serves mod (named "batch", version 1, scoring each row
 // by its user) and opens it over protocol, reading the ids output when ids
 // is set.
@@ -43,12 +30,12 @@ func startBatchModel(t *testing.T, protocol string, mod oiptest.Model, ids bool)
 	mod.KeyInput = "user"
 	mod.Inputs = []oiptest.Tensor{{Name: "user", Datatype: "INT64", Shape: []int64{-1}}, {Name: "recent", Datatype: "BYTES", Shape: []int64{-1, -1}}}
 	mod.Outputs = []oiptest.Tensor{{Name: "scores", Datatype: cmp.Or(mod.ScoresDatatype, "FP32"), Shape: []int64{-1, -1}}}
-	spec := batchIDsSpec
+	spec := backendtest.BatchIDsSpec
 	if ids {
 		mod.Outputs = append(mod.Outputs, oiptest.Tensor{Name: "ids", Datatype: "BYTES", Shape: []int64{-1, -1}})
 	} else {
 		mod.Inputs = append(mod.Inputs, oiptest.Tensor{Name: "cands", Datatype: "BYTES", Shape: []int64{-1, -1}})
-		spec = batchSpec
+		spec = backendtest.BatchSpec
 	}
 	if mod.Flat {
 		for i := range mod.Outputs {
@@ -64,72 +51,24 @@ func startBatchModel(t *testing.T, protocol string, mod oiptest.Model, ids bool)
 	return s, open(t, cfg, true), p
 }
 
-// batchRequest builds the request of a user with candidates, recent items,
-// excluded items and k.
-func batchRequest(t testing.TB, p *featurizer.Plan, user string, cands, recent, exclude []string, k int) *backend.Request {
-	t.Helper()
-	rec := make([]any, len(recent))
-	for i, r := range recent {
-		rec[i] = r
-	}
-	in, err := p.Build(&featurizer.Request{UserID: user, Candidates: cands, Features: map[string]any{"recent": rec}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &backend.Request{Inputs: in, Candidates: cands, K: k}
-	if exclude != nil {
-		req.Exclude = map[string]struct{}{}
-		for _, x := range exclude {
-			req.Exclude[x] = struct{}{}
-		}
-	}
-	return req
-}
-
 // PredictBatch must return, for every request, exactly what Predict returns
 // for it alone, from one inference call whose inputs are the requests'
 // stacked, over either protocol.
 func TestPredictBatchMatchesPredict(t *testing.T) {
-	catalogue := make([]string, 60)
-	for i := range catalogue {
-		catalogue[i] = fmt.Sprintf("item-%02d", i)
-	}
+	catalogue := backendtest.BatchCatalogue()
 	dup := append(slices.Clone(catalogue[:20]), catalogue[5], catalogue[7], catalogue[5])
-	cands := catalogue[10:22]
-	cands2 := append(slices.Clone(catalogue[30:41]), catalogue[31]) // as many, one twice
 	// Scores with ties (two decimals), so that the id order of equal
 	// scores is tested too.
 	ties := func(v, item string) float64 {
 		return math.Round(oiptest.DefaultScore(v, item)*20) / 20
 	}
-	type entry struct {
-		user          string
-		cands, recent []string
-		exclude       []string
-		k             int
-	}
-	scoresEntries := []entry{
-		{"u1", cands, []string{"a", "b"}, nil, 3},
-		{"u2", cands, []string{"b", "c"}, []string{cands[0], cands[5], "zz"}, 5},
-		{"u3", cands2, []string{"c", "d"}, nil, 100},
-		{"u1", cands2, []string{"d", "e"}, []string{cands2[1]}, 1},
-		{"u4", []string{}, []string{"e", "f"}, nil, 3}, // no call for it
-		{"u5", cands, []string{"f", "g"}, cands, 4},
-	}
-	idsEntries := []entry{
-		{"u1", nil, []string{"a", "b"}, nil, 3},
-		{"u2", nil, []string{"c", "d"}, []string{catalogue[3], catalogue[9]}, 10},
-		{"u3", []string{catalogue[4], catalogue[50], "zz", catalogue[4]}, []string{"e", "f"}, nil, 5},
-		{"u4", []string{}, []string{"g", "h"}, nil, 5},
-		{"u5", nil, []string{"i", "j"}, nil, 1000},
-		{"u2", catalogue[:30], []string{"k", "l"}, catalogue[:10], 7},
-	}
+	scoresEntries, idsEntries, cands := backendtest.BatchEntries()
 	cases := []struct {
 		name    string
 		model   oiptest.Model
 		raw     bool
 		ids     bool
-		entries []entry
+		entries []backendtest.BatchEntry
 	}{
 		{name: "scores fp32", entries: scoresEntries},
 		{name: "scores fp32 with ties", model: oiptest.Model{Score: ties}, entries: scoresEntries},
@@ -150,8 +89,8 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 				reqs := make([]*backend.Request, len(tc.entries))
 				called := 0 // the requests that need the call
 				for i, e := range tc.entries {
-					reqs[i] = batchRequest(t, p, e.user, e.cands, e.recent, e.exclude, e.k)
-					if tc.ids || len(e.cands) > 0 {
+					reqs[i] = e.Request(t, p)
+					if tc.ids || len(e.Cands) > 0 {
 						called++
 					}
 				}
@@ -185,7 +124,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 				// Different users, different lists: the rows were scored
 				// each by its own user.
 				if len(got) > 1 && len(got[0]) > 0 && slices.Equal(got[0], got[1]) {
-					t.Errorf("users %s and %s got the same list %v", tc.entries[0].user, tc.entries[1].user, got[0])
+					t.Errorf("users %s and %s got the same list %v", tc.entries[0].User, tc.entries[1].User, got[0])
 				}
 			})
 		}
@@ -203,7 +142,7 @@ func TestPredictBatchErrors(t *testing.T) {
 		return 0.5
 	}
 	two := func(p *featurizer.Plan, recent1, recent2 []string, cands1, cands2 []string) []*backend.Request {
-		return []*backend.Request{batchRequest(t, p, "u1", cands1, recent1, nil, 2), batchRequest(t, p, "u2", cands2, recent2, nil, 2)}
+		return []*backend.Request{backendtest.BatchRequest(t, p, "u1", cands1, recent1, nil, 2), backendtest.BatchRequest(t, p, "u2", cands2, recent2, nil, 2)}
 	}
 	cases := []struct {
 		name      string
@@ -308,7 +247,7 @@ func TestPredictBatchEmptyCandidatesSpareTheCall(t *testing.T) {
 	for _, protocol := range protocols {
 		t.Run(protocol, func(t *testing.T) {
 			s, m, p := startBatchModel(t, protocol, oiptest.Model{}, false)
-			reqs := []*backend.Request{batchRequest(t, p, "u1", []string{}, nil, nil, 2), batchRequest(t, p, "u2", []string{}, nil, nil, 3)}
+			reqs := []*backend.Request{backendtest.BatchRequest(t, p, "u1", []string{}, nil, nil, 2), backendtest.BatchRequest(t, p, "u2", []string{}, nil, nil, 3)}
 			got, err := m.PredictBatch(context.Background(), reqs)
 			if err != nil || len(got) != 2 || got[0] == nil || len(got[0]) != 0 || got[1] == nil || len(got[1]) != 0 {
 				t.Fatalf("PredictBatch = %#v, %v; want two empty lists", got, err)

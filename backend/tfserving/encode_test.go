@@ -213,7 +213,6 @@ func checkBatchRequest(t *testing.T, m *Model, reqs []*backend.Request) {
 	checkEncoding(t, m, stacked, func() (*predictRequest, error) { return m.batchRequest(reqs) })
 }
 
-
 // reversed returns the inputs with each tensor's values in reverse order:
 // another request of the same shapes.
 func reversed(inputs []featurizer.Tensor) []featurizer.Tensor {
