@@ -2,9 +2,11 @@ package backendtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/featurizer"
@@ -145,4 +147,29 @@ func BatchEntries() (scores, ids []BatchEntry, cands []string) {
 		{"u2", catalogue[:30], []string{"k", "l"}, catalogue[:10], 7},
 	}
 	return scores, ids, cands
+}
+
+// CheckBatchError runs a PredictBatch that must fail, with a deadline of
+// timeout when it is not 0, and checks that it returns no lists and an
+// error matching wantIs of class wantClass (backend.Classify), and that
+// the server then saw wantCalls calls, as calls says.
+func CheckBatchError(t testing.TB, s backend.BatchScorer, reqs []*backend.Request, timeout time.Duration,
+	wantIs error, wantClass string, calls func() int, wantCalls int) {
+	t.Helper()
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	got, err := s.PredictBatch(ctx, reqs)
+	if !errors.Is(err, wantIs) || got != nil {
+		t.Fatalf("PredictBatch = %v, %v; want no lists and %v", got, err, wantIs)
+	}
+	if c := backend.Classify(err); c != wantClass {
+		t.Errorf("Classify(%v) = %q, want %q", err, c, wantClass)
+	}
+	if n := calls(); n != wantCalls {
+		t.Errorf("%d calls, want %d", n, wantCalls)
+	}
 }

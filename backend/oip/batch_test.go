@@ -3,7 +3,6 @@ package oip_test
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -220,22 +219,7 @@ func TestPredictBatchErrors(t *testing.T) {
 					reqs = tc.reqs(p)
 				}
 				nanKey = fmt.Sprint(reqs[len(reqs)-1].Input("user").Int64[0])
-				ctx := context.Background()
-				if tc.timeout > 0 {
-					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, tc.timeout)
-					defer cancel()
-				}
-				got, err := m.PredictBatch(ctx, reqs)
-				if !errors.Is(err, tc.wantIs) || got != nil {
-					t.Fatalf("PredictBatch = %v, %v; want no lists and %v", got, err, tc.wantIs)
-				}
-				if c := backend.Classify(err); c != tc.wantClass {
-					t.Errorf("Classify(%v) = %q, want %q", err, c, tc.wantClass)
-				}
-				if n := s.Calls("ModelInfer"); n != tc.wantCalls {
-					t.Errorf("%d ModelInfer calls, want %d", n, tc.wantCalls)
-				}
+				backendtest.CheckBatchError(t, m, reqs, tc.timeout, tc.wantIs, tc.wantClass, func() int { return s.Calls("ModelInfer") }, tc.wantCalls)
 			})
 		}
 	}

@@ -2,7 +2,6 @@ package tfserving_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -192,22 +191,7 @@ func TestPredictBatchErrors(t *testing.T) {
 				reqs = tc.reqs(p)
 			}
 			nanKey = fmt.Sprint(reqs[len(reqs)-1].Input("user").Int64[0])
-			ctx := context.Background()
-			if tc.timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
-				defer cancel()
-			}
-			got, err := m.PredictBatch(ctx, reqs)
-			if !errors.Is(err, tc.wantIs) || got != nil {
-				t.Fatalf("PredictBatch = %v, %v; want no lists and %v", got, err, tc.wantIs)
-			}
-			if c := backend.Classify(err); c != tc.wantClass {
-				t.Errorf("Classify(%v) = %q, want %q", err, c, tc.wantClass)
-			}
-			if n := srv.Calls("Predict"); n != tc.wantCalls {
-				t.Errorf("%d Predict calls, want %d", n, tc.wantCalls)
-			}
+			backendtest.CheckBatchError(t, m, reqs, tc.timeout, tc.wantIs, tc.wantClass, func() int { return srv.Calls("Predict") }, tc.wantCalls)
 		})
 	}
 }
