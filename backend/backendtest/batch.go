@@ -124,11 +124,10 @@ func BatchCatalogue() []string {
 // BatchCatalogue: scores, for a model that scores the candidates (as many
 // in each request, one of them twice in one, none in another: no call for
 // it), with k and exclusions of all kinds; ids, for a model that ranks its
-// own ids, with and without candidates. cands is the candidates of
-// scores' first entry.
-func BatchEntries() (scores, ids []BatchEntry, cands []string) {
+// own ids, with and without candidates.
+func BatchEntries() (scores, ids []BatchEntry) {
 	catalogue := BatchCatalogue()
-	cands = catalogue[10:22]
+	cands := catalogue[10:22]
 	cands2 := append(slices.Clone(catalogue[30:41]), catalogue[31]) // as many, one twice
 	scores = []BatchEntry{
 		{"u1", cands, []string{"a", "b"}, nil, 3},
@@ -146,7 +145,7 @@ func BatchEntries() (scores, ids []BatchEntry, cands []string) {
 		{"u5", nil, []string{"i", "j"}, nil, 1000},
 		{"u2", catalogue[:30], []string{"k", "l"}, catalogue[:10], 7},
 	}
-	return scores, ids, cands
+	return scores, ids
 }
 
 // CheckBatchError runs a PredictBatch that must fail, with a deadline of
@@ -171,5 +170,40 @@ func CheckBatchError(t testing.TB, s backend.BatchScorer, reqs []*backend.Reques
 	}
 	if n := calls(); n != wantCalls {
 		t.Errorf("%d calls, want %d", n, wantCalls)
+	}
+}
+
+// BatchRequests builds the requests of entries with p, and the shapes
+// their inputs stack to in the one call (the requests with candidates, or
+// all when the model ranks its own ids, as the ids mode says): user [B],
+// recent [B, 2] and, in the scores mode, cands [B, C].
+func BatchRequests(t testing.TB, p *featurizer.Plan, entries []BatchEntry, ids bool) ([]*backend.Request, map[string][]int64) {
+	t.Helper()
+	reqs := make([]*backend.Request, len(entries))
+	b, c := 0, 0 // the requests that need the call, their candidates
+	for i, e := range entries {
+		reqs[i] = e.Request(t, p)
+		if ids || len(e.Cands) > 0 {
+			b++
+			c = len(e.Cands)
+		}
+	}
+	shapes := map[string][]int64{"user": {int64(b)}, "recent": {int64(b), 2}}
+	if !ids {
+		shapes["cands"] = []int64{int64(b), int64(c)}
+	}
+	return reqs, shapes
+}
+
+// CheckBatchLists checks lists, what s.PredictBatch returned for reqs, as
+// CheckBatch does, and that the first two requests, of different users,
+// got different lists: the model scored each row by its own user.
+func CheckBatchLists(t testing.TB, s backend.Scorer, reqs []*backend.Request, lists [][]backend.Item) {
+	t.Helper()
+	if err := CheckBatch(context.Background(), s, reqs, lists); err != nil {
+		t.Error(err)
+	}
+	if len(lists) > 1 && len(lists[0]) > 0 && slices.Equal(lists[0], lists[1]) {
+		t.Errorf("requests 0 and 1 got the same list %v", lists[0])
 	}
 }

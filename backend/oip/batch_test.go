@@ -61,7 +61,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 	ties := func(v, item string) float64 {
 		return math.Round(oiptest.DefaultScore(v, item)*20) / 20
 	}
-	scoresEntries, idsEntries, cands := backendtest.BatchEntries()
+	scoresEntries, idsEntries := backendtest.BatchEntries()
 	cases := []struct {
 		name    string
 		model   oiptest.Model
@@ -85,14 +85,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 			t.Run(protocol+"/"+tc.name, func(t *testing.T) {
 				s, m, p := startBatchModel(t, protocol, tc.model, tc.ids)
 				s.SetRawOutput(tc.raw)
-				reqs := make([]*backend.Request, len(tc.entries))
-				called := 0 // the requests that need the call
-				for i, e := range tc.entries {
-					reqs[i] = e.Request(t, p)
-					if tc.ids || len(e.Cands) > 0 {
-						called++
-					}
-				}
+				reqs, shapes := backendtest.BatchRequests(t, p, tc.entries, tc.ids)
 				got, err := m.PredictBatch(context.Background(), reqs)
 				if err != nil {
 					t.Fatal(err)
@@ -104,10 +97,6 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 				if last.Protocol != protocol {
 					t.Fatalf("the call went over %q", last.Protocol)
 				}
-				shapes := map[string][]int64{"user": {int64(called)}, "recent": {int64(called), 2}}
-				if !tc.ids {
-					shapes["cands"] = []int64{int64(called), int64(len(cands))}
-				}
 				sent := map[string][]int64{}
 				for _, in := range last.Infer.GetInputs() {
 					sent[in.GetName()] = in.GetShape()
@@ -117,14 +106,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 						t.Errorf("input %q of shape %v, want %v", name, sent[name], want)
 					}
 				}
-				if err := backendtest.CheckBatch(context.Background(), m, reqs, got); err != nil {
-					t.Error(err)
-				}
-				// Different users, different lists: the rows were scored
-				// each by its own user.
-				if len(got) > 1 && len(got[0]) > 0 && slices.Equal(got[0], got[1]) {
-					t.Errorf("users %s and %s got the same list %v", tc.entries[0].User, tc.entries[1].User, got[0])
-				}
+				backendtest.CheckBatchLists(t, m, reqs, got)
 			})
 		}
 	}

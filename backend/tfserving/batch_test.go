@@ -61,7 +61,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 	ties := func(v int64, item string) float64 {
 		return math.Round(tfservingtest.DefaultScore(v, item)*20) / 20
 	}
-	scoresEntries, idsEntries, cands := backendtest.BatchEntries()
+	scoresEntries, idsEntries := backendtest.BatchEntries()
 	for _, tc := range []struct {
 		name    string
 		model   tfservingtest.Model
@@ -83,14 +83,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 			pool := tfserving.NewPool()
 			defer pool.Close()
 			srv, m, p := startBatchModel(t, pool, tc.model, tc.ids)
-			reqs := make([]*backend.Request, len(tc.entries))
-			called := 0 // the requests that need the call
-			for i, e := range tc.entries {
-				reqs[i] = e.Request(t, p)
-				if tc.ids || len(e.Cands) > 0 {
-					called++
-				}
-			}
+			reqs, shapes := backendtest.BatchRequests(t, p, tc.entries, tc.ids)
 			got, err := m.PredictBatch(context.Background(), reqs)
 			if err != nil {
 				t.Fatal(err)
@@ -99,10 +92,6 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 				t.Fatalf("%d Predict calls for the batch, want 1", n)
 			}
 			sent := srv.LastRequest().GetInputs()
-			shapes := map[string][]int64{"user": {int64(called)}, "recent": {int64(called), 2}}
-			if !tc.ids {
-				shapes["cands"] = []int64{int64(called), int64(len(cands))}
-			}
 			for name, want := range shapes {
 				var dims []int64
 				for _, d := range sent[name].GetTensorShape().GetDim() {
@@ -112,14 +101,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 					t.Errorf("input %q of shape %v, want %v", name, dims, want)
 				}
 			}
-			if err := backendtest.CheckBatch(context.Background(), m, reqs, got); err != nil {
-				t.Error(err)
-			}
-			// Different users, different lists: the rows were scored
-			// each by its own user.
-			if len(got) > 1 && len(got[0]) > 0 && slices.Equal(got[0], got[1]) {
-				t.Errorf("users %s and %s got the same list %v", tc.entries[0].User, tc.entries[1].User, got[0])
-			}
+			backendtest.CheckBatchLists(t, m, reqs, got)
 		})
 	}
 }
