@@ -130,6 +130,54 @@ func TestOIPThroughTheGateway(t *testing.T) {
 	}
 }
 
+// A batch recommend stacks the entries that chose an oip arm into one
+// inference call, over either protocol, and each entry gets what it would
+// alone.
+func TestOIPBatchRecommend(t *testing.T) {
+	m := oipRanker()
+	m.KeyInput = "user" // rows scored by their own user
+	s := startOIP(t, m)
+	a := startApp(t, demoConfig(t, ""))
+	for i, protocol := range []string{oip.ProtocolGRPC, oip.ProtocolHTTP} {
+		t.Run(protocol, func(t *testing.T) {
+			ep := serveOIP(t, a, s, protocol, fmt.Sprint(i+1))
+			users := []string{"u1", "u2", "u3"}
+			var entries []map[string]any
+			for j, u := range users {
+				entries = append(entries, map[string]any{"user_id": u, "candidates": cands, "k": 2 + j})
+			}
+			before := s.Calls("ModelInfer")
+			var batch struct {
+				Responses []recResp `json:"responses"`
+			}
+			if st := call(t, "POST", a.url+"/v1/endpoints/"+ep+"/recommend/batch", map[string]any{"requests": entries}, &batch); st != 200 || len(batch.Responses) != len(users) {
+				t.Fatalf("batch: %d, %d responses", st, len(batch.Responses))
+			}
+			if n := s.Calls("ModelInfer") - before; n != 1 {
+				t.Fatalf("%d inference calls for the batch, want 1", n)
+			}
+			r, _ := s.LastRequest()
+			for _, in := range r.Infer.GetInputs() {
+				if in.GetShape()[0] != int64(len(users)) {
+					t.Fatalf("input %q of shape %v: not stacked", in.GetName(), in.GetShape())
+				}
+			}
+			for j, e := range entries {
+				var alone recResp
+				if st := call(t, "POST", a.url+"/v1/endpoints/"+ep+"/recommend", e, &alone); st != 200 {
+					t.Fatalf("recommend: %d", st)
+				}
+				if got := batch.Responses[j]; got.Fallback || !slices.Equal(got.Items, alone.Items) {
+					t.Fatalf("entry %d: %+v (fallback %v), alone %+v", j, got.Items, got.Fallback, alone.Items)
+				}
+			}
+			if slices.Equal(batch.Responses[0].Items, batch.Responses[1].Items[:2]) {
+				t.Fatalf("users u1 and u2 got the same items %v", batch.Responses[0].Items)
+			}
+		})
+	}
+}
+
 // Registration checks the server; every mismatch is a 400 invalid_model
 // naming its field, and nothing is stored.
 func TestOIPRegistrationErrors(t *testing.T) {
