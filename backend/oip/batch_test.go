@@ -228,9 +228,6 @@ func TestPredictBatchEmptyCandidatesSpareTheCall(t *testing.T) {
 	}
 }
 
-// The oip backend is a backend.BatchScorer.
-var _ backend.BatchScorer = (*oip.Model)(nil)
-
 // BenchmarkPredictBatch is 64 users' top 10 of 100 candidates each in one
 // PredictBatch (one inference call, inputs stacked) against 64 Predict
 // calls, over loopback gRPC and HTTP to oiptest, whose own work is in the

@@ -147,6 +147,8 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 	return lists[0], nil
 }
 
+var _ backend.BatchScorer = (*Model)(nil)
+
 // PredictBatch scores the requests in one inference call (one ModelInfer,
 // or one POST …/infer), their input tensors stacked along the leading
 // dimension (each request's is 1), and returns for each request, in
