@@ -149,8 +149,8 @@ func readIDs(o *output, name string, b int) ([][]byte, int, error) {
 
 // elements is the number of elements of a shape, or false when a dimension
 // is negative or there are more than backend.MaxOutputRows: the outputs the
-// gateway reads are vectors of at most that many rows, and a larger claim
-// must not size an allocation.
+// gateway reads hold at most that many rows (a batch's rows together), and
+// a larger claim must not size an allocation.
 func elements(shape []int64) (int, bool) {
 	n := int64(1)
 	for _, d := range shape {
