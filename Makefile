@@ -78,6 +78,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./backend/tfserving
 	$(GO) test -run '^$$' -fuzz '^FuzzEncodeRequest$$' -fuzztime $(FUZZTIME) ./backend/tfserving
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeList$$' -fuzztime $(FUZZTIME) ./backend/redislist
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSONAnswer$$' -fuzztime $(FUZZTIME) ./backend/oip
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRaw$$' -fuzztime $(FUZZTIME) ./backend/oip
 
 ## proto: regenerate the committed Go code from proto/ (needs protoc: apt-get install protobuf-compiler)
 proto:
@@ -97,6 +99,10 @@ proto:
 		tensorflow_serving/apis/model.proto tensorflow_serving/apis/predict.proto \
 		tensorflow_serving/apis/get_model_metadata.proto tensorflow_serving/apis/get_model_status.proto \
 		tensorflow_serving/apis/prediction_service.proto tensorflow_serving/apis/model_service.proto
+	cd proto && PATH="$(GOBIN):$$PATH" protoc -I. \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		inference/grpc_predict_v2.proto
 
 ## redis-demo: three replicas of the demo sharing a local redis-server (Ctrl-C stops)
 redis-demo: build

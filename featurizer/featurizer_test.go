@@ -10,25 +10,6 @@ import (
 	"testing"
 )
 
-// values returns the value slice a tensor's dtype selects.
-func values(t *Tensor) any {
-	switch t.DType {
-	case Float32:
-		return t.Float32
-	case Float64:
-		return t.Float64
-	case Int32:
-		return t.Int32
-	case Int64:
-		return t.Int64
-	case String:
-		return t.String
-	case Bool:
-		return t.Bool
-	}
-	return nil
-}
-
 func mustParse(t testing.TB, spec string) *Plan {
 	t.Helper()
 	p, err := Parse([]byte(spec))
@@ -160,7 +141,7 @@ func TestBuildTransforms(t *testing.T) {
 			if !reflect.DeepEqual(out[0].Shape, c.shape) {
 				t.Errorf("shape %v, want %v", out[0].Shape, c.shape)
 			}
-			if got := values(&out[0]); !reflect.DeepEqual(got, c.want) {
+			if got := out[0].Values(); !reflect.DeepEqual(got, c.want) {
 				t.Errorf("values %#v, want %#v", got, c.want)
 			}
 			if out[0].Len() != int(c.shape[len(c.shape)-1]) && len(c.shape) == 2 {
@@ -284,7 +265,7 @@ func TestDefaults(t *testing.T) {
 			if !reflect.DeepEqual(out[0].Shape, c.shape) {
 				t.Errorf("shape %v, want %v", out[0].Shape, c.shape)
 			}
-			if got := values(&out[0]); !reflect.DeepEqual(got, c.want) {
+			if got := out[0].Values(); !reflect.DeepEqual(got, c.want) {
 				t.Errorf("values %#v, want %#v", got, c.want)
 			}
 		})
@@ -516,8 +497,8 @@ func TestAPIExample(t *testing.T) {
 		if got.Name != wantInfo[i].Name || got.DType != wantInfo[i].DType {
 			t.Errorf("tensor %d is %s %s, want %s %s", i, got.Name, got.DType, wantInfo[i].Name, wantInfo[i].DType)
 		}
-		if !reflect.DeepEqual(got.Shape, w.shape) || !reflect.DeepEqual(values(got), w.vals) {
-			t.Errorf("%s: shape %v values %v; want %v %v", got.Name, got.Shape, values(got), w.shape, w.vals)
+		if !reflect.DeepEqual(got.Shape, w.shape) || !reflect.DeepEqual(got.Values(), w.vals) {
+			t.Errorf("%s: shape %v values %v; want %v %v", got.Name, got.Shape, got.Values(), w.shape, w.vals)
 		}
 	}
 

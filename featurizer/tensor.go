@@ -51,6 +51,26 @@ type Tensor struct {
 	Bool    []bool
 }
 
+// Values returns the slice of the tensor's dtype ([]float32, []float64,
+// []int32, []int64, []string or []bool), nil for an invalid dtype.
+func (t *Tensor) Values() any {
+	switch t.DType {
+	case Float32:
+		return t.Float32
+	case Float64:
+		return t.Float64
+	case Int32:
+		return t.Int32
+	case Int64:
+		return t.Int64
+	case String:
+		return t.String
+	case Bool:
+		return t.Bool
+	}
+	return nil
+}
+
 // Len is the number of elements the tensor holds.
 func (t *Tensor) Len() int {
 	switch t.DType {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/backend/embedded"
+	"github.com/modelgate/modelgate/backend/oip"
 	"github.com/modelgate/modelgate/backend/onnx"
 	"github.com/modelgate/modelgate/backend/redislist"
 	"github.com/modelgate/modelgate/backend/tfserving"
@@ -18,5 +19,6 @@ func drivers(pool *tfserving.Pool, cfg *config.Config) *backend.Drivers {
 		tfserving.NewDriver(pool),
 		onnx.NewDriver(cfg.ONNXRuntime.Library, cfg.ONNXRuntime.IntraOpThreads),
 		redislist.NewDriver(cfg.RedisURL),
+		oip.Driver{},
 	)
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/duration"
 	"github.com/modelgate/modelgate/fault"
 	"github.com/modelgate/modelgate/store"
@@ -72,6 +73,11 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	autoArms, err := checkEndpointRefs(&in, func(arm string) bool { _, ok := snap.Versions[arm]; return ok }, snap.hasModel)
 	if err != nil {
 		return nil, false, false, err
+	}
+	if a := autoArms; a != nil {
+		if typ := snap.Newest(a.Model).Backend.Type; !r.canList(typ) {
+			return nil, false, false, autoArmsUnlisted(a.Model, typ)
+		}
 	}
 	now := r.now().UTC()
 	// The paused state of arms that remain comes from the stored endpoint,
@@ -157,6 +163,12 @@ func checkArmIn(known func(arm string) bool, field, arm string) error {
 		return fault.Field(field, "unknown_model_version", "model version %s is not registered", arm)
 	}
 	return nil
+}
+
+// autoArmsUnlisted is the error for auto_arms on a model whose backend
+// cannot list its published versions.
+func autoArmsUnlisted(model, typ string) error {
+	return fault.Field("auto_arms.model", "invalid_auto_arms", "%q is served by a %s backend, which cannot list its published versions: auto_arms is not offered for it", model, typ)
 }
 
 // checkEndpointRefs checks what an endpoint body names against the
@@ -445,4 +457,15 @@ func (r *Registry) AddArmIf(ctx context.Context, endpoint, arm string, cond IfMa
 	ep, err := r.addArm(ctx, endpoint, arm, cond)
 	r.audit.Record(ctx, "add_arm", endpoint+"/"+arm, err)
 	return ep, err
+}
+
+// canList reports whether the driver of backend type typ can list the
+// versions its backend publishes (backend.Lister), which auto_arms needs.
+func (r *Registry) canList(typ string) bool {
+	d, ok := r.drivers.Lookup(typ)
+	if !ok {
+		return false
+	}
+	_, ok = d.(backend.Lister)
+	return ok
 }

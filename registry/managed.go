@@ -85,13 +85,14 @@ func (r *Registry) ApplyConfig(ctx context.Context, versions []ConfigVersion, en
 		}
 		set.versions[mv.Arm] = true
 	}
-	models := map[string]bool{}
+	models := map[string]string{} // model -> the backend type of a version the config names
 	for _, v := range versions {
-		models[v.Name] = true
+		mv, _ := r.ParseVersion(v.Name, v.Version, v.Body) // parsed above
+		models[v.Name] = mv.Backend.Type
 	}
 	snap := r.snap.Load()
 	known := func(arm string) bool { _, ok := snap.Versions[arm]; return ok || set.versions[arm] }
-	hasModel := func(name string) bool { return models[name] || snap.hasModel(name) }
+	hasModel := func(name string) bool { _, ok := models[name]; return ok || snap.hasModel(name) }
 	for _, e := range endpoints {
 		if err := r.CheckEndpoint(e.Name, e.Body); err != nil {
 			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
@@ -101,8 +102,18 @@ func (r *Registry) ApplyConfig(ctx context.Context, versions []ConfigVersion, en
 		if err := fault.DecodeJSON(e.Body, &in); err != nil {
 			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
 		}
-		if _, err := checkEndpointRefs(&in, known, hasModel); err != nil {
+		auto, err := checkEndpointRefs(&in, known, hasModel)
+		if err != nil {
 			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
+		}
+		if auto != nil {
+			typ, ok := models[auto.Model]
+			if !ok {
+				typ = snap.Newest(auto.Model).Backend.Type
+			}
+			if !r.canList(typ) {
+				return 0, fmt.Errorf("endpoint %s: %w", e.Name, autoArmsUnlisted(auto.Model, typ))
+			}
 		}
 		set.endpoints[e.Name] = true
 	}

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,14 +17,20 @@ type nopScorer struct{}
 
 func (nopScorer) Predict(context.Context, *backend.Request) ([]backend.Item, error) { return nil, nil }
 
-// drivers returns a "test" backend that fails to load when the path is "/bad".
+// drivers returns a "test" backend that fails to load when the path is
+// "/bad" and publishes no versions (auto_arms may watch its models), and a
+// "fixed" one that cannot list versions.
 func drivers() *backend.Drivers {
-	return backend.NewDrivers(backendtest.Driver{Name: "test", Loader: func(_ context.Context, s *backendtest.Spec, _ backend.LoadOptions) (backend.Scorer, error) {
+	load := func(_ context.Context, s *backendtest.Spec, _ backend.LoadOptions) (backend.Scorer, error) {
 		if s.Path == "/bad" {
 			return nil, errors.New("items.npy: not found")
 		}
 		return nopScorer{}, nil
-	}})
+	}
+	return backend.NewDrivers(
+		backendtest.ListingDriver{Driver: backendtest.Driver{Name: "test", Loader: load},
+			Versions: func(context.Context, *backendtest.Spec, string) ([]string, error) { return nil, nil }},
+		backendtest.Driver{Name: "fixed", Loader: load})
 }
 
 func newReg(t *testing.T, db *store.DB) *Registry {
@@ -230,5 +237,24 @@ func TestPolicyDurationsSurviveStorage(t *testing.T) {
 		if p.AttributionWindow.String() != "90m" || p.HalfLife.String() != "72h" || p.Sticky.TTL.String() != "1h" || p.Guardrails.Window.String() != "30s" {
 			t.Fatalf("durations not as written: %q %q %q %q", p.AttributionWindow, p.HalfLife, p.Sticky.TTL, p.Guardrails.Window)
 		}
+	}
+}
+
+// auto_arms may watch only a model whose backend can list its published
+// versions; any other is refused, naming the backend.
+func TestAutoArmsNeedsAListingBackend(t *testing.T) {
+	ctx := context.Background()
+	r := newReg(t, openDB(t, t.TempDir()))
+	for _, v := range []struct{ model, typ string }{{"mf", "test"}, {"ext", "fixed"}} {
+		if _, _, err := r.PutVersion(ctx, v.model, "1", []byte(`{"backend": {"type": "`+v.typ+`", "path": "/m"}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := r.PutEndpoint(ctx, "home", []byte(`{"arms": ["ext@1"], "auto_arms": {"model": "ext"}}`))
+	if f := fault.As(err); f == nil || f.Code != "invalid_auto_arms" || f.Field != "auto_arms.model" || !strings.Contains(f.Message, "fixed backend") {
+		t.Fatalf("auto_arms on a fixed backend: %v", err)
+	}
+	if _, _, err := r.PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@1"], "auto_arms": {"model": "mf"}}`)); err != nil {
+		t.Fatalf("auto_arms on a listing backend: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package tfserving_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -19,19 +18,6 @@ import (
 	tfpb "github.com/modelgate/modelgate/proto/tensorflow/core/protobuf"
 )
 
-// batchSpec is rankerSpec with a list of recent items, whose length makes
-// the requests' shapes; batchIDsSpec, for models that rank their own ids,
-// has no candidates.
-const (
-	batchSpec = `{"inputs": {
-  "user":   {"from": "user_id", "transform": "hash_bucket", "buckets": 1000, "dtype": "int64"},
-  "cands":  {"from": "candidates", "transform": "list", "dtype": "string", "default": []},
-  "recent": {"from": "features.recent", "transform": "list", "dtype": "string", "default": []}}}`
-	batchIDsSpec = `{"inputs": {
-  "user":   {"from": "user_id", "transform": "hash_bucket", "buckets": 1000, "dtype": "int64"},
-  "recent": {"from": "features.recent", "transform": "list", "dtype": "string", "default": []}}}`
-)
-
 // startBatchModel serves mod (named name, version 1, scoring each row by
 // its user) and opens it, reading the ids output when ids is set.
 func startBatchModel(t *testing.T, pool *tfserving.Pool, mod tfservingtest.Model, ids bool) (*tfservingtest.Server, *tfserving.Model, *featurizer.Plan) {
@@ -46,12 +32,12 @@ func startBatchModel(t *testing.T, pool *tfserving.Pool, mod tfservingtest.Model
 	}
 	outs := map[string]tfservingtest.Spec{"scores": scores}
 	ins := map[string]tfservingtest.Spec{"user": {DType: dtInt64, Shape: []int64{-1}}, "recent": {DType: dtString, Shape: []int64{-1, -1}}}
-	spec := batchIDsSpec
+	spec := backendtest.BatchIDsSpec
 	if ids {
 		outs["ids"] = tfservingtest.Spec{DType: dtString, Shape: []int64{-1, -1}}
 	} else {
 		ins["cands"] = tfservingtest.Spec{DType: dtString, Shape: []int64{-1, -1}}
-		spec = batchSpec
+		spec = backendtest.BatchSpec
 	}
 	mod.Signatures = map[string]*tfpb.SignatureDef{"serving_default": tfservingtest.Signature(ins, outs)}
 	srv := startServer(t, &mod)
@@ -64,71 +50,23 @@ func startBatchModel(t *testing.T, pool *tfserving.Pool, mod tfservingtest.Model
 	return srv, open(t, pool, cfg, true), p
 }
 
-// batchRequest builds the request of a user with candidates, recent items,
-// excluded items and k.
-func batchRequest(t *testing.T, p *featurizer.Plan, user string, cands, recent, exclude []string, k int) *backend.Request {
-	t.Helper()
-	rec := make([]any, len(recent))
-	for i, r := range recent {
-		rec[i] = r
-	}
-	in, err := p.Build(&featurizer.Request{UserID: user, Candidates: cands, Features: map[string]any{"recent": rec}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &backend.Request{Inputs: in, Candidates: cands, K: k}
-	if exclude != nil {
-		req.Exclude = map[string]struct{}{}
-		for _, x := range exclude {
-			req.Exclude[x] = struct{}{}
-		}
-	}
-	return req
-}
-
 // PredictBatch must return, for every request, exactly what Predict returns
 // for it alone, from one call to TF Serving whose inputs are the requests'
 // stacked.
 func TestPredictBatchMatchesPredict(t *testing.T) {
-	catalogue := make([]string, 60)
-	for i := range catalogue {
-		catalogue[i] = fmt.Sprintf("item-%02d", i)
-	}
+	catalogue := backendtest.BatchCatalogue()
 	dup := append(slices.Clone(catalogue[:20]), catalogue[5], catalogue[7], catalogue[5])
-	cands := catalogue[10:22]
-	cands2 := append(slices.Clone(catalogue[30:41]), catalogue[31]) // as many, one twice
 	// Scores with ties (two decimals), so that the id order of equal
 	// scores is tested too.
 	ties := func(v int64, item string) float64 {
 		return math.Round(tfservingtest.DefaultScore(v, item)*20) / 20
 	}
-	type entry struct {
-		user          string
-		cands, recent []string
-		exclude       []string
-		k             int
-	}
-	scoresEntries := []entry{
-		{"u1", cands, []string{"a", "b"}, nil, 3},
-		{"u2", cands, []string{"b", "c"}, []string{cands[0], cands[5], "zz"}, 5},
-		{"u3", cands2, []string{"c", "d"}, nil, 100},
-		{"u1", cands2, []string{"d", "e"}, []string{cands2[1]}, 1},
-		{"u4", []string{}, []string{"e", "f"}, nil, 3}, // no call for it
-		{"u5", cands, []string{"f", "g"}, cands, 4},
-	}
-	idsEntries := []entry{
-		{"u1", nil, []string{"a", "b"}, nil, 3},
-		{"u2", nil, []string{"c", "d"}, []string{catalogue[3], catalogue[9]}, 10},
-		{"u3", []string{catalogue[4], catalogue[50], "zz", catalogue[4]}, []string{"e", "f"}, nil, 5},
-		{"u4", []string{}, []string{"g", "h"}, nil, 5},
-		{"u5", nil, []string{"i", "j"}, nil, 1000},
-		{"u2", catalogue[:30], []string{"k", "l"}, catalogue[:10], 7},
-	}
+	scoresEntries, idsEntries := backendtest.BatchEntries()
 	for _, tc := range []struct {
 		name    string
 		model   tfservingtest.Model
 		ids     bool
-		entries []entry
+		entries []backendtest.BatchEntry
 	}{
 		{name: "scores float", entries: scoresEntries},
 		{name: "scores float with ties", model: tfservingtest.Model{Score: ties}, entries: scoresEntries},
@@ -145,14 +83,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 			pool := tfserving.NewPool()
 			defer pool.Close()
 			srv, m, p := startBatchModel(t, pool, tc.model, tc.ids)
-			reqs := make([]*backend.Request, len(tc.entries))
-			called := 0 // the requests that need the call
-			for i, e := range tc.entries {
-				reqs[i] = batchRequest(t, p, e.user, e.cands, e.recent, e.exclude, e.k)
-				if tc.ids || len(e.cands) > 0 {
-					called++
-				}
-			}
+			reqs, shapes := backendtest.BatchRequests(t, p, tc.entries, tc.ids)
 			got, err := m.PredictBatch(context.Background(), reqs)
 			if err != nil {
 				t.Fatal(err)
@@ -161,10 +92,6 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 				t.Fatalf("%d Predict calls for the batch, want 1", n)
 			}
 			sent := srv.LastRequest().GetInputs()
-			shapes := map[string][]int64{"user": {int64(called)}, "recent": {int64(called), 2}}
-			if !tc.ids {
-				shapes["cands"] = []int64{int64(called), int64(len(cands))}
-			}
 			for name, want := range shapes {
 				var dims []int64
 				for _, d := range sent[name].GetTensorShape().GetDim() {
@@ -174,14 +101,7 @@ func TestPredictBatchMatchesPredict(t *testing.T) {
 					t.Errorf("input %q of shape %v, want %v", name, dims, want)
 				}
 			}
-			if err := backendtest.CheckBatch(context.Background(), m, reqs, got); err != nil {
-				t.Error(err)
-			}
-			// Different users, different lists: the rows were scored
-			// each by its own user.
-			if len(got) > 1 && len(got[0]) > 0 && slices.Equal(got[0], got[1]) {
-				t.Errorf("users %s and %s got the same list %v", tc.entries[0].user, tc.entries[1].user, got[0])
-			}
+			backendtest.CheckBatchLists(t, m, reqs, got)
 		})
 	}
 }
@@ -210,11 +130,11 @@ func TestPredictBatchErrors(t *testing.T) {
 	}{
 		{name: "recent items of different lengths", wantIs: backend.ErrNotStackable, wantClass: "other",
 			reqs: func(p *featurizer.Plan) []*backend.Request {
-				return []*backend.Request{batchRequest(t, p, "u1", cands, []string{"x"}, nil, 2), batchRequest(t, p, "u2", cands, []string{"x", "y"}, nil, 2)}
+				return []*backend.Request{backendtest.BatchRequest(t, p, "u1", cands, []string{"x"}, nil, 2), backendtest.BatchRequest(t, p, "u2", cands, []string{"x", "y"}, nil, 2)}
 			}},
 		{name: "different numbers of candidates", wantIs: backend.ErrNotStackable, wantClass: "other",
 			reqs: func(p *featurizer.Plan) []*backend.Request {
-				return []*backend.Request{batchRequest(t, p, "u1", cands, nil, nil, 2), batchRequest(t, p, "u2", cands[:2], nil, nil, 2)}
+				return []*backend.Request{backendtest.BatchRequest(t, p, "u1", cands, nil, nil, 2), backendtest.BatchRequest(t, p, "u2", cands[:2], nil, nil, 2)}
 			}},
 		{name: "more candidates than a response may rank", wantIs: backend.ErrNotStackable, wantClass: "other",
 			reqs: func(p *featurizer.Plan) []*backend.Request {
@@ -222,24 +142,24 @@ func TestPredictBatchErrors(t *testing.T) {
 				for i := range many {
 					many[i] = fmt.Sprint(i)
 				}
-				return []*backend.Request{batchRequest(t, p, "u1", many, nil, nil, 2), batchRequest(t, p, "u2", many, nil, nil, 2)}
+				return []*backend.Request{backendtest.BatchRequest(t, p, "u1", many, nil, nil, 2), backendtest.BatchRequest(t, p, "u2", many, nil, nil, 2)}
 			}},
 		{name: "k 0", wantIs: tfserving.ErrBadInput, wantClass: "rejected_input",
 			reqs: func(p *featurizer.Plan) []*backend.Request {
-				return []*backend.Request{batchRequest(t, p, "u1", cands, nil, nil, 2), batchRequest(t, p, "u2", cands, nil, nil, 0)}
+				return []*backend.Request{backendtest.BatchRequest(t, p, "u1", cands, nil, nil, 2), backendtest.BatchRequest(t, p, "u2", cands, nil, nil, 0)}
 			}},
 		{name: "no candidates", wantIs: tfserving.ErrBadInput, wantClass: "rejected_input",
 			reqs: func(p *featurizer.Plan) []*backend.Request {
-				r := batchRequest(t, p, "u2", cands, nil, nil, 2)
+				r := backendtest.BatchRequest(t, p, "u2", cands, nil, nil, 2)
 				r.Candidates = nil
-				return []*backend.Request{batchRequest(t, p, "u1", cands, nil, nil, 2), r}
+				return []*backend.Request{backendtest.BatchRequest(t, p, "u1", cands, nil, nil, 2), r}
 			}},
 		{name: "wrong dtype", fault: tfservingtest.Fault{BadOutput: tfservingtest.WrongDType}, wantIs: backend.ErrBadOutput, wantClass: "bad_output", wantCalls: 1},
 		{name: "wrong shape", fault: tfservingtest.Fault{BadOutput: tfservingtest.WrongShape}, wantIs: backend.ErrBadOutput, wantClass: "bad_output", wantCalls: 1},
 		{name: "missing output", fault: tfservingtest.Fault{BadOutput: tfservingtest.MissingScore}, wantIs: backend.ErrBadOutput, wantClass: "bad_output", wantCalls: 1},
 		{name: "one row's score is NaN", model: tfservingtest.Model{Score: nan}, wantIs: backend.ErrBadOutput, wantClass: "bad_output", wantCalls: 1,
 			reqs: func(p *featurizer.Plan) []*backend.Request {
-				return []*backend.Request{batchRequest(t, p, "u1", cands, nil, nil, 2), batchRequest(t, p, "u-nan", cands, nil, nil, 2)}
+				return []*backend.Request{backendtest.BatchRequest(t, p, "u1", cands, nil, nil, 2), backendtest.BatchRequest(t, p, "u-nan", cands, nil, nil, 2)}
 			}},
 		{name: "invalid argument", fault: tfservingtest.Fault{Fail: codes.InvalidArgument}, wantIs: backend.ErrRejectedInput, wantClass: "rejected_input", wantCalls: 1},
 		{name: "unavailable", fault: tfservingtest.Fault{Fail: codes.Unavailable}, wantIs: backend.ErrUnavailable, wantClass: "unavailable", wantCalls: 1},
@@ -248,27 +168,12 @@ func TestPredictBatchErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, m, p := startBatchModel(t, pool, tc.model, false)
 			srv.SetFault(tc.fault)
-			reqs := []*backend.Request{batchRequest(t, p, "u1", cands, nil, nil, 2), batchRequest(t, p, "u2", cands, nil, nil, 3)}
+			reqs := []*backend.Request{backendtest.BatchRequest(t, p, "u1", cands, nil, nil, 2), backendtest.BatchRequest(t, p, "u2", cands, nil, nil, 3)}
 			if tc.reqs != nil {
 				reqs = tc.reqs(p)
 			}
 			nanKey = fmt.Sprint(reqs[len(reqs)-1].Input("user").Int64[0])
-			ctx := context.Background()
-			if tc.timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
-				defer cancel()
-			}
-			got, err := m.PredictBatch(ctx, reqs)
-			if !errors.Is(err, tc.wantIs) || got != nil {
-				t.Fatalf("PredictBatch = %v, %v; want no lists and %v", got, err, tc.wantIs)
-			}
-			if c := backend.Classify(err); c != tc.wantClass {
-				t.Errorf("Classify(%v) = %q, want %q", err, c, tc.wantClass)
-			}
-			if n := srv.Calls("Predict"); n != tc.wantCalls {
-				t.Errorf("%d Predict calls, want %d", n, tc.wantCalls)
-			}
+			backendtest.CheckBatchError(t, m, reqs, tc.timeout, tc.wantIs, tc.wantClass, func() int { return srv.Calls("Predict") }, tc.wantCalls)
 		})
 	}
 }
@@ -279,7 +184,7 @@ func TestPredictBatchEmptyCandidatesSpareTheCall(t *testing.T) {
 	pool := tfserving.NewPool()
 	defer pool.Close()
 	srv, m, p := startBatchModel(t, pool, tfservingtest.Model{}, false)
-	reqs := []*backend.Request{batchRequest(t, p, "u1", []string{}, nil, nil, 2), batchRequest(t, p, "u2", []string{}, nil, nil, 3)}
+	reqs := []*backend.Request{backendtest.BatchRequest(t, p, "u1", []string{}, nil, nil, 2), backendtest.BatchRequest(t, p, "u2", []string{}, nil, nil, 3)}
 	got, err := m.PredictBatch(context.Background(), reqs)
 	if err != nil || len(got) != 2 || got[0] == nil || len(got[0]) != 0 || got[1] == nil || len(got[1]) != 0 {
 		t.Fatalf("PredictBatch = %#v, %v; want two empty lists", got, err)

@@ -41,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelgate/modelgate/backend/remote"
 	"github.com/modelgate/modelgate/featurizer"
 )
 
@@ -67,18 +68,8 @@ type Outputs struct {
 	IDs    string `json:"ids,omitempty"`
 }
 
-// TLS configures TLS towards TF Serving (TLS 1.2 at least). CAFile is a PEM
-// bundle of the CAs that sign the server's certificate (the system roots when
-// ""); CertFile and KeyFile, given together, are the client certificate for
-// mTLS; ServerName overrides the name checked in the server's certificate (the
-// target's host when ""). The files are read once, when the connection is
-// created.
-type TLS struct {
-	CAFile     string `json:"ca_file,omitempty"`
-	CertFile   string `json:"cert_file,omitempty"`
-	KeyFile    string `json:"key_file,omitempty"`
-	ServerName string `json:"server_name,omitempty"`
-}
+// TLS configures TLS towards TF Serving (see remote.TLS).
+type TLS = remote.TLS
 
 // Config describes one model version served by TF Serving. Zero values of
 // the optional fields take the defaults documented on each field.

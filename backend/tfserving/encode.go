@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -94,10 +93,10 @@ func (m *Model) request(req *backend.Request) (*predictRequest, error) {
 }
 
 // batchRequest checks the requests' inputs as request does, and stacks
-// them into one request; ErrNotStackable when they do not stack: when an
-// input's name, dtype or shape beyond the leading dimension differ between
-// requests, a leading dimension is not 1, or there are several requests
-// and no inputs.
+// them into one request; ErrNotStackable when backend.CheckStack finds
+// they do not stack: when an input's name, dtype or shape beyond the
+// leading dimension differ between requests, a leading dimension is not 1,
+// or there are several requests and no inputs.
 func (m *Model) batchRequest(reqs []*backend.Request) (*predictRequest, error) {
 	r := &predictRequest{batch: make([][]featurizer.Tensor, len(reqs))}
 	for row, req := range reqs {
@@ -108,24 +107,8 @@ func (m *Model) batchRequest(reqs []*backend.Request) (*predictRequest, error) {
 		r.batch[row] = p.inputs
 	}
 	r.inputs = r.batch[0]
-	if len(r.inputs) == 0 && len(reqs) > 1 {
-		return nil, fmt.Errorf("tfserving: requests without inputs have no batch dimension: %w", backend.ErrNotStackable)
-	}
-	for _, in := range r.batch {
-		if len(in) != len(r.inputs) {
-			return nil, fmt.Errorf("tfserving: %d inputs and %d: %w", len(r.inputs), len(in), backend.ErrNotStackable)
-		}
-	}
-	for i := range r.inputs {
-		first := &r.inputs[i]
-		for _, in := range r.batch {
-			t := &in[i]
-			if t.Name != first.Name || t.DType != first.DType || len(t.Shape) == 0 || t.Shape[0] != 1 ||
-				!slices.Equal(t.Shape[1:], first.Shape[1:]) {
-				return nil, fmt.Errorf("tfserving: input %q %s %v and %q %s %v: %w",
-					first.Name, first.DType, first.Shape, t.Name, t.DType, t.Shape, backend.ErrNotStackable)
-			}
-		}
+	if err := backend.CheckStack(reqs); err != nil {
+		return nil, fmt.Errorf("tfserving: %w", err)
 	}
 	return r, nil
 }

@@ -188,7 +188,7 @@ func checkEncoding(t *testing.T, m *Model, req *backend.Request, build func() (*
 }
 
 // checkBatchRequest checks that m encodes the batch of reqs as
-// referenceRequest builds their inputs stacked by stackRequests, refuses
+// referenceRequest builds their inputs stacked by backend.Stack, refuses
 // it with the first request's error as the request alone, or, when they do
 // not stack, with backend.ErrNotStackable.
 func checkBatchRequest(t *testing.T, m *Model, reqs []*backend.Request) {
@@ -201,52 +201,16 @@ func checkBatchRequest(t *testing.T, m *Model, reqs []*backend.Request) {
 			return
 		}
 	}
-	stacked, ok := stackRequests(reqs)
-	if !ok {
+	if backend.CheckStack(reqs) != nil {
 		if _, err := m.batchRequest(reqs); !errors.Is(err, backend.ErrNotStackable) {
 			t.Fatalf("batch error %v, want ErrNotStackable", err)
 		}
 		return
 	}
+	// backend.Stack is the reference of stacking: the values concatenated,
+	// the leading dimension len(reqs).
+	stacked := &backend.Request{Inputs: backend.Stack(reqs), K: 1}
 	checkEncoding(t, m, stacked, func() (*predictRequest, error) { return m.batchRequest(reqs) })
-}
-
-// stackRequests is the reference of stacking: one request whose inputs
-// are the requests' inputs with the same names, dtypes and shapes beyond a
-// leading dimension of 1, their values concatenated and the leading
-// dimension len(reqs). It is false when the inputs do not stack, or when
-// several requests have none (no dimension to stack them along).
-func stackRequests(reqs []*backend.Request) (*backend.Request, bool) {
-	if len(reqs) > 1 && len(reqs[0].Inputs) == 0 {
-		return nil, false
-	}
-	out := &backend.Request{Inputs: slices.Clone(reqs[0].Inputs), K: 1}
-	for i := range out.Inputs {
-		t := &out.Inputs[i]
-		*t = featurizer.Tensor{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape)}
-		if len(t.Shape) == 0 {
-			return nil, false
-		}
-		t.Shape[0] = int64(len(reqs))
-	}
-	for _, req := range reqs {
-		if len(req.Inputs) != len(out.Inputs) {
-			return nil, false
-		}
-		for i := range req.Inputs {
-			in, t := &req.Inputs[i], &out.Inputs[i]
-			if in.Name != t.Name || in.DType != t.DType || len(in.Shape) != len(t.Shape) || in.Shape[0] != 1 || !slices.Equal(in.Shape[1:], t.Shape[1:]) {
-				return nil, false
-			}
-			t.Float32 = append(t.Float32, in.Float32...)
-			t.Float64 = append(t.Float64, in.Float64...)
-			t.Int32 = append(t.Int32, in.Int32...)
-			t.Int64 = append(t.Int64, in.Int64...)
-			t.String = append(t.String, in.String...)
-			t.Bool = append(t.Bool, in.Bool...)
-		}
-	}
-	return out, true
 }
 
 // reversed returns the inputs with each tensor's values in reverse order:

@@ -137,8 +137,8 @@ func TestReadOutputs(t *testing.T) {
 			var got []float64
 			for r := range tc.rows {
 				row := s.row(r)
-				for i := range row.n {
-					got = append(got, row.at(i))
+				for i := range row.Len() {
+					got = append(got, row.At(i))
 				}
 			}
 			if !slices.Equal(got, tc.want) {
@@ -243,7 +243,7 @@ func BenchmarkRank(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s := scoreVec{f32: scores, n: len(scores)}
-		if _, err := rank(idList{strs: cands}, &s, req, false); err != nil {
+		if _, err := rankItems(backend.IDs{Strings: cands}, &s, req, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,15 +2,14 @@ package tfserving
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/modelgate/modelgate/backend/remote"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
 )
 
@@ -24,12 +23,9 @@ type Model struct {
 	models    apis.ModelServiceClient
 	codec     *predictCodec   // Predict's
 	withCodec grpc.CallOption // forces codec on a call
-	healthy   atomic.Bool
-	lastErr   atomic.Pointer[error]
+	health    remote.Health
 
 	release   func()
-	cancel    context.CancelFunc
-	done      chan struct{}
 	closeOnce sync.Once
 }
 
@@ -64,11 +60,9 @@ func (p *Pool) Open(ctx context.Context, cfg Config, validate bool) (*Model, err
 			release()
 			return nil, err
 		}
-		m.healthy.Store(true)
+		m.health.Set(nil)
 	}
-	hctx, cancel := context.WithCancel(context.Background())
-	m.cancel, m.done = cancel, make(chan struct{})
-	go m.healthLoop(hctx, !validate)
+	m.health.Start(cfg.HealthInterval, ValidateTimeout, !validate, m.checkStatus)
 	return m, nil
 }
 
@@ -86,8 +80,6 @@ func newModel(cfg Config, cc grpc.ClientConnInterface, release func()) *Model {
 	}
 	m.codec = newPredictCodec(newRequestEncoder(m.modelSpec(true), filter), newResponseDecoder(cfg.Outputs.Scores, cfg.Outputs.IDs))
 	m.withCodec = grpc.ForceCodecV2(m.codec)
-	err := error(errors.New("no health check has succeeded yet"))
-	m.lastErr.Store(&err)
 	return m
 }
 
@@ -111,64 +103,19 @@ func (m *Model) modelSpec(withSignature bool) *apis.ModelSpec {
 // (after a successful validation, until the first poll says otherwise). A
 // Predict that finds the server unavailable marks the model unhealthy at
 // once; the next successful poll restores it. It is cheap (one atomic load).
-func (m *Model) Healthy() bool { return m.healthy.Load() }
+func (m *Model) Healthy() bool { return m.health.Healthy() }
 
 // HealthError is why the model is unhealthy, nil when it is healthy.
-func (m *Model) HealthError() error {
-	if m.healthy.Load() {
-		return nil
-	}
-	return *m.lastErr.Load()
-}
+func (m *Model) HealthError() error { return m.health.Err() }
 
 // Close stops the health poll and releases the model's share of the
 // connection. Calls in flight may fail. It is safe to call more than once.
 func (m *Model) Close() error {
 	m.closeOnce.Do(func() {
-		if m.cancel != nil {
-			m.cancel()
-			<-m.done
-		}
-		m.healthy.Store(false)
+		m.health.Stop()
 		m.release()
 	})
 	return nil
-}
-
-// healthLoop polls GetModelStatus every HealthInterval until ctx is done,
-// starting at once when now is set.
-func (m *Model) healthLoop(ctx context.Context, now bool) {
-	defer close(m.done)
-	if now {
-		m.poll(ctx)
-	}
-	t := time.NewTicker(m.cfg.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.poll(ctx)
-		}
-	}
-}
-
-func (m *Model) poll(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, min(m.cfg.HealthInterval, ValidateTimeout))
-	defer cancel()
-	err := m.checkStatus(ctx)
-	if ctx.Err() == context.Canceled && err != nil {
-		return // closing
-	}
-	m.setHealth(err)
-}
-
-func (m *Model) setHealth(err error) {
-	if err != nil {
-		m.lastErr.Store(&err)
-	}
-	m.healthy.Store(err == nil)
 }
 
 // checkStatus asks GetModelStatus whether the version (or, without a

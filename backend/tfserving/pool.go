@@ -1,23 +1,19 @@
 package tfserving
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"os"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
+
+	"github.com/modelgate/modelgate/backend/remote"
+	"github.com/modelgate/modelgate/fault"
 )
 
 // MaxMsgSize bounds the size of one message sent to or received from TF
 // Serving (gRPC's default of 4 MiB is too small for long candidate lists).
-const MaxMsgSize = 64 << 20
+const MaxMsgSize = remote.MaxMsgSize
 
 // Pool shares gRPC connections between Models: one long-lived connection per
 // (target, TLS settings), created by the first Open that needs it and closed
@@ -90,7 +86,7 @@ func (p *Pool) acquire(target string, t *TLS) (*grpc.ClientConn, func(), error) 
 		if err != nil {
 			return nil, nil, err
 		}
-		cc, err := grpc.NewClient(target, append(dialOptions(creds), p.DialOptions...)...)
+		cc, err := grpc.NewClient(target, append(remote.DialOptions(creds), p.DialOptions...)...)
 		if err != nil {
 			return nil, nil, invalid("backend.target", "%v", err)
 		}
@@ -131,67 +127,15 @@ func (p *Pool) release(key connKey, c *sharedConn) {
 	}
 }
 
-// flowWindow is the flow-control window of a connection to TF Serving, per
-// stream and per connection.
-const flowWindow = 1 << 20
-
-// dialOptions are the connection settings shared by every TF Serving
-// connection.
-func dialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMsgSize), grpc.MaxCallSendMsgSize(MaxMsgSize)),
-		// Keepalive also sets TCP_USER_TIMEOUT to Timeout, so a peer
-		// that vanished without a reset is dropped within 10s of unacked
-		// data (health polls keep data flowing), not after the kernel's
-		// ~15 minutes. Pings go out only while calls are in flight and
-		// after 30s of silence, which TF Serving's default ping policy
-		// (gRPC C++: at most one per 5 minutes without data) allows as
-		// calls carry data.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		// Fixed flow-control windows turn off gRPC's bandwidth-delay
-		// estimation, which pings the server after nearly every call at
-		// moderate rates: an extra frame each way, with its writes and
-		// wake-ups, for windows these messages never fill (a window is
-		// credit, not memory).
-		grpc.WithInitialWindowSize(flowWindow),
-		grpc.WithInitialConnWindowSize(flowWindow),
-		// Reconnect promptly after TF Serving restarts: gRPC's default
-		// backoff grows to 2 minutes, during which the arm would stay
-		// unavailable although the server is back.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
-			MinConnectTimeout: 5 * time.Second,
-		}),
-	}
-}
-
 // transportCredentials builds plaintext credentials for t == nil, else TLS
-// 1.2+ with the configured roots and client certificate.
+// 1.2+ with the configured roots and client certificate. Its errors are
+// *ValidationErrors naming the file at fault.
 func transportCredentials(t *TLS) (credentials.TransportCredentials, error) {
-	if t == nil {
-		return insecure.NewCredentials(), nil
+	creds, err := remote.TransportCredentials(t)
+	if f := fault.As(err); f != nil {
+		return nil, invalid(f.Field, "%s", f.Message)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, invalid("backend.tls.ca_file", "%v", err)
-		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, invalid("backend.tls.ca_file", "%s holds no PEM certificate", t.CAFile)
-		}
-		tc.RootCAs = roots
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, invalid("backend.tls.cert_file", "loading the client certificate: %v", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return credentials.NewTLS(tc), nil
+	return creds, err
 }
 
 // errPoolClosed reports Open on a closed pool.

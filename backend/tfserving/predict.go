@@ -1,15 +1,11 @@
 package tfserving
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
@@ -39,7 +35,7 @@ import (
 // these also match backend.ErrRejectedInput); Classify names the class. Predict is safe for
 // concurrent use.
 func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
-	if answered, items, err := m.withoutCall(req); answered {
+	if items, done, err := backend.CheckRequest(req, m.cfg.Outputs.IDs == "", ErrBadInput, m.cfg.ModelName); done {
 		return items, err
 	}
 	preq, err := m.request(req)
@@ -71,30 +67,12 @@ func (m *Model) Predict(ctx context.Context, req *backend.Request) ([]backend.It
 // The error is the whole call's, of the classes Predict's errors are, and
 // comes with no list. PredictBatch is safe for concurrent use.
 func (m *Model) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]backend.Item, error) {
-	out := make([][]backend.Item, len(reqs))
-	var call []*backend.Request // the requests that need the call, in order
-	var at []int                // their places in reqs
-	for r, req := range reqs {
-		if answered, items, err := m.withoutCall(req); answered {
-			if err != nil {
-				return nil, fmt.Errorf("request %d: %w", r, err)
-			}
-			out[r] = items
-			continue
-		}
-		if m.cfg.Outputs.IDs == "" && len(call) > 0 && len(req.Candidates) != len(call[0].Candidates) {
-			return nil, fmt.Errorf("tfserving: %d candidates and %d: %w", len(call[0].Candidates), len(req.Candidates), backend.ErrNotStackable)
-		}
-		call = append(call, req)
-		at = append(at, r)
+	out, call, at, err := backend.SplitBatch(reqs, m.cfg.Outputs.IDs == "", ErrBadInput, m.cfg.ModelName)
+	if err != nil {
+		return nil, fmt.Errorf("tfserving: %w", err)
 	}
 	if len(call) == 0 {
 		return out, nil
-	}
-	if n := len(call[0].Candidates); m.cfg.Outputs.IDs == "" && n > MaxOutputRows/len(call) {
-		// The response could not be read; each request alone may be.
-		return nil, fmt.Errorf("tfserving: %d requests of %d candidates, more than the %d rows a response may rank: %w",
-			len(call), n, MaxOutputRows, backend.ErrNotStackable)
 	}
 	preq, err := m.batchRequest(call)
 	if err != nil {
@@ -110,41 +88,19 @@ func (m *Model) PredictBatch(ctx context.Context, reqs []*backend.Request) ([][]
 	return out, nil
 }
 
-// withoutCall reports whether Predict answers req without calling the
-// server, and its answer: an error for K < 1 or for no candidates when
-// the model scores them, no items for an empty candidates list.
-func (m *Model) withoutCall(req *backend.Request) (bool, []backend.Item, error) {
-	if req.K < 1 {
-		return true, nil, badInput("k = %d, want at least 1", req.K)
-	}
-	if m.cfg.Outputs.IDs == "" && len(req.Candidates) == 0 {
-		if req.Candidates == nil {
-			return true, nil, badInput("model %q scores the request's candidates, but the request has none", m.cfg.ModelName)
-		}
-		return true, []backend.Item{}, nil // nothing to score: spare the call
-	}
-	return false, nil, nil
-}
-
 // call sends a Predict call with preq, the inputs of reqs, and ranks its
 // response into lists, lists[r] for reqs[r]. The call's deadline is
 // Config.Timeout or ctx's, whichever is earlier.
 func (m *Model) call(ctx context.Context, preq *predictRequest, reqs []*backend.Request, lists [][]backend.Item) error {
-	budget := m.cfg.Timeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= budget {
-		budget = time.Until(dl) // the caller's deadline comes first
-	} else {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, budget)
-		defer cancel()
-	}
+	ctx, cancel, budget := backend.CallContext(ctx, m.cfg.Timeout)
+	defer cancel()
 	// The codec writes the request and reads the outputs straight off the
 	// wire (telemetry.PredictMethod traces the call by its method name).
 	var resp predictResponse
 	if err := m.cc.Invoke(ctx, apis.PredictionService_Predict_FullMethodName, preq, &resp, m.withCodec); err != nil {
 		err = callError(ctx, "predict", budget, err)
 		if errors.Is(err, backend.ErrUnavailable) {
-			m.setHealth(err)
+			m.health.Set(err)
 		}
 		return err
 	}
@@ -192,7 +148,7 @@ func (m *Model) items(resp *predictResponse, reqs []*backend.Request, lists [][]
 		}
 		for r, req := range reqs {
 			row := scores.row(r)
-			if lists[r], err = rank(idList{strs: req.Candidates}, &row, req, false); err != nil {
+			if lists[r], err = rankItems(backend.IDs{Strings: req.Candidates}, &row, req, false); err != nil {
 				return err
 			}
 		}
@@ -211,7 +167,7 @@ func (m *Model) items(resp *predictResponse, reqs []*backend.Request, lists [][]
 	}
 	for r, req := range reqs {
 		row := scores.row(r)
-		if lists[r], err = rank(idList{raw: ids[r*n : (r+1)*n]}, &row, req, req.Candidates != nil); err != nil {
+		if lists[r], err = rankItems(backend.IDs{Bytes: ids[r*n : (r+1)*n]}, &row, req, req.Candidates != nil); err != nil {
 			return err
 		}
 	}
@@ -219,34 +175,20 @@ func (m *Model) items(resp *predictResponse, reqs []*backend.Request, lists [][]
 }
 
 // rowLen checks that a tensor holds b rows, and returns the length N of a
-// row: shape [b, N], or, when b is 1, [N] or [1, N].
+// row: shape [b, N], or, when b is 1, [N] or [1, N]. TensorFlow repeats a
+// tensor's last value up to its shape, so a response of a few bytes can
+// claim any N: backend.RowLen bounds the rows of all b together.
 func rowLen(t *tensor, alias string, b int) (int, error) {
-	dims := t.dims
-	var n int64
-	switch {
-	case b == 1 && len(dims) == 1 && dims[0] >= 0:
-		n = dims[0]
-	case len(dims) == 2 && dims[0] == int64(b) && dims[1] >= 0:
-		n = dims[1]
-	case b == 1:
-		return 0, badOutput("output %q has shape %s, want [N] or [1, N]", alias, sizesString(dims))
-	default:
-		return 0, badOutput("output %q has shape %s, want [%d, N] for a batch of %d", alias, sizesString(dims), b, b)
+	n, err := backend.RowLen(alias, t.dims, b)
+	if err != nil {
+		return 0, fmt.Errorf("tfserving predict: %w", err)
 	}
-	if n > MaxOutputRows/int64(b) {
-		// TensorFlow repeats a tensor's last value up to its shape, so a
-		// response of a few bytes can claim any N: bound what is ranked.
-		if b == 1 {
-			return 0, badOutput("output %q has %d rows, more than the %d a response may rank", alias, n, MaxOutputRows)
-		}
-		return 0, badOutput("output %q has %d rows for each of %d requests, more than the %d a response may rank", alias, n, b, MaxOutputRows)
-	}
-	return int(n), nil
+	return n, nil
 }
 
 // MaxOutputRows bounds the rows (scores, ids) of one Predict response the
 // gateway ranks; for a batch, the rows of all its requests together.
-const MaxOutputRows = 1 << 20
+const MaxOutputRows = backend.MaxOutputRows
 
 // scoreVec reads scores from whichever representation the tensor uses:
 // the n scores from the off-th value on.
@@ -259,7 +201,11 @@ type scoreVec struct {
 	n    int
 }
 
-func (s *scoreVec) at(i int) float64 {
+// Len is the number of scores.
+func (s *scoreVec) Len() int { return s.n }
+
+// At is score i.
+func (s *scoreVec) At(i int) float64 {
 	i += s.off
 	switch {
 	case s.raw != nil && s.wide:
@@ -377,170 +323,11 @@ func decodeStringList(c []byte, n int) ([][]byte, bool) {
 	return out, len(c) == 0
 }
 
-// idList is the ids of the scored rows: the request's candidates, or the
-// model's own ids.
-type idList struct {
-	strs []string
-	raw  [][]byte
-}
-
-func (l *idList) cmp(a, b int32) int {
-	if l.raw != nil {
-		return bytes.Compare(l.raw[a], l.raw[b])
-	}
-	return strings.Compare(l.strs[a], l.strs[b])
-}
-
-func (l *idList) str(i int32) string {
-	if l.raw != nil {
-		return string(l.raw[i])
-	}
-	return l.strs[i]
-}
-
-// in reports whether row i's id is a key of set. The lookup does not
-// allocate.
-func (l *idList) in(i int32, set map[string]struct{}) bool {
-	if l.raw != nil {
-		_, ok := set[string(l.raw[i])]
-		return ok
-	}
-	_, ok := set[l.strs[i]]
-	return ok
-}
-
-type ranked struct {
-	score float64
-	row   int32
-}
-
-// rank returns the req.K best rows that are not excluded (and, with
-// onlyCandidates, are candidates), best first, without duplicate ids.
-func rank(ids idList, scores *scoreVec, req *backend.Request, onlyCandidates bool) ([]backend.Item, error) {
-	var allowed map[string]struct{}
-	if onlyCandidates {
-		allowed = make(map[string]struct{}, len(req.Candidates))
-		for _, c := range req.Candidates {
-			allowed[c] = struct{}{}
-		}
-	}
-	better := func(a, b ranked) bool {
-		return a.score > b.score || (a.score == b.score && ids.cmp(a.row, b.row) < 0)
-	}
-	k := min(req.K, scores.n)
-	// A heap of the k best so far, worst at the root.
-	h := make([]ranked, 0, k)
-	for i := range scores.n {
-		row := int32(i)
-		// Any non-finite score, even of a row filtered out below, says the
-		// model is sick; it could not be sent as JSON either.
-		s := scores.at(i)
-		if math.IsNaN(s) || math.IsInf(s, 0) {
-			return nil, badOutput("score of %q is %v", ids.str(row), s)
-		}
-		if (req.Exclude != nil && ids.in(row, req.Exclude)) || (allowed != nil && !ids.in(row, allowed)) {
-			continue
-		}
-		r := ranked{s, row}
-		if len(h) < k {
-			h = append(h, r)
-			heapUp(h, len(h)-1, better)
-		} else if k > 0 && better(r, h[0]) {
-			h[0] = r
-			heapDown(h, 0, better)
-		}
-	}
-	byRank := func(a, b ranked) int {
-		if better(a, b) {
-			return -1
-		}
-		if better(b, a) {
-			return 1
-		}
-		return 0
-	}
-	slices.SortFunc(h, byRank)
-	items := make([]backend.Item, len(h))
-	for i, r := range h {
-		items[i] = backend.Item{ID: ids.str(r.row), Score: r.score}
-	}
-	if !hasDuplicates(items) {
-		return items, nil
-	}
-	// Rare: a duplicate id pushed another item out of the top k. Rank every
-	// row and keep each id's first (best) occurrence.
-	all := make([]ranked, 0, scores.n)
-	for i := range scores.n {
-		row := int32(i)
-		if (req.Exclude != nil && ids.in(row, req.Exclude)) || (allowed != nil && !ids.in(row, allowed)) {
-			continue
-		}
-		all = append(all, ranked{scores.at(i), row})
-	}
-	slices.SortFunc(all, byRank)
-	seen := make(map[string]struct{}, k)
-	items = items[:0]
-	for _, r := range all {
-		if len(items) == k {
-			break
-		}
-		if ids.in(r.row, seen) {
-			continue
-		}
-		id := ids.str(r.row)
-		seen[id] = struct{}{}
-		items = append(items, backend.Item{ID: id, Score: r.score})
+// rankItems ranks the rows with backend.Rank, its errors in Predict's terms.
+func rankItems(ids backend.IDs, scores *scoreVec, req *backend.Request, onlyCandidates bool) ([]backend.Item, error) {
+	items, err := backend.Rank(ids, scores, req, onlyCandidates)
+	if err != nil {
+		return nil, fmt.Errorf("tfserving predict: %w", err)
 	}
 	return items, nil
-}
-
-// hasDuplicates reports whether two items share an id.
-func hasDuplicates(items []backend.Item) bool {
-	if len(items) <= 32 {
-		for i := range items {
-			for j := i + 1; j < len(items); j++ {
-				if items[i].ID == items[j].ID {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	seen := make(map[string]struct{}, len(items))
-	for _, it := range items {
-		if _, dup := seen[it.ID]; dup {
-			return true
-		}
-		seen[it.ID] = struct{}{}
-	}
-	return false
-}
-
-// heapUp and heapDown keep h a heap with the worst element (by better) at
-// the root.
-func heapUp(h []ranked, i int, better func(a, b ranked) bool) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if !better(h[p], h[i]) {
-			return
-		}
-		h[p], h[i] = h[i], h[p]
-		i = p
-	}
-}
-
-func heapDown(h []ranked, i int, better func(a, b ranked) bool) {
-	for {
-		worst := i
-		for _, c := range [2]int{2*i + 1, 2*i + 2} {
-			if c < len(h) && better(h[worst], h[c]) {
-				worst = c
-			}
-		}
-		if worst == i {
-			return
-		}
-		h[i], h[worst] = h[worst], h[i]
-		i = worst
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/modelgate/modelgate/backend"
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/backend/tfserving"
 	"github.com/modelgate/modelgate/backend/tfserving/tfservingtest"
 	"github.com/modelgate/modelgate/featurizer"
@@ -64,14 +65,7 @@ func startServer(t testing.TB, models ...*tfservingtest.Model) *tfservingtest.Se
 	return s
 }
 
-func plan(t testing.TB, spec string) *featurizer.Plan {
-	t.Helper()
-	p, err := featurizer.Parse([]byte(spec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var plan = backendtest.Plan
 
 func open(t testing.TB, pool *tfserving.Pool, cfg tfserving.Config, validate bool) *tfserving.Model {
 	t.Helper()
@@ -98,28 +92,9 @@ func request(t testing.TB, p *featurizer.Plan, user string, cands []string, k in
 	return &backend.Request{Inputs: in, Candidates: cands, K: k}
 }
 
-// expected ranks ids by score desc, then id, skipping exclude, at most k.
-func expected(ids []string, score func(string) float64, exclude []string, k int) []backend.Item {
-	var items []backend.Item
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if slices.Contains(exclude, id) || seen[id] {
-			continue
-		}
-		seen[id] = true
-		items = append(items, backend.Item{ID: id, Score: score(id)})
-	}
-	slices.SortFunc(items, func(a, b backend.Item) int {
-		if a.Score != b.Score {
-			if a.Score > b.Score {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return items[:min(k, len(items))]
-}
+// expected ranks ids by score desc, then id, skipping exclude and repeats,
+// at most k.
+var expected = backendtest.Ranked
 
 func TestPredictWireFormat(t *testing.T) {
 	const spec = `{"inputs": {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	tfpb "github.com/modelgate/modelgate/proto/tensorflow/core/protobuf"
@@ -174,35 +175,13 @@ func checkInputs(sig *tfpb.SignatureDef, cfg Config) error {
 }
 
 // shapeMismatch says why a signature's input shape cannot take the tensors
-// the input builds ([1] for a scalar, [1, L] for a list), or "". Unknown rank
-// and unknown (-1) dimensions accept anything.
+// the input builds, or "". Unknown rank and unknown (-1) dimensions accept
+// anything.
 func shapeMismatch(sh *framework.TensorShapeProto, in featurizer.InputInfo) string {
 	if sh == nil || sh.GetUnknownRank() {
 		return ""
 	}
-	dims := sh.GetDim()
-	rank := len(dims)
-	switch {
-	case in.Rank == 0 && rank != 1 && rank != 2:
-		return fmt.Sprintf("the feature spec builds shape [1] or [1, L] but the shape is %s", shapeString(dims))
-	case in.Rank == 1 && rank != 1:
-		return fmt.Sprintf("the feature spec builds a scalar, shape [1], but the shape is %s (rank %d); give the input a transform \"list\" or a \"length\" if the model takes a list", shapeString(dims), rank)
-	case in.Rank == 2 && rank != 2:
-		return fmt.Sprintf("the feature spec builds a list, shape [1, L], but the shape is %s (rank %d)", shapeString(dims), rank)
-	}
-	if b := dims[0].GetSize(); b != -1 && b != 1 {
-		return fmt.Sprintf("the batch dimension is %d, want 1 or unknown (shape %s)", b, shapeString(dims))
-	}
-	if rank == 2 {
-		switch l := dims[1].GetSize(); {
-		case l == -1:
-		case in.Length < 0:
-			return fmt.Sprintf("the list length follows the request but the signature fixes it at %d (shape %s); give the input \"length\": %d", l, shapeString(dims), l)
-		case int64(in.Length) != l:
-			return fmt.Sprintf("the feature spec builds lists of length %d but the shape is %s", in.Length, shapeString(dims))
-		}
-	}
-	return ""
+	return backend.ShapeMismatch(sizes(sh.GetDim()), in)
 }
 
 // checkOutputs checks that the signature has the mapped outputs with usable
@@ -216,14 +195,8 @@ func checkOutputs(sig *tfpb.SignatureDef, cfg Config) error {
 		if !ok(ti.GetDtype()) {
 			return invalid(field, "output %q is %s, want %s", alias, ti.GetDtype(), want)
 		}
-		if sh := ti.GetTensorShape(); sh != nil && !sh.GetUnknownRank() {
-			dims := sh.GetDim()
-			if len(dims) != 1 && len(dims) != 2 {
-				return invalid(field, "output %q has shape %s, want [N] or [1, N]", alias, shapeString(dims))
-			}
-			if b := dims[0].GetSize(); len(dims) == 2 && b != -1 && b != 1 {
-				return invalid(field, "output %q has shape %s, want [N] or [1, N]", alias, shapeString(dims))
-			}
+		if sh := ti.GetTensorShape(); sh != nil && !sh.GetUnknownRank() && !backend.OutputShapeOK(sizes(sh.GetDim())) {
+			return invalid(field, "output %q has shape %s, want [N] or [1, N]", alias, backend.ShapeString(sizes(sh.GetDim())))
 		}
 		return nil
 	}
@@ -240,27 +213,13 @@ func checkOutputs(sig *tfpb.SignatureDef, cfg Config) error {
 	return nil
 }
 
-// shapeString writes dims as [-1, 20].
-func shapeString(dims []*framework.TensorShapeProto_Dim) string {
-	sizes := make([]int64, len(dims))
+// sizes are the dims' sizes.
+func sizes(dims []*framework.TensorShapeProto_Dim) []int64 {
+	out := make([]int64, len(dims))
 	for i, d := range dims {
-		sizes[i] = d.GetSize()
+		out[i] = d.GetSize()
 	}
-	return sizesString(sizes)
-}
-
-// sizesString writes dim sizes as [-1, 20].
-func sizesString(sizes []int64) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i, d := range sizes {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprint(&b, d)
-	}
-	b.WriteByte(']')
-	return b.String()
+	return out
 }
 
 // names lists a map's keys, sorted and quoted, or "none".

@@ -66,7 +66,7 @@ func (c *cliCmd) modelVersionArgs(args []string) (model, version string, code in
 func runModelsList(args []string, stdout, stderr io.Writer) int {
 	c := newCLICmd("models list", "[--server URL] [--json]",
 		"Lists every registered model version (GET /v1/models): model, version, backend type, its path\n"+
-			"(embedded) or target (tfserving), when it was registered, and its metadata in short.", stdout, stderr)
+			"(embedded, onnx) or target (tfserving, oip), when it was registered, and its metadata in short.", stdout, stderr)
 	if _, code, ok := c.Parse(args, 0, 0); !ok {
 		return code
 	}

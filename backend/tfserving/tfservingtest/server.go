@@ -19,13 +19,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"math"
 	"net"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/modelgate/modelgate/backend/backendtest"
 	"github.com/modelgate/modelgate/proto/tensorflow/core/framework"
 	tfpb "github.com/modelgate/modelgate/proto/tensorflow/core/protobuf"
 	"github.com/modelgate/modelgate/proto/tensorflow_serving/apis"
@@ -126,12 +124,9 @@ type Model struct {
 // DefaultScore is a deterministic score in [0, 1) from an FNV-1a hash of the
 // version and the item.
 func DefaultScore(version int64, item string) float64 {
-	h := fnv.New64a()
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(version))
-	h.Write(b[:])
-	h.Write([]byte(item))
-	return float64(h.Sum64()>>11) / (1 << 53)
+	return backendtest.Score(b[:], []byte(item))
 }
 
 // BadOutput makes Predict answer with outputs the gateway must reject.
@@ -414,21 +409,8 @@ func (p predictionService) Predict(ctx context.Context, req *apis.PredictRequest
 	p.s.record(req)
 	p.s.recordMetadata(ctx)
 	m, f := p.s.begin("Predict", req.GetModelSpec().GetName())
-	if f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
-	}
-	if f.Fail != codes.OK {
-		msg := f.Message
-		if msg == "" {
-			msg = "injected failure"
-		}
-		return nil, status.Error(f.Fail, msg)
+	if err := backendtest.Inject(ctx, f.Delay, f.Fail, f.Message); err != nil {
+		return nil, err
 	}
 	if m == nil {
 		return nil, status.Errorf(codes.NotFound, "Servable not found for request: Latest(%s)", req.GetModelSpec().GetName())
@@ -493,10 +475,7 @@ func (m *Model) outputs(v int64, req *apis.PredictRequest) (map[string]*framewor
 		score = DefaultScore
 	}
 	scoreRow := func(r int, item string) float64 {
-		if keys != nil {
-			item = keys[r] + "/" + item
-		}
-		return score(v, item)
+		return backendtest.RowScore(keys, r, item, func(item string) float64 { return score(v, item) })
 	}
 	if len(m.Catalogue) == 0 {
 		cands, err := decodeStrings(req.GetInputs()[m.CandidatesInput])
@@ -516,25 +495,12 @@ func (m *Model) outputs(v int64, req *apis.PredictRequest) (map[string]*framewor
 		}
 		return map[string]*framework.TensorProto{m.scoresAlias(): m.scoreTensor(scores, m.shape(rows, per))}, nil
 	}
-	type scored struct {
-		id    string
-		score float64
-	}
 	var ids [][]byte
 	var scores []float64
-	per := len(m.Catalogue)
-	if m.TopN > 0 && m.TopN < per {
-		per = m.TopN
-	}
+	per := 0
 	for r := range rows {
-		all := make([]scored, len(m.Catalogue))
-		for i, id := range m.Catalogue {
-			all[i] = scored{id, scoreRow(r, id)}
-		}
-		sort.SliceStable(all, func(i, j int) bool { return all[i].score > all[j].score })
-		for _, s := range all[:per] {
-			ids, scores = append(ids, []byte(s.id)), append(scores, s.score)
-		}
+		rowIDs, rowScores := backendtest.TopN(m.Catalogue, func(id string) float64 { return scoreRow(r, id) }, m.TopN)
+		ids, scores, per = append(ids, rowIDs...), append(scores, rowScores...), len(rowIDs)
 	}
 	idt := &framework.TensorProto{Dtype: framework.DataType_DT_STRING, TensorShape: m.shape(rows, per)}
 	if m.TensorContent {
@@ -588,13 +554,9 @@ func (m *Model) keys(in map[string]*framework.TensorProto, rows int) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	if len(vals)%rows != 0 {
+	keys, ok := backendtest.RowKeys(vals, rows)
+	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "key input %q: %d values for %d rows", m.KeyInput, len(vals), rows)
-	}
-	per := len(vals) / rows
-	keys := make([]string, rows)
-	for r := range keys {
-		keys[r] = strings.Join(vals[r*per:(r+1)*per], ",")
 	}
 	return keys, nil
 }
