@@ -42,7 +42,7 @@ endpoints:
 	return cfg
 }
 
-// The issue this answers: a changed config used to be ignored after the
+// What this answers: a changed config used to be ignored after the
 // first start, because the stored entry won for ever. With
 // registry.managed: config the config wins at every start and while
 // running, the API may not change its entries, and a pause through the API
