@@ -66,6 +66,7 @@ func (r *Router) RecommendBatch(ctx context.Context, endpoint string, reqs []*Re
 			continue
 		}
 		e.c, e.arms = r.choose(ctx, snap, ep, req, make([]bandit.Arm, 0, len(ep.Arms)))
+		e.c.batch = true
 		e.in = newInput(req)
 		if e.c.chosen >= 0 {
 			byArm[e.c.chosen] = append(byArm[e.c.chosen], e)

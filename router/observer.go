@@ -58,6 +58,9 @@ type Outcome struct {
 	// Pinned: the request pinned the arm (QA); the prediction belongs in
 	// no statistic.
 	Pinned bool
+	// Batch: the request is one entry of a batch call, whose span (in
+	// ctx) is the whole call's.
+	Batch bool
 	// Trial: a trial was counted (trials are counted on requests).
 	Trial bool
 	// PredictionID is the signed prediction token; "" when none was served.

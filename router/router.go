@@ -346,6 +346,7 @@ type choice struct {
 	shares  []float64 // the policy's probability of each arm for this request; shared, read-only
 	sticky  bool      // chosen is the user's sticky assignment
 	pinned  bool      // chosen is the arm the request pinned
+	batch   bool      // the request is an entry of a batch call
 }
 
 // choose names the request's segment (its own, or the overflow segment when
@@ -606,7 +607,7 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 func (r *Router) notify(ctx context.Context, start time.Time, ep *registry.Endpoint, c *choice, s *serving, resp *Response, err error) {
 	o := Outcome{Endpoint: ep.Name, Segment: c.segment, Arms: ep.Arms, Shares: c.shares, Chosen: c.chosen,
 		Served: s.served, Propensity: c.prop, Fallback: s.fellBack, Sticky: c.sticky, Time: c.now,
-		Pinned: c.pinned, Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
+		Pinned: c.pinned, Batch: c.batch, Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
 	if resp != nil {
 		o.Segment, o.PredictionID, o.Items = resp.Segment, resp.PredictionID, resp.Items
 		o.Trial = ep.Policy.TrialsOn != registry.TrialsOnImpression && !c.pinned

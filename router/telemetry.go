@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -99,6 +100,19 @@ func (t *TelemetryObserver) Observe(ctx context.Context, o Outcome) {
 	t.met.Recommend(ctx, o.Endpoint, arm, outcome, o.Latency)
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
+		return
+	}
+	if o.Batch {
+		// The span is the batch call's: each entry is an event on it, and
+		// one entry's failure does not fail the call.
+		attrs := []attribute.KeyValue{telemetry.AttrSegment.String(o.Segment)}
+		if o.Served >= 0 && o.Err == nil {
+			attrs = append(attrs, telemetry.AttrArm.String(o.Arms[o.Served]), telemetry.AttrFallback.Bool(o.Fallback))
+		} else if o.Err != nil {
+			attrs = append(attrs, attribute.String("error", o.Err.Error()))
+		}
+		span.AddEvent("batch.entry", trace.WithAttributes(attrs...))
+		span.SetAttributes(telemetry.AttrEndpoint.String(o.Endpoint))
 		return
 	}
 	span.SetAttributes(telemetry.AttrEndpoint.String(o.Endpoint), telemetry.AttrSegment.String(o.Segment))

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/modelgate/modelgate/telemetry"
@@ -208,6 +209,45 @@ func TestRecommendSpans(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A batch call's span is the call's: each entry is an event on it, and an
+// entry's error does not fail it.
+func TestBatchSpan(t *testing.T) {
+	spans := tracetest.NewInMemoryExporter()
+	tel := newTelemetry(t, spans)
+	f := newFixtureOpt(t, `{"arms": ["m@1"]}`, Options{Observers: []Observer{NewTelemetryObserver(tel)}, Tracer: tel})
+	ctx, root := tel.Start(context.Background(), "server")
+	reqs := batchOf(3, func(i int, r *Request) {
+		if i == 1 {
+			r.K = 5000 // refused: no outcome, no event
+		}
+	})
+	reqs[2].Candidates, reqs[2].Exclude = []string{"zz"}, nil // served, one item
+	_, errs, err := f.r.RecommendBatch(ctx, "e", reqs)
+	root.End()
+	if err != nil || errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Fatalf("batch: %v, %v", errs, err)
+	}
+	for _, s := range spans.GetSpans() {
+		if s.Name != "server" {
+			continue
+		}
+		if s.Status.Code == codes.Error {
+			t.Errorf("the batch span failed: %+v", s.Status)
+		}
+		n := 0
+		for _, ev := range s.Events {
+			if ev.Name == "batch.entry" {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("%d entry events, want 2 (the served entries)", n)
+		}
+		return
+	}
+	t.Fatal("no server span")
 }
 
 // BenchmarkRecommendTelemetry is the cost of telemetry on the recommend
