@@ -21,6 +21,20 @@
 //
 // clamped to [0, 1]. Rewards reach the bucket the prediction was served in.
 //
+// The doubly robust estimate (Result.DR) adds a direct-method model q(s, A),
+// the arm's click rate in the prediction's segment s (the report passes the
+// arm's posterior mean there), and corrects it by the logged rewards:
+//
+//	dr = (1/n) Σᵢ [q(sᵢ, A) + 1[aᵢ = A]·(rᵢ − q(sᵢ, A))/pᵢ]
+//	   = (1/n) Σ_s [q(s, A)·(n_s − W_s) + RW_s]
+//
+// so it needs the sums per segment, which the day series keep (see
+// BySegment). With tᵢ the bracket, rᵢ ∈ {0, 1} (rᵢ² = rᵢ) and q fixed,
+//
+//	Σ_{i in s} tᵢ² = n_s·q² + q²·W2_s − 2q²·W_s + 2q·RW_s − 2q·RW2_s + RW2_s
+//
+// and the 95% interval is dr ± 1.96·√((Σ tᵢ²/n − dr²)/n), clamped to [0, 1].
+//
 // State is bounded by the number of segments, not by time: an endpoint's
 // sums across its segments are kept per minute (series "all" for an
 // endpoint without segment_by, AggregateSeries for one with), and each
@@ -401,6 +415,34 @@ type Result struct {
 	Arms      map[string]*Estimate
 	SRMPValue *float64
 	N         float64
+	// BySegment holds the sums per segment behind DR: each segment's
+	// day buckets overlapping the range (a range inside a day counts the
+	// whole day, as a segment's query does), the minutes of the "all"
+	// series and of legacy per-segment series in the range.
+	BySegment map[string]Minute
+}
+
+// DR returns arm's doubly robust estimate and its 95% interval (see the
+// package comment), q(segment) giving the direct-method click rate of arm
+// in a segment. ok is false when BySegment holds no prediction.
+func (r Result) DR(arm string, q func(segment string) float64) (dr float64, ci [2]float64, ok bool) {
+	var n, sum, sq float64
+	for seg, m := range r.BySegment {
+		n += m.N
+		qs := q(seg)
+		sum += qs * m.N
+		sq += qs * qs * m.N
+		if a := m.Arms[arm]; a != nil {
+			sum += a.RW - qs*a.W
+			sq += qs*qs*(a.W2-2*a.W) + 2*qs*(a.RW-a.RW2) + a.RW2
+		}
+	}
+	if !(n > 0) {
+		return 0, ci, false
+	}
+	dr = sum / n
+	se := math.Sqrt(math.Max(sq/n-dr*dr, 0) / n)
+	return dr, [2]float64{math.Max(0, dr-1.96*se), math.Min(1, dr+1.96*se)}, true
 }
 
 // Query sums the buckets of endpoint in [from, to) — every segment when
@@ -449,6 +491,61 @@ func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.
 		}
 	}
 	t.mu.Unlock()
+	res := estimate(minutesSum(minutes))
+	res.BySegment = t.bySegment(endpoint, segment, allSegments, from, to)
+	return res
+}
+
+// bySegment sums, per segment, the buckets of the range that keep a
+// segment's predictions apart: day series (widened to whole days), the
+// "all" series and legacy per-segment minutes. For every segment it reads
+// every series of the table to find the endpoint's day series.
+func (t *Table) bySegment(endpoint, segment string, allSegments bool, from, to time.Time) map[string]Minute {
+	want := func(name string) (string, bool) {
+		seg, day := strings.CutPrefix(name, dayPrefix)
+		switch {
+		case name == AggregateSeries:
+			return "", false
+		case allSegments || segment == "" || segment == counters.AllSegment:
+			return seg, true
+		default:
+			return seg, seg == segment && (day || name == segment)
+		}
+	}
+	out := map[string]Minute{}
+	add := func(name string, start int64, m Minute) {
+		seg, ok := want(name)
+		if !ok || (!from.IsZero() && start+width(name) <= from.Unix()) || (!to.IsZero() && start >= to.Unix()) {
+			return
+		}
+		x := out[seg]
+		x.Add(m)
+		out[seg] = x
+	}
+	t.series.Range(func(k, v any) bool {
+		sk := k.(seriesKey)
+		if sk.endpoint == endpoint {
+			v.(*series).buckets.Range(func(start, b any) bool {
+				add(sk.series, start.(int64), b.(*bucket).snapshot())
+				return true
+			})
+		}
+		return true
+	})
+	t.mu.Lock()
+	for sk, bs := range t.others {
+		if sk.endpoint == endpoint {
+			for start, m := range bs {
+				add(sk.series, start, m)
+			}
+		}
+	}
+	t.mu.Unlock()
+	return out
+}
+
+// minutesSum adds up buckets: the predictions and each arm's sums.
+func minutesSum(minutes []Minute) (float64, map[string]*Sums) {
 	var n float64
 	sums := map[string]*Sums{}
 	for _, s := range minutes {
@@ -462,7 +559,7 @@ func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.
 			x.Add(a)
 		}
 	}
-	return estimate(n, sums)
+	return n, sums
 }
 
 func estimate(n float64, sums map[string]*Sums) Result {

@@ -166,3 +166,63 @@ func TestMinuteEncodingAndAdd(t *testing.T) {
 		t.Fatal("Add changed its argument's sums")
 	}
 }
+
+// The doubly robust estimate on sums worked by hand. Per block of eight
+// predictions, with q(k=a) = 0.3 and q(k=b) = 0.2 for arm a:
+//
+//	k=a: a served two at p = 0.5, one a success: terms 0.3 + 0.7/0.5 = 1.7
+//	     and 0.3 − 0.3/0.5 = −0.3; b served two: 0.3 each.
+//	k=b: a served one at p = 0.25, no success: 0.2 − 0.2/0.25 = −0.6;
+//	     b served three at p = 0.75: 0.2 each.
+//
+// Σ terms = 2.0 and Σ terms² = 3.64 per block, so dr = 2/8 = 0.25 and, over
+// 100 blocks, se = √((3.64/8 − 0.25²)/800) = 0.02215: [0.20659, 0.29341].
+func TestDoublyRobustOnKnownSums(t *testing.T) {
+	var tb Table
+	day := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	at := day.Add(10 * time.Hour)
+	arms := []string{"a", "b"}
+	for i := 0; i < 100; i++ {
+		for j := 0; j < 4; j++ {
+			tb.Served("e", "k=a", at, arms, []float64{0.5, 0.5}, j/2, 0.5)
+		}
+		tb.Success("e", "k=a", "a", at, 0.5)
+		tb.Served("e", "k=b", at, arms, []float64{0.25, 0.75}, 0, 0.25)
+		for j := 0; j < 3; j++ {
+			tb.Served("e", "k=b", at, arms, []float64{0.25, 0.75}, 1, 0.75)
+		}
+		tb.Success("e", "k=b", "b", at, 0.75)
+	}
+	q := func(seg string) float64 { return map[string]float64{"k=a": 0.3, "k=b": 0.2}[seg] }
+	near := func(x, y float64) bool { return math.Abs(x-y) < 1e-5 }
+	res := tb.Query("e", "all", true, time.Time{}, time.Time{})
+	if len(res.BySegment) != 2 || res.BySegment["k=a"].N != 400 || res.BySegment["k=b"].N != 400 {
+		t.Fatalf("by segment: %+v", res.BySegment)
+	}
+	dr, ci, ok := res.DR("a", q)
+	if !ok || !near(dr, 0.25) || !near(ci[0], 0.25-1.96*math.Sqrt(0.3925/800)) || !near(ci[1], 0.25+1.96*math.Sqrt(0.3925/800)) {
+		t.Fatalf("dr %v %v %v, want 0.25 [0.20659, 0.29341]", dr, ci, ok)
+	}
+	// One segment: k=b alone, dr = 0 + 0 = 0 (the −0.6 and 3 × 0.2 cancel).
+	one := tb.Query("e", "k=b", false, time.Time{}, time.Time{})
+	if dr, _, ok := one.DR("a", q); !ok || !near(dr, 0) || len(one.BySegment) != 1 {
+		t.Fatalf("k=b: dr %v %v, %+v", dr, ok, one.BySegment)
+	}
+	// A range inside the day reads the segments' whole day, as a segment's
+	// query does; a later day holds nothing.
+	in := tb.Query("e", "all", true, at.Add(time.Hour), at.Add(2*time.Hour))
+	if d, _, ok := in.DR("a", q); in.N != 0 || !ok || !near(d, 0.25) {
+		t.Fatalf("range inside the day: n %v, dr %v %v", in.N, d, ok)
+	}
+	if _, _, ok := tb.Query("e", "all", true, day.Add(24*time.Hour), time.Time{}).DR("a", q); ok {
+		t.Fatal("dr over a day without predictions")
+	}
+	// Another replica's day buckets add in, segment by segment: the same
+	// traffic again leaves the estimate and halves the variance.
+	tb.SetOthers(tb.Dirty())
+	res = tb.Query("e", "all", true, time.Time{}, time.Time{})
+	dr, ci, ok = res.DR("a", q)
+	if !ok || res.BySegment["k=a"].N != 800 || !near(dr, 0.25) || !near(ci[1], 0.25+1.96*math.Sqrt(0.3925/1600)) {
+		t.Fatalf("with another replica: dr %v %v, %+v", dr, ci, res.BySegment)
+	}
+}
