@@ -33,7 +33,8 @@
 //
 //	Σ_{i in s} tᵢ² = n_s·q² + q²·W2_s − 2q²·W_s + 2q·RW_s − 2q·RW2_s + RW2_s
 //
-// and the 95% interval is dr ± 1.96·√((Σ tᵢ²/n − dr²)/n), clamped to [0, 1].
+// and the 95% interval is dr ± 1.96·√((Σ tᵢ²/n − dr²)/n), clamped to [0, 1];
+// dr itself is clamped to [0, 1] too (the sum can leave it by chance).
 //
 // State is bounded by the number of segments, not by time: an endpoint's
 // sums across its segments are kept per minute (series "all" for an
@@ -442,7 +443,11 @@ func (r Result) DR(arm string, q func(segment string) float64) (dr float64, ci [
 	}
 	dr = sum / n
 	se := math.Sqrt(math.Max(sq/n-dr*dr, 0) / n)
-	return dr, [2]float64{math.Max(0, dr-1.96*se), math.Min(1, dr+1.96*se)}, true
+	// The sum can leave [0, 1] (an arm served more often than its
+	// propensities expect, with few clicks): a rate is reported clamped,
+	// and so is each end of its interval, which therefore contains it.
+	clamp := func(x float64) float64 { return math.Min(1, math.Max(0, x)) }
+	return clamp(dr), [2]float64{clamp(dr - 1.96*se), clamp(dr + 1.96*se)}, true
 }
 
 // Query sums the buckets of endpoint in [from, to) — every segment when

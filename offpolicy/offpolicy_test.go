@@ -226,3 +226,15 @@ func TestDoublyRobustOnKnownSums(t *testing.T) {
 		t.Fatalf("with another replica: dr %v %v, %+v", dr, ci, res.BySegment)
 	}
 }
+
+// An arm served more often than its propensities expect and never clicked
+// sums below 0: dr is clamped to [0, 1], as its interval is. One segment,
+// q = 0.1: four predictions, all served by a at p = 0.5 (W = 8), no click:
+// (0.1·(4 − 8) + 0)/4 = −0.1 → 0, every term −0.1 (se 0): [0, 0].
+func TestDoublyRobustClamped(t *testing.T) {
+	res := Result{BySegment: map[string]Minute{"all": {N: 4, Arms: map[string]*Sums{"a": {Served: 4, W: 8, W2: 16}}}}}
+	dr, ci, ok := res.DR("a", func(string) float64 { return 0.1 })
+	if !ok || dr != 0 || ci != [2]float64{0, 0} {
+		t.Fatalf("dr %v %v %v, want 0 in [0, 0]", dr, ci, ok)
+	}
+}
