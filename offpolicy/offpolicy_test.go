@@ -238,3 +238,45 @@ func TestDoublyRobustClamped(t *testing.T) {
 		t.Fatalf("dr %v %v %v, want 0 in [0, 0]", dr, ci, ok)
 	}
 }
+
+// Which buckets the doubly robust estimate reads, per query: an endpoint
+// without segment_by its "all" minutes (the range resolved to the minute,
+// as snips'), a segmented one its segments' days and, for segments written
+// by earlier versions, their legacy minutes.
+func TestBySegment(t *testing.T) {
+	var tb Table
+	day := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	arms := []string{"a"}
+	for m := 0; m < 10; m++ {
+		tb.Served("flat", "all", day.Add(time.Duration(m)*time.Minute), arms, []float64{1}, 0, 1)
+		tb.Served("seg", "k=v", day.Add(time.Duration(m)*time.Minute), arms, []float64{1}, 0, 1)
+	}
+	tb.Load(Key{Endpoint: "seg", Segment: "k=old", Minute: day.Unix()}, Minute{N: 3, Arms: map[string]*Sums{"a": {Served: 3, W: 3, W2: 3}}})
+	tb.Load(Key{Endpoint: "seg", Segment: "k=old", Minute: day.Add(-24 * time.Hour).Unix()}, Minute{N: 2, Arms: map[string]*Sums{"a": {Served: 2, W: 2, W2: 2}}})
+	five := day.Add(5 * time.Minute)
+	for _, tc := range []struct {
+		name, endpoint, segment string
+		all                     bool
+		from                    time.Time
+		want                    map[string]float64 // segment -> n
+	}{
+		{"flat, everything", "flat", "all", false, time.Time{}, map[string]float64{"all": 10}},
+		{"flat, from the fifth minute", "flat", "all", false, five, map[string]float64{"all": 5}},
+		{"segmented, everything", "seg", "all", true, time.Time{}, map[string]float64{"k=v": 10, "k=old": 5}},
+		{"segmented, from the fifth minute: whole days, legacy minutes", "seg", "all", true, five, map[string]float64{"k=v": 10}},
+		{"one segment", "seg", "k=v", false, time.Time{}, map[string]float64{"k=v": 10}},
+		{"one legacy segment", "seg", "k=old", false, day, map[string]float64{"k=old": 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tb.Query(tc.endpoint, tc.segment, tc.all, tc.from, time.Time{}).BySegment
+			if len(got) != len(tc.want) {
+				t.Fatalf("segments %v, want %v", got, tc.want)
+			}
+			for seg, n := range tc.want {
+				if got[seg].N != n {
+					t.Errorf("%s: n %v, want %v", seg, got[seg].N, n)
+				}
+			}
+		})
+	}
+}
