@@ -454,7 +454,9 @@ func (r Result) DR(arm string, q func(segment string) float64) (dr float64, ci [
 // segment is "" or "all" and the endpoint is segmented (or allSegments) —
 // and estimates. A zero from or to leaves that side open. A segment's
 // buckets are days: a bucket counts when it overlaps the range. It costs
-// the buckets of the series it reads, not every bucket kept.
+// the buckets of the series it reads, not every bucket kept, plus, for
+// Result.BySegment, a look at every series' name and the segments' buckets
+// in the range.
 func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.Time) Result {
 	var names []string
 	if allSegments || segment == "" || segment == counters.AllSegment {
@@ -473,9 +475,7 @@ func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.
 			}
 		}
 	}
-	in := func(name string, start int64) bool {
-		return !(!from.IsZero() && start+width(name) <= from.Unix()) && !(!to.IsZero() && start >= to.Unix())
-	}
+	in := func(name string, start int64) bool { return inRange(name, start, from, to) }
 	var minutes []Minute
 	for _, name := range names {
 		if v, ok := t.series.Load(seriesKey{endpoint, name}); ok {
@@ -517,21 +517,23 @@ func (t *Table) bySegment(endpoint, segment string, allSegments bool, from, to t
 			return seg, seg == segment && (day || name == segment)
 		}
 	}
+	in := func(name string, start int64) bool { return inRange(name, start, from, to) }
 	out := map[string]Minute{}
-	add := func(name string, start int64, m Minute) {
-		seg, ok := want(name)
-		if !ok || (!from.IsZero() && start+width(name) <= from.Unix()) || (!to.IsZero() && start >= to.Unix()) {
-			return
-		}
+	add := func(seg string, m Minute) {
 		x := out[seg]
 		x.Add(m)
 		out[seg] = x
 	}
+	// Only the wanted series' buckets in the range are snapshotted: not
+	// the endpoint-wide minutes of a segmented endpoint, which hold no
+	// segment.
 	t.series.Range(func(k, v any) bool {
 		sk := k.(seriesKey)
-		if sk.endpoint == endpoint {
+		if seg, ok := want(sk.series); ok && sk.endpoint == endpoint {
 			v.(*series).buckets.Range(func(start, b any) bool {
-				add(sk.series, start.(int64), b.(*bucket).snapshot())
+				if in(sk.series, start.(int64)) {
+					add(seg, b.(*bucket).snapshot())
+				}
 				return true
 			})
 		}
@@ -539,14 +541,22 @@ func (t *Table) bySegment(endpoint, segment string, allSegments bool, from, to t
 	})
 	t.mu.Lock()
 	for sk, bs := range t.others {
-		if sk.endpoint == endpoint {
+		if seg, ok := want(sk.series); ok && sk.endpoint == endpoint {
 			for start, m := range bs {
-				add(sk.series, start, m)
+				if in(sk.series, start) {
+					add(seg, m)
+				}
 			}
 		}
 	}
 	t.mu.Unlock()
 	return out
+}
+
+// inRange tells whether the bucket of series name starting at start
+// overlaps [from, to); a zero from or to leaves that side open.
+func inRange(name string, start int64, from, to time.Time) bool {
+	return !(!from.IsZero() && start+width(name) <= from.Unix()) && !(!to.IsZero() && start >= to.Unix())
 }
 
 // minutesSum adds up buckets: the predictions and each arm's sums.
