@@ -68,7 +68,8 @@ type OffPolicy struct {
 	// optimistic bias of the direct part that the correction mostly
 	// removes. Its range is the segments' whole UTC days (a segment keeps
 	// its sums per day), and for an endpoint without segment_by the same
-	// minutes as SNIPS.
+	// minutes as SNIPS. Both are 0 when no segment's sums are in the
+	// range, which retention does not cause: days outlive their minutes.
 	DR     float64    `json:"dr"`
 	DRCI95 [2]float64 `json:"dr_ci95"`
 }
