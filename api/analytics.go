@@ -158,7 +158,8 @@ func writeReportCSV(w io.Writer, r *report.Report) {
 	_ = cw.Write([]string{"endpoint", "segment", "arm", "state", "trials", "successes", "rate", "ci95_low", "ci95_high",
 		"p_best", "expected_loss", "traffic_share", "off_policy_n", "off_policy_ips", "off_policy_snips",
 		"off_policy_ci95_low", "off_policy_ci95_high", "decision", "decision_arm", "value_remaining",
-		"srm_p_value", "regret_expected_cumulative", "off_policy_served"})
+		"srm_p_value", "regret_expected_cumulative", "off_policy_served", "off_policy_dr",
+		"off_policy_dr_ci95_low", "off_policy_dr_ci95_high"})
 	winner := ""
 	if r.Decision.Arm != nil {
 		winner = *r.Decision.Arm
@@ -174,9 +175,10 @@ func writeReportCSV(w io.Writer, r *report.Report) {
 		if o := a.OffPolicy; o != nil {
 			row[12], row[13], row[14], row[15], row[16] = strconv.Itoa(o.N), fmtFloat(o.IPS), fmtFloat(o.SNIPS), fmtFloat(o.CI95[0]), fmtFloat(o.CI95[1])
 		}
-		row = append(row, r.Decision.Status, winner, fmtFloat(r.Decision.ValueRemaining), srm, fmtFloat(r.Regret.ExpectedCumulative), "")
+		row = append(row, r.Decision.Status, winner, fmtFloat(r.Decision.ValueRemaining), srm, fmtFloat(r.Regret.ExpectedCumulative), "", "", "", "")
 		if o := a.OffPolicy; o != nil {
-			row[len(row)-1] = strconv.Itoa(o.Served)
+			n := len(row)
+			row[n-4], row[n-3], row[n-2], row[n-1] = strconv.Itoa(o.Served), fmtFloat(o.DR), fmtFloat(o.DRCI95[0]), fmtFloat(o.DRCI95[1])
 		}
 		_ = cw.Write(row)
 	}

@@ -153,4 +153,9 @@ func TestReportCSV(t *testing.T) {
 	if !bytes.Contains(rec.Body.Bytes(), []byte("home,surface=music,mf@")) {
 		t.Fatalf("csv rows lack the segment:\n%s", rec.Body)
 	}
+	// The doubly robust estimate closes the row, after off_policy_served.
+	if !bytes.HasSuffix(lines[0], []byte(",off_policy_served,off_policy_dr,off_policy_dr_ci95_low,off_policy_dr_ci95_high")) ||
+		bytes.Count(lines[1], []byte(",")) != bytes.Count(lines[0], []byte(",")) {
+		t.Fatalf("csv columns:\n%s", rec.Body)
+	}
 }

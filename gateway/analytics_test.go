@@ -101,6 +101,8 @@ func TestHistorySurvivesRestart(t *testing.T) {
 		call(t, "GET", url+"/v1/endpoints/home/report/history", nil, &before)
 		return len(before.Points) >= 2
 	})
+	var repBefore reportResp
+	call(t, "GET", url+"/v1/endpoints/home/report", nil, &repBefore)
 	stop()
 
 	// Started again: what it serves comes from the store.
@@ -118,6 +120,15 @@ func TestHistorySurvivesRestart(t *testing.T) {
 		op, _ := arm.(map[string]any)["off_policy"].(map[string]any)
 		if op == nil || op["n"].(float64) == 0 {
 			t.Fatalf("off-policy sums lost in the restart: %v", arm)
+		}
+	}
+	// The doubly robust estimate, from the same counts and sums, too.
+	var repAfter reportResp
+	call(t, "GET", url+"/v1/endpoints/home/report", nil, &repAfter)
+	for i, a := range repAfter.Arms {
+		b := repBefore.Arms[i].OffPolicy
+		if o := a.OffPolicy; o == nil || b == nil || abs(o.DR-b.DR) > 1e-9 || abs(o.DRCI95[1]-b.DRCI95[1]) > 1e-9 {
+			t.Errorf("%s: dr after the restart %+v, before %+v", a.Arm, o, b)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -197,6 +198,7 @@ func TestAnalystPageInBrowser(t *testing.T) {
 		}
 		return got
 	}
+	drShown := 0 // arms whose doubly robust cells were compared
 	check := func(segment string) {
 		t.Helper()
 		var rep reportResp
@@ -225,6 +227,14 @@ func TestAnalystPageInBrowser(t *testing.T) {
 				t.Errorf("segment %s, %s: %d logged predictions, yet the page shows %q", segment, arm.Arm, o.Served, cell)
 			case o.Served >= 30 && strings.Contains(cell, "too few"):
 				t.Errorf("segment %s, %s: %d logged predictions, yet the page shows %q", segment, arm.Arm, o.Served, cell)
+			case o.Served >= 30:
+				// The doubly robust estimate and its interval, as the
+				// report has them (the same counts and sums).
+				drShown++
+				dr, ci := text(sel+".dr"), strings.ReplaceAll(text(sel+".dr-ci"), "\u00a0", " ")
+				if want := fmt.Sprintf("%.4f", o.DR); dr != want || ci != fmt.Sprintf("%.4f – %.4f", o.DRCI95[0], o.DRCI95[1]) {
+					t.Errorf("segment %s, %s: the page shows dr %q [%s], the report %s %v", segment, arm.Arm, dr, ci, want, o.DRCI95)
+				}
 			}
 		}
 		if bad := misleads("#charts"); len(bad) > 0 {
@@ -253,6 +263,10 @@ func TestAnalystPageInBrowser(t *testing.T) {
 	// The endpoint's page, with a decision past the stop rule's minimum.
 	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/shop"), chromedp.WaitVisible(chromedp.CSS("#arms"))); err != nil {
 		t.Fatal(err)
+	}
+	// The arms table, with both off-policy estimates, fits the window.
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`)); err != nil || wide {
+		t.Errorf("the page scrolls sideways (%v)", err)
 	}
 	lines, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#charts svg polyline").length`))
 	if err != nil {
@@ -292,6 +306,9 @@ func TestAnalystPageInBrowser(t *testing.T) {
 		t.Errorf("past the minimum trials the decision says %q", d)
 	}
 	check("all")
+	if drShown == 0 {
+		t.Error("no arm had enough logged predictions to show its doubly robust estimate")
+	}
 
 	// Switch segment with the selector, as a person would: surface=home has
 	// fewer trials than the stop rule's minimum.

@@ -324,3 +324,59 @@ func callQuiet(method, url string, body any, out any) int {
 	}
 	return resp.StatusCode
 }
+
+// The doubly robust estimate reads each segment's day sums, which replicas
+// share through Redis as they share the endpoint-wide minutes: once every
+// replica has read the others' sums, each one's report (for the endpoint
+// and for one segment) gives the same n, snips and dr.
+func TestReplicasShareDoublyRobust(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{})
+	reps := replicas(t, rs.URL(), 2)
+	if st := call(t, "PUT", reps[0].url+"/v1/endpoints/shop", `{"arms": ["mf@1", "mf@2"], "policy": {"segment_by": ["surface"], "min_share": 0.1}}`, nil); st != 201 {
+		t.Fatalf("endpoint: %d", st)
+	}
+	waitUntil(t, 5*time.Second, func() bool {
+		return call(t, "GET", reps[1].url+"/v1/endpoints/shop", nil, nil) == 200
+	})
+	const n = 200
+	for i := 0; i < n; i++ {
+		var rec recResp
+		body := map[string]any{"user_id": fmt.Sprint("u", i), "context": map[string]string{"surface": []string{"home", "music"}[i%2]}}
+		if st := call(t, "POST", reps[i%2].url+"/v1/endpoints/shop/recommend", body, &rec); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+		if i%4 == 0 || (rec.Arm == "mf@2" && i%3 == 0) {
+			ev := map[string]any{"events": []map[string]string{{"prediction_id": rec.PredictionID, "type": "click", "item_id": rec.Items[0].ID}}}
+			call(t, "POST", reps[(i+1)%2].url+"/v1/feedback", ev, nil)
+		}
+	}
+	for _, q := range []string{"", "?segment=surface%3Dmusic"} {
+		want := n
+		if q != "" {
+			want = n / 2
+		}
+		var last string
+		same := func() bool {
+			var reports [2]reportResp
+			for i, r := range reps {
+				call(t, "GET", r.url+"/v1/endpoints/shop/report"+q, nil, &reports[i])
+			}
+			for j := range reports[0].Arms {
+				a, b := reports[0].Arms[j].OffPolicy, reports[1].Arms[j].OffPolicy
+				if a == nil || b == nil || a.N != want || b.N != want || abs(a.DR-b.DR) > 1e-9 || abs(a.SNIPS-b.SNIPS) > 1e-9 ||
+					abs(a.DRCI95[0]-b.DRCI95[0]) > 1e-9 || abs(a.DRCI95[1]-b.DRCI95[1]) > 1e-9 || !(a.DRCI95[0] <= a.DR && a.DR <= a.DRCI95[1]) {
+					last = fmt.Sprintf("%+v and %+v", a, b)
+					return false
+				}
+			}
+			return true
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !same() {
+			if time.Now().After(deadline) {
+				t.Fatalf("report%s differs between the replicas: %s", q, last)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}

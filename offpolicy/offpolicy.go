@@ -21,6 +21,21 @@
 //
 // clamped to [0, 1]. Rewards reach the bucket the prediction was served in.
 //
+// The doubly robust estimate (Result.DR) adds a direct-method model q(s, A),
+// the arm's click rate in the prediction's segment s (the report passes the
+// arm's posterior mean there), and corrects it by the logged rewards:
+//
+//	dr = (1/n) Σᵢ [q(sᵢ, A) + 1[aᵢ = A]·(rᵢ − q(sᵢ, A))/pᵢ]
+//	   = (1/n) Σ_s [q(s, A)·(n_s − W_s) + RW_s]
+//
+// so it needs the sums per segment, which the day series keep (see
+// BySegment). With tᵢ the bracket, rᵢ ∈ {0, 1} (rᵢ² = rᵢ) and q fixed,
+//
+//	Σ_{i in s} tᵢ² = n_s·q² + q²·W2_s − 2q²·W_s + 2q·RW_s − 2q·RW2_s + RW2_s
+//
+// and the 95% interval is dr ± 1.96·√((Σ tᵢ²/n − dr²)/n), clamped to [0, 1];
+// dr itself is clamped to [0, 1] too (the sum can leave it by chance).
+//
 // State is bounded by the number of segments, not by time: an endpoint's
 // sums across its segments are kept per minute (series "all" for an
 // endpoint without segment_by, AggregateSeries for one with), and each
@@ -401,13 +416,47 @@ type Result struct {
 	Arms      map[string]*Estimate
 	SRMPValue *float64
 	N         float64
+	// BySegment holds the sums per segment behind DR: each segment's
+	// day buckets overlapping the range (a range inside a day counts the
+	// whole day, as a segment's query does), the minutes of the "all"
+	// series and of legacy per-segment series in the range.
+	BySegment map[string]Minute
+}
+
+// DR returns arm's doubly robust estimate and its 95% interval (see the
+// package comment), q(segment) giving the direct-method click rate of arm
+// in a segment. ok is false when BySegment holds no prediction.
+func (r Result) DR(arm string, q func(segment string) float64) (dr float64, ci [2]float64, ok bool) {
+	var n, sum, sq float64
+	for seg, m := range r.BySegment {
+		n += m.N
+		qs := q(seg)
+		sum += qs * m.N
+		sq += qs * qs * m.N
+		if a := m.Arms[arm]; a != nil {
+			sum += a.RW - qs*a.W
+			sq += qs*qs*(a.W2-2*a.W) + 2*qs*(a.RW-a.RW2) + a.RW2
+		}
+	}
+	if !(n > 0) {
+		return 0, ci, false
+	}
+	dr = sum / n
+	se := math.Sqrt(math.Max(sq/n-dr*dr, 0) / n)
+	// The sum can leave [0, 1] (an arm served more often than its
+	// propensities expect, with few clicks): a rate is reported clamped,
+	// and so is each end of its interval, which therefore contains it.
+	clamp := func(x float64) float64 { return math.Min(1, math.Max(0, x)) }
+	return clamp(dr), [2]float64{clamp(dr - 1.96*se), clamp(dr + 1.96*se)}, true
 }
 
 // Query sums the buckets of endpoint in [from, to) — every segment when
 // segment is "" or "all" and the endpoint is segmented (or allSegments) —
 // and estimates. A zero from or to leaves that side open. A segment's
 // buckets are days: a bucket counts when it overlaps the range. It costs
-// the buckets of the series it reads, not every bucket kept.
+// the buckets of the series it reads, not every bucket kept, plus, for
+// Result.BySegment, a look at every series' name and the segments' buckets
+// in the range.
 func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.Time) Result {
 	var names []string
 	if allSegments || segment == "" || segment == counters.AllSegment {
@@ -426,9 +475,7 @@ func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.
 			}
 		}
 	}
-	in := func(name string, start int64) bool {
-		return !(!from.IsZero() && start+width(name) <= from.Unix()) && !(!to.IsZero() && start >= to.Unix())
-	}
+	in := func(name string, start int64) bool { return inRange(name, start, from, to) }
 	var minutes []Minute
 	for _, name := range names {
 		if v, ok := t.series.Load(seriesKey{endpoint, name}); ok {
@@ -449,6 +496,71 @@ func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.
 		}
 	}
 	t.mu.Unlock()
+	res := estimate(minutesSum(minutes))
+	res.BySegment = t.bySegment(endpoint, segment, allSegments, from, to)
+	return res
+}
+
+// bySegment sums, per segment, the buckets of the range that keep a
+// segment's predictions apart: day series (widened to whole days), the
+// "all" series and legacy per-segment minutes. For every segment it reads
+// every series of the table to find the endpoint's day series.
+func (t *Table) bySegment(endpoint, segment string, allSegments bool, from, to time.Time) map[string]Minute {
+	want := func(name string) (string, bool) {
+		seg, day := strings.CutPrefix(name, dayPrefix)
+		switch {
+		case name == AggregateSeries:
+			return "", false
+		case allSegments || segment == "" || segment == counters.AllSegment:
+			return seg, true
+		default:
+			return seg, seg == segment && (day || name == segment)
+		}
+	}
+	in := func(name string, start int64) bool { return inRange(name, start, from, to) }
+	out := map[string]Minute{}
+	add := func(seg string, m Minute) {
+		x := out[seg]
+		x.Add(m)
+		out[seg] = x
+	}
+	// Only the wanted series' buckets in the range are snapshotted: not
+	// the endpoint-wide minutes of a segmented endpoint, which hold no
+	// segment.
+	t.series.Range(func(k, v any) bool {
+		sk := k.(seriesKey)
+		if seg, ok := want(sk.series); ok && sk.endpoint == endpoint {
+			v.(*series).buckets.Range(func(start, b any) bool {
+				if in(sk.series, start.(int64)) {
+					add(seg, b.(*bucket).snapshot())
+				}
+				return true
+			})
+		}
+		return true
+	})
+	t.mu.Lock()
+	for sk, bs := range t.others {
+		if seg, ok := want(sk.series); ok && sk.endpoint == endpoint {
+			for start, m := range bs {
+				if in(sk.series, start) {
+					add(seg, m)
+				}
+			}
+		}
+	}
+	t.mu.Unlock()
+	return out
+}
+
+// inRange tells whether the bucket of series name starting at start
+// overlaps [from, to); a zero from or to leaves that side open.
+func inRange(name string, start int64, from, to time.Time) bool {
+	return !(!from.IsZero() && start+width(name) <= from.Unix()) && !(!to.IsZero() && start >= to.Unix())
+}
+
+// minutesSum adds up buckets: the predictions and each arm's sums.
+func minutesSum(minutes []Minute) (float64, map[string]*Sums) {
 	var n float64
 	sums := map[string]*Sums{}
 	for _, s := range minutes {
@@ -462,7 +574,7 @@ func (t *Table) Query(endpoint, segment string, allSegments bool, from, to time.
 			x.Add(a)
 		}
 	}
-	return estimate(n, sums)
+	return n, sums
 }
 
 func estimate(n float64, sums map[string]*Sums) Result {

@@ -166,3 +166,117 @@ func TestMinuteEncodingAndAdd(t *testing.T) {
 		t.Fatal("Add changed its argument's sums")
 	}
 }
+
+// The doubly robust estimate on sums worked by hand. Per block of eight
+// predictions, with q(k=a) = 0.3 and q(k=b) = 0.2 for arm a:
+//
+//	k=a: a served two at p = 0.5, one a success: terms 0.3 + 0.7/0.5 = 1.7
+//	     and 0.3 − 0.3/0.5 = −0.3; b served two: 0.3 each.
+//	k=b: a served one at p = 0.25, no success: 0.2 − 0.2/0.25 = −0.6;
+//	     b served three at p = 0.75: 0.2 each.
+//
+// Σ terms = 2.0 and Σ terms² = 3.64 per block, so dr = 2/8 = 0.25 and, over
+// 100 blocks, se = √((3.64/8 − 0.25²)/800) = 0.02215: [0.20659, 0.29341].
+func TestDoublyRobustOnKnownSums(t *testing.T) {
+	var tb Table
+	day := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	at := day.Add(10 * time.Hour)
+	arms := []string{"a", "b"}
+	for i := 0; i < 100; i++ {
+		for j := 0; j < 4; j++ {
+			tb.Served("e", "k=a", at, arms, []float64{0.5, 0.5}, j/2, 0.5)
+		}
+		tb.Success("e", "k=a", "a", at, 0.5)
+		tb.Served("e", "k=b", at, arms, []float64{0.25, 0.75}, 0, 0.25)
+		for j := 0; j < 3; j++ {
+			tb.Served("e", "k=b", at, arms, []float64{0.25, 0.75}, 1, 0.75)
+		}
+		tb.Success("e", "k=b", "b", at, 0.75)
+	}
+	q := func(seg string) float64 { return map[string]float64{"k=a": 0.3, "k=b": 0.2}[seg] }
+	near := func(x, y float64) bool { return math.Abs(x-y) < 1e-5 }
+	res := tb.Query("e", "all", true, time.Time{}, time.Time{})
+	if len(res.BySegment) != 2 || res.BySegment["k=a"].N != 400 || res.BySegment["k=b"].N != 400 {
+		t.Fatalf("by segment: %+v", res.BySegment)
+	}
+	dr, ci, ok := res.DR("a", q)
+	if !ok || !near(dr, 0.25) || !near(ci[0], 0.25-1.96*math.Sqrt(0.3925/800)) || !near(ci[1], 0.25+1.96*math.Sqrt(0.3925/800)) {
+		t.Fatalf("dr %v %v %v, want 0.25 [0.20659, 0.29341]", dr, ci, ok)
+	}
+	// One segment: k=b alone, dr = 0 + 0 = 0 (the −0.6 and 3 × 0.2 cancel).
+	one := tb.Query("e", "k=b", false, time.Time{}, time.Time{})
+	if dr, _, ok := one.DR("a", q); !ok || !near(dr, 0) || len(one.BySegment) != 1 {
+		t.Fatalf("k=b: dr %v %v, %+v", dr, ok, one.BySegment)
+	}
+	// A range inside the day reads the segments' whole day, as a segment's
+	// query does; a later day holds nothing.
+	in := tb.Query("e", "all", true, at.Add(time.Hour), at.Add(2*time.Hour))
+	if d, _, ok := in.DR("a", q); in.N != 0 || !ok || !near(d, 0.25) {
+		t.Fatalf("range inside the day: n %v, dr %v %v", in.N, d, ok)
+	}
+	if _, _, ok := tb.Query("e", "all", true, day.Add(24*time.Hour), time.Time{}).DR("a", q); ok {
+		t.Fatal("dr over a day without predictions")
+	}
+	// Another replica's day buckets add in, segment by segment: the same
+	// traffic again leaves the estimate and halves the variance.
+	tb.SetOthers(tb.Dirty())
+	res = tb.Query("e", "all", true, time.Time{}, time.Time{})
+	dr, ci, ok = res.DR("a", q)
+	if !ok || res.BySegment["k=a"].N != 800 || !near(dr, 0.25) || !near(ci[1], 0.25+1.96*math.Sqrt(0.3925/1600)) {
+		t.Fatalf("with another replica: dr %v %v, %+v", dr, ci, res.BySegment)
+	}
+}
+
+// An arm served more often than its propensities expect and never clicked
+// sums below 0: dr is clamped to [0, 1], as its interval is. One segment,
+// q = 0.1: four predictions, all served by a at p = 0.5 (W = 8), no click:
+// (0.1·(4 − 8) + 0)/4 = −0.1 → 0, every term −0.1 (se 0): [0, 0].
+func TestDoublyRobustClamped(t *testing.T) {
+	res := Result{BySegment: map[string]Minute{"all": {N: 4, Arms: map[string]*Sums{"a": {Served: 4, W: 8, W2: 16}}}}}
+	dr, ci, ok := res.DR("a", func(string) float64 { return 0.1 })
+	if !ok || dr != 0 || ci != [2]float64{0, 0} {
+		t.Fatalf("dr %v %v %v, want 0 in [0, 0]", dr, ci, ok)
+	}
+}
+
+// Which buckets the doubly robust estimate reads, per query: an endpoint
+// without segment_by its "all" minutes (the range resolved to the minute,
+// as snips'), a segmented one its segments' days and, for segments written
+// by earlier versions, their legacy minutes.
+func TestBySegment(t *testing.T) {
+	var tb Table
+	day := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	arms := []string{"a"}
+	for m := 0; m < 10; m++ {
+		tb.Served("flat", "all", day.Add(time.Duration(m)*time.Minute), arms, []float64{1}, 0, 1)
+		tb.Served("seg", "k=v", day.Add(time.Duration(m)*time.Minute), arms, []float64{1}, 0, 1)
+	}
+	tb.Load(Key{Endpoint: "seg", Segment: "k=old", Minute: day.Unix()}, Minute{N: 3, Arms: map[string]*Sums{"a": {Served: 3, W: 3, W2: 3}}})
+	tb.Load(Key{Endpoint: "seg", Segment: "k=old", Minute: day.Add(-24 * time.Hour).Unix()}, Minute{N: 2, Arms: map[string]*Sums{"a": {Served: 2, W: 2, W2: 2}}})
+	five := day.Add(5 * time.Minute)
+	for _, tc := range []struct {
+		name, endpoint, segment string
+		all                     bool
+		from                    time.Time
+		want                    map[string]float64 // segment -> n
+	}{
+		{"flat, everything", "flat", "all", false, time.Time{}, map[string]float64{"all": 10}},
+		{"flat, from the fifth minute", "flat", "all", false, five, map[string]float64{"all": 5}},
+		{"segmented, everything", "seg", "all", true, time.Time{}, map[string]float64{"k=v": 10, "k=old": 5}},
+		{"segmented, from the fifth minute: whole days, legacy minutes", "seg", "all", true, five, map[string]float64{"k=v": 10}},
+		{"one segment", "seg", "k=v", false, time.Time{}, map[string]float64{"k=v": 10}},
+		{"one legacy segment", "seg", "k=old", false, day, map[string]float64{"k=old": 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tb.Query(tc.endpoint, tc.segment, tc.all, tc.from, time.Time{}).BySegment
+			if len(got) != len(tc.want) {
+				t.Fatalf("segments %v, want %v", got, tc.want)
+			}
+			for seg, n := range tc.want {
+				if got[seg].N != n {
+					t.Errorf("%s: n %v, want %v", seg, got[seg].N, n)
+				}
+			}
+		})
+	}
+}

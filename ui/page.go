@@ -47,8 +47,11 @@ type ArmRow struct {
 	// logged predictions: the page then shows "too few", not the numbers.
 	OPTooFew             bool
 	SNIPS, OPLow, OPHigh float64
-	OPN, OPServed        int
-	Errors               string
+	// DR, DRLow and DRHigh are the doubly robust estimate and its
+	// interval, shown beside SNIPS under the same rule.
+	DR, DRLow, DRHigh float64
+	OPN, OPServed     int
+	Errors            string
 	// NoTrials is set for an arm without trials: its rate is the prior's.
 	NoTrials bool
 }
@@ -210,6 +213,7 @@ func Build(in Input) *EndpointPage {
 			Rate: a.Rate, Low: a.CI95[0], High: a.CI95[1], PBest: a.PBest, ExpectedLoss: a.ExpectedLoss, Share: a.TrafficShare}
 		if o := a.OffPolicy; o != nil {
 			row.HasOP, row.SNIPS, row.OPLow, row.OPHigh, row.OPN, row.OPServed = true, o.SNIPS, o.CI95[0], o.CI95[1], o.N, o.Served
+			row.DR, row.DRLow, row.DRHigh = o.DR, o.DRCI95[0], o.DRCI95[1]
 			row.OPTooFew = o.Served < MinOffPolicy
 		}
 		row.Errors = errorsText(a.Errors)
