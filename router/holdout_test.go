@@ -198,3 +198,31 @@ func TestOffPolicySkipsHoldout(t *testing.T) {
 		t.Fatal("a held-out prediction entered the off-policy sums")
 	}
 }
+
+// A batch's entries are held out each on its own, as if sent alone.
+func TestHoldoutBatch(t *testing.T) {
+	f := newFixtureOpt(t, `{"arms": ["m@1", "m@2"], "policy": {"sticky": {"ttl": "1h"}, "holdout": {"arm": "m@2", "share": 0.4}}}`, Options{Seed: 5})
+	resps, errs, err := f.r.RecommendBatch(context.Background(), "e", batchOf(64, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := uint64(0)
+	for i, resp := range resps {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		want := HoldoutDraw("e", fmt.Sprint("u", i)) < 0.4
+		if got := resp.Segment == counters.HoldoutSegment; got != want || (got && resp.Arm != "m@2") {
+			t.Fatalf("entry %d: %+v, want held out %v", i, resp, want)
+		}
+		if want {
+			held++
+		}
+	}
+	if got := f.trials("m@2", counters.HoldoutSegment); got != held || held == 0 {
+		t.Fatalf("holdout trials %d, want %d", got, held)
+	}
+	if got := f.trials("m@1", counters.AllSegment) + f.trials("m@2", counters.AllSegment); got != 64-held {
+		t.Fatalf("bandit trials %d, want %d", got, 64-held)
+	}
+}
