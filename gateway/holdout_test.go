@@ -160,6 +160,14 @@ func TestHoldoutEndToEnd(t *testing.T) {
 			t.Fatalf("segments %v list the holdout", rep.Segments)
 		}
 	}
+	// The holdout is no segment of the bandit's to report on: its figures
+	// are the report's holdout.
+	for _, path := range []string{"/v1/endpoints/hold/report?segment=holdout", "/ui/endpoints/hold?segment=holdout"} {
+		var e errResp
+		if st := call(t, "GET", a.url+path, nil, &e); st != 404 || e.Error.Code != "segment_not_found" {
+			t.Errorf("%s: %d %+v, want 404 segment_not_found", path, st, e.Error)
+		}
+	}
 	// Off-policy sums and the sample-ratio check hold the bandit's alone.
 	if op := rep.Arms[0].OffPolicy; op == nil || uint64(op.N) != h.bandit {
 		t.Fatalf("off-policy estimates %+v, want over the bandit's %d predictions", op, h.bandit)
