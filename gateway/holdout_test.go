@@ -207,3 +207,29 @@ func TestHoldoutReplicas(t *testing.T) {
 	}
 	holdoutExact(t, reps, h, 5*time.Second)
 }
+
+// The holdout's counts are durable like any segment's: a restart on the
+// same data dir reports them as before, and the sticky membership holds.
+func TestHoldoutSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := demoConfig(t, "")
+	a := startGateway(t, cfg, Options{DataDir: dir}, openedStore{})
+	if st := call(t, "PUT", a.url+"/v1/endpoints/hold", `{"arms": ["mf@1", "mf@2"], "policy": {"sticky": {"ttl": "1h"}, "holdout": {"arm": "mf@1", "share": 0.3}}}`, nil); st != 201 {
+		t.Fatalf("endpoint: %d", st)
+	}
+	h := &holdoutTally{}
+	user := func(i int) string { return fmt.Sprint("u", i%50) }
+	driveHoldout(t, []*testApp{a}, 150, user, h)
+	holdoutExact(t, []*testApp{a}, h, 3*time.Second)
+	a.stop()
+
+	b := startGateway(t, cfg, Options{DataDir: dir}, openedStore{})
+	holdoutExact(t, []*testApp{b}, h, 3*time.Second)
+	for i := range 50 {
+		var rec recResp
+		call(t, "POST", b.url+"/v1/endpoints/hold/recommend", map[string]any{"user_id": user(i)}, &rec)
+		if want := router.HoldoutDraw("hold", user(i)) < 0.3; (rec.Segment == counters.HoldoutSegment) != want {
+			t.Fatalf("%s after the restart: segment %q, want held out %v", user(i), rec.Segment, want)
+		}
+	}
+}
