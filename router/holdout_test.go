@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,6 +186,18 @@ func TestHoldoutOnImpression(t *testing.T) {
 	}
 	if got := f.trials("m@1", counters.HoldoutSegment); got != 0 {
 		t.Errorf("%d holdout trials counted on serve", got)
+	}
+}
+
+// A user's holdout draw allocates nothing: it is on every request of a
+// sticky endpoint with a holdout.
+func TestHoldoutDrawAllocates(t *testing.T) {
+	user := strings.Repeat("u", MaxUserIDLen)
+	if n := testing.AllocsPerRun(100, func() { HoldoutDraw("home", user) }); n != 0 {
+		t.Fatalf("%v allocations per draw", n)
+	}
+	if a, b := HoldoutDraw("home", "u1"), HoldoutDraw("home", "u1"); a != b || a < 0 || a >= 1 {
+		t.Fatalf("draws %v and %v", a, b)
 	}
 }
 
