@@ -52,7 +52,7 @@ func (s *Server) parseReportQuery(c *gin.Context) (*reportQuery, error) {
 	if q.segment == "" {
 		q.segment = counters.AllSegment
 	}
-	if q.segment != counters.AllSegment && (q.segment == counters.AggregateSegment || !s.table.Known(ep.Name, q.segment)) {
+	if q.segment != counters.AllSegment && (q.segment == counters.AggregateSegment || q.segment == counters.HoldoutSegment || !s.table.Known(ep.Name, q.segment)) {
 		return nil, fault.New(fault.NotFound, "segment_not_found",
 			"endpoint %s has no segment %q (segments are written like surface=music; see the report's \"segments\")", ep.Name, q.segment)
 	}

@@ -32,6 +32,14 @@ const AllSegment = "all"
 // ("k=v,…" always holds '=').
 const OtherSegment = "other"
 
+// HoldoutSegment holds the counts of an endpoint's holdout: the trials and
+// clicks of the predictions its policy's holdout arm served in place of the
+// bandit. The bandit never reads it: it is in no view but its own, not in
+// the aggregate and not capped by max_segments. Like "all" and "other" it
+// holds no '=', so no context names it. Its cells are stored and shared
+// between replicas like any segment's.
+const HoldoutSegment = "holdout"
+
 // DefaultMaxSegments is how many segments an endpoint keeps when its policy
 // does not say.
 const DefaultMaxSegments = 1000
@@ -149,21 +157,22 @@ func (x *segIndex) add(segment string) {
 }
 
 // Counted reports whether a segment counts against max_segments: every
-// segment named from a context does; AllSegment, OtherSegment and
-// AggregateSegment do not.
+// segment named from a context does; AllSegment, OtherSegment,
+// HoldoutSegment and AggregateSegment do not.
 func Counted(segment string) bool {
-	return segment != AllSegment && segment != OtherSegment && segment != AggregateSegment
+	return segment != AllSegment && segment != OtherSegment && segment != AggregateSegment && segment != HoldoutSegment
 }
 
 // InAggregate reports whether a segment's counts belong in its endpoint's
 // AggregateSegment cells, which hold the sum over every segment of a
 // segmented endpoint: a named segment and OtherSegment do; AllSegment (the
 // only segment of an endpoint without segment_by, never summed: such an
-// endpoint has no aggregate) and AggregateSegment itself do not. It is the
+// endpoint has no aggregate), HoldoutSegment (not the bandit's) and
+// AggregateSegment itself do not. It is the
 // one rule of what the aggregate sums, for the counts added as they happen
 // (AddToAggregate) and for the sums rebuilt from the segments (Refresh).
 func InAggregate(segment string) bool {
-	return segment != AllSegment && segment != AggregateSegment
+	return segment != AllSegment && segment != AggregateSegment && segment != HoldoutSegment
 }
 
 // View returns the segment whose cells hold the counts of segment as the
@@ -262,7 +271,8 @@ func (t *Table) Admit(endpoint, segment string, max int) bool {
 	return true
 }
 
-// Segments lists endpoint's segments (without AggregateSegment), sorted.
+// Segments lists endpoint's segments (without AggregateSegment and
+// HoldoutSegment, which are not the bandit's segments), sorted.
 // It costs one pass over the endpoint's segments, not over every cell.
 func (t *Table) Segments(endpoint string) []string {
 	x, ok := t.segs.Load(endpoint)
@@ -271,7 +281,7 @@ func (t *Table) Segments(endpoint string) []string {
 	}
 	out := []string{}
 	x.(*segIndex).known.Range(func(k, _ any) bool {
-		if s := k.(string); s != AggregateSegment {
+		if s := k.(string); s != AggregateSegment && s != HoldoutSegment {
 			out = append(out, s)
 		}
 		return true

@@ -32,7 +32,7 @@ func TestAdmit(t *testing.T) {
 	if admitted != max || tb.SegmentCount("e") != max {
 		t.Fatalf("admitted %d, count %d, want %d", admitted, tb.SegmentCount("e"), max)
 	}
-	for _, s := range []string{AllSegment, OtherSegment, AggregateSegment} {
+	for _, s := range []string{AllSegment, OtherSegment, AggregateSegment, HoldoutSegment} {
 		if !tb.Admit("e", s, max) {
 			t.Fatalf("%s refused", s)
 		}
@@ -43,6 +43,7 @@ func TestAdmit(t *testing.T) {
 	tb.Cell(Key{Endpoint: "f", Segment: "k=v", Arm: "a"})
 	tb.Cell(Key{Endpoint: "f", Segment: "k=v", Arm: "b"})
 	tb.Cell(Key{Endpoint: "f", Segment: AggregateSegment, Arm: "a"})
+	tb.Cell(Key{Endpoint: "f", Segment: HoldoutSegment, Arm: "a"})
 	if !tb.Known("f", "k=v") || tb.SegmentCount("f") != 1 || tb.Known("f", "k=w") || tb.Admit("f", "k=w", 1) {
 		t.Fatalf("cells: known %v, count %d", tb.Known("f", "k=v"), tb.SegmentCount("f"))
 	}
@@ -58,6 +59,7 @@ func TestInAggregate(t *testing.T) {
 	}{
 		{AllSegment, false},
 		{AggregateSegment, false},
+		{HoldoutSegment, false},
 		{OtherSegment, true},
 		{"surface=music", true},
 		{"surface=music,country=de", true},
@@ -81,6 +83,9 @@ func TestAggregateAddedEqualsRebuilt(t *testing.T) {
 		{Key{"seg", "surface=video", "a"}, 3, 1},
 		{Key{"seg", "surface=video", "b"}, 7, 0},
 		{Key{"seg", OtherSegment, "b"}, 4, 4},
+		// The holdout's counts are not the bandit's.
+		{Key{"seg", HoldoutSegment, "a"}, 20, 10},
+		{Key{"plain", HoldoutSegment, "a"}, 20, 10},
 		// An endpoint whose segment_by was added after it served unsegmented:
 		// its "all" cells are not part of the aggregate.
 		{Key{"seg", AllSegment, "a"}, 100, 50},
@@ -150,7 +155,9 @@ func TestInView(t *testing.T) {
 		{AggregateSegment, OtherSegment, true},
 		{AggregateSegment, AllSegment, false},
 		{AggregateSegment, AggregateSegment, false},
+		{AggregateSegment, HoldoutSegment, false},
 		{AllSegment, AllSegment, true},
+		{AllSegment, HoldoutSegment, false},
 		{AllSegment, "surface=music", false},
 		{AllSegment, OtherSegment, false},
 		{AllSegment, AggregateSegment, false},

@@ -242,7 +242,9 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			s.table.Cell(ops[i].Counter).AddDurable(t, su)
 			s.met.Trial(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, int64(t))
 			s.met.Success(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, int64(su))
-			if r.Success && s.offp != nil {
+			// A held-out prediction's click counts in the holdout's cell
+			// (its token's segment) and nowhere in the bandit's estimates.
+			if r.Success && s.offp != nil && toks[i].Segment != counters.HoldoutSegment {
 				tk := toks[i]
 				s.offp.Success(tk.Endpoint, tk.Segment, tk.Arm, tk.Time, tk.Propensity)
 			}

@@ -124,6 +124,34 @@ const badChart = `<svg class="chart" data-chart="regret" viewBox="0 0 300 200" w
 <polygon class="band" points="50,10 250,10 250,180 50,180"/>
 <g class="legend"><rect x="140" y="55" width="10" height="10"/><text x="154" y="64">arm</text></g></svg>`
 
+// browse starts headless Chromium (exe) for the test, 1280×1250, and
+// returns its context, ended with the test or after 90 s.
+func browse(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.WindowSize(1280, 1250))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancel(); cancelCtx(); cancelAlloc() })
+	return ctx
+}
+
+// textOf returns a function giving the trimmed text of the first element
+// matching a CSS selector on the browser's page; it fails the test when
+// there is none.
+func textOf(ctx context.Context, t *testing.T) func(sel string) string {
+	return func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return strings.TrimSpace(v)
+	}
+}
+
 // offPolicyResp is a report, read for the page's off-policy cells.
 type offPolicyResp = report.Report
 
@@ -172,24 +200,8 @@ func TestAnalystPageInBrowser(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.WindowSize(1280, 1250))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("%s: %v", sel, err)
-		}
-		return strings.TrimSpace(v)
-	}
+	ctx := browse(t, exe)
+	text := textOf(ctx, t)
 	misleads := func(root string) []string {
 		t.Helper()
 		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(`+checkChartsJS+`)(document.querySelector(`+strconv.Quote(root)+`))`))
@@ -375,6 +387,67 @@ func TestAnalystPageInBrowser(t *testing.T) {
 	}
 	if err := os.WriteFile(out, png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The holdout panel in a real browser: above everything else on the page
+// (the segment selector, the decision, the arms), with the JSON report's
+// counts and lift; the holdout is not one of the segments to choose.
+func TestHoldoutFirstInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser")
+	}
+	exe := chromium(t)
+	a := startApp(t, demoConfig(t, ""))
+	if st := call(t, "PUT", a.url+"/v1/endpoints/hold", `{"arms": ["mf@1", "mf@2"], "policy": {"holdout": {"arm": "mf@1", "share": 0.3}}}`, nil); st != 201 {
+		t.Fatalf("endpoint: %d", st)
+	}
+	h := &holdoutTally{}
+	driveHoldout(t, []*testApp{a}, 300, func(i int) string { return fmt.Sprint("u", i) }, h)
+	rep := holdoutExact(t, []*testApp{a}, h, 3*time.Second)
+
+	ctx := browse(t, exe)
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/hold"), chromedp.WaitVisible(chromedp.CSS("#holdout"))); err != nil {
+		t.Fatal(err)
+	}
+	// Above everything but the endpoint's name (and raised warnings), in
+	// the document and on the screen.
+	order, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		const top = sel => document.querySelector(sel).getBoundingClientRect().top;
+		const h = document.querySelector("#holdout"), out = [];
+		for (const sel of ["form.segments", "#decision", "#arms", "#charts"]) {
+			const el = document.querySelector(sel);
+			if (!(h.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING) || top(sel) <= top("#holdout")) out.push(sel);
+		}
+		return out;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(order) > 0 {
+		t.Errorf("the holdout panel is not above %v", order)
+	}
+	text := textOf(ctx, t)
+	row := func(which string) string { return text(`#holdout-table tr[data-holdout="` + which + `"]`) }
+	ho := rep.Holdout
+	if r := row("mf@1"); !strings.Contains(r, fmt.Sprintf("%d\t%d", ho.Trials, ho.Successes)) {
+		t.Errorf("holdout row %q, want %d trials and %d clicks", r, ho.Trials, ho.Successes)
+	}
+	if r := row("bandit"); !strings.Contains(r, fmt.Sprintf("%d\t%d", ho.BanditTrials, ho.BanditSuccesses)) {
+		t.Errorf("bandit row %q, want %d trials and %d clicks", r, ho.BanditTrials, ho.BanditSuccesses)
+	}
+	if lift := text("#holdout-table .lift"); ho.Lift == nil || lift != fmt.Sprintf("%+.1f%%", 100**ho.Lift) {
+		t.Errorf("the page's lift %q, the report's %v", lift, ho.Lift)
+	}
+	if p := text("#holdout-text"); !strings.Contains(p, "holdout mf@1 (30% of requests)") {
+		t.Errorf("the holdout panel says %q", p)
+	}
+	opts, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#segment option")].map(o => o.value)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts) != 1 || opts[0] != "all" {
+		t.Errorf("segments to choose %v, want [all]", opts)
 	}
 }
 

@@ -34,8 +34,11 @@ type Record struct {
 	Fallback     bool      `json:"fallback,omitempty"`
 	Sticky       bool      `json:"sticky,omitempty"`
 	// Pinned: a QA caller pinned the arm; the prediction counts nowhere.
-	Pinned bool     `json:"pinned,omitempty"`
-	Items  []string `json:"items"`
+	Pinned bool `json:"pinned,omitempty"`
+	// Holdout: the endpoint's holdout arm served a held-out request; the
+	// prediction is counted in the holdout's segment, not the bandit's.
+	Holdout bool     `json:"holdout,omitempty"`
+	Items   []string `json:"items"`
 }
 
 // Log appends records to a file. Create it with Open; it is safe for

@@ -28,8 +28,20 @@ func (r *Registry) CheckEndpoint(name string, body []byte) error {
 	if _, err := parsePolicy(in.Policy); err != nil {
 		return err
 	}
+	if err := checkHoldoutArm(&in); err != nil {
+		return err
+	}
 	_, err := parseAutoArms(in.AutoArms)
 	return err
+}
+
+// checkHoldoutArm checks that a body's holdout arm, if it has one, is one
+// of its arms.
+func checkHoldoutArm(in *endpointBody) error {
+	if p := in.Policy; p != nil && p.Holdout != nil && !slices.Contains(in.Arms, p.Holdout.Arm) {
+		return fault.Field("policy.holdout.arm", "invalid_holdout", "%q must be one of the endpoint's arms", p.Holdout.Arm)
+	}
+	return nil
 }
 
 // parseAutoArms validates an auto_arms body and fills in the default
@@ -173,8 +185,8 @@ func autoArmsUnlisted(model, typ string) error {
 
 // checkEndpointRefs checks what an endpoint body names against the
 // registered versions (known) and models (hasModel): its arms (1 to 64,
-// each once, each registered), its fallback (one of them) and its
-// auto_arms (a model with a version). It returns the parsed auto_arms.
+// each once, each registered), its fallback and its holdout arm (one of
+// them) and its auto_arms (a model with a version). It returns the parsed auto_arms.
 func checkEndpointRefs(in *endpointBody, known func(arm string) bool, hasModel func(name string) bool) (*AutoArms, error) {
 	if len(in.Arms) == 0 {
 		return nil, fault.Field("arms", "missing_field", "an endpoint needs at least one arm")
@@ -195,6 +207,9 @@ func checkEndpointRefs(in *endpointBody, known func(arm string) bool, hasModel f
 	}
 	if in.Fallback != "" && !seen[in.Fallback] {
 		return nil, fault.Field("fallback", "invalid_fallback", "%q must be one of the endpoint's arms", in.Fallback)
+	}
+	if err := checkHoldoutArm(in); err != nil {
+		return nil, err
 	}
 	autoArms, err := parseAutoArms(in.AutoArms)
 	if err != nil {

@@ -157,6 +157,23 @@ type Policy struct {
 	// stored before the field existed) means DefaultMaxSegments: use
 	// SegmentCap.
 	MaxSegments int `json:"max_segments"`
+	// Holdout serves a fixed share of the requests with one arm, never
+	// with the bandit, to measure what the bandit is worth; nil turns it
+	// off.
+	Holdout *Holdout `json:"holdout,omitempty"`
+}
+
+// MaxHoldoutShare is the largest share of requests a holdout may take.
+const MaxHoldoutShare = 0.5
+
+// Holdout: a Share of the requests (0 < Share ≤ MaxHoldoutShare), drawn
+// at random, or per user when the policy is sticky, is served by Arm (one
+// of the endpoint's arms) in place of the bandit's choice. These
+// predictions are trials of the holdout only: they are counted in the
+// counters.HoldoutSegment cells, which the bandit never reads.
+type Holdout struct {
+	Arm   string  `json:"arm"`
+	Share float64 `json:"share"`
 }
 
 // Bandit returns the policy as package bandit draws from it: its prior,
@@ -307,6 +324,14 @@ type policyBody struct {
 	Sticky            *stickyBody   `json:"sticky"`
 	Guardrails        *guardBody    `json:"guardrails"`
 	MaxSegments       *int64        `json:"max_segments"`
+	Holdout           *holdoutBody  `json:"holdout"`
+}
+
+// holdoutBody is Holdout as a request writes it: a missing share is told
+// apart from a zero one.
+type holdoutBody struct {
+	Arm   string   `json:"arm"`
+	Share *float64 `json:"share"`
 }
 
 // stickyBody, guardBody and autoArmsBody are Sticky, Guardrails and
@@ -486,6 +511,15 @@ func parsePolicy(in *policyBody) (Policy, error) {
 			return p, fault.Field("policy.guardrails", "invalid_policy", "set max_error_rate, max_p99_ms or both")
 		}
 		p.Guardrails = &Guardrails{MaxErrorRate: g.MaxErrorRate, MaxP99Ms: g.MaxP99Ms, Window: window, MinRequests: g.MinRequests}
+	}
+	if h := in.Holdout; h != nil {
+		if _, _, ok := SplitArm(h.Arm); !ok {
+			return p, fault.Field("policy.holdout.arm", "invalid_holdout", "name one of the endpoint's arms, e.g. \"mf@1\"")
+		}
+		if h.Share == nil || !(*h.Share > 0 && *h.Share <= MaxHoldoutShare) {
+			return p, fault.Field("policy.holdout.share", "invalid_holdout", "must be in (0, %g]", MaxHoldoutShare)
+		}
+		p.Holdout = &Holdout{Arm: h.Arm, Share: *h.Share}
 	}
 	return p, nil
 }

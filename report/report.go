@@ -5,6 +5,7 @@ package report
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -103,10 +104,93 @@ type Report struct {
 	GeneratedAt string   `json:"generated_at"`
 	Segment     string   `json:"segment"`
 	Segments    []string `json:"segments"`
-	Arms        []Arm    `json:"arms"`
-	Decision    Decision `json:"decision"`
-	Health      Health   `json:"health"`
-	Regret      Regret   `json:"regret"`
+	// Holdout compares the bandit with the endpoint's holdout; nil (null)
+	// when the policy has none.
+	Holdout  *Holdout `json:"holdout"`
+	Arms     []Arm    `json:"arms"`
+	Decision Decision `json:"decision"`
+	Health   Health   `json:"health"`
+	Regret   Regret   `json:"regret"`
+}
+
+// Holdout is what the bandit is worth against the endpoint's holdout arm:
+// the realised click rates (clicks per trial) of the held-out predictions
+// and of every other prediction (the bandit's, fallbacks and sticky ones
+// included, across every segment), and the relative lift of the bandit
+// over the holdout with its 95% interval. It is endpoint-wide: the same in
+// every segment's report.
+type Holdout struct {
+	Arm             string  `json:"arm"`
+	Share           float64 `json:"share"`
+	Trials          uint64  `json:"trials"`
+	Successes       uint64  `json:"successes"`
+	Rate            float64 `json:"rate"`
+	BanditTrials    uint64  `json:"bandit_trials"`
+	BanditSuccesses uint64  `json:"bandit_successes"`
+	BanditRate      float64 `json:"bandit_rate"`
+	// Lift is bandit_rate / rate − 1; nil while either side has no trial
+	// or the holdout no click.
+	Lift *float64 `json:"lift"`
+	// LiftCI95 is the lift's 95% interval by the delta method on the log
+	// of the rate ratio; nil until each side has HoldoutMinSuccesses
+	// clicks.
+	LiftCI95 *[2]float64 `json:"lift_ci95"`
+}
+
+// HoldoutMinSuccesses is how many clicks each side of a holdout needs for
+// the lift's interval: the delta method's normal approximation of the log
+// rates needs a few.
+const HoldoutMinSuccesses = 5
+
+// Lift is the relative lift of rate b over rate h, from b's trials bt and
+// successes bs and h's ht and hs: b/h − 1, and its 95% interval
+// exp(log(b/h) ± 1.96·se) − 1 with se² = 1/bs − 1/bt + 1/hs − 1/ht (the
+// delta method's variance of the log of each binomial rate). lift is nil
+// when it is undefined (a side without trials, or hs = 0), ci when either
+// side has fewer than HoldoutMinSuccesses successes.
+func Lift(bt, bs, ht, hs uint64) (lift *float64, ci *[2]float64) {
+	if bt == 0 || ht == 0 || hs == 0 {
+		return nil, nil
+	}
+	ratio := (float64(bs) / float64(bt)) / (float64(hs) / float64(ht))
+	l := ratio - 1
+	if bs < HoldoutMinSuccesses || hs < HoldoutMinSuccesses {
+		return &l, nil
+	}
+	se := math.Sqrt(1/float64(bs) - 1/float64(bt) + 1/float64(hs) - 1/float64(ht))
+	const z = 1.959963984540054
+	return &l, &[2]float64{ratio*math.Exp(-z*se) - 1, ratio*math.Exp(z*se) - 1}
+}
+
+// holdout builds the report's Holdout from the endpoint's entries: the
+// holdout arm's cells in counters.HoldoutSegment against the cells the
+// bandit's endpoint-wide posterior is drawn from (every arm of the
+// endpoint); nil when the endpoint has no holdout.
+func holdout(ep *registry.Endpoint, entries []counters.Entry, idx map[string]int) *Holdout {
+	hp := ep.Policy.Holdout
+	if hp == nil {
+		return nil
+	}
+	h := &Holdout{Arm: hp.Arm, Share: hp.Share}
+	all := counters.View(len(ep.Policy.SegmentBy) > 0, counters.AllSegment)
+	for _, e := range entries {
+		switch _, ok := idx[e.Key.Arm]; {
+		case e.Key.Segment == counters.HoldoutSegment && e.Key.Arm == hp.Arm:
+			h.Trials += e.Trials
+			h.Successes += min(e.Successes, e.Trials)
+		case ok && counters.InView(all, e.Key.Segment):
+			h.BanditTrials += e.Trials
+			h.BanditSuccesses += min(e.Successes, e.Trials)
+		}
+	}
+	if h.Trials > 0 {
+		h.Rate = float64(h.Successes) / float64(h.Trials)
+	}
+	if h.BanditTrials > 0 {
+		h.BanditRate = float64(h.BanditSuccesses) / float64(h.BanditTrials)
+	}
+	h.Lift, h.LiftCI95 = Lift(h.BanditTrials, h.BanditSuccesses, h.Trials, h.Successes)
+	return h
 }
 
 // Input is what a report is built from.
@@ -177,7 +261,7 @@ func Build(in Input) *Report {
 		segs = table.Segments(ep.Name)
 	}
 	r := &Report{Endpoint: ep.Name, GeneratedAt: now.UTC().Format(time.RFC3339), Segment: segment,
-		Segments: segs, Health: Health{Warnings: []string{}}}
+		Segments: segs, Holdout: holdout(ep, entries, idx), Health: Health{Warnings: []string{}}}
 	if overflowed > 0 {
 		r.Health.Warnings = append(r.Health.Warnings, fmt.Sprintf(
 			"segments_capped: %d requests were served in segment %q because the endpoint has max_segments %d segments",

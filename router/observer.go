@@ -61,6 +61,10 @@ type Outcome struct {
 	// Batch: the request is one entry of a batch call, whose span (in
 	// ctx) is the whole call's.
 	Batch bool
+	// Holdout: the request was held out and the endpoint's holdout arm
+	// served it; the prediction is a trial of the holdout, not the
+	// bandit's choice (Segment is counters.HoldoutSegment).
+	Holdout bool
 	// Trial: a trial was counted (trials are counted on requests).
 	Trial bool
 	// PredictionID is the signed prediction token; "" when none was served.
@@ -124,7 +128,7 @@ func (p *PredictionLogObserver) Observe(_ context.Context, o Outcome) {
 	}
 	p.log.Add(&predlog.Record{PredictionID: o.PredictionID, Time: o.Time.UTC(), Endpoint: o.Endpoint,
 		Segment: o.Segment, Arm: o.Arms[o.Served], Propensity: o.Propensity, Fallback: o.Fallback,
-		Sticky: o.Sticky, Pinned: o.Pinned, Items: ids})
+		Sticky: o.Sticky, Pinned: o.Pinned, Holdout: o.Holdout, Items: ids})
 }
 
 // OffPolicySums keeps the sums behind the off-policy estimates;
@@ -149,9 +153,10 @@ func NewOffPolicyObserver(sums OffPolicySums) *OffPolicyObserver {
 }
 
 // Observe adds o to the sums when o served a prediction the policy chose
-// (not a pinned one).
+// (not a pinned one, nor a held-out one: neither is the bandit's choice, so
+// neither belongs in its estimates or its sample-ratio check).
 func (p *OffPolicyObserver) Observe(_ context.Context, o Outcome) {
-	if o.Served < 0 || o.Pinned {
+	if o.Served < 0 || o.Pinned || o.Holdout {
 		return
 	}
 	p.sums.Served(o.Endpoint, o.Segment, o.Time, o.Arms, o.Shares, o.Served, o.Propensity)

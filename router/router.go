@@ -10,6 +10,7 @@ package router
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -347,13 +348,15 @@ type choice struct {
 	sticky  bool      // chosen is the user's sticky assignment
 	pinned  bool      // chosen is the arm the request pinned
 	batch   bool      // the request is an entry of a batch call
+	holdout bool      // chosen is the holdout arm, serving a held-out request
 }
 
 // choose names the request's segment (its own, or the overflow segment when
 // the endpoint has no room for it), gathers the arms' posteriors into buf
-// (paused and unavailable arms inactive) and picks an arm: the user's sticky
-// assignment while it holds and its arm is active, else a draw from the
-// segment's traffic shares.
+// (paused and unavailable arms inactive) and picks an arm: the arm a QA
+// caller pinned; the holdout arm when the request is held out; the user's
+// sticky assignment while it holds and its arm is active; else a draw from
+// the segment's traffic shares.
 func (r *Router) choose(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, req *Request, buf []bandit.Arm) (choice, []bandit.Arm) {
 	c := choice{segment: r.segmentOf(ep, req.Context), now: r.now(), chosen: -1}
 	_, span := r.tracer.Child(ctx, "choose")
@@ -364,6 +367,9 @@ func (r *Router) choose(ctx context.Context, snap *registry.Snapshot, ep *regist
 	if req.Pin != "" {
 		// Validate found the arm on the endpoint; the policy has no say.
 		c.chosen, c.prop, c.pinned = slices.Index(ep.Arms, req.Pin), 1, true
+	} else if h := r.heldOut(ep, req.UserID, arms); h >= 0 {
+		// The bandit has no say either: the holdout arm serves for certain.
+		c.chosen, c.prop, c.holdout = h, 1, true
 	} else if !r.stick(ep, req.UserID, arms, &c) {
 		// The arm is drawn from the segment's traffic shares: Thompson
 		// sampling under the posterior as of their last refresh (batched
@@ -379,6 +385,48 @@ func (r *Router) choose(ctx context.Context, snap *registry.Snapshot, ep *regist
 	}
 	endChoose(span, ep, c.segment, c.chosen, c.prop)
 	return c, arms
+}
+
+// heldOut returns the index of the endpoint's holdout arm when the request
+// is one of its holdout's share, else -1. The draw comes before the bandit's
+// and does not depend on the segment: with a sticky policy it is a hash of
+// (endpoint, user), so a user is held out or not on every replica and
+// after restarts (while the share stays); otherwise it is a fresh draw per
+// request. While the holdout arm is paused or unavailable, no request is
+// held out: the bandit serves them all.
+func (r *Router) heldOut(ep *registry.Endpoint, user string, arms []bandit.Arm) int {
+	h := ep.Policy.Holdout
+	if h == nil {
+		return -1
+	}
+	var u float64
+	if ep.Policy.StickyTTL() > 0 {
+		u = HoldoutDraw(ep.Name, user)
+	} else {
+		rng := r.rngs.get()
+		u = rng.Float64()
+		r.rngs.put(rng)
+	}
+	if u >= h.Share {
+		return -1
+	}
+	if i := slices.Index(ep.Arms, h.Arm); i >= 0 && arms[i].Active {
+		return i
+	}
+	return -1
+}
+
+// HoldoutDraw is a user's uniform draw in [0, 1) for an endpoint's holdout
+// under a sticky policy: the user is held out when it is below the share.
+// It is the first 53 bits of SHA-256(endpoint NUL user), the same on every
+// replica and in every process.
+func HoldoutDraw(endpoint, user string) float64 {
+	// On the stack for any endpoint name and valid user id: no allocation
+	// on the request path.
+	var buf [128 + 1 + MaxUserIDLen]byte
+	b := append(append(append(buf[:0], endpoint...), 0), user...)
+	sum := sha256.Sum256(b)
+	return float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53)
 }
 
 // stick chooses the user's sticky arm when the endpoint keeps assignments
@@ -403,8 +451,11 @@ func (r *Router) stick(ep *registry.Endpoint, user string, arms []bandit.Arm, c 
 
 // fellBackTo makes arm fb, which served in place of the policy's choice, the
 // choice's arm: its propensity is the probability the policy gives it, as for
-// any other choice.
+// any other choice. A held-out request whose holdout arm failed is served
+// like any other: the fallback's prediction is the bandit's, counted in the
+// request's segment, and no longer the holdout's.
 func (r *Router) fellBackTo(ep *registry.Endpoint, arms []bandit.Arm, c *choice, fb int) {
+	c.holdout = false
 	if c.shares == nil || c.sticky {
 		c.shares = r.shares(ep, c.segment, arms, c.now)
 	}
@@ -582,6 +633,9 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 		return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
 			Version: spec.Version, Segment: c.segment, Items: s.items, Pinned: true}
 	}
+	if c.holdout {
+		return r.recordHoldout(ep, spec, arm, c, s)
+	}
 	segment := c.segment
 	if !r.table.Admit(ep.Name, segment, ep.Policy.SegmentCap()) {
 		segment = counters.OtherSegment
@@ -603,11 +657,27 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 		Version: spec.Version, Segment: segment, Items: s.items, Fallback: s.fellBack}
 }
 
+// recordHoldout makes a held-out prediction count: a trial of the holdout
+// arm in the endpoint's HoldoutSegment (unless trials are counted on
+// impressions), never in the bandit's segments nor their aggregate, and no
+// sticky assignment (the user's membership is its hash). Its token names
+// that segment, so its feedback counts there too.
+func (r *Router) recordHoldout(ep *registry.Endpoint, spec *registry.ModelVersion, arm string, c *choice, s *serving) *Response {
+	if ep.Policy.TrialsOn != registry.TrialsOnImpression {
+		r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.HoldoutSegment, Arm: arm}).AddTrial()
+	}
+	tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: counters.HoldoutSegment, Time: c.now,
+		Propensity: c.prop, Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items),
+		OnImpression: ep.Policy.TrialsOn == registry.TrialsOnImpression, ID: predtoken.NewID()}
+	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
+		Version: spec.Version, Segment: counters.HoldoutSegment, Items: s.items}
+}
+
 // notify tells every observer what a recommend call of a known endpoint did.
 func (r *Router) notify(ctx context.Context, start time.Time, ep *registry.Endpoint, c *choice, s *serving, resp *Response, err error) {
 	o := Outcome{Endpoint: ep.Name, Segment: c.segment, Arms: ep.Arms, Shares: c.shares, Chosen: c.chosen,
 		Served: s.served, Propensity: c.prop, Fallback: s.fellBack, Sticky: c.sticky, Time: c.now,
-		Pinned: c.pinned, Batch: c.batch, Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
+		Pinned: c.pinned, Holdout: c.holdout, Batch: c.batch, Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
 	if resp != nil {
 		o.Segment, o.PredictionID, o.Items = resp.Segment, resp.PredictionID, resp.Items
 		o.Trial = ep.Policy.TrialsOn != registry.TrialsOnImpression && !c.pinned

@@ -66,8 +66,11 @@ type EndpointPage struct {
 	Endpoint, Segment, GeneratedAt string
 	Segments                       []string
 	Warnings                       []string
-	Decision                       string
-	Winner                         bool
+	// Holdout, shown first, is what the bandit is worth against the
+	// endpoint's holdout; nil when it has none.
+	Holdout  *HoldoutView
+	Decision string
+	Winner   bool
 	// Early is set below the stop rule's min_trials (and at 0 trials): the
 	// page then names no leader or winner.
 	Early       bool
@@ -81,6 +84,49 @@ type EndpointPage struct {
 	Draws       int
 	Live        bool
 }
+
+// HoldoutView is the page's holdout panel: the report's holdout in words
+// and figures.
+type HoldoutView struct {
+	Arm                        string
+	Share                      string
+	Trials, BanditTrials       uint64
+	Successes, BanditSuccesses uint64
+	Rate, BanditRate           float64
+	// Lift and CI are the lift and its interval as text; "—" when the
+	// report has none.
+	Lift, CI string
+	Text     string
+}
+
+// fmtLift writes a relative lift with its sign, in percent.
+func fmtLift(x float64) string { return fmt.Sprintf("%+.1f%%", 100*x) }
+
+// holdoutView puts a report's holdout in words.
+func holdoutView(h *report.Holdout) *HoldoutView {
+	if h == nil {
+		return nil
+	}
+	v := &HoldoutView{Arm: h.Arm, Share: fmtPct(h.Share), Trials: h.Trials, BanditTrials: h.BanditTrials,
+		Successes: h.Successes, BanditSuccesses: h.BanditSuccesses, Rate: h.Rate, BanditRate: h.BanditRate, Lift: "—", CI: "—"}
+	switch {
+	case h.Lift == nil:
+		v.Text = fmt.Sprintf("Holdout %s (%s of requests): not enough data yet to tell what the bandit is worth (%d held-out trials with %d clicks, %d bandit trials).",
+			h.Arm, v.Share, h.Trials, h.Successes, h.BanditTrials)
+	case h.LiftCI95 == nil:
+		v.Lift = fmtLift(*h.Lift)
+		v.Text = fmt.Sprintf("The bandit's click rate is %s against %s for the holdout %s (%s of requests): a lift of %s, too few clicks yet for an interval (%d on each side needed).",
+			fmtRate(h.BanditRate), fmtRate(h.Rate), h.Arm, v.Share, v.Lift, report.HoldoutMinSuccesses)
+	default:
+		v.Lift, v.CI = fmtLift(*h.Lift), fmtLift(h.LiftCI95[0])+" to "+fmtLift(h.LiftCI95[1])
+		v.Text = fmt.Sprintf("The bandit's click rate is %s against %s for the holdout %s (%s of requests): a lift of %s (95%% interval %s).",
+			fmtRate(h.BanditRate), fmtRate(h.Rate), h.Arm, v.Share, v.Lift, v.CI)
+	}
+	return v
+}
+
+// fmtRate writes a click rate in percent with two decimals.
+func fmtRate(x float64) string { return fmt.Sprintf("%.2f%%", 100*x) }
 
 // StopRule is the endpoint's stop rule, as the page explains it.
 type StopRule struct {
@@ -202,6 +248,7 @@ func Build(in Input) *EndpointPage {
 			p.Warnings = append(p.Warnings, WarningText(w))
 		}
 	}
+	p.Holdout = holdoutView(rep.Holdout)
 	p.Decision = DecisionText(rep, in.Rule)
 	p.Winner = rep.Decision.Status == "winner"
 	var total uint64

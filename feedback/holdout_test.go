@@ -1,0 +1,63 @@
+package feedback
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/offpolicy"
+	"github.com/modelgate/modelgate/predtoken"
+	"github.com/modelgate/modelgate/store"
+)
+
+// A click on a held-out prediction counts in the holdout's cell, the
+// segment its token names, and nowhere else: not in the bandit's segment
+// nor its aggregate, not in the off-policy sums.
+func TestHoldoutClickCountsInTheHoldoutCell(t *testing.T) {
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	signer, _ := predtoken.NewSigner(key(1))
+	table := &counters.Table{}
+	offp := &offpolicy.Table{}
+	s := NewService(signer, db, table, func(string, string) bool { return true }, nil, Options{OffPolicy: offp})
+	now := time.Now()
+	held := signer.Sign(&predtoken.Token{Endpoint: "home", Arm: "mf@1", Segment: counters.HoldoutSegment, Time: now,
+		Propensity: 1, Window: time.Hour, Items: 2, ID: predtoken.NewID()})
+	bandit := signer.Sign(&predtoken.Token{Endpoint: "home", Arm: "mf@1", Segment: counters.AllSegment, Time: now,
+		Propensity: 0.5, Window: time.Hour, Items: 2, ID: predtoken.NewID()})
+	res, err := s.Record(context.Background(), []Event{{PredictionID: held, Type: Click, ItemID: "a"},
+		{PredictionID: bandit, Type: Click, ItemID: "a"}})
+	if err != nil || res.Accepted != 2 {
+		t.Fatalf("record: %+v, %v", res, err)
+	}
+	cell := func(seg string) uint64 {
+		c := table.Lookup(counters.Key{Endpoint: "home", Segment: seg, Arm: "mf@1"})
+		if c == nil {
+			return 0
+		}
+		_, su := c.Counts()
+		return su
+	}
+	if h, b, agg := cell(counters.HoldoutSegment), cell(counters.AllSegment), cell(counters.AggregateSegment); h != 1 || b != 1 || agg != 0 {
+		t.Fatalf("successes: holdout %d, all %d, aggregate %d; want 1, 1, 0", h, b, agg)
+	}
+	// The off-policy sums hold the bandit's click alone: 1/p = 2.
+	if got := offpSuccessWeight(offp); got != 2 {
+		t.Fatalf("off-policy success weight %v, want 2 (the bandit's click only)", got)
+	}
+}
+
+// offpSuccessWeight sums the stored success weights Σ 1/p of every series.
+func offpSuccessWeight(offp *offpolicy.Table) float64 {
+	var rw float64
+	for _, m := range offp.Dirty() {
+		for _, a := range m.Arms {
+			rw += a.RW
+		}
+	}
+	return rw
+}
