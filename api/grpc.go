@@ -113,10 +113,11 @@ func pbError(err error) *pb.RecommendBatchEntry {
 }
 
 func (g *grpcGateway) RecommendBatch(ctx context.Context, in *pb.RecommendBatchRequest) (*pb.RecommendBatchResponse, error) {
-	if n := len(in.GetRequests()); n == 0 || n > router.MaxBatch {
-		return nil, grpcError(fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", router.MaxBatch, n))
+	err := router.CheckBatchSize(len(in.GetRequests()))
+	var pin string
+	if err == nil {
+		pin, err = g.pin(ctx)
 	}
-	pin, err := g.pin(ctx)
 	if err == nil {
 		err = g.s.chargeBatch(ctx, len(in.GetRequests()))
 	}
@@ -128,39 +129,23 @@ func (g *grpcGateway) RecommendBatch(ctx context.Context, in *pb.RecommendBatchR
 	}
 	endpoint := in.GetEndpoint()
 	out := &pb.RecommendBatchResponse{Responses: make([]*pb.RecommendBatchEntry, len(in.GetRequests()))}
-	reqs := make([]*router.Request, 0, len(in.GetRequests()))
-	idx := make([]int, 0, len(in.GetRequests())) // the entry of each request
-	for i, r := range in.GetRequests() {
-		req, err := pbRequest(r)
-		if err == nil && req.Endpoint != "" && req.Endpoint != endpoint {
-			err = fault.Field("endpoint", "invalid_endpoint", "an entry's endpoint must be empty or the batch's (%q)", endpoint)
-		}
-		if err != nil {
-			out.Responses[i] = pbError(err)
-			continue
-		}
-		req.Pin = pin
-		reqs, idx = append(reqs, req), append(idx, i)
-	}
-	if len(reqs) == 0 { // every entry refused: the endpoint must still exist
-		if _, err := g.s.reg.Endpoint(endpoint); err != nil {
-			return nil, grpcError(err)
-		}
-		return out, nil
-	}
-	resps, errs, err := g.s.router.RecommendBatch(ctx, endpoint, reqs)
-	if err == nil {
-		err = ctx.Err() // the client went away: no entry's answer matters
-	}
+	err = g.s.serveBatch(ctx, endpoint, pin, len(in.GetRequests()),
+		func(i int) (*router.Request, error) {
+			req, err := pbRequest(in.GetRequests()[i])
+			if err == nil && req.Endpoint != "" && req.Endpoint != endpoint {
+				err = fault.Field("endpoint", "invalid_endpoint", "an entry's endpoint must be empty or the batch's (%q)", endpoint)
+			}
+			return req, err
+		},
+		func(i int, resp *router.Response, err error) {
+			if err != nil {
+				out.Responses[i] = pbError(err)
+				return
+			}
+			out.Responses[i] = &pb.RecommendBatchEntry{Result: &pb.RecommendBatchEntry_Response{Response: pbResponse(resp)}}
+		})
 	if err != nil {
 		return nil, grpcCallError(ctx, err)
-	}
-	for j, i := range idx {
-		if errs[j] != nil {
-			out.Responses[i] = pbError(errs[j])
-			continue
-		}
-		out.Responses[i] = &pb.RecommendBatchEntry{Result: &pb.RecommendBatchEntry_Response{Response: pbResponse(resps[j])}}
 	}
 	return out, nil
 }

@@ -253,55 +253,68 @@ func (s *Server) recommendBatch(c *gin.Context) {
 	if !s.decode(c, &in) {
 		return
 	}
-	if n := len(in.Requests); n == 0 || n > router.MaxBatch {
-		s.writeError(c, fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", router.MaxBatch, n))
-		return
-	}
-	pin, err := s.pin(c)
+	ctx, endpoint := c.Request.Context(), c.Param("endpoint")
+	err := router.CheckBatchSize(len(in.Requests))
+	var pin string
 	if err == nil {
-		err = s.chargeBatch(c.Request.Context(), len(in.Requests))
+		pin, err = s.pin(c)
+	}
+	if err == nil {
+		err = s.chargeBatch(ctx, len(in.Requests))
+	}
+	out := RecommendBatchResponse{Responses: make([]BatchEntry, len(in.Requests))}
+	if err == nil {
+		err = s.serveBatch(ctx, endpoint, pin, len(in.Requests),
+			func(i int) (*router.Request, error) { return in.Requests[i].routerRequest(endpoint) },
+			func(i int, resp *router.Response, err error) {
+				if err != nil {
+					_, d := classify(err)
+					out.Responses[i].Error = &d
+					return
+				}
+				out.Responses[i].Response = resp
+			})
 	}
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	out := RecommendBatchResponse{Responses: make([]BatchEntry, len(in.Requests))}
-	reqs := make([]*router.Request, 0, len(in.Requests))
-	idx := make([]int, 0, len(in.Requests)) // the entry of each request
-	for i := range in.Requests {
-		req, err := in.Requests[i].routerRequest(c.Param("endpoint"))
+	c.JSON(http.StatusOK, out)
+}
+
+// serveBatch serves a batch call's n entries, for either transport: req
+// turns entry i into its router request (or that entry's own error), and
+// answer gets each entry's response or error. Every entry pins pin. The
+// error returned is the whole call's: an unknown endpoint (also when every
+// entry was refused), or the client gone.
+func (s *Server) serveBatch(ctx context.Context, endpoint, pin string, n int,
+	req func(i int) (*router.Request, error), answer func(i int, resp *router.Response, err error)) error {
+	reqs := make([]*router.Request, 0, n)
+	idx := make([]int, 0, n) // the entry of each request
+	for i := range n {
+		r, err := req(i)
 		if err != nil {
-			_, d := classify(err)
-			out.Responses[i].Error = &d
+			answer(i, nil, err)
 			continue
 		}
-		req.Pin = pin
-		reqs, idx = append(reqs, req), append(idx, i)
+		r.Pin = pin
+		reqs, idx = append(reqs, r), append(idx, i)
 	}
-	if len(reqs) == 0 { // every entry refused: the endpoint must still exist
-		if _, err := s.reg.Endpoint(c.Param("endpoint")); err != nil {
-			s.writeError(c, err)
-			return
-		}
-	} else {
-		resps, errs, err := s.router.RecommendBatch(c.Request.Context(), c.Param("endpoint"), reqs)
-		if err == nil {
-			err = c.Request.Context().Err() // the client went away
-		}
-		if err != nil {
-			s.writeError(c, err)
-			return
-		}
-		for j, i := range idx {
-			if errs[j] != nil {
-				_, d := classify(errs[j])
-				out.Responses[i].Error = &d
-				continue
-			}
-			out.Responses[i].Response = resps[j]
-		}
+	if len(reqs) == 0 {
+		_, err := s.reg.Endpoint(endpoint)
+		return err
 	}
-	c.JSON(http.StatusOK, out)
+	resps, errs, err := s.router.RecommendBatch(ctx, endpoint, reqs)
+	if err == nil {
+		err = ctx.Err() // the client went away: no entry's answer matters
+	}
+	if err != nil {
+		return err
+	}
+	for j, i := range idx {
+		answer(i, resps[j], errs[j])
+	}
+	return nil
 }
 
 // FeedbackRequest is the body of POST /v1/feedback: 1..1000 events.

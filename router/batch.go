@@ -32,6 +32,15 @@ type entry struct {
 	err       error
 }
 
+// CheckBatchSize refuses a batch of n requests outside 1..MaxBatch (400
+// invalid_requests, the whole call's).
+func CheckBatchSize(n int) error {
+	if n == 0 || n > MaxBatch {
+		return fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", MaxBatch, n)
+	}
+	return nil
+}
+
 // RecommendBatch serves reqs, all for one endpoint, each exactly as
 // Recommend would serve it alone: its own arm choice, token, trial and
 // propensity, and its own error. Only the chosen arms' model calls are
@@ -41,8 +50,8 @@ type entry struct {
 // error, resps[i] its response; the error is the whole call's (an unknown
 // endpoint, no requests or more than MaxBatch).
 func (r *Router) RecommendBatch(ctx context.Context, endpoint string, reqs []*Request) (resps []*Response, errs []error, err error) {
-	if len(reqs) == 0 || len(reqs) > MaxBatch {
-		return nil, nil, fault.Field("requests", "invalid_requests", "a batch carries 1 to %d requests, got %d", MaxBatch, len(reqs))
+	if err := CheckBatchSize(len(reqs)); err != nil {
+		return nil, nil, err
 	}
 	snap := r.reg.Snapshot()
 	ep, ok := snap.Endpoints[endpoint]
