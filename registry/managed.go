@@ -49,6 +49,14 @@ func (r *Registry) refuseManaged(kind, name string) error {
 // that an unreachable model server never stops a start. The change is
 // audited. Use PutVersion for a registration that must reach the backend.
 func (r *Registry) SeedVersion(ctx context.Context, v ConfigVersion) error {
+	_, err := r.applyVersion(ctx, v)
+	return err
+}
+
+// applyVersion puts a version as a config states it (putVersion's
+// fromConfig) and audits the change, or the failure; a version already as
+// stated is neither changed nor audited.
+func (r *Registry) applyVersion(ctx context.Context, v ConfigVersion) (changed bool, err error) {
 	_, created, changed, err := r.putVersion(ctx, v.Name, v.Version, v.Body, IfMatch{}, true)
 	if changed || err != nil {
 		action := "replace_version"
@@ -57,7 +65,20 @@ func (r *Registry) SeedVersion(ctx context.Context, v ConfigVersion) error {
 		}
 		r.audit.Record(ctx, action, v.Name+"@"+v.Version, err)
 	}
-	return err
+	return changed, err
+}
+
+// applyEndpoint is applyVersion for an endpoint (putEndpoint's fromConfig).
+func (r *Registry) applyEndpoint(ctx context.Context, e ConfigEndpoint) (changed bool, err error) {
+	_, created, changed, err := r.putEndpoint(ctx, e.Name, e.Body, IfMatch{}, true)
+	if changed || err != nil {
+		action := "replace_endpoint"
+		if created {
+			action = "create_endpoint"
+		}
+		r.audit.Record(ctx, action, e.Name, err)
+	}
+	return changed, err
 }
 
 // ApplyConfig makes the registry hold the config's versions and endpoints
@@ -78,16 +99,13 @@ func (r *Registry) SeedVersion(ctx context.Context, v ConfigVersion) error {
 // agree without conflict. It returns how many entries it changed.
 func (r *Registry) ApplyConfig(ctx context.Context, versions []ConfigVersion, endpoints []ConfigEndpoint) (int, error) {
 	set := &managedSet{versions: map[string]bool{}, endpoints: map[string]bool{}}
+	models := map[string]string{} // model -> the backend type of a version the config names
 	for _, v := range versions {
 		mv, err := r.ParseVersion(v.Name, v.Version, v.Body)
 		if err != nil {
 			return 0, fmt.Errorf("model %s@%s: %w", v.Name, v.Version, err)
 		}
 		set.versions[mv.Arm] = true
-	}
-	models := map[string]string{} // model -> the backend type of a version the config names
-	for _, v := range versions {
-		mv, _ := r.ParseVersion(v.Name, v.Version, v.Body) // parsed above
 		models[v.Name] = mv.Backend.Type
 	}
 	snap := r.snap.Load()
@@ -119,28 +137,18 @@ func (r *Registry) ApplyConfig(ctx context.Context, versions []ConfigVersion, en
 	}
 	n := 0
 	for _, v := range versions {
-		_, created, changed, err := r.putVersion(ctx, v.Name, v.Version, v.Body, IfMatch{}, true)
-		if changed || err != nil {
-			n += btoi(changed)
-			action := "replace_version"
-			if created {
-				action = "register_version"
-			}
-			r.audit.Record(ctx, action, v.Name+"@"+v.Version, err)
+		changed, err := r.applyVersion(ctx, v)
+		if changed {
+			n++
 		}
 		if err != nil {
 			return n, fmt.Errorf("model %s@%s: %w", v.Name, v.Version, err)
 		}
 	}
 	for _, e := range endpoints {
-		_, created, changed, err := r.putEndpoint(ctx, e.Name, e.Body, IfMatch{}, true)
-		if changed || err != nil {
-			n += btoi(changed)
-			action := "replace_endpoint"
-			if created {
-				action = "create_endpoint"
-			}
-			r.audit.Record(ctx, action, e.Name, err)
+		changed, err := r.applyEndpoint(ctx, e)
+		if changed {
+			n++
 		}
 		if err != nil {
 			return n, fmt.Errorf("endpoint %s: %w", e.Name, err)
@@ -148,11 +156,4 @@ func (r *Registry) ApplyConfig(ctx context.Context, versions []ConfigVersion, en
 	}
 	r.managed.Store(set)
 	return n, nil
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
