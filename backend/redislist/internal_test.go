@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -115,13 +116,12 @@ func TestPoolRelease(t *testing.T) {
 	}
 	releaseA()
 	releaseA() // twice is once
-	select {
-	case <-a.done:
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := a.rdb.Ping(ctx).Err(); errors.Is(err, redis.ErrClosed) {
 		t.Fatal("released while a version still uses it")
-	default:
 	}
-	releaseB()
-	<-a.done // the health poll has ended
+	releaseB() // returns once the health poll has ended
 	if err := a.rdb.Ping(context.Background()).Err(); err != redis.ErrClosed {
 		t.Fatalf("client after the last release: %v, want closed", err)
 	}

@@ -46,15 +46,10 @@ func newList(s *Spec, model, version string, script *redis.Script) (*List, error
 // Healthy reports whether the last PING of the list's Redis was answered
 // (or, right after registration, the checks). A lookup that cannot reach
 // the server marks it unhealthy at once. It is one atomic load.
-func (l *List) Healthy() bool { return l.conn.healthy.Load() }
+func (l *List) Healthy() bool { return l.conn.health.Healthy() }
 
 // HealthError is why the list is unhealthy, nil when it is healthy.
-func (l *List) HealthError() error {
-	if l.conn.healthy.Load() {
-		return nil
-	}
-	return *l.conn.lastErr.Load()
-}
+func (l *List) HealthError() error { return l.conn.health.Err() }
 
 // Close releases the list's share of the client; the last list of a URL
 // closes the client and stops its health poll. Lookups after Close fail

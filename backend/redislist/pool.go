@@ -2,14 +2,13 @@ package redislist
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/modelgate/modelgate/backend/remote"
 	"github.com/modelgate/modelgate/internal/redisurl"
 )
 
@@ -39,14 +38,10 @@ type pool struct {
 
 // conn is one URL's client, its health and the lists using it.
 type conn struct {
-	rdb     redis.UniversalClient
-	addr    string // host:port or the sentinel master, for messages without the URL's password
-	healthy atomic.Bool
-	lastErr atomic.Pointer[error]
-	refs    int // under pool.mu
-
-	cancel context.CancelFunc
-	done   chan struct{}
+	rdb    redis.UniversalClient
+	addr   string // host:port or the sentinel master, for messages without the URL's password
+	health remote.Health
+	refs   int // under pool.mu
 }
 
 // tuning is that of a client for the request path: its deadlines are the
@@ -68,12 +63,11 @@ func (p *pool) acquire(url string) (*conn, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		c = &conn{rdb: u.NewClient(tuning), addr: u.Addr(), done: make(chan struct{})}
-		noPoll := error(errors.New("no PING has been answered yet"))
-		c.lastErr.Store(&noPoll)
-		var ctx context.Context
-		ctx, c.cancel = context.WithCancel(context.Background())
-		go c.healthLoop(ctx)
+		c = &conn{rdb: u.NewClient(tuning), addr: u.Addr()}
+		// PING at once and every HealthInterval, until the last release.
+		c.health.Start(HealthInterval, ValidateTimeout, true, func(ctx context.Context) error {
+			return c.wrap(c.rdb.Ping(ctx).Err())
+		})
 		if p.clients == nil {
 			p.clients = make(map[string]*conn)
 		}
@@ -93,42 +87,19 @@ func (p *pool) release(url string, c *conn) {
 	}
 	p.mu.Unlock()
 	if last {
-		c.cancel()
-		<-c.done
+		c.health.Stop()
 		_ = c.rdb.Close()
 	}
 }
 
-// healthLoop PINGs the server at once and then every HealthInterval until
-// ctx is done.
-func (c *conn) healthLoop(ctx context.Context) {
-	defer close(c.done)
-	t := time.NewTicker(HealthInterval)
-	defer t.Stop()
-	for {
-		c.poll(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
+// setHealth records a call's finding about the server: healthy when err
+// is nil.
+func (c *conn) setHealth(err error) { c.health.Set(c.wrap(err)) }
 
-func (c *conn) poll(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, min(HealthInterval, ValidateTimeout))
-	defer cancel()
-	err := c.rdb.Ping(pctx).Err()
-	if ctx.Err() != nil {
-		return // closing
-	}
-	c.setHealth(err)
-}
-
-func (c *conn) setHealth(err error) {
+// wrap names the server in a failure, nil staying nil.
+func (c *conn) wrap(err error) error {
 	if err != nil {
-		err = fmt.Errorf("redis at %s: %w", c.addr, err)
-		c.lastErr.Store(&err)
+		return fmt.Errorf("redis at %s: %w", c.addr, err)
 	}
-	c.healthy.Store(err == nil)
+	return nil
 }

@@ -341,18 +341,17 @@ func TestDeadline(t *testing.T) {
 	srv, rdb := startRedis(t)
 	zadd(t, rdb, "r:u1", "a", 1.0)
 	sc := load(t, redislist.NewDriver(srv.URL()), `{"type": "redis", "key": "r:{user_id}", "timeout_ms": 50}`)
-	sleeping := make(chan error, 1)
-	go func() { sleeping <- rdb.Do(context.Background(), "DEBUG", "SLEEP", "0.5").Err() }()
-	time.Sleep(50 * time.Millisecond) // let the server start sleeping
+	// The server holds every client's commands for 500 ms from the moment
+	// CLIENT PAUSE returns: the lookup below is certain to wait.
+	if err := rdb.Do(context.Background(), "CLIENT", "PAUSE", "500", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := sc.Predict(ctx, &backend.Request{UserID: "u1", K: 1})
 	if took := time.Since(start); backend.Classify(err) != backend.ClassDeadline || took > 300*time.Millisecond {
 		t.Fatalf("got %v after %v, want a deadline error within the deadline", err, took)
-	}
-	if err := <-sleeping; err != nil {
-		t.Fatal(err)
 	}
 }
 
