@@ -241,7 +241,7 @@ func TestLocalLimiter(t *testing.T) {
 	okN := 0
 	var retry time.Duration
 	for range 20 {
-		if ok, r := l.Allow(ctx, k); ok {
+		if ok, r := l.AllowN(ctx, k, 1); ok {
 			okN++
 		} else {
 			retry = r
@@ -250,7 +250,7 @@ func TestLocalLimiter(t *testing.T) {
 	if okN < 10 || okN > 11 || retry <= 0 || retry > 25*time.Millisecond {
 		t.Fatalf("burst: %d allowed, retry %v", okN, retry)
 	}
-	if ok, _ := l.Allow(ctx, &auth.Key{Name: "free"}); !ok {
+	if ok, _ := l.AllowN(ctx, &auth.Key{Name: "free"}, 1); !ok {
 		t.Fatal("a key without a rate is limited")
 	}
 }
@@ -269,7 +269,7 @@ func (f *fakeTaker) TakeTokens(ctx context.Context, _ string, rate float64, burs
 	k := &auth.Key{Rate: rate, Burst: burst}
 	got := 0
 	for range n {
-		ok, retry := f.l.Allow(ctx, k)
+		ok, retry := f.l.AllowN(ctx, k, 1)
 		if !ok {
 			if got == 0 {
 				return 0, retry, nil
@@ -287,7 +287,7 @@ func TestSharedLimiterLeases(t *testing.T) {
 	k := &auth.Key{Name: "k", Hash: auth.Sum("k"), Rate: 1000, Burst: 400}
 	ctx := context.Background()
 	for range 100 {
-		if ok, _ := l.Allow(ctx, k); !ok {
+		if ok, _ := l.AllowN(ctx, k, 1); !ok {
 			t.Fatal("denied within the burst")
 		}
 	}
@@ -300,7 +300,7 @@ func TestSharedLimiterLeases(t *testing.T) {
 	k2 := &auth.Key{Name: "k2", Hash: auth.Sum("k2"), Rate: 1, Burst: 2}
 	n := 0
 	for range 5 {
-		if ok, _ := l.Allow(ctx, k2); ok {
+		if ok, _ := l.AllowN(ctx, k2, 1); ok {
 			n++
 		}
 	}

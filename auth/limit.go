@@ -34,11 +34,6 @@ func NewLocalLimiter() *LocalLimiter {
 	return &LocalLimiter{now: time.Now, buckets: map[Hash]*bucket{}}
 }
 
-// Allow takes a token from k's bucket.
-func (l *LocalLimiter) Allow(ctx context.Context, k *Key) (bool, time.Duration) {
-	return l.AllowN(ctx, k, 1)
-}
-
 // AllowN takes n tokens from k's bucket, or none.
 func (l *LocalLimiter) AllowN(_ context.Context, k *Key, n int) (bool, time.Duration) {
 	if k.Rate <= 0 {
@@ -103,12 +98,6 @@ func NewSharedLimiter(t Taker) *SharedLimiter {
 // most a quarter of the burst, at least 1.
 func leaseSize(k *Key) int {
 	return max(1, int(math.Min(k.Rate*0.05, float64(k.Burst)/4)))
-}
-
-// Allow takes a token from this replica's lease of k's bucket, taking a
-// new lease from the shared bucket when it is used up.
-func (l *SharedLimiter) Allow(ctx context.Context, k *Key) (bool, time.Duration) {
-	return l.AllowN(ctx, k, 1)
 }
 
 // AllowN takes n tokens from this replica's lease of k's bucket, taking

@@ -11,13 +11,6 @@ import (
 // gateway ranks: a server's answer of a few bytes can claim any shape.
 const MaxOutputRows = 1 << 20
 
-// VectorLen returns N for an output of shape [N] or [1, N]. Any other shape,
-// or N above MaxOutputRows, is an error wrapping ErrBadOutput naming the
-// output.
-func VectorLen(name string, dims []int64) (int, error) {
-	return RowLen(name, dims, 1)
-}
-
 // RowLen returns N for an output of b rows of N, row r answering the r-th
 // request of a batch of b: shape [b, N], or, when b is 1, [N] or [1, N].
 // Any other shape, or b·N above MaxOutputRows, is an error wrapping
