@@ -526,20 +526,11 @@ func (r *Router) fallBack(ctx context.Context, snap *registry.Snapshot, ep *regi
 	if lastErr != nil && fault.As(lastErr) != nil {
 		return lastErr
 	}
-	if c.pinned && s.served < 0 {
-		// A pinned arm is what the caller asked for: no other answers.
-		if ctx.Err() != nil {
-			return fmt.Errorf("recommend: %w", ctx.Err())
-		}
-		if s.ncalls > 0 && s.calls[0].Class == backend.ClassRejected {
-			return rejectedInput(s.calls[0].Arm, s.calls[0].Err)
-		}
-		return fault.New(fault.Unavailable, "no_healthy_arm", "the pinned arm %s could not serve (no fallback for a pinned arm): %v", ep.Arms[c.chosen], lastErr)
-	}
 	if s.served < 0 && ctx.Err() != nil {
 		return fmt.Errorf("recommend: %w", ctx.Err()) // no fallback for nobody
 	}
-	if s.served < 0 {
+	// A pinned arm is what the caller asked for: no other arm answers.
+	if s.served < 0 && !c.pinned {
 		if fb := fallbackArm(ep, arms, c.chosen); fb >= 0 {
 			switch err := r.try(ctx, snap, ep, fb, in, s); {
 			case err == nil:
