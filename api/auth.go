@@ -236,22 +236,6 @@ func (s *Server) authenticate(c *gin.Context) {
 // that pins the arm a QA caller wants served.
 const PinHeader = "X-Modelgate-Arm"
 
-// mayPin checks that the caller of ctx may pin an arm: any caller when
-// keys are not enforced, else a key with scope ml (or admin).
-func (s *Server) mayPin(ctx context.Context) error {
-	if s.authz == nil || !s.authz.enforce {
-		return nil
-	}
-	if k := auth.FromContext(ctx); k != nil && auth.Allowed(k.Scopes, auth.ScopeML) {
-		return nil
-	}
-	name := ""
-	if k := auth.FromContext(ctx); k != nil {
-		name = k.Name
-	}
-	return fault.New(fault.Forbidden, "forbidden", "pinning an arm (%s) needs scope ml (or admin); key %q has not", PinHeader, name)
-}
-
 // grpcPin is the arm a gRPC call pins, from its metadata.
 func grpcPin(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)

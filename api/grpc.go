@@ -56,12 +56,10 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 
 func (g *grpcGateway) Recommend(ctx context.Context, in *pb.RecommendRequest) (*pb.RecommendResponse, error) {
 	req, err := pbRequest(in)
-	if err == nil {
-		req.Pin, err = g.pin(ctx)
-	}
 	if err != nil {
 		return nil, grpcError(err)
 	}
+	req.Pin = grpcPin(ctx) // who may pin: pinRoutes
 	resp, err := g.s.router.Recommend(ctx, req)
 	if err != nil {
 		return nil, grpcCallError(ctx, err)
@@ -97,16 +95,6 @@ func pbResponse(resp *router.Response) *pb.RecommendResponse {
 	return out
 }
 
-// pin is the arm a call pins (metadata x-modelgate-arm), once the caller
-// may pin.
-func (g *grpcGateway) pin(ctx context.Context) (string, error) {
-	arm := grpcPin(ctx)
-	if arm == "" {
-		return "", nil
-	}
-	return arm, g.s.mayPin(ctx)
-}
-
 func pbError(err error) *pb.RecommendBatchEntry {
 	_, d := classify(err)
 	return &pb.RecommendBatchEntry{Result: &pb.RecommendBatchEntry_Error{Error: &pb.Error{Code: d.Code, Message: d.Message, Field: d.Field}}}
@@ -114,10 +102,7 @@ func pbError(err error) *pb.RecommendBatchEntry {
 
 func (g *grpcGateway) RecommendBatch(ctx context.Context, in *pb.RecommendBatchRequest) (*pb.RecommendBatchResponse, error) {
 	err := router.CheckBatchSize(len(in.GetRequests()))
-	var pin string
-	if err == nil {
-		pin, err = g.pin(ctx)
-	}
+	pin := grpcPin(ctx) // who may pin: pinRoutes
 	if err == nil {
 		err = g.s.chargeBatch(ctx, len(in.GetRequests()))
 	}

@@ -189,13 +189,11 @@ func (s *Server) recommend(c *gin.Context) {
 		return
 	}
 	req, err := in.routerRequest(c.Param("endpoint"))
-	if err == nil {
-		req.Pin, err = s.pin(c)
-	}
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
+	req.Pin = c.GetHeader(PinHeader) // who may pin: pinRoutes
 	resp, err := s.router.Recommend(c.Request.Context(), req)
 	if err != nil {
 		s.writeError(c, err)
@@ -219,15 +217,6 @@ func (in *RecommendRequest) routerRequest(endpoint string) (*router.Request, err
 		req.K = *in.K
 	}
 	return req, nil
-}
-
-// pin is the arm the call pins (PinHeader), once the caller may pin.
-func (s *Server) pin(c *gin.Context) (string, error) {
-	arm := c.GetHeader(PinHeader)
-	if arm == "" {
-		return "", nil
-	}
-	return arm, s.mayPin(c.Request.Context())
 }
 
 // RecommendBatchRequest is the body of POST
@@ -255,10 +244,7 @@ func (s *Server) recommendBatch(c *gin.Context) {
 	}
 	ctx, endpoint := c.Request.Context(), c.Param("endpoint")
 	err := router.CheckBatchSize(len(in.Requests))
-	var pin string
-	if err == nil {
-		pin, err = s.pin(c)
-	}
+	pin := c.GetHeader(PinHeader) // who may pin: pinRoutes
 	if err == nil {
 		err = s.chargeBatch(ctx, len(in.Requests))
 	}
