@@ -212,19 +212,14 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	k, err := s.check(c.Request.Context(), presentedKey(c.Request, isUI), need, c.Request.Method+" "+c.Request.URL.Path)
 	if err != nil {
-		f := fault.As(err)
-		switch f.Kind {
-		case fault.Unauthenticated:
+		if fault.As(err).Kind == fault.Unauthenticated {
 			if isUI {
 				c.Header("WWW-Authenticate", `Basic realm="modelgate", charset="UTF-8"`)
 			} else {
 				c.Header("WWW-Authenticate", `Bearer realm="modelgate"`)
 			}
-		case fault.RateLimited:
-			d, _ := retryOf(err)
-			c.Header("Retry-After", strconv.Itoa(retrySeconds(d)))
 		}
-		c.AbortWithStatusJSON(kindStatus(f.Kind), ErrorBody{Error: ErrorDetail{Code: f.Code, Message: f.Message}})
+		s.writeError(c, err) // with Retry-After when rate limited
 		return
 	}
 	c.Set(ActorKey, k.Name) // for the audit log
@@ -256,12 +251,18 @@ func grpcKey(ctx context.Context) string {
 	return ""
 }
 
+// grpcRetryAfter sends a rate-limited call's wait as the retry-after
+// header; other errors send nothing.
+func grpcRetryAfter(ctx context.Context, err error) {
+	if d, ok := retryOf(err); ok {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(retrySeconds(d))))
+	}
+}
+
 func (s *Server) grpcCheck(ctx context.Context, method, need string) (context.Context, error) {
 	k, err := s.check(ctx, grpcKey(ctx), need, method)
 	if err != nil {
-		if d, ok := retryOf(err); ok {
-			_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(retrySeconds(d))))
-		}
+		grpcRetryAfter(ctx, err)
 		f := fault.As(err)
 		return nil, grpcError(&fault.Error{Kind: f.Kind, Code: f.Code, Message: f.Message})
 	}

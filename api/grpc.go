@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -106,9 +105,7 @@ func (g *grpcGateway) RecommendBatch(ctx context.Context, in *pb.RecommendBatchR
 	if err == nil {
 		err = g.s.chargeBatch(ctx, len(in.GetRequests()))
 	}
-	if d, ok := retryOf(err); ok {
-		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(retrySeconds(d))))
-	}
+	grpcRetryAfter(ctx, err)
 	if err != nil {
 		return nil, grpcError(err)
 	}
