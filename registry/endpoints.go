@@ -18,21 +18,32 @@ import (
 // CheckEndpoint validates an endpoint body — fields, policy, auto_arms —
 // without checking that its arms exist or storing anything.
 func (r *Registry) CheckEndpoint(name string, body []byte) error {
+	in, _, err := decodeEndpointBody(name, body)
+	if err != nil {
+		return err
+	}
+	if err := checkHoldoutArm(in); err != nil {
+		return err
+	}
+	_, err = parseAutoArms(in.AutoArms)
+	return err
+}
+
+// decodeEndpointBody checks an endpoint's name and decodes its body and
+// policy.
+func decodeEndpointBody(name string, body []byte) (*endpointBody, Policy, error) {
 	if !ValidName(name) {
-		return fault.Field("endpoint", "invalid_name", "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
+		return nil, Policy{}, fault.Field("endpoint", "invalid_name", "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
 	}
 	var in endpointBody
 	if err := fault.DecodeJSON(body, &in); err != nil {
-		return err
+		return nil, Policy{}, err
 	}
-	if _, err := parsePolicy(in.Policy); err != nil {
-		return err
+	pol, err := parsePolicy(in.Policy)
+	if err != nil {
+		return nil, Policy{}, err
 	}
-	if err := checkHoldoutArm(&in); err != nil {
-		return err
-	}
-	_, err := parseAutoArms(in.AutoArms)
-	return err
+	return &in, pol, nil
 }
 
 // checkHoldoutArm checks that a body's holdout arm, if it has one, is one
@@ -68,21 +79,14 @@ func parseAutoArms(a *autoArmsBody) (*AutoArms, error) {
 // From a config file (fromConfig), an endpoint already as the config says
 // (arms, policy, fallback, auto_arms) is left untouched: changed is false.
 func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, cond IfMatch, fromConfig bool) (_ *Endpoint, created, changed bool, _ error) {
-	if !ValidName(name) {
-		return nil, false, false, fault.Field("endpoint", "invalid_name", "must be 1-128 of A-Z a-z 0-9 . _ - and start with a letter or digit")
-	}
-	var in endpointBody
-	if err := fault.DecodeJSON(body, &in); err != nil {
-		return nil, false, false, err
-	}
-	pol, err := parsePolicy(in.Policy)
+	in, pol, err := decodeEndpointBody(name, body)
 	if err != nil {
 		return nil, false, false, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	snap := r.snap.Load()
-	autoArms, err := checkEndpointRefs(&in, func(arm string) bool { _, ok := snap.Versions[arm]; return ok }, snap.hasModel)
+	autoArms, err := checkEndpointRefs(in, func(arm string) bool { _, ok := snap.Versions[arm]; return ok }, snap.hasModel)
 	if err != nil {
 		return nil, false, false, err
 	}

@@ -112,15 +112,12 @@ func (r *Registry) ApplyConfig(ctx context.Context, versions []ConfigVersion, en
 	known := func(arm string) bool { _, ok := snap.Versions[arm]; return ok || set.versions[arm] }
 	hasModel := func(name string) bool { _, ok := models[name]; return ok || snap.hasModel(name) }
 	for _, e := range endpoints {
-		if err := r.CheckEndpoint(e.Name, e.Body); err != nil {
+		in, _, err := decodeEndpointBody(e.Name, e.Body)
+		if err != nil {
 			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
 		}
 		// What it names must exist once the config's versions are in.
-		var in endpointBody
-		if err := fault.DecodeJSON(e.Body, &in); err != nil {
-			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
-		}
-		auto, err := checkEndpointRefs(&in, known, hasModel)
+		auto, err := checkEndpointRefs(in, known, hasModel)
 		if err != nil {
 			return 0, fmt.Errorf("endpoint %s: %w", e.Name, err)
 		}
