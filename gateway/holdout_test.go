@@ -98,7 +98,8 @@ func holdoutExact(t *testing.T, reps []*testApp, h *holdoutTally, within time.Du
 // documented 400; the holdout takes about its share, its predictions and
 // clicks are counted apart, and the report's lift is computed from them.
 func TestHoldoutEndToEnd(t *testing.T) {
-	a := startApp(t, demoConfig(t, ""))
+	// A seeded router: the draws, and so the counts, are the same on every run.
+	a := startGateway(t, demoConfig(t, ""), Options{Seed: 7}, openedStore{})
 	for _, tc := range []struct{ holdout, field string }{
 		{`{"arm": "mf@1", "share": 0.6}`, "policy.holdout.share"},
 		{`{"arm": "mf@1", "share": 0}`, "policy.holdout.share"},
