@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/config"
+	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/registry"
 )
 
@@ -79,7 +81,9 @@ func TestRegistryManagedByConfig(t *testing.T) {
 
 	// managed: config: the config wins at start, the pause holds.
 	cfg := managedConfig(t, path, "config", "0.05", "second")
-	a := startGateway(t, cfg, Options{DataDir: dir, ConfigPoll: 20 * time.Millisecond}, openedStore{})
+	logs := &syncBuffer{}
+	a := startGateway(t, cfg, Options{DataDir: dir, ConfigPoll: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))}, openedStore{})
 	if ms, note, mf2 := state(a.url); ms != 0.05 || note != "second" || mf2 != "paused" {
 		t.Fatalf("managed config at start: min_share %v, note %q, mf@2 %s; want 0.05, second, paused", ms, note, mf2)
 	}
@@ -106,22 +110,15 @@ func TestRegistryManagedByConfig(t *testing.T) {
 
 	// The file changes while the gateway runs: its entries follow.
 	managedConfig(t, path, "config", "0.1", "third")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitFor(t, 10*time.Second, func() bool {
 		ms, note, mf2 := state(a.url)
-		if ms == 0.1 && note == "third" && mf2 == "active" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the file changed: min_share %v, note %q, mf@2 %s; want 0.1, third, active", ms, note, mf2)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// A broken file changes nothing.
+		return ms == 0.1 && note == "third" && mf2 == "active"
+	})
+	// A broken file changes nothing, once the watcher has read it.
 	if err := os.WriteFile(path, []byte("models: [oops"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "config file changed but is invalid") })
 	if ms, note, _ := state(a.url); ms != 0.1 || !strings.HasPrefix(note, "third") {
 		t.Fatalf("after a broken file: min_share %v, note %q", ms, note)
 	}
