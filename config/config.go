@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -64,6 +65,9 @@ type Config struct {
 	// Path is the file the config was loaded from ("" when parsed from
 	// bytes or defaulted): with registry.managed config it is watched.
 	Path string
+	// Digest is the SHA-256 of the file's bytes Load parsed: a watcher
+	// re-reads the file only when it differs.
+	Digest [sha256.Size]byte
 	// ONNXRuntime locates the ONNX Runtime library for onnx versions.
 	ONNXRuntime ONNXRuntime
 	// RedisURL comes from --redis-url / MODELGATE_REDIS_URL, not the file:
@@ -193,7 +197,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	c.Path = path
+	c.Path, c.Digest = path, sha256.Sum256(raw)
 	return c, nil
 }
 

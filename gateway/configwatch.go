@@ -28,16 +28,16 @@ type configWatch struct {
 	poll time.Duration
 	reg  *registry.Registry
 	log  *slog.Logger
-	last [sha256.Size]byte // the content last applied or refused; zero at first
+	last [sha256.Size]byte // the content last applied or refused
 }
 
-// newConfigWatch watches cfg's file. Its first check parses the file again
-// and applies it, which changes nothing when the file is as it was loaded.
+// newConfigWatch watches cfg's file, from the content cfg was loaded
+// from: start-up has applied that already.
 func newConfigWatch(cfg *config.Config, poll time.Duration, reg *registry.Registry, log *slog.Logger) *configWatch {
 	if poll <= 0 {
 		poll = DefaultConfigPoll
 	}
-	return &configWatch{path: cfg.Path, poll: poll, reg: reg, log: log}
+	return &configWatch{path: cfg.Path, poll: poll, reg: reg, log: log, last: cfg.Digest}
 }
 
 // run checks the file every poll until ctx ends.
