@@ -613,55 +613,45 @@ func unserved(s *serving, lastErr error) error {
 // served request makes state; when others took the last places meanwhile,
 // it overflows to "other"), counts the trial unless trials are counted on
 // impressions, keeps the user's sticky assignment and signs the token into
-// the response.
+// the response. A pinned prediction counts nowhere, and a held-out one only
+// in the endpoint's holdout segment.
 func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user string, c *choice, s *serving) *Response {
 	arm := ep.Arms[s.served]
 	spec := &snap.Versions[arm].Spec
-	if c.pinned {
+	onImpression := ep.Policy.TrialsOn == registry.TrialsOnImpression
+	segment, prop := c.segment, c.prop
+	switch {
+	case c.pinned:
 		// Counted nowhere: no segment admitted, no trial, no assignment.
-		tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: c.segment, Time: c.now, Propensity: 1,
-			Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items), Pinned: true, ID: predtoken.NewID()}
-		return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
-			Version: spec.Version, Segment: c.segment, Items: s.items, Pinned: true}
-	}
-	if c.holdout {
-		return r.recordHoldout(ep, spec, arm, c, s)
-	}
-	segment := c.segment
-	if !r.table.Admit(ep.Name, segment, ep.Policy.SegmentCap()) {
-		segment = counters.OtherSegment
-	}
-	key := counters.Key{Endpoint: ep.Name, Segment: segment, Arm: arm}
-	cell := r.table.Cell(key)
-	if ep.Policy.TrialsOn != registry.TrialsOnImpression {
-		cell.AddTrial()
-		r.table.AddToAggregate(key, 1, 0)
-	}
-	r.noteServed(ep.Name, segment)
-	if ttl := ep.Policy.StickyTTL(); ttl > 0 && !c.sticky && !s.fellBack {
-		r.sticky.put(ep.Name, user, arm, c.prop, c.now.Add(ttl))
+		prop = 1
+	case c.holdout:
+		// A trial of the holdout arm in the endpoint's HoldoutSegment,
+		// never in the bandit's segments nor their aggregate, and no
+		// sticky assignment (the user's membership is its hash). The token
+		// names that segment, so its feedback counts there too.
+		segment = counters.HoldoutSegment
+		if !onImpression {
+			r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: segment, Arm: arm}).AddTrial()
+		}
+	default:
+		if !r.table.Admit(ep.Name, segment, ep.Policy.SegmentCap()) {
+			segment = counters.OtherSegment
+		}
+		key := counters.Key{Endpoint: ep.Name, Segment: segment, Arm: arm}
+		if !onImpression {
+			r.table.Cell(key).AddTrial()
+			r.table.AddToAggregate(key, 1, 0)
+		}
+		r.noteServed(ep.Name, segment)
+		if ttl := ep.Policy.StickyTTL(); ttl > 0 && !c.sticky && !s.fellBack {
+			r.sticky.put(ep.Name, user, arm, c.prop, c.now.Add(ttl))
+		}
 	}
 	tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: segment, Time: c.now,
-		Propensity: c.prop, Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items),
-		OnImpression: ep.Policy.TrialsOn == registry.TrialsOnImpression, ID: predtoken.NewID()}
+		Propensity: prop, Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items),
+		OnImpression: onImpression && !c.pinned, Pinned: c.pinned, ID: predtoken.NewID()}
 	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
-		Version: spec.Version, Segment: segment, Items: s.items, Fallback: s.fellBack}
-}
-
-// recordHoldout makes a held-out prediction count: a trial of the holdout
-// arm in the endpoint's HoldoutSegment (unless trials are counted on
-// impressions), never in the bandit's segments nor their aggregate, and no
-// sticky assignment (the user's membership is its hash). Its token names
-// that segment, so its feedback counts there too.
-func (r *Router) recordHoldout(ep *registry.Endpoint, spec *registry.ModelVersion, arm string, c *choice, s *serving) *Response {
-	if ep.Policy.TrialsOn != registry.TrialsOnImpression {
-		r.table.Cell(counters.Key{Endpoint: ep.Name, Segment: counters.HoldoutSegment, Arm: arm}).AddTrial()
-	}
-	tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: counters.HoldoutSegment, Time: c.now,
-		Propensity: c.prop, Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items),
-		OnImpression: ep.Policy.TrialsOn == registry.TrialsOnImpression, ID: predtoken.NewID()}
-	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
-		Version: spec.Version, Segment: counters.HoldoutSegment, Items: s.items}
+		Version: spec.Version, Segment: segment, Items: s.items, Fallback: s.fellBack, Pinned: c.pinned}
 }
 
 // notify tells every observer what a recommend call of a known endpoint did.
