@@ -412,8 +412,13 @@ func TestHealth(t *testing.T) {
 			l.Close()
 			cfg.Target = down
 			m2 := open(t, cfg, false)
-			time.Sleep(50 * time.Millisecond)
-			if m2.Healthy() || m2.HealthError() == nil {
+			// Once a poll has failed (its error replaces "no health check
+			// has succeeded yet"), the model is still unhealthy.
+			waitFor(t, func() bool {
+				err := m2.HealthError()
+				return err != nil && !strings.Contains(err.Error(), "no health check has succeeded yet")
+			})
+			if m2.Healthy() {
 				t.Fatal("a model on a stopped server is healthy")
 			}
 			// Unvalidated on a live server: healthy after the first poll.
