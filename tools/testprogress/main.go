@@ -169,6 +169,7 @@ func (p *progress) handle(ev event, now time.Time) {
 	case "pass", "fail", "skip":
 		if ev.Action == "fail" {
 			p.pkgFailed = true
+			p.printUnfinished(now, ev.Package)
 		}
 		delete(p.running, ev.Package)
 		p.done++
@@ -184,6 +185,24 @@ func (p *progress) handle(ev event, now time.Time) {
 		}
 		delete(p.pkgOut, ev.Package)
 		p.print(now, strings.Join(lines, ""))
+	}
+}
+
+// printUnfinished prints the output of pkg's tests that never ended: a
+// test binary that panicked or hit -timeout ends its package without a
+// "fail" event for the test that was running, and that test's output (the
+// panic and every goroutine's stack) is the reason the package failed.
+func (p *progress) printUnfinished(now time.Time, pkg string) {
+	var keys [][2]string
+	for key := range p.testOut {
+		if key[0] == pkg {
+			keys = append(keys, key)
+		}
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int { return strings.Compare(a[1], b[1]) })
+	for _, key := range keys {
+		p.print(now, strings.Join(p.testOut[key], ""))
+		delete(p.testOut, key)
 	}
 }
 

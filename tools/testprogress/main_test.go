@@ -50,6 +50,19 @@ func TestProgress(t *testing.T) {
 			failed: true,
 		},
 		{
+			name: "a test running when its binary timed out: its output, the panic, with the package's",
+			steps: []step{
+				ev(0, "start", "m/a", "", ""),
+				ev(1, "output", "m/a", "TestDone", "=== RUN   TestDone\n"), ev(1, "pass", "m/a", "TestDone", ""),
+				ev(1, "output", "m/a", "TestHang", "=== RUN   TestHang\n"),
+				ev(600, "output", "m/a", "TestHang", "panic: test timed out after 10m0s\n"),
+				ev(600, "output", "m/a", "", "FAIL\tm/a\t600.0s\n"), ev(600, "fail", "m/a", "", ""),
+			},
+			want: "=== RUN   TestHang\npanic: test timed out after 10m0s\nFAIL\tm/a\t600.0s\n" +
+				"go test: 1 packages in 9s\ntests: 1 passed, 0 failed, 0 skipped\n",
+			failed: true,
+		},
+		{
 			name: "a quiet while names the running packages, once per quiet period",
 			steps: []step{
 				ev(0, "start", "m/slow", "", ""), ev(5, "start", "m/b", "", ""),
