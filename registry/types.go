@@ -259,7 +259,7 @@ type Endpoint struct {
 	// when the endpoint has none.
 	Shadows   []Shadow  `json:"shadows,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// Revision grows by one with every stored change of the endpoint
 	// (including automatic pauses); a record stored before revisions
 	// existed reads as 1.
