@@ -127,6 +127,16 @@ func NewSigner(keys ...[]byte) (*Signer, error) {
 	return s, nil
 }
 
+// Key names the prediction in the store: its random id and its time in
+// Unix milliseconds, 20 bytes. Feedback keeps the prediction's dedupe state
+// under it, and the shadows' lists are kept under it.
+func (t *Token) Key() string {
+	var b [20]byte
+	copy(b[:12], t.ID[:])
+	binary.BigEndian.PutUint64(b[12:], uint64(t.Time.UnixMilli()))
+	return string(b[:])
+}
+
 // NewID returns a fresh random token id.
 func NewID() [12]byte {
 	var id [12]byte

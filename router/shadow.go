@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/predlog"
+	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/shadow"
 )
@@ -70,7 +71,7 @@ func (r *Router) submitShadows(snap *registry.Snapshot, ep *registry.Endpoint, i
 			arms = append(arms, s.Arm)
 		}
 	}
-	job := &shadowJob{snap: snap, ep: ep, arms: arms, in: in, key: shadow.Key(c.id, c.now),
+	job := &shadowJob{snap: snap, ep: ep, arms: arms, in: in, key: (&predtoken.Token{ID: c.id, Time: c.now}).Key(),
 		expires: c.now.Add(ep.Policy.AttributionWindow.Std()), rec: predictionRecord(o)}
 	job.served = job.rec.Items
 	select {

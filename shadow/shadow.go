@@ -73,24 +73,12 @@ type Call struct {
 // Prediction is one shadowed prediction after its shadows' calls.
 type Prediction struct {
 	Endpoint string
-	// Key is the prediction's key, as feedback derives it from the token
-	// (Key of its id and time); Expires the end of its attribution window.
+	// Key is the prediction's key (predtoken.Token.Key), as feedback names
+	// it; Expires the end of its attribution window.
 	Key     string
 	Expires time.Time
 	Served  []string // the served list's item ids
 	Calls   []Call
-}
-
-// Key is the key a prediction's lists are kept under: its token's random
-// id and its time in Unix milliseconds, as feedback names the prediction.
-func Key(id [12]byte, t time.Time) string {
-	b := make([]byte, 0, 20)
-	b = append(b, id[:]...)
-	ms := uint64(t.UnixMilli())
-	for i := 7; i >= 0; i-- {
-		b = append(b, byte(ms>>(8*i)))
-	}
-	return string(b)
 }
 
 // lists is what is kept per shadowed prediction for the replay.
