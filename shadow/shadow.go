@@ -256,18 +256,16 @@ func (r *Recorder) Flush(ctx context.Context) error {
 }
 
 // Run flushes the sums every FlushInterval until ctx ends, then once more
-// within finalTimeout.
-func (r *Recorder) Run(ctx context.Context, finalTimeout time.Duration) {
+// under final(), the context that bounds a shutdown's last steps.
+func (r *Recorder) Run(ctx context.Context, final func() context.Context) {
 	t := time.NewTicker(FlushInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
-			if err := r.Flush(fctx); err != nil {
+			if err := r.Flush(final()); err != nil {
 				r.log.Error("final flush of shadow sums failed", "err", err)
 			}
-			cancel()
 			return
 		case <-t.C:
 			if err := r.Flush(ctx); err != nil {
