@@ -262,7 +262,7 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			s.table.AddToAggregate(ops[i].Counter, t, su)
 			if r.Success && s.shadows != nil && toks[i].Shadowed {
 				tk := toks[i]
-				s.shadows.Clicked(ctx, tk.Endpoint, ops[i].Prediction, tk.Time.Add(tk.Window), ops[i].Item)
+				s.shadows.Clicked(ctx, tk.Endpoint, ops[i].Prediction, tk.Expires(), ops[i].Item)
 			}
 		}
 	}

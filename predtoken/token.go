@@ -137,6 +137,13 @@ func (t *Token) Key() string {
 	return string(b[:])
 }
 
+// Expires is the end of the prediction's attribution window, as its signed
+// token says it (time to the millisecond, window to the second): the same
+// for the token the router signs and the one feedback verifies.
+func (t *Token) Expires() time.Time {
+	return time.UnixMilli(t.Time.UnixMilli()).Add(t.Window.Truncate(time.Second))
+}
+
 // NewID returns a fresh random token id.
 func NewID() [12]byte {
 	var id [12]byte

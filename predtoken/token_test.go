@@ -28,6 +28,12 @@ func TestTokenRoundTrip(t *testing.T) {
 	if out.Pinned {
 		t.Fatal("an unpinned token verified as pinned")
 	}
+	// The signer's and the verifier's tokens name the same prediction and
+	// window end, whatever precision the signer's time had.
+	in.Time = in.Time.Add(456789 * time.Nanosecond)
+	if out.Key() != in.Key() || !out.Expires().Equal(in.Expires()) || !out.Expires().Equal(out.Time.Add(out.Window)) {
+		t.Fatalf("key or expiry differ: %v vs %v", out.Expires(), in.Expires())
+	}
 	in.Pinned, in.OnImpression = true, false
 	if out, err := s.Verify(s.Sign(&in)); err != nil || !out.Pinned || out.OnImpression || out.Shadowed {
 		t.Fatalf("a pinned token: %+v, %v", out, err)

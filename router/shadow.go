@@ -71,8 +71,8 @@ func (r *Router) submitShadows(snap *registry.Snapshot, ep *registry.Endpoint, i
 			arms = append(arms, s.Arm)
 		}
 	}
-	job := &shadowJob{snap: snap, ep: ep, arms: arms, in: in, key: (&predtoken.Token{ID: c.id, Time: c.now}).Key(),
-		expires: c.now.Add(ep.Policy.AttributionWindow.Std()), rec: predictionRecord(o)}
+	tok := predtoken.Token{ID: c.id, Time: c.now, Window: ep.Policy.AttributionWindow.Std()}
+	job := &shadowJob{snap: snap, ep: ep, arms: arms, in: in, key: tok.Key(), expires: tok.Expires(), rec: predictionRecord(o)}
 	job.served = job.rec.Items
 	select {
 	case r.shadowQ <- job:
