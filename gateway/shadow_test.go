@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -200,17 +201,24 @@ func TestShadowReplicas(t *testing.T) {
 	}
 	waitUntil(t, 2*time.Second, func() bool { return call(t, "GET", reps[1].url+"/v1/endpoints/sh", nil, nil) == 200 })
 	const n = 60
-	for i := range n {
-		var rec recResp
-		if st := call(t, "POST", reps[i%2].url+"/v1/endpoints/sh/recommend", map[string]any{"user_id": fmt.Sprint("u", i), "k": 5}, &rec); st != 200 {
+	recs := make([]recResp, n)
+	for i := range recs {
+		if st := call(t, "POST", reps[i%2].url+"/v1/endpoints/sh/recommend", map[string]any{"user_id": fmt.Sprint("u", i), "k": 5}, &recs[i]); st != 200 {
 			t.Fatalf("recommend: %d", st)
 		}
-		// The click reaches the other replica, after the shadow answered
-		// (its lists are kept once it has): wait for the log line.
-		waitUntil(t, 3*time.Second, func() bool {
-			_, ok := readPredLogNow(reps[i%2].dataDir)[rec.PredictionID]
-			return ok
-		})
+	}
+	// Each replica flushes its lists before its sums: once both replicas'
+	// calls are in the store, so are the lists the clicks look up.
+	waitUntil(t, 5*time.Second, func() bool {
+		var rep reportResp
+		call(t, "GET", reps[0].url+"/v1/endpoints/sh/report", nil, &rep)
+		s := shadowOf(rep, "mf@2")
+		var rep1 reportResp
+		call(t, "GET", reps[1].url+"/v1/endpoints/sh/report", nil, &rep1)
+		s1 := shadowOf(rep1, "mf@2")
+		return s != nil && s1 != nil && s.Calls+s.Dropped == n && s1.Calls+s1.Dropped == n
+	})
+	for i, rec := range recs {
 		ev := map[string]any{"events": []map[string]string{{"prediction_id": rec.PredictionID, "type": "click", "item_id": rec.Items[0].ID}}}
 		if st := call(t, "POST", reps[(i+1)%2].url+"/v1/feedback", ev, nil); st != 200 {
 			t.Fatalf("feedback: %d", st)
@@ -250,4 +258,75 @@ func readPredLogNow(dir string) map[string]predlog.Record {
 		}
 	}
 	return out
+}
+
+// The shadows table in a real browser: after the arms, with the JSON
+// report's calls, replayed clicks and replay rates, inside the window.
+func TestShadowsInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser")
+	}
+	exe := chromium(t)
+	a := startApp(t, demoConfig(t, ""))
+	if st := call(t, "PUT", a.url+"/v1/endpoints/sh", `{"arms": ["mf@1"], "shadows": [{"arm": "mf@2", "share": 1}]}`, nil); st != 201 {
+		t.Fatalf("endpoint: %d", st)
+	}
+	const n = 60
+	recs := make([]recResp, n)
+	for i := range recs {
+		if st := call(t, "POST", a.url+"/v1/endpoints/sh/recommend", map[string]any{"user_id": fmt.Sprint("u", i), "k": 5}, &recs[i]); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+	}
+	readPredLog(t, a.dataDir, n) // every shadow answered: its lists are kept
+	for i, rec := range recs {
+		ev := map[string]any{"events": []map[string]string{{"prediction_id": rec.PredictionID, "type": "click", "item_id": rec.Items[i%len(rec.Items)].ID}}}
+		if st := call(t, "POST", a.url+"/v1/feedback", ev, nil); st != 200 {
+			t.Fatalf("feedback: %d", st)
+		}
+	}
+	var rep reportResp
+	waitUntil(t, 3*time.Second, func() bool {
+		rep = reportResp{}
+		call(t, "GET", a.url+"/v1/endpoints/sh/report", nil, &rep)
+		s := shadowOf(rep, "mf@2")
+		return s != nil && s.Replay.N == s.Calls && s.Calls+s.Dropped == n
+	})
+	s := shadowOf(rep, "mf@2")
+
+	ctx := browse(t, exe)
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/sh"), chromedp.WaitVisible(chromedp.CSS("#shadows"))); err != nil {
+		t.Fatal(err)
+	}
+	text := textOf(ctx, t)
+	sel := `#shadows tr[data-shadow="mf@2"] `
+	for _, c := range []struct{ cell, want string }{
+		{"calls", fmt.Sprint(s.Calls)}, {"errors", fmt.Sprint(s.Errors)}, {"dropped", fmt.Sprint(s.Dropped)},
+		{"replay-n", fmt.Sprint(s.Replay.N)},
+		{"replay", fmt.Sprintf("%.1f%%", 100**s.Replay.Rate)}, {"served", fmt.Sprintf("%.1f%%", 100**s.ServedReplay.Rate)},
+		{"overlap", fmt.Sprintf("%.1f%%", 100**s.OverlapAtK)},
+	} {
+		if got := text(sel + "." + c.cell); got != c.want {
+			t.Errorf("%s: the page shows %q, the report %q", c.cell, got, c.want)
+		}
+	}
+	below, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#shadows").getBoundingClientRect().top > document.querySelector("#arms").getBoundingClientRect().bottom`))
+	if err != nil || !below {
+		t.Errorf("the shadows table is not below the arms (%v)", err)
+	}
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#shadows").getBoundingClientRect().right > window.innerWidth`)); err != nil || wide {
+		t.Errorf("the shadows table runs past the window (%v)", err)
+	}
+	if share := text(sel + "td:nth-child(2)"); share != "100%" {
+		t.Errorf("a share of 1 shows as %q", share)
+	}
+	if p := os.Getenv("MODELGATE_SCREENSHOT_SHADOWS"); p != "" {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -35,8 +35,8 @@ type Store interface {
 	AddShadowSums(ctx context.Context, deltas map[store.ShadowKey]map[string]int64) error
 	// ShadowSums returns the sums of the endpoint's shadow arms, by arm.
 	ShadowSums(ctx context.Context, endpoint string, arms []string) (map[string]map[string]int64, error)
-	// PutShadowLists keeps a prediction's lists until expires.
-	PutShadowLists(ctx context.Context, endpoint, prediction string, expires time.Time, val []byte) error
+	// PutShadowLists keeps predictions' lists, each until its expiry.
+	PutShadowLists(ctx context.Context, lists []store.ShadowList) error
 	// ShadowLists returns them, or nil when none are kept or they expired.
 	ShadowLists(ctx context.Context, endpoint, prediction string, expires time.Time) ([]byte, error)
 }
@@ -48,6 +48,7 @@ const (
 	fDropped    = "dropped"
 	fOverlapN   = "overlap_n"
 	fOverlapSum = "overlap_micros" // Σ overlap × 10⁶, rounded: integers add up exactly
+	fUnkept     = "unkept"         // shadowed predictions whose lists could not be kept
 	fReplayN    = "replay_n"
 	fReplayHits = "replay_hits"
 	fServedHits = "served_hits"
@@ -59,8 +60,14 @@ const (
 // Percentiles are interpolated within a bucket.
 var latencyBounds = [...]float64{0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10000}
 
-// FlushInterval is how often Run writes the sums to the store.
-const FlushInterval = time.Second
+// FlushInterval is how often Run writes the sums and the lists to the
+// store: a click reaches another replica's replay once the lists are there.
+const FlushInterval = 250 * time.Millisecond
+
+// MaxPendingLists bounds the lists waiting for the next flush; past it, a
+// prediction's lists are not kept (its click is not replayed) and the
+// prediction is counted as unkept.
+const MaxPendingLists = 20000
 
 // Call is what one shadow answered for a prediction.
 type Call struct {
@@ -89,15 +96,18 @@ type lists struct {
 
 // Recorder counts what the shadows did and keeps the lists of shadowed
 // predictions. Create it with New; it is safe for concurrent use. Run must
-// run for its sums to reach the store.
+// run for its sums and lists to reach the store.
 type Recorder struct {
 	db  Store
 	log *slog.Logger
-	// opTimeout bounds each store call made for one prediction or click.
+	// opTimeout bounds the store read of one click's replay.
 	opTimeout time.Duration
 
 	mu      sync.Mutex
 	pending map[store.ShadowKey]map[string]int64 // bounded: the registry's endpoints × shadows
+	// lists wait for the next flush, by endpoint NUL prediction key, at
+	// most MaxPendingLists of them.
+	lists map[string]store.ShadowList
 }
 
 // New returns a recorder over db. log may be nil.
@@ -105,7 +115,8 @@ func New(db Store, log *slog.Logger) *Recorder {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Recorder{db: db, log: log, opTimeout: 2 * time.Second, pending: map[store.ShadowKey]map[string]int64{}}
+	return &Recorder{db: db, log: log, opTimeout: 2 * time.Second, pending: map[store.ShadowKey]map[string]int64{},
+		lists: map[string]store.ShadowList{}}
 }
 
 func (r *Recorder) add(endpoint, arm string, f func(m map[string]int64)) {
@@ -129,9 +140,9 @@ func (r *Recorder) Dropped(endpoint string, arms []string) {
 }
 
 // Done counts p's shadow calls and keeps its lists for the replay of its
-// click (when a shadow answered). ctx bounds the store call; it is the
-// shadow worker's, never a request's.
-func (r *Recorder) Done(ctx context.Context, p *Prediction) {
+// click (when a shadow answered): they reach the store with the next
+// flush, and this process's clicks find them before that.
+func (r *Recorder) Done(_ context.Context, p *Prediction) {
 	kept := lists{Served: p.Served, Shadows: map[string][]string{}}
 	for _, c := range p.Calls {
 		overlap := -1.0
@@ -161,10 +172,16 @@ func (r *Recorder) Done(ctx context.Context, p *Prediction) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.opTimeout)
-	defer cancel()
-	if err := r.db.PutShadowLists(ctx, p.Endpoint, p.Key, p.Expires, val); err != nil {
-		r.log.Warn("shadow lists not kept: its click will not be replayed", "endpoint", p.Endpoint, "err", err)
+	r.mu.Lock()
+	full := len(r.lists) >= MaxPendingLists
+	if !full {
+		r.lists[p.Endpoint+"\x00"+p.Key] = store.ShadowList{Endpoint: p.Endpoint, Prediction: p.Key, Expires: p.Expires, Value: val}
+	}
+	r.mu.Unlock()
+	if full {
+		for arm := range kept.Shadows {
+			r.add(p.Endpoint, arm, func(m map[string]int64) { m[fUnkept]++ })
+		}
 	}
 }
 
@@ -200,12 +217,17 @@ func bucket(d time.Duration) int {
 // replayed. Feedback calls it once per prediction, for the click that
 // counted its success.
 func (r *Recorder) Clicked(ctx context.Context, endpoint, key string, expires time.Time, item string) {
-	ctx, cancel := context.WithTimeout(ctx, r.opTimeout)
-	defer cancel()
-	val, err := r.db.ShadowLists(ctx, endpoint, key, expires)
-	if err != nil {
-		r.log.Warn("shadow lists not read: a click is not replayed", "endpoint", endpoint, "err", err)
-		return
+	r.mu.Lock()
+	val := r.lists[endpoint+"\x00"+key].Value
+	r.mu.Unlock()
+	if val == nil {
+		ctx, cancel := context.WithTimeout(ctx, r.opTimeout)
+		defer cancel()
+		var err error
+		if val, err = r.db.ShadowLists(ctx, endpoint, key, expires); err != nil {
+			r.log.Warn("shadow lists not read: a click is not replayed", "endpoint", endpoint, "err", err)
+			return
+		}
 	}
 	if val == nil {
 		return
@@ -229,10 +251,22 @@ func (r *Recorder) Clicked(ctx context.Context, endpoint, key string, expires ti
 	}
 }
 
-// Flush writes the pending sums to the store; on failure they stay
-// pending for the next flush.
+// Flush writes the pending lists and sums to the store; on failure they
+// stay pending for the next flush (lists up to MaxPendingLists).
 func (r *Recorder) Flush(ctx context.Context) error {
 	r.mu.Lock()
+	lists := make([]store.ShadowList, 0, len(r.lists))
+	for _, l := range r.lists {
+		lists = append(lists, l)
+	}
+	r.mu.Unlock()
+	if err := r.db.PutShadowLists(ctx, lists); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	for _, l := range lists {
+		delete(r.lists, l.Endpoint+"\x00"+l.Prediction)
+	}
 	batch := r.pending
 	r.pending = map[store.ShadowKey]map[string]int64{}
 	r.mu.Unlock()
@@ -301,6 +335,10 @@ type Summary struct {
 	Calls   int64 `json:"calls"`
 	Errors  int64 `json:"errors"`
 	Dropped int64 `json:"dropped"`
+	// Unkept counts answered predictions whose lists could not be kept
+	// for the replay (too many waiting for the store): their clicks are
+	// not replayed.
+	Unkept int64 `json:"unkept"`
 	// LatencyMs holds the answered calls' latency percentiles.
 	LatencyMs *Latency `json:"latency_ms"`
 	// OverlapAtK is the mean share of the served list's items that the
@@ -346,7 +384,7 @@ func (r *Recorder) Summaries(ctx context.Context, endpoint string, shadows []reg
 }
 
 func summarize(s registry.Shadow, m map[string]int64) Summary {
-	sum := Summary{Arm: s.Arm, Share: s.Share, Calls: m[fCalls], Errors: m[fErrors], Dropped: m[fDropped],
+	sum := Summary{Arm: s.Arm, Share: s.Share, Calls: m[fCalls], Errors: m[fErrors], Dropped: m[fDropped], Unkept: m[fUnkept],
 		Replay: rate(m[fReplayHits], m[fReplayN]), ServedReplay: rate(m[fServedHits], m[fReplayN])}
 	if n := m[fOverlapN]; n > 0 {
 		o := float64(m[fOverlapSum]) / 1e6 / float64(n)

@@ -94,8 +94,16 @@ func TestSummaries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	got, _ = New(db, nil).Summaries(ctx, "home", shadows)
+	again := New(db, nil)
+	got, _ = again.Summaries(ctx, "home", shadows)
 	check("reopened", got)
+	// The flushed lists are read back from the store for a click that
+	// reaches another process (here: p1 clicked again as if first, on "a").
+	again.Clicked(ctx, "home", "p1", exp, "a")
+	got, _ = again.Summaries(ctx, "home", shadows)
+	if r := got[0].Replay; r.N != 3 || *r.Rate != 1 {
+		t.Fatalf("replay from the store: %+v", r)
+	}
 }
 
 func TestPercentile(t *testing.T) {

@@ -77,16 +77,31 @@ func shadowListsKey(endpoint, prediction string, expires time.Time) []byte {
 	return recordKey(expires, endpoint+"\x00"+prediction)
 }
 
-// PutShadowLists keeps what a shadowed prediction's shadows answered (val)
-// until expires, the end of its attribution window; the sweep of expired
-// feedback state removes it after that.
-func (d *DB) PutShadowLists(_ context.Context, endpoint, prediction string, expires time.Time, val []byte) error {
+// ShadowList is what a shadowed prediction's shadows answered (Value),
+// kept until Expires, the end of its attribution window.
+type ShadowList struct {
+	Endpoint, Prediction string
+	Expires              time.Time
+	Value                []byte
+}
+
+// PutShadowLists keeps shadowed predictions' lists, in one transaction;
+// the sweep of expired feedback state removes each after its expiry.
+func (d *DB) PutShadowLists(_ context.Context, lists []ShadowList) error {
+	if len(lists) == 0 {
+		return nil
+	}
 	return d.db.Batch(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bShadowLists)
 		if err != nil {
 			return err
 		}
-		return b.Put(shadowListsKey(endpoint, prediction, expires), val)
+		for _, l := range lists {
+			if err := b.Put(shadowListsKey(l.Endpoint, l.Prediction, l.Expires), l.Value); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

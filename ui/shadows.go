@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/modelgate/modelgate/shadow"
 )
@@ -32,7 +33,7 @@ type ShadowRow struct {
 func shadowRows(ss []shadow.Summary) []ShadowRow {
 	out := make([]ShadowRow, 0, len(ss))
 	for _, s := range ss {
-		r := ShadowRow{Arm: s.Arm, Share: fmtPct(s.Share), Calls: s.Calls, Errors: s.Errors, Dropped: s.Dropped,
+		r := ShadowRow{Arm: s.Arm, Share: strconv.FormatFloat(100*s.Share, 'g', 4, 64) + "%", Calls: s.Calls, Errors: s.Errors, Dropped: s.Dropped,
 			Latency: "—", Overlap: "—", ReplayN: s.Replay.N, Replay: "—", Served: "—", ReplayCI: "—", SrvCI: "—"}
 		if l := s.LatencyMs; l != nil {
 			r.Latency = fmt.Sprintf("%.1f / %.1f", l.P50, l.P99)

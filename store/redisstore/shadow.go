@@ -79,16 +79,22 @@ func (s *Store) ShadowSums(ctx context.Context, endpoint string, arms []string) 
 	return out, nil
 }
 
-// PutShadowLists keeps a shadowed prediction's lists until expires (plus
-// store.ExpiryGrace), by the key's TTL.
-func (s *Store) PutShadowLists(ctx context.Context, endpoint, prediction string, expires time.Time, val []byte) error {
-	ttl := expires.Add(store.ExpiryGrace).Sub(s.now())
-	if ttl <= 0 {
-		return nil // expired already: nothing to keep
-	}
-	ttl = max(ttl, time.Millisecond)
-	if err := s.admin.Set(ctx, s.shadowListsKey(endpoint, prediction), val, ttl).Err(); err != nil {
-		return fmt.Errorf("redis put shadow lists: %w", err)
+// PutShadowLists keeps shadowed predictions' lists, each until its expiry
+// (plus store.ExpiryGrace) by its key's TTL, in one pipeline.
+func (s *Store) PutShadowLists(ctx context.Context, lists []store.ShadowList) error {
+	now := s.now()
+	_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, l := range lists {
+			ttl := l.Expires.Add(store.ExpiryGrace).Sub(now)
+			if ttl <= 0 {
+				continue // expired already: nothing to keep
+			}
+			p.Set(ctx, s.shadowListsKey(l.Endpoint, l.Prediction), l.Value, max(ttl, time.Millisecond))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis put %d shadow lists: %w", len(lists), err)
 	}
 	return nil
 }

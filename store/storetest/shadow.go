@@ -60,13 +60,11 @@ func RunShadows(t *testing.T, open func(t *testing.T) ShadowStore) {
 	t.Run("lists live until they expire", func(t *testing.T) {
 		s := open(t)
 		live, dead := time.Now().Add(time.Hour), time.Now().Add(-time.Minute)
-		for _, tc := range []struct {
-			pred string
-			exp  time.Time
-		}{{"p1", live}, {"p2", dead}} {
-			if err := s.PutShadowLists(ctx, "home", tc.pred, tc.exp, []byte(`{"v":"`+tc.pred+`"}`)); err != nil {
-				t.Fatal(err)
-			}
+		if err := s.PutShadowLists(ctx, []store.ShadowList{
+			{Endpoint: "home", Prediction: "p1", Expires: live, Value: []byte(`{"v":"p1"}`)},
+			{Endpoint: "home", Prediction: "p2", Expires: dead, Value: []byte(`{"v":"p2"}`)},
+		}); err != nil {
+			t.Fatal(err)
 		}
 		if _, err := s.SweepExpired(ctx, 100); err != nil {
 			t.Fatal(err)
