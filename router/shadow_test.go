@@ -221,3 +221,36 @@ func TestShadowSlowIsDroppedNotWaitedFor(t *testing.T) {
 		t.Fatalf("%d predictions logged as dropped, %d counted", drops, dropped)
 	}
 }
+
+// Every entry of a batch call is shadowed on its own, as if sent alone.
+func TestShadowBatchEntries(t *testing.T) {
+	sink := &shadowSink{}
+	f := newFixtureOpt(t, `{"arms": ["m@1", "m@2"], "shadows": [{"arm": "m@3", "share": 1}]}`,
+		Options{Seed: 9, Shadows: sink, ShadowWorkers: 64})
+	runShadows(t, f.r)
+	reqs := make([]*Request, 20)
+	for i := range reqs {
+		reqs[i] = &Request{UserID: fmt.Sprint("u", i), K: 3}
+	}
+	resps, errs, err := f.r.RecommendBatch(context.Background(), "e", reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]bool{}
+	for i, resp := range resps {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		tok, err := f.signer.Verify(resp.PredictionID)
+		if err != nil || !tok.Shadowed {
+			t.Fatalf("entry %d: %+v, %v", i, tok, err)
+		}
+		served[tok.Key()] = true
+	}
+	waitFor(t, "the shadow calls", func() bool { d, _ := sink.counts(); return d == len(reqs) })
+	for _, p := range sink.done {
+		if !served[p.Key] || len(p.Served) != 3 || len(p.Calls[0].Items) != 3 {
+			t.Fatalf("shadowed prediction %+v", p)
+		}
+	}
+}
