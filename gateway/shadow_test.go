@@ -320,13 +320,5 @@ func TestShadowsInBrowser(t *testing.T) {
 	if share := text(sel + "td:nth-child(2)"); share != "100%" {
 		t.Errorf("a share of 1 shows as %q", share)
 	}
-	if p := os.Getenv("MODELGATE_SCREENSHOT_SHADOWS"); p != "" {
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	screenshotTo(ctx, t, os.Getenv("MODELGATE_SCREENSHOT_SHADOWS"))
 }

@@ -13,12 +13,7 @@ import (
 // nothing is stored.
 func TestShadowValidation(t *testing.T) {
 	ctx := context.Background()
-	reg := newReg(t, openDB(t, t.TempDir()))
-	for _, v := range []string{"1", "2", "3"} {
-		if _, _, err := reg.PutVersion(ctx, "mf", v, []byte(`{"backend": {"type": "test", "path": "/m"}}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	reg := regWithVersions(t, "mf@1", "mf@2", "mf@3")
 	tests := []struct {
 		name, shadows, code, field string
 	}{
@@ -65,12 +60,7 @@ func TestShadowValidation(t *testing.T) {
 // shadows, in one revision; the codes follow the contract's conventions.
 func TestPromoteShadow(t *testing.T) {
 	ctx := context.Background()
-	reg := newReg(t, openDB(t, t.TempDir()))
-	for _, v := range []string{"1", "2", "3"} {
-		if _, _, err := reg.PutVersion(ctx, "mf", v, []byte(`{"backend": {"type": "test", "path": "/m"}}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	reg := regWithVersions(t, "mf@1", "mf@2", "mf@3")
 	before, _, err := reg.PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@1"], "shadows": [{"arm": "mf@2", "share": 0.5}, {"arm": "mf@3", "share": 0.1}]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -110,3 +100,16 @@ func TestPromoteShadow(t *testing.T) {
 }
 
 func first[T any](v T, err error) error { return err }
+
+// regWithVersions is a registry holding the given versions (test backend).
+func regWithVersions(t *testing.T, arms ...string) *Registry {
+	t.Helper()
+	reg := newReg(t, openDB(t, t.TempDir()))
+	for _, arm := range arms {
+		name, version, _ := SplitArm(arm)
+		if _, _, err := reg.PutVersion(context.Background(), name, version, []byte(`{"backend": {"type": "test", "path": "/m"}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reg
+}

@@ -49,19 +49,8 @@ func (s *shadowSink) counts() (done, dropped int) {
 	return len(s.done), dropped
 }
 
-// predLog records the prediction log's records.
-type predLog struct {
-	mu   sync.Mutex
-	recs []*predlog.Record
-}
-
-func (l *predLog) Add(r *predlog.Record) {
-	l.mu.Lock()
-	l.recs = append(l.recs, r)
-	l.mu.Unlock()
-}
-
-func (l *predLog) byID() map[string][]*predlog.Record {
+// byID groups the log's records by prediction id.
+func (l *memLog) byID() map[string][]*predlog.Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string][]*predlog.Record{}
@@ -97,7 +86,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // The shadow arm gets no trial and never serves.
 func TestShadowScoresItsShare(t *testing.T) {
 	ctx := context.Background()
-	sink, plog := &shadowSink{}, &predLog{}
+	sink, plog := &shadowSink{}, &memLog{}
 	f := newFixtureOpt(t, `{"arms": ["m@1", "m@2"], "shadows": [{"arm": "m@3", "share": 0.3}]}`,
 		Options{Seed: 11, Shadows: sink, ShadowLog: plog, ShadowWorkers: 64, Observers: []Observer{NewPredictionLogObserver(plog)}})
 	runShadows(t, f.r)
@@ -149,7 +138,7 @@ func TestShadowScoresItsShare(t *testing.T) {
 		if len(p.Calls) != 1 || p.Calls[0].Arm != "m@3" || p.Calls[0].Err != nil {
 			t.Fatalf("shadow calls %+v", p.Calls)
 		}
-		if p.Expires.Sub(time.Now()) < 23*time.Hour || p.Key == "" {
+		if time.Until(p.Expires) < 23*time.Hour || p.Key == "" {
 			t.Fatalf("kept until %v under %q", p.Expires, p.Key)
 		}
 		// The same scorer on the same inputs: the same top 5.
@@ -180,7 +169,7 @@ func TestShadowScoresItsShare(t *testing.T) {
 // Its call runs under its own deadline, after the request's context has
 // ended.
 func TestShadowSlowIsDroppedNotWaitedFor(t *testing.T) {
-	sink, plog := &shadowSink{}, &predLog{}
+	sink, plog := &shadowSink{}, &memLog{}
 	f := newFixtureOpt(t, `{"arms": ["m@1"], "shadows": [{"arm": "m@3", "share": 1}]}`,
 		Options{Seed: 3, Shadows: sink, ShadowLog: plog, ShadowWorkers: 1, Observers: []Observer{NewPredictionLogObserver(plog)}})
 	f.scorers["m@3"].mode.Store("slow") // answers only at its 20 ms deadline

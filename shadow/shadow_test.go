@@ -11,16 +11,6 @@ import (
 	"github.com/modelgate/modelgate/store"
 )
 
-func openStore(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // What the report says of a shadow follows from its calls and clicks,
 // worked by hand, before and after the sums are flushed, and after a
 // restart on the same store.

@@ -25,10 +25,7 @@ func (d *DB) AddShadowSums(_ context.Context, deltas map[ShadowKey]map[string]in
 		return nil
 	}
 	return d.db.Batch(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bShadow)
-		if err != nil {
-			return err
-		}
+		b := tx.Bucket(bShadow) // made by Open, as every bucket
 		for k, add := range deltas {
 			sums := map[string]int64{}
 			if v := b.Get(shadowKey(k)); v != nil {
@@ -55,9 +52,6 @@ func (d *DB) ShadowSums(_ context.Context, endpoint string, arms []string) (map[
 	out := map[string]map[string]int64{}
 	err := d.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bShadow)
-		if b == nil {
-			return nil
-		}
 		for _, arm := range arms {
 			v := b.Get(shadowKey(ShadowKey{endpoint, arm}))
 			if v == nil {
@@ -92,10 +86,7 @@ func (d *DB) PutShadowLists(_ context.Context, lists []ShadowList) error {
 		return nil
 	}
 	return d.db.Batch(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bShadowLists)
-		if err != nil {
-			return err
-		}
+		b := tx.Bucket(bShadowLists)
 		for _, l := range lists {
 			if err := b.Put(shadowListsKey(l.Endpoint, l.Prediction, l.Expires), l.Value); err != nil {
 				return err
@@ -113,10 +104,8 @@ func (d *DB) ShadowLists(_ context.Context, endpoint, prediction string, expires
 	}
 	var out []byte
 	err := d.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bShadowLists); b != nil {
-			if v := b.Get(shadowListsKey(endpoint, prediction, expires)); v != nil {
-				out = append([]byte(nil), v...)
-			}
+		if v := tx.Bucket(bShadowLists).Get(shadowListsKey(endpoint, prediction, expires)); v != nil {
+			out = append([]byte(nil), v...)
 		}
 		return nil
 	})
