@@ -336,7 +336,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	for _, loop := range []func(context.Context){
 		g.fb.Run, g.rt.Run, g.rt.RunGuardrails, g.rec.Run, g.watch.Run, g.gauges.run,
-		g.saveOffPolicy, g.saveDiscounted, g.runShared, g.runKeys, g.rt.RunShadows, g.runShadowSums,
+		g.saveOffPolicy, g.saveDiscounted, g.runShared, g.runKeys, g.runShadows,
 	} {
 		grp.Go(func() error { loop(bg); return nil })
 	}
@@ -346,10 +346,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return grp.Wait()
 }
 
-// runShadowSums flushes the shadows' sums until ctx ends, then once more
-// within the shutdown's deadline.
-func (g *Gateway) runShadowSums(ctx context.Context) {
-	g.shadows.Run(ctx, g.stop.stopping)
+// runShadows runs the router's shadow workers and flushes the shadows'
+// sums and lists until ctx ends; the last flush, within the shutdown's
+// deadline, waits for the workers to finish the calls under way.
+func (g *Gateway) runShadows(ctx context.Context) {
+	workers := make(chan struct{})
+	go func() { g.rt.RunShadows(ctx); close(workers) }()
+	g.shadows.Run(ctx, func() context.Context {
+		<-workers
+		return g.stop.stopping()
+	})
 }
 
 // listenerShare is how much of the shutdown timeout the listeners get to

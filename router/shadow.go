@@ -76,24 +76,33 @@ func (r *Router) submitShadows(snap *registry.Snapshot, ep *registry.Endpoint, i
 	job.served = job.rec.Items
 	select {
 	case r.shadowQ <- job:
-		return true
 	default:
-		r.shadowSink.Dropped(ep.Name, arms)
-		if r.shadowLog != nil {
-			for _, arm := range arms {
-				job.rec.Shadows = append(job.rec.Shadows, predlog.Shadow{Arm: arm, Dropped: true})
-			}
-			r.shadowLog.Add(job.rec)
+		r.dropShadows(job)
+	}
+	return true
+}
+
+// dropShadows counts a shadowed prediction whose calls are skipped and
+// logs it so.
+func (r *Router) dropShadows(job *shadowJob) {
+	r.shadowSink.Dropped(job.ep.Name, job.arms)
+	if r.shadowLog != nil {
+		for _, arm := range job.arms {
+			job.rec.Shadows = append(job.rec.Shadows, predlog.Shadow{Arm: arm, Dropped: true})
 		}
-		return true
+		r.shadowLog.Add(job.rec)
 	}
 }
 
 // RunShadows runs the shadow workers until ctx ends and returns once they
-// all have. Each shadow call has its own deadline, the shadow version's
-// timeout, under ctx: never a request's context. Without it, shadowed
-// predictions find the queue full and their calls are dropped.
+// all have: a call under way then finishes within its own deadline, and
+// the predictions still queued are dropped (counted, and logged as such).
+// Each shadow call has its own deadline, the shadow version's timeout, on
+// the workers' context: never a request's, and not cut by ctx's end, which
+// would count a shutdown as the shadow's error. Without RunShadows,
+// shadowed predictions find the queue full and their calls are dropped.
 func (r *Router) RunShadows(ctx context.Context) {
+	calls := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for range cap(r.shadowQ) {
 		wg.Add(1)
@@ -104,12 +113,20 @@ func (r *Router) RunShadows(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case job := <-r.shadowQ:
-					r.runShadow(ctx, job)
+					r.runShadow(calls, job)
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	for {
+		select {
+		case job := <-r.shadowQ:
+			r.dropShadows(job)
+		default:
+			return
+		}
+	}
 }
 
 // runShadow calls each of a job's shadows in turn, then tells the sink and

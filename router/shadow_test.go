@@ -165,38 +165,36 @@ func TestShadowScoresItsShare(t *testing.T) {
 }
 
 // A slow shadow never delays the response, and cannot pile up work: with
-// one worker, the predictions that find it busy are dropped and counted.
-// Its call runs under its own deadline, after the request's context has
-// ended.
+// one worker, held by a shadow call that waits until the test lets it go,
+// every request is answered at once and those that find the worker busy
+// and the queue full are dropped, counted and logged so.
 func TestShadowSlowIsDroppedNotWaitedFor(t *testing.T) {
 	sink, plog := &shadowSink{}, &memLog{}
-	f := newFixtureOpt(t, `{"arms": ["m@1"], "shadows": [{"arm": "m@3", "share": 1}]}`,
+	f := newFixtureOpt(t, `{"arms": ["m@1"]}`,
 		Options{Seed: 3, Shadows: sink, ShadowLog: plog, ShadowWorkers: 1, Observers: []Observer{NewPredictionLogObserver(plog)}})
-	f.scorers["m@3"].mode.Store("slow") // answers only at its 20 ms deadline
+	ctx := context.Background()
+	gated := gatedShadow(t, f)
 	runShadows(t, f.r)
-	const n = 50
+	const n = 10
 	for i := range n {
-		ctx, cancel := context.WithCancel(context.Background())
-		start := time.Now()
-		resp, err := f.r.Recommend(ctx, &Request{Endpoint: "e", UserID: fmt.Sprintf("u%d", i)})
-		took := time.Since(start)
+		// Were a response to wait for its shadow, this would hang.
+		rctx, cancel := context.WithCancel(ctx)
+		resp, err := f.r.Recommend(rctx, &Request{Endpoint: "e", UserID: fmt.Sprintf("u%d", i)})
 		cancel() // the request is over: its shadow call must not end with it
 		if err != nil || resp.Arm != "m@1" || len(resp.Items) == 0 {
 			t.Fatalf("%v %+v", err, resp)
 		}
-		if took > 15*time.Millisecond {
-			t.Fatalf("a response took %v behind a shadow that needs 20 ms", took)
-		}
 	}
+	// One call held by the worker, at most one queued: the rest dropped.
+	if _, dropped := sink.counts(); dropped < n-2 {
+		t.Fatalf("%d of %d dropped with one busy worker and a queue of one", dropped, n)
+	}
+	close(gated.gate)
 	waitFor(t, "every shadowed prediction to be done or dropped", func() bool { d, dr := sink.counts(); return d+dr == n })
 	done, dropped := sink.counts()
-	if dropped == 0 || done == 0 {
-		t.Fatalf("done %d, dropped %d: with one worker and a 20 ms shadow, some of %d back-to-back requests must drop", done, dropped, n)
-	}
-	for i, p := range sink.done {
-		c := p.Calls[0]
-		if !errors.Is(c.Err, context.DeadlineExceeded) || c.Latency < 15*time.Millisecond || sink.ctxErr[i] != nil {
-			t.Fatalf("shadow call %+v (worker context %v): want its own 20 ms deadline", c, sink.ctxErr[i])
+	for _, p := range sink.done {
+		if p.Calls[0].Err != nil {
+			t.Fatalf("a shadow call outlived by its request failed: %v", p.Calls[0].Err)
 		}
 	}
 	waitFor(t, "every prediction logged", func() bool { return len(plog.byID()) == n })
@@ -206,40 +204,77 @@ func TestShadowSlowIsDroppedNotWaitedFor(t *testing.T) {
 			drops++
 		}
 	}
-	if drops != dropped {
-		t.Fatalf("%d predictions logged as dropped, %d counted", drops, dropped)
+	if drops != dropped || done+dropped != n {
+		t.Fatalf("%d predictions logged as dropped, %d counted, %d done", drops, dropped, done)
 	}
 }
 
-// Every entry of a batch call is shadowed on its own, as if sent alone.
-func TestShadowBatchEntries(t *testing.T) {
+// A shadow call ends at the shadow version's own deadline.
+func TestShadowOwnDeadline(t *testing.T) {
 	sink := &shadowSink{}
-	f := newFixtureOpt(t, `{"arms": ["m@1", "m@2"], "shadows": [{"arm": "m@3", "share": 1}]}`,
-		Options{Seed: 9, Shadows: sink, ShadowWorkers: 64})
+	f := newFixtureOpt(t, `{"arms": ["m@1"], "shadows": [{"arm": "m@3", "share": 1}]}`, Options{Seed: 3, Shadows: sink})
+	f.scorers["m@3"].mode.Store("slow") // answers only at its 20 ms deadline
 	runShadows(t, f.r)
-	reqs := make([]*Request, 20)
-	for i := range reqs {
-		reqs[i] = &Request{UserID: fmt.Sprint("u", i), K: 3}
-	}
-	resps, errs, err := f.r.RecommendBatch(context.Background(), "e", reqs)
-	if err != nil {
+	if _, err := f.r.Recommend(context.Background(), &Request{Endpoint: "e", UserID: "u"}); err != nil {
 		t.Fatal(err)
 	}
-	served := map[string]bool{}
-	for i, resp := range resps {
-		if errs[i] != nil {
-			t.Fatal(errs[i])
-		}
-		tok, err := f.signer.Verify(resp.PredictionID)
-		if err != nil || !tok.Shadowed {
-			t.Fatalf("entry %d: %+v, %v", i, tok, err)
-		}
-		served[tok.Key()] = true
+	waitFor(t, "the shadow call", func() bool { d, _ := sink.counts(); return d == 1 })
+	if c := sink.done[0].Calls[0]; !errors.Is(c.Err, context.DeadlineExceeded) || c.Latency < 20*time.Millisecond || sink.ctxErr[0] != nil {
+		t.Fatalf("shadow call %+v (worker context %v): want its own 20 ms deadline", c, sink.ctxErr[0])
 	}
-	waitFor(t, "the shadow calls", func() bool { d, _ := sink.counts(); return d == len(reqs) })
+}
+
+// When the workers stop, the call under way finishes (not cut by the stop,
+// nor counted as its error) and the predictions still queued are dropped
+// and logged: every shadowed prediction is accounted for once RunShadows
+// returns.
+func TestShadowStopAccountsForEveryPrediction(t *testing.T) {
+	sink, plog := &shadowSink{}, &memLog{}
+	f := newFixtureOpt(t, `{"arms": ["m@1"]}`,
+		Options{Seed: 4, Shadows: sink, ShadowLog: plog, ShadowWorkers: 1, Observers: []Observer{NewPredictionLogObserver(plog)}})
+	gated := gatedShadow(t, f)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { f.r.RunShadows(ctx); close(stopped) }()
+	const n = 10
+	for i := range n {
+		if _, err := f.r.Recommend(context.Background(), &Request{Endpoint: "e", UserID: fmt.Sprint("u", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			waitFor(t, "the worker to take the first call", func() bool { return gated.calls.Load() == 1 })
+		}
+	}
+	cancel()
+	close(gated.gate) // the call under way may finish now: the stop waits for it
+	<-stopped
+	done, dropped := sink.counts()
+	if done+dropped != n || done == 0 {
+		t.Fatalf("done %d + dropped %d, want %d with the call under way done", done, dropped, n)
+	}
 	for _, p := range sink.done {
-		if !served[p.Key] || len(p.Served) != 3 || len(p.Calls[0].Items) != 3 {
-			t.Fatalf("shadowed prediction %+v", p)
+		if p.Calls[0].Err != nil {
+			t.Fatalf("a call under way at the stop failed: %v", p.Calls[0].Err)
 		}
 	}
+	if got := len(plog.byID()); got != n {
+		t.Fatalf("%d predictions logged, want %d", got, n)
+	}
+}
+
+// gatedShadow registers m@4 (a 60 s timeout) as endpoint e's shadow on
+// every request, its calls held until its scorer's gate is closed.
+func gatedShadow(t *testing.T, f *fixture) *scorer {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := f.reg.PutVersion(ctx, "m", "4", []byte(`{"backend": {"type": "test", "timeout_ms": 60000}, "features": {"inputs": {"u": {"from": "user_id", "dtype": "string"}}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	gated := f.scorers["m@4"]
+	gated.gate = make(chan struct{})
+	gated.mode.Store("gate")
+	if _, _, err := f.reg.PutEndpoint(ctx, "e", []byte(`{"arms": ["m@1"], "shadows": [{"arm": "m@4", "share": 1}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	return gated
 }
