@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"html"
 	"strings"
 	"testing"
 
@@ -13,18 +12,8 @@ import (
 // replay rates show from MinReplay clicks, "too few" below; an endpoint
 // without shadows has no table.
 func TestShadowsTable(t *testing.T) {
-	tpl, err := ParseTemplates()
-	if err != nil {
-		t.Fatal(err)
-	}
 	render := func(ss []shadow.Summary) string {
-		rep := reportOf([2]uint64{5000, 300}, [2]uint64{5000, 320})
-		rep.Shadows = ss
-		var b strings.Builder
-		if err := tpl.Endpoint(&b, Build(Input{Report: rep, History: &report.History{}})); err != nil {
-			t.Fatal(err)
-		}
-		return html.UnescapeString(b.String())
+		return renderWith(t, func(rep *report.Report) { rep.Shadows = ss })
 	}
 	f := func(x float64) *float64 { return &x }
 	page := render([]shadow.Summary{
