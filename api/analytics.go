@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/router"
+	"github.com/modelgate/modelgate/shadow"
 )
 
 // Analytics are the analysts' data sources: the off-policy sums and the
@@ -24,7 +26,18 @@ type Analytics struct {
 	OffPolicy *offpolicy.Table
 	Series    report.Series
 	Interval  time.Duration // history interval
+	// Shadows gives the report's shadows; nil reports none.
+	Shadows ShadowSummaries
 }
+
+// ShadowSummaries gives the report's entries of an endpoint's shadows;
+// *shadow.Recorder is one.
+type ShadowSummaries interface {
+	Summaries(ctx context.Context, endpoint string, shadows []registry.Shadow) ([]shadow.Summary, error)
+}
+
+// shadowsTimeout bounds the read of the shadows' sums behind a report.
+const shadowsTimeout = 2 * time.Second
 
 func (s *Server) analystRoutes(e *gin.Engine, v1 *gin.RouterGroup) {
 	v1.GET("/endpoints/:endpoint/report", s.getReport)
@@ -75,8 +88,10 @@ func (s *Server) parseReportQuery(c *gin.Context) (*reportQuery, error) {
 }
 
 // BuildReport computes an endpoint segment's report as GET …/report does,
-// with off-policy estimates over [from, to).
-func (s *Server) BuildReport(ep *registry.Endpoint, segment string, now, from, to time.Time) *report.Report {
+// with off-policy estimates over [from, to). When the shadows' sums cannot
+// be read, the report says so in a warning (shadows_unavailable) and lists
+// no shadows.
+func (s *Server) BuildReport(ctx context.Context, ep *registry.Endpoint, segment string, now, from, to time.Time) *report.Report {
 	snap := s.reg.Snapshot()
 	in := report.Input{Endpoint: ep, Table: s.table, Errors: s.router.Errors(), Segment: segment, Now: now,
 		Available: func(arm string) bool { return router.Available(snap.Versions[arm]) },
@@ -86,7 +101,18 @@ func (s *Server) BuildReport(ep *registry.Endpoint, segment string, now, from, t
 		res := s.analytics.OffPolicy.Query(ep.Name, segment, all, from, to)
 		in.OffPolicy = &res
 	}
-	return report.Build(in)
+	var shadowErr error
+	if s.analytics.Shadows != nil && len(ep.Shadows) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, shadowsTimeout)
+		in.Shadows, shadowErr = s.analytics.Shadows.Summaries(sctx, ep.Name, ep.Shadows)
+		cancel()
+	}
+	rep := report.Build(in)
+	if shadowErr != nil {
+		s.log.WarnContext(ctx, "report without shadows", "endpoint", ep.Name, "err", shadowErr)
+		rep.Health.Warnings = append(rep.Health.Warnings, "shadows_unavailable: the shadows' figures could not be read from the store")
+	}
+	return rep
 }
 
 // PointReport completes in as the report behind a history point: the
@@ -113,7 +139,7 @@ func (s *Server) getReport(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	rep := s.BuildReport(q.ep, q.segment, s.now(), q.from, q.to)
+	rep := s.BuildReport(c.Request.Context(), q.ep, q.segment, s.now(), q.from, q.to)
 	if q.format == "csv" {
 		csvHeaders(c, q.ep.Name+"-report.csv")
 		writeReportCSV(c.Writer, rep)

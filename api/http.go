@@ -122,6 +122,7 @@ func (s *Server) Handler() http.Handler {
 	v1.DELETE("/endpoints/:endpoint", s.deleteEndpoint)
 	v1.POST("/endpoints/:endpoint/arms", s.addArm)
 	v1.PATCH("/endpoints/:endpoint/arms/:arm", s.patchArm)
+	v1.POST("/endpoints/:endpoint/shadows/:arm/promote", s.promoteShadow)
 	s.analystRoutes(e, v1)
 	s.keyRoutes(v1)
 	v1.GET("/audit", s.getAudit)
@@ -459,6 +460,23 @@ func (s *Server) addArm(c *gin.Context) {
 	}
 	setETag(c, ep.Revision)
 	c.JSON(http.StatusCreated, ep)
+}
+
+// promoteShadow makes a shadow an active arm of its endpoint (no body): 200
+// with the endpoint as changed.
+func (s *Server) promoteShadow(c *gin.Context) {
+	cond, err := ifMatch(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	ep, err := s.reg.PromoteShadow(c.Request.Context(), c.Param("endpoint"), c.Param("arm"), cond)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	setETag(c, ep.Revision)
+	c.JSON(http.StatusOK, ep)
 }
 
 // ArmStateRequest is the body of PATCH /v1/endpoints/{endpoint}/arms/{arm}:

@@ -44,7 +44,7 @@ func (s *Server) uiIndex(c *gin.Context) {
 	page := &ui.IndexPage{}
 	now := s.now()
 	for _, ep := range s.reg.Endpoints() {
-		rep := s.BuildReport(ep, counters.AllSegment, now, time.Time{}, time.Time{})
+		rep := s.BuildReport(c.Request.Context(), ep, counters.AllSegment, now, time.Time{}, time.Time{})
 		var trials uint64
 		for _, a := range rep.Arms {
 			trials += a.Trials
@@ -65,7 +65,7 @@ func (s *Server) uiEndpoint(c *gin.Context) {
 		return
 	}
 	now := s.now()
-	rep := s.BuildReport(q.ep, q.segment, now, q.from, q.to)
+	rep := s.BuildReport(c.Request.Context(), q.ep, q.segment, now, q.from, q.to)
 	hist := &report.History{Endpoint: q.ep.Name, Segment: q.segment}
 	if s.analytics.Series != nil {
 		if h, err := report.ReadHistory(c.Request.Context(), s.analytics.Series, q.ep.Name, q.segment, s.analytics.Interval, q.from, q.to); err == nil {

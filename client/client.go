@@ -267,6 +267,18 @@ func (c *Client) AddArm(ctx context.Context, endpoint, arm string, opts ...CallO
 	return &out, nil
 }
 
+// PromoteShadow makes a shadow of an endpoint (e.g. "mf@3") an active arm
+// and ends it as a shadow, in one change: POST
+// /v1/endpoints/{endpoint}/shadows/{arm}/promote.
+func (c *Client) PromoteShadow(ctx context.Context, endpoint, arm string, opts ...CallOption) (*registry.Endpoint, error) {
+	var out registry.Endpoint
+	path := endpointPath(endpoint) + "/shadows/" + url.PathEscape(arm) + "/promote"
+	if _, err := c.do(ctx, http.MethodPost, path, nil, nil, &out, opts); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // SetArmState sets an arm's state, registry.Paused (the kill switch) or
 // registry.Active: PATCH /v1/endpoints/{endpoint}/arms/{arm}.
 func (c *Client) SetArmState(ctx context.Context, endpoint, arm string, state registry.ArmState, opts ...CallOption) (*registry.Endpoint, error) {

@@ -48,7 +48,15 @@ type Limits struct {
 	ReadTimeout     time.Duration
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
+	// ShadowWorkers is the gateway's budget of shadow calls in flight at
+	// once (1..1024, default 4): a shadowed prediction that finds them all
+	// busy is not scored by its shadows (counted as dropped).
+	ShadowWorkers int
 }
+
+// DefaultShadowWorkers is limits.shadow_workers when the file does not set
+// it.
+const DefaultShadowWorkers = 4
 
 // Config is the parsed config file. The zero value is not valid; use
 // Default or Load.
@@ -138,7 +146,7 @@ func Default() *Config {
 		Registry: Registry{Managed: ManagedAPI},
 		Report:   Report{Interval: time.Minute, Retention: 720 * time.Hour},
 		Limits: Limits{MaxBodyBytes: 1 << 20, ReadTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
-			ShutdownTimeout: 10 * time.Second},
+			ShutdownTimeout: 10 * time.Second, ShadowWorkers: DefaultShadowWorkers},
 		Auth: Auth{Mode: AuthNone},
 		Redis: Redis{RefreshInterval: 250 * time.Millisecond, FlushInterval: 100 * time.Millisecond,
 			Timeout: 100 * time.Millisecond, WALMaxBytes: 256 << 20},
@@ -151,6 +159,7 @@ type fileLimits struct {
 	ReadTimeout     *string `yaml:"read_timeout"`
 	WriteTimeout    *string `yaml:"write_timeout"`
 	ShutdownTimeout *string `yaml:"shutdown_timeout"`
+	ShadowWorkers   *int    `yaml:"shadow_workers"`
 }
 
 type file struct {
@@ -249,6 +258,12 @@ func Parse(raw []byte, baseDir string) (*Config, error) {
 				return nil, fmt.Errorf("limits.max_concurrent: must be ≥ 0 (0 = 64 per core)")
 			}
 			c.Limits.MaxConcurrent = *l.MaxConcurrent
+		}
+		if l.ShadowWorkers != nil {
+			if *l.ShadowWorkers < 1 || *l.ShadowWorkers > 1024 {
+				return nil, fmt.Errorf("limits.shadow_workers: must be between 1 and 1024")
+			}
+			c.Limits.ShadowWorkers = *l.ShadowWorkers
 		}
 		for _, d := range []struct {
 			dst  *time.Duration

@@ -37,7 +37,7 @@ func TestLoadFull(t *testing.T) {
 	if c.Report.Interval != 30*time.Second || c.Report.Retention != 48*time.Hour {
 		t.Errorf("report: %+v", c.Report)
 	}
-	if c.Limits != (Limits{MaxBodyBytes: 2048, MaxConcurrent: 10, ReadTimeout: 2 * time.Second, WriteTimeout: 3 * time.Second, ShutdownTimeout: 4 * time.Second}) {
+	if c.Limits != (Limits{MaxBodyBytes: 2048, MaxConcurrent: 10, ReadTimeout: 2 * time.Second, WriteTimeout: 3 * time.Second, ShutdownTimeout: 4 * time.Second, ShadowWorkers: 16}) {
 		t.Errorf("limits: %+v", c.Limits)
 	}
 	if len(c.SigningKeys) != 1 || len(c.SigningKeys[0]) != 32 {
@@ -58,6 +58,7 @@ func TestParseErrors(t *testing.T) {
 		{"interval too short", "report: {interval: 10ms}\n", "report.interval"},
 		{"tiny body limit", "limits: {max_body_bytes: 10}\n", "limits.max_body_bytes"},
 		{"negative concurrency", "limits: {max_concurrent: -1}\n", "limits.max_concurrent"},
+		{"no shadow workers", "limits: {shadow_workers: 0}\n", "limits.shadow_workers"},
 		{"bad timeout", "limits: {read_timeout: forever}\n", "limits.read_timeout"},
 		{"short signing key", "signing_keys: [abcd]\n", "signing_keys[0]"},
 		{"unknown registry owner", "registry: {managed: git}\n", `registry.managed: "git" is not api or config`},

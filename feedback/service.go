@@ -98,6 +98,13 @@ type Service struct {
 	final      func() context.Context
 	tel        *telemetry.Telemetry
 	met        *telemetry.Metrics
+	shadows    ShadowReplay
+}
+
+// ShadowReplay replays a shadowed prediction's first click against its
+// shadows' lists; *shadow.Recorder is one.
+type ShadowReplay interface {
+	Clicked(ctx context.Context, endpoint, key string, expires time.Time, item string)
 }
 
 // Options are a Service's optional collaborators and settings. The zero
@@ -118,6 +125,9 @@ type Options struct {
 	// shutdown deadline; it is called once, then. Nil: FinalFlushTimeout
 	// from the end of Run's context.
 	FinalContext func() context.Context
+	// Shadows, when set, gets the first click of every shadowed
+	// prediction, once it is durable.
+	Shadows ShadowReplay
 }
 
 // FinalFlushTimeout bounds Run's last flush when Options.FinalContext is
@@ -130,7 +140,8 @@ func NewService(signer *predtoken.Signer, db Store, table *counters.Table, looku
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Service{signer: signer, db: db, table: table, lookup: lookup, log: log, now: time.Now,
-		flushEvery: opts.FlushInterval, final: opts.FinalContext, offp: opts.OffPolicy, tel: opts.Telemetry}
+		flushEvery: opts.FlushInterval, final: opts.FinalContext, offp: opts.OffPolicy, tel: opts.Telemetry,
+		shadows: opts.Shadows}
 	if opts.Telemetry != nil {
 		s.met = opts.Telemetry.Metrics
 	}
@@ -193,7 +204,7 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 		toks = append(toks, tok)
 		idx = append(idx, i)
 		op := store.FeedbackOp{
-			Prediction: string(tok.ID[:]) + string(binaryMillis(tok.Time)),
+			Prediction: tok.Key(),
 			Event:      string(ev.Type) + "\x00" + ev.ItemID,
 			// The distinct item_ids of one prediction are bounded by what it
 			// served, so its dedupe state is too. An event without an item
@@ -249,22 +260,16 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 				s.offp.Success(tk.Endpoint, tk.Segment, tk.Arm, tk.Time, tk.Propensity)
 			}
 			s.table.AddToAggregate(ops[i].Counter, t, su)
+			if r.Success && s.shadows != nil && toks[i].Shadowed {
+				tk := toks[i]
+				s.shadows.Clicked(ctx, tk.Endpoint, ops[i].Prediction, tk.Expires(), ops[i].Item)
+			}
 		}
 	}
 	if tooMany {
 		slices.SortFunc(res.Rejected, func(a, b Rejection) int { return a.Index - b.Index })
 	}
 	return res, nil
-}
-
-func binaryMillis(t time.Time) []byte {
-	ms := uint64(t.UnixMilli())
-	b := make([]byte, 8)
-	for i := 7; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	return b
 }
 
 // sweepChunk bounds one sweep transaction, so feedback commits never wait

@@ -361,15 +361,7 @@ func TestAnalystPageInBrowser(t *testing.T) {
 	if bad := misleads("#charts"); len(bad) > 0 {
 		t.Errorf("empty endpoint: the charts mislead:\n%s", strings.Join(bad, "\n"))
 	}
-	if p := os.Getenv("MODELGATE_SCREENSHOT_EMPTY"); p != "" {
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	screenshotTo(ctx, t, os.Getenv("MODELGATE_SCREENSHOT_EMPTY"))
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/shop"), chromedp.WaitVisible(chromedp.CSS("#charts"))); err != nil {
 		t.Fatal(err)
@@ -448,6 +440,22 @@ func TestHoldoutFirstInBrowser(t *testing.T) {
 	}
 	if len(opts) != 1 || opts[0] != "all" {
 		t.Errorf("segments to choose %v, want [all]", opts)
+	}
+}
+
+// screenshotTo writes a screenshot of the browser's page to path; "" writes
+// none.
+func screenshotTo(ctx context.Context, t *testing.T, path string) {
+	t.Helper()
+	if path == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -36,6 +36,7 @@ import (
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
 	"github.com/modelgate/modelgate/router"
+	"github.com/modelgate/modelgate/shadow"
 	"github.com/modelgate/modelgate/telemetry"
 )
 
@@ -96,6 +97,7 @@ type Gateway struct {
 	tel      *telemetry.Telemetry
 	offp     *offpolicy.Table
 	rec      *report.Recorder
+	shadows  *shadow.Recorder
 	keys     *auth.Keys // API keys
 	// gauges are the traffic_share and p_best gauges, computed off the
 	// scrape path.
@@ -334,7 +336,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	for _, loop := range []func(context.Context){
 		g.fb.Run, g.rt.Run, g.rt.RunGuardrails, g.rec.Run, g.watch.Run, g.gauges.run,
-		g.saveOffPolicy, g.saveDiscounted, g.runShared, g.runKeys,
+		g.saveOffPolicy, g.saveDiscounted, g.runShared, g.runKeys, g.runShadows,
 	} {
 		grp.Go(func() error { loop(bg); return nil })
 	}
@@ -342,6 +344,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 		grp.Go(func() error { g.cfgWatch.run(bg); return nil })
 	}
 	return grp.Wait()
+}
+
+// runShadows runs the router's shadow workers and flushes the shadows'
+// sums and lists until ctx ends; the last flush, within the shutdown's
+// deadline, waits for the workers to finish the calls under way.
+func (g *Gateway) runShadows(ctx context.Context) {
+	workers := make(chan struct{})
+	go func() { g.rt.RunShadows(ctx); close(workers) }()
+	g.shadows.Run(ctx, func() context.Context {
+		<-workers
+		return g.stop.stopping()
+	})
 }
 
 // listenerShare is how much of the shutdown timeout the listeners get to
@@ -590,11 +604,12 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 			log.Error("guardrail could not pause an arm", "endpoint", endpoint, "arm", arm, "err", err)
 		}
 	}
+	shadows := shadow.New(db, log)
 	rt := router.New(reg, table, signer, log, router.Options{Observers: []router.Observer{router.NewOffPolicyObserver(offp), router.NewPredictionLogObserver(plog), router.NewTelemetryObserver(tel)}, Tracer: tel, OnGuardrail: pauseArm,
-		Seed: rngSeed, SyncRefresh: rngSeed != 0})
-	fbOpts := feedback.Options{OffPolicy: offp, Telemetry: tel, FinalContext: stop.stopping}
+		Seed: rngSeed, SyncRefresh: rngSeed != 0, Shadows: shadows, ShadowWorkers: cfg.Limits.ShadowWorkers, ShadowLog: plog})
+	fbOpts := feedback.Options{OffPolicy: offp, Telemetry: tel, FinalContext: stop.stopping, Shadows: shadows}
 	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxConcurrent: cfg.Limits.MaxConcurrent, Telemetry: tel, Audit: auditLog,
-		Analytics: api.Analytics{OffPolicy: offp, Series: db, Interval: cfg.Report.Interval}}
+		Analytics: api.Analytics{OffPolicy: offp, Series: db, Interval: cfg.Report.Interval, Shadows: shadows}}
 	if apiCfg.MaxConcurrent == 0 {
 		apiCfg.MaxConcurrent = 64 * runtime.NumCPU()
 	}
@@ -621,7 +636,7 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 		return nil, err
 	}
 	return &Gateway{db: db, cfg: cfg, reg: reg, table: table, fb: fb, rt: rt, srv: srv, watch: watch, cfgWatch: cfgWatch, pool: pool, plog: plog, log: log,
-		offp: offp, rec: rec, keys: apiKeys, gauges: gauges, retention: cfg.Report.Retention, stop: stop}, nil
+		offp: offp, rec: rec, shadows: shadows, keys: apiKeys, gauges: gauges, retention: cfg.Report.Retention, stop: stop}, nil
 }
 
 // lookup tells feedback the policy of an endpoint's arm.

@@ -19,6 +19,7 @@ import (
 	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
+	"github.com/modelgate/modelgate/shadow"
 	"github.com/modelgate/modelgate/store"
 	"github.com/modelgate/modelgate/store/redisstore"
 )
@@ -35,6 +36,7 @@ type stateStore interface {
 	counters.DiscStore
 	offpolicy.Store
 	auth.Store
+	shadow.Store
 	metaStore
 	Close() error
 }

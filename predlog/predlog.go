@@ -39,6 +39,21 @@ type Record struct {
 	// prediction is counted in the holdout's segment, not the bandit's.
 	Holdout bool     `json:"holdout,omitempty"`
 	Items   []string `json:"items"`
+	// Shadows are what the endpoint's shadows answered for a shadowed
+	// prediction (whose line is written once they have).
+	Shadows []Shadow `json:"shadows,omitempty"`
+}
+
+// Shadow is one shadow's answer for a prediction: its list, or why it has
+// none.
+type Shadow struct {
+	Arm       string   `json:"arm"`
+	Items     []string `json:"items,omitempty"`
+	LatencyMs float64  `json:"latency_ms,omitempty"`
+	// Error is the call's failure; Dropped says the call was skipped
+	// because every shadow worker was busy.
+	Error   string `json:"error,omitempty"`
+	Dropped bool   `json:"dropped,omitempty"`
 }
 
 // Log appends records to a file. Create it with Open; it is safe for

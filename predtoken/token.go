@@ -35,6 +35,10 @@ type Token struct {
 	// Pinned marks a prediction served by an arm a QA caller pinned: it
 	// counts nowhere, and its feedback is accepted and ignored.
 	Pinned bool
+	// Shadowed marks a prediction that the endpoint's shadows were asked
+	// to score too: feedback looks up their lists for its first click.
+	// Tokens signed before the flag existed read as not shadowed.
+	Shadowed bool
 	// Items is how many items the prediction returned: feedback accepts
 	// events for at most max(Items, 1) distinct item ids of it (see
 	// ItemLimit). Sign stores at most MaxItems.
@@ -66,6 +70,7 @@ const (
 	maxTokenLen    = 16384
 	flagImpression = 1
 	flagPinned     = 2
+	flagShadowed   = 4
 )
 
 // headerLen is the fixed part of a token: version, key id, time, id,
@@ -122,6 +127,23 @@ func NewSigner(keys ...[]byte) (*Signer, error) {
 	return s, nil
 }
 
+// Key names the prediction in the store: its random id and its time in
+// Unix milliseconds, 20 bytes. Feedback keeps the prediction's dedupe state
+// under it, and the shadows' lists are kept under it.
+func (t *Token) Key() string {
+	var b [20]byte
+	copy(b[:12], t.ID[:])
+	binary.BigEndian.PutUint64(b[12:], uint64(t.Time.UnixMilli()))
+	return string(b[:])
+}
+
+// Expires is the end of the prediction's attribution window, as its signed
+// token says it (time to the millisecond, window to the second): the same
+// for the token the router signs and the one feedback verifies.
+func (t *Token) Expires() time.Time {
+	return time.UnixMilli(t.Time.UnixMilli()).Add(t.Window.Truncate(time.Second))
+}
+
 // NewID returns a fresh random token id.
 func NewID() [12]byte {
 	var id [12]byte
@@ -146,6 +168,9 @@ func (s *Signer) Sign(t *Token) string {
 	}
 	if t.Pinned {
 		flags |= flagPinned
+	}
+	if t.Shadowed {
+		flags |= flagShadowed
 	}
 	buf = append(buf, flags)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(min(max(t.Items, 0), MaxItems)))
@@ -232,6 +257,7 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 	t.Window = time.Duration(binary.BigEndian.Uint32(b[24:28])) * time.Second
 	t.OnImpression = b[28]&flagImpression != 0
 	t.Pinned = b[28]&flagPinned != 0
+	t.Shadowed = b[28]&flagShadowed != 0
 	t.Items = LegacyItems
 	if hlen == headerLen {
 		t.Items = int(binary.BigEndian.Uint16(b[29:31]))

@@ -28,9 +28,19 @@ func TestTokenRoundTrip(t *testing.T) {
 	if out.Pinned {
 		t.Fatal("an unpinned token verified as pinned")
 	}
+	// The signer's and the verifier's tokens name the same prediction and
+	// window end, whatever precision the signer's time had.
+	in.Time = in.Time.Add(456789 * time.Nanosecond)
+	if out.Key() != in.Key() || !out.Expires().Equal(in.Expires()) || !out.Expires().Equal(out.Time.Add(out.Window)) {
+		t.Fatalf("key or expiry differ: %v vs %v", out.Expires(), in.Expires())
+	}
 	in.Pinned, in.OnImpression = true, false
-	if out, err := s.Verify(s.Sign(&in)); err != nil || !out.Pinned || out.OnImpression {
+	if out, err := s.Verify(s.Sign(&in)); err != nil || !out.Pinned || out.OnImpression || out.Shadowed {
 		t.Fatalf("a pinned token: %+v, %v", out, err)
+	}
+	in.Pinned, in.Shadowed = false, true
+	if out, err := s.Verify(s.Sign(&in)); err != nil || !out.Shadowed || out.Pinned {
+		t.Fatalf("a shadowed token: %+v, %v", out, err)
 	}
 }
 
@@ -65,7 +75,7 @@ func TestVersion3TokenStillVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out.Endpoint != "home" || out.Arm != "mf@1" || out.Segment != "surface=music" || out.Time.UnixMilli() != 1764000000123 ||
-		out.Propensity != 0.5 || out.Window != 24*time.Hour || out.OnImpression || string(out.ID[:]) != "abcdefghijkl" {
+		out.Propensity != 0.5 || out.Window != 24*time.Hour || out.OnImpression || out.Shadowed || string(out.ID[:]) != "abcdefghijkl" {
 		t.Fatalf("v3 token decoded as %+v", out)
 	}
 	if out.Items != LegacyItems {

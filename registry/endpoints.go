@@ -25,8 +25,50 @@ func (r *Registry) CheckEndpoint(name string, body []byte) error {
 	if err := checkHoldoutArm(in); err != nil {
 		return err
 	}
+	if _, err := parseShadows(in, nil); err != nil {
+		return err
+	}
 	_, err = parseAutoArms(in.AutoArms)
 	return err
+}
+
+// parseShadows checks a body's shadows: at most MaxShadows, each an arm id
+// listed once, not one of the endpoint's arms, registered (when known is
+// not nil) and with a share in (0, 1]. It returns nil for none.
+func parseShadows(in *endpointBody, known func(arm string) bool) ([]Shadow, error) {
+	if len(in.Shadows) == 0 {
+		return nil, nil
+	}
+	if len(in.Shadows) > MaxShadows {
+		return nil, fault.Field("shadows", "invalid_shadow", "at most %d shadows", MaxShadows)
+	}
+	out := make([]Shadow, 0, len(in.Shadows))
+	for i, sb := range in.Shadows {
+		field := fmt.Sprintf("shadows[%d]", i)
+		switch {
+		case !validArmID(sb.Arm):
+			return nil, fault.Field(field+".arm", "invalid_shadow", "name a registered model version, e.g. \"mf@3\"")
+		case slices.Contains(in.Arms, sb.Arm):
+			return nil, fault.Field(field+".arm", "invalid_shadow", "%s is one of the endpoint's arms: a shadow is a version that does not serve yet (promote a shadow to make it an arm)", sb.Arm)
+		case slices.ContainsFunc(out, func(o Shadow) bool { return o.Arm == sb.Arm }):
+			return nil, fault.Field(field+".arm", "invalid_shadow", "%s is listed twice", sb.Arm)
+		case sb.Share == nil || !(*sb.Share > 0 && *sb.Share <= 1):
+			return nil, fault.Field(field+".share", "invalid_shadow", "must be in (0, 1]")
+		}
+		if known != nil {
+			if err := checkArmIn(known, field+".arm", sb.Arm); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, Shadow{Arm: sb.Arm, Share: *sb.Share})
+	}
+	return out, nil
+}
+
+// validArmID reports whether arm has the form name@version.
+func validArmID(arm string) bool {
+	_, _, ok := SplitArm(arm)
+	return ok
 }
 
 // decodeEndpointBody checks an endpoint's name and decodes its body and
@@ -86,7 +128,12 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	snap := r.snap.Load()
-	autoArms, err := checkEndpointRefs(in, func(arm string) bool { _, ok := snap.Versions[arm]; return ok }, snap.hasModel)
+	known := func(arm string) bool { _, ok := snap.Versions[arm]; return ok }
+	autoArms, err := checkEndpointRefs(in, known, snap.hasModel)
+	if err != nil {
+		return nil, false, false, err
+	}
+	shadows, err := parseShadows(in, known)
 	if err != nil {
 		return nil, false, false, err
 	}
@@ -103,7 +150,7 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	raw, err := r.update(ctx, store.Endpoints, name, func(cur []byte) ([]byte, error) {
 		stored = cur
 		ep := &Endpoint{Name: name, Arms: in.Arms, ArmStates: map[string]ArmState{}, Policy: pol,
-			Fallback: in.Fallback, AutoArms: autoArms, CreatedAt: now, UpdatedAt: now, Revision: 1}
+			Fallback: in.Fallback, AutoArms: autoArms, Shadows: shadows, CreatedAt: now, UpdatedAt: now, Revision: 1}
 		var old *Endpoint
 		created = cur == nil
 		if created {
@@ -152,7 +199,8 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 }
 
 // sameEndpoint reports whether two endpoints are defined alike: arms,
-// policy, fallback and auto_arms (not arm states, times or revisions).
+// policy, fallback, auto_arms and shadows (not arm states, times or
+// revisions).
 func sameEndpoint(a, b *Endpoint) bool {
 	def := func(e *Endpoint) string {
 		x, _ := json.Marshal(struct {
@@ -160,7 +208,8 @@ func sameEndpoint(a, b *Endpoint) bool {
 			Policy   Policy    `json:"policy"`
 			Fallback string    `json:"fallback"`
 			AutoArms *AutoArms `json:"auto_arms"`
-		}{e.Arms, e.Policy, e.Fallback, e.AutoArms})
+			Shadows  []Shadow  `json:"shadows"`
+		}{e.Arms, e.Policy, e.Fallback, e.AutoArms, e.Shadows})
 		return string(x)
 	}
 	return def(a) == def(b)
@@ -331,8 +380,43 @@ func (r *Registry) addArm(ctx context.Context, endpoint, arm string, cond IfMatc
 		}
 		ep.Arms = append(ep.Arms, arm)
 		ep.ArmStates[arm] = Active
+		// An arm is never its endpoint's shadow too: adding a shadow as an
+		// arm promotes it.
+		ep.Shadows = slices.DeleteFunc(ep.Shadows, func(s Shadow) bool { return s.Arm == arm })
 		return nil
 	})
+	return ep, err
+}
+
+// PromoteShadow makes a shadow of the endpoint an active arm and removes
+// it from the shadows, in one change, applied only when the stored
+// endpoint meets cond. It is 404 endpoint_not_found or shadow_not_found
+// when the endpoint or the shadow does not exist, 409 arm_exists when the
+// version is an arm already (promoted before), 409 too_many_arms at 64
+// arms and 409 managed_by_config for an endpoint the config manages. The
+// change is audited.
+func (r *Registry) PromoteShadow(ctx context.Context, endpoint, arm string, cond IfMatch) (*Endpoint, error) {
+	target := endpoint + "/" + arm
+	if err := r.refuseManaged("endpoint", endpoint); err != nil {
+		r.audit.Record(ctx, "promote_shadow", target, err)
+		return nil, err
+	}
+	ep, _, err := r.changeEndpoint(ctx, endpoint, cond, func(ep *Endpoint) error {
+		i := slices.IndexFunc(ep.Shadows, func(s Shadow) bool { return s.Arm == arm })
+		switch {
+		case slices.Contains(ep.Arms, arm):
+			return fault.New(fault.Conflict, "arm_exists", "%s is already an arm of %s", arm, endpoint)
+		case i < 0:
+			return fault.New(fault.NotFound, "shadow_not_found", "%s is not a shadow of %s", arm, endpoint)
+		case len(ep.Arms) >= 64:
+			return fault.New(fault.Conflict, "too_many_arms", "%s has 64 arms, the most an endpoint may have", endpoint)
+		}
+		ep.Arms = append(ep.Arms, arm)
+		ep.ArmStates[arm] = Active
+		ep.Shadows = slices.Delete(ep.Shadows, i, i+1)
+		return nil
+	})
+	r.audit.Record(ctx, "promote_shadow", target, err)
 	return ep, err
 }
 

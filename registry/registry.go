@@ -265,11 +265,11 @@ func closeScorer(sc backend.Scorer) {
 	}
 }
 
-// usedBy returns the endpoints whose arms or fallback name arm.
+// usedBy returns the endpoints whose arms, fallback or shadows name arm.
 func (s *Snapshot) usedBy(arm string) []string {
 	var out []string
 	for name, ep := range s.Endpoints {
-		if slices.Contains(ep.Arms, arm) || ep.Fallback == arm {
+		if slices.Contains(ep.Arms, arm) || ep.Fallback == arm || slices.ContainsFunc(ep.Shadows, func(sh Shadow) bool { return sh.Arm == arm }) {
 			out = append(out, name)
 		}
 	}

@@ -253,8 +253,13 @@ type Endpoint struct {
 	Policy     Policy            `json:"policy"`
 	Fallback   string            `json:"fallback,omitempty"`
 	AutoArms   *AutoArms         `json:"auto_arms,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
+	// Shadows are versions also asked for a list on a share of the
+	// requests, after the response, to compare with what was served; they
+	// get no trial and no traffic share. Empty (and left out of the JSON)
+	// when the endpoint has none.
+	Shadows   []Shadow  `json:"shadows,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// Revision grows by one with every stored change of the endpoint
 	// (including automatic pauses); a record stored before revisions
 	// existed reads as 1.
@@ -370,6 +375,26 @@ type endpointBody struct {
 	Policy   *policyBody   `json:"policy"`
 	Fallback string        `json:"fallback"`
 	AutoArms *autoArmsBody `json:"auto_arms"`
+	Shadows  []shadowBody  `json:"shadows"`
+}
+
+// MaxShadows is the most shadows one endpoint may have.
+const MaxShadows = 8
+
+// Shadow is a registered version (not one of the endpoint's arms) asked
+// for a list, too, on a Share (0 < Share ≤ 1) of the endpoint's requests,
+// after the response is sent; what it answers is only compared with what
+// was served (the report's shadows), never shown to the client.
+type Shadow struct {
+	Arm   string  `json:"arm"`
+	Share float64 `json:"share"`
+}
+
+// shadowBody is Shadow as a request writes it: a missing share is told
+// apart from a zero one.
+type shadowBody struct {
+	Arm   string   `json:"arm"`
+	Share *float64 `json:"share"`
 }
 
 // DefaultPolicy is the policy an endpoint body without "policy" gets.

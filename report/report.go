@@ -13,6 +13,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/registry"
+	"github.com/modelgate/modelgate/shadow"
 )
 
 // SRMThreshold is the p-value below which the report warns of a sample
@@ -106,11 +107,15 @@ type Report struct {
 	Segments    []string `json:"segments"`
 	// Holdout compares the bandit with the endpoint's holdout; nil (null)
 	// when the policy has none.
-	Holdout  *Holdout `json:"holdout"`
-	Arms     []Arm    `json:"arms"`
-	Decision Decision `json:"decision"`
-	Health   Health   `json:"health"`
-	Regret   Regret   `json:"regret"`
+	Holdout *Holdout `json:"holdout"`
+	// Shadows are the endpoint's shadow arms, each with what its calls
+	// and the replay of clicks show (endpoint-wide: the same in every
+	// segment's report); [] when it has none.
+	Shadows  []shadow.Summary `json:"shadows"`
+	Arms     []Arm            `json:"arms"`
+	Decision Decision         `json:"decision"`
+	Health   Health           `json:"health"`
+	Regret   Regret           `json:"regret"`
 }
 
 // Holdout is what the bandit is worth against the endpoint's holdout arm:
@@ -209,6 +214,8 @@ type Input struct {
 	// reads the table once); Segments likewise lists its segments.
 	Entries  []counters.Entry
 	Segments []string
+	// Shadows are the report's shadows entries (nil: none).
+	Shadows []shadow.Summary
 }
 
 // Build computes the report of an endpoint for one segment from the counters
@@ -261,7 +268,10 @@ func Build(in Input) *Report {
 		segs = table.Segments(ep.Name)
 	}
 	r := &Report{Endpoint: ep.Name, GeneratedAt: now.UTC().Format(time.RFC3339), Segment: segment,
-		Segments: segs, Holdout: holdout(ep, entries, idx), Health: Health{Warnings: []string{}}}
+		Segments: segs, Holdout: holdout(ep, entries, idx), Shadows: in.Shadows, Health: Health{Warnings: []string{}}}
+	if r.Shadows == nil {
+		r.Shadows = []shadow.Summary{}
+	}
 	if overflowed > 0 {
 		r.Health.Warnings = append(r.Health.Warnings, fmt.Sprintf(
 			"segments_capped: %d requests were served in segment %q because the endpoint has max_segments %d segments",

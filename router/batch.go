@@ -143,8 +143,8 @@ func (r *Router) finishEntry(ctx context.Context, snap *registry.Snapshot, ep *r
 	} else {
 		e.resp = r.record(snap, ep, e.req.UserID, &e.c, &e.s)
 	}
-	if len(r.obs) > 0 {
-		r.notify(ctx, e.start, ep, &e.c, &e.s, e.resp, e.err)
+	if len(r.obs) > 0 || e.c.shadows != 0 {
+		r.notify(ctx, e.start, snap, ep, e.in, &e.c, &e.s, e.resp, e.err)
 	}
 }
 

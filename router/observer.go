@@ -67,6 +67,10 @@ type Outcome struct {
 	Holdout bool
 	// Trial: a trial was counted (trials are counted on requests).
 	Trial bool
+	// ShadowLogged: the prediction was shadowed, and its prediction log
+	// record is written with its shadows' answers by the router's shadow
+	// side (Options.ShadowLog), not by PredictionLogObserver.
+	ShadowLogged bool
 	// PredictionID is the signed prediction token; "" when none was served.
 	PredictionID string
 	// Time is the prediction's time, as its token says.
@@ -117,18 +121,13 @@ func NewPredictionLogObserver(log PredictionLog) *PredictionLogObserver {
 	return &PredictionLogObserver{log: log}
 }
 
-// Observe adds a record of o to the log when o served a prediction.
+// Observe adds a record of o to the log when o served a prediction, unless
+// the shadow side writes it (o.ShadowLogged).
 func (p *PredictionLogObserver) Observe(_ context.Context, o Outcome) {
-	if o.Served < 0 {
+	if o.Served < 0 || o.ShadowLogged {
 		return
 	}
-	ids := make([]string, len(o.Items))
-	for i, it := range o.Items {
-		ids[i] = it.ID
-	}
-	p.log.Add(&predlog.Record{PredictionID: o.PredictionID, Time: o.Time.UTC(), Endpoint: o.Endpoint,
-		Segment: o.Segment, Arm: o.Arms[o.Served], Propensity: o.Propensity, Fallback: o.Fallback,
-		Sticky: o.Sticky, Pinned: o.Pinned, Holdout: o.Holdout, Items: ids})
+	p.log.Add(predictionRecord(&o))
 }
 
 // OffPolicySums keeps the sums behind the off-policy estimates;

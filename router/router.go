@@ -106,6 +106,11 @@ type Router struct {
 	syncRefresh bool
 	onTrip      func(endpoint, arm, reason string)
 	trips       chan trip // to RunGuardrails
+	// shadowQ holds shadowed predictions for RunShadows' workers; its
+	// capacity is the worker budget.
+	shadowQ    chan *shadowJob
+	shadowSink ShadowSink
+	shadowLog  PredictionLog
 }
 
 // Options are a Router's optional collaborators. The zero value is usable.
@@ -133,6 +138,16 @@ type Options struct {
 	// real server). It puts a Monte Carlo estimate on the request path:
 	// never for serving.
 	SyncRefresh bool
+	// Shadows, when set, receives what the endpoints' shadow arms did; nil
+	// turns shadow calls off (no prediction is shadowed).
+	Shadows ShadowSink
+	// ShadowWorkers is the fixed number of shadow calls in flight at once
+	// (RunShadows' workers); 0 means DefaultShadowWorkers.
+	ShadowWorkers int
+	// ShadowLog, when set, gets the prediction log record of a shadowed
+	// prediction once its shadows answered (PredictionLogObserver leaves
+	// those to it).
+	ShadowLog PredictionLog
 }
 
 // Errors returns the router's arm failure counts.
@@ -159,7 +174,12 @@ func New(reg Snapshotter, table *counters.Table, signer *predtoken.Signer, log *
 	r := &Router{reg: reg, table: table, signer: signer, log: log, now: time.Now,
 		tracer: opt.Tracer, obs: slices.Clone(opt.Observers), onTrip: opt.OnGuardrail,
 		refreshQ: make(chan segKey, refreshQueue), trips: make(chan trip, tripQueueLen), draws: shareDraws,
-		syncRefresh: opt.SyncRefresh}
+		syncRefresh: opt.SyncRefresh, shadowSink: opt.Shadows, shadowLog: opt.ShadowLog}
+	workers := opt.ShadowWorkers
+	if workers <= 0 {
+		workers = DefaultShadowWorkers
+	}
+	r.shadowQ = make(chan *shadowJob, workers)
 	if r.tracer == nil {
 		r.tracer = noTracer{}
 	}
@@ -329,10 +349,12 @@ func (r *Router) Recommend(ctx context.Context, req *Request) (resp *Response, e
 	var armBuf [16]bandit.Arm
 	c, arms := r.choose(ctx, snap, ep, req, armBuf[:0])
 	s := serving{served: -1}
-	if len(r.obs) > 0 {
-		defer func() { r.notify(ctx, start, ep, &c, &s, resp, err) }()
+	var in input
+	if len(r.obs) > 0 || c.shadows != 0 {
+		defer func() { r.notify(ctx, start, snap, ep, in, &c, &s, resp, err) }()
 	}
-	if err := r.serve(ctx, snap, ep, req, arms, &c, &s); err != nil {
+	in = newInput(req)
+	if err := r.serve(ctx, snap, ep, &in, arms, &c, &s); err != nil {
 		return nil, err
 	}
 	return r.record(snap, ep, req.UserID, &c, &s), nil
@@ -349,6 +371,8 @@ type choice struct {
 	pinned  bool      // chosen is the arm the request pinned
 	batch   bool      // the request is an entry of a batch call
 	holdout bool      // chosen is the holdout arm, serving a held-out request
+	shadows uint8     // bit i: the endpoint's shadow i scores the request too (registry.MaxShadows ≤ 8)
+	id      [12]byte  // the prediction token's random id, once recorded
 }
 
 // choose names the request's segment (its own, or the overflow segment when
@@ -383,6 +407,7 @@ func (r *Router) choose(ctx context.Context, snap *registry.Snapshot, ep *regist
 			c.prop = c.shares[c.chosen]
 		}
 	}
+	r.drawShadows(ep, &c)
 	endChoose(span, ep, c.segment, c.chosen, c.prop)
 	return c, arms
 }
@@ -508,13 +533,12 @@ func newInput(req *Request) input {
 // serve calls the chosen arm and, when it fails for a reason of its own, the
 // fallback arm. A request at fault (a missing feature) or whose client went
 // away gets no fallback. It returns the request's error when no arm served.
-func (r *Router) serve(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, req *Request, arms []bandit.Arm, c *choice, s *serving) error {
-	in := newInput(req)
+func (r *Router) serve(ctx context.Context, snap *registry.Snapshot, ep *registry.Endpoint, in *input, arms []bandit.Arm, c *choice, s *serving) error {
 	var err error
 	if c.chosen >= 0 {
-		err = r.try(ctx, snap, ep, c.chosen, &in, s)
+		err = r.try(ctx, snap, ep, c.chosen, in, s)
 	}
-	return r.fallBack(ctx, snap, ep, arms, c, s, &in, err)
+	return r.fallBack(ctx, snap, ep, arms, c, s, in, err)
 }
 
 // fallBack finishes serving a request after its chosen arm's call (none
@@ -647,21 +671,24 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 			r.sticky.put(ep.Name, user, arm, c.prop, c.now.Add(ttl))
 		}
 	}
+	c.id = predtoken.NewID()
 	tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: segment, Time: c.now,
 		Propensity: prop, Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items),
-		OnImpression: onImpression && !c.pinned, Pinned: c.pinned, ID: predtoken.NewID()}
+		OnImpression: onImpression && !c.pinned, Pinned: c.pinned, Shadowed: c.shadows != 0, ID: c.id}
 	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
 		Version: spec.Version, Segment: segment, Items: s.items, Fallback: s.fellBack, Pinned: c.pinned}
 }
 
-// notify tells every observer what a recommend call of a known endpoint did.
-func (r *Router) notify(ctx context.Context, start time.Time, ep *registry.Endpoint, c *choice, s *serving, resp *Response, err error) {
+// notify hands a served, shadowed prediction to the shadow workers and
+// tells every observer what a recommend call of a known endpoint did.
+func (r *Router) notify(ctx context.Context, start time.Time, snap *registry.Snapshot, ep *registry.Endpoint, in input, c *choice, s *serving, resp *Response, err error) {
 	o := Outcome{Endpoint: ep.Name, Segment: c.segment, Arms: ep.Arms, Shares: c.shares, Chosen: c.chosen,
 		Served: s.served, Propensity: c.prop, Fallback: s.fellBack, Sticky: c.sticky, Time: c.now,
 		Pinned: c.pinned, Holdout: c.holdout, Batch: c.batch, Latency: time.Since(start), Err: err, calls: s.calls, ncalls: s.ncalls}
 	if resp != nil {
 		o.Segment, o.PredictionID, o.Items = resp.Segment, resp.PredictionID, resp.Items
 		o.Trial = ep.Policy.TrialsOn != registry.TrialsOnImpression && !c.pinned
+		o.ShadowLogged = r.submitShadows(snap, ep, in, c, &o)
 	}
 	for _, ob := range r.obs {
 		ob.Observe(ctx, o)

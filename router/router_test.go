@@ -23,11 +23,14 @@ import (
 // As a backend.BatchScorer it answers each request as Predict would, or
 // fails the whole call as its batchMode says.
 type scorer struct {
-	mode      atomic.Value // "ok", "fail", "slow", "lag", "junk", "reject", "inf", "nan"
+	mode      atomic.Value // "ok", "fail", "slow", "lag", "gate", "junk", "reject", "inf", "nan"
 	batchMode atomic.Value // "" (as mode says), "notstack", "fail", "reject"
 	calls     atomic.Int64 // Predict calls
 	batches   atomic.Int64 // PredictBatch calls
 	batched   atomic.Int64 // requests in PredictBatch calls
+	// gate holds a "gate" scorer's calls until it is closed (or their
+	// deadline passes).
+	gate chan struct{}
 }
 
 func (s *scorer) Predict(ctx context.Context, req *backend.Request) ([]backend.Item, error) {
@@ -42,6 +45,12 @@ func (s *scorer) answer(ctx context.Context, req *backend.Request) ([]backend.It
 	case "slow":
 		<-ctx.Done()
 		return nil, ctx.Err()
+	case "gate":
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	case "lag":
 		time.Sleep(12 * time.Millisecond) // slow, but inside the 20 ms deadline
 	case "reject":

@@ -337,9 +337,9 @@ func dropEmptyLegacy(tx *bolt.Tx) (bool, error) {
 	return false, nil
 }
 
-// SweepExpired deletes the dedupe state of predictions that expired more
-// than ExpiryGrace before now, at most limit records (or format-1 keys),
-// and reports how many it deleted.
+// SweepExpired deletes the dedupe state and the shadow lists of
+// predictions that expired more than ExpiryGrace before now, at most limit
+// records (or format-1 keys), and reports how many it deleted.
 func (d *DB) SweepExpired(_ context.Context, limit int) (int, error) {
 	n := 0
 	cut := uint64(d.now().Add(-ExpiryGrace).UnixNano())
@@ -348,6 +348,14 @@ func (d *DB) SweepExpired(_ context.Context, limit int) (int, error) {
 		var err error
 		if n, err = sweepFront(tx.Bucket(bFeedback), cut, limit, nil); err != nil {
 			return err
+		}
+		if n < limit {
+			// A shadowed prediction's lists expire with its feedback state.
+			m, err := sweepFront(tx.Bucket(bShadowLists), cut, limit-n, nil)
+			n += m
+			if err != nil {
+				return err
+			}
 		}
 		if !d.legacy.Load() || n >= limit {
 			return nil

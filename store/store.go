@@ -103,7 +103,7 @@ func OpenWith(dir string, opt Options) (*DB, error) {
 	db.MaxBatchDelay = 2 * time.Millisecond
 	legacy := false
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bCounters, bFeedback, bDisc, bOffPol, bHistory, []byte(Models), []byte(Endpoints)} {
+		for _, b := range [][]byte{bMeta, bCounters, bFeedback, bDisc, bOffPol, bHistory, bShadow, bShadowLists, []byte(Models), []byte(Endpoints)} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

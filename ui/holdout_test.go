@@ -11,18 +11,8 @@ import (
 // The holdout panel says what the bandit is worth, in words and figures,
 // before anything else on the page; an endpoint without a holdout has none.
 func TestHoldoutPanel(t *testing.T) {
-	tpl, err := ParseTemplates()
-	if err != nil {
-		t.Fatal(err)
-	}
 	render := func(h *report.Holdout) string {
-		rep := reportOf([2]uint64{5000, 300}, [2]uint64{5000, 320})
-		rep.Holdout = h
-		var b strings.Builder
-		if err := tpl.Endpoint(&b, Build(Input{Report: rep, History: &report.History{}})); err != nil {
-			t.Fatal(err)
-		}
-		return html.UnescapeString(b.String())
+		return renderWith(t, func(rep *report.Report) { rep.Holdout = h })
 	}
 	lift, ci := report.Lift(10000, 600, 1000, 50)
 	page := render(&report.Holdout{Arm: "mf@1", Share: 0.1, Trials: 1000, Successes: 50, Rate: 0.05,
@@ -49,4 +39,21 @@ func TestHoldoutPanel(t *testing.T) {
 	if strings.Contains(render(nil), `id="holdout"`) {
 		t.Error("a panel without a holdout")
 	}
+}
+
+// renderWith renders the page of a two-arm report changed by change, its
+// HTML entities unescaped.
+func renderWith(t *testing.T, change func(rep *report.Report)) string {
+	t.Helper()
+	tpl, err := ParseTemplates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := reportOf([2]uint64{5000, 300}, [2]uint64{5000, 320})
+	change(rep)
+	var b strings.Builder
+	if err := tpl.Endpoint(&b, Build(Input{Report: rep, History: &report.History{}})); err != nil {
+		t.Fatal(err)
+	}
+	return html.UnescapeString(b.String())
 }

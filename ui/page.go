@@ -73,11 +73,14 @@ type EndpointPage struct {
 	Winner   bool
 	// Early is set below the stop rule's min_trials (and at 0 trials): the
 	// page then names no leader or winner.
-	Early       bool
-	Empty       bool // no trials at all: no P(best) or loss to show
-	Regret      float64
-	SRM         string
-	Arms        []ArmRow
+	Early  bool
+	Empty  bool // no trials at all: no P(best) or loss to show
+	Regret float64
+	SRM    string
+	Arms   []ArmRow
+	// Shadows are the endpoint's shadow arms, shown after the arms; empty
+	// when it has none.
+	Shadows     []ShadowRow
 	ShareCharts []template.HTML // one per arm, each on its own scale from 0
 	Charts      []template.HTML
 	Refresh     int
@@ -249,6 +252,7 @@ func Build(in Input) *EndpointPage {
 		}
 	}
 	p.Holdout = holdoutView(rep.Holdout)
+	p.Shadows = shadowRows(rep.Shadows)
 	p.Decision = DecisionText(rep, in.Rule)
 	p.Winner = rep.Decision.Status == "winner"
 	var total uint64

@@ -23,6 +23,7 @@ var endpointsGroup = newCLIGroup("endpoints",
 	cli.Sub{Name: "show", Args: "NAME", Summary: "one endpoint: policy, fallback, and per arm its state and report numbers", Run: runEndpointsShow},
 	cli.Sub{Name: "apply", Args: "NAME --file BODY.json", Summary: "create or replace an endpoint from its JSON body", Run: runEndpointsApply},
 	cli.Sub{Name: "add-arm", Args: "NAME ARM", Summary: "add a registered version as an active arm, while serving", Run: runEndpointsAddArm},
+	cli.Sub{Name: "promote", Args: "NAME ARM", Summary: "make a shadow an active arm, while serving", Run: runEndpointsPromote},
 	cli.Sub{Name: "pause", Args: "NAME ARM", Summary: "the kill switch: the arm gets no traffic from the next request", Run: runEndpointsPause},
 	cli.Sub{Name: "resume", Args: "NAME ARM", Summary: "make a paused arm active again", Run: runEndpointsResume},
 )
@@ -239,9 +240,25 @@ func runEndpointsApply(args []string, stdout, stderr io.Writer) int {
 }
 
 func runEndpointsAddArm(args []string, stdout, stderr io.Writer) int {
-	c := newCLICmd("endpoints add-arm", "NAME ARM [--server URL] [--json]",
+	return newArm(args, stdout, stderr, "add-arm", "added",
 		"Adds a registered model version (ARM is MODEL@VERSION, e.g. mf@3) to an endpoint as an active\n"+
-			"arm, while it serves (POST /v1/endpoints/NAME/arms). Its posterior starts at the prior.", stdout, stderr)
+			"arm, while it serves (POST /v1/endpoints/NAME/arms). Its posterior starts at the prior.",
+		(*client.Client).AddArm)
+}
+
+func runEndpointsPromote(args []string, stdout, stderr io.Writer) int {
+	return newArm(args, stdout, stderr, "promote", "promoted",
+		"Makes a shadow of an endpoint (ARM is MODEL@VERSION, e.g. mf@3) an active arm and ends it as a\n"+
+			"shadow, in one change, while it serves (POST /v1/endpoints/NAME/shadows/ARM/promote). Its\n"+
+			"posterior starts at the prior: what it did as a shadow is not a trial.",
+		(*client.Client).PromoteShadow)
+}
+
+// newArm runs a subcommand that makes ARM an active arm of endpoint NAME
+// through change (add-arm, promote).
+func newArm(args []string, stdout, stderr io.Writer, name, did, about string,
+	change func(*client.Client, context.Context, string, string, ...client.CallOption) (*registry.Endpoint, error)) int {
+	c := newCLICmd("endpoints "+name, "NAME ARM [--server URL] [--json]", about, stdout, stderr)
 	pos, code, ok := c.Parse(args, 2, 2)
 	if !ok {
 		return code
@@ -251,11 +268,11 @@ func runEndpointsAddArm(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	var raw []byte
-	ep, err := cl.AddArm(context.Background(), pos[0], pos[1], client.RawBody(&raw))
+	ep, err := change(cl, context.Background(), pos[0], pos[1], client.RawBody(&raw))
 	if code, ok := c.done(raw, err); !ok {
 		return code
 	}
-	fmt.Fprintf(stdout, "added %s to %s; arms: %s\n", pos[1], ep.Name, armsSummary(ep))
+	fmt.Fprintf(stdout, "%s %s to %s; arms: %s\n", did, pos[1], ep.Name, armsSummary(ep))
 	return cli.ExitOK
 }
 

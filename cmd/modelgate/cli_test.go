@@ -88,7 +88,7 @@ func TestCLIUsage(t *testing.T) {
 		{name: "top help lists the clients", args: []string{"help"}, code: 0, stdout: []string{"models", "endpoints"}},
 		{name: "models without command", args: []string{"models"}, code: 2, stderr: []string{"usage: modelgate models <command>"}},
 		{name: "models --help", args: []string{"models", "--help"}, code: 0, stdout: []string{"usage: modelgate models <command>", "register", "Exit status"}},
-		{name: "endpoints -h", args: []string{"endpoints", "-h"}, code: 0, stdout: []string{"add-arm NAME ARM", "pause NAME ARM", "MODELGATE_SERVER"}},
+		{name: "endpoints -h", args: []string{"endpoints", "-h"}, code: 0, stdout: []string{"add-arm NAME ARM", "promote NAME ARM", "pause NAME ARM", "MODELGATE_SERVER"}},
 		{name: "models help register", args: []string{"models", "help", "register"}, code: 0,
 			stdout: []string{"usage: modelgate models register MODEL VERSION", "its own working directory", "--embedded PATH"}},
 		{name: "unknown models command", args: []string{"models", "frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`}},
@@ -149,6 +149,7 @@ func TestCLILifecycle(t *testing.T) {
 	homeBody := writeFile(t, "home.json", `{"arms": ["mf@1", "mf@2"], "policy": {"min_share": 0.05}, "fallback": "mf@2"}`)
 	shopBody := writeFile(t, "shop.json", `{"arms": ["mf@1"], "policy": {"segment_by": ["surface"]}}`)
 	badArm := writeFile(t, "bad.json", `{"arms": ["mf@1", "mf@9"]}`)
+	shadowBody := writeFile(t, "shadow.json", `{"arms": ["mf@1"], "policy": {"segment_by": ["surface"]}, "shadows": [{"arm": "mf@2", "share": 0.1}]}`)
 
 	runSteps(t, []cliStep{
 		{name: "list", args: cmd("models", "list"), code: 0,
@@ -191,6 +192,10 @@ func TestCLILifecycle(t *testing.T) {
 		{name: "apply drops mf@3", args: cmd("endpoints", "apply", "home", "--file", homeBody), code: 0,
 			stdout: []string{"replaced endpoint home: arms mf@1, mf@2; thompson, one segment (all), min_share 0.05; fallback mf@2"}},
 		{name: "apply creates shop", args: cmd("endpoints", "apply", "shop", "--file", shopBody), code: 0, stdout: []string{"created endpoint shop: arms mf@1; thompson, by surface"}},
+		{name: "promote what is no shadow", args: cmd("endpoints", "promote", "shop", "mf@2"), code: 1, stderr: []string{"modelgate: 404 shadow_not_found"}},
+		{name: "apply a shadow", args: cmd("endpoints", "apply", "shop", "--file", shadowBody), code: 0, stdout: []string{"replaced endpoint shop: arms mf@1"}},
+		{name: "promote", args: cmd("endpoints", "promote", "shop", "mf@2"), code: 0, stdout: []string{"promoted mf@2 to shop; arms: mf@1, mf@2"}},
+		{name: "promote twice", args: cmd("endpoints", "promote", "shop", "mf@2"), code: 1, stderr: []string{"modelgate: 409 arm_exists"}},
 		{name: "delete", args: cmd("models", "delete", "mf@3"), code: 0, stdout: []string{"deleted mf@3"}},
 		{name: "delete again", args: cmd("models", "delete", "mf", "3"), code: 1, stderr: []string{"modelgate: 404 version_not_found"}},
 		{name: "list without mf@3", args: cmd("models", "list"), code: 0, noStdout: []string{"copy of mf@2"}},

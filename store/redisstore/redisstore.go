@@ -61,6 +61,12 @@
 //	                               the writer's clock), for OffPolicyOthers
 //	P op:minutes                   zset  op keys, score = their minute, for
 //	                               LoadOffPolicy and pruning
+//	P shadow:<endpoint>\x00<arm>   hash  a shadow's sums (package shadow), field ->
+//	                               integer, by HINCRBY in one MULTI/EXEC per flush
+//	P shl:<endpoint>\x00<prediction>
+//	                               string  a shadowed prediction's lists (JSON),
+//	                               TTL = to the end of its attribution window
+//	                               + store.ExpiryGrace
 //
 // # Off-policy sums across replicas
 //

@@ -23,6 +23,7 @@ import (
 	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/registry"
 	"github.com/modelgate/modelgate/report"
+	"github.com/modelgate/modelgate/shadow"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -36,6 +37,7 @@ type Store interface {
 	counters.Loader
 	counters.DiscStore
 	offpolicy.Store
+	shadow.Store
 	Meta
 }
 

@@ -52,6 +52,9 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("Series", func(t *testing.T) { RunSeries(t, func(t *testing.T) Series { return open(t) }) })
 	t.Run("Audit", func(t *testing.T) { RunAudit(t, func(t *testing.T) audit.Store { return open(t) }) })
 	t.Run("Keys", func(t *testing.T) { RunKeys(t, func(t *testing.T) auth.Store { return open(t) }) })
+	t.Run("Shadows", func(t *testing.T) {
+		RunShadows(t, func(t *testing.T) ShadowStore { return open(t) })
+	})
 }
 
 // incr is an Update mutation adding one to a decimal record.
