@@ -208,7 +208,7 @@ func TestLinearSharesEdgeCases(t *testing.T) {
 // serves each kind its best arm most of the time, which no context-free
 // policy can.
 func TestLinearThompsonLearnsWhoWinsWhere(t *testing.T) {
-	const d = 3 // constant, kind A, kind B
+	const d = 3                                    // constant, kind A, kind B
 	rates := [2][2]float64{{0.6, 0.2}, {0.2, 0.6}} // [kind][arm]
 	sums := [2][]float64{make([]float64, LinearSumsLen(d)), make([]float64, LinearSumsLen(d))}
 	r := newRand(11)
