@@ -35,6 +35,7 @@ type Store interface {
 	audit.Store
 	counters.Loader
 	counters.DiscStore
+	counters.LinearStore
 	offpolicy.Store
 	Meta
 }
