@@ -1,6 +1,7 @@
 package counters
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -252,6 +253,14 @@ func (t *Table) RefreshLinear(stored map[LinKey][]float64) {
 		c.mu.Unlock()
 	}
 	t.Refit()
+}
+
+// LinearStore keeps the linear sums: AddLinear adds deltas (exactly once
+// each, whoever else adds to the same keys), LoadLinear returns the
+// totals. The embedded store and Redis implement it.
+type LinearStore interface {
+	AddLinear(ctx context.Context, deltas map[LinKey][]float64) error
+	LoadLinear(ctx context.Context) (map[LinKey][]float64, error)
 }
 
 // LinEntry is one cell as LinearEntries lists it.
