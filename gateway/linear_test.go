@@ -3,10 +3,13 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -241,5 +244,71 @@ func TestLinearThompsonReplicas(t *testing.T) {
 	h2, _ := coef(reports[0], "mf@2", "surface=home")
 	if h1.Mean <= h2.Mean {
 		t.Fatalf("shared sums: mf@1's home coefficient %v not above mf@2's %v", h1.Mean, h2.Mean)
+	}
+}
+
+// The analysts' page of a linear-thompson endpoint in a real browser: a
+// table of every arm's coefficients, named per dimension, as the JSON
+// report has them, each row's best arm in bold, and charts that do not
+// mislead.
+func TestLinearCoefficientsInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser")
+	}
+	exe := chromium(t)
+	a := startGateway(t, demoConfig(t, ""), Options{Seed: 5}, openedStore{})
+	if st := call(t, "PUT", a.url+"/v1/endpoints/ctx", linearBody, nil); st != 201 {
+		t.Fatalf("endpoint: %d", st)
+	}
+	var tl linearTally
+	serveLinear(t, []*testApp{a}, 400, &tl)
+	var rep reportResp
+	waitUntil(t, 3*time.Second, func() bool {
+		rep = reportResp{}
+		call(t, "GET", a.url+"/v1/endpoints/ctx/report", nil, &rep)
+		tr, _ := rep.arm("mf@1")
+		return tr == tl.trials["mf@1"]
+	})
+
+	ctx := browse(t, exe)
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/ctx"), chromedp.WaitVisible(chromedp.CSS("#coef-table"))); err != nil {
+		t.Fatal(err)
+	}
+	text := textOf(ctx, t)
+	for _, name := range []string{"1", "surface=home", "surface=music"} {
+		best, bestMean := "", -1e9
+		for _, arm := range []string{"mf@1", "mf@2"} {
+			c, ok := coef(rep, arm, name)
+			if !ok {
+				t.Fatalf("report: no %s coefficient of %s", name, arm)
+			}
+			cell := strings.ReplaceAll(text(`#coef-table tr[data-dim="`+name+`"] td[data-arm="`+arm+`"]`), "\u00a0", " ")
+			if want := fmt.Sprintf("%+.4f ± %.4f", c.Mean, c.SD); cell != want {
+				t.Errorf("%s of %s: the page shows %q, the report %q", name, arm, cell, want)
+			}
+			if c.Mean > bestMean {
+				best, bestMean = arm, c.Mean
+			}
+		}
+		bold, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('#coef-table tr[data-dim="`+name+`"] td[data-arm="`+best+`"]')).fontWeight`))
+		if err != nil || bold != "700" {
+			t.Errorf("%s: the best arm %s is not bold (%q, %v)", name, best, bold, err)
+		}
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(`+checkChartsJS+`)(document.querySelector("#charts"))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) > 0 {
+		t.Errorf("the charts mislead:\n%s", strings.Join(got, "\n"))
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := os.Getenv("MODELGATE_SCREENSHOT"); p != "" {
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
