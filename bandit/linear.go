@@ -233,30 +233,24 @@ func LinearScores(x []float64, noise float64, arms []*LinearArm, active []bool, 
 // uniformly instead, as Policy.Choose does. One normal draw per active
 // arm; no allocation.
 func LinearChoose(r Source, scores []LinearScore, minShare float64) int {
-	k, only := 0, -1
-	for i := range scores {
-		if scores[i].Active {
-			k++
-			only = i
-		}
-	}
+	k, only, _ := activeScores(scores)
 	switch {
 	case k == 0:
 		return -1
 	case k == 1:
 		return only
 	}
-	if minShare > 0 {
-		if eps := min(1, float64(k)*minShare); eps > 0 {
-			if u := r.Float64(); u < eps {
-				n := pickIndex(u/eps, k)
-				for i := range scores {
-					if scores[i].Active {
-						if n == 0 {
-							return i
-						}
-						n--
+	if eps := (&Policy{MinShare: minShare}).floor(k); eps > 0 {
+		// As in Choose: one uniform draw decides whether to explore and,
+		// rescaled, which arm.
+		if u := r.Float64(); u < eps {
+			n := pickIndex(u/eps, k)
+			for i := range scores {
+				if scores[i].Active {
+					if n == 0 {
+						return i
 					}
+					n--
 				}
 			}
 		}
@@ -312,16 +306,7 @@ var quadWeights = func() (w [quadNodes]float64) {
 func LinearShares(scores []LinearScore, minShare float64, out []float64) {
 	out = out[:len(scores)]
 	clear(out)
-	k, only, wide := 0, -1, -1
-	for i := range scores {
-		if scores[i].Active {
-			k++
-			only = i
-			if wide < 0 || scores[i].SD > scores[wide].SD {
-				wide = i
-			}
-		}
-	}
+	k, only, wide := activeScores(scores)
 	switch {
 	case k == 0:
 		return
@@ -329,10 +314,7 @@ func LinearShares(scores []LinearScore, minShare float64, out []float64) {
 		out[only] = 1
 		return
 	}
-	eps := 0.0
-	if minShare > 0 {
-		eps = min(1, float64(k)*minShare)
-	}
+	eps := (&Policy{MinShare: minShare}).floor(k)
 	if eps < 1 {
 		rest := 1.0
 		for i, si := range scores {
@@ -369,6 +351,22 @@ func LinearShares(scores []LinearScore, minShare float64, out []float64) {
 			out[i] += eps / float64(k)
 		}
 	}
+}
+
+// activeScores returns the number of active scores, the index of the last
+// one and of the one with the largest SD (-1 when none is active).
+func activeScores(scores []LinearScore) (k, last, wide int) {
+	last, wide = -1, -1
+	for i := range scores {
+		if scores[i].Active {
+			k++
+			last = i
+			if wide < 0 || scores[i].SD > scores[wide].SD {
+				wide = i
+			}
+		}
+	}
+	return k, last, wide
 }
 
 // normCDF is P(X ≤ t) for X ~ N(s.Mean, s.SD²); a point mass when SD is 0,

@@ -117,10 +117,16 @@ func (c *LinCell) add(x []float64, f func(sums []float64)) {
 	c.changed = true
 	c.mu.Unlock()
 	if fresh {
-		c.table.linMu.Lock()
-		c.table.linDirty = append(c.table.linDirty, c)
-		c.table.linMu.Unlock()
+		c.table.markLinDirty(c)
 	}
+}
+
+// markLinDirty lists c for the next DrainLinear: its pending delta went
+// from none to some.
+func (t *Table) markLinDirty(c *LinCell) {
+	t.linMu.Lock()
+	t.linDirty = append(t.linDirty, c)
+	t.linMu.Unlock()
 }
 
 // Sums returns a copy of the cell's sums.
@@ -196,15 +202,27 @@ func (t *Table) DrainLinear() map[LinKey][]float64 {
 	return out
 }
 
+// cellFor returns k's cell for a vector of sums, nil when the vector's
+// length is no sums length or not the cell's.
+func (t *Table) cellFor(k LinKey, sums []float64) *LinCell {
+	d := bandit.LinearDims(len(sums))
+	if d < 0 {
+		return nil
+	}
+	if c := t.Linear(k, d); len(c.sums) == len(sums) {
+		return c
+	}
+	return nil
+}
+
 // RestoreLinear gives back drained deltas that could not be persisted:
 // they are pending again (the sums already hold them).
 func (t *Table) RestoreLinear(deltas map[LinKey][]float64) {
 	for k, delta := range deltas {
-		d := bandit.LinearDims(len(delta))
-		if d < 0 {
+		c := t.cellFor(k, delta)
+		if c == nil {
 			continue
 		}
-		c := t.Linear(k, d)
 		c.mu.Lock()
 		fresh := c.pending == nil
 		if fresh {
@@ -216,9 +234,7 @@ func (t *Table) RestoreLinear(deltas map[LinKey][]float64) {
 		}
 		c.mu.Unlock()
 		if fresh {
-			t.linMu.Lock()
-			t.linDirty = append(t.linDirty, c)
-			t.linMu.Unlock()
+			t.markLinDirty(c)
 		}
 	}
 }
@@ -229,12 +245,8 @@ func (t *Table) RestoreLinear(deltas map[LinKey][]float64) {
 // store does not list keep their sums.
 func (t *Table) RefreshLinear(stored map[LinKey][]float64) {
 	for k, s := range stored {
-		d := bandit.LinearDims(len(s))
-		if d < 0 {
-			continue
-		}
-		c := t.Linear(k, d)
-		if len(c.sums) != len(s) {
+		c := t.cellFor(k, s)
+		if c == nil {
 			continue
 		}
 		c.mu.Lock()
