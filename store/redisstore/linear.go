@@ -93,23 +93,31 @@ func (s *Store) AddLinear(ctx context.Context, deltas map[counters.LinKey][]floa
 		}
 		byEndpoint[k.Endpoint][k] = d
 	}
+	// The queue's lock is never held across a Redis call: the batches are
+	// taken out, applied, and what Redis did not take is put back in
+	// front (sums commute, so order does not matter).
 	q := &s.linear
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	for ep, d := range byEndpoint {
 		var id [16]byte
 		_, _ = rand.Read(id[:])
 		q.batches = append(q.batches, linearBatch{id: hex.EncodeToString(id[:]), endpoint: ep, deltas: d})
 	}
-	if n := len(q.batches) - maxLinearQueue; n > 0 {
-		q.batches = q.batches[n:]
-		s.log.Error("redis: linear sums batches dropped while Redis was unreachable", "batches", n)
-	}
-	for len(q.batches) > 0 {
-		if err := s.applyLinear(ctx, q.batches[0]); err != nil {
-			return fmt.Errorf("redis add linear sums (%d batches kept for retry): %w", len(q.batches), err)
+	batches := q.batches
+	q.batches = nil
+	q.mu.Unlock()
+	for i, b := range batches {
+		if err := s.applyLinear(ctx, b); err != nil {
+			q.mu.Lock()
+			q.batches = append(batches[i:len(batches):len(batches)], q.batches...)
+			kept := len(q.batches)
+			if n := kept - maxLinearQueue; n > 0 {
+				q.batches = q.batches[n:]
+				s.log.Error("redis: linear sums batches dropped while Redis was unreachable", "batches", n)
+			}
+			q.mu.Unlock()
+			return fmt.Errorf("redis add linear sums (%d batches kept for retry): %w", kept, err)
 		}
-		q.batches = q.batches[1:]
 	}
 	return nil
 }
