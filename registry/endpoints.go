@@ -12,6 +12,7 @@ import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/duration"
 	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -88,6 +89,14 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	snap := r.snap.Load()
 	autoArms, err := checkEndpointRefs(in, func(arm string) bool { _, ok := snap.Versions[arm]; return ok }, snap.hasModel)
 	if err != nil {
+		return nil, false, false, err
+	}
+	if err := resolveContextFeatures(&pol, in.Arms, func(arm string) *featurizer.Plan {
+		if v := snap.Versions[arm]; v != nil {
+			return v.Plan
+		}
+		return nil
+	}); err != nil {
 		return nil, false, false, err
 	}
 	if a := autoArms; a != nil {

@@ -29,7 +29,12 @@ import (
 //   - {"feature": F, "mean": M, "std": S}: one dimension, features.F (a
 //     number, or a bool as 0/1) standardised as (value − M)/S and clamped to
 //     ±MaxLinearZ; absent or not a number, 0 (the mean);
-//   - a bare string K: {"context": K, "buckets": DefaultLinearBuckets}.
+//   - a bare string N: the input N of an arm's feature spec when it is one
+//     a request gives directly — a zscore or plain number of features.F
+//     ({"feature": F, "mean": M, "std": S} with the spec's numbers), a vocab
+//     of context.K ({"context": K, "values": its vocab}) — looked up in the
+//     arms' specs in arm order when the endpoint is stored; otherwise the
+//     context key N, {"context": N, "buckets": DefaultLinearBuckets}.
 //
 // Together at most bandit.MaxLinearDims dimensions, the constant included.
 
@@ -59,6 +64,10 @@ type ContextFeature struct {
 	Feature string  `json:"feature,omitempty"`
 	Mean    float64 `json:"mean,omitzero"`
 	Std     float64 `json:"std,omitzero"`
+
+	// bare marks an entry written as a bare string: PUT resolves it
+	// against the arms' feature specs (resolveContextFeatures).
+	bare bool
 }
 
 // dims is the number of dimensions f adds.
@@ -212,7 +221,7 @@ func parseContextFeatures(raw []jsontext.Value) ([]ContextFeature, error) {
 			if err := json.Unmarshal(v, &k); err != nil {
 				return nil, fault.Field(field, "invalid_policy", "a context key or an object")
 			}
-			f = ContextFeature{Context: k, Buckets: DefaultLinearBuckets}
+			f = ContextFeature{Context: k, Buckets: DefaultLinearBuckets, bare: true}
 		} else {
 			var b contextFeatureBody
 			if err := json.Unmarshal(v, &b, json.RejectUnknownMembers(true)); err != nil {
@@ -285,4 +294,44 @@ func (b *contextFeatureBody) parse(field string) (ContextFeature, error) {
 		return ContextFeature{}, fault.Field(field+".buckets", "invalid_policy", "1 to %d buckets", bandit.MaxLinearDims-1)
 	}
 	return ContextFeature{Context: b.Context, Buckets: n}, nil
+}
+
+// resolveContextFeatures replaces the bare entries of a linear-thompson
+// policy that name an input of an arm's feature spec (the first arm, in
+// order, whose spec has it) by what that input reads, checks the dimension
+// again and compiles the layout. plans gives an arm's plan (nil for none).
+func resolveContextFeatures(p *Policy, arms []string, plans func(arm string) *featurizer.Plan) error {
+	if p.Type != PolicyLinearThompson {
+		return nil
+	}
+	d := 1
+	for i := range p.ContextFeatures {
+		f := &p.ContextFeatures[i]
+		if f.bare {
+			name := f.Context
+		arms:
+			for _, arm := range arms {
+				in, ok := plans(arm).ContextInput(name)
+				if !ok {
+					continue
+				}
+				switch {
+				case in.Numeric:
+					*f = ContextFeature{Feature: in.Key, Mean: in.Mean, Std: in.Std}
+				case len(in.Values) > MaxLinearValues:
+					return fault.Field(fmt.Sprintf("policy.context_features[%d]", i), "invalid_policy",
+						"%s is a vocab of %d values in %s's feature spec; at most %d: list the values wanted", name, len(in.Values), arm, MaxLinearValues)
+				default:
+					*f = ContextFeature{Context: in.Key, Values: in.Values}
+				}
+				break arms
+			}
+		}
+		d += f.dims()
+	}
+	if d > bandit.MaxLinearDims {
+		return fault.Field("policy.context_features", "invalid_policy", "%d dimensions with the constant and the feature specs' inputs; at most %d", d, bandit.MaxLinearDims)
+	}
+	p.linear = newLinearModel(p.ContextFeatures)
+	return nil
 }

@@ -297,3 +297,39 @@ func TestLinearModelVector(t *testing.T) {
 		t.Fatal("a different scale kept the layout")
 	}
 }
+
+// A bare context_features name that is an input of an arm's feature spec
+// reads what that input reads: a zscore as a standardised number, a vocab
+// of a context key as its values; other names stay context keys hashed
+// into buckets.
+func TestLinearBareNamesFromFeatureSpec(t *testing.T) {
+	ctx := context.Background()
+	reg := newReg(t, openDB(t, t.TempDir()))
+	spec := `{"backend": {"type": "test", "path": "/m"}, "features": {"inputs": {
+		"age": {"from": "features.age", "transform": "zscore", "mean": 35, "std": 12, "default": 35, "dtype": "float32"},
+		"surface": {"from": "context.surface", "transform": "vocab", "vocab": ["home", "music"], "oov": 0, "dtype": "int64"}}}}`
+	if _, _, err := reg.PutVersion(ctx, "mf", "1", []byte(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.PutVersion(ctx, "mf", "2", []byte(`{"backend": {"type": "test", "path": "/m"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	ep, _, err := reg.PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@2", "mf@1"], "policy": {"type": "linear-thompson", "context_features": ["age", "surface", "device"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ContextFeature{{Feature: "age", Mean: 35, Std: 12}, {Context: "surface", Values: []string{"home", "music"}}, {Context: "device", Buckets: DefaultLinearBuckets}}
+	got := ep.Policy.ContextFeatures
+	if len(got) != len(want) {
+		t.Fatalf("features %+v", got)
+	}
+	for i := range want {
+		if got[i].Feature != want[i].Feature || got[i].Context != want[i].Context || got[i].Mean != want[i].Mean ||
+			got[i].Std != want[i].Std || !slices.Equal(got[i].Values, want[i].Values) || got[i].Buckets != want[i].Buckets {
+			t.Fatalf("feature %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if names := ep.Policy.LinearModel().Names(); !slices.Equal(names[:5], []string{"1", "age", "surface=home", "surface=music", "device#0"}) {
+		t.Fatalf("names %v", names)
+	}
+}
