@@ -120,6 +120,12 @@ type Table struct {
 	// per cell per flush interval, never held across anything else.
 	mu    sync.Mutex
 	dirty []*Cell
+
+	// lin holds the linear-thompson sums (LinKey -> *LinCell) and linDirty
+	// the cells with a pending delta, as dirty does for counts.
+	lin      sync.Map
+	linMu    sync.Mutex
+	linDirty []*LinCell
 }
 
 func (t *Table) markDirty(c *Cell) {

@@ -702,3 +702,53 @@ func canon(v any) (any, error) {
 	}
 	return v, nil
 }
+
+// ContextInput describes a scalar input of a plan as a contextual policy
+// can read it from a request (registry's linear-thompson context_features):
+// a number from features.Key (Numeric: a zscore input, standardised by
+// Mean and Std, or a passthrough number or bool, Std 0), or a context key's
+// value among Values (a vocab input of context.Key, its vocabulary in index
+// order).
+type ContextInput struct {
+	Key       string
+	Numeric   bool
+	Mean, Std float64
+	Values    []string
+}
+
+// ContextInput returns the input called name when it is one a contextual
+// policy can read (see ContextInput); false otherwise.
+func (p *Plan) ContextInput(name string) (ContextInput, bool) {
+	if p == nil {
+		return ContextInput{}, false
+	}
+	i, ok := sortSearch(p.inputs, name)
+	if !ok {
+		return ContextInput{}, false
+	}
+	in := p.inputs[i]
+	if len(in.srcs) != 1 || in.rank == 2 {
+		return ContextInput{}, false
+	}
+	src := in.srcs[0]
+	switch {
+	case src.kind == srcFeatures && in.tr == tZscore:
+		return ContextInput{Key: src.key, Numeric: true, Mean: in.mean, Std: in.std}, true
+	case src.kind == srcFeatures && in.tr == tPass && in.dtype != String:
+		return ContextInput{Key: src.key, Numeric: true}, true
+	case src.kind == srcContext && in.tr == tVocab && len(in.vocabS) > 0:
+		vals := make([]string, 0, len(in.vocabS))
+		for v := range in.vocabS {
+			vals = append(vals, v)
+		}
+		sort.Slice(vals, func(a, b int) bool { return in.vocabS[vals[a]] < in.vocabS[vals[b]] })
+		return ContextInput{Key: src.key, Values: vals}, true
+	}
+	return ContextInput{}, false
+}
+
+// sortSearch finds the input called name in inputs, sorted by name.
+func sortSearch(inputs []*input, name string) (int, bool) {
+	i := sort.Search(len(inputs), func(i int) bool { return inputs[i].name >= name })
+	return i, i < len(inputs) && inputs[i].name == name
+}

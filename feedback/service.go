@@ -81,6 +81,10 @@ type Store interface {
 	ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendingTrials map[counters.Key]uint64) ([]store.FeedbackResult, error)
 	AddTrials(ctx context.Context, deltas map[counters.Key]uint64) error
 	SweepExpired(ctx context.Context, limit int) (int, error)
+	// AddLinear adds linear-thompson sum deltas; it owns them: what it
+	// could not write it retries itself (Redis) or reports lost (the
+	// embedded store, whose disk then fails every write).
+	AddLinear(ctx context.Context, deltas map[counters.LinKey][]float64) error
 }
 
 // Service records feedback durably and keeps the in-memory counters in
@@ -260,6 +264,15 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 				s.offp.Success(tk.Endpoint, tk.Segment, tk.Arm, tk.Time, tk.Propensity)
 			}
 			s.table.AddToAggregate(ops[i].Counter, t, su)
+			if tk := toks[i]; tk.X != nil && tk.Segment != counters.HoldoutSegment {
+				cell := s.table.Linear(counters.LinKey{Endpoint: tk.Endpoint, Arm: tk.Arm, Layout: tk.Layout}, len(tk.X))
+				if r.Trial {
+					cell.AddTrial(tk.X)
+				}
+				if r.Success {
+					cell.AddReward(tk.X, 1)
+				}
+			}
 			if r.Success && s.shadows != nil && toks[i].Shadowed {
 				tk := toks[i]
 				s.shadows.Clicked(ctx, tk.Endpoint, ops[i].Prediction, tk.Expires(), ops[i].Item)
@@ -296,11 +309,20 @@ func (s *Service) sweep(ctx context.Context) {
 	}
 }
 
-// Flush writes the pending trial counts to the store.
+// Flush writes the pending trial counts and linear-thompson sums to the
+// store, then refits the linear posteriors whose sums changed, so a
+// request reads a posterior at most one flush interval old.
 func (s *Service) Flush(ctx context.Context) error {
+	var linErr error
+	if lin := s.table.DrainLinear(); len(lin) > 0 {
+		if err := s.db.AddLinear(ctx, lin); err != nil {
+			linErr = fmt.Errorf("flush linear sums: %w", err)
+		}
+	}
+	s.table.Refit()
 	pending := s.table.DrainPending()
 	if len(pending) == 0 {
-		return nil
+		return linErr
 	}
 	ctx, span := s.tel.Start(ctx, "store.flush")
 	start := time.Now()
@@ -310,7 +332,7 @@ func (s *Service) Flush(ctx context.Context) error {
 		s.table.Restore(pending)
 		return fmt.Errorf("flush trials: %w", err)
 	}
-	return nil
+	return linErr
 }
 
 // FlushInterval bounds how long a served trial stays only in memory.

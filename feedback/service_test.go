@@ -223,3 +223,32 @@ func TestPinnedFeedbackIgnored(t *testing.T) {
 		}
 	}
 }
+
+// A token carrying a context vector: its impression adds the trial x xᵀ
+// (trials on impressions), its click the reward x, once each however often
+// they are sent, and a flush makes them durable in the store.
+func TestLinearSumsFromFeedback(t *testing.T) {
+	s, signer := newService(t, nil)
+	x := []float64{1, 0, 0.5}
+	tok := signer.Sign(&predtoken.Token{Endpoint: "home", Arm: "mf@1", Segment: "all", Time: time.Now(), Window: time.Hour,
+		Items: 1, OnImpression: true, ID: predtoken.NewID(), X: x, Layout: 7})
+	for range 2 {
+		if _, err := s.Record(context.Background(), []Event{{PredictionID: tok, Type: Impression}, {PredictionID: tok, Type: Click, ItemID: "a"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := counters.LinKey{Endpoint: "home", Arm: "mf@1", Layout: 7}
+	want := []float64{1, 1, 1, 0, 0.5, 1, 0, 0.5, 0, 0, 0.25}
+	if got := s.table.Linear(k, 3).Sums(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sums %v, want %v", got, want)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.db.(interface {
+		LoadLinear(context.Context) (map[counters.LinKey][]float64, error)
+	}).LoadLinear(context.Background())
+	if err != nil || fmt.Sprint(stored[k]) != fmt.Sprint(want) {
+		t.Fatalf("stored %v, %v; want %v", stored[k], err, want)
+	}
+}

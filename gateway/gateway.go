@@ -538,6 +538,11 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 		return nil, fmt.Errorf("load counters: %w", err)
 	}
 	table.Refresh(entries) // also sums the endpoint-wide cells segments borrow from
+	lin, err := db.LoadLinear(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load linear sums: %w", err)
+	}
+	table.RefreshLinear(lin)
 	offp := &offpolicy.Table{}
 	saved, err := db.LoadOffPolicy(ctx)
 	if err != nil {

@@ -34,6 +34,7 @@ type stateStore interface {
 	audit.Store
 	counters.Loader
 	counters.DiscStore
+	counters.LinearStore
 	offpolicy.Store
 	auth.Store
 	shadow.Store
@@ -144,7 +145,8 @@ func replicaID(dataDir string) (string, error) {
 }
 
 // runShared keeps this replica in step with the others until ctx ends:
-// posteriors refreshed from Redis every redis.refresh_interval, the
+// posteriors (counts and linear sums) refreshed from Redis every
+// redis.refresh_interval, the
 // registry reloaded on every change notice and at least every second, and
 // the other replicas' off-policy sums every two seconds. A Redis outage
 // leaves the last values in place.
@@ -184,6 +186,13 @@ func (g *Gateway) runShared(ctx context.Context) {
 				}
 				return err
 			}, "refreshing counters")
+			call(func(ctx context.Context) error {
+				sums, err := sh.LoadLinear(ctx)
+				if err == nil {
+					g.table.RefreshLinear(sums)
+				}
+				return err
+			}, "refreshing linear sums")
 		case _, ok := <-changes:
 			if !ok {
 				changes = nil

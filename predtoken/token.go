@@ -44,7 +44,17 @@ type Token struct {
 	// ItemLimit). Sign stores at most MaxItems.
 	Items int
 	ID    [12]byte
+	// X is the request's context vector under a linear-thompson policy
+	// (at most MaxDims values, each carried as a float32), nil for other
+	// policies; Layout names the vector's layout. Feedback adds a click's
+	// reward to the arm's sums with it, on whichever replica the click
+	// reaches.
+	X      []float64
+	Layout uint32
 }
+
+// MaxDims is the longest context vector a token carries.
+const MaxDims = 64
 
 // LegacyItems is the Items of a token signed before tokens carried the
 // count (version 3): the largest k (topk.Max) while that format was
@@ -71,6 +81,8 @@ const (
 	flagImpression = 1
 	flagPinned     = 2
 	flagShadowed   = 4
+	// flagContext: the token ends with a context vector (appendContext).
+	flagContext = 8
 )
 
 // headerLen is the fixed part of a token: version, key id, time, id,
@@ -172,11 +184,17 @@ func (s *Signer) Sign(t *Token) string {
 	if t.Shadowed {
 		flags |= flagShadowed
 	}
+	if len(t.X) > 0 && len(t.X) <= MaxDims {
+		flags |= flagContext
+	}
 	buf = append(buf, flags)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(min(max(t.Items, 0), MaxItems)))
 	for _, f := range [...]string{t.Endpoint, t.Arm, t.Segment} {
 		buf = binary.AppendUvarint(buf, uint64(len(f)))
 		buf = append(buf, f...)
+	}
+	if flags&flagContext != 0 {
+		buf = appendContext(buf, t.Layout, t.X)
 	}
 	buf = append(buf, m.mac(buf)...)
 	m.raw = buf
@@ -272,8 +290,76 @@ func (s *Signer) Verify(tok string) (*Token, error) {
 		*f = string(rest[w : w+int(n)])
 		rest = rest[w+int(n):]
 	}
+	if b[28]&flagContext != 0 {
+		var ok bool
+		if t.Layout, t.X, rest, ok = readContext(rest); !ok {
+			return nil, ErrInvalid
+		}
+	}
 	if len(rest) != 0 {
 		return nil, ErrInvalid
 	}
 	return t, nil
+}
+
+// appendContext writes a context vector compactly, as one-hot vectors
+// mostly are 0 or 1: the layout (4 bytes), the length (a byte), a uvarint
+// mask of the non-zero dimensions, a uvarint mask of those that are not 1,
+// then each of those as a float32.
+func appendContext(buf []byte, layout uint32, x []float64) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, layout)
+	buf = append(buf, byte(len(x)))
+	var nz, other uint64
+	for i, v := range x {
+		if float32(v) != 0 {
+			nz |= 1 << i
+			if float32(v) != 1 {
+				other |= 1 << i
+			}
+		}
+	}
+	buf = binary.AppendUvarint(buf, nz)
+	buf = binary.AppendUvarint(buf, other)
+	for i, v := range x {
+		if other&(1<<i) != 0 {
+			buf = binary.BigEndian.AppendUint32(buf, math.Float32bits(float32(v)))
+		}
+	}
+	return buf
+}
+
+// readContext reads what appendContext wrote.
+func readContext(b []byte) (layout uint32, x []float64, rest []byte, ok bool) {
+	if len(b) < 5 {
+		return 0, nil, nil, false
+	}
+	layout, d := binary.BigEndian.Uint32(b), int(b[4])
+	b = b[5:]
+	if d < 1 || d > MaxDims {
+		return 0, nil, nil, false
+	}
+	nz, w := binary.Uvarint(b)
+	if w <= 0 {
+		return 0, nil, nil, false
+	}
+	b = b[w:]
+	other, w := binary.Uvarint(b)
+	if w <= 0 || other&^nz != 0 || (d < 64 && nz>>d != 0) {
+		return 0, nil, nil, false
+	}
+	b = b[w:]
+	x = make([]float64, d)
+	for i := range x {
+		switch {
+		case other&(1<<i) != 0:
+			if len(b) < 4 {
+				return 0, nil, nil, false
+			}
+			x[i] = float64(math.Float32frombits(binary.BigEndian.Uint32(b)))
+			b = b[4:]
+		case nz&(1<<i) != 0:
+			x[i] = 1
+		}
+	}
+	return layout, x, b, true
 }

@@ -203,3 +203,47 @@ func TestSignKnownAnswer(t *testing.T) {
 		t.Fatalf("long token: %v", err)
 	}
 }
+
+// A token carries a linear-thompson context vector compactly and exactly
+// (at float32 precision); a token without one, as every earlier token, has
+// none; a tampered vector is rejected with the signature.
+func TestTokenContextVector(t *testing.T) {
+	s, _ := NewSigner(key(1))
+	x := make([]float64, 64)
+	x[0], x[5], x[40], x[63] = 1, 1, float64(float32(-0.4375)), 2.5
+	tests := []struct {
+		name string
+		x    []float64
+		max  int // the most bytes the vector may add
+	}{
+		{"one-hot, d = 16", []float64{1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}, 12},
+		{"numbers, d = 64", x, 36},
+		{"d = 1", []float64{1}, 8},
+	}
+	base := len(s.Sign(&Token{Endpoint: "home", Arm: "mf@1", Segment: "all", ID: NewID()}))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := Token{Endpoint: "home", Arm: "mf@1", Segment: "all", ID: NewID(), X: tc.x, Layout: 0xfeedbeef}
+			tok := s.Sign(&in)
+			if grew := (len(tok) - base) * 3 / 4; grew > tc.max {
+				t.Errorf("the vector added %d bytes, want ≤ %d", grew, tc.max)
+			}
+			out, err := s.Verify(tok)
+			if err != nil || out.Layout != in.Layout || len(out.X) != len(tc.x) {
+				t.Fatalf("verified %+v, %v", out, err)
+			}
+			for i := range tc.x {
+				if out.X[i] != tc.x[i] {
+					t.Fatalf("x[%d] = %v, want %v", i, out.X[i], tc.x[i])
+				}
+			}
+		})
+	}
+	out, err := s.Verify(s.Sign(&Token{Endpoint: "home", Arm: "mf@1", Segment: "all", ID: NewID()}))
+	if err != nil || out.X != nil {
+		t.Fatalf("no vector: %+v, %v", out, err)
+	}
+	if out, err := s.Verify(v3Token); err != nil || out.X != nil {
+		t.Fatalf("a version 3 token: %+v, %v", out, err)
+	}
+}

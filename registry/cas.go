@@ -90,6 +90,9 @@ func decodeEndpoint(raw []byte) (*Endpoint, error) {
 	if ep.ArmStates == nil {
 		ep.ArmStates = map[string]ArmState{}
 	}
+	if ep.Policy.Type == PolicyLinearThompson {
+		ep.Policy.linear = newLinearModel(ep.Policy.ContextFeatures)
+	}
 	return &ep, nil
 }
 

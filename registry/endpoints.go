@@ -12,6 +12,7 @@ import (
 	"github.com/modelgate/modelgate/backend"
 	"github.com/modelgate/modelgate/duration"
 	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -135,6 +136,14 @@ func (r *Registry) putEndpoint(ctx context.Context, name string, body []byte, co
 	}
 	shadows, err := parseShadows(in, known)
 	if err != nil {
+		return nil, false, false, err
+	}
+	if err := resolveContextFeatures(&pol, in.Arms, func(arm string) *featurizer.Plan {
+		if v := snap.Versions[arm]; v != nil {
+			return v.Plan
+		}
+		return nil
+	}); err != nil {
 		return nil, false, false, err
 	}
 	if a := autoArms; a != nil {

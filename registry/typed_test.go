@@ -3,12 +3,14 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/modelgate/modelgate/bandit"
 	"github.com/modelgate/modelgate/config"
 	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/featurizer"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -70,7 +72,7 @@ func TestTypedFieldErrors(t *testing.T) {
 		name, body, code, field, msg string
 	}{
 		{"unknown policy", `{"policy": {"type": "egreedy"}}`, "invalid_policy", "policy.type",
-			`unknown policy "egreedy" (want thompson, discounted-thompson or uniform)`},
+			`unknown policy "egreedy" (want thompson, discounted-thompson, uniform or linear-thompson)`},
 		{"policy type is a string", `{"policy": {"type": 1}}`, "invalid_type", "policy.type", "expected a string, got JSON number 1"},
 		{"unknown trials_on", `{"policy": {"trials_on": "click"}}`, "invalid_policy", "policy.trials_on", "must be serve or impression"},
 		{"attribution window not a duration", `{"policy": {"attribution_window": "1 day"}}`, "invalid_policy", "policy.attribution_window",
@@ -107,6 +109,25 @@ func TestTypedFieldErrors(t *testing.T) {
 			"auto_arms.interval", `must be a duration from 1s to 24h, e.g. "30s"`},
 		{"auto_arms interval too long", `{"auto_arms": {"model": "mf", "interval": "25h"}}`, "invalid_auto_arms",
 			"auto_arms.interval", `must be a duration from 1s to 24h, e.g. "30s"`},
+		{"linear without features", `{"policy": {"type": "linear-thompson"}}`, "invalid_policy", "policy.context_features",
+			`linear-thompson needs context_features, e.g. ["surface"]`},
+		{"linear with segments", `{"policy": {"type": "linear-thompson", "segment_by": ["surface"], "context_features": ["surface"]}}`,
+			"invalid_policy", "policy.segment_by", "linear-thompson is contextual: name the context keys in context_features, not segment_by"},
+		{"linear over 64 dimensions", `{"policy": {"type": "linear-thompson", "context_features": [{"context": "a", "buckets": 40}, {"context": "b", "buckets": 23}, "c"]}}`,
+			"invalid_policy", "policy.context_features", "72 dimensions or more with the constant; at most 64"},
+		{"linear at 64 dimensions is fine but 65 is not", `{"policy": {"type": "linear-thompson", "context_features": [{"context": "a", "buckets": 40}, {"context": "b", "buckets": 23}, {"feature": "x"}]}}`,
+			"invalid_policy", "policy.context_features", "65 dimensions or more with the constant; at most 64"},
+		{"linear lambda zero", `{"policy": {"type": "linear-thompson", "context_features": ["surface"], "lambda": 0}}`, "invalid_policy", "policy.lambda", "must be > 0 and ≤ 1e6"},
+		{"linear noise negative", `{"policy": {"type": "linear-thompson", "context_features": ["surface"], "noise": -1}}`, "invalid_policy", "policy.noise", "must be > 0 and ≤ 1000"},
+		{"linear feature and context", `{"policy": {"type": "linear-thompson", "context_features": [{"context": "s", "feature": "age"}]}}`,
+			"invalid_policy", "policy.context_features[0]", "set exactly one of context and feature"},
+		{"linear repeated key", `{"policy": {"type": "linear-thompson", "context_features": ["s", {"context": "s", "values": ["a"]}]}}`,
+			"invalid_policy", "policy.context_features[1]", "context keys and feature names are 1-128 bytes, each used once"},
+		{"linear unknown member", `{"policy": {"type": "linear-thompson", "context_features": [{"key": "s"}]}}`,
+			"invalid_policy", "policy.context_features[0]", `a context key, {"context": K, "values": [...]}, {"context": K, "buckets": B} or {"feature": F, "mean": M, "std": S}`},
+		{"linear std zero", `{"policy": {"type": "linear-thompson", "context_features": [{"feature": "age", "std": 0}]}}`,
+			"invalid_policy", "policy.context_features[0].std", "must be > 0"},
+		{"linear fields on thompson", `{"policy": {"lambda": 2}}`, "invalid_policy", "policy.lambda", "applies to linear-thompson only"},
 		{"auto_arms without a model", `{"auto_arms": {"interval": "1m"}}`, "invalid_auto_arms",
 			"auto_arms.model", "name the model to watch"},
 	}
@@ -216,5 +237,99 @@ func TestBodiesEchoAsWritten(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The context vector of a linear-thompson policy: the constant first, then
+// each feature's dimensions in order, named, with the documented values.
+func TestLinearModelVector(t *testing.T) {
+	reg := newReg(t, openDB(t, t.TempDir()))
+	body := `{"arms": ["mf@1"], "policy": {"type": "linear-thompson", "lambda": 2, "context_features": [
+		{"context": "surface", "values": ["home", "music"]}, {"feature": "age", "mean": 35, "std": 12}, {"context": "country", "buckets": 3}, "device"]}}`
+	in, pol, err := decodeEndpointBody("home", []byte(body))
+	if err != nil || in == nil {
+		t.Fatal(err)
+	}
+	if err := reg.CheckEndpoint("home", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	m := pol.LinearModel()
+	wantNames := []string{"1", "surface=home", "surface=music", "age", "country#0", "country#1", "country#2",
+		"device#0", "device#1", "device#2", "device#3", "device#4", "device#5", "device#6", "device#7"}
+	if !slices.Equal(m.Names(), wantNames) || m.Dims() != len(wantNames) {
+		t.Fatalf("names %v, want %v", m.Names(), wantNames)
+	}
+	if pol.Lambda != 2 || pol.Noise != DefaultLinearNoise {
+		t.Fatalf("lambda %v noise %v", pol.Lambda, pol.Noise)
+	}
+	x := make([]float64, 64)
+	got := m.Vector(map[string]string{"surface": "music", "country": "fr"}, map[string]any{"age": 47.0}, x)
+	want := make([]float64, len(wantNames))
+	want[0], want[2], want[3] = 1, 1, 1 // (47 − 35)/12
+	want[4+featurizer.HashBucket("fr", 3)] = 1
+	if !slices.Equal(got, want) {
+		t.Fatalf("x = %v, want %v", got, want)
+	}
+	// Unknown value, absent keys, a non-number and a wild value.
+	got = m.Vector(map[string]string{"surface": "news"}, map[string]any{"age": 1e9}, x)
+	want = make([]float64, len(wantNames))
+	want[0], want[3] = 1, MaxLinearZ
+	if !slices.Equal(got, want) {
+		t.Fatalf("x = %v, want %v", got, want)
+	}
+	if got = m.Vector(nil, map[string]any{"age": "old"}, x); got[3] != 0 {
+		t.Fatalf("a string age: x[3] = %v, want 0", got[3])
+	}
+	// The layout survives storing and reading back, and changes with it.
+	raw, err := json.Marshal(&Endpoint{Name: "home", Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := decodeEndpoint(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.Policy.LinearModel().Layout() != m.Layout() {
+		t.Fatal("layout changed by a store round trip")
+	}
+	pol.ContextFeatures[1].Std = 10
+	if newLinearModel(pol.ContextFeatures).Layout() == m.Layout() {
+		t.Fatal("a different scale kept the layout")
+	}
+}
+
+// A bare context_features name that is an input of an arm's feature spec
+// reads what that input reads: a zscore as a standardised number, a vocab
+// of a context key as its values; other names stay context keys hashed
+// into buckets.
+func TestLinearBareNamesFromFeatureSpec(t *testing.T) {
+	ctx := context.Background()
+	reg := newReg(t, openDB(t, t.TempDir()))
+	spec := `{"backend": {"type": "test", "path": "/m"}, "features": {"inputs": {
+		"age": {"from": "features.age", "transform": "zscore", "mean": 35, "std": 12, "default": 35, "dtype": "float32"},
+		"surface": {"from": "context.surface", "transform": "vocab", "vocab": ["home", "music"], "oov": 0, "dtype": "int64"}}}}`
+	if _, _, err := reg.PutVersion(ctx, "mf", "1", []byte(spec)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.PutVersion(ctx, "mf", "2", []byte(`{"backend": {"type": "test", "path": "/m"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	ep, _, err := reg.PutEndpoint(ctx, "home", []byte(`{"arms": ["mf@2", "mf@1"], "policy": {"type": "linear-thompson", "context_features": ["age", "surface", "device"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ContextFeature{{Feature: "age", Mean: 35, Std: 12}, {Context: "surface", Values: []string{"home", "music"}}, {Context: "device", Buckets: DefaultLinearBuckets}}
+	got := ep.Policy.ContextFeatures
+	if len(got) != len(want) {
+		t.Fatalf("features %+v", got)
+	}
+	for i := range want {
+		if got[i].Feature != want[i].Feature || got[i].Context != want[i].Context || got[i].Mean != want[i].Mean ||
+			got[i].Std != want[i].Std || !slices.Equal(got[i].Values, want[i].Values) || got[i].Buckets != want[i].Buckets {
+			t.Fatalf("feature %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if names := ep.Policy.LinearModel().Names(); !slices.Equal(names[:5], []string{"1", "age", "surface=home", "surface=music", "device#0"}) {
+		t.Fatalf("names %v", names)
 	}
 }

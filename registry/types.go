@@ -105,12 +105,16 @@ const (
 	// (Policy.HalfLife), for click rates that drift.
 	PolicyDiscountedThompson PolicyType = "discounted-thompson"
 	PolicyUniform            PolicyType = "uniform"
+	// PolicyLinearThompson is contextual: a Bayesian linear model of the
+	// reward per arm over the request's context vector (context_features,
+	// lambda, noise), in place of segments.
+	PolicyLinearThompson PolicyType = "linear-thompson"
 )
 
 // Valid reports whether t is one of the policy types.
 func (t PolicyType) Valid() bool {
 	switch t {
-	case PolicyThompson, PolicyDiscountedThompson, PolicyUniform:
+	case PolicyThompson, PolicyDiscountedThompson, PolicyUniform, PolicyLinearThompson:
 		return true
 	}
 	return false
@@ -161,6 +165,28 @@ type Policy struct {
 	// with the bandit, to measure what the bandit is worth; nil turns it
 	// off.
 	Holdout *Holdout `json:"holdout,omitempty"`
+	// ContextFeatures, Lambda and Noise are the linear-thompson policy's
+	// context vector (see LinearModel), ridge prior λ > 0 and reward noise
+	// scale > 0; empty and 0, and left out of the JSON, for other policies.
+	ContextFeatures []ContextFeature `json:"context_features,omitempty"`
+	Lambda          float64          `json:"lambda,omitzero"`
+	Noise           float64          `json:"noise,omitzero"`
+
+	// linear is the compiled context vector layout of a linear-thompson
+	// policy, made when the policy is parsed or decoded.
+	linear *LinearModel
+}
+
+// LinearModel returns a linear-thompson policy's context vector layout,
+// nil for other policies. Built once per decoded endpoint.
+func (p *Policy) LinearModel() *LinearModel {
+	if p.Type != PolicyLinearThompson {
+		return nil
+	}
+	if p.linear == nil {
+		return newLinearModel(p.ContextFeatures) // a Policy made by hand
+	}
+	return p.linear
 }
 
 // MaxHoldoutShare is the largest share of requests a holdout may take.
@@ -317,19 +343,22 @@ type stopRuleBody struct {
 }
 
 type policyBody struct {
-	Type              *PolicyType   `json:"type"`
-	Prior             *priorBody    `json:"prior"`
-	SegmentBy         []string      `json:"segment_by"`
-	MinShare          *float64      `json:"min_share"`
-	TrialsOn          *TrialEvent   `json:"trials_on"`
-	AttributionWindow *string       `json:"attribution_window"`
-	StopRule          *stopRuleBody `json:"stop_rule"`
-	HalfLife          *string       `json:"half_life"`
-	SegmentPrior      *float64      `json:"segment_prior_weight"`
-	Sticky            *stickyBody   `json:"sticky"`
-	Guardrails        *guardBody    `json:"guardrails"`
-	MaxSegments       *int64        `json:"max_segments"`
-	Holdout           *holdoutBody  `json:"holdout"`
+	Type              *PolicyType      `json:"type"`
+	Prior             *priorBody       `json:"prior"`
+	SegmentBy         []string         `json:"segment_by"`
+	MinShare          *float64         `json:"min_share"`
+	TrialsOn          *TrialEvent      `json:"trials_on"`
+	AttributionWindow *string          `json:"attribution_window"`
+	StopRule          *stopRuleBody    `json:"stop_rule"`
+	HalfLife          *string          `json:"half_life"`
+	SegmentPrior      *float64         `json:"segment_prior_weight"`
+	Sticky            *stickyBody      `json:"sticky"`
+	Guardrails        *guardBody       `json:"guardrails"`
+	MaxSegments       *int64           `json:"max_segments"`
+	Holdout           *holdoutBody     `json:"holdout"`
+	ContextFeatures   []jsontext.Value `json:"context_features"`
+	Lambda            *float64         `json:"lambda"`
+	Noise             *float64         `json:"noise"`
 }
 
 // holdoutBody is Holdout as a request writes it: a missing share is told
@@ -414,7 +443,7 @@ func parsePolicy(in *policyBody) (Policy, error) {
 	}
 	if in.Type != nil {
 		if !in.Type.Valid() {
-			return p, fault.Field("policy.type", "invalid_policy", "unknown policy %q (want thompson, discounted-thompson or uniform)", *in.Type)
+			return p, fault.Field("policy.type", "invalid_policy", "unknown policy %q (want thompson, discounted-thompson, uniform or linear-thompson)", *in.Type)
 		}
 		p.Type = *in.Type
 	}
@@ -537,6 +566,9 @@ func parsePolicy(in *policyBody) (Policy, error) {
 		}
 		p.Guardrails = &Guardrails{MaxErrorRate: g.MaxErrorRate, MaxP99Ms: g.MaxP99Ms, Window: window, MinRequests: g.MinRequests}
 	}
+	if err := parseLinear(in, &p); err != nil {
+		return p, err
+	}
 	if h := in.Holdout; h != nil {
 		if _, _, ok := SplitArm(h.Arm); !ok {
 			return p, fault.Field("policy.holdout.arm", "invalid_holdout", "name one of the endpoint's arms, e.g. \"mf@1\"")
@@ -547,4 +579,50 @@ func parsePolicy(in *policyBody) (Policy, error) {
 		p.Holdout = &Holdout{Arm: h.Arm, Share: *h.Share}
 	}
 	return p, nil
+}
+
+// parseLinear checks the linear-thompson fields: required context_features
+// (at most bandit.MaxLinearDims dimensions), lambda and noise with their
+// defaults, and no segment_by (the policy is contextual instead); other
+// policies may not set them.
+func parseLinear(in *policyBody, p *Policy) error {
+	if p.Type != PolicyLinearThompson {
+		var field string
+		switch {
+		case in.ContextFeatures != nil:
+			field = "context_features"
+		case in.Lambda != nil:
+			field = "lambda"
+		case in.Noise != nil:
+			field = "noise"
+		default:
+			return nil
+		}
+		return fault.Field("policy."+field, "invalid_policy", "applies to linear-thompson only")
+	}
+	if len(p.SegmentBy) > 0 {
+		return fault.Field("policy.segment_by", "invalid_policy", "linear-thompson is contextual: name the context keys in context_features, not segment_by")
+	}
+	if len(in.ContextFeatures) == 0 {
+		return fault.Field("policy.context_features", "invalid_policy", "linear-thompson needs context_features, e.g. [\"surface\"]")
+	}
+	feats, err := parseContextFeatures(in.ContextFeatures)
+	if err != nil {
+		return err
+	}
+	p.ContextFeatures, p.Lambda, p.Noise = feats, DefaultLinearLambda, DefaultLinearNoise
+	if in.Lambda != nil {
+		if !(*in.Lambda > 0 && *in.Lambda <= 1e6) {
+			return fault.Field("policy.lambda", "invalid_policy", "must be > 0 and ≤ 1e6")
+		}
+		p.Lambda = *in.Lambda
+	}
+	if in.Noise != nil {
+		if !(*in.Noise > 0 && *in.Noise <= 1e3) {
+			return fault.Field("policy.noise", "invalid_policy", "must be > 0 and ≤ 1000")
+		}
+		p.Noise = *in.Noise
+	}
+	p.linear = newLinearModel(p.ContextFeatures)
+	return nil
 }

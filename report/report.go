@@ -47,10 +47,23 @@ type Arm struct {
 	Errors map[string]uint64 `json:"errors"`
 	// Reason says why the arm was paused automatically, if it was.
 	Reason string `json:"reason,omitempty"`
+	// Coefficients are a linear-thompson arm's posterior coefficients, one
+	// per dimension of the context vector, named; nil for other policies.
+	Coefficients []Coefficient `json:"coefficients,omitempty"`
 	// RegretGap is the click rate given up per trial this arm served, under
 	// the current posterior (bandit.ArmStats.RegretGap); history points
 	// accumulate regret from it. Not part of the JSON.
 	RegretGap float64 `json:"-"`
+}
+
+// Coefficient is one dimension of a linear-thompson arm's model: its name
+// (registry.LinearModel.Names), the posterior mean of its coefficient and
+// the posterior standard deviation (noise·√(A⁻¹)ⱼⱼ). The arm's expected
+// reward at a context vector x is Σ mean·x.
+type Coefficient struct {
+	Name string  `json:"name"`
+	Mean float64 `json:"mean"`
+	SD   float64 `json:"sd"`
 }
 
 // OffPolicy holds inverse-propensity and doubly robust estimates of an
@@ -287,9 +300,12 @@ func Build(in Input) *Report {
 	}
 	an := bandit.Analyze(rng, pol.Prior, arms, draws)
 	shares := make([]float64, len(arms))
-	if len(policyShares) == len(arms) {
+	switch {
+	case ep.Policy.LinearModel() != nil:
+		trialShares(arms, shares)
+	case len(policyShares) == len(arms):
 		copy(shares, policyShares)
-	} else {
+	default:
 		pol.Shares(rng, arms, draws, shares)
 	}
 	var total uint64
@@ -318,6 +334,7 @@ func Build(in Input) *Report {
 		}
 	}
 	r.Regret.ExpectedCumulative = an.ExpectedRegret
+	linearCoefficients(ep, table, r.Arms)
 	if op := in.OffPolicy; op != nil {
 		q := segmentMeans(pol.Prior, entries)
 		for i := range r.Arms {
@@ -338,6 +355,50 @@ func Build(in Input) *Report {
 		r.Health.Warnings = append(r.Health.Warnings, "low_traffic")
 	}
 	return r
+}
+
+// trialShares writes each arm's share of the trials into out: the traffic
+// share of a linear-thompson endpoint, whose policy's shares depend on each
+// request's context vector (the logged propensities are per request).
+func trialShares(arms []bandit.Arm, out []float64) {
+	var total uint64
+	for _, a := range arms {
+		total += a.Trials
+	}
+	for i, a := range arms {
+		if total > 0 {
+			out[i] = float64(a.Trials) / float64(total)
+		}
+	}
+}
+
+// linearCoefficients fills in each arm's coefficients under a
+// linear-thompson policy, fitted from the arm's current sums (the prior's,
+// all 0, before any trial).
+func linearCoefficients(ep *registry.Endpoint, table *counters.Table, rows []Arm) {
+	m := ep.Policy.LinearModel()
+	if m == nil || table == nil {
+		return
+	}
+	names := m.Names()
+	unit := make([]float64, len(names))
+	for i := range rows {
+		var sums []float64
+		if c := table.LookupLinear(counters.LinKey{Endpoint: ep.Name, Arm: rows[i].Arm, Layout: m.Layout()}); c != nil {
+			sums = c.Sums()
+		}
+		fit, err := bandit.FitLinear(len(names), ep.Policy.Lambda, sums)
+		if err != nil {
+			continue // corrupt sums: no coefficients rather than wrong ones
+		}
+		rows[i].Coefficients = make([]Coefficient, len(names))
+		for j, name := range names {
+			unit[j] = 1
+			_, sd := fit.Score(unit)
+			unit[j] = 0
+			rows[i].Coefficients[j] = Coefficient{Name: name, Mean: fit.Mu[j], SD: ep.Policy.Noise * sd}
+		}
+	}
 }
 
 // segmentMeans returns the posterior mean click rate of an arm in a

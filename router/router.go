@@ -373,6 +373,7 @@ type choice struct {
 	holdout bool      // chosen is the holdout arm, serving a held-out request
 	shadows uint8     // bit i: the endpoint's shadow i scores the request too (registry.MaxShadows ≤ 8)
 	id      [12]byte  // the prediction token's random id, once recorded
+	x       []float64 // the request's context vector under a linear-thompson policy, else nil
 }
 
 // choose names the request's segment (its own, or the overflow segment when
@@ -388,6 +389,9 @@ func (r *Router) choose(ctx context.Context, snap *registry.Snapshot, ep *regist
 	for _, name := range ep.Arms {
 		arms = append(arms, r.armInput(snap, ep, c.segment, name, c.now))
 	}
+	if m := ep.Policy.LinearModel(); m != nil && req.Pin == "" {
+		c.x = m.Vector(req.Context, req.Features, make([]float64, m.Dims()))
+	}
 	if req.Pin != "" {
 		// Validate found the arm on the endpoint; the policy has no say.
 		c.chosen, c.prop, c.pinned = slices.Index(ep.Arms, req.Pin), 1, true
@@ -398,8 +402,9 @@ func (r *Router) choose(ctx context.Context, snap *registry.Snapshot, ep *regist
 		// The arm is drawn from the segment's traffic shares: Thompson
 		// sampling under the posterior as of their last refresh (batched
 		// updates), so the logged propensity is exactly the probability
-		// of this choice.
-		c.shares = r.shares(ep, c.segment, arms, c.now)
+		// of this choice. Under linear-thompson the shares are the
+		// request's own, at its context vector.
+		c.shares = r.policyShares(ep, &c, arms)
 		rng := r.rngs.get()
 		c.chosen = bandit.Pick(rng, c.shares)
 		r.rngs.put(rng)
@@ -482,7 +487,7 @@ func (r *Router) stick(ep *registry.Endpoint, user string, arms []bandit.Arm, c 
 func (r *Router) fellBackTo(ep *registry.Endpoint, arms []bandit.Arm, c *choice, fb int) {
 	c.holdout = false
 	if c.shares == nil || c.sticky {
-		c.shares = r.shares(ep, c.segment, arms, c.now)
+		c.shares = r.policyShares(ep, c, arms)
 	}
 	c.prop = c.shares[fb]
 }
@@ -665,6 +670,10 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 		if !onImpression {
 			r.table.Cell(key).AddTrial()
 			r.table.AddToAggregate(key, 1, 0)
+			if c.x != nil {
+				m := ep.Policy.LinearModel()
+				r.table.Linear(counters.LinKey{Endpoint: ep.Name, Arm: arm, Layout: m.Layout()}, m.Dims()).AddTrial(c.x)
+			}
 		}
 		r.noteServed(ep.Name, segment)
 		if ttl := ep.Policy.StickyTTL(); ttl > 0 && !c.sticky && !s.fellBack {
@@ -675,6 +684,11 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 	tok := predtoken.Token{Endpoint: ep.Name, Arm: arm, Segment: segment, Time: c.now,
 		Propensity: prop, Window: ep.Policy.AttributionWindow.Std(), Items: len(s.items),
 		OnImpression: onImpression && !c.pinned, Pinned: c.pinned, Shadowed: c.shadows != 0, ID: c.id}
+	if c.x != nil && !c.pinned && !c.holdout {
+		// Feedback adds the click's reward (and, on impressions, the
+		// trial) to the arm's sums with the vector the token carries.
+		tok.X, tok.Layout = c.x, ep.Policy.LinearModel().Layout()
+	}
 	return &Response{PredictionID: r.signer.Sign(&tok), Endpoint: ep.Name, Arm: arm, Model: spec.Name,
 		Version: spec.Version, Segment: segment, Items: s.items, Fallback: s.fellBack, Pinned: c.pinned}
 }
@@ -693,6 +707,31 @@ func (r *Router) notify(ctx context.Context, start time.Time, snap *registry.Sna
 	for _, ob := range r.obs {
 		ob.Observe(ctx, o)
 	}
+}
+
+// policyShares is the probability that the endpoint's policy picks each
+// arm for the request of c: the segment's cached traffic shares, or, under
+// linear-thompson, the shares at the request's context vector, computed
+// from each arm's posterior as last fitted (counters.LinCell.Posterior).
+func (r *Router) policyShares(ep *registry.Endpoint, c *choice, arms []bandit.Arm) []float64 {
+	if c.x == nil {
+		return r.shares(ep, c.segment, arms, c.now)
+	}
+	m := ep.Policy.LinearModel()
+	var postBuf [16]*bandit.LinearArm
+	var actBuf [16]bool
+	var scoreBuf [16]bandit.LinearScore
+	posts, active, scores := postBuf[:0], actBuf[:0], scoreBuf[:0]
+	for i, name := range ep.Arms {
+		cell := r.table.Linear(counters.LinKey{Endpoint: ep.Name, Arm: name, Layout: m.Layout()}, m.Dims())
+		posts = append(posts, cell.Posterior(ep.Policy.Lambda))
+		active = append(active, arms[i].Active)
+		scores = append(scores, bandit.LinearScore{})
+	}
+	bandit.LinearScores(c.x, ep.Policy.Noise, posts, active, scores)
+	out := make([]float64, len(arms))
+	bandit.LinearShares(scores, ep.Policy.MinShare, out)
+	return out
 }
 
 // PolicyShares returns the probability that the endpoint's policy picks

@@ -134,6 +134,10 @@ type Config struct {
 	// Points are extra steps, in [1, Horizon], at which the regret is
 	// reported besides the default checkpoints.
 	Points []int
+
+	// world, set by World.Config, is the contextual world this Config
+	// only describes (for Environment and Summary); Run does not play it.
+	world *World
 }
 
 // Arms returns the number of arms.
@@ -292,6 +296,9 @@ func DescribeRates(rates []float64) string {
 
 // Environment describes c's arms in one line, for table headers and plots.
 func (c *Config) Environment() string {
+	if c.world != nil {
+		return c.world.Describe()
+	}
 	var b strings.Builder
 	if c.Rates != nil {
 		fmt.Fprintf(&b, "%d arms, rates %s", len(c.Rates), DescribeRates(c.Rates))

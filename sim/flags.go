@@ -49,6 +49,7 @@ func (s *Scenario) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(optional[float64]{&s.UCBC, parseFloat}, "ucb-c", "UCB1's exploration constant")
 	fs.Var(optional[float64]{&s.HalfLife, parseFloat}, "half-life", "discounted Thompson's half-life in steps")
 	fs.IntVar(&s.Workers, "workers", 0, "goroutines playing runs (0: GOMAXPROCS)")
+	fs.Var(optional[int]{&s.Segments, parseInt}, "segments", "segments of the contextual world of linear-thompson")
 }
 
 // floatList is a comma-separated list of finite numbers.

@@ -57,6 +57,10 @@ type Scenario struct {
 
 	// Workers is Config.Workers of every series.
 	Workers int
+
+	// Segments is the number of segments of the contextual world that
+	// naming linear-thompson plays (see World); nil means its default.
+	Segments *int
 }
 
 // Configs checks s and returns one valid Config per series, policies in

@@ -15,8 +15,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,7 @@ var (
 	bDisc     = []byte("discounted")
 	bOffPol   = []byte("offpolicy")
 	bHistory  = []byte("history")
+	bLinear   = []byte("linear") // counters.LinKey.Encode -> float64 sums, little-endian
 )
 
 // FileName is the database file inside the data dir.
@@ -103,7 +106,7 @@ func OpenWith(dir string, opt Options) (*DB, error) {
 	db.MaxBatchDelay = 2 * time.Millisecond
 	legacy := false
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bCounters, bFeedback, bDisc, bOffPol, bHistory, bShadow, bShadowLists, []byte(Models), []byte(Endpoints)} {
+		for _, b := range [][]byte{bMeta, bCounters, bFeedback, bDisc, bOffPol, bHistory, bShadow, bShadowLists, bLinear, []byte(Models), []byte(Endpoints)} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -348,6 +351,56 @@ func (d *DB) LoadDiscounted(_ context.Context) ([]counters.DiscEntry, error) {
 			if ok && disc.UnmarshalBinary(v) == nil {
 				out = append(out, counters.DiscEntry{Key: key, Disc: disc})
 			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// AddLinear durably adds linear-thompson sum deltas, element by element,
+// in one group-committed transaction. A delta whose length differs from
+// the stored sums' (which a key's layout rules out) replaces them.
+func (d *DB) AddLinear(_ context.Context, deltas map[counters.LinKey][]float64) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bLinear)
+		for k, delta := range deltas {
+			key := []byte(k.Encode())
+			sums := slices.Clone(delta)
+			if cur := b.Get(key); len(cur) == 8*len(delta) {
+				for i := range sums {
+					sums[i] += math.Float64frombits(binary.LittleEndian.Uint64(cur[8*i:]))
+				}
+			}
+			v := make([]byte, 0, 8*len(sums))
+			for _, x := range sums {
+				v = binary.LittleEndian.AppendUint64(v, math.Float64bits(x))
+			}
+			if err := b.Put(key, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LoadLinear returns every stored linear-thompson sums vector; malformed
+// records are skipped.
+func (d *DB) LoadLinear(_ context.Context) (map[counters.LinKey][]float64, error) {
+	out := map[counters.LinKey][]float64{}
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bLinear).ForEach(func(k, v []byte) error {
+			key, ok := counters.DecodeLinKey(string(k))
+			if !ok || len(v)%8 != 0 {
+				return nil
+			}
+			sums := make([]float64, len(v)/8)
+			for i := range sums {
+				sums[i] = math.Float64frombits(binary.LittleEndian.Uint64(v[8*i:]))
+			}
+			out[key] = sums
 			return nil
 		})
 	})

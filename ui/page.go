@@ -86,6 +86,70 @@ type EndpointPage struct {
 	Refresh     int
 	Draws       int
 	Live        bool
+	// Coefficients is a linear-thompson endpoint's model per arm; nil for
+	// other policies.
+	Coefficients *CoefView
+}
+
+// CoefView is the page's table of a linear-thompson endpoint's
+// coefficients: a row per dimension of the context vector, a column per
+// arm.
+type CoefView struct {
+	Arms []string
+	Rows []CoefRow
+}
+
+// CoefRow is one dimension's coefficients, one cell per arm.
+type CoefRow struct {
+	Name  string
+	Cells []CoefCell
+}
+
+// CoefCell is one arm's coefficient of one dimension: its posterior mean
+// and standard deviation; Best marks the arm with the highest mean.
+type CoefCell struct {
+	Arm      string
+	Mean, SD float64
+	Best     bool
+}
+
+// coefView arranges a report's coefficients by dimension; nil when no arm
+// has any.
+func coefView(rep *report.Report) *CoefView {
+	var v *CoefView
+	for _, a := range rep.Arms {
+		if len(a.Coefficients) == 0 {
+			continue
+		}
+		if v == nil {
+			v = &CoefView{}
+			for _, c := range a.Coefficients {
+				v.Rows = append(v.Rows, CoefRow{Name: c.Name})
+			}
+		}
+		if len(a.Coefficients) != len(v.Rows) {
+			continue
+		}
+		v.Arms = append(v.Arms, a.Arm)
+		for j, c := range a.Coefficients {
+			v.Rows[j].Cells = append(v.Rows[j].Cells, CoefCell{Arm: a.Arm, Mean: c.Mean, SD: c.SD})
+		}
+	}
+	if v == nil {
+		return nil
+	}
+	for j := range v.Rows {
+		best := -1
+		for i, c := range v.Rows[j].Cells {
+			if best < 0 || c.Mean > v.Rows[j].Cells[best].Mean {
+				best = i
+			}
+		}
+		if best >= 0 && len(v.Rows[j].Cells) > 1 {
+			v.Rows[j].Cells[best].Best = true
+		}
+	}
+	return v
 }
 
 // HoldoutView is the page's holdout panel: the report's holdout in words
@@ -253,6 +317,7 @@ func Build(in Input) *EndpointPage {
 	}
 	p.Holdout = holdoutView(rep.Holdout)
 	p.Shadows = shadowRows(rep.Shadows)
+	p.Coefficients = coefView(rep)
 	p.Decision = DecisionText(rep, in.Rule)
 	p.Winner = rep.Decision.Status == "winner"
 	var total uint64

@@ -1,7 +1,7 @@
 // Package redisstore is the shared state of many gateway replicas in Redis:
 // the registry's records, metadata, the token signing key, the bandit
 // counters, the feedback dedupe keys, the discounted-count snapshots, the
-// report history and the off-policy sums. It implements the same small
+// report history, the off-policy sums and the linear-thompson sums. It implements the same small
 // interfaces, declared by their users, as the embedded *store.DB (both
 // pass store/storetest), and OffPolicyOthers on top (see below).
 //
@@ -67,6 +67,9 @@
 //	                               string  a shadowed prediction's lists (JSON),
 //	                               TTL = to the end of its attribution window
 //	                               + store.ExpiryGrace
+//	P lin:<endpoint>, P lin:index  linear-thompson sums (see linear.go), added
+//	                               by HINCRBYFLOAT in one idempotent script per
+//	                               endpoint and batch
 //
 // # Off-policy sums across replicas
 //
@@ -252,6 +255,9 @@ type Store struct {
 	// replay can reach them, so their records are deleted early.
 	releaseMu sync.Mutex
 	release   []string
+
+	// linear holds the linear-thompson sum batches not yet in Redis.
+	linear linearQueue
 }
 
 // maxRelease bounds the ids waiting for release; past it, records simply

@@ -36,6 +36,7 @@ type Store interface {
 	audit.Store
 	counters.Loader
 	counters.DiscStore
+	counters.LinearStore
 	offpolicy.Store
 	shadow.Store
 	Meta

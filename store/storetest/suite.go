@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -48,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("Meta", func(t *testing.T) { RunMeta(t, func(t *testing.T) Meta { return open(t) }) })
 	t.Run("Counts", func(t *testing.T) { RunCounts(t, func(t *testing.T) Counts { return open(t) }) })
 	t.Run("Discounted", func(t *testing.T) { RunDiscounted(t, func(t *testing.T) counters.DiscStore { return open(t) }) })
+	t.Run("Linear", func(t *testing.T) { RunLinear(t, func(t *testing.T) counters.LinearStore { return open(t) }) })
 	t.Run("OffPolicy", func(t *testing.T) { RunOffPolicy(t, func(t *testing.T) offpolicy.Store { return open(t) }) })
 	t.Run("Series", func(t *testing.T) { RunSeries(t, func(t *testing.T) Series { return open(t) }) })
 	t.Run("Audit", func(t *testing.T) { RunAudit(t, func(t *testing.T) audit.Store { return open(t) }) })
@@ -433,6 +435,73 @@ func RunDiscounted(t *testing.T, open func(t *testing.T) counters.DiscStore) {
 	want := []counters.DiscEntry{later, first[1]} // in key order
 	if got, err := s.LoadDiscounted(ctx); err != nil || !equalDisc(got, want) {
 		t.Fatalf("after replacing one: %+v, %v; want %+v", got, err, want)
+	}
+}
+
+// RunLinear tests counters.LinearStore: deltas added at once by many
+// writers (replicas) sum exactly, element by element, and keys apart —
+// endpoints, arms and layouts — stay apart.
+func RunLinear(t *testing.T, open func(t *testing.T) counters.LinearStore) {
+	ctx := context.Background()
+	s := open(t)
+	if got, err := s.LoadLinear(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("a new store loads %v, %v", got, err)
+	}
+	a := counters.LinKey{Endpoint: "home", Arm: "mf@1", Layout: 0x0badf00d}
+	b := counters.LinKey{Endpoint: "home", Arm: "mf@1", Layout: 1}
+	c := counters.LinKey{Endpoint: "search", Arm: "mf@2", Layout: 0x0badf00d}
+	// d = 2: n, Σr, b (2), A upper (3).
+	da := []float64{1, 0.25, 0.25, 0, 1, 0.5, 0.25}
+	db := []float64{1, 1, 1, -1.5, 1, -1.5, 2.25}
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m := map[counters.LinKey][]float64{a: da}
+				if (w+i)%2 == 0 {
+					m[b] = db
+				}
+				if err := s.AddLinear(ctx, m); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := s.AddLinear(ctx, map[counters.LinKey][]float64{c: {1, 0, 0, 0, 1, 0, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddLinear(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LoadLinear(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale := func(v []float64, n float64) []float64 {
+		out := make([]float64, len(v))
+		for i := range v {
+			out[i] = v[i] * n
+		}
+		return out
+	}
+	want := map[counters.LinKey][]float64{a: scale(da, writers*each), b: scale(db, writers*each/2), c: {1, 0, 0, 0, 1, 0, 0}}
+	if len(got) != len(want) {
+		t.Fatalf("loaded %v, want %v", got, want)
+	}
+	for k, w := range want {
+		if !slices.Equal(got[k], w) {
+			t.Errorf("%+v: loaded %v, want %v", k, got[k], w)
+		}
 	}
 }
 
