@@ -25,6 +25,10 @@ type keyOp struct {
 	Expires, Now                             time.Time
 }
 
+// outageKey names op's event in Store.outage: like its dedupe key in
+// Redis, it is of the op's endpoint.
+func (op keyOp) outageKey() string { return op.Counter.Endpoint + "\x00" + op.EventKey }
+
 func toKeyOps(ops []store.FeedbackOp) []keyOp {
 	out := make([]keyOp, len(ops))
 	for i, op := range ops {

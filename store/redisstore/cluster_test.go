@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/auth"
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/store"
@@ -155,5 +156,155 @@ func expectSignal(t *testing.T, ch <-chan struct{}, what string) {
 	case <-ch:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("no change signal after %s", what)
+	}
+}
+
+// TestClusterFailoverLosesNoAcknowledgedWrite runs two replicas of the
+// store on a cluster while they write trials and clicks of two endpoints
+// on different masters without pause, kills one of those masters with
+// SIGKILL mid-stream and lets the cluster promote its replica. No write
+// fails meanwhile (it goes to the write-ahead log); once the logs have
+// replayed, every acknowledged trial and click is counted exactly once;
+// and the registry, its notices, API keys and their revocation, and rate
+// limits work on the promoted master.
+func TestClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a failover takes seconds")
+	}
+	c := redistest.StartCluster(t, redistest.ClusterOptions{})
+	ctx := context.Background()
+	stores := []*Store{openStore(t, c.URL(), clusterOpts(t)), openStore(t, c.URL(), clusterOpts(t))}
+	for _, s := range stores {
+		waitFor(t, "the store to see every master's replica", 10*time.Second, func() bool {
+			m := s.clusterReplicas.Load()
+			return m != nil && len(*m) == 3 && (*m)[c.Nodes[0].Addr()] == 1 && (*m)[c.Nodes[1].Addr()] == 1 && (*m)[c.Nodes[2].Addr()] == 1
+		})
+	}
+	e1, e2, victim, _ := endpointsOnTwoMasters(t, c, stores[0])
+	k1 := counters.Key{Endpoint: e1, Segment: "all", Arm: "a@1"}
+	k2 := counters.Key{Endpoint: e2, Segment: "all", Arm: "a@1"}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changed := stores[1].Subscribe(sctx)
+	expectSignal(t, changed, "the subscription taking hold")
+
+	var (
+		trials, clicks atomic.Int64 // acknowledged, per endpoint
+		seq            atomic.Int64
+		stop           = make(chan struct{})
+		wg             sync.WaitGroup
+		errMu          sync.Mutex
+		errs           []error
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		errs = append(errs, err)
+		errMu.Unlock()
+	}
+	for i, s := range stores {
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					if err := s.AddTrials(ctx, map[counters.Key]uint64{k1: 1, k2: 1}); err != nil {
+						fail(fmt.Errorf("store %d worker %d: add trials: %w", i, w, err))
+					} else {
+						trials.Add(1)
+					}
+					n := seq.Add(1)
+					ops := []store.FeedbackOp{click("i", fmt.Sprintf("p%da", n), k1), click("i", fmt.Sprintf("p%db", n), k2)}
+					res, err := s.ApplyFeedback(ctx, ops, nil)
+					cancel()
+					switch {
+					case err != nil:
+						fail(fmt.Errorf("store %d worker %d: feedback: %w", i, w, err))
+					case res[0].Duplicate || res[1].Duplicate:
+						fail(fmt.Errorf("store %d worker %d: click p%d answered as a duplicate", i, w, n))
+					default:
+						clicks.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	stopped := false
+	halt := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer halt()
+
+	waitFor(t, "writes before the failover", 20*time.Second, func() bool { return clicks.Load() >= 200 })
+	victim.Stop() // SIGKILL
+	killedAt := clicks.Load()
+	var promoted *redistest.Server
+	waitFor(t, "the cluster to promote the replica", 30*time.Second, func() bool {
+		promoted = c.MasterOf(stores[0].trialsKey(e1))
+		return promoted != nil && promoted != victim
+	})
+	waitFor(t, "both stores writing to the new master", 30*time.Second, func() bool {
+		return stores[0].Healthy() && stores[1].Healthy()
+	})
+	after := clicks.Load()
+	waitFor(t, "writes after the failover", 20*time.Second, func() bool { return clicks.Load() >= after+200 })
+	halt()
+	t.Logf("master %s killed after %d clicks; %s promoted; %d clicks and %d trials acknowledged in all", victim.Addr(), killedAt, promoted.Addr(), clicks.Load(), trials.Load())
+
+	errMu.Lock()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	errMu.Unlock()
+	for i, s := range stores {
+		waitFor(t, fmt.Sprintf("store %d's log replayed", i), 30*time.Second, func() bool {
+			n, _ := s.Backlog()
+			return n == 0 && s.Healthy()
+		})
+	}
+	want := [2]uint64{uint64(trials.Load()), uint64(clicks.Load())}
+	for i, s := range stores {
+		if got := countsOf(t, s); got[k1] != want || got[k2] != want {
+			t.Fatalf("store %d reads %v after the failover; want %v for both endpoints (trials, successes)", i, got, want)
+		}
+	}
+
+	// The shared state beyond counters works on the promoted master.
+	a, b := stores[0], stores[1]
+	if err := a.Put(ctx, store.Endpoints, e1, []byte(`{"name":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	expectSignal(t, changed, "a registry change after the failover")
+	if m, err := b.List(ctx, store.Endpoints); err != nil || string(m[e1]) != `{"name":"x"}` {
+		t.Fatalf("the other replica lists %q, %v", m, err)
+	}
+	_, h := auth.Generate()
+	if err := a.PutKey(ctx, auth.Key{Name: "app", Hash: h, Scopes: []string{"client"}, CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := a.DeleteKey(ctx, "app"); err != nil || !found {
+		t.Fatalf("revoking a key: %v, %v", found, err)
+	}
+	if keys, err := b.ListKeys(ctx); err != nil || len(keys) != 0 {
+		t.Fatalf("the other replica lists keys %+v, %v after the revocation", keys, err)
+	}
+	for _, bucket := range []string{"rl:" + e1, "rl:" + e2} {
+		got, _, err := a.TakeTokens(ctx, bucket, 1, 2, 5)
+		if err != nil || got != 2 {
+			t.Fatalf("rate limit %s: %d tokens, %v; want the burst of 2", bucket, got, err)
+		}
+		got, retry, err := b.TakeTokens(ctx, bucket, 1, 2, 1)
+		if err != nil || got != 0 || retry <= 0 {
+			t.Fatalf("rate limit %s on the other replica: %d tokens, retry %v, %v; want none left", bucket, got, retry, err)
+		}
 	}
 }

@@ -861,12 +861,12 @@ func (s *Store) provisional(b *batch) ([]store.FeedbackResult, error) {
 	b.prov = make([]byte, len(b.ops))
 	s.outageMu.Lock()
 	for i, op := range b.ops {
-		if s.outage[op.EventKey] > 0 {
+		if s.outage[op.outageKey()] > 0 {
 			res[i].Duplicate = true
 			b.prov[i] = provDup
 			continue
 		}
-		s.outage[op.EventKey]++
+		s.outage[op.outageKey()]++
 		b.prov[i] = provNew
 	}
 	s.outageN.Store(int64(len(s.outage)))
@@ -886,7 +886,7 @@ func (s *Store) markOutage(b *batch) {
 	s.outageMu.Lock()
 	for i, op := range b.ops {
 		if b.prov[i] == provNew {
-			s.outage[op.EventKey]++
+			s.outage[op.outageKey()]++
 		}
 	}
 	s.outageN.Store(int64(len(s.outage)))
@@ -900,8 +900,10 @@ func (s *Store) unmarkOutage(b *batch) {
 	s.outageMu.Lock()
 	for i, op := range b.ops {
 		if b.prov[i] == provNew {
-			if s.outage[op.EventKey]--; s.outage[op.EventKey] <= 0 {
-				delete(s.outage, op.EventKey)
+			if k := op.outageKey(); s.outage[k] <= 1 {
+				delete(s.outage, k)
+			} else {
+				s.outage[k]--
 			}
 		}
 	}
@@ -919,7 +921,7 @@ func (s *Store) overrideOutageDuplicates(ops []keyOp, res []store.FeedbackResult
 	s.outageMu.Lock()
 	defer s.outageMu.Unlock()
 	for i, op := range ops {
-		if !res[i].Duplicate && s.outage[op.EventKey] > 0 {
+		if !res[i].Duplicate && s.outage[op.outageKey()] > 0 {
 			res[i] = store.FeedbackResult{Duplicate: true}
 		}
 	}
