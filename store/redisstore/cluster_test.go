@@ -133,6 +133,21 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("settings checked on every node", func(t *testing.T) {
+		var logs logBuffer
+		opt := clusterOpts(t)
+		opt.Logger = logs.logger()
+		openStore(t, c.URL(), opt)
+		waitFor(t, "a warning for each node", 10*time.Second, func() bool {
+			for _, n := range c.Nodes {
+				if len(logs.lines("set appendonly yes", "addr="+n.Addr())) != 1 {
+					return false
+				}
+			}
+			return true
+		})
+	})
+
 	t.Run("registry changes reach every replica", func(t *testing.T) {
 		opt := clusterOpts(t)
 		opt.Prefix = "sub:"

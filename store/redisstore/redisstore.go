@@ -242,7 +242,7 @@ type Store struct {
 	admin redis.UniversalClient // registry, metadata, counters load, replays, subscription
 	addr  string                // where the URL points, without its password, for messages
 
-	warned map[string]string // setting -> the wrong value warned of; background loop only
+	warned map[string]string // [node address + " "] setting -> the wrong value warned of; background loop only
 	opt    Options
 	log    *slog.Logger
 	wal    *wal
