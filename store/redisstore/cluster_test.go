@@ -203,61 +203,11 @@ func TestClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	changed := stores[1].Subscribe(sctx)
 	expectSignal(t, changed, "the subscription taking hold")
 
-	var (
-		trials, clicks atomic.Int64 // acknowledged, per endpoint
-		seq            atomic.Int64
-		stop           = make(chan struct{})
-		wg             sync.WaitGroup
-		errMu          sync.Mutex
-		errs           []error
-	)
-	fail := func(err error) {
-		errMu.Lock()
-		errs = append(errs, err)
-		errMu.Unlock()
-	}
-	for i, s := range stores {
-		for w := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-					if err := s.AddTrials(ctx, map[counters.Key]uint64{k1: 1, k2: 1}); err != nil {
-						fail(fmt.Errorf("store %d worker %d: add trials: %w", i, w, err))
-					} else {
-						trials.Add(1)
-					}
-					n := seq.Add(1)
-					ops := []store.FeedbackOp{click("i", fmt.Sprintf("p%da", n), k1), click("i", fmt.Sprintf("p%db", n), k2)}
-					res, err := s.ApplyFeedback(ctx, ops, nil)
-					cancel()
-					switch {
-					case err != nil:
-						fail(fmt.Errorf("store %d worker %d: feedback: %w", i, w, err))
-					case res[0].Duplicate || res[1].Duplicate:
-						fail(fmt.Errorf("store %d worker %d: click p%d answered as a duplicate", i, w, n))
-					default:
-						clicks.Add(1)
-					}
-				}
-			}()
-		}
-	}
-	stopped := false
-	halt := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
-	defer halt()
+	load := startWriters(stores, map[counters.Key]uint64{k1: 1, k2: 1}, func(n int64) []store.FeedbackOp {
+		return []store.FeedbackOp{click("i", fmt.Sprintf("p%da", n), k1), click("i", fmt.Sprintf("p%db", n), k2)}
+	})
+	defer load.halt()
+	trials, clicks := &load.trials, &load.clicks
 
 	waitFor(t, "writes before the failover", 20*time.Second, func() bool { return clicks.Load() >= 200 })
 	victim.Stop() // SIGKILL
@@ -272,14 +222,11 @@ func TestClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	})
 	after := clicks.Load()
 	waitFor(t, "writes after the failover", 20*time.Second, func() bool { return clicks.Load() >= after+200 })
-	halt()
-	t.Logf("master %s killed after %d clicks; %s promoted; %d clicks and %d trials acknowledged in all", victim.Addr(), killedAt, promoted.Addr(), clicks.Load(), trials.Load())
-
-	errMu.Lock()
-	for _, err := range errs {
+	for _, err := range load.halt() {
 		t.Error(err)
 	}
-	errMu.Unlock()
+	t.Logf("master %s killed after %d clicks; %s promoted; %d clicks and %d trials acknowledged in all", victim.Addr(), killedAt, promoted.Addr(), clicks.Load(), trials.Load())
+
 	for i, s := range stores {
 		waitFor(t, fmt.Sprintf("store %d's log replayed", i), 30*time.Second, func() bool {
 			n, _ := s.Backlog()

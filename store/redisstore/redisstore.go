@@ -381,8 +381,6 @@ func (s *Store) Healthy() bool { return s.healthy.Load() }
 // size, for readiness and metrics.
 func (s *Store) Backlog() (batches int, bytes int64) { return s.wal.backlog() }
 
-func (s *Store) k(suffix string) string { return s.opt.Prefix + suffix }
-
 func (s *Store) regKey(b store.Bucket) string { return s.opt.Prefix + "reg:" + string(b) }
 
 // Put stores a registry record and tells every replica (see Subscribe).
