@@ -55,9 +55,10 @@ const (
 // URL is a parsed Redis URL. Make it with Parse; it is immutable and safe
 // for concurrent use.
 type URL struct {
-	single   *redis.Options         // redis://, rediss://
-	failover *redis.FailoverOptions // redis+sentinel://, rediss+sentinel://
-	cluster  *redis.ClusterOptions  // redis+cluster://, rediss+cluster://
+	single *redis.Options // redis://, rediss://
+	// multi is a Sentinel URL's (MasterName set) or a cluster URL's
+	// (IsClusterMode set).
+	multi *redis.UniversalOptions
 }
 
 // Parse reads a Redis URL of one of the forms in the package doc. Its
@@ -83,13 +84,13 @@ func Parse(raw string) (*URL, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis url: %s://: %w", strings.ToLower(scheme), err)
 		}
-		return &URL{failover: o}, nil
+		return &URL{multi: o}, nil
 	case SchemeCluster, SchemeClusterTLS:
 		o, err := parseCluster(strings.ToLower(scheme) == SchemeClusterTLS, rest)
 		if err != nil {
 			return nil, fmt.Errorf("redis url: %s://: %w", strings.ToLower(scheme), err)
 		}
-		return &URL{cluster: o}, nil
+		return &URL{multi: o}, nil
 	default:
 		return nil, fmt.Errorf("redis url: scheme %q is not one of %s", scheme, accepted)
 	}
@@ -97,13 +98,13 @@ func Parse(raw string) (*URL, error) {
 
 // parseSentinel reads what follows "redis+sentinel://". url.Parse is not
 // used: its host is one host, not a list.
-func parseSentinel(useTLS bool, rest string) (*redis.FailoverOptions, error) {
-	o := &redis.FailoverOptions{}
+func parseSentinel(useTLS bool, rest string) (*redis.UniversalOptions, error) {
+	o := &redis.UniversalOptions{}
 	rest, query, _ := strings.Cut(rest, "?")
 	rest, _, _ = strings.Cut(rest, "#")
 	authority, path, _ := strings.Cut(rest, "/")
 	var err error
-	o.Username, o.Password, o.SentinelAddrs, err = parseHosts(authority, "sentinel", defaultSentinelPort)
+	o.Username, o.Password, o.Addrs, err = parseHosts(authority, "sentinel", defaultSentinelPort)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +186,7 @@ func parseHosts(authority, what, port string) (user, pass string, addrs []string
 
 // parseCluster reads what follows "redis+cluster://": the seed nodes, no
 // path beyond "/" or "/0" and no query.
-func parseCluster(useTLS bool, rest string) (*redis.ClusterOptions, error) {
+func parseCluster(useTLS bool, rest string) (*redis.UniversalOptions, error) {
 	rest, query, _ := strings.Cut(rest, "?")
 	rest, _, _ = strings.Cut(rest, "#")
 	authority, path, _ := strings.Cut(rest, "/")
@@ -195,7 +196,7 @@ func parseCluster(useTLS bool, rest string) (*redis.ClusterOptions, error) {
 	if path != "" && path != "0" {
 		return nil, fmt.Errorf("path /%s: a cluster has database 0 only; leave the path out", path)
 	}
-	o := &redis.ClusterOptions{}
+	o := &redis.UniversalOptions{IsClusterMode: true}
 	var err error
 	if o.Username, o.Password, o.Addrs, err = parseHosts(authority, "cluster node", defaultRedisPort); err != nil {
 		return nil, err
@@ -234,20 +235,20 @@ func hostAddr(a, what, port string) (string, error) {
 }
 
 // Sentinel reports whether the URL names a master through Sentinel.
-func (u *URL) Sentinel() bool { return u.failover != nil }
+func (u *URL) Sentinel() bool { return u.multi != nil && u.multi.MasterName != "" }
 
 // Cluster reports whether the URL names a Redis Cluster.
-func (u *URL) Cluster() bool { return u.cluster != nil }
+func (u *URL) Cluster() bool { return u.multi != nil && u.multi.IsClusterMode }
 
 // Addr describes where the URL points, for messages: the server's
 // host:port, "sentinel master NAME via h1:26379,h2:26379" or "cluster via
 // h1:6379,h2:6379". It never holds a password.
 func (u *URL) Addr() string {
-	if u.cluster != nil {
-		return "cluster via " + strings.Join(u.cluster.Addrs, ",")
+	if u.Cluster() {
+		return "cluster via " + strings.Join(u.multi.Addrs, ",")
 	}
-	if u.failover != nil {
-		return fmt.Sprintf("sentinel master %s via %s", u.failover.MasterName, strings.Join(u.failover.SentinelAddrs, ","))
+	if u.multi != nil {
+		return fmt.Sprintf("sentinel master %s via %s", u.multi.MasterName, strings.Join(u.multi.Addrs, ","))
 	}
 	return u.single.Addr
 }
@@ -270,8 +271,8 @@ type Tuning struct {
 // fallback) and dials once per attempt. It does no I/O: go-redis connects
 // on first use. The caller closes it.
 func (u *URL) NewClient(t Tuning) redis.UniversalClient {
-	if u.cluster != nil {
-		o := *u.cluster
+	if u.multi != nil {
+		o := *u.multi
 		o.Addrs = append([]string(nil), o.Addrs...)
 		if o.TLSConfig != nil {
 			o.TLSConfig = o.TLSConfig.Clone()
@@ -283,21 +284,7 @@ func (u *URL) NewClient(t Tuning) redis.UniversalClient {
 		o.DialerRetries = 1
 		o.DisableIdentity = true
 		o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-		return redis.NewClusterClient(&o)
-	}
-	if u.failover != nil {
-		o := *u.failover
-		o.SentinelAddrs = append([]string(nil), o.SentinelAddrs...)
-		if o.TLSConfig != nil {
-			o.TLSConfig = o.TLSConfig.Clone()
-		}
-		o.PoolSize = t.PoolSize
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = t.DialTimeout, t.ReadTimeout, t.WriteTimeout
-		o.ContextTimeoutEnabled = true
-		o.MaxRetries = -1
-		o.DialerRetries = 1
-		o.DisableIdentity = true
-		return redis.NewFailoverClient(&o)
+		return redis.NewUniversalClient(&o)
 	}
 	o := *u.single
 	if o.TLSConfig != nil {

@@ -22,11 +22,8 @@ type parsed struct {
 }
 
 func summary(u *URL) parsed {
-	if f := u.failover; f != nil {
-		return parsed{true, false, f.SentinelAddrs, f.MasterName, f.DB, f.Username, f.Password, f.SentinelUsername, f.SentinelPassword, f.TLSConfig != nil}
-	}
-	if c := u.cluster; c != nil {
-		return parsed{false, true, c.Addrs, "", 0, c.Username, c.Password, "", "", c.TLSConfig != nil}
+	if m := u.multi; m != nil {
+		return parsed{m.MasterName != "", m.IsClusterMode, m.Addrs, m.MasterName, m.DB, m.Username, m.Password, m.SentinelUsername, m.SentinelPassword, m.TLSConfig != nil}
 	}
 	o := u.single
 	return parsed{false, false, []string{o.Addr}, "", o.DB, o.Username, o.Password, "", "", o.TLSConfig != nil}
