@@ -87,11 +87,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("two replicas count exactly", func(t *testing.T) {
-		opt := clusterOpts(t)
-		opt.Prefix = "two:"
-		a := openStore(t, c.URL(), opt)
-		opt.WALDir = t.TempDir()
-		b := openStore(t, c.URL(), opt)
+		a, b := twoReplicas(t, c, "two:")
 		e1, e2, _, _ := endpointsOnTwoMasters(t, c, a)
 		k1 := counters.Key{Endpoint: e1, Segment: "all", Arm: "a@1"}
 		k2 := counters.Key{Endpoint: e2, Segment: "s", Arm: "a@2"}
@@ -149,11 +145,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("registry changes reach every replica", func(t *testing.T) {
-		opt := clusterOpts(t)
-		opt.Prefix = "sub:"
-		a := openStore(t, c.URL(), opt)
-		opt.WALDir = t.TempDir()
-		b := openStore(t, c.URL(), opt)
+		a, b := twoReplicas(t, c, "sub:")
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		changed := b.Subscribe(sctx)
@@ -163,6 +155,16 @@ func TestCluster(t *testing.T) {
 		}
 		expectSignal(t, changed, "another replica's Put")
 	})
+}
+
+// twoReplicas opens two stores on c under prefix, as two gateway replicas
+// sharing it would.
+func twoReplicas(t *testing.T, c *redistest.Cluster, prefix string) (*Store, *Store) {
+	opt := clusterOpts(t)
+	opt.Prefix = prefix
+	a := openStore(t, c.URL(), opt)
+	opt.WALDir = t.TempDir()
+	return a, openStore(t, c.URL(), opt)
 }
 
 func expectSignal(t *testing.T, ch <-chan struct{}, what string) {
