@@ -345,7 +345,7 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 			s.refreshReplicas(ctx)
 		}
 		if err := s.migrate(ctx); err != nil {
-			s.log.Warn("redis: could not move the first key layout's counters and history yet; retried after the next outage or restart", "addr", s.addr, "err", err)
+			s.log.Warn("redis: could not move the first key layout's counters and history yet; the background loop retries", "addr", s.addr, "err", err)
 		}
 	}
 	if n, b := s.wal.backlog(); n > 0 {
@@ -1151,6 +1151,10 @@ func (s *Store) subscribe(ctx context.Context, ch chan<- struct{}) {
 		}
 		stop()
 		ps.Close()
+		if cc, ok := s.admin.(*redis.ClusterClient); ok {
+			// The node may have died: find the slot's master anew.
+			cc.ReloadState(ctx)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
