@@ -344,9 +344,28 @@ func TestAuthRateLimit(t *testing.T) {
 }
 
 func TestAuthRedisReplicas(t *testing.T) {
-	rs := redistest.Start(t, redistest.Options{})
-	a := startAuthApp(t, rs.URL(), true)
-	b := startAuthApp(t, rs.URL(), false)
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"one server", func(t *testing.T) string { return redistest.Start(t, redistest.Options{}).URL() }},
+		{"cluster", func(t *testing.T) string {
+			if testing.Short() {
+				t.Skip("a cluster takes seconds to form")
+			}
+			return redistest.StartCluster(t, redistest.ClusterOptions{}).URL()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testAuthRedisReplicas(t, tc.url(t)) })
+	}
+}
+
+// testAuthRedisReplicas checks that two replicas sharing the Redis at url
+// share a key's rate limit and see a key made or revoked on the other
+// within a second.
+func testAuthRedisReplicas(t *testing.T, url string) {
+	a := startAuthApp(t, url, true)
+	b := startAuthApp(t, url, false)
 	key := a.newKey(t, "shared", 50, 10, "ml")
 	// The key reaches the other replica within a second.
 	deadline := time.Now().Add(time.Second)

@@ -213,6 +213,47 @@ func TestReplicasSurviveSentinelFailover(t *testing.T) {
 	}
 }
 
+// The master serving the endpoint's keys in a Redis Cluster is killed
+// mid-traffic and its replica promoted: no request fails meanwhile, every
+// replica writes to the promoted master once the cluster names it, the
+// counts end exact, and a pause made after the failover reaches every
+// replica.
+func TestReplicasSurviveClusterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a Redis Cluster master and waits for its replica's promotion")
+	}
+	c := redistest.StartCluster(t, redistest.ClusterOptions{})
+	reps := replicas(t, c.URL(), 2)
+	tl := &tally{served: map[string]int{}, clicked: map[string]int{}}
+	drive(t, reps, 90, tl)
+	victim := c.MasterOf("modelgate:{home}:counters:trials")
+	if victim == nil {
+		t.Fatal("no master serves the endpoint's keys")
+	}
+	victim.Stop()           // SIGKILL
+	drive(t, reps, 150, tl) // while the cluster takes the master for failed and promotes its replica
+	if n := tl.failures.Load(); n > 0 {
+		t.Fatalf("%d calls failed during the failover", n)
+	}
+	waitUntil(t, 30*time.Second, func() bool {
+		m := c.MasterOf("modelgate:{home}:counters:trials")
+		return m != nil && m != victim
+	})
+	drive(t, reps, 90, tl)
+	if n := tl.failures.Load(); n > 0 {
+		t.Fatalf("%d calls failed", n)
+	}
+	exact(t, reps, tl, 30*time.Second)
+	if st := call(t, "PATCH", reps[0].url+"/v1/endpoints/home/arms/mf@2", `{"state": "paused"}`, nil); st != 200 {
+		t.Fatalf("pause after the failover: %d", st)
+	}
+	waitUntil(t, 5*time.Second, func() bool {
+		var ep registry.Endpoint
+		call(t, "GET", reps[1].url+"/v1/endpoints/home", nil, &ep)
+		return ep.ArmStates["mf@2"] == registry.Paused
+	})
+}
+
 // History is one series across replicas: every point time appears once,
 // and its cumulative expected regret never decreases although the replicas
 // take turns writing it.

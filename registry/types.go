@@ -15,6 +15,7 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/duration"
 	"github.com/modelgate/modelgate/fault"
+	"github.com/modelgate/modelgate/store"
 )
 
 // BackendSpec says which runtime computes a version's scores: Type names
@@ -494,7 +495,7 @@ func parsePolicy(in *policyBody) (Policy, error) {
 	}
 	if in.AttributionWindow != nil {
 		d, err := duration.Parse(*in.AttributionWindow)
-		if err != nil || d.Std() <= 0 || d.Std() > 90*24*time.Hour {
+		if err != nil || d.Std() <= 0 || d.Std() > store.MaxAttributionWindow {
 			return p, fault.Field("policy.attribution_window", "invalid_policy", "must be a duration like \"24h\" or \"90m\", > 0 and ≤ 2160h")
 		}
 		p.AttributionWindow = d

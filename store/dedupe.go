@@ -89,6 +89,11 @@ type FeedbackResult struct {
 // must still find the state.
 const ExpiryGrace = 10 * time.Second
 
+// MaxAttributionWindow is the longest attribution window an endpoint may
+// have, and so the longest a prediction's dedupe state lives (plus
+// ExpiryGrace).
+const MaxAttributionWindow = 90 * 24 * time.Hour
+
 // The feedback bucket holds one record per prediction that got feedback,
 // under the key expiry (8 bytes, big-endian Unix nanoseconds) followed by
 // the prediction's id. The expiry comes first so that the sweep removes

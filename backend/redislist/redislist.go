@@ -114,12 +114,18 @@ func (s *Spec) Check() error {
 	if url == "" {
 		return fault.Field("backend.url", "missing_field", "give the Redis holding the lists (redis://host:port/db); the server runs without --redis-url to default to")
 	}
-	if _, err := redisurl.Parse(url); err != nil {
-		field := "backend.url"
-		if s.URL == "" {
-			field = "backend" // the server's URL is at fault, not the body
-		}
+	field := "backend.url"
+	if s.URL == "" {
+		field = "backend" // the server's URL is at fault, not the body
+	}
+	u, err := redisurl.Parse(url)
+	if err != nil {
 		return fault.Field(field, "invalid_backend", "%v", err)
+	}
+	if u.Cluster() {
+		// One lookup reads the user's list and the default list in one
+		// script, which a cluster runs only on keys of one hash slot.
+		return fault.Field(field, "invalid_backend", "lists cannot be read from a Redis Cluster (a lookup reads two keys in one script); give a redis:// or redis+sentinel:// URL")
 	}
 	return nil
 }

@@ -148,7 +148,7 @@ func TestServeRefusesBadTuningFlags(t *testing.T) {
 		{"negative floor", "", []string{"--gc-floor-mb", "-1"}, "--gc-floor-mb -1"},
 		{"floor not a number in the environment", "lots", nil, "MODELGATE_GC_FLOOR_MB"},
 		{"pprof on every interface", "", []string{"--pprof-addr", "0.0.0.0:6060", "--data-dir", "DIR"}, "--pprof-addr"},
-		{"redis cluster", "", []string{"--redis-url", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "--data-dir", "DIR"}, "redis+cluster:// (Redis Cluster) is not supported yet"},
+		{"redis cluster with a database", "", []string{"--redis-url", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/2", "--data-dir", "DIR"}, "a cluster has database 0 only"},
 		{"sentinel without a master name", "", []string{"--redis-url", "redis+sentinel://127.0.0.1:26379", "--data-dir", "DIR"}, "no master name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -97,3 +97,53 @@ func TestSentinelFailsOver(t *testing.T) {
 		t.Fatalf("URL %s", s.URL())
 	}
 }
+
+// TestCluster starts a cluster and checks that keys of different hash
+// tags are served by different masters, and that a key is readable
+// through a cluster client after its master's replica is promoted.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster takes seconds to form")
+	}
+	c := StartCluster(t, ClusterOptions{})
+	if len(c.Nodes) != 6 {
+		t.Fatalf("%d nodes; want 6", len(c.Nodes))
+	}
+	a, b := c.MasterOf("{a}"), c.MasterOf("{b}")
+	if a == nil || b == nil || a == b {
+		t.Fatalf("masters of {a} and {b}: %v, %v; want two different nodes", a, b)
+	}
+	ctx := context.Background()
+	cc := c.Client()
+	if err := cc.Set(ctx, "{a}x", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.Do(ctx, "WAIT", 1, 1000).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.Stop()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if m := c.MasterOf("{a}"); m != nil && m != a {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no replica promoted within 20 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		cc.ReloadState(ctx) // a dead node's errors alone do not make go-redis reload the slot map
+		v, err := cc.Get(ctx, "{a}x").Result()
+		if err == nil {
+			if v != "1" {
+				t.Fatalf("after the failover {a}x = %q", v)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reading after the failover: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

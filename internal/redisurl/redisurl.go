@@ -9,6 +9,10 @@
 //	                                             the client follows failovers
 //	rediss+sentinel://…                          the same over TLS, to the
 //	                                             sentinels and the master
+//	redis+cluster://[user:pass@]h1:6379,h2:6379  Redis Cluster: any nodes of it
+//	                                             (seeds); the client learns the
+//	                                             slot map and follows failovers
+//	rediss+cluster://…                           the same over TLS
 //
 // redis:// and rediss:// are read by go-redis's ParseURL, query options
 // included, except that a client's deadlines and retries are the
@@ -16,10 +20,9 @@
 // sets one. In a Sentinel URL, user and pass authenticate to the master;
 // sentinels that require a password of their own take it from the query
 // options sentinel_username and sentinel_password, the only ones allowed
-// there. A sentinel without a port is on 26379.
-//
-// redis+cluster:// is refused: Redis Cluster is not supported yet (every
-// multi-key script of the store would have to touch keys of one hash slot).
+// there. A sentinel without a port is on 26379. A cluster URL has no path
+// (a cluster has database 0 only) and no query; a node without a port is on
+// 6379. Its user and pass authenticate to every node.
 package redisurl
 
 import (
@@ -42,20 +45,20 @@ const (
 	SchemeRedisTLS      = "rediss"
 	SchemeSentinel      = "redis+sentinel"
 	SchemeSentinelTLS   = "rediss+sentinel"
-	schemeCluster       = "redis+cluster"
-	schemeClusterTLS    = "rediss+cluster"
+	SchemeCluster       = "redis+cluster"
+	SchemeClusterTLS    = "rediss+cluster"
 	defaultSentinelPort = "26379"
-	accepted            = "redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
+	defaultRedisPort    = "6379"
+	accepted            = "redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
 )
-
-// ErrClusterUnsupported is returned by Parse for redis+cluster:// URLs.
-var ErrClusterUnsupported = errors.New("redis+cluster:// (Redis Cluster) is not supported yet; use redis:// for one primary or redis+sentinel:// for automatic failover")
 
 // URL is a parsed Redis URL. Make it with Parse; it is immutable and safe
 // for concurrent use.
 type URL struct {
-	single   *redis.Options         // redis://, rediss://
-	failover *redis.FailoverOptions // redis+sentinel://, rediss+sentinel://
+	single *redis.Options // redis://, rediss://
+	// multi is a Sentinel URL's (MasterName set) or a cluster URL's
+	// (IsClusterMode set).
+	multi *redis.UniversalOptions
 }
 
 // Parse reads a Redis URL of one of the forms in the package doc. Its
@@ -81,9 +84,13 @@ func Parse(raw string) (*URL, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis url: %s://: %w", strings.ToLower(scheme), err)
 		}
-		return &URL{failover: o}, nil
-	case schemeCluster, schemeClusterTLS:
-		return nil, fmt.Errorf("redis url: %w", ErrClusterUnsupported)
+		return &URL{multi: o}, nil
+	case SchemeCluster, SchemeClusterTLS:
+		o, err := parseCluster(strings.ToLower(scheme) == SchemeClusterTLS, rest)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %s://: %w", strings.ToLower(scheme), err)
+		}
+		return &URL{multi: o}, nil
 	default:
 		return nil, fmt.Errorf("redis url: scheme %q is not one of %s", scheme, accepted)
 	}
@@ -91,33 +98,15 @@ func Parse(raw string) (*URL, error) {
 
 // parseSentinel reads what follows "redis+sentinel://". url.Parse is not
 // used: its host is one host, not a list.
-func parseSentinel(useTLS bool, rest string) (*redis.FailoverOptions, error) {
-	o := &redis.FailoverOptions{}
+func parseSentinel(useTLS bool, rest string) (*redis.UniversalOptions, error) {
+	o := &redis.UniversalOptions{}
 	rest, query, _ := strings.Cut(rest, "?")
 	rest, _, _ = strings.Cut(rest, "#")
 	authority, path, _ := strings.Cut(rest, "/")
-	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
-		user, pass, hasPass := strings.Cut(authority[:i], ":")
-		var err error
-		if o.Username, err = url.PathUnescape(user); err != nil {
-			return nil, errors.New("the user name is not valid percent-encoding")
-		}
-		if hasPass {
-			if o.Password, err = url.PathUnescape(pass); err != nil {
-				return nil, errors.New("the password is not valid percent-encoding")
-			}
-		}
-		authority = authority[i+1:]
-	}
-	if authority == "" {
-		return nil, errors.New("no sentinel address; want host:port[,host:port…]")
-	}
-	for _, a := range strings.Split(authority, ",") {
-		addr, err := sentinelAddr(a)
-		if err != nil {
-			return nil, err
-		}
-		o.SentinelAddrs = append(o.SentinelAddrs, addr)
+	var err error
+	o.Username, o.Password, o.Addrs, err = parseHosts(authority, "sentinel", defaultSentinelPort)
+	if err != nil {
+		return nil, err
 	}
 
 	parts := strings.Split(path, "/")
@@ -166,40 +155,100 @@ func parseSentinel(useTLS bool, rest string) (*redis.FailoverOptions, error) {
 	return o, nil
 }
 
-func sentinelAddr(a string) (string, error) {
-	if a == "" {
-		return "", errors.New("an empty sentinel address (two commas in a row, or one at an end)")
+// parseHosts reads "[user[:pass]@]host[:port],host[:port]…", the part of
+// a sentinel or cluster URL before its path; what names the hosts in
+// messages ("sentinel", "cluster node"), port the default port.
+func parseHosts(authority, what, port string) (user, pass string, addrs []string, err error) {
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		u, p, hasPass := strings.Cut(authority[:i], ":")
+		if user, err = url.PathUnescape(u); err != nil {
+			return "", "", nil, errors.New("the user name is not valid percent-encoding")
+		}
+		if hasPass {
+			if pass, err = url.PathUnescape(p); err != nil {
+				return "", "", nil, errors.New("the password is not valid percent-encoding")
+			}
+		}
+		authority = authority[i+1:]
 	}
-	host, port := a, defaultSentinelPort
+	if authority == "" {
+		return "", "", nil, fmt.Errorf("no %s address; want host:port[,host:port…]", what)
+	}
+	for _, a := range strings.Split(authority, ",") {
+		addr, err := hostAddr(a, what, port)
+		if err != nil {
+			return "", "", nil, err
+		}
+		addrs = append(addrs, addr)
+	}
+	return user, pass, addrs, nil
+}
+
+// parseCluster reads what follows "redis+cluster://": the seed nodes, no
+// path beyond "/" or "/0" and no query.
+func parseCluster(useTLS bool, rest string) (*redis.UniversalOptions, error) {
+	rest, query, _ := strings.Cut(rest, "?")
+	rest, _, _ = strings.Cut(rest, "#")
+	authority, path, _ := strings.Cut(rest, "/")
+	if query != "" {
+		return nil, errors.New("query options are not supported in a cluster URL")
+	}
+	if path != "" && path != "0" {
+		return nil, fmt.Errorf("path /%s: a cluster has database 0 only; leave the path out", path)
+	}
+	o := &redis.UniversalOptions{IsClusterMode: true}
+	var err error
+	if o.Username, o.Password, o.Addrs, err = parseHosts(authority, "cluster node", defaultRedisPort); err != nil {
+		return nil, err
+	}
+	if useTLS {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return o, nil
+}
+
+// hostAddr reads one host[:port] of a list (IPv6 in brackets), port being
+// the default.
+func hostAddr(a, what, port string) (string, error) {
+	if a == "" {
+		return "", fmt.Errorf("an empty %s address (two commas in a row, or one at an end)", what)
+	}
+	host := a
 	if strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]") {
 		host = a[1 : len(a)-1] // a bracketed IPv6 address without a port
 	} else if strings.HasPrefix(a, "[") || strings.Count(a, ":") == 1 {
 		h, p, err := net.SplitHostPort(a)
 		if err != nil {
-			return "", fmt.Errorf("sentinel address %q: want host:port", a)
+			return "", fmt.Errorf("%s address %q: want host:port", what, a)
 		}
 		host, port = h, p
 	} else if strings.Contains(a, ":") {
-		return "", fmt.Errorf("sentinel address %q: put an IPv6 address in brackets, [addr]:port", a)
+		return "", fmt.Errorf("%s address %q: put an IPv6 address in brackets, [addr]:port", what, a)
 	}
 	if host == "" {
-		return "", fmt.Errorf("sentinel address %q has no host", a)
+		return "", fmt.Errorf("%s address %q has no host", what, a)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("sentinel address %q: port %q is not a number from 1 to 65535", a, port)
+		return "", fmt.Errorf("%s address %q: port %q is not a number from 1 to 65535", what, a, port)
 	}
 	return net.JoinHostPort(host, port), nil
 }
 
 // Sentinel reports whether the URL names a master through Sentinel.
-func (u *URL) Sentinel() bool { return u.failover != nil }
+func (u *URL) Sentinel() bool { return u.multi != nil && u.multi.MasterName != "" }
+
+// Cluster reports whether the URL names a Redis Cluster.
+func (u *URL) Cluster() bool { return u.multi != nil && u.multi.IsClusterMode }
 
 // Addr describes where the URL points, for messages: the server's
-// host:port, or "sentinel master NAME via h1:26379,h2:26379". It never
-// holds a password.
+// host:port, "sentinel master NAME via h1:26379,h2:26379" or "cluster via
+// h1:6379,h2:6379". It never holds a password.
 func (u *URL) Addr() string {
-	if u.failover != nil {
-		return fmt.Sprintf("sentinel master %s via %s", u.failover.MasterName, strings.Join(u.failover.SentinelAddrs, ","))
+	if u.Cluster() {
+		return "cluster via " + strings.Join(u.multi.Addrs, ",")
+	}
+	if u.multi != nil {
+		return fmt.Sprintf("sentinel master %s via %s", u.multi.MasterName, strings.Join(u.multi.Addrs, ","))
 	}
 	return u.single.Addr
 }
@@ -212,16 +261,19 @@ type Tuning struct {
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
 }
 
-// NewClient returns a client of the URL's server, or of the master that
-// Sentinel names (following failovers), with t applied. Every client made
-// here honours its context's deadline, never retries a command (a retry
-// would only stretch the caller's deadline; each caller has its own
+// NewClient returns a client of the URL's server, of the master that
+// Sentinel names (following failovers) or of the cluster (a
+// *redis.ClusterClient, which routes each command to the master of its
+// keys' slot and follows MOVED and ASK redirections), with t applied; in a
+// cluster PoolSize is per node. Every client made here honours its
+// context's deadline, never retries a command after a network error (a
+// retry would only stretch the caller's deadline; each caller has its own
 // fallback) and dials once per attempt. It does no I/O: go-redis connects
 // on first use. The caller closes it.
-func (u *URL) NewClient(t Tuning) *redis.Client {
-	if u.failover != nil {
-		o := *u.failover
-		o.SentinelAddrs = append([]string(nil), o.SentinelAddrs...)
+func (u *URL) NewClient(t Tuning) redis.UniversalClient {
+	if u.multi != nil {
+		o := *u.multi
+		o.Addrs = append([]string(nil), o.Addrs...)
 		if o.TLSConfig != nil {
 			o.TLSConfig = o.TLSConfig.Clone()
 		}
@@ -231,7 +283,8 @@ func (u *URL) NewClient(t Tuning) *redis.Client {
 		o.MaxRetries = -1
 		o.DialerRetries = 1
 		o.DisableIdentity = true
-		return redis.NewFailoverClient(&o)
+		o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+		return redis.NewUniversalClient(&o)
 	}
 	o := *u.single
 	if o.TLSConfig != nil {

@@ -1,17 +1,18 @@
 package redisurl
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // parsed is what a test compares of a URL: the fields that decide where a
 // client connects and as whom.
 type parsed struct {
-	sentinel           bool
+	sentinel, cluster  bool
 	addrs              []string
 	master             string
 	db                 int
@@ -21,11 +22,11 @@ type parsed struct {
 }
 
 func summary(u *URL) parsed {
-	if f := u.failover; f != nil {
-		return parsed{true, f.SentinelAddrs, f.MasterName, f.DB, f.Username, f.Password, f.SentinelUsername, f.SentinelPassword, f.TLSConfig != nil}
+	if m := u.multi; m != nil {
+		return parsed{m.MasterName != "", m.IsClusterMode, m.Addrs, m.MasterName, m.DB, m.Username, m.Password, m.SentinelUsername, m.SentinelPassword, m.TLSConfig != nil}
 	}
 	o := u.single
-	return parsed{false, []string{o.Addr}, "", o.DB, o.Username, o.Password, "", "", o.TLSConfig != nil}
+	return parsed{false, false, []string{o.Addr}, "", o.DB, o.Username, o.Password, "", "", o.TLSConfig != nil}
 }
 
 func TestParse(t *testing.T) {
@@ -48,6 +49,10 @@ func TestParse(t *testing.T) {
 		{"rediss+sentinel://s1:26379,s2:26379/m/0",
 			parsed{sentinel: true, addrs: []string{"s1:26379", "s2:26379"}, master: "m", tls: true}},
 		{"REDIS+SENTINEL://s1:26379/m", parsed{sentinel: true, addrs: []string{"s1:26379"}, master: "m"}},
+		{"redis+cluster://a:7000,b:7001,c", parsed{cluster: true, addrs: []string{"a:7000", "b:7001", "c:6379"}}},
+		{"redis+cluster://app:p%40ss@10.0.0.1:7000,[::1]:7001/", parsed{cluster: true, addrs: []string{"10.0.0.1:7000", "[::1]:7001"}, user: "app", pass: "p@ss"}},
+		{"redis+cluster://:s3cret@a:7000/0", parsed{cluster: true, addrs: []string{"a:7000"}, pass: "s3cret"}},
+		{"rediss+cluster://a:7000,b:7000", parsed{cluster: true, addrs: []string{"a:7000", "b:7000"}, tls: true}},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			u, err := Parse(tc.url)
@@ -57,8 +62,8 @@ func TestParse(t *testing.T) {
 			if got := summary(u); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("parsed %+v; want %+v", got, tc.want)
 			}
-			if u.Sentinel() != tc.want.sentinel {
-				t.Fatalf("Sentinel() = %v", u.Sentinel())
+			if u.Sentinel() != tc.want.sentinel || u.Cluster() != tc.want.cluster {
+				t.Fatalf("Sentinel() = %v, Cluster() = %v", u.Sentinel(), u.Cluster())
 			}
 			if strings.Contains(u.Addr(), "s3cret") {
 				t.Fatalf("Addr() %q holds the password", u.Addr())
@@ -73,9 +78,12 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"", "no scheme"},
 		{"localhost:6379", "no scheme"},
-		{"http://localhost:6379", `scheme "http" is not one of redis://, rediss://, redis+sentinel:// or rediss+sentinel://`},
-		{"redis+cluster://a:6379,b:6379,c:6379", "redis+cluster:// (Redis Cluster) is not supported yet"},
-		{"rediss+cluster://u:s3cret@a:6379", "redis+cluster:// (Redis Cluster) is not supported yet"},
+		{"http://localhost:6379", `scheme "http" is not one of redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://`},
+		{"redis+cluster://", "redis+cluster://: no cluster node address"},
+		{"redis+cluster://u:s3cret@a:6379,,b", "an empty cluster node address"},
+		{"rediss+cluster://u:s3cret@a:6379/2", "rediss+cluster://: path /2: a cluster has database 0 only"},
+		{"redis+cluster://u:s3cret@a:6379?pool_size=3", "query options are not supported in a cluster URL"},
+		{"redis+cluster://a:99999", `cluster node address "a:99999": port "99999" is not a number from 1 to 65535`},
 		{"redis://localhost:6379/x", `invalid database number: "x"`},
 		{"redis://u:s3cret@local host:6379/0", "invalid character"},
 		{"redis://localhost:6379/0?bogus=1", "unexpected option: bogus"},
@@ -115,16 +123,13 @@ func TestParseErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Parse("redis+cluster://a:6379"); !errors.Is(err, ErrClusterUnsupported) {
-		t.Fatalf("cluster URL: %v; want ErrClusterUnsupported", err)
-	}
 }
 
 // TestNewClientTuning checks that both kinds of client get the caller's
 // deadlines and never retry, and that a client does not share the parsed
 // URL's options (two clients of one URL differ in their tuning).
 func TestNewClientTuning(t *testing.T) {
-	for _, raw := range []string{"redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/m/0"} {
+	for _, raw := range []string{"redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/m/0", "redis+cluster://127.0.0.1:1,127.0.0.1:2"} {
 		t.Run(raw, func(t *testing.T) {
 			u, err := Parse(raw)
 			if err != nil {
@@ -134,14 +139,14 @@ func TestNewClientTuning(t *testing.T) {
 			defer hot.Close()
 			admin := u.NewClient(Tuning{DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 			defer admin.Close()
-			o := hot.Options()
+			o := options(hot)
 			if o.PoolSize != 3 || o.ReadTimeout != 50*time.Millisecond || o.WriteTimeout != 60*time.Millisecond || o.DialTimeout != time.Second {
 				t.Fatalf("hot client: pool %d, read %v, write %v, dial %v", o.PoolSize, o.ReadTimeout, o.WriteTimeout, o.DialTimeout)
 			}
 			if o.MaxRetries != 0 || o.DialerRetries != 1 || !o.ContextTimeoutEnabled {
 				t.Fatalf("hot client: max retries %d (want 0 after go-redis reads -1), dialer retries %d, context timeouts %v", o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled)
 			}
-			if a := admin.Options(); a.ReadTimeout != 2*time.Second || a.PoolSize == 3 {
+			if a := options(admin); a.ReadTimeout != 2*time.Second || a.PoolSize == 3 {
 				t.Fatalf("admin client: read %v, pool %d: it shares the hot client's tuning", a.ReadTimeout, a.PoolSize)
 			}
 			if o.DB != 0 {
@@ -149,4 +154,19 @@ func TestNewClientTuning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// options are a client's settings in the form of a single server's; a
+// cluster client's are those its per-node clients get.
+func options(c redis.UniversalClient) *redis.Options {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		o := cc.Options()
+		retries := o.MaxRetries
+		if retries == -1 {
+			retries = 0 // as go-redis reads it for a node's client
+		}
+		return &redis.Options{PoolSize: o.PoolSize, DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+			MaxRetries: retries, DialerRetries: o.DialerRetries, ContextTimeoutEnabled: o.ContextTimeoutEnabled}
+	}
+	return c.(interface{ Options() *redis.Options }).Options()
 }

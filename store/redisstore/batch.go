@@ -25,6 +25,10 @@ type keyOp struct {
 	Expires, Now                             time.Time
 }
 
+// outageKey names op's event in Store.outage: like its dedupe key in
+// Redis, it is of the op's endpoint.
+func (op keyOp) outageKey() string { return op.Counter.Endpoint + "\x00" + op.EventKey }
+
 func toKeyOps(ops []store.FeedbackOp) []keyOp {
 	out := make([]keyOp, len(ops))
 	for i, op := range ops {
@@ -60,6 +64,49 @@ func newBatch(feedback bool, deltas map[counters.Key]uint64, ops []keyOp, now ti
 }
 
 func (b *batch) idHex() string { return hex.EncodeToString(b.id[:]) }
+
+// part is the share of a batch that touches one endpoint's keys: its
+// pending trial deltas and its ops, with the ops' positions in the batch.
+// Each part is applied by one script run, recorded under the batch's id in
+// the endpoint's keys, so each is idempotent on its own and a batch that
+// was applied in part is finished by its replay.
+type part struct {
+	endpoint string
+	deltas   map[counters.Key]uint64
+	ops      []keyOp
+	at       []int
+}
+
+// parts splits b by endpoint, in endpoint order.
+func (b *batch) parts() []*part {
+	m := map[string]*part{}
+	get := func(e string) *part {
+		p := m[e]
+		if p == nil {
+			p = &part{endpoint: e}
+			m[e] = p
+		}
+		return p
+	}
+	for k, n := range b.deltas {
+		p := get(k.Endpoint)
+		if p.deltas == nil {
+			p.deltas = map[counters.Key]uint64{}
+		}
+		p.deltas[k] = n
+	}
+	for i, op := range b.ops {
+		p := get(op.Counter.Endpoint)
+		p.ops = append(p.ops, op)
+		p.at = append(p.at, i)
+	}
+	out := make([]*part, 0, len(m))
+	for _, p := range m {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].endpoint < out[j].endpoint })
+	return out
+}
 
 // Payload layout, version 2 (integers are Go varints, strings a uvarint
 // length then bytes; version 1 had no items key, item and max items):

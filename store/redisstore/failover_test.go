@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,60 +38,11 @@ func TestSentinelFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		waitFor(t, "the store to see the master's replica", 10*time.Second, func() bool { return s.replicas.Load() == 1 })
 	}
 
-	var (
-		trials, clicks atomic.Int64 // acknowledged
-		seq            atomic.Int64
-		stop           = make(chan struct{})
-		wg             sync.WaitGroup
-		errMu          sync.Mutex
-		errs           []error
-	)
-	fail := func(err error) {
-		errMu.Lock()
-		errs = append(errs, err)
-		errMu.Unlock()
-	}
-	for i, s := range stores {
-		for w := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					if err := s.AddTrials(ctx, map[counters.Key]uint64{kA: 1}); err != nil {
-						fail(fmt.Errorf("store %d worker %d: add trials: %w", i, w, err))
-					} else {
-						trials.Add(1)
-					}
-					n := seq.Add(1)
-					res, err := s.ApplyFeedback(ctx, []store.FeedbackOp{click("i", fmt.Sprintf("p%d", n), kB)}, nil)
-					cancel()
-					switch {
-					case err != nil:
-						fail(fmt.Errorf("store %d worker %d: feedback: %w", i, w, err))
-					case res[0].Duplicate:
-						fail(fmt.Errorf("store %d worker %d: click p%d answered as a duplicate", i, w, n))
-					default:
-						clicks.Add(1)
-					}
-				}
-			}()
-		}
-	}
-	stopped := false
-	halt := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
-	defer halt()
+	load := startWriters(stores, map[counters.Key]uint64{kA: 1}, func(n int64) []store.FeedbackOp {
+		return []store.FeedbackOp{click("i", fmt.Sprintf("p%d", n), kB)}
+	})
+	defer load.halt()
+	trials, clicks := &load.trials, &load.clicks
 
 	waitFor(t, "writes before the failover", 10*time.Second, func() bool { return clicks.Load() >= 200 })
 	old := sn.Master.Addr()
@@ -102,14 +54,11 @@ func TestSentinelFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	})
 	after := clicks.Load()
 	waitFor(t, "writes after the failover", 10*time.Second, func() bool { return clicks.Load() >= after+200 })
-	halt()
-	t.Logf("master %s killed after %d clicks; %s promoted; %d clicks and %d trials acknowledged in all", old, killedAt, sn.Replica.Addr(), clicks.Load(), trials.Load())
-
-	errMu.Lock()
-	for _, err := range errs {
+	for _, err := range load.halt() {
 		t.Error(err)
 	}
-	errMu.Unlock()
+	t.Logf("master %s killed after %d clicks; %s promoted; %d clicks and %d trials acknowledged in all", old, killedAt, sn.Replica.Addr(), clicks.Load(), trials.Load())
+
 	for i, s := range stores {
 		waitFor(t, fmt.Sprintf("store %d's log replayed", i), 15*time.Second, func() bool {
 			n, _ := s.Backlog()
@@ -121,6 +70,77 @@ func TestSentinelFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	if got[kA] != want[kA] || got[kB] != want[kB] {
 		t.Fatalf("counters after the failover %v; want %v (trials, successes)", got, want)
 	}
+}
+
+// writers keeps two workers per store writing without pause, each round
+// an AddTrials of trials and an ApplyFeedback of ops(n), n fresh for every
+// round, counting the rounds acknowledged, until halt.
+type writers struct {
+	trials, clicks atomic.Int64 // acknowledged
+	seq            atomic.Int64
+	stop           chan struct{}
+	wg             sync.WaitGroup
+	mu             sync.Mutex
+	errs           []error
+	stopped        bool
+}
+
+func startWriters(stores []*Store, trials map[counters.Key]uint64, ops func(n int64) []store.FeedbackOp) *writers {
+	w := &writers{stop: make(chan struct{})}
+	for i, s := range stores {
+		for j := range 2 {
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				w.run(s, fmt.Sprintf("store %d worker %d", i, j), trials, ops)
+			}()
+		}
+	}
+	return w
+}
+
+func (w *writers) run(s *Store, who string, trials map[counters.Key]uint64, ops func(n int64) []store.FeedbackOp) {
+	fail := func(err error) {
+		w.mu.Lock()
+		w.errs = append(w.errs, fmt.Errorf("%s: %w", who, err))
+		w.mu.Unlock()
+	}
+	for {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.AddTrials(ctx, trials); err != nil {
+			fail(fmt.Errorf("add trials: %w", err))
+		} else {
+			w.trials.Add(1)
+		}
+		n := w.seq.Add(1)
+		res, err := s.ApplyFeedback(ctx, ops(n), nil)
+		cancel()
+		switch {
+		case err != nil:
+			fail(fmt.Errorf("feedback: %w", err))
+		case slices.ContainsFunc(res, func(r store.FeedbackResult) bool { return r.Duplicate }):
+			fail(fmt.Errorf("round %d answered as a duplicate: %+v", n, res))
+		default:
+			w.clicks.Add(1)
+		}
+	}
+}
+
+// halt stops the workers (once) and returns the failures they saw.
+func (w *writers) halt() []error {
+	if !w.stopped {
+		w.stopped = true
+		close(w.stop)
+		w.wg.Wait()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.errs
 }
 
 // TestWriteWaitsForTheReplica stalls the replica: a write the master

@@ -82,8 +82,9 @@ func restoreDump(t *testing.T, c *redis.Client, path string) {
 
 // TestReadsDumpV1 loads a Redis database written by an earlier version of
 // the store (testdata/dump-v1.json, replica id "replica-a"; see
-// storetest.CheckFixtureV1): the key names and value encodings must not
-// change, or replicas of two versions could not share Redis.
+// storetest.CheckFixtureV1): the value encodings must not change, and
+// what the first key layout holds is moved to the per-endpoint keys at
+// Open (layout.go), so nothing is lost on upgrade.
 func TestReadsDumpV1(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	restoreDump(t, rawClient(t, srv), filepath.Join("testdata", "dump-v1.json"))

@@ -74,19 +74,18 @@ func (s *Store) PutKey(ctx context.Context, k auth.Key) error {
 	return err
 }
 
-// DeleteKey removes the named API key and tells every replica.
+// DeleteKey removes the named API key and tells every replica, in one
+// script run, so no replica hears of the deletion before it is made; the
+// key's last use is removed after.
 func (s *Store) DeleteKey(ctx context.Context, name string) (bool, error) {
-	var del *redis.IntCmd
-	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		del = p.HDel(ctx, s.kKeys(), name)
-		p.HDel(ctx, s.kUsed(), name)
-		p.Publish(ctx, s.kChannel, "delete keys/"+name)
-		return nil
-	})
+	found, err := s.writeAndTell(ctx, s.kKeys(), name, nil, "delete", "keys/"+name)
 	if err != nil {
 		return false, fmt.Errorf("redis delete key: %w", err)
 	}
-	return del.Val() > 0, nil
+	if err := s.admin.HDel(ctx, s.kUsed(), name).Err(); err != nil {
+		return found, fmt.Errorf("redis delete key: %w", err)
+	}
+	return found, nil
 }
 
 // TouchKeys records last-use times. A touch racing a delete may leave a

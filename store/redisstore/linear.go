@@ -17,10 +17,10 @@ import (
 
 // Linear-thompson sums:
 //
-//	P lin:<endpoint>              hash  field "arm\x00layout\x00i" -> element i of the
+//	P{E}:lin                      hash  field "arm\x00layout\x00i" -> element i of the
 //	                              arm's sums (HINCRBYFLOAT), "arm\x00layout\x00len" ->
 //	                              their length
-//	P lin:<endpoint>:batch:<id>   string "1", TTL BatchTTL: the delta batch id applied
+//	P{E}:lin:batch:<id>           string "1", TTL BatchTTL: the delta batch id applied
 //	P lin:index                   set   endpoints with sums, for LoadLinear
 //
 // A flush sends each endpoint's deltas as one script run (linearScript)
@@ -31,11 +31,11 @@ import (
 // dropped with an error): like pending trials, at most the flush interval
 // of sums are lost if the process dies during an outage.
 
-func (s *Store) kLinear(endpoint string) string { return s.k("lin:" + endpoint) }
+func (s *Store) kLinear(endpoint string) string { return s.endpointKey(endpoint, "lin") }
 func (s *Store) kLinearBatch(endpoint, id string) string {
-	return s.k("lin:" + endpoint + ":batch:" + id)
+	return s.endpointKey(endpoint, "lin:batch:"+id)
 }
-func (s *Store) kLinearIndex() string { return s.k("lin:index") }
+func (s *Store) kLinearIndex() string { return s.opt.Prefix + "lin:index" }
 
 // maxLinearQueue bounds the linear batches waiting for Redis.
 const maxLinearQueue = 10000

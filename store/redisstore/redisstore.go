@@ -21,10 +21,11 @@
 //
 // # Servers and settings
 //
-// The URL names one server or, with redis+sentinel://, the master that
-// Sentinel names (package redisurl). A failover looks like a short outage:
-// writes go to the log until the promoted replica answers. Behind Sentinel
-// a write is confirmed only once the master's online replicas have it
+// The URL names one server, with redis+sentinel:// the master that
+// Sentinel names, or with redis+cluster:// a Redis Cluster (package
+// redisurl). A failover looks like a short outage: writes go to the log
+// until the promoted replica answers. Behind Sentinel and in a cluster a
+// write is confirmed only once its master's online replicas have it
 // (replicas.go), so the replica promoted holds every write that was not
 // logged. Once a server answers, the store checks with CONFIG GET that it
 // keeps an append-only file and does not evict keys (requiredSettings),
@@ -33,26 +34,34 @@
 // # Keys
 //
 // Every key starts with Options.Prefix (P, default "modelgate:"). Redis
-// 6.2 or later is needed (ZRANGE ... BYSCORE).
+// 6.2 or later is needed (ZRANGE ... BYSCORE, COPY). The state of one
+// endpoint E lives under P{E}: (layout.go), whose hash tag {E} puts it in
+// one hash slot of a cluster: every script and transaction touches the
+// keys of one endpoint only, and endpoints spread over the masters. (A
+// Prefix holding a hash tag of its own puts every key in one slot.)
 //
 //	P reg:models, P reg:endpoints  hash  registry records, field = record key;
-//	                               changed by compare-and-set (Update, one Lua script)
+//	                               changed by one Lua script per change (casScript),
+//	                               which publishes the change too
 //	P registry                     pub/sub channel, "put|delete BUCKET/KEY" per change
 //	P meta                         hash  metadata (Meta, SetMeta)
 //	P signing_key                  string, 32 random bytes, created once (SET NX)
-//	P counters:trials              hash  field counters.Key.Encode ("endpoint\x00arm\x00segment") -> trials
-//	P counters:successes           hash  same fields -> successes
-//	P d:<dedupe key>               string "1", TTL = the op's Expires - its Now
+//	P endpoints                    set   the endpoints that have counters, for LoadCounters;
+//	                               an endpoint is added before its first counter is written
+//	P{E}:counters:trials           hash  field counters.Key.Encode ("E\x00arm\x00segment") -> trials
+//	P{E}:counters:successes        hash  same fields -> successes
+//	P{E}:d:<dedupe key>            string "1", TTL = the op's Expires - its Now
 //	                               + store.ExpiryGrace (min 1 s): event, trial
 //	                               and success keys of FeedbackOp; for its
 //	                               ItemsKey a set of the distinct items, same TTL
-//	P batch:<32 hex>               string, the batch's recorded results, TTL BatchTTL
+//	P{E}:batch:<32 hex>            string, the recorded results of E's part of a
+//	                               batch, TTL BatchTTL
 //	P disc                         hash  field "endpoint\x00arm\x00segment" -> 40-byte
 //	                               discounted-count snapshot (counters.Disc.MarshalBinary)
-//	P hist:<endpoint>\x00<segment>
-//	                               hash  history points, field = decimal Unix seconds,
+//	P{E}:hist:<segment>            hash  history points, field = decimal Unix seconds,
 //	                               value = the point; HSETNX, so the first writer wins
-//	P hist:index                   set   the history series keys, for pruning
+//	P{E}:hist:index                set   E's history series keys, for pruning
+//	P hist:endpoints               set   the endpoints with history, for pruning
 //	P op:<endpoint>\x00<segment>\x00<minute>
 //	                               hash  off-policy snapshots of one minute (decimal
 //	                               Unix seconds), field = replica id -> JSON of that
@@ -61,15 +70,33 @@
 //	                               the writer's clock), for OffPolicyOthers
 //	P op:minutes                   zset  op keys, score = their minute, for
 //	                               LoadOffPolicy and pruning
-//	P shadow:<endpoint>\x00<arm>   hash  a shadow's sums (package shadow), field ->
-//	                               integer, by HINCRBY in one MULTI/EXEC per flush
-//	P shl:<endpoint>\x00<prediction>
+//	P{E}:shadow:<arm>             hash  a shadow's sums (package shadow), field ->
+//	                               integer, by HINCRBY in one MULTI/EXEC per endpoint and flush
+//	P{E}:shl:<prediction>
 //	                               string  a shadowed prediction's lists (JSON),
 //	                               TTL = to the end of its attribution window
 //	                               + store.ExpiryGrace
-//	P lin:<endpoint>, P lin:index  linear-thompson sums (see linear.go), added
+//	P{E}:lin, P lin:index          linear-thompson sums (see linear.go), added
 //	                               by HINCRBYFLOAT in one idempotent script per
 //	                               endpoint and batch
+//	P keys, P keys:used, P rl:<hash>  API keys and rate limits (keys.go)
+//	P audit                        list  audit entries, newest first
+//	P legacy_until                 string, Unix seconds: until then the first
+//	                               layout's dedupe keys and batch records are
+//	                               consulted (layout.go)
+//
+// A write batch (AddTrials, ApplyFeedback) that spans endpoints is applied
+// as one script run per endpoint, each recorded under the batch's id in
+// that endpoint's keys: each part is idempotent on its own, the
+// write-ahead log keeps the whole batch, and its replay applies the parts
+// that were not applied yet.
+//
+// The first layout (before Redis Cluster was supported) kept the counters,
+// dedupe keys, batch records and history of every endpoint in global keys
+// (P counters:trials, P d:KEY, ...). Open moves them to the layout above
+// once, safely when several replicas start at once (layout.go). Replicas
+// of the first layout's version must not share Redis with this one: they
+// would keep writing the old keys.
 //
 // # Off-policy sums across replicas
 //
@@ -90,6 +117,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,26 +251,33 @@ type Store struct {
 	admin redis.UniversalClient // registry, metadata, counters load, replays, subscription
 	addr  string                // where the URL points, without its password, for messages
 
-	warned map[string]string // setting -> the wrong value warned of; background loop only
+	warned map[string]string // [node address + " "] setting -> the wrong value warned of; background loop only
 	opt    Options
 	log    *slog.Logger
 	wal    *wal
 	now    func() time.Time
 
-	kTrials, kSuccesses, kDedupe, kChannel, kMeta, kSigning string
-	kDisc, kHist, kHistIndex, kOp, kOpTouched, kOpMinutes   string
+	kChannel, kMeta, kSigning, kEndpoints, kHistEndpoints string
+	kDisc, kOp, kOpTouched, kOpMinutes                    string
 
 	healthy atomic.Bool
 	// sentinel is set for a redis+sentinel:// URL; replicas is then the
 	// master's online replicas at the last check, which every write waits
-	// for (replicas.go). It stays 0 for a single server.
-	sentinel bool
-	replicas atomic.Int32
-	again    atomic.Int64 // batches Redis had applied already when replayed
-	wake     chan struct{}
-	ctx      context.Context // canceled by Close
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// for (replicas.go). It stays 0 for a single server. cluster is set
+	// for a redis+cluster:// URL; clusterReplicas then holds every
+	// master's online replicas by address.
+	sentinel, cluster bool
+	replicas          atomic.Int32
+	clusterReplicas   atomic.Pointer[map[string]int]
+	// known remembers the endpoints this Store put in the endpoint index.
+	known knownEndpoints
+	// legacyUntil is P legacy_until as last read (layout.go), 0 when unset.
+	legacyUntil atomic.Int64
+	again       atomic.Int64 // batches Redis had applied already when replayed
+	wake        chan struct{}
+	ctx         context.Context // canceled by Close
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 
 	// outage remembers the event keys answered provisionally as new and
 	// not yet confirmed in Redis, with how many logged batches hold each,
@@ -268,9 +303,11 @@ const maxRelease = 100_000
 // opt.WALDir, whose batches are replayed in the background. The URL is
 // redis://[user:pass@]HOST:PORT/DB, rediss://… (TLS) or
 // redis+sentinel://[user:pass@]H1:26379,H2:26379/MASTER_NAME[/DB] (the
-// master Sentinel names; the store follows failovers), as package redisurl
-// reads them; redis+cluster:// is refused. Redis need not be up: writes go
-// to the log until it is. Once it answers, its persistence and eviction
+// master Sentinel names; the store follows failovers) or
+// redis+cluster://[user:pass@]H1:6379,H2:6379,… (a Redis Cluster), as
+// package redisurl reads them. Redis need not be up: writes go to the log
+// until it is. Once it answers, a first-layout database is migrated (see
+// layout.go) before Open returns. Once it answers, its persistence and eviction
 // settings are checked and a warning logged when they put acknowledged
 // feedback at risk (see checkSettings).
 func Open(ctx context.Context, url string, opt Options) (*Store, error) {
@@ -284,12 +321,11 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	}
 
 	s := &Store{
-		opt: opt, log: opt.Logger, now: time.Now, addr: u.Addr(), sentinel: u.Sentinel(),
-		kTrials: opt.Prefix + "counters:trials", kSuccesses: opt.Prefix + "counters:successes",
-		kDedupe: opt.Prefix + "d:", kChannel: opt.Prefix + "registry",
+		opt: opt, log: opt.Logger, now: time.Now, addr: u.Addr(), sentinel: u.Sentinel(), cluster: u.Cluster(),
+		kChannel: opt.Prefix + "registry", kEndpoints: opt.Prefix + "endpoints", kHistEndpoints: opt.Prefix + "hist:endpoints",
 		kMeta: opt.Prefix + "meta", kSigning: opt.Prefix + "signing_key",
-		kDisc: opt.Prefix + "disc", kHist: opt.Prefix + "hist:", kHistIndex: opt.Prefix + "hist:index",
-		kOp: opt.Prefix + "op:", kOpTouched: opt.Prefix + "op:touched", kOpMinutes: opt.Prefix + "op:minutes",
+		kDisc: opt.Prefix + "disc",
+		kOp:   opt.Prefix + "op:", kOpTouched: opt.Prefix + "op:touched", kOpMinutes: opt.Prefix + "op:minutes",
 		wake:   make(chan struct{}, 1),
 		outage: map[string]int{},
 		warned: map[string]string{},
@@ -316,8 +352,13 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	s.healthy.Store(err == nil && n == 0)
 	if err != nil {
 		s.log.Warn("redis unreachable at start; writes go to the write-ahead log until it answers", "addr", s.addr, "err", err)
-	} else if s.sentinel {
-		s.refreshReplicas(ctx)
+	} else {
+		if s.sentinel || s.cluster {
+			s.refreshReplicas(ctx)
+		}
+		if err := s.migrate(ctx); err != nil {
+			s.log.Warn("redis: could not move the first key layout's counters and history yet; the background loop retries", "addr", s.addr, "err", err)
+		}
 	}
 	if n, b := s.wal.backlog(); n > 0 {
 		s.log.Info("write-ahead log holds batches to replay", "batches", n, "bytes", b)
@@ -352,18 +393,11 @@ func (s *Store) Healthy() bool { return s.healthy.Load() }
 // size, for readiness and metrics.
 func (s *Store) Backlog() (batches int, bytes int64) { return s.wal.backlog() }
 
-func (s *Store) k(suffix string) string { return s.opt.Prefix + suffix }
-
 func (s *Store) regKey(b store.Bucket) string { return s.opt.Prefix + "reg:" + string(b) }
 
 // Put stores a registry record and tells every replica (see Subscribe).
 func (s *Store) Put(ctx context.Context, b store.Bucket, key string, val []byte) error {
-	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.regKey(b), key, val)
-		p.Publish(ctx, s.kChannel, "put "+string(b)+"/"+key)
-		return nil
-	})
-	if err != nil {
+	if _, err := s.writeAndTell(ctx, s.regKey(b), key, val, "put", string(b)+"/"+key); err != nil {
 		return fmt.Errorf("redis put %s/%s: %w", b, key, err)
 	}
 	return nil
@@ -372,15 +406,20 @@ func (s *Store) Put(ctx context.Context, b store.Bucket, key string, val []byte)
 // Delete removes a registry record and tells every replica; deleting a
 // missing one is not an error.
 func (s *Store) Delete(ctx context.Context, b store.Bucket, key string) error {
-	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HDel(ctx, s.regKey(b), key)
-		p.Publish(ctx, s.kChannel, "delete "+string(b)+"/"+key)
-		return nil
-	})
-	if err != nil {
+	if _, err := s.writeAndTell(ctx, s.regKey(b), key, nil, "delete", string(b)+"/"+key); err != nil {
 		return fmt.Errorf("redis delete %s/%s: %w", b, key, err)
 	}
 	return nil
+}
+
+// writeAndTell puts (val) or deletes (val nil, op "delete") field of the
+// hash key and publishes the change as "op what" on the registry
+// channel, in one script run (casScript, unconditionally): one key, so a
+// cluster takes it, and the notice never precedes the change. It returns
+// whether the field was there before a delete.
+func (s *Store) writeAndTell(ctx context.Context, key, field string, val []byte, op, what string) (bool, error) {
+	n, err := casScript.Run(ctx, s.admin, []string{key}, field, "*", "", op, val, s.kChannel, what).Int()
+	return n == 1, err
 }
 
 // ErrContended is returned by Update when the record changed under it on
@@ -397,7 +436,9 @@ const maxUpdateAttempts = 64
 //
 //	KEYS[1]  the bucket's hash
 //	ARGV[1]  field (the record key)
-//	ARGV[2]  "1" when the caller read a value, "0" when it read none
+//	ARGV[2]  "1" when the caller read a value, "0" when it read none, "*"
+//	         to write whatever is stored (then it returns 1 when a deleted
+//	         field was there, else 0)
 //	ARGV[3]  the value read
 //	ARGV[4]  "put" or "delete"
 //	ARGV[5]  the value to put
@@ -410,16 +451,18 @@ var casScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[2] == '1' then
   if cur ~= ARGV[3] then return 0 end
-elseif cur then
+elseif ARGV[2] == '0' and cur then
   return 0
 end
+local n = 1
 if ARGV[4] == 'put' then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
 else
-  redis.call('HDEL', KEYS[1], ARGV[1])
+  n = redis.call('HDEL', KEYS[1], ARGV[1])
+  if ARGV[2] ~= '*' then n = 1 end
 end
 redis.call('PUBLISH', ARGV[6], ARGV[4] .. ' ' .. ARGV[7])
-return 1
+return n
 `)
 
 // Update changes one registry record atomically across replicas: f gets
@@ -519,21 +562,40 @@ func (s *Store) SigningKey(ctx context.Context) ([]byte, error) {
 	return v, nil
 }
 
-// LoadCounters returns every counter as Redis holds it, read in one
-// transaction so successes are never ahead of the trials they belong to.
+// LoadCounters returns every counter as Redis holds it: those of every
+// endpoint in the endpoint index. Each endpoint's successes are read
+// before its trials, on one connection to its master, so successes are
+// never ahead of the trials they belong to (both grow in one script run).
 // Trials still in this replica's write-ahead log are not included.
 func (s *Store) LoadCounters(ctx context.Context) ([]counters.Entry, error) {
-	var tr, su *redis.MapStringStringCmd
-	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		tr = p.HGetAll(ctx, s.kTrials)
-		su = p.HGetAll(ctx, s.kSuccesses)
-		return nil
-	})
+	eps, err := s.endpoints(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("redis load counters: %w", err)
 	}
-	idx := make(map[string]int, len(tr.Val()))
-	out := make([]counters.Entry, 0, len(tr.Val()))
+	var out []counters.Entry
+	for part := range slices.Chunk(eps, chunk) {
+		tr := make([]*redis.MapStringStringCmd, len(part))
+		su := make([]*redis.MapStringStringCmd, len(part))
+		_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, e := range part {
+				su[i] = p.HGetAll(ctx, s.successesKey(e))
+				tr[i] = p.HGetAll(ctx, s.trialsKey(e))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis load counters: %w", err)
+		}
+		for i := range part {
+			out = appendEntries(out, tr[i].Val(), su[i].Val())
+		}
+	}
+	return out, nil
+}
+
+// appendEntries adds the counters of one endpoint's hashes to out.
+func appendEntries(out []counters.Entry, tr, su map[string]string) []counters.Entry {
+	idx := make(map[string]int, len(tr))
 	add := func(m map[string]string, success bool) {
 		for f, v := range m {
 			n, err := strconv.ParseUint(v, 10, 64)
@@ -557,9 +619,9 @@ func (s *Store) LoadCounters(ctx context.Context) ([]counters.Entry, error) {
 			}
 		}
 	}
-	add(tr.Val(), false)
-	add(su.Val(), true)
-	return out, nil
+	add(tr, false)
+	add(su, true)
+	return out
 }
 
 // SweepExpired does nothing: Redis expires dedupe keys by their TTL.
@@ -654,30 +716,134 @@ func (s *Store) attempt(ctx context.Context, b *batch) ([]store.FeedbackResult, 
 	return nil, err
 }
 
-// apply runs b's script through c: the hot client for a first attempt,
-// the admin client for a replay. Behind Sentinel, with replicas online, it
-// also waits for them (applyAndWait).
+// apply runs b's script through c, the hot client for a first attempt,
+// the admin client for a replay: one script run per endpoint's part,
+// after the endpoints are indexed. The parts bound for one master go in
+// one pipeline, with a WAIT for its replicas when it has any (replicas.go);
+// in a cluster the masters are written concurrently. Any part's failure
+// fails the batch, which is then logged and replayed whole: the parts
+// applied already are recognised by their records.
 func (s *Store) apply(ctx context.Context, c redis.UniversalClient, b *batch) ([]store.FeedbackResult, bool, error) {
-	keys, args := s.scriptArgs(b, s.now())
-	var v any
-	var err error
-	if n := s.replicas.Load(); n > 0 {
-		read := s.opt.AdminTimeout
-		if c == s.rdb {
-			read = s.opt.ReadTimeout
-		}
-		v, err = applyAndWait(ctx, c, int(n), read, keys, args)
-	} else {
-		v, err = applyScript.Run(ctx, c, keys, args...).Result()
+	read := s.opt.AdminTimeout
+	if c == s.rdb {
+		read = s.opt.ReadTimeout
 	}
-	if err != nil {
+	legacy := !s.cluster && s.legacy()
+	if legacy && c == s.admin {
+		// A batch logged by the first layout may have been applied there.
+		if res, ok, err := s.legacyApplied(ctx, c, b); err != nil || ok {
+			if ok {
+				s.again.Add(1)
+			}
+			return res, ok, err
+		}
+	}
+	parts := b.parts()
+	eps := make([]string, len(parts))
+	for i, p := range parts {
+		eps[i] = p.endpoint
+	}
+	if err := s.indexEndpoints(ctx, c, read, eps); err != nil {
 		return nil, false, err
 	}
-	res, again, err := parseReply(v, len(b.ops))
+	type group struct {
+		node  redis.UniversalClient
+		wait  int
+		parts []*part
+		vals  []any
+		err   error
+	}
+	var groups []*group
+	byNode := map[redis.UniversalClient]*group{}
+	for _, p := range parts {
+		node, wait, err := s.master(ctx, c, s.recordKey(b, p))
+		if err != nil {
+			return nil, false, err
+		}
+		g := byNode[node]
+		if g == nil {
+			g = &group{node: node, wait: wait}
+			byNode[node] = g
+			groups = append(groups, g)
+		}
+		g.parts = append(g.parts, p)
+	}
+	now := s.now()
+	run := func(g *group) {
+		args := make([][]any, len(g.parts))
+		keys := make([][]string, len(g.parts))
+		for i, p := range g.parts {
+			keys[i], args[i] = s.scriptArgs(b, p, now, legacy)
+		}
+		g.vals, g.err = runScripts(ctx, g.node, g.wait, read, keys, args)
+	}
+	if len(groups) == 1 {
+		run(groups[0])
+	} else {
+		var wg sync.WaitGroup
+		for _, g := range groups {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				run(g)
+			}()
+		}
+		wg.Wait()
+	}
+	res := make([]store.FeedbackResult, len(b.ops))
+	again := true
+	for _, g := range groups {
+		if g.err != nil {
+			return nil, false, g.err
+		}
+		for i, p := range g.parts {
+			r, a, err := parseReply(g.vals[i], len(p.ops))
+			if err != nil {
+				return nil, false, err
+			}
+			again = again && a
+			for j, at := range p.at {
+				res[at] = r[j]
+			}
+		}
+	}
 	if again {
 		s.again.Add(1)
 	}
-	return res, again, err
+	return res, again, nil
+}
+
+// runScripts runs applyScript once per keys[i], args[i] in one pipeline on
+// c, then WAIT wait when wait > 0 (pipeWait), and returns the replies. A
+// server that has not cached the script (a promoted replica, a restarted
+// server) gets it loaded, and the pipeline is sent again: the runs that
+// went in are recognised by their records.
+func runScripts(ctx context.Context, c redis.UniversalClient, wait int, read time.Duration, keys [][]string, args [][]any) ([]any, error) {
+	for attempt := 0; ; attempt++ {
+		cmds := make([]*redis.Cmd, len(keys))
+		err := pipeWait(ctx, c, wait, read, func(p redis.Pipeliner) {
+			for i := range keys {
+				cmds[i] = applyScript.EvalSha(ctx, p, keys[i], args[i]...)
+			}
+		})
+		if attempt == 0 && slices.ContainsFunc(cmds, func(c *redis.Cmd) bool { return redis.HasErrorPrefix(c.Err(), "NOSCRIPT") }) {
+			if err := applyScript.Load(ctx, c).Err(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		vals := make([]any, len(cmds))
+		for i, cmd := range cmds {
+			if err := cmd.Err(); err != nil {
+				return nil, err
+			}
+			vals[i] = cmd.Val()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return vals, nil
+	}
 }
 
 // uncertain reports whether err leaves it open whether Redis applied the
@@ -687,7 +853,9 @@ func uncertain(err error) bool {
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
 		msg := rerr.Error()
-		for _, p := range []string{"LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "NOTREADY"} {
+		// MOVED and ASK: a write sent to a master (replicas.go) by a slot
+		// map that a failover or resharding made stale.
+		for _, p := range []string{"LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "NOTREADY", "MOVED", "ASK"} {
 			if strings.HasPrefix(msg, p) {
 				return true
 			}
@@ -703,12 +871,12 @@ func (s *Store) provisional(b *batch) ([]store.FeedbackResult, error) {
 	b.prov = make([]byte, len(b.ops))
 	s.outageMu.Lock()
 	for i, op := range b.ops {
-		if s.outage[op.EventKey] > 0 {
+		if s.outage[op.outageKey()] > 0 {
 			res[i].Duplicate = true
 			b.prov[i] = provDup
 			continue
 		}
-		s.outage[op.EventKey]++
+		s.outage[op.outageKey()]++
 		b.prov[i] = provNew
 	}
 	s.outageN.Store(int64(len(s.outage)))
@@ -728,7 +896,7 @@ func (s *Store) markOutage(b *batch) {
 	s.outageMu.Lock()
 	for i, op := range b.ops {
 		if b.prov[i] == provNew {
-			s.outage[op.EventKey]++
+			s.outage[op.outageKey()]++
 		}
 	}
 	s.outageN.Store(int64(len(s.outage)))
@@ -742,8 +910,10 @@ func (s *Store) unmarkOutage(b *batch) {
 	s.outageMu.Lock()
 	for i, op := range b.ops {
 		if b.prov[i] == provNew {
-			if s.outage[op.EventKey]--; s.outage[op.EventKey] <= 0 {
-				delete(s.outage, op.EventKey)
+			if k := op.outageKey(); s.outage[k] <= 1 {
+				delete(s.outage, k)
+			} else {
+				s.outage[k]--
 			}
 		}
 	}
@@ -761,16 +931,19 @@ func (s *Store) overrideOutageDuplicates(ops []keyOp, res []store.FeedbackResult
 	s.outageMu.Lock()
 	defer s.outageMu.Unlock()
 	for i, op := range ops {
-		if !res[i].Duplicate && s.outage[op.EventKey] > 0 {
+		if !res[i].Duplicate && s.outage[op.outageKey()] > 0 {
 			res[i] = store.FeedbackResult{Duplicate: true}
 		}
 	}
 }
 
 func (s *Store) releaseLater(b *batch) {
+	parts := b.parts()
 	s.releaseMu.Lock()
-	if len(s.release) < maxRelease {
-		s.release = append(s.release, s.k("batch:"+b.idHex()))
+	if len(s.release)+len(parts) <= maxRelease {
+		for _, p := range parts {
+			s.release = append(s.release, s.recordKey(b, p))
+		}
 	}
 	s.releaseMu.Unlock()
 }
@@ -794,14 +967,23 @@ func (s *Store) run() {
 	// replica, a restarted one).
 	check := true
 	for {
+		if cc, ok := s.admin.(*redis.ClusterClient); ok && !s.healthy.Load() {
+			// A dead master's errors alone do not make go-redis reload
+			// the slot map; a promoted replica is found by reloading it.
+			cc.ReloadState(s.ctx)
+			s.rdb.(*redis.ClusterClient).ReloadState(s.ctx)
+		}
 		if !s.ping() {
 			check = true
 		} else {
 			if check && s.ctx.Err() == nil {
 				s.checkSettings()
+				if err := s.migrate(s.ctx); err != nil && s.ctx.Err() == nil {
+					s.log.Warn("redis: could not move the first key layout's counters and history", "addr", s.addr, "err", err)
+				}
 				check = false
 			}
-			if s.sentinel {
+			if s.sentinel || s.cluster {
 				s.refreshReplicas(s.ctx)
 			}
 			if n, _ := s.wal.backlog(); n == 0 {
@@ -892,7 +1074,7 @@ func (s *Store) replay() error {
 // releaseRecords deletes the records of batches confirmed on their first
 // attempt, in chunks; a failure leaves them to expire.
 func (s *Store) releaseRecords() {
-	const chunk = 1000
+	const chunk = 10 * chunk
 	s.releaseMu.Lock()
 	ids := s.release
 	s.release = nil
@@ -900,7 +1082,14 @@ func (s *Store) releaseRecords() {
 	for len(ids) > 0 && s.ctx.Err() == nil {
 		n := min(chunk, len(ids))
 		ctx, cancel := context.WithTimeout(s.ctx, s.opt.ReplayTimeout)
-		err := s.admin.Unlink(ctx, ids[:n]...).Err()
+		// One key per UNLINK: the records are of many endpoints, and so of
+		// many hash slots.
+		_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids[:n] {
+				p.Unlink(ctx, id)
+			}
+			return nil
+		})
 		cancel()
 		if err != nil {
 			return
@@ -974,6 +1163,10 @@ func (s *Store) subscribe(ctx context.Context, ch chan<- struct{}) {
 		}
 		stop()
 		ps.Close()
+		if cc, ok := s.admin.(*redis.ClusterClient); ok {
+			// The node may have died: find the slot's master anew.
+			cc.ReloadState(ctx)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):

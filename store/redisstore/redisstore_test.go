@@ -282,7 +282,7 @@ func TestBatchAppliedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the confirmed batch's record to be released", 2*time.Second, func() bool {
-		n, _ := rdb.Keys(ctx, DefaultPrefix+"batch:*").Result()
+		n, _ := rdb.Keys(ctx, DefaultPrefix+"{home}:batch:*").Result()
 		return len(n) == 1 // only the one applied through s.apply, which may be replayed
 	})
 }
@@ -695,7 +695,7 @@ func TestDedupeTTLFromCallersClock(t *testing.T) {
 	want := 30*time.Second + store.ExpiryGrace
 	keys := op.Keys()
 	for _, key := range []string{keys.Event, keys.Success, keys.Items} {
-		ttl, err := rdb.TTL(ctx, DefaultPrefix+"d:"+key).Result()
+		ttl, err := rdb.TTL(ctx, s.endpointKey(kA.Endpoint, "d:"+key)).Result()
 		if err != nil || ttl < want-2*time.Second || ttl > want {
 			t.Errorf("TTL of %q = %s, %v; want about %s (window left as of the caller's clock, plus the grace)", key, ttl, err, want)
 		}

@@ -10,23 +10,28 @@ import (
 	"github.com/modelgate/modelgate/store"
 )
 
-// applyScript applies one batch atomically and at most once.
+// applyScript applies one endpoint's part of a batch atomically and at
+// most once. Its keys are all of one endpoint (P{E}: below), so in a Redis
+// Cluster they are of one hash slot.
 //
-//	KEYS[1]   batch record  <prefix>batch:<id>
-//	KEYS[2]   trials hash   <prefix>counters:trials
-//	KEYS[3]   successes     <prefix>counters:successes
+//	KEYS[1]   batch record  P{E}:batch:<id>
+//	KEYS[2]   trials hash   P{E}:counters:trials
+//	KEYS[3]   successes     P{E}:counters:successes
 //	KEYS[4..] per op, four dedupe keys: event, trial, success, and the
-//	          prediction's set of distinct items (<prefix>d:<key>; the event
-//	          key stands in for an absent one)
+//	          prediction's set of distinct items (P{E}:d:<key>; the event
+//	          key stands in for an absent one), then, when ARGV[2] is "8",
+//	          the same four keys in the first layout (P d:<key>; see
+//	          layout.go), each copied to its new name when only it exists
 //	ARGV[1]   seconds to keep the batch record
-//	ARGV[2]   n, the number of pending trial deltas, then n pairs
+//	ARGV[2]   keys per op, "4" or "8"
+//	ARGV[3]   n, the number of pending trial deltas, then n pairs
 //	          (counter field, delta as a decimal string)
 //	then per op: dedupe TTL in seconds, counter field, has_trial "1"/"0",
 //	          has_success "1"/"0", item ("" for none or no limit), the
 //	          most distinct items of the set
 //
-// It returns {0, record} when it applied the batch, {1, record} when the
-// batch had been applied before (nothing changes then). record is "r"
+// It returns {0, record} when it applied the part, {1, record} when the
+// part had been applied before (nothing changes then). record is "r"
 // followed by one character per op: "d" a duplicate event, "x" an event
 // that named one item more than the set may hold (nothing changed), else a
 // digit whose bit 1 says a trial and bit 2 a success was counted.
@@ -40,8 +45,18 @@ local done = redis.call('GET', KEYS[1])
 if done then
   return {1, done}
 end
-local n = tonumber(ARGV[2])
-local a = 3
+local stride = tonumber(ARGV[2])
+if stride == 8 then
+  for k = 4, #KEYS, 8 do
+    for j = 0, 3 do
+      if redis.call('EXISTS', KEYS[k + j]) == 0 and redis.call('EXISTS', KEYS[k + 4 + j]) == 1 then
+        redis.call('COPY', KEYS[k + 4 + j], KEYS[k + j])
+      end
+    end
+  end
+end
+local n = tonumber(ARGV[3])
+local a = 4
 for _ = 1, n do
   redis.call('HINCRBY', KEYS[2], ARGV[a], ARGV[a + 1])
   a = a + 2
@@ -80,7 +95,7 @@ while a <= #ARGV do
   end
   res[#res + 1] = code
   a = a + 6
-  k = k + 4
+  k = k + stride
 end
 for _, f in ipairs(order) do
   if trials[f] > 0 then redis.call('HINCRBY', KEYS[2], f, trials[f]) end
@@ -103,34 +118,47 @@ func ttlSeconds(exp, now time.Time) string {
 	return strconv.FormatInt(max(s, 1), 10)
 }
 
-// scriptArgs builds the script's keys and arguments for b as of now.
-func (s *Store) scriptArgs(b *batch, now time.Time) (keys []string, args []any) {
-	keys = make([]string, 0, 3+4*len(b.ops))
-	keys = append(keys, s.k("batch:"+b.idHex()), s.kTrials, s.kSuccesses)
-	args = make([]any, 0, 2+2*len(b.deltas)+6*len(b.ops))
-	args = append(args, strconv.FormatInt(int64(s.opt.BatchTTL/time.Second), 10), strconv.Itoa(len(b.deltas)))
-	for k, n := range b.deltas {
+// recordKey is where p's part of b is recorded as applied.
+func (s *Store) recordKey(b *batch, p *part) string {
+	return s.endpointKey(p.endpoint, "batch:"+b.idHex())
+}
+
+// scriptArgs builds the script's keys and arguments for p's part of b as
+// of now; legacy adds the first layout's dedupe keys.
+func (s *Store) scriptArgs(b *batch, p *part, now time.Time, legacy bool) (keys []string, args []any) {
+	stride := 4
+	if legacy {
+		stride = 8
+	}
+	keys = make([]string, 0, 3+stride*len(p.ops))
+	keys = append(keys, s.recordKey(b, p), s.trialsKey(p.endpoint), s.successesKey(p.endpoint))
+	args = make([]any, 0, 3+2*len(p.deltas)+6*len(p.ops))
+	args = append(args, ttlString(s.opt.BatchTTL), strconv.Itoa(stride), strconv.Itoa(len(p.deltas)))
+	for k, n := range p.deltas {
 		args = append(args, k.Encode(), strconv.FormatUint(n, 10))
 	}
-	for _, op := range b.ops {
-		ev := s.kDedupe + op.EventKey
-		tk, sk := ev, ev
-		ht, hs := "0", "0"
+	dedupe := s.endpointKey(p.endpoint, "d:")
+	for _, op := range p.ops {
+		ev, tk, sk, ik := op.EventKey, op.EventKey, op.EventKey, op.EventKey
+		ht, hs, item := "0", "0", ""
 		if op.TrialKey != "" {
-			tk, ht = s.kDedupe+op.TrialKey, "1"
+			tk, ht = op.TrialKey, "1"
 		}
 		if op.SuccessKey != "" {
-			sk, hs = s.kDedupe+op.SuccessKey, "1"
+			sk, hs = op.SuccessKey, "1"
 		}
-		ik, item := ev, ""
 		if op.ItemsKey != "" && op.Item != "" {
-			ik, item = s.kDedupe+op.ItemsKey, op.Item
+			ik, item = op.ItemsKey, op.Item
 		}
 		at := now
 		if !op.Now.IsZero() {
 			at = op.Now // the reading the caller checked the window with
 		}
-		keys = append(keys, ev, tk, sk, ik)
+		keys = append(keys, dedupe+ev, dedupe+tk, dedupe+sk, dedupe+ik)
+		if legacy {
+			old := s.legacyKey("d:")
+			keys = append(keys, old+ev, old+tk, old+sk, old+ik)
+		}
 		args = append(args, ttlSeconds(op.Expires, at), op.Counter.Encode(), ht, hs, item, strconv.Itoa(op.MaxItems))
 	}
 	return keys, args

@@ -78,8 +78,11 @@ func (s *Store) LoadDiscounted(ctx context.Context) ([]counters.DiscEntry, error
 // History.
 
 func (s *Store) histKey(endpoint, segment string) string {
-	return s.kHist + endpoint + "\x00" + segment
+	return s.endpointKey(endpoint, "hist:"+segment)
 }
+
+// histIndexKey is the set of an endpoint's history series keys.
+func (s *Store) histIndexKey(endpoint string) string { return s.endpointKey(endpoint, "hist:index") }
 
 // AddHistory stores a history point unless one exists for the same series
 // and time, so replicas sharing Redis write one series: the first writer
@@ -89,31 +92,53 @@ func (s *Store) AddHistory(ctx context.Context, r store.Record) (bool, error) {
 	return n == 1, err
 }
 
-// AddHistoryBatch stores history points in one MULTI/EXEC transaction,
-// each unless one exists for the same series and time (the first writer
-// wins); it returns how many it stored.
+// AddHistoryBatch stores history points, each unless one exists for the
+// same series and time (the first writer wins), in one MULTI/EXEC
+// transaction per endpoint (whose keys share a hash slot); it returns how
+// many it stored.
 func (s *Store) AddHistoryBatch(ctx context.Context, recs []store.Record) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	added := make([]*redis.BoolCmd, len(recs))
-	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		keys := make([]any, 0, len(recs))
-		for i, r := range recs {
-			key := s.histKey(r.Endpoint, r.Segment)
-			added[i] = p.HSetNX(ctx, key, strconv.FormatInt(r.Time, 10), r.Value)
-			keys = append(keys, key)
+	byEndpoint := map[string][]store.Record{}
+	var eps []string
+	for _, r := range recs {
+		if _, ok := byEndpoint[r.Endpoint]; !ok {
+			eps = append(eps, r.Endpoint)
 		}
-		p.SAdd(ctx, s.kHistIndex, keys...)
-		return nil
-	})
-	if err != nil {
+		byEndpoint[r.Endpoint] = append(byEndpoint[r.Endpoint], r)
+	}
+	members := make([]any, len(eps))
+	for i, e := range eps {
+		members[i] = e
+	}
+	// Every time, not once per endpoint: pruning drops an endpoint whose
+	// series are all gone, and an add racing that is listed again by the
+	// endpoint's next add.
+	if err := s.admin.SAdd(ctx, s.kHistEndpoints, members...).Err(); err != nil {
 		return 0, fmt.Errorf("redis add %d history points: %w", len(recs), err)
 	}
 	n := 0
-	for _, c := range added {
-		if c.Val() {
-			n++
+	for _, e := range eps {
+		rs := byEndpoint[e]
+		added := make([]*redis.BoolCmd, len(rs))
+		_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			keys := make([]any, 0, len(rs))
+			for i, r := range rs {
+				key := s.histKey(r.Endpoint, r.Segment)
+				added[i] = p.HSetNX(ctx, key, strconv.FormatInt(r.Time, 10), r.Value)
+				keys = append(keys, key)
+			}
+			p.SAdd(ctx, s.histIndexKey(e), keys...)
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("redis add %d history points: %w", len(recs), err)
+		}
+		for _, c := range added {
+			if c.Val() {
+				n++
+			}
 		}
 	}
 	return n, nil
@@ -189,7 +214,34 @@ func (s *Store) PruneSeries(ctx context.Context, cutoff, thinBefore, keepEvery i
 }
 
 func (s *Store) pruneHistory(ctx context.Context, cutoff, thinBefore, keepEvery int64) (int, error) {
-	series, err := s.admin.SMembers(ctx, s.kHistIndex).Result()
+	eps, err := s.admin.SMembers(ctx, s.kHistEndpoints).Result()
+	if err != nil {
+		return 0, err
+	}
+	slices.Sort(eps)
+	n := 0
+	for _, e := range eps {
+		m, err := s.pruneEndpointHistory(ctx, e, cutoff, thinBefore, keepEvery)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		// An endpoint whose series are all gone leaves the list.
+		if left, err := s.admin.Exists(ctx, s.histIndexKey(e)).Result(); err != nil {
+			return n, err
+		} else if left == 0 {
+			if err := s.admin.SRem(ctx, s.kHistEndpoints, e).Err(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// pruneEndpointHistory is pruneHistory for one endpoint's series.
+func (s *Store) pruneEndpointHistory(ctx context.Context, endpoint string, cutoff, thinBefore, keepEvery int64) (int, error) {
+	index := s.histIndexKey(endpoint)
+	series, err := s.admin.SMembers(ctx, index).Result()
 	if err != nil {
 		return 0, err
 	}
@@ -219,7 +271,7 @@ func (s *Store) pruneHistory(ctx context.Context, cutoff, thinBefore, keepEvery 
 				for d := range slices.Chunk(drop, chunk) {
 					dels = append(dels, p.HDel(ctx, k, d...))
 				}
-				dropIfEmpty.Eval(ctx, p, []string{k, s.kHistIndex})
+				dropIfEmpty.Eval(ctx, p, []string{k, index})
 			}
 			return nil
 		})
@@ -264,9 +316,12 @@ func (s *Store) ReplicaID() string { return s.opt.ReplicaID }
 // PutOffPolicy stores this replica's off-policy bucket snapshots, each
 // replacing this replica's earlier snapshot of the same bucket and leaving
 // other replicas' alone. A snapshot is cumulative for its replica: the sum
-// of a bucket over every replica is the bucket's total. All snapshots are
-// written in one transaction, and the buckets marked touched now, for
-// OffPolicyOthers.
+// of a bucket over every replica is the bucket's total. The buckets are
+// first indexed (and marked touched now, for OffPolicyOthers), then
+// written: the keys are of many hash slots, so no transaction holds them
+// all, and in this order no snapshot is ever left out of the index (an
+// index entry whose write failed names a key that is not there, which
+// readers skip and pruning removes).
 func (s *Store) PutOffPolicy(ctx context.Context, buckets map[offpolicy.Key]offpolicy.Minute) error {
 	if len(buckets) == 0 {
 		return nil
@@ -274,17 +329,18 @@ func (s *Store) PutOffPolicy(ctx context.Context, buckets map[offpolicy.Key]offp
 	now := float64(s.now().UnixMilli())
 	touched := make([]redis.Z, 0, len(buckets))
 	minutes := make([]redis.Z, 0, len(buckets))
-	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for bk, m := range buckets {
-			v, err := m.MarshalBinary()
-			if err != nil {
-				return err
-			}
-			k := s.opKey(bk.Endpoint, bk.Segment, bk.Minute)
-			p.HSet(ctx, k, s.opt.ReplicaID, v)
-			touched = append(touched, redis.Z{Score: now, Member: k})
-			minutes = append(minutes, redis.Z{Score: float64(bk.Minute), Member: k})
+	snaps := make(map[string][]byte, len(buckets))
+	for bk, m := range buckets {
+		v, err := m.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("redis put off-policy: %w", err)
 		}
+		k := s.opKey(bk.Endpoint, bk.Segment, bk.Minute)
+		snaps[k] = v
+		touched = append(touched, redis.Z{Score: now, Member: k})
+		minutes = append(minutes, redis.Z{Score: float64(bk.Minute), Member: k})
+	}
+	_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for part := range slices.Chunk(touched, chunk) {
 			p.ZAdd(ctx, s.kOpTouched, part...)
 		}
@@ -293,6 +349,14 @@ func (s *Store) PutOffPolicy(ctx context.Context, buckets map[offpolicy.Key]offp
 		}
 		return nil
 	})
+	if err == nil {
+		_, err = s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for k, v := range snaps {
+				p.HSet(ctx, k, s.opt.ReplicaID, v)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("redis put off-policy: %w", err)
 	}
@@ -425,8 +489,9 @@ func (s *Store) sumOthers(snaps map[string]string) (offpolicy.Minute, bool) {
 	return sum, found
 }
 
-// pruneOffPolicy deletes the off-policy keys of minutes before cutoff
-// with their index entries.
+// pruneOffPolicy deletes the off-policy keys of minutes before cutoff,
+// then their index entries (so a failure between the two leaves index
+// entries, which the next prune removes, never unindexed keys).
 func (s *Store) pruneOffPolicy(ctx context.Context, cutoff int64) (int, error) {
 	n := 0
 	hi := "(" + strconv.FormatInt(cutoff, 10)
@@ -435,13 +500,21 @@ func (s *Store) pruneOffPolicy(ctx context.Context, cutoff int64) (int, error) {
 		if err != nil || len(keys) == 0 {
 			return n, err
 		}
-		var del *redis.IntCmd
-		_, err = s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			del = p.Unlink(ctx, keys...)
-			members := make([]any, len(keys))
-			for i, k := range keys {
-				members[i] = k
+		dels := make([]*redis.IntCmd, len(keys))
+		_, err = s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys { // one key per UNLINK: of many hash slots
+				dels[i] = p.Unlink(ctx, k)
 			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		members := make([]any, len(keys))
+		for i, k := range keys {
+			members[i] = k
+		}
+		_, err = s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
 			p.ZRem(ctx, s.kOpTouched, members...)
 			p.ZRem(ctx, s.kOpMinutes, members...)
 			return nil
@@ -449,6 +522,8 @@ func (s *Store) pruneOffPolicy(ctx context.Context, cutoff int64) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		n += int(del.Val())
+		for _, d := range dels {
+			n += int(d.Val())
+		}
 	}
 }

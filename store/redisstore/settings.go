@@ -3,6 +3,9 @@ package redisstore
 import (
 	"context"
 	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // setting is one Redis setting the store needs, checked at start-up.
@@ -20,43 +23,67 @@ var requiredSettings = []setting{
 }
 
 // checkSettings reads requiredSettings with CONFIG GET and logs a warning
-// for each that differs. A server that refuses CONFIG (renamed or
-// disabled, as managed services do, or denied by an ACL) is logged at
-// debug level: the settings could not be checked, which is not a fault.
-// The loop checks again after an outage (another server may answer then,
-// such as a promoted replica); a setting still wrong the same way is not
-// warned of twice. It runs on the background loop only.
+// for each that differs: on the one server, or on every node of a
+// cluster (any replica may become a master). A server that refuses CONFIG
+// (renamed or disabled, as managed services do, or denied by an ACL) is
+// logged at debug level: the settings could not be checked, which is not
+// a fault. The loop checks again after an outage (another server may
+// answer then, such as a promoted replica); a setting still wrong the
+// same way on the same server is not warned of twice. It runs on the
+// background loop only.
 func (s *Store) checkSettings() {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opt.AdminTimeout)
 	defer cancel()
+	cc, ok := s.admin.(*redis.ClusterClient)
+	if !ok {
+		s.checkServer(ctx, s.admin, s.addr, "")
+		return
+	}
+	var mu sync.Mutex
+	var nodes []*redis.Client
+	_ = cc.ForEachShard(ctx, func(_ context.Context, c *redis.Client) error {
+		mu.Lock()
+		nodes = append(nodes, c)
+		mu.Unlock()
+		return nil
+	})
+	for _, c := range nodes {
+		addr := c.Options().Addr
+		s.checkServer(ctx, c, addr, addr+" ")
+	}
+}
+
+// checkServer checks one server's settings; key prefixes its entries in
+// s.warned.
+func (s *Store) checkServer(ctx context.Context, c redis.UniversalClient, addr, key string) {
 	ok := true
-	for _, c := range requiredSettings {
-		m, err := s.admin.ConfigGet(ctx, c.name).Result()
+	for _, r := range requiredSettings {
+		m, err := c.ConfigGet(ctx, r.name).Result()
 		if err != nil {
 			if s.ctx.Err() == nil {
-				s.log.Debug("could not check the redis settings (CONFIG GET refused or failed)", "addr", s.addr, "setting", c.name, "err", err)
+				s.log.Debug("could not check the redis settings (CONFIG GET refused or failed)", "addr", addr, "setting", r.name, "err", err)
 			}
 			return
 		}
-		v, found := m[c.name]
+		v, found := m[r.name]
 		if !found {
-			s.log.Debug("could not check a redis setting: CONFIG GET did not report it", "addr", s.addr, "setting", c.name)
+			s.log.Debug("could not check a redis setting: CONFIG GET did not report it", "addr", addr, "setting", r.name)
 			ok = false
 			continue
 		}
-		if strings.EqualFold(v, c.want) {
-			delete(s.warned, c.name)
+		if strings.EqualFold(v, r.want) {
+			delete(s.warned, key+r.name)
 			continue
 		}
 		ok = false
-		if s.warned[c.name] == v {
+		if s.warned[key+r.name] == v {
 			continue // warned of this value already; a reconnection does not repeat it
 		}
-		s.warned[c.name] = v
-		s.log.Warn("redis setting puts acknowledged feedback at risk: set "+c.name+" "+c.want,
-			"addr", s.addr, "setting", c.name, "value", v, "required", c.want, "why", c.why)
+		s.warned[key+r.name] = v
+		s.log.Warn("redis setting puts acknowledged feedback at risk: set "+r.name+" "+r.want,
+			"addr", addr, "setting", r.name, "value", v, "required", r.want, "why", r.why)
 	}
 	if ok {
-		s.log.Debug("redis settings as required", "addr", s.addr, "appendonly", "yes", "maxmemory-policy", "noeviction")
+		s.log.Debug("redis settings as required", "addr", addr, "appendonly", "yes", "maxmemory-policy", "noeviction")
 	}
 }

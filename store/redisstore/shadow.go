@@ -12,40 +12,48 @@ import (
 	"github.com/modelgate/modelgate/store"
 )
 
-// A shadow's keys: both name the endpoint, so that they can be tagged per
-// endpoint like its other keys.
+// A shadow's keys, under its endpoint's hash tag like the endpoint's other
+// keys (layout.go):
 //
-//	P shadow:<endpoint>\x00<arm>           hash  the shadow's sums, field -> integer (HINCRBY)
-//	P shl:<endpoint>\x00<prediction>       string  a shadowed prediction's lists, TTL = to
+//	P{E}:shadow:<arm>                      hash  the shadow's sums, field -> integer (HINCRBY)
+//	P{E}:shl:<prediction>                  string  a shadowed prediction's lists, TTL = to
 //	                                       the end of its attribution window + store.ExpiryGrace
 
 func (s *Store) shadowKey(endpoint, arm string) string {
-	return s.k("shadow:" + endpoint + "\x00" + arm)
+	return s.endpointKey(endpoint, "shadow:"+arm)
 }
 
 func (s *Store) shadowListsKey(endpoint, prediction string) string {
-	return s.k("shl:" + endpoint + "\x00" + prediction)
+	return s.endpointKey(endpoint, "shl:"+prediction)
 }
 
-// AddShadowSums adds deltas to the shadows' sums by HINCRBY, all in one
-// MULTI/EXEC transaction, so every replica's increments add up exactly.
+// AddShadowSums adds deltas to the shadows' sums by HINCRBY, so every
+// replica's increments add up exactly: one MULTI/EXEC transaction per
+// endpoint (its keys share a hash slot; a cluster client runs each slot's
+// transaction on its master).
 func (s *Store) AddShadowSums(ctx context.Context, deltas map[store.ShadowKey]map[string]int64) error {
 	if len(deltas) == 0 {
 		return nil
 	}
-	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for k, add := range deltas {
-			key := s.shadowKey(k.Endpoint, k.Arm)
-			for f, n := range add {
-				if n != 0 {
-					p.HIncrBy(ctx, key, f, n)
+	byEndpoint := map[string][]store.ShadowKey{}
+	for k := range deltas {
+		byEndpoint[k.Endpoint] = append(byEndpoint[k.Endpoint], k)
+	}
+	for ep, keys := range byEndpoint {
+		_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				key := s.shadowKey(k.Endpoint, k.Arm)
+				for f, n := range deltas[k] {
+					if n != 0 {
+						p.HIncrBy(ctx, key, f, n)
+					}
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("redis add shadow sums of %s: %w", ep, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("redis add shadow sums: %w", err)
 	}
 	return nil
 }

@@ -300,6 +300,21 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 			{ops: []store.FeedbackOp{limited("c", "p7", kA)}, want: []store.FeedbackResult{tooMany}},
 			{ops: []store.FeedbackOp{limited("b", "p7", kA)}, want: []store.FeedbackResult{duplicate}},
 		}, map[counters.Key][2]uint64{kA: {1, 1}}},
+		{"one call spanning endpoints, results in the ops' order", func() []call {
+			kC := counters.Key{Endpoint: "search", Segment: "all", Arm: "mf@1"}
+			kD := counters.Key{Endpoint: "related", Segment: "all", Arm: "mf@3"}
+			return []call{
+				{ops: []store.FeedbackOp{click("i1", "q1", kC), click("i1", "p1", kA), click("i1", "q1", kC), impression("r1", kD), click("i1", "p1", kA)},
+					pending: map[counters.Key]uint64{kA: 2, kC: 3, kD: 4},
+					want:    []store.FeedbackResult{success, success, duplicate, trial, duplicate}},
+				{trials: map[counters.Key]uint64{kA: 1, kC: 1, kD: 1, kB: 1}},
+				{ops: []store.FeedbackOp{click("i1", "q1", kC), click("i2", "r1", kD)}, want: []store.FeedbackResult{duplicate, success}},
+			}
+		}(), map[counters.Key][2]uint64{
+			kA: {3, 1}, kB: {1, 0},
+			{Endpoint: "search", Segment: "all", Arm: "mf@1"}:  {4, 1},
+			{Endpoint: "related", Segment: "all", Arm: "mf@3"}: {6, 1},
+		}},
 		{"an event already past its expiry still counts once", []call{
 			{ops: []store.FeedbackOp{{Prediction: "old", Success: true, Counter: kA, Expires: time.Now().Add(-time.Minute)}},
 				want: []store.FeedbackResult{success}},
