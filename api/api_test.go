@@ -51,13 +51,13 @@ func newTestServer(t testing.TB) http.Handler {
 	table := &counters.Table{}
 	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
-	lookup := func(endpoint, arm string) bool {
+	lookup := func(endpoint, arm string) (float64, bool) {
 		ep, ok := reg.Snapshot().Endpoints[endpoint]
 		if !ok {
-			return false
+			return 0, false
 		}
 		_, ok = ep.ArmStates[arm]
-		return ok
+		return ep.Policy.Reward.ValueCap(), ok
 	}
 	fb := feedback.NewService(signer, db, table, lookup, nil, feedback.Options{})
 	return New(Config{MaxBodyBytes: 64 << 10, MaxConcurrent: 8}, reg, rt, fb, table, nil).Handler()
@@ -153,8 +153,9 @@ func TestReportCSV(t *testing.T) {
 	if !bytes.Contains(rec.Body.Bytes(), []byte("home,surface=music,mf@")) {
 		t.Fatalf("csv rows lack the segment:\n%s", rec.Body)
 	}
-	// The doubly robust estimate closes the row, after off_policy_served.
-	if !bytes.HasSuffix(lines[0], []byte(",off_policy_served,off_policy_dr,off_policy_dr_ci95_low,off_policy_dr_ci95_high")) ||
+	// The doubly robust estimate follows off_policy_served; mean_value
+	// (empty on a click endpoint) closes the row.
+	if !bytes.HasSuffix(lines[0], []byte(",off_policy_served,off_policy_dr,off_policy_dr_ci95_low,off_policy_dr_ci95_high,mean_value")) ||
 		bytes.Count(lines[1], []byte(",")) != bytes.Count(lines[0], []byte(",")) {
 		t.Fatalf("csv columns:\n%s", rec.Body)
 	}

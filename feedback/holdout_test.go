@@ -23,7 +23,7 @@ func TestHoldoutClickCountsInTheHoldoutCell(t *testing.T) {
 	signer, _ := predtoken.NewSigner(key(1))
 	table := &counters.Table{}
 	offp := &offpolicy.Table{}
-	s := NewService(signer, db, table, func(string, string) bool { return true }, nil, Options{OffPolicy: offp})
+	s := NewService(signer, db, table, func(string, string) (float64, bool) { return 0, true }, nil, Options{OffPolicy: offp})
 	now := time.Now()
 	held := signer.Sign(&predtoken.Token{Endpoint: "home", Arm: "mf@1", Segment: counters.HoldoutSegment, Time: now,
 		Propensity: 1, Window: time.Hour, Items: 2, ID: predtoken.NewID()})
@@ -34,7 +34,7 @@ func TestHoldoutClickCountsInTheHoldoutCell(t *testing.T) {
 	if err != nil || res.Accepted != 2 {
 		t.Fatalf("record: %+v, %v", res, err)
 	}
-	cell := func(seg string) uint64 {
+	cell := func(seg string) float64 {
 		c := table.Lookup(counters.Key{Endpoint: "home", Segment: seg, Arm: "mf@1"})
 		if c == nil {
 			return 0
@@ -43,7 +43,7 @@ func TestHoldoutClickCountsInTheHoldoutCell(t *testing.T) {
 		return su
 	}
 	if h, b, agg := cell(counters.HoldoutSegment), cell(counters.AllSegment), cell(counters.AggregateSegment); h != 1 || b != 1 || agg != 0 {
-		t.Fatalf("successes: holdout %d, all %d, aggregate %d; want 1, 1, 0", h, b, agg)
+		t.Fatalf("successes: holdout %g, all %g, aggregate %g; want 1, 1, 0", h, b, agg)
 	}
 	// The off-policy sums hold the bandit's click alone: 1/p = 2.
 	if got := offpSuccessWeight(offp); got != 2 {

@@ -23,7 +23,7 @@ func newService(t *testing.T, now func() time.Time) (*Service, *predtoken.Signer
 	}
 	t.Cleanup(func() { db.Close() })
 	signer, _ := predtoken.NewSigner(key(1))
-	s := NewService(signer, db, &counters.Table{}, func(string, string) bool { return true }, nil, Options{})
+	s := NewService(signer, db, &counters.Table{}, func(string, string) (float64, bool) { return 0, true }, nil, Options{})
 	if now != nil {
 		s.now = now
 	}
@@ -165,7 +165,7 @@ func TestDedupeAtWindowEdge(t *testing.T) {
 	}
 	c := s.table.Lookup(counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"})
 	if _, su := c.Counts(); su != 1 {
-		t.Fatalf("%d successes counted for one prediction's click, want 1", su)
+		t.Fatalf("%g successes counted for one prediction's click, want 1", su)
 	}
 }
 
@@ -219,7 +219,7 @@ func TestPinnedFeedbackIgnored(t *testing.T) {
 	}
 	if c := s.table.Lookup(counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}); c != nil {
 		if tr, su := c.Counts(); tr != 0 || su != 0 {
-			t.Fatalf("counts %d/%d after a pinned prediction's feedback; want none", tr, su)
+			t.Fatalf("counts %d/%g after a pinned prediction's feedback; want none", tr, su)
 		}
 	}
 }

@@ -229,8 +229,8 @@ func TestAnalystPageInBrowser(t *testing.T) {
 			// √(2·0.25/20000) = 0.005), so the check does not hang on
 			// the seeding.
 			pb, _ := strconv.ParseFloat(pbest, 64)
-			if trials != strconv.FormatUint(arm.Trials, 10) || successes != strconv.FormatUint(arm.Successes, 10) || abs(pb-arm.PBest) > 0.025 {
-				t.Fatalf("segment %s, %s: page shows %s/%s/%s, report %d/%d/%.3f", segment, arm.Arm, trials, successes, pbest, arm.Trials, arm.Successes, arm.PBest)
+			if trials != strconv.FormatUint(arm.Trials, 10) || successes != strconv.FormatFloat(arm.Successes, 'f', -1, 64) || abs(pb-arm.PBest) > 0.025 {
+				t.Fatalf("segment %s, %s: page shows %s/%s/%s, report %d/%g/%.3f", segment, arm.Arm, trials, successes, pbest, arm.Trials, arm.Successes, arm.PBest)
 			}
 			cell := text(sel + ".op")
 			switch o := op.Arms[i].OffPolicy; {
@@ -430,11 +430,11 @@ func TestHoldoutFirstInBrowser(t *testing.T) {
 	text := textOf(ctx, t)
 	row := func(which string) string { return text(`#holdout-table tr[data-holdout="` + which + `"]`) }
 	ho := rep.Holdout
-	if r := row("mf@1"); !strings.Contains(r, fmt.Sprintf("%d\t%d", ho.Trials, ho.Successes)) {
-		t.Errorf("holdout row %q, want %d trials and %d clicks", r, ho.Trials, ho.Successes)
+	if r := row("mf@1"); !strings.Contains(r, fmt.Sprintf("%d\t%g", ho.Trials, ho.Successes)) {
+		t.Errorf("holdout row %q, want %d trials and %g clicks", r, ho.Trials, ho.Successes)
 	}
-	if r := row("bandit"); !strings.Contains(r, fmt.Sprintf("%d\t%d", ho.BanditTrials, ho.BanditSuccesses)) {
-		t.Errorf("bandit row %q, want %d trials and %d clicks", r, ho.BanditTrials, ho.BanditSuccesses)
+	if r := row("bandit"); !strings.Contains(r, fmt.Sprintf("%d\t%g", ho.BanditTrials, ho.BanditSuccesses)) {
+		t.Errorf("bandit row %q, want %d trials and %g clicks", r, ho.BanditTrials, ho.BanditSuccesses)
 	}
 	if lift := text("#holdout-table .lift"); ho.Lift == nil || lift != fmt.Sprintf("%+.1f%%", 100**ho.Lift) {
 		t.Errorf("the page's lift %q, the report's %v", lift, ho.Lift)

@@ -293,7 +293,7 @@ func (r *runner) flush(t int) {
 			r.last[i] = t
 		} else {
 			r.arms[i].Trials += n
-			r.arms[i].Successes += s
+			r.arms[i].Successes += float64(s)
 		}
 		r.pendT[i], r.pendS[i] = 0, 0
 	}

@@ -220,8 +220,8 @@ type Store struct {
 	wal    *wal
 	now    func() time.Time
 
-	kTrials, kSuccesses, kDedupe, kChannel, kMeta, kSigning string
-	kDisc, kHist, kHistIndex, kOp, kOpTouched, kOpMinutes   string
+	kTrials, kSuccesses, kReward, kDedupe, kChannel, kMeta, kSigning string
+	kDisc, kHist, kHistIndex, kOp, kOpTouched, kOpMinutes            string
 
 	healthy atomic.Bool
 	// sentinel is set for a redis+sentinel:// URL; replicas is then the
@@ -274,6 +274,7 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	s := &Store{
 		opt: opt, log: opt.Logger, now: time.Now, addr: u.Addr(), sentinel: u.Sentinel(),
 		kTrials: opt.Prefix + "counters:trials", kSuccesses: opt.Prefix + "counters:successes",
+		kReward: opt.Prefix + "counters:reward",
 		kDedupe: opt.Prefix + "d:", kChannel: opt.Prefix + "registry",
 		kMeta: opt.Prefix + "meta", kSigning: opt.Prefix + "signing_key",
 		kDisc: opt.Prefix + "disc", kHist: opt.Prefix + "hist:", kHistIndex: opt.Prefix + "hist:index",
@@ -511,10 +512,11 @@ func (s *Store) SigningKey(ctx context.Context) ([]byte, error) {
 // transaction so successes are never ahead of the trials they belong to.
 // Trials still in this replica's write-ahead log are not included.
 func (s *Store) LoadCounters(ctx context.Context) ([]counters.Entry, error) {
-	var tr, su *redis.MapStringStringCmd
+	var tr, su, rw *redis.MapStringStringCmd
 	_, err := s.admin.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		tr = p.HGetAll(ctx, s.kTrials)
 		su = p.HGetAll(ctx, s.kSuccesses)
+		rw = p.HGetAll(ctx, s.kReward)
 		return nil
 	})
 	if err != nil {
@@ -522,7 +524,7 @@ func (s *Store) LoadCounters(ctx context.Context) ([]counters.Entry, error) {
 	}
 	idx := make(map[string]int, len(tr.Val()))
 	out := make([]counters.Entry, 0, len(tr.Val()))
-	add := func(m map[string]string, success bool) {
+	add := func(m map[string]string, count func(e *counters.Entry) *uint64) {
 		for f, v := range m {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
@@ -538,15 +540,12 @@ func (s *Store) LoadCounters(ctx context.Context) ([]counters.Entry, error) {
 				idx[f] = i
 				out = append(out, counters.Entry{Key: k})
 			}
-			if success {
-				out[i].Successes = n
-			} else {
-				out[i].Trials = n
-			}
+			*count(&out[i]) = n
 		}
 	}
-	add(tr.Val(), false)
-	add(su.Val(), true)
+	add(tr.Val(), func(e *counters.Entry) *uint64 { return &e.Trials })
+	add(su.Val(), func(e *counters.Entry) *uint64 { return &e.Successes })
+	add(rw.Val(), func(e *counters.Entry) *uint64 { return &e.Reward })
 	return out, nil
 }
 
