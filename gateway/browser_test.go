@@ -457,3 +457,81 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// A value endpoint's page in a real browser: it says what its numbers are
+// (capped reward ÷ cap, not a click rate), shows each arm's mean value and
+// fractional successes as the JSON report has them, and its charts pass
+// the same checks as a click endpoint's.
+func TestValueRewardsInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser")
+	}
+	exe := chromium(t)
+	a := startApp(t, demoConfig(t, ""))
+	if st := call(t, "PUT", a.url+"/v1/endpoints/watch", `{"arms": ["mf@1", "mf@2"], "policy": {"reward": {"type": "value", "cap": 100}}}`, nil); st != 201 {
+		t.Fatalf("endpoint: %d", st)
+	}
+	// Watch times in seconds, some above the cap, some predictions with
+	// two items watched, some none.
+	for i := range 60 {
+		var rec recResp
+		if st := call(t, "POST", a.url+"/v1/endpoints/watch/recommend", map[string]any{"user_id": fmt.Sprint("u", i), "k": 2}, &rec); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+		var evs []map[string]any
+		if i%3 != 0 {
+			evs = append(evs, map[string]any{"prediction_id": rec.PredictionID, "type": "reward", "item_id": rec.Items[0].ID, "value": float64(i*7%130) + 0.25})
+		}
+		if i%4 == 0 {
+			evs = append(evs, map[string]any{"prediction_id": rec.PredictionID, "type": "reward", "item_id": rec.Items[1].ID, "value": 12.5})
+		}
+		var fb fbResp
+		if len(evs) > 0 {
+			if st := call(t, "POST", a.url+"/v1/feedback", map[string]any{"events": evs}, &fb); st != 200 || fb.Accepted != len(evs) {
+				t.Fatalf("feedback: %d %+v", st, fb)
+			}
+		}
+	}
+	var rep reportResp
+	call(t, "GET", a.url+"/v1/endpoints/watch/report", nil, &rep)
+
+	ctx := browse(t, exe)
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/watch"), chromedp.WaitVisible(chromedp.CSS("#arms"))); err != nil {
+		t.Fatal(err)
+	}
+	text := textOf(ctx, t)
+	if note := text("#value-note"); !strings.Contains(note, "capped at 100") {
+		t.Errorf("value note %q", note)
+	}
+	if head := text("#arms thead"); strings.Contains(head, "click") || !strings.Contains(head, "Mean value per trial (capped at 100)") ||
+		!strings.Contains(head, "Posterior mean capped reward ÷ cap") {
+		t.Errorf("the arms table's head says %q", head)
+	}
+	num := func(sel string) float64 {
+		t.Helper()
+		v, err := strconv.ParseFloat(text(sel), 64)
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return v
+	}
+	for _, arm := range rep.Arms {
+		row := `#arms tr[data-arm="` + arm.Arm + `"] `
+		if arm.Trials == 0 || arm.MeanValue == nil {
+			t.Fatalf("%s: %d trials, mean_value %v: the test needs both arms served", arm.Arm, arm.Trials, arm.MeanValue)
+		}
+		if su := num(row + ".successes"); abs(su-arm.Successes) > 0.00051 { // three decimals
+			t.Errorf("%s: the page shows %g successes, the report %g", arm.Arm, su, arm.Successes)
+		}
+		if mv := num(row + ".mean-value"); abs(mv-*arm.MeanValue) > 0.051 {
+			t.Errorf("%s: the page shows mean value %g, the report %g", arm.Arm, mv, *arm.MeanValue)
+		}
+	}
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(`+checkChartsJS+`)(document.querySelector("#charts"))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) > 0 {
+		t.Errorf("charts of a value endpoint: %v", problems)
+	}
+}
