@@ -2,15 +2,12 @@ package feedback
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"testing"
 	"time"
 
 	"github.com/modelgate/modelgate/counters"
-	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/predtoken"
-	"github.com/modelgate/modelgate/store"
 )
 
 func val(v float64) *Value { x := Value(v); return &x }
@@ -22,16 +19,9 @@ func val(v float64) *Value { x := Value(v); return &x }
 // value that is missing, negative or not finite, or a value on another
 // type, is invalid_value.
 func TestValueRewards(t *testing.T) {
-	db, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	signer, _ := predtoken.NewSigner(key(1))
-	table := &counters.Table{}
-	offp := &offpolicy.Table{}
 	caps := map[string]float64{"home": 100, "clicks": 0}
-	s := NewService(signer, db, table, func(ep, _ string) (float64, bool) { c, ok := caps[ep]; return c, ok }, nil, Options{OffPolicy: offp})
+	f := newFixture(t, func(ep, _ string) (float64, bool) { c, ok := caps[ep]; return c, ok })
+	s, signer, table, db, offp := f.s, f.signer, f.table, f.db, f.offp
 	at := time.Now()
 	tok := func(ep string) string {
 		return signer.Sign(&predtoken.Token{Endpoint: ep, Arm: "mf@1", Segment: "all", Time: at, Window: time.Hour, Items: 3, Propensity: 0.5, ID: predtoken.NewID()})
@@ -62,15 +52,7 @@ func TestValueRewards(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := "accepted"
-		switch {
-		case len(res.Rejected) == 1:
-			got = res.Rejected[0].Code
-		case res.Duplicates == 1:
-			got = "duplicate"
-		case res.Accepted != 1:
-			got = fmt.Sprintf("%+v", res)
-		}
+		got := outcome(res)
 		_, su := table.Cell(counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}).Counts()
 		if got != st.want || math.Abs(su-st.successes) > 1e-9 {
 			t.Fatalf("step %d (%s %q): %s with %g successes, want %s with %g", i, st.ev.Type, st.ev.ItemID, got, su, st.want, st.successes)

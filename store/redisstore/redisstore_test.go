@@ -16,6 +16,7 @@ import (
 	"github.com/modelgate/modelgate/internal/acklog"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/store"
+	"github.com/modelgate/modelgate/store/storetest"
 )
 
 // fastOpts keep outage tests quick: frequent checks. The write deadline is
@@ -707,21 +708,6 @@ func rewardOp(item, pred string, units uint64, k counters.Key) store.FeedbackOp 
 	return store.FeedbackOp{Prediction: pred, Event: "reward\x00" + item, Item: item, Reward: units, Counter: k, Expires: time.Now().Add(time.Hour)}
 }
 
-func rewardsOf(t testing.TB, s *Store) map[counters.Key]uint64 {
-	t.Helper()
-	es, err := s.LoadCounters(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[counters.Key]uint64{}
-	for _, e := range es {
-		if e.Reward > 0 {
-			m[e.Key] = e.Reward
-		}
-	}
-	return m
-}
-
 // A prediction's rewards are capped and counted once however often their
 // batch is applied: again from its record (a lost reply, a replay), and
 // when two replicas logged the same events during an outage.
@@ -762,7 +748,7 @@ func TestRewardsCountOnceAcrossReplaysAndReplicas(t *testing.T) {
 		return na == 0 && nb == 0 && a.Healthy() && b.Healthy()
 	})
 	want := map[counters.Key]uint64{kA: u, kB: u}
-	if got := rewardsOf(t, a); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := storetest.Rewards(t, a); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("reward units after replay %v, want %v", got, want)
 	}
 }

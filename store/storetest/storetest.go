@@ -56,8 +56,8 @@ func countsOf(t *testing.T, s interface {
 
 func equalCounts(a, b map[counters.Key][2]uint64) bool { return maps.Equal(a, b) }
 
-// rewardsOf returns the stored reward units of every cell that has some.
-func rewardsOf(t *testing.T, s counters.Loader) map[counters.Key]uint64 {
+// Rewards returns the stored reward units of every cell that has some.
+func Rewards(t testing.TB, s counters.Loader) map[counters.Key]uint64 {
 	t.Helper()
 	es, err := s.LoadCounters(context.Background())
 	if err != nil {

@@ -337,31 +337,19 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 		// Every worker adds trials and sends the same events: each
 		// prediction's click and impression count once, the trials all.
 		const workers, rounds, preds = 6, 20, 5
-		var wg sync.WaitGroup
-		errs := make(chan error, workers)
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for r := range rounds {
-					if err := s.AddTrials(ctx, map[counters.Key]uint64{kA: 1, kB: 2}); err != nil {
-						errs <- err
-						return
-					}
-					p := fmt.Sprint("c", (w+r)%preds)
-					ops := []store.FeedbackOp{click("i", p, kA), impression(p, kB)}
-					if _, err := s.ApplyFeedback(ctx, ops, map[counters.Key]uint64{kB: 1}); err != nil {
-						errs <- err
-						return
-					}
+		concurrently(t, workers, func(w int) error {
+			for r := range rounds {
+				if err := s.AddTrials(ctx, map[counters.Key]uint64{kA: 1, kB: 2}); err != nil {
+					return err
 				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+				p := fmt.Sprint("c", (w+r)%preds)
+				ops := []store.FeedbackOp{click("i", p, kA), impression(p, kB)}
+				if _, err := s.ApplyFeedback(ctx, ops, map[counters.Key]uint64{kB: 1}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		want := map[counters.Key][2]uint64{kA: {workers * rounds, preds}, kB: {3*workers*rounds + preds, 0}}
 		if got := countsOf(t, s); !equalCounts(got, want) {
 			t.Fatalf("counters %v, want %v", got, want)
@@ -406,6 +394,28 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 			t.Fatalf("counters %v, want %v", got, want)
 		}
 	})
+}
+
+// concurrently runs f(0) … f(workers−1) at once and fails t with the first
+// error any returns.
+func concurrently(t *testing.T, workers int, f func(w int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(w); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }
 
 // runRewards tests value rewards: a prediction's reward events add up to at
@@ -461,7 +471,7 @@ func runRewards(t *testing.T, open func(t *testing.T) Counts) {
 			if got := countsOf(t, s); !equalCounts(got, tc.counts) {
 				t.Errorf("counters %v, want %v", got, tc.counts)
 			}
-			if got := rewardsOf(t, s); !maps.Equal(got, tc.rewards) {
+			if got := Rewards(t, s); !maps.Equal(got, tc.rewards) {
 				t.Errorf("reward units %v, want %v", got, tc.rewards)
 			}
 		})
@@ -472,28 +482,17 @@ func runRewards(t *testing.T, open func(t *testing.T) Counts) {
 		// Every worker sends every prediction's three rewards of 0.4: each
 		// prediction fills its cap once, however the calls interleave.
 		const workers, preds = 6, 5
-		var wg sync.WaitGroup
-		errs := make(chan error, workers)
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for r := range preds {
-					p := fmt.Sprint("cv", (w+r)%preds)
-					ops := []store.FeedbackOp{reward("x", p, 4*u/10, kA), reward("y", p, 4*u/10, kA), reward("z", p, 4*u/10, kA)}
-					if _, err := s.ApplyFeedback(ctx, ops, nil); err != nil {
-						errs <- err
-						return
-					}
+		concurrently(t, workers, func(w int) error {
+			for r := range preds {
+				p := fmt.Sprint("cv", (w+r)%preds)
+				ops := []store.FeedbackOp{reward("x", p, 4*u/10, kA), reward("y", p, 4*u/10, kA), reward("z", p, 4*u/10, kA)}
+				if _, err := s.ApplyFeedback(ctx, ops, nil); err != nil {
+					return err
 				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-		if got, want := rewardsOf(t, s), (map[counters.Key]uint64{kA: preds * u}); !maps.Equal(got, want) {
+			}
+			return nil
+		})
+		if got, want := Rewards(t, s), (map[counters.Key]uint64{kA: preds * u}); !maps.Equal(got, want) {
 			t.Fatalf("reward units %v, want %v", got, want)
 		}
 	})
