@@ -310,6 +310,7 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			s.table.Cell(ops[i].Counter).AddDurable(t, su, r.Reward)
 			s.met.Trial(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, int64(t))
 			s.met.Success(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, int64(su))
+			s.met.RewardSuccess(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, counters.Successes(0, r.Reward))
 			// A held-out prediction's success counts in the holdout's cell
 			// (its token's segment) and nowhere in the bandit's estimates.
 			if s.offp != nil && toks[i].Segment != counters.HoldoutSegment && (r.Success || r.Reward > 0) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/redistest"
 	pb "github.com/modelgate/modelgate/proto/modelgate/v1"
+	"github.com/modelgate/modelgate/telemetry"
 )
 
 // Value rewards end to end, with the embedded store and with two replicas
@@ -151,6 +152,15 @@ func valueRewards(t *testing.T, apps []*testApp) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+	// The replica that took the rewards counted them as fractional
+	// successes in its metrics.
+	total := 0.0
+	for _, v := range samples(scrapeMetrics(t, b.url)[telemetry.RewardSuccesses]) {
+		total += v
+	}
+	if math.Abs(total-1.8) > 1e-9 {
+		t.Errorf("%s sums to %g, want 1.8", telemetry.RewardSuccesses, total)
 	}
 	// A click endpoint's report has no mean_value.
 	var rep map[string]any
