@@ -179,13 +179,17 @@ func csvHeaders(c *gin.Context, name string) {
 
 func fmtFloat(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
 
+// fmtCount writes a success count exactly: whole counts as integers,
+// fractional ones (value rewards) in as many decimals as they need.
+func fmtCount(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+
 func writeReportCSV(w io.Writer, r *report.Report) {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"endpoint", "segment", "arm", "state", "trials", "successes", "rate", "ci95_low", "ci95_high",
 		"p_best", "expected_loss", "traffic_share", "off_policy_n", "off_policy_ips", "off_policy_snips",
 		"off_policy_ci95_low", "off_policy_ci95_high", "decision", "decision_arm", "value_remaining",
 		"srm_p_value", "regret_expected_cumulative", "off_policy_served", "off_policy_dr",
-		"off_policy_dr_ci95_low", "off_policy_dr_ci95_high"})
+		"off_policy_dr_ci95_low", "off_policy_dr_ci95_high", "mean_value"})
 	winner := ""
 	if r.Decision.Arm != nil {
 		winner = *r.Decision.Arm
@@ -196,7 +200,7 @@ func writeReportCSV(w io.Writer, r *report.Report) {
 	}
 	for _, a := range r.Arms {
 		row := []string{r.Endpoint, r.Segment, a.Arm, a.State, strconv.FormatUint(a.Trials, 10),
-			strconv.FormatUint(a.Successes, 10), fmtFloat(a.Rate), fmtFloat(a.CI95[0]), fmtFloat(a.CI95[1]), fmtFloat(a.PBest),
+			fmtCount(a.Successes), fmtFloat(a.Rate), fmtFloat(a.CI95[0]), fmtFloat(a.CI95[1]), fmtFloat(a.PBest),
 			fmtFloat(a.ExpectedLoss), fmtFloat(a.TrafficShare), "", "", "", "", ""}
 		if o := a.OffPolicy; o != nil {
 			row[12], row[13], row[14], row[15], row[16] = strconv.Itoa(o.N), fmtFloat(o.IPS), fmtFloat(o.SNIPS), fmtFloat(o.CI95[0]), fmtFloat(o.CI95[1])
@@ -206,6 +210,11 @@ func writeReportCSV(w io.Writer, r *report.Report) {
 			n := len(row)
 			row[n-4], row[n-3], row[n-2], row[n-1] = strconv.Itoa(o.Served), fmtFloat(o.DR), fmtFloat(o.DRCI95[0]), fmtFloat(o.DRCI95[1])
 		}
+		mean := "" // a click endpoint has no mean value
+		if a.MeanValue != nil {
+			mean = fmtFloat(*a.MeanValue)
+		}
+		row = append(row, mean)
 		_ = cw.Write(row)
 	}
 	cw.Flush()
@@ -217,7 +226,7 @@ func writeHistoryCSV(w io.Writer, h *report.History) {
 	for _, p := range h.Points {
 		for _, a := range p.Arms {
 			_ = cw.Write([]string{p.T, h.Endpoint, h.Segment, a.Arm, strconv.FormatUint(a.Trials, 10),
-				strconv.FormatUint(a.Successes, 10), fmtFloat(a.TrafficShare), fmtFloat(a.PBest), fmtFloat(p.RegretExpectedCumulative)})
+				fmtCount(a.Successes), fmtFloat(a.TrafficShare), fmtFloat(a.PBest), fmtFloat(p.RegretExpectedCumulative)})
 		}
 	}
 	cw.Flush()

@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -51,13 +53,13 @@ func newTestServer(t testing.TB) http.Handler {
 	table := &counters.Table{}
 	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
-	lookup := func(endpoint, arm string) bool {
+	lookup := func(endpoint, arm string) (float64, bool) {
 		ep, ok := reg.Snapshot().Endpoints[endpoint]
 		if !ok {
-			return false
+			return 0, false
 		}
 		_, ok = ep.ArmStates[arm]
-		return ok
+		return ep.Policy.Reward.ValueCap(), ok
 	}
 	fb := feedback.NewService(signer, db, table, lookup, nil, feedback.Options{})
 	return New(Config{MaxBodyBytes: 64 << 10, MaxConcurrent: 8}, reg, rt, fb, table, nil).Handler()
@@ -111,6 +113,61 @@ func FuzzDecodeRecommend(f *testing.F) {
 	})
 }
 
+// FuzzDecodeFeedback posts feedback bodies whose "TOKEN"s are valid tokens
+// of a value endpoint's prediction: whatever the body, the answer is a
+// documented 4xx, or a 200 that accounts for every event once (accepted,
+// duplicate or rejected).
+func FuzzDecodeFeedback(f *testing.F) {
+	h := newTestServer(f)
+	put := httptest.NewRecorder()
+	h.ServeHTTP(put, httptest.NewRequest(http.MethodPut, "/v1/endpoints/watch",
+		strings.NewReader(`{"arms": ["mf@1"], "policy": {"reward": {"type": "value", "cap": 100}}}`)))
+	if put.Code != http.StatusCreated {
+		f.Fatalf("create the value endpoint: %d %s", put.Code, put.Body)
+	}
+	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
+	for _, s := range []string{
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "item_id": "i1", "value": 30}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "item_id": "i1", "value": 30}, {"prediction_id": "TOKEN", "type": "reward", "item_id": "i2", "value": 250}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "value": 1e400}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "value": -0.0}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "value": -1e-300}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "value": "5"}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "value": null}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "value": 1, "value": 2}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "click", "item_id": "i1", "value": 0}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "impression"}, {"prediction_id": "x", "type": "reward", "value": 1}]}`,
+		`{"events": [{"prediction_id": "TOKEN", "type": "reward", "Value": 1}]}`,
+		`{"events": []}`, `{"events": null}`, `{}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		tok := signer.Sign(&predtoken.Token{Endpoint: "watch", Arm: "mf@1", Segment: "all", Time: time.Now(), Window: time.Hour, Items: 3, ID: predtoken.NewID()})
+		body = bytes.ReplaceAll(body, []byte("TOKEN"), []byte(tok))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/feedback", bytes.NewReader(body)))
+		checkAnswer(t, rec)
+		if rec.Code != http.StatusOK {
+			return
+		}
+		var in struct{ Events []json.RawMessage }
+		var out struct {
+			Accepted, Duplicates *int
+			Rejected             []struct{ Index int }
+		}
+		if err := json.Unmarshal(body, &in); err != nil {
+			t.Fatalf("200 for a body Go cannot read: %s", body)
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Accepted == nil || out.Duplicates == nil || out.Rejected == nil {
+			t.Fatalf("200 without its three fields: %s", rec.Body)
+		}
+		if *out.Accepted+*out.Duplicates+len(out.Rejected) != len(in.Events) {
+			t.Fatalf("%d events answered %s", len(in.Events), rec.Body)
+		}
+	})
+}
+
 func TestMethodNotAllowedAndNotFound(t *testing.T) {
 	h := newTestServer(t)
 	for _, tc := range []struct {
@@ -153,8 +210,9 @@ func TestReportCSV(t *testing.T) {
 	if !bytes.Contains(rec.Body.Bytes(), []byte("home,surface=music,mf@")) {
 		t.Fatalf("csv rows lack the segment:\n%s", rec.Body)
 	}
-	// The doubly robust estimate closes the row, after off_policy_served.
-	if !bytes.HasSuffix(lines[0], []byte(",off_policy_served,off_policy_dr,off_policy_dr_ci95_low,off_policy_dr_ci95_high")) ||
+	// The doubly robust estimate follows off_policy_served; mean_value
+	// (empty on a click endpoint) closes the row.
+	if !bytes.HasSuffix(lines[0], []byte(",off_policy_served,off_policy_dr,off_policy_dr_ci95_low,off_policy_dr_ci95_high,mean_value")) ||
 		bytes.Count(lines[1], []byte(",")) != bytes.Count(lines[0], []byte(",")) {
 		t.Fatalf("csv columns:\n%s", rec.Body)
 	}

@@ -136,6 +136,10 @@ func (g *grpcGateway) Feedback(ctx context.Context, in *pb.FeedbackRequest) (*pb
 	evs := make([]feedback.Event, len(in.GetEvents()))
 	for i, e := range in.GetEvents() {
 		evs[i] = feedback.Event{PredictionID: e.GetPredictionId(), Type: feedback.EventType(e.GetType()), ItemID: e.GetItemId()}
+		if e.Value != nil {
+			v := feedback.Value(e.GetValue())
+			evs[i].Value = &v
+		}
 	}
 	res, err := g.s.feedback.Record(ctx, evs)
 	if err != nil {

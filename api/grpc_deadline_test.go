@@ -67,7 +67,7 @@ func TestGRPCDeadlineAndCancel(t *testing.T) {
 	table := &counters.Table{}
 	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
-	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, nil, feedback.Options{})
+	fb := feedback.NewService(signer, db, table, func(string, string) (float64, bool) { return 0, true }, nil, feedback.Options{})
 	s := New(Config{}, reg, rt, fb, table, nil)
 
 	ended := make(chan codes.Code, 1)

@@ -51,7 +51,7 @@ func TestReadyzRetryAfter(t *testing.T) {
 	table := &counters.Table{}
 	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, nil, router.Options{})
-	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, nil, feedback.Options{})
+	fb := feedback.NewService(signer, db, table, func(string, string) (float64, bool) { return 0, true }, nil, feedback.Options{})
 	h := New(Config{}, reg, rt, fb, table, nil).Handler()
 
 	for _, tc := range []struct {

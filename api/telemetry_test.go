@@ -64,7 +64,7 @@ func authServer(tb testing.TB, tel *telemetry.Telemetry, log *slog.Logger, a *Au
 	table := &counters.Table{}
 	signer, _ := predtoken.NewSigner(bytes.Repeat([]byte{7}, 32))
 	rt := router.New(reg, table, signer, log, router.Options{Observers: []router.Observer{router.NewTelemetryObserver(tel)}, Tracer: tel})
-	fb := feedback.NewService(signer, db, table, func(string, string) bool { return true }, log, feedback.Options{Telemetry: tel})
+	fb := feedback.NewService(signer, db, table, func(string, string) (float64, bool) { return 0, true }, log, feedback.Options{Telemetry: tel})
 	return New(Config{MaxBodyBytes: 64 << 10, MaxConcurrent: 8, Telemetry: tel, Auth: a}, reg, rt, fb, table, log)
 }
 

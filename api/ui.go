@@ -73,7 +73,7 @@ func (s *Server) uiEndpoint(c *gin.Context) {
 		}
 	}
 	prior := bandit.Prior{Alpha: q.ep.Policy.Prior.Alpha, Beta: q.ep.Policy.Prior.Beta}
-	in := ui.Input{Report: rep, History: hist, Prior: prior, Rule: stopRule(q.ep), Refresh: uiRefresh}
+	in := ui.Input{Report: rep, History: hist, Prior: prior, Rule: stopRule(q.ep), RewardCap: q.ep.Policy.Reward.ValueCap(), Refresh: uiRefresh}
 	if q.to.IsZero() || q.to.After(now) {
 		// The range reaches the present: the live report is the charts'
 		// newest point, so they are useful before the first interval ends.

@@ -61,8 +61,17 @@ func (p Prior) normalized() Prior {
 // + successes, prior.Beta + PseudoFailures + trials − successes).
 func (p Prior) Posterior(arm Arm) (alpha, beta float64) {
 	p = p.normalized()
-	s := min(arm.Successes, arm.Trials)
-	return p.Alpha + pseudo(arm.PseudoSuccesses) + float64(s), p.Beta + pseudo(arm.PseudoFailures) + float64(arm.Trials-s)
+	s := arm.successes()
+	return p.Alpha + pseudo(arm.PseudoSuccesses) + s, p.Beta + pseudo(arm.PseudoFailures) + float64(arm.Trials) - s
+}
+
+// successes returns the arm's successes clamped to [0, Trials]; NaN counts
+// as 0.
+func (a *Arm) successes() float64 {
+	if !(a.Successes > 0) {
+		return 0
+	}
+	return min(a.Successes, float64(a.Trials))
 }
 
 // pseudo guards a pseudo-count: negative, NaN or infinite counts are 0.
@@ -81,9 +90,13 @@ func pseudo(x float64) float64 {
 // flushed out of order or data is corrupt; every function here clamps
 // Successes to Trials instead of producing NaN. An Arm is a plain value, safe
 // for concurrent use.
+//
+// Successes may be fractional: an endpoint with value rewards adds each
+// prediction's capped, normalised reward in [0, 1] (see package counters),
+// and the Beta posterior takes it as a fractional Bernoulli outcome.
 type Arm struct {
 	Trials    uint64
-	Successes uint64
+	Successes float64
 	// Active is false for a paused arm (kill switch or guardrail): it keeps
 	// its counters and report statistics but is never served.
 	Active bool

@@ -78,7 +78,7 @@ func EpsilonGreedy(r Source, arms []Arm, epsilon float64) int {
 // observed returns an arm's number of observations n (trials plus
 // pseudo-counts) and its observed rate, 0 when n is 0.
 func observed(a *Arm) (n, mean float64) {
-	s := float64(min(a.Successes, a.Trials)) + pseudo(a.PseudoSuccesses)
+	s := a.successes() + pseudo(a.PseudoSuccesses)
 	n = float64(a.Trials) + pseudo(a.PseudoSuccesses) + pseudo(a.PseudoFailures)
 	if n > 0 {
 		mean = s / n

@@ -191,7 +191,7 @@ func TestPoliciesDoNotAllocate(t *testing.T) {
 func BenchmarkUCB1TenArms(b *testing.B) {
 	arms := make([]Arm, 10)
 	for i := range arms {
-		arms[i] = Arm{Trials: uint64(1000 * (i + 1)), Successes: uint64(400 * (i + 1)), Active: true}
+		arms[i] = Arm{Trials: uint64(1000 * (i + 1)), Successes: float64(400 * (i + 1)), Active: true}
 	}
 	r := newRand(1)
 	b.ReportAllocs()

@@ -133,7 +133,7 @@ func TestAnalyzeRegretIsDeterministic(t *testing.T) {
 func BenchmarkRegretGaps10Arms(b *testing.B) {
 	var arms []Arm
 	for i := range 10 {
-		arms = append(arms, Arm{Trials: uint64(1000 + 300*i), Successes: uint64(50 + 20*i)})
+		arms = append(arms, Arm{Trials: uint64(1000 + 300*i), Successes: float64(50 + 20*i)})
 	}
 	for b.Loop() {
 		RegretGaps(Prior{}, arms)

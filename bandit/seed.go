@@ -25,7 +25,13 @@ func SeededBy(key string, prior Prior, minShare float64, arms []Arm) *rand.Rand 
 	word(math.Float64bits(minShare))
 	for _, a := range arms {
 		word(a.Trials)
-		word(a.Successes)
+		// Whole counts hash as they always have, so a click endpoint's
+		// draws are unchanged; fractional ones by their bits.
+		if a.Successes == math.Trunc(a.Successes) && a.Successes >= 0 && a.Successes < 1<<63 {
+			word(uint64(a.Successes))
+		} else {
+			word(math.Float64bits(a.Successes))
+		}
 		word(math.Float64bits(a.PseudoSuccesses))
 		word(math.Float64bits(a.PseudoFailures))
 		if a.Active {

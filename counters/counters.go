@@ -72,19 +72,58 @@ func DecodeKey(s string) (Key, bool) {
 	return Key{Endpoint: ep, Arm: arm, Segment: seg}, true
 }
 
+// RewardUnit is how many reward units make one whole success. An endpoint
+// with value rewards counts each prediction's capped, normalised reward
+// min(Σ value, cap) / cap in these units, so fractional successes are
+// integers wherever they are stored and add up exactly across replicas.
+const RewardUnit = 1_000_000
+
+// RewardUnits converts one reward event's value into reward units of an
+// endpoint whose cap is capValue: value / capValue in RewardUnits, rounded
+// to the nearest unit, at most RewardUnit (a value above the cap fills the
+// prediction's reward by itself). A value that is not finite and ≥ 0, or a
+// cap that is not finite and > 0, gives 0.
+func RewardUnits(value, capValue float64) uint64 {
+	if !(value >= 0) || math.IsInf(value, 1) || !(capValue > 0) || math.IsInf(capValue, 1) {
+		return 0
+	}
+	if value >= capValue {
+		return RewardUnit
+	}
+	return min(uint64(math.Round(value/capValue*RewardUnit)), RewardUnit)
+}
+
+// Successes is the one rule for an arm's successes: its whole successes
+// (clicks, one per prediction) plus its reward units as a fraction of
+// RewardUnit (value rewards, at most one whole success per prediction). The
+// bandit's posteriors, the report, the off-policy sums, the holdout and the
+// history all read successes through it.
+func Successes(whole, reward uint64) float64 {
+	return float64(whole) + float64(reward)/RewardUnit
+}
+
 // Cell holds one Key's counts. Its methods are safe for concurrent use.
 type Cell struct {
 	key       Key
 	table     *Table
 	trials    atomic.Uint64
-	successes atomic.Uint64
+	successes atomic.Uint64 // whole successes (clicks)
+	reward    atomic.Uint64 // value rewards, in RewardUnit units
 	pending   atomic.Uint64 // trials counted in memory but not yet durable
 	disc      discState
 }
 
-// Counts returns the cell's current trials and successes.
-func (c *Cell) Counts() (trials, successes uint64) {
-	return c.trials.Load(), c.successes.Load()
+// Counts returns the cell's current trials and successes (Successes of its
+// whole successes and reward units).
+func (c *Cell) Counts() (trials uint64, successes float64) {
+	t, s, r := c.Raw()
+	return t, Successes(s, r)
+}
+
+// Raw returns the cell's trials, whole successes and reward units, as the
+// stores keep them.
+func (c *Cell) Raw() (trials, successes, reward uint64) {
+	return c.trials.Load(), c.successes.Load(), c.reward.Load()
 }
 
 // AddTrial counts one trial now and marks it pending for the next flush.
@@ -95,13 +134,17 @@ func (c *Cell) AddTrial() {
 	}
 }
 
-// AddDurable adds trials and successes that are already durable.
-func (c *Cell) AddDurable(trials, successes uint64) {
+// AddDurable adds trials, whole successes and reward units that are already
+// durable.
+func (c *Cell) AddDurable(trials, successes, reward uint64) {
 	if trials > 0 {
 		c.trials.Add(trials)
 	}
 	if successes > 0 {
 		c.successes.Add(successes)
+	}
+	if reward > 0 {
+		c.reward.Add(reward)
 	}
 }
 
@@ -212,16 +255,16 @@ func InView(view, segment string) bool {
 	return segment == view && segment != AggregateSegment
 }
 
-// AddToAggregate adds trials and successes just counted on k to the
+// AddToAggregate adds trials, successes and reward units just counted on k to the
 // endpoint-wide AggregateSegment cell of k's arm, when k's segment belongs
 // in it (InAggregate). The aggregate is in memory only: its counts are never
 // pending, and Refresh rebuilds it from the segments.
-func (t *Table) AddToAggregate(k Key, trials, successes uint64) {
+func (t *Table) AddToAggregate(k Key, trials, successes, reward uint64) {
 	if !InAggregate(k.Segment) {
 		return
 	}
 	k.Segment = AggregateSegment
-	t.Cell(k).AddDurable(trials, successes)
+	t.Cell(k).AddDurable(trials, successes, reward)
 }
 
 func (t *Table) index(endpoint string) *segIndex {
@@ -350,12 +393,18 @@ func (t *Table) Restore(deltas map[Key]uint64) {
 	}
 }
 
-// Entry is one key with its counts, as listed by Entries.
+// Entry is one key with its counts, as listed by Entries and kept by the
+// stores: Successes are the whole ones (clicks), Reward the value rewards
+// in RewardUnit units.
 type Entry struct {
 	Key       Key
 	Trials    uint64
 	Successes uint64
+	Reward    uint64
 }
+
+// SuccessCount is the entry's successes by the one rule (Successes).
+func (e Entry) SuccessCount() float64 { return Successes(e.Successes, e.Reward) }
 
 // Entries lists the cells of one endpoint (every endpoint when endpoint is
 // ""), sorted by segment and arm.
@@ -364,8 +413,8 @@ func (t *Table) Entries(endpoint string) []Entry {
 	t.m.Range(func(k, v any) bool {
 		key := k.(Key)
 		if endpoint == "" || key.Endpoint == endpoint {
-			tr, su := v.(*Cell).Counts()
-			out = append(out, Entry{Key: key, Trials: tr, Successes: su})
+			tr, su, rw := v.(*Cell).Raw()
+			out = append(out, Entry{Key: key, Trials: tr, Successes: su, Reward: rw})
 		}
 		return true
 	})
@@ -429,30 +478,44 @@ type Disc struct {
 	At                time.Time
 	RawTrials         uint64
 	RawSuccesses      uint64
+	RawReward         uint64
 }
 
-// discSize is the length of Disc's binary encoding.
-const discSize = 40
+// discSize is the length of Disc's binary encoding without RawReward;
+// discSizeReward with it.
+const (
+	discSize       = 40
+	discSizeReward = 48
+)
 
 // errDiscSize is UnmarshalBinary's error for a value of the wrong length.
-var errDiscSize = errors.New("counters: discounted counts encoding is not 40 bytes")
+var errDiscSize = errors.New("counters: discounted counts encoding is not 40 or 48 bytes")
 
 // MarshalBinary returns d's storage encoding, 40 bytes: Trials and
 // Successes as float64 bits, At in Unix nanoseconds, then RawTrials and
-// RawSuccesses, each 8 bytes big-endian. It never fails.
+// RawSuccesses, each 8 bytes big-endian; then, only when RawReward is not
+// 0, RawReward in 8 more (so cells without value rewards keep the encoding
+// they always had). It never fails.
 func (d Disc) MarshalBinary() ([]byte, error) {
-	v := make([]byte, discSize)
+	n := discSize
+	if d.RawReward != 0 {
+		n = discSizeReward
+	}
+	v := make([]byte, n)
 	binary.BigEndian.PutUint64(v[0:], math.Float64bits(d.Trials))
 	binary.BigEndian.PutUint64(v[8:], math.Float64bits(d.Successes))
 	binary.BigEndian.PutUint64(v[16:], uint64(d.At.UnixNano()))
 	binary.BigEndian.PutUint64(v[24:], d.RawTrials)
 	binary.BigEndian.PutUint64(v[32:], d.RawSuccesses)
+	if n == discSizeReward {
+		binary.BigEndian.PutUint64(v[40:], d.RawReward)
+	}
 	return v, nil
 }
 
 // UnmarshalBinary sets d from MarshalBinary's encoding.
 func (d *Disc) UnmarshalBinary(v []byte) error {
-	if len(v) != discSize {
+	if len(v) != discSize && len(v) != discSizeReward {
 		return errDiscSize
 	}
 	*d = Disc{
@@ -461,6 +524,9 @@ func (d *Disc) UnmarshalBinary(v []byte) error {
 		At:           time.Unix(0, int64(binary.BigEndian.Uint64(v[16:]))),
 		RawTrials:    binary.BigEndian.Uint64(v[24:]),
 		RawSuccesses: binary.BigEndian.Uint64(v[32:]),
+	}
+	if len(v) == discSizeReward {
+		d.RawReward = binary.BigEndian.Uint64(v[40:])
 	}
 	return nil
 }
@@ -479,12 +545,12 @@ type discState struct {
 // half-life of hours or days is close to when it was served). The first call
 // starts from the raw totals, or from the state given to RestoreDiscounted.
 func (c *Cell) Discounted(now time.Time, halfLife time.Duration) (trials, successes float64) {
-	rawT, rawS := c.Counts()
+	rawT, rawS, rawR := c.Raw()
 	c.disc.mu.Lock()
 	defer c.disc.mu.Unlock()
 	d := &c.disc.d
 	if !c.disc.ok {
-		*d = Disc{Trials: float64(rawT), Successes: float64(rawS), At: now, RawTrials: rawT, RawSuccesses: rawS}
+		*d = Disc{Trials: float64(rawT), Successes: Successes(rawS, rawR), At: now, RawTrials: rawT, RawSuccesses: rawS, RawReward: rawR}
 		c.disc.ok = true
 		return d.Trials, d.Successes
 	}
@@ -497,10 +563,15 @@ func (c *Cell) Discounted(now time.Time, halfLife time.Duration) (trials, succes
 	if rawT > d.RawTrials {
 		d.Trials += float64(rawT - d.RawTrials)
 	}
+	var newS, newR uint64
 	if rawS > d.RawSuccesses {
-		d.Successes += float64(rawS - d.RawSuccesses)
+		newS = rawS - d.RawSuccesses
 	}
-	d.RawTrials, d.RawSuccesses = max(d.RawTrials, rawT), max(d.RawSuccesses, rawS)
+	if rawR > d.RawReward {
+		newR = rawR - d.RawReward
+	}
+	d.Successes += Successes(newS, newR)
+	d.RawTrials, d.RawSuccesses, d.RawReward = max(d.RawTrials, rawT), max(d.RawSuccesses, rawS), max(d.RawReward, rawR)
 	return d.Trials, d.Successes
 }
 
@@ -559,7 +630,7 @@ func (t *Table) DiscEntries() []DiscEntry {
 // list keep their counts. Used with a store shared by many replicas, whose
 // totals include every replica's trials and successes.
 func (t *Table) Refresh(entries []Entry) {
-	agg := map[Key][2]uint64{}
+	agg := map[Key][3]uint64{}
 	for _, e := range entries {
 		if e.Key.Segment == AggregateSegment {
 			continue
@@ -567,21 +638,23 @@ func (t *Table) Refresh(entries []Entry) {
 		c := t.Cell(e.Key)
 		c.trials.Store(e.Trials + c.pending.Load())
 		c.successes.Store(e.Successes)
+		c.reward.Store(e.Reward)
 	}
 	t.m.Range(func(k, v any) bool {
 		key := k.(Key)
 		if !InAggregate(key.Segment) {
 			return true
 		}
-		tr, su := v.(*Cell).Counts()
+		tr, su, rw := v.(*Cell).Raw()
 		key.Segment = AggregateSegment
 		s := agg[key]
-		agg[key] = [2]uint64{s[0] + tr, s[1] + su}
+		agg[key] = [3]uint64{s[0] + tr, s[1] + su, s[2] + rw}
 		return true
 	})
 	for k, s := range agg {
 		c := t.Cell(k)
 		c.trials.Store(s[0])
 		c.successes.Store(s[1])
+		c.reward.Store(s[2])
 	}
 }

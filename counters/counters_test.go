@@ -63,13 +63,14 @@ func TestRefreshKeepsLocalPending(t *testing.T) {
 	k := Key{Endpoint: "e", Segment: "s=1", Arm: "a"}
 	c := tb.Cell(k)
 	c.AddTrial() // counted here, not flushed yet
-	tb.Refresh([]Entry{{Key: k, Trials: 100, Successes: 7}})
-	if tr, su := c.Counts(); tr != 101 || su != 7 {
-		t.Fatalf("after refresh: %d/%d, want 101/7", tr, su)
+	// 7 clicks and 2.5 successes' worth of value rewards.
+	tb.Refresh([]Entry{{Key: k, Trials: 100, Successes: 7, Reward: 5 * RewardUnit / 2}})
+	if tr, su := c.Counts(); tr != 101 || su != 9.5 {
+		t.Fatalf("after refresh: %d/%g, want 101/9.5", tr, su)
 	}
 	agg := tb.Lookup(Key{Endpoint: "e", Segment: AggregateSegment, Arm: "a"})
-	if tr, su := agg.Counts(); tr != 101 || su != 7 {
-		t.Fatalf("aggregate: %d/%d", tr, su)
+	if tr, su := agg.Counts(); tr != 101 || su != 9.5 {
+		t.Fatalf("aggregate: %d/%g", tr, su)
 	}
 	if d := tb.DrainPending(); d[k] != 1 {
 		t.Fatalf("pending after refresh: %v", d)

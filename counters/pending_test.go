@@ -14,7 +14,7 @@ func TestPending(t *testing.T) {
 	}{
 		{"empty", func() {}, 0},
 		{"three trials", func() { a.AddTrial(); a.AddTrial(); b.AddTrial() }, 3},
-		{"durable counts are not pending", func() { a.AddDurable(5, 1) }, 3},
+		{"durable counts are not pending", func() { a.AddDurable(5, 1, 0) }, 3},
 		{"drained", func() { tb.Restore(tb.DrainPending()); tb.DrainPending() }, 0},
 		{"restored after a failed flush", func() { a.AddTrial(); p := tb.DrainPending(); b.AddTrial(); tb.Restore(p) }, 2},
 	} {

@@ -93,8 +93,8 @@ func TestAggregateAddedEqualsRebuilt(t *testing.T) {
 	}
 	var tb Table
 	for _, c := range counts {
-		tb.Cell(c.key).AddDurable(c.trials, c.successes)
-		tb.AddToAggregate(c.key, c.trials, c.successes)
+		tb.Cell(c.key).AddDurable(c.trials, c.successes, 0)
+		tb.AddToAggregate(c.key, c.trials, c.successes, 0)
 	}
 	want := map[Key][2]uint64{
 		{"seg", AggregateSegment, "a"}: {8, 3},
@@ -107,7 +107,7 @@ func TestAggregateAddedEqualsRebuilt(t *testing.T) {
 			if c == nil {
 				t.Fatalf("%s: no cell %v", when, k)
 			}
-			if tr, su := c.Counts(); tr != w[0] || su != w[1] {
+			if tr, su, _ := c.Raw(); tr != w[0] || su != w[1] {
 				t.Errorf("%s: %v = (%d, %d), want (%d, %d)", when, k, tr, su, w[0], w[1])
 			}
 		}

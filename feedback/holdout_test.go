@@ -8,22 +8,14 @@ import (
 	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/predtoken"
-	"github.com/modelgate/modelgate/store"
 )
 
 // A click on a held-out prediction counts in the holdout's cell, the
 // segment its token names, and nowhere else: not in the bandit's segment
 // nor its aggregate, not in the off-policy sums.
 func TestHoldoutClickCountsInTheHoldoutCell(t *testing.T) {
-	db, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	signer, _ := predtoken.NewSigner(key(1))
-	table := &counters.Table{}
-	offp := &offpolicy.Table{}
-	s := NewService(signer, db, table, func(string, string) bool { return true }, nil, Options{OffPolicy: offp})
+	f := newFixture(t, func(string, string) (float64, bool) { return 0, true })
+	s, signer, table, offp := f.s, f.signer, f.table, f.offp
 	now := time.Now()
 	held := signer.Sign(&predtoken.Token{Endpoint: "home", Arm: "mf@1", Segment: counters.HoldoutSegment, Time: now,
 		Propensity: 1, Window: time.Hour, Items: 2, ID: predtoken.NewID()})
@@ -34,7 +26,7 @@ func TestHoldoutClickCountsInTheHoldoutCell(t *testing.T) {
 	if err != nil || res.Accepted != 2 {
 		t.Fatalf("record: %+v, %v", res, err)
 	}
-	cell := func(seg string) uint64 {
+	cell := func(seg string) float64 {
 		c := table.Lookup(counters.Key{Endpoint: "home", Segment: seg, Arm: "mf@1"})
 		if c == nil {
 			return 0
@@ -43,7 +35,7 @@ func TestHoldoutClickCountsInTheHoldoutCell(t *testing.T) {
 		return su
 	}
 	if h, b, agg := cell(counters.HoldoutSegment), cell(counters.AllSegment), cell(counters.AggregateSegment); h != 1 || b != 1 || agg != 0 {
-		t.Fatalf("successes: holdout %d, all %d, aggregate %d; want 1, 1, 0", h, b, agg)
+		t.Fatalf("successes: holdout %g, all %g, aggregate %g; want 1, 1, 0", h, b, agg)
 	}
 	// The off-policy sums hold the bandit's click alone: 1/p = 2.
 	if got := offpSuccessWeight(offp); got != 2 {

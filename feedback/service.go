@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/modelgate/modelgate/counters"
@@ -36,10 +38,13 @@ const (
 	// Impression reports that the client showed the prediction's list: the
 	// trial of an endpoint whose trials_on is impression.
 	Impression EventType = "impression"
+	// Reward reports a value (watch time, revenue) the prediction earned,
+	// for an endpoint with value rewards.
+	Reward EventType = "reward"
 )
 
 // Valid reports whether t is one of the event types.
-func (t EventType) Valid() bool { return t == Click || t == Impression }
+func (t EventType) Valid() bool { return t == Click || t == Impression || t == Reward }
 
 // Rejection codes, per event.
 const (
@@ -51,6 +56,9 @@ const (
 	// CodeTooManyEvents: the event names one distinct item_id more than
 	// the prediction returned items (predtoken.Token.ItemLimit).
 	CodeTooManyEvents = "too_many_events"
+	// CodeInvalidValue: a reward event without a finite value ≥ 0, or a
+	// click or impression with a value.
+	CodeInvalidValue = "invalid_value"
 )
 
 // Event is one feedback event as sent by a client.
@@ -58,6 +66,50 @@ type Event struct {
 	PredictionID string    `json:"prediction_id"`
 	Type         EventType `json:"type"`
 	ItemID       string    `json:"item_id"`
+	// Value is a reward event's value (finite, ≥ 0); nil for the other
+	// types.
+	Value *Value `json:"value,omitempty"`
+}
+
+// Value is a reward event's value. It decodes any JSON number, so that one
+// out of float64's range is that event's invalid_value rather than the
+// whole call's error.
+type Value float64
+
+// UnmarshalJSON reads a JSON number; one too large for a float64 becomes
+// ±Inf (rejected by the event's checks).
+func (v *Value) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if s == "null" {
+		return nil
+	}
+	if s == "" || s[0] == '"' || s[0] == '{' || s[0] == '[' || s == "true" || s == "false" {
+		return fmt.Errorf("value: want a number, got %s", s)
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil && !math.IsInf(f, 0) {
+		return fmt.Errorf("value: %w", err)
+	}
+	*v = Value(f)
+	return nil
+}
+
+// valueCode checks an event's value against its type: "" when it is fine,
+// else the rejection code.
+func (ev *Event) valueCode() string {
+	if ev.Type != Reward {
+		if ev.Value != nil {
+			return CodeInvalidValue
+		}
+		return ""
+	}
+	if ev.Value == nil {
+		return CodeInvalidValue
+	}
+	if v := float64(*ev.Value); !(v >= 0) || math.IsInf(v, 1) {
+		return CodeInvalidValue
+	}
+	return ""
 }
 
 // Rejection names a rejected event by its index in the call.
@@ -73,8 +125,10 @@ type Result struct {
 	Rejected   []Rejection `json:"rejected"`
 }
 
-// Lookup reports whether the endpoint exists and still has the arm.
-type Lookup func(endpoint, arm string) bool
+// Lookup reports whether the endpoint exists and still has the arm, and the
+// endpoint's value reward cap (registry.Reward.ValueCap): 0 for an endpoint
+// whose reward is a click.
+type Lookup func(endpoint, arm string) (rewardCap float64, ok bool)
 
 // Store is the durable side of feedback.
 type Store interface {
@@ -181,6 +235,8 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			code = CodeUnknownType
 		case len(ev.ItemID) > MaxItemIDLen:
 			code = CodeInvalidItemID
+		default:
+			code = ev.valueCode()
 		}
 		if code == "" {
 			var err error
@@ -188,10 +244,16 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 				code = CodeInvalidToken
 			}
 		}
+		var rewardCap float64
 		if code == "" {
-			if !s.lookup(tok.Endpoint, tok.Arm) {
+			var ok bool
+			switch rewardCap, ok = s.lookup(tok.Endpoint, tok.Arm); {
+			case !ok:
 				code = CodeUnknownArm
-			} else if now.Sub(tok.Time) > tok.Window {
+			case ev.Type == Reward && rewardCap == 0:
+				// A click endpoint has no use for a value.
+				code = CodeUnknownType
+			case now.Sub(tok.Time) > tok.Window:
 				code = CodeExpired
 			}
 		}
@@ -215,12 +277,18 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			// (an impression of the list) is not counted against it.
 			Item:     ev.ItemID,
 			MaxItems: tok.ItemLimit(),
-			Success:  ev.Type == Click,
-			// A click implies the list was seen, so it counts the trial too.
+			// On a value endpoint a click is logged and deduplicated but is
+			// no success: the reward events are, so the two never mix.
+			Success: ev.Type == Click && rewardCap == 0,
+			// A click or reward implies the list was seen, so it counts the
+			// trial too.
 			Trial:   tok.OnImpression,
 			Counter: counters.Key{Endpoint: tok.Endpoint, Segment: tok.Segment, Arm: tok.Arm},
 			Expires: tok.Time.Add(tok.Window),
 			Now:     now,
+		}
+		if ev.Type == Reward {
+			op.Reward = counters.RewardUnits(float64(*ev.Value), rewardCap)
 		}
 		ops = append(ops, op)
 	}
@@ -246,7 +314,7 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			continue
 		}
 		res.Accepted++
-		if r.Trial || r.Success {
+		if r.Trial || r.Success || r.Reward > 0 {
 			var t, su uint64
 			if r.Trial {
 				t = 1
@@ -254,26 +322,40 @@ func (s *Service) record(ctx context.Context, events []Event) (*Result, error) {
 			if r.Success {
 				su = 1
 			}
-			s.table.Cell(ops[i].Counter).AddDurable(t, su)
+			s.table.Cell(ops[i].Counter).AddDurable(t, su, r.Reward)
 			s.met.Trial(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, int64(t))
 			s.met.Success(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, int64(su))
-			// A held-out prediction's click counts in the holdout's cell
+			s.met.RewardSuccess(ctx, ops[i].Counter.Endpoint, ops[i].Counter.Arm, counters.Successes(0, r.Reward))
+			// A held-out prediction's success counts in the holdout's cell
 			// (its token's segment) and nowhere in the bandit's estimates.
-			if r.Success && s.offp != nil && toks[i].Segment != counters.HoldoutSegment {
+			if s.offp != nil && toks[i].Segment != counters.HoldoutSegment && (r.Success || r.Reward > 0) {
 				tk := toks[i]
-				s.offp.Success(tk.Endpoint, tk.Segment, tk.Arm, tk.Time, tk.Propensity)
+				// The prediction's reward r before and after, by the rule
+				// the counters follow.
+				before, after := 0.0, 1.0
+				if !r.Success {
+					before = counters.Successes(0, r.RewardTotal-r.Reward)
+					after = counters.Successes(0, r.RewardTotal)
+				}
+				s.offp.Reward(tk.Endpoint, tk.Segment, tk.Arm, tk.Time, tk.Propensity, before, after)
 			}
-			s.table.AddToAggregate(ops[i].Counter, t, su)
+			s.table.AddToAggregate(ops[i].Counter, t, su, r.Reward)
 			if tk := toks[i]; tk.X != nil && tk.Segment != counters.HoldoutSegment {
 				cell := s.table.Linear(counters.LinKey{Endpoint: tk.Endpoint, Arm: tk.Arm, Layout: tk.Layout}, len(tk.X))
 				if r.Trial {
 					cell.AddTrial(tk.X)
 				}
-				if r.Success {
-					cell.AddReward(tk.X, 1)
+				// The reward r this event adds: 1 for a counted click, the
+				// fraction of the cap it adds on a value endpoint.
+				if reward := counters.Successes(su, r.Reward); reward > 0 {
+					cell.AddReward(tk.X, reward)
 				}
 			}
-			if r.Success && s.shadows != nil && toks[i].Shadowed {
+			// A shadowed prediction is replayed at its first reward: its
+			// counted click, or on a value endpoint the first reward event
+			// that added to its value.
+			firstReward := r.Success || (r.Reward > 0 && r.RewardTotal == r.Reward)
+			if firstReward && s.shadows != nil && toks[i].Shadowed {
 				tk := toks[i]
 				s.shadows.Clicked(ctx, tk.Endpoint, ops[i].Prediction, tk.Expires(), ops[i].Item)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/counters"
+	"github.com/modelgate/modelgate/offpolicy"
 	"github.com/modelgate/modelgate/predtoken"
 	"github.com/modelgate/modelgate/store"
 )
@@ -23,7 +24,7 @@ func newService(t *testing.T, now func() time.Time) (*Service, *predtoken.Signer
 	}
 	t.Cleanup(func() { db.Close() })
 	signer, _ := predtoken.NewSigner(key(1))
-	s := NewService(signer, db, &counters.Table{}, func(string, string) bool { return true }, nil, Options{})
+	s := NewService(signer, db, &counters.Table{}, func(string, string) (float64, bool) { return 0, true }, nil, Options{})
 	if now != nil {
 		s.now = now
 	}
@@ -31,6 +32,43 @@ func newService(t *testing.T, now func() time.Time) (*Service, *predtoken.Signer
 }
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+
+// fixture is a service on a fresh embedded store, with its counters,
+// off-policy sums and signer.
+type fixture struct {
+	s      *Service
+	db     *store.DB
+	signer *predtoken.Signer
+	table  *counters.Table
+	offp   *offpolicy.Table
+}
+
+func newFixture(t *testing.T, lookup Lookup) fixture {
+	t.Helper()
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	f := fixture{db: db, table: &counters.Table{}, offp: &offpolicy.Table{}}
+	f.signer, _ = predtoken.NewSigner(key(1))
+	f.s = NewService(f.signer, db, f.table, lookup, nil, Options{OffPolicy: f.offp})
+	return f
+}
+
+// outcome says what a call of one event did: "accepted", "duplicate", or
+// its rejection code.
+func outcome(res *Result) string {
+	switch {
+	case len(res.Rejected) == 1:
+		return res.Rejected[0].Code
+	case res.Duplicates == 1:
+		return "duplicate"
+	case res.Accepted != 1:
+		return fmt.Sprintf("%+v", res)
+	}
+	return "accepted"
+}
 
 // v3Token was signed with key(1) by the token format before the item count
 // (version 3); predtoken's tests hold the same golden token.
@@ -75,17 +113,8 @@ func TestTooManyEvents(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got := "accepted"
-				switch {
-				case len(res.Rejected) == 1:
-					got = res.Rejected[0].Code
-				case res.Duplicates == 1:
-					got = "duplicate"
-				case res.Accepted != 1:
-					got = fmt.Sprintf("%+v", res)
-				}
-				if got != st.want {
-					t.Errorf("step %d (%s %q): %s, want %s", i, st.typ, st.item, got, st.want)
+				if got := outcome(res); got != st.want {
+					t.Errorf("step %d (%s %q): %s, want %s", i, st.typ, st.item, outcome(res), st.want)
 				}
 			}
 		})
@@ -165,7 +194,7 @@ func TestDedupeAtWindowEdge(t *testing.T) {
 	}
 	c := s.table.Lookup(counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"})
 	if _, su := c.Counts(); su != 1 {
-		t.Fatalf("%d successes counted for one prediction's click, want 1", su)
+		t.Fatalf("%g successes counted for one prediction's click, want 1", su)
 	}
 }
 
@@ -219,7 +248,7 @@ func TestPinnedFeedbackIgnored(t *testing.T) {
 	}
 	if c := s.table.Lookup(counters.Key{Endpoint: "home", Segment: "all", Arm: "mf@1"}); c != nil {
 		if tr, su := c.Counts(); tr != 0 || su != 0 {
-			t.Fatalf("counts %d/%d after a pinned prediction's feedback; want none", tr, su)
+			t.Fatalf("counts %d/%g after a pinned prediction's feedback; want none", tr, su)
 		}
 	}
 }

@@ -229,8 +229,8 @@ func TestAnalystPageInBrowser(t *testing.T) {
 			// √(2·0.25/20000) = 0.005), so the check does not hang on
 			// the seeding.
 			pb, _ := strconv.ParseFloat(pbest, 64)
-			if trials != strconv.FormatUint(arm.Trials, 10) || successes != strconv.FormatUint(arm.Successes, 10) || abs(pb-arm.PBest) > 0.025 {
-				t.Fatalf("segment %s, %s: page shows %s/%s/%s, report %d/%d/%.3f", segment, arm.Arm, trials, successes, pbest, arm.Trials, arm.Successes, arm.PBest)
+			if trials != strconv.FormatUint(arm.Trials, 10) || successes != strconv.FormatFloat(arm.Successes, 'f', -1, 64) || abs(pb-arm.PBest) > 0.025 {
+				t.Fatalf("segment %s, %s: page shows %s/%s/%s, report %d/%g/%.3f", segment, arm.Arm, trials, successes, pbest, arm.Trials, arm.Successes, arm.PBest)
 			}
 			cell := text(sel + ".op")
 			switch o := op.Arms[i].OffPolicy; {
@@ -422,11 +422,11 @@ func TestHoldoutFirstInBrowser(t *testing.T) {
 	text := textOf(ctx, t)
 	row := func(which string) string { return text(`#holdout-table tr[data-holdout="` + which + `"]`) }
 	ho := rep.Holdout
-	if r := row("mf@1"); !strings.Contains(r, fmt.Sprintf("%d\t%d", ho.Trials, ho.Successes)) {
-		t.Errorf("holdout row %q, want %d trials and %d clicks", r, ho.Trials, ho.Successes)
+	if r := row("mf@1"); !strings.Contains(r, fmt.Sprintf("%d\t%g", ho.Trials, ho.Successes)) {
+		t.Errorf("holdout row %q, want %d trials and %g clicks", r, ho.Trials, ho.Successes)
 	}
-	if r := row("bandit"); !strings.Contains(r, fmt.Sprintf("%d\t%d", ho.BanditTrials, ho.BanditSuccesses)) {
-		t.Errorf("bandit row %q, want %d trials and %d clicks", r, ho.BanditTrials, ho.BanditSuccesses)
+	if r := row("bandit"); !strings.Contains(r, fmt.Sprintf("%d\t%g", ho.BanditTrials, ho.BanditSuccesses)) {
+		t.Errorf("bandit row %q, want %d trials and %g clicks", r, ho.BanditTrials, ho.BanditSuccesses)
 	}
 	if lift := text("#holdout-table .lift"); ho.Lift == nil || lift != fmt.Sprintf("%+.1f%%", 100**ho.Lift) {
 		t.Errorf("the page's lift %q, the report's %v", lift, ho.Lift)
@@ -464,4 +464,82 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// A value endpoint's page in a real browser: it says what its numbers are
+// (capped reward ÷ cap, not a click rate), shows each arm's mean value and
+// fractional successes as the JSON report has them, and its charts pass
+// the same checks as a click endpoint's.
+func TestValueRewardsInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser")
+	}
+	exe := chromium(t)
+	a := startApp(t, demoConfig(t, ""))
+	if st := call(t, "PUT", a.url+"/v1/endpoints/watch", `{"arms": ["mf@1", "mf@2"], "policy": {"reward": {"type": "value", "cap": 100}}}`, nil); st != 201 {
+		t.Fatalf("endpoint: %d", st)
+	}
+	// Watch times in seconds, some above the cap, some predictions with
+	// two items watched, some none.
+	for i := range 60 {
+		var rec recResp
+		if st := call(t, "POST", a.url+"/v1/endpoints/watch/recommend", map[string]any{"user_id": fmt.Sprint("u", i), "k": 2}, &rec); st != 200 {
+			t.Fatalf("recommend: %d", st)
+		}
+		var evs []map[string]any
+		if i%3 != 0 {
+			evs = append(evs, map[string]any{"prediction_id": rec.PredictionID, "type": "reward", "item_id": rec.Items[0].ID, "value": float64(i*7%130) + 0.25})
+		}
+		if i%4 == 0 {
+			evs = append(evs, map[string]any{"prediction_id": rec.PredictionID, "type": "reward", "item_id": rec.Items[1].ID, "value": 12.5})
+		}
+		var fb fbResp
+		if len(evs) > 0 {
+			if st := call(t, "POST", a.url+"/v1/feedback", map[string]any{"events": evs}, &fb); st != 200 || fb.Accepted != len(evs) {
+				t.Fatalf("feedback: %d %+v", st, fb)
+			}
+		}
+	}
+	var rep reportResp
+	call(t, "GET", a.url+"/v1/endpoints/watch/report", nil, &rep)
+
+	ctx := browse(t, exe)
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/ui/endpoints/watch"), chromedp.WaitVisible(chromedp.CSS("#arms"))); err != nil {
+		t.Fatal(err)
+	}
+	text := textOf(ctx, t)
+	if note := text("#value-note"); !strings.Contains(note, "capped at 100") {
+		t.Errorf("value note %q", note)
+	}
+	if head := text("#arms thead"); strings.Contains(head, "click") || !strings.Contains(head, "Mean value per trial (capped at 100)") ||
+		!strings.Contains(head, "Posterior mean capped reward ÷ cap") {
+		t.Errorf("the arms table's head says %q", head)
+	}
+	num := func(sel string) float64 {
+		t.Helper()
+		v, err := strconv.ParseFloat(text(sel), 64)
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return v
+	}
+	for _, arm := range rep.Arms {
+		row := `#arms tr[data-arm="` + arm.Arm + `"] `
+		if arm.Trials == 0 || arm.MeanValue == nil {
+			t.Fatalf("%s: %d trials, mean_value %v: the test needs both arms served", arm.Arm, arm.Trials, arm.MeanValue)
+		}
+		if su := num(row + ".successes"); abs(su-arm.Successes) > 0.00051 { // three decimals
+			t.Errorf("%s: the page shows %g successes, the report %g", arm.Arm, su, arm.Successes)
+		}
+		if mv := num(row + ".mean-value"); abs(mv-*arm.MeanValue) > 0.051 {
+			t.Errorf("%s: the page shows mean value %g, the report %g", arm.Arm, mv, *arm.MeanValue)
+		}
+	}
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(`+checkChartsJS+`)(document.querySelector("#charts"))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) > 0 {
+		t.Errorf("charts of a value endpoint: %v", problems)
+	}
 }

@@ -145,15 +145,16 @@ func TestDurabilityAcrossKill9(t *testing.T) {
 	if st := call(t, "GET", url+"/v1/endpoints/home/report", nil, &rep); st != 200 {
 		t.Fatalf("report after restart: %d", st)
 	}
-	var trials, successes uint64
+	var trials uint64
+	var successes float64
 	states := map[string]string{}
 	for _, a := range rep.Arms {
 		trials += a.Trials
 		successes += a.Successes
 		states[a.Arm] = a.State
 	}
-	if trials != n || successes != uint64(clicks) {
-		t.Fatalf("after kill -9: %d trials %d successes, want %d and %d", trials, successes, n, clicks)
+	if trials != n || successes != float64(clicks) {
+		t.Fatalf("after kill -9: %d trials %g successes, want %d and %d", trials, successes, n, clicks)
 	}
 	if states["mf@1"] != "paused" || states["mf@3"] != "active" {
 		t.Fatalf("arm states after restart with the same config: %v; the pause and the added arm must survive", states)

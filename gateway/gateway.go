@@ -646,13 +646,13 @@ func wire(ctx context.Context, cfg *config.Config, db openedStore, plog *predlog
 
 // lookup tells feedback the policy of an endpoint's arm.
 func lookup(reg *registry.Registry) feedback.Lookup {
-	return func(endpoint, arm string) bool {
+	return func(endpoint, arm string) (float64, bool) {
 		ep, ok := reg.Snapshot().Endpoints[endpoint]
 		if !ok {
-			return false
+			return 0, false
 		}
 		_, ok = ep.ArmStates[arm]
-		return ok
+		return ep.Policy.Reward.ValueCap(), ok
 	}
 }
 

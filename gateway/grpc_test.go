@@ -51,7 +51,7 @@ func TestLoopOverGRPC(t *testing.T) {
 	var rep reportResp
 	call(t, "GET", a.url+"/v1/endpoints/home/report", nil, &rep)
 	if tr, su := rep.arm(rec.GetArm()); tr != 1 || su != 1 {
-		t.Fatalf("report after gRPC loop: %d trials %d successes", tr, su)
+		t.Fatalf("report after gRPC loop: %d trials %g successes", tr, su)
 	}
 
 	for _, tc := range []struct {

@@ -75,14 +75,15 @@ func holdoutExact(t *testing.T, reps []*testApp, h *holdoutTally, within time.Du
 			rep = reportResp{}
 			call(t, "GET", r.url+"/v1/endpoints/hold/report", nil, &rep)
 			ho := rep.Holdout
-			var armTrials, armClicks uint64
+			var armTrials uint64
+			var armClicks float64
 			for _, a := range rep.Arms {
 				armTrials += a.Trials
 				armClicks += a.Successes
 			}
-			if ho == nil || ho.Trials != h.held || ho.Successes != h.heldClicks || ho.BanditTrials != h.bandit ||
-				ho.BanditSuccesses != h.banditClicks || armTrials != h.bandit || armClicks != h.banditClicks {
-				last = fmt.Sprintf("%s: holdout %+v, arms %d/%d; want %+v", r.url, ho, armTrials, armClicks, *h)
+			if ho == nil || ho.Trials != h.held || ho.Successes != float64(h.heldClicks) || ho.BanditTrials != h.bandit ||
+				ho.BanditSuccesses != float64(h.banditClicks) || armTrials != h.bandit || armClicks != float64(h.banditClicks) {
+				last = fmt.Sprintf("%s: holdout %+v, arms %d/%g; want %+v", r.url, ho, armTrials, armClicks, *h)
 				return false
 			}
 		}

@@ -118,12 +118,13 @@ func TestSIGTERMDrains(t *testing.T) {
 	_, url = startBinary(t, bin, "--config", cfgPath, "--data-dir", data)
 	var rep reportResp
 	call(t, "GET", url+"/v1/endpoints/home/report", nil, &rep)
-	var trials, successes uint64
+	var trials uint64
+	var successes float64
 	for _, a := range rep.Arms {
 		trials += a.Trials
 		successes += a.Successes
 	}
-	if successes != uint64(acked) || trials < uint64(served) {
-		t.Fatalf("after SIGTERM: %d trials %d successes; served %d (with a click sent each), acknowledged %d", trials, successes, served, acked)
+	if successes != float64(acked) || trials < uint64(served) {
+		t.Fatalf("after SIGTERM: %d trials %g successes; served %d (with a click sent each), acknowledged %d", trials, successes, served, acked)
 	}
 }

@@ -144,7 +144,7 @@ func TestLinearThompsonEndToEnd(t *testing.T) {
 			call(t, "GET", url+"/v1/endpoints/ctx/report", nil, &rep)
 			for _, arm := range []string{"mf@1", "mf@2"} {
 				tr, su := rep.arm(arm)
-				if tr != tl.trials[arm] || su != tl.clicks[arm] {
+				if tr != tl.trials[arm] || su != float64(tl.clicks[arm]) {
 					return false
 				}
 			}
@@ -230,7 +230,7 @@ func TestLinearThompsonReplicas(t *testing.T) {
 				}
 			}
 			for i := range reps {
-				if tr, su := reports[i].arm(arm); tr != tl.trials[arm] || su != tl.clicks[arm] {
+				if tr, su := reports[i].arm(arm); tr != tl.trials[arm] || su != float64(tl.clicks[arm]) {
 					return false
 				}
 			}

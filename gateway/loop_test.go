@@ -45,7 +45,7 @@ func TestLoopOverHTTP(t *testing.T) {
 		t.Fatalf("report: %d", st)
 	}
 	if tr, su := rep.arm(rec.Arm); tr != 1 || su != 1 {
-		t.Fatalf("report for %s: %d trials %d successes, want 1 and 1", rec.Arm, tr, su)
+		t.Fatalf("report for %s: %d trials %g successes, want 1 and 1", rec.Arm, tr, su)
 	}
 
 	// The same click again is a duplicate; a click on another item of the
@@ -61,7 +61,7 @@ func TestLoopOverHTTP(t *testing.T) {
 	}
 	call(t, "GET", a.url+"/v1/endpoints/home/report", nil, &rep)
 	if tr, su := rep.arm(rec.Arm); tr != 1 || su != 1 {
-		t.Fatalf("after a second click: %d trials %d successes, want 1 and 1", tr, su)
+		t.Fatalf("after a second click: %d trials %g successes, want 1 and 1", tr, su)
 	}
 
 	// The wire names are exact (Go's decoder would accept "ID" for "id").
@@ -98,7 +98,7 @@ func TestImpressionTrials(t *testing.T) {
 	call(t, "POST", a.url+"/v1/feedback", ev("click", rec.Items[0].ID), &fb)
 	call(t, "GET", a.url+"/v1/endpoints/imp/report", nil, &rep)
 	if tr, su := rep.arm("mf@1"); tr != 1 || su != 1 {
-		t.Fatalf("after impression and click: %d trials %d successes, want 1 and 1", tr, su)
+		t.Fatalf("after impression and click: %d trials %g successes, want 1 and 1", tr, su)
 	}
 }
 
@@ -120,7 +120,7 @@ func TestFeedbackUsesServeTimePolicy(t *testing.T) {
 	var rep reportResp
 	call(t, "GET", a.url+"/v1/endpoints/sw/report", nil, &rep)
 	if tr, su := rep.arm("mf@1"); tr != 1 || su != 1 || fb.Accepted != 1 {
-		t.Fatalf("%d trials %d successes (accepted %d), want 1 and 1", tr, su, fb.Accepted)
+		t.Fatalf("%d trials %g successes (accepted %d), want 1 and 1", tr, su, fb.Accepted)
 	}
 }
 

@@ -113,6 +113,6 @@ func TestPinningAnArm(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tr, su := rep.arm("mf@2"); tr != 0 || su != 0 {
-		t.Fatalf("mf@2 has %d trials, %d successes after pinned calls only; want none", tr, su)
+		t.Fatalf("mf@2 has %d trials, %g successes after pinned calls only; want none", tr, su)
 	}
 }

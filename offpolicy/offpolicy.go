@@ -326,16 +326,25 @@ func (t *Table) Served(endpoint, segment string, at time.Time, arms []string, sh
 }
 
 // Success records that a prediction served at `at` by arm with propensity
-// p became a success.
+// p became a success: its reward r went from 0 to 1.
 func (t *Table) Success(endpoint, segment, arm string, at time.Time, p float64) {
-	if !(p > 0) {
+	t.Reward(endpoint, segment, arm, at, p, 0, 1)
+}
+
+// Reward records that the reward r of a prediction served at `at` by arm
+// with propensity p rose from before to after (value rewards: its capped,
+// normalised reward, which grows event by event, in [0, 1]). The sums get
+// the difference of r/p and of r²/p², so they hold each prediction's final
+// r exactly as if it had been recorded once.
+func (t *Table) Reward(endpoint, segment, arm string, at time.Time, p, before, after float64) {
+	if !(p > 0) || !(after > before) {
 		return
 	}
 	for _, name := range seriesOf(segment) {
 		m := t.bucket(endpoint, name, at.Unix())
 		a := m.arm(arm)
-		a.rw.add(1 / p)
-		a.rw2.add(1 / (p * p))
+		a.rw.add((after - before) / p)
+		a.rw2.add((after*after - before*before) / (p * p))
 		t.markDirty(m)
 	}
 }

@@ -176,6 +176,11 @@ type Policy struct {
 	// linear is the compiled context vector layout of a linear-thompson
 	// policy, made when the policy is parsed or decoded.
 	linear *LinearModel
+
+	// Reward says what a success is: a click (the zero value, left out of
+	// the JSON, so records and ETags of click endpoints are as they always
+	// were), or a value reward capped at a cap.
+	Reward Reward `json:"reward,omitzero"`
 }
 
 // LinearModel returns a linear-thompson policy's context vector layout,
@@ -188,6 +193,40 @@ func (p *Policy) LinearModel() *LinearModel {
 		return newLinearModel(p.ContextFeatures) // a Policy made by hand
 	}
 	return p.linear
+}
+
+// RewardType names what an endpoint counts as its reward.
+type RewardType string
+
+// Reward types.
+const (
+	// RewardClick: a prediction is a success when it gets a click.
+	RewardClick RewardType = "click"
+	// RewardValue: a prediction adds min(Σ value, cap) / cap of its
+	// reward events to its arm's successes.
+	RewardValue RewardType = "value"
+)
+
+// MaxRewardCap is the largest cap a value reward may have.
+const MaxRewardCap = 1e12
+
+// Reward is a policy's reward. The zero value is the click reward: an
+// endpoint body's {"type": "click"} is stored as it, like a policy stored
+// before the field existed.
+type Reward struct {
+	Type RewardType `json:"type"`
+	// Cap is a value reward's cap (0 < Cap ≤ MaxRewardCap); 0 for clicks.
+	Cap float64 `json:"cap,omitempty"`
+}
+
+// ValueCap returns the cap of a value reward, 0 for a click reward: what
+// feedback normalises reward values by (counters.RewardUnits) and the
+// report scales mean values by.
+func (r Reward) ValueCap() float64 {
+	if r.Type == RewardValue {
+		return r.Cap
+	}
+	return 0
 }
 
 // MaxHoldoutShare is the largest share of requests a holdout may take.
@@ -360,6 +399,14 @@ type policyBody struct {
 	ContextFeatures   []jsontext.Value `json:"context_features"`
 	Lambda            *float64         `json:"lambda"`
 	Noise             *float64         `json:"noise"`
+	Reward            *rewardBody      `json:"reward"`
+}
+
+// rewardBody is Reward as a request writes it: a missing cap is told apart
+// from a zero one.
+type rewardBody struct {
+	Type RewardType `json:"type"`
+	Cap  *float64   `json:"cap"`
 }
 
 // holdoutBody is Holdout as a request writes it: a missing share is told
@@ -578,6 +625,22 @@ func parsePolicy(in *policyBody) (Policy, error) {
 			return p, fault.Field("policy.holdout.share", "invalid_holdout", "must be in (0, %g]", MaxHoldoutShare)
 		}
 		p.Holdout = &Holdout{Arm: h.Arm, Share: *h.Share}
+	}
+	if r := in.Reward; r != nil {
+		switch r.Type {
+		case RewardClick:
+			if r.Cap != nil {
+				return p, fault.Field("policy.reward.cap", "invalid_policy", "applies to value rewards only")
+			}
+			p.Reward = Reward{}
+		case RewardValue:
+			if r.Cap == nil || !(*r.Cap > 0 && *r.Cap <= MaxRewardCap) {
+				return p, fault.Field("policy.reward.cap", "invalid_policy", "a value reward needs a cap in (0, %g]", MaxRewardCap)
+			}
+			p.Reward = Reward{Type: RewardValue, Cap: *r.Cap}
+		default:
+			return p, fault.Field("policy.reward.type", "invalid_policy", "must be click or value")
+		}
 	}
 	return p, nil
 }

@@ -19,7 +19,7 @@ import (
 type PointArm struct {
 	Arm          string  `json:"arm"`
 	Trials       uint64  `json:"trials"`
-	Successes    uint64  `json:"successes"`
+	Successes    float64 `json:"successes"`
 	TrafficShare float64 `json:"traffic_share"`
 	PBest        float64 `json:"p_best"`
 }
@@ -163,8 +163,9 @@ func (r *Recorder) Run(ctx context.Context) {
 
 // mark is what a segment's last point was recorded from.
 type mark struct {
-	trials, successes uint64
-	at                int64
+	trials    uint64
+	successes float64
+	at        int64
 }
 
 // RecordAll records the points of one tick at now (aligned down to the
@@ -220,7 +221,7 @@ func (r *Recorder) RecordAll(ctx context.Context, now time.Time) {
 			var m mark
 			for j < len(entries) && entries[j].Key.Segment == entries[i].Key.Segment {
 				m.trials += entries[j].Trials
-				m.successes += entries[j].Successes
+				m.successes += entries[j].SuccessCount()
 				j++
 			}
 			seg := entries[i].Key.Segment

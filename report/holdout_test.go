@@ -21,8 +21,12 @@ func TestLift(t *testing.T) {
 		t.Fatalf("lift %v, ci %v; want 0.2 in [-0.0940, 0.5895]", l, ci)
 	}
 	for _, tc := range []struct {
-		bt, bs, ht, hs uint64
-		lift, ci       bool
+		bt   uint64
+		bs   float64
+		ht   uint64
+		hs   float64
+		lift bool
+		ci   bool
 	}{
 		{0, 0, 100, 10, false, false},   // no bandit trial
 		{100, 10, 0, 0, false, false},   // no holdout trial
@@ -33,7 +37,7 @@ func TestLift(t *testing.T) {
 	} {
 		l, ci := Lift(tc.bt, tc.bs, tc.ht, tc.hs)
 		if (l != nil) != tc.lift || (ci != nil) != tc.ci {
-			t.Errorf("Lift(%d, %d, %d, %d) = %v, %v", tc.bt, tc.bs, tc.ht, tc.hs, l, ci)
+			t.Errorf("Lift(%d, %g, %d, %g) = %v, %v", tc.bt, tc.bs, tc.ht, tc.hs, l, ci)
 		}
 	}
 	if l, ci := Lift(100, 5, 100, 5); !near(*l, 0) || !(ci[0] < 0 && ci[1] > 0) || !near(math.Log1p(ci[0]), -math.Log1p(ci[1])) {

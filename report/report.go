@@ -33,10 +33,18 @@ const Unavailable = "unavailable"
 type Arm struct {
 	Arm string `json:"arm"`
 	// State is registry.Active, registry.Paused or Unavailable.
-	State        string     `json:"state"`
-	Trials       uint64     `json:"trials"`
-	Successes    uint64     `json:"successes"`
-	Rate         float64    `json:"rate"`
+	State  string `json:"state"`
+	Trials uint64 `json:"trials"`
+	// Successes are whole for a click endpoint; with value rewards each
+	// prediction adds its capped, normalised reward (counters.Successes).
+	Successes float64 `json:"successes"`
+	// Rate is the posterior mean click rate, or with value rewards the
+	// posterior mean of the capped reward ÷ cap.
+	Rate float64 `json:"rate"`
+	// MeanValue is, on an endpoint with value rewards, the realised mean
+	// capped reward per trial in the reward's own unit (successes × cap ÷
+	// trials; 0 without trials); nil, and left out, on a click endpoint.
+	MeanValue    *float64   `json:"mean_value,omitempty"`
 	CI95         [2]float64 `json:"ci95"`
 	PBest        float64    `json:"p_best"`
 	ExpectedLoss float64    `json:"expected_loss"`
@@ -141,10 +149,10 @@ type Holdout struct {
 	Arm             string  `json:"arm"`
 	Share           float64 `json:"share"`
 	Trials          uint64  `json:"trials"`
-	Successes       uint64  `json:"successes"`
+	Successes       float64 `json:"successes"`
 	Rate            float64 `json:"rate"`
 	BanditTrials    uint64  `json:"bandit_trials"`
-	BanditSuccesses uint64  `json:"bandit_successes"`
+	BanditSuccesses float64 `json:"bandit_successes"`
 	BanditRate      float64 `json:"bandit_rate"`
 	// Lift is bandit_rate / rate − 1; nil while either side has no trial
 	// or the holdout no click.
@@ -165,17 +173,20 @@ const HoldoutMinSuccesses = 5
 // exp(log(b/h) ± 1.96·se) − 1 with se² = 1/bs − 1/bt + 1/hs − 1/ht (the
 // delta method's variance of the log of each binomial rate). lift is nil
 // when it is undefined (a side without trials, or hs = 0), ci when either
-// side has fewer than HoldoutMinSuccesses successes.
-func Lift(bt, bs, ht, hs uint64) (lift *float64, ci *[2]float64) {
-	if bt == 0 || ht == 0 || hs == 0 {
+// side has fewer than HoldoutMinSuccesses successes. Fractional successes
+// (value rewards, each prediction's reward in [0, 1]) use the same
+// variance: a reward in [0, 1] varies no more than a Bernoulli outcome of
+// the same mean, so the interval is conservative for them.
+func Lift(bt uint64, bs float64, ht uint64, hs float64) (lift *float64, ci *[2]float64) {
+	if bt == 0 || ht == 0 || !(hs > 0) {
 		return nil, nil
 	}
-	ratio := (float64(bs) / float64(bt)) / (float64(hs) / float64(ht))
+	ratio := (bs / float64(bt)) / (hs / float64(ht))
 	l := ratio - 1
 	if bs < HoldoutMinSuccesses || hs < HoldoutMinSuccesses {
 		return &l, nil
 	}
-	se := math.Sqrt(1/float64(bs) - 1/float64(bt) + 1/float64(hs) - 1/float64(ht))
+	se := math.Sqrt(max(0, 1/bs-1/float64(bt)+1/hs-1/float64(ht)))
 	const z = 1.959963984540054
 	return &l, &[2]float64{ratio*math.Exp(-z*se) - 1, ratio*math.Exp(z*se) - 1}
 }
@@ -195,17 +206,17 @@ func holdout(ep *registry.Endpoint, entries []counters.Entry, idx map[string]int
 		switch _, ok := idx[e.Key.Arm]; {
 		case e.Key.Segment == counters.HoldoutSegment && e.Key.Arm == hp.Arm:
 			h.Trials += e.Trials
-			h.Successes += min(e.Successes, e.Trials)
+			h.Successes += min(e.SuccessCount(), float64(e.Trials))
 		case ok && counters.InView(all, e.Key.Segment):
 			h.BanditTrials += e.Trials
-			h.BanditSuccesses += min(e.Successes, e.Trials)
+			h.BanditSuccesses += min(e.SuccessCount(), float64(e.Trials))
 		}
 	}
 	if h.Trials > 0 {
-		h.Rate = float64(h.Successes) / float64(h.Trials)
+		h.Rate = h.Successes / float64(h.Trials)
 	}
 	if h.BanditTrials > 0 {
-		h.BanditRate = float64(h.BanditSuccesses) / float64(h.BanditTrials)
+		h.BanditRate = h.BanditSuccesses / float64(h.BanditTrials)
 	}
 	h.Lift, h.LiftCI95 = Lift(h.BanditTrials, h.BanditSuccesses, h.Trials, h.Successes)
 	return h
@@ -274,7 +285,7 @@ func Build(in Input) *Report {
 			continue
 		}
 		arms[i].Trials += e.Trials
-		arms[i].Successes += e.Successes
+		arms[i].Successes += e.SuccessCount()
 	}
 	segs := in.Segments
 	if segs == nil {
@@ -325,7 +336,7 @@ func Build(in Input) *Report {
 		r.Arms = append(r.Arms, Arm{Arm: name, State: state, Trials: arms[i].Trials, Successes: arms[i].Successes,
 			Rate: st.Rate, CI95: [2]float64{st.CILow, st.CIHigh}, PBest: st.PBest,
 			ExpectedLoss: st.ExpectedLoss, TrafficShare: shares[i], Errors: armErrs[name], Reason: ep.ArmReasons[name],
-			RegretGap: st.RegretGap})
+			RegretGap: st.RegretGap, MeanValue: meanValue(ep, arms[i])})
 		if state == string(registry.Paused) && strings.HasPrefix(ep.ArmReasons[name], "paused by guardrail") {
 			r.Health.Warnings = append(r.Health.Warnings, "paused_by_guardrail: "+name)
 		}
@@ -411,13 +422,28 @@ func segmentMeans(prior bandit.Prior, entries []counters.Entry) func(segment, ar
 		c := cell{e.Key.Segment, e.Key.Arm}
 		a := counts[c]
 		a.Trials += e.Trials
-		a.Successes += e.Successes
+		a.Successes += e.SuccessCount()
 		counts[c] = a
 	}
 	return func(segment, arm string) float64 {
 		a, b := prior.Posterior(counts[cell{segment, arm}])
 		return a / (a + b)
 	}
+}
+
+// meanValue is an arm's MeanValue: on an endpoint with value rewards, its
+// realised mean capped reward per trial in the reward's unit; nil on a
+// click endpoint.
+func meanValue(ep *registry.Endpoint, a bandit.Arm) *float64 {
+	c := ep.Policy.Reward.ValueCap()
+	if c == 0 {
+		return nil
+	}
+	v := 0.0
+	if a.Trials > 0 {
+		v = min(a.Successes, float64(a.Trials)) * c / float64(a.Trials)
+	}
+	return &v
 }
 
 func decide(ep *registry.Endpoint, an bandit.Analysis, total uint64) Decision {

@@ -16,7 +16,7 @@ func endpoint(segmentBy ...string) *registry.Endpoint {
 }
 
 func fill(tb *counters.Table, segment, arm string, trials, successes uint64) {
-	tb.Cell(counters.Key{Endpoint: "home", Segment: segment, Arm: arm}).AddDurable(trials, successes)
+	tb.Cell(counters.Key{Endpoint: "home", Segment: segment, Arm: arm}).AddDurable(trials, successes, 0)
 }
 
 func TestDecision(t *testing.T) {

@@ -98,13 +98,13 @@ func TestAllAfterSegmentByChanged(t *testing.T) {
 					t.Errorf("segment %q reported as %q", seg, r.Segment)
 				}
 				for _, a := range r.Arms {
-					if got := [2]uint64{a.Trials, a.Successes}; got != tc.want[a.Arm] {
+					if got := [2]uint64{a.Trials, uint64(a.Successes)}; got != tc.want[a.Arm] {
 						t.Errorf("segment %q, %s: trials, successes %v, want %v", seg, a.Arm, got, tc.want[a.Arm])
 					}
 					// The router's cells hold the same counts.
 					var cell [2]uint64
 					if c := tb.Lookup(counters.Key{Endpoint: ep.Name, Segment: view, Arm: a.Arm}); c != nil {
-						cell[0], cell[1] = c.Counts()
+						cell[0], cell[1], _ = c.Raw()
 					}
 					if cell != tc.want[a.Arm] {
 						t.Errorf("%s: the router's %q cell holds %v, the report %v", a.Arm, view, cell, tc.want[a.Arm])
@@ -123,7 +123,7 @@ func TestAllAfterSegmentByChanged(t *testing.T) {
 				}
 				r := Build(Input{Endpoint: ep, Table: tb, Segment: seg, Now: time.Now(), Draws: 2000})
 				for _, a := range r.Arms {
-					if got := [2]uint64{a.Trials, a.Successes}; got != cs[a.Arm] {
+					if got := [2]uint64{a.Trials, uint64(a.Successes)}; got != cs[a.Arm] {
 						t.Errorf("segment %q, %s: trials, successes %v, want %v", seg, a.Arm, got, cs[a.Arm])
 					}
 				}

@@ -90,8 +90,8 @@ func TestRecommendBatch(t *testing.T) {
 			f := newFixture(t, tc.endpoint)
 			s1 := f.scorers["m@1"]
 			// m@1 wins every draw; m@2, when there, is its fallback.
-			f.table.Cell(counters.Key{Endpoint: "e", Segment: "all", Arm: "m@1"}).AddDurable(10000, 9000)
-			f.table.Cell(counters.Key{Endpoint: "e", Segment: "all", Arm: "m@2"}).AddDurable(10000, 0)
+			f.table.Cell(counters.Key{Endpoint: "e", Segment: "all", Arm: "m@1"}).AddDurable(10000, 9000, 0)
+			f.table.Cell(counters.Key{Endpoint: "e", Segment: "all", Arm: "m@2"}).AddDurable(10000, 0, 0)
 			f.table.Admit("e", "all", 10)
 			// A first call computes the segment's shares: from then on
 			// every draw is m@1.

@@ -42,7 +42,7 @@ func simulateIn(t *testing.T, endpoint string, seed uint64, n int, ctxOf func(st
 		}
 		tok, _ := f.signer.Verify(resp.PredictionID)
 		if rng.Float64() < rate(resp.Arm, tok.Segment, i) {
-			f.table.Cell(counters.Key{Endpoint: "e", Segment: tok.Segment, Arm: tok.Arm}).AddDurable(0, 1)
+			f.table.Cell(counters.Key{Endpoint: "e", Segment: tok.Segment, Arm: tok.Arm}).AddDurable(0, 1, 0)
 			offp.Success("e", tok.Segment, tok.Arm, tok.Time, tok.Propensity)
 		}
 	}

@@ -14,9 +14,9 @@ import (
 )
 
 func (f *fixture) fill(segment, arm string, trials, successes uint64) {
-	f.table.Cell(counters.Key{Endpoint: "e", Segment: segment, Arm: arm}).AddDurable(trials, successes)
+	f.table.Cell(counters.Key{Endpoint: "e", Segment: segment, Arm: arm}).AddDurable(trials, successes, 0)
 	if segment != "all" {
-		f.table.Cell(counters.Key{Endpoint: "e", Segment: counters.AggregateSegment, Arm: arm}).AddDurable(trials, successes)
+		f.table.Cell(counters.Key{Endpoint: "e", Segment: counters.AggregateSegment, Arm: arm}).AddDurable(trials, successes, 0)
 	}
 }
 

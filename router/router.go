@@ -669,7 +669,7 @@ func (r *Router) record(snap *registry.Snapshot, ep *registry.Endpoint, user str
 		key := counters.Key{Endpoint: ep.Name, Segment: segment, Arm: arm}
 		if !onImpression {
 			r.table.Cell(key).AddTrial()
-			r.table.AddToAggregate(key, 1, 0)
+			r.table.AddToAggregate(key, 1, 0, 0)
 			if c.x != nil {
 				m := ep.Policy.LinearModel()
 				r.table.Linear(counters.LinKey{Endpoint: ep.Name, Arm: arm, Layout: m.Layout()}, m.Dims()).AddTrial(c.x)
@@ -846,7 +846,7 @@ func (r *Router) posterior(ep *registry.Endpoint, c, agg *counters.Cell, now tim
 			t, s = agg.Discounted(now, h)
 		} else if agg != nil {
 			ti, si := agg.Counts()
-			t, s = float64(ti), float64(min(si, ti))
+			t, s = float64(ti), min(si, float64(ti))
 		}
 		pr := ep.Policy.Prior
 		mean := (pr.Alpha + s) / (pr.Alpha + pr.Beta + t)

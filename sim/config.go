@@ -124,6 +124,12 @@ type Config struct {
 	// rate drawn from NewArmPrior (or ArmPrior) and the policy's prior as its
 	// posterior. The retired arm's held feedback is lost.
 	Churn float64
+	// Value makes the arms pay value rewards instead of clicks: each step's
+	// reward is a fraction r in [0, 1] (a value endpoint's capped reward ÷
+	// cap) with mean the arm's rate, drawn as U^((1−p)/p) from one uniform
+	// U (so the environment's draws stay aligned across policies), and the
+	// counters add r as the gateway does. Regret is still Σ (p* − p_a).
+	Value bool
 	// Changes are abrupt changes of all true rates, in increasing order of
 	// At.
 	Changes []Change
@@ -317,6 +323,9 @@ func (c *Config) Environment() string {
 	}
 	if c.Batch > 1 {
 		fmt.Fprintf(&b, "; feedback every %d steps", c.Batch)
+	}
+	if c.Value {
+		b.WriteString("; value rewards in [0, 1] with mean the rate")
 	}
 	return b.String()
 }

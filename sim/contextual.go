@@ -228,7 +228,7 @@ func (w *World) play(ctx context.Context, idx, p int, points []int, out []float6
 				for seg := range segs {
 					for b := range k {
 						arms[seg][b].Trials += pendT[seg][b]
-						arms[seg][b].Successes += pendS[seg][b]
+						arms[seg][b].Successes += float64(pendS[seg][b])
 						pendT[seg][b], pendS[seg][b] = 0, 0
 					}
 				}

@@ -40,6 +40,7 @@ func (s *Scenario) RegisterFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&s.Seed, "seed", s.Seed, "random seed")
 	fs.Var((*intList)(&s.Batches), "batch", "apply feedback every D steps")
 	fs.Float64Var(&s.Churn, "churn", 0, "per-step probability that an arm is replaced")
+	fs.BoolVar(&s.Value, "value", false, "value rewards in [0, 1] with mean the rate, instead of clicks")
 	fs.Var((*intList)(&s.ChangeAt), "change-at", "steps at which the true rates change")
 	fs.Var((*rateLists)(&s.RatesAfter), "rates-after", "rates after each change point")
 	fs.Var((*stringList)(&s.Policies), "policy", "policies to simulate")

@@ -225,7 +225,7 @@ type runner struct {
 	rates  []float64
 	arms   []bandit.Arm
 	pendT  []uint64 // feedback held until the next flush
-	pendS  []uint64
+	pendS  []float64
 	dS, dF []float64 // discounted successes and failures as of step last
 	last   []int
 }
@@ -241,7 +241,7 @@ func newRunner(cfg *Config, points []int) *runner {
 		rates:  make([]float64, k),
 		arms:   make([]bandit.Arm, k),
 		pendT:  make([]uint64, k),
-		pendS:  make([]uint64, k),
+		pendS:  make([]float64, k),
 		dS:     make([]float64, k),
 		dF:     make([]float64, k),
 		last:   make([]int, k),
@@ -288,8 +288,8 @@ func (r *runner) flush(t int) {
 		s := r.pendS[i]
 		if r.kind == kDiscounted {
 			dt := float64(t - r.last[i])
-			r.dS[i] = bandit.Discount(r.dS[i], dt, h) + float64(s)
-			r.dF[i] = bandit.Discount(r.dF[i], dt, h) + float64(n-s)
+			r.dS[i] = bandit.Discount(r.dS[i], dt, h) + s
+			r.dF[i] = bandit.Discount(r.dF[i], dt, h) + float64(n) - s
 			r.last[i] = t
 		} else {
 			r.arms[i].Trials += n
@@ -358,7 +358,9 @@ func (r *runner) run(ctx context.Context, idx int, out []float64) bool {
 		}
 		regret += best - r.rates[a]
 		r.pendT[a]++
-		if r.env.Float64() < r.rates[a] {
+		if u := r.env.Float64(); cfg.Value {
+			r.pendS[a] += valueReward(u, r.rates[a])
+		} else if u < r.rates[a] {
 			r.pendS[a]++
 		}
 		if t%batch == 0 {
@@ -370,4 +372,16 @@ func (r *runner) run(ctx context.Context, idx int, out []float64) bool {
 		}
 	}
 	return true
+}
+
+// valueReward turns a uniform u in [0, 1) into a reward in [0, 1] whose
+// mean over u is p: u^((1−p)/p), as E[U^k] = 1/(k+1).
+func valueReward(u, p float64) float64 {
+	switch {
+	case p <= 0:
+		return 0
+	case p >= 1:
+		return 1
+	}
+	return math.Pow(u, (1-p)/p)
 }

@@ -39,6 +39,8 @@ type Scenario struct {
 	// Batches are the batch sizes compared, one series each; at least one.
 	Batches []int
 	Churn   float64
+	// Value plays value rewards instead of clicks (Config.Value).
+	Value bool
 	// ChangeAt and RatesAfter pair up: the rates from step ChangeAt[i] on
 	// are RatesAfter[i].
 	ChangeAt   []int
@@ -119,6 +121,7 @@ func (s *Scenario) Configs() ([]Config, error) {
 				Seed:        s.Seed,
 				Batch:       d,
 				Churn:       s.Churn,
+				Value:       s.Value,
 				Changes:     changes,
 				Workers:     s.Workers,
 			}

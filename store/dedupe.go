@@ -24,8 +24,10 @@ import (
 // MaxItems > 0 and Item is not "", the event is accepted only if Item is
 // one of the at most MaxItems distinct items already accepted for the
 // prediction, or there are fewer than MaxItems of them (it is then added);
-// otherwise it changes nothing and its result is TooMany. The state expires
-// at Expires.
+// otherwise it changes nothing and its result is TooMany. An accepted event
+// with a Reward adds it to the prediction's running reward, which is
+// capped at counters.RewardUnit; the counter gets what the capped sum rose
+// by. The state expires at Expires.
 type FeedbackOp struct {
 	// Prediction identifies the prediction the event is about.
 	Prediction string
@@ -39,6 +41,9 @@ type FeedbackOp struct {
 	MaxItems int
 	// Success and Trial say what the event counts, once per prediction.
 	Success, Trial bool
+	// Reward is a value reward event's value in counters.RewardUnit units
+	// of its endpoint's cap (counters.RewardUnits); 0 adds nothing.
+	Reward uint64
 	// Counter is the cell the counts go to.
 	Counter counters.Key
 	// Expires is when the prediction's dedupe state may be forgotten: the
@@ -54,10 +59,10 @@ type FeedbackOp struct {
 // DedupeKeys are a FeedbackOp's dedupe keys in the one-key-per-fact layout
 // that Redis keeps (and that data dirs of format 1 kept): the event's key,
 // and the prediction's success, trial and item-count keys; the key of one
-// of the distinct items is Items NUL item. A key is "" when the op does
-// not use it.
+// of the distinct items is Items NUL item; Reward holds the prediction's
+// running capped reward. A key is "" when the op does not use it.
 type DedupeKeys struct {
-	Event, Success, Trial, Items string
+	Event, Success, Trial, Items, Reward string
 }
 
 // Keys returns op's keys in the one-key-per-fact layout.
@@ -72,6 +77,9 @@ func (op FeedbackOp) Keys() DedupeKeys {
 	if op.MaxItems > 0 {
 		k.Items = "i" + op.Prediction
 	}
+	if op.Reward > 0 {
+		k.Reward = "r" + op.Prediction
+	}
 	return k
 }
 
@@ -81,6 +89,22 @@ type FeedbackResult struct {
 	TooMany   bool // the event named one item more than MaxItems and changed nothing
 	Success   bool // a success was counted
 	Trial     bool // a trial was counted
+	// Reward is how many reward units the event added to its counter: what
+	// it raised the prediction's capped reward by. RewardTotal is that
+	// capped reward afterwards (when Reward > 0).
+	Reward, RewardTotal uint64
+}
+
+// AddReward returns a prediction's capped reward after an event adds units
+// to it, and what the event adds: the cap is counters.RewardUnit, so a
+// prediction never adds more than one whole success. Both stores apply
+// this rule (Redis in its script, with the same integers).
+func AddReward(before, units uint64) (after, added uint64) {
+	after = min(before+min(units, counters.RewardUnit), counters.RewardUnit)
+	if after < before {
+		return before, 0
+	}
+	return after, after - before
 }
 
 // ExpiryGrace is how long a prediction's dedupe state is kept past its
@@ -101,9 +125,12 @@ const MaxAttributionWindow = 90 * 24 * time.Hour
 // whose predictions are recent, land on its last page, which is filled
 // before it splits (feedbackFill; bbolt's default leaves pages half full).
 //
-// A record's value is: flags (1 byte: recTrial, recSuccess), the number of
-// distinct items (uvarint), their hashes, then the hashes of the events
-// seen, 8 bytes each (the first 8 bytes of SHA-256, big-endian). A click
+// A record's value is: flags (1 byte: recTrial, recSuccess, recReward),
+// when recReward is set the prediction's capped reward in reward units
+// (uvarint), the number of distinct items (uvarint), their hashes, then
+// the hashes of the events seen, 8 bytes each (the first 8 bytes of
+// SHA-256, big-endian). Records written before value rewards never have
+// recReward and read as they always did. A click
 // on a prediction costs about 70 bytes of file where the one-key-per-fact
 // layout cost about 430: that is what the data dir grows by over the
 // attribution window.
@@ -112,6 +139,7 @@ const feedbackFill = 0.95
 const (
 	recTrial   = 1
 	recSuccess = 2
+	recReward  = 4
 )
 
 // Format 1's dedupe buckets: one key per fact (DedupeKeys) holding its
@@ -133,6 +161,7 @@ func recordKey(exp time.Time, prediction string) []byte {
 // record is one prediction's dedupe state.
 type record struct {
 	flags  byte
+	reward uint64 // the capped reward so far, in reward units
 	items  []uint64
 	events []uint64
 }
@@ -142,8 +171,16 @@ func decodeRecord(v []byte) (record, error) {
 		return record{}, errBadRecord
 	}
 	r := record{flags: v[0]}
-	n, w := binary.Uvarint(v[1:])
-	rest := v[1+max(w, 0):]
+	v = v[1:]
+	if r.flags&recReward != 0 {
+		rw, w := binary.Uvarint(v)
+		if w <= 0 || rw > counters.RewardUnit {
+			return record{}, errBadRecord
+		}
+		r.reward, v = rw, v[w:]
+	}
+	n, w := binary.Uvarint(v)
+	rest := v[max(w, 0):]
 	if w <= 0 || len(rest)%8 != 0 || n > uint64(len(rest)/8) {
 		return record{}, errBadRecord
 	}
@@ -161,7 +198,14 @@ func decodeRecord(v []byte) (record, error) {
 
 func (r record) encode() []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+8*(len(r.items)+len(r.events)))
-	b = append(b, r.flags)
+	flags := r.flags &^ recReward
+	if r.reward > 0 {
+		flags |= recReward
+	}
+	b = append(b, flags)
+	if r.reward > 0 {
+		b = binary.AppendUvarint(b, r.reward)
+	}
 	b = binary.AppendUvarint(b, uint64(len(r.items)))
 	for _, h := range r.items {
 		b = binary.BigEndian.AppendUint64(b, h)
@@ -201,7 +245,7 @@ func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials ma
 		fb, cb := tx.Bucket(bFeedback), tx.Bucket(bCounters)
 		fb.FillPercent = feedbackFill
 		for k, n := range pendingTrials {
-			if err := addCounts(cb, k, n, 0); err != nil {
+			if err := addCounts(cb, k, n, 0, 0); err != nil {
 				return err
 			}
 		}
@@ -226,8 +270,8 @@ func (d *DB) ApplyFeedback(_ context.Context, ops []FeedbackOp, pendingTrials ma
 			if r.Success {
 				successes = 1
 			}
-			if trials+successes > 0 {
-				if err := addCounts(cb, op.Counter, trials, successes); err != nil {
+			if trials+successes+r.Reward > 0 {
+				if err := addCounts(cb, op.Counter, trials, successes, r.Reward); err != nil {
 					return err
 				}
 			}
@@ -280,6 +324,11 @@ func applyOne(fb *bolt.Bucket, old *legacyDedupe, op FeedbackOp, now time.Time) 
 	if op.Success {
 		out.Success = rec.flags&recSuccess == 0 && !old.live(lk.Success, now)
 		rec.flags |= recSuccess
+	}
+	if op.Reward > 0 {
+		// Format 1 never held rewards: the record is the whole story.
+		rec.reward, out.Reward = AddReward(rec.reward, op.Reward)
+		out.RewardTotal = rec.reward
 	}
 	rec.events = append(rec.events, ev)
 	return out, fb.Put(key, rec.encode())

@@ -275,14 +275,23 @@ func (d *DB) SigningKey(_ context.Context) ([]byte, error) {
 	return key, err
 }
 
-func addCounts(b *bolt.Bucket, k counters.Key, trials, successes uint64) error {
+// addCounts adds to a cell's stored counts: 16 bytes, trials then whole
+// successes, 8 bytes big-endian each, followed by its reward units in 8
+// more once it has any (so cells without value rewards keep the 16 bytes
+// they always had).
+func addCounts(b *bolt.Bucket, k counters.Key, trials, successes, reward uint64) error {
 	ck := []byte(k.Encode())
-	var cur [16]byte
-	if v := b.Get(ck); len(v) == 16 {
+	var cur [24]byte
+	if v := b.Get(ck); len(v) == 16 || len(v) == 24 {
 		copy(cur[:], v)
 	}
 	binary.BigEndian.PutUint64(cur[0:8], binary.BigEndian.Uint64(cur[0:8])+trials)
 	binary.BigEndian.PutUint64(cur[8:16], binary.BigEndian.Uint64(cur[8:16])+successes)
+	rw := binary.BigEndian.Uint64(cur[16:24]) + reward
+	if rw == 0 {
+		return b.Put(ck, cur[:16])
+	}
+	binary.BigEndian.PutUint64(cur[16:24], rw)
 	return b.Put(ck, cur[:])
 }
 
@@ -292,12 +301,16 @@ func (d *DB) LoadCounters(_ context.Context) ([]counters.Entry, error) {
 	err := d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bCounters).ForEach(func(k, v []byte) error {
 			key, ok := counters.DecodeKey(string(k))
-			if !ok || len(v) != 16 {
+			if !ok || (len(v) != 16 && len(v) != 24) {
 				return nil
 			}
-			out = append(out, counters.Entry{Key: key,
+			e := counters.Entry{Key: key,
 				Trials:    binary.BigEndian.Uint64(v[0:8]),
-				Successes: binary.BigEndian.Uint64(v[8:16])})
+				Successes: binary.BigEndian.Uint64(v[8:16])}
+			if len(v) == 24 {
+				e.Reward = binary.BigEndian.Uint64(v[16:24])
+			}
+			out = append(out, e)
 			return nil
 		})
 	})
@@ -312,7 +325,7 @@ func (d *DB) AddTrials(_ context.Context, deltas map[counters.Key]uint64) error 
 	return d.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bCounters)
 		for k, n := range deltas {
-			if err := addCounts(b, k, n, 0); err != nil {
+			if err := addCounts(b, k, n, 0, 0); err != nil {
 				return err
 			}
 		}

@@ -22,6 +22,7 @@ const (
 	ArmErrors          = "modelgate_arm_errors_total"
 	Trials             = "modelgate_trials_total"
 	Successes          = "modelgate_successes_total"
+	RewardSuccesses    = "modelgate_reward_successes_total"
 	FeedbackEvents     = "modelgate_feedback_events_total"
 	TrafficShare       = "modelgate_traffic_share"
 	PBest              = "modelgate_p_best"
@@ -59,6 +60,7 @@ type Metrics struct {
 	ArmErrors         metric.Int64Counter
 	Trials            metric.Int64Counter
 	Successes         metric.Int64Counter
+	RewardSuccesses   metric.Float64Counter
 	Feedback          metric.Int64Counter
 	StoreFlush        metric.Float64Histogram
 	StoreFlushErrors  metric.Int64Counter
@@ -97,6 +99,9 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	x.ArmErrors = counter(ArmErrors, "Failed model calls by endpoint, arm and class (unavailable, deadline, bad_output, other).")
 	x.Trials = counter(Trials, "Bandit trials counted by endpoint and arm (summed over segments).")
 	x.Successes = counter(Successes, "Bandit successes (first click of a prediction) by endpoint and arm (summed over segments).")
+	x.RewardSuccesses, err = m.Float64Counter(RewardSuccesses, metric.WithDescription(
+		"Fractional successes of value rewards (each prediction's capped reward ÷ cap, as it grows) by endpoint and arm (summed over segments)."))
+	errs = append(errs, err)
 	x.Feedback = counter(FeedbackEvents, "Feedback events by result: accepted, duplicate, or the rejection code.")
 	x.StoreFlush = hist(StoreFlushDuration, "Duration of one flush of pending trial counts to the store.")
 	x.StoreFlushErrors = counter(StoreFlushErrors, "Flushes of pending trial counts that failed (the counts are kept for the next flush).")
@@ -173,6 +178,14 @@ func (m *Metrics) Success(ctx context.Context, endpoint, arm string, n int64) {
 		return
 	}
 	m.Successes.Add(ctx, n, m.attrs.get(attrKey{kind: kindArm, a: endpoint, b: arm}).add...)
+}
+
+// RewardSuccess counts x fractional successes of value rewards of an arm.
+func (m *Metrics) RewardSuccess(ctx context.Context, endpoint, arm string, x float64) {
+	if m == nil || !(x > 0) {
+		return
+	}
+	m.RewardSuccesses.Add(ctx, x, m.attrs.get(attrKey{kind: kindArm, a: endpoint, b: arm}).add...)
 }
 
 // FeedbackEvents counts n feedback events with a result: "accepted",

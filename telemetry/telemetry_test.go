@@ -151,6 +151,7 @@ func TestMetricNames(t *testing.T) {
 	m.ArmError(ctx, "home", "mf@2", "deadline")
 	m.Trial(ctx, "home", "mf@1", 1)
 	m.Success(ctx, "home", "mf@1", 1)
+	m.RewardSuccess(ctx, "home", "mf@1", 0.25)
 	m.FeedbackEvents(ctx, "accepted", 2)
 	m.Flush(ctx, time.Millisecond, context.DeadlineExceeded)
 	if err := tel.Observe(Sources{Arms: func(context.Context) []ArmStat { return []ArmStat{{"home", "mf@1", 0.25, 0.5}} },
@@ -174,6 +175,7 @@ func TestMetricNames(t *testing.T) {
 		ArmErrors:          {"COUNTER", "arm,class,endpoint"},
 		Trials:             {"COUNTER", "arm,endpoint"},
 		Successes:          {"COUNTER", "arm,endpoint"},
+		RewardSuccesses:    {"COUNTER", "arm,endpoint"},
 		FeedbackEvents:     {"COUNTER", "result"},
 		TrafficShare:       {"GAUGE", "arm,endpoint"},
 		PBest:              {"GAUGE", "arm,endpoint"},

@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,11 +39,15 @@ type IndexPage struct {
 // ArmRow is one row of the arms table.
 type ArmRow struct {
 	Arm, State, Reason, Color string
-	Trials, Successes         uint64
-	Rate, Low, High           float64
-	PBest, ExpectedLoss       float64
-	Share                     float64
-	HasOP                     bool
+	Trials                    uint64
+	Successes                 float64
+	// MeanValue is the realised mean capped reward per trial, on an
+	// endpoint with value rewards.
+	MeanValue           float64
+	Rate, Low, High     float64
+	PBest, ExpectedLoss float64
+	Share               float64
+	HasOP               bool
 	// OPTooFew is set when the arm served fewer than MinOffPolicy of the
 	// logged predictions: the page then shows "too few", not the numbers.
 	OPTooFew             bool
@@ -89,6 +94,11 @@ type EndpointPage struct {
 	// Coefficients is a linear-thompson endpoint's model per arm; nil for
 	// other policies.
 	Coefficients *CoefView
+
+	// ValueCap is the cap of an endpoint with value rewards, as text; ""
+	// for a click endpoint. The page then says "capped reward ÷ cap" where
+	// it would say "click rate" and shows each arm's mean value.
+	ValueCap string
 }
 
 // CoefView is the page's table of a linear-thompson endpoint's
@@ -158,7 +168,7 @@ type HoldoutView struct {
 	Arm                        string
 	Share                      string
 	Trials, BanditTrials       uint64
-	Successes, BanditSuccesses uint64
+	Successes, BanditSuccesses float64
 	Rate, BanditRate           float64
 	// Lift and CI are the lift and its interval as text; "—" when the
 	// report has none.
@@ -178,8 +188,8 @@ func holdoutView(h *report.Holdout) *HoldoutView {
 		Successes: h.Successes, BanditSuccesses: h.BanditSuccesses, Rate: h.Rate, BanditRate: h.BanditRate, Lift: "—", CI: "—"}
 	switch {
 	case h.Lift == nil:
-		v.Text = fmt.Sprintf("Holdout %s (%s of requests): not enough data yet to tell what the bandit is worth (%d held-out trials with %d clicks, %d bandit trials).",
-			h.Arm, v.Share, h.Trials, h.Successes, h.BanditTrials)
+		v.Text = fmt.Sprintf("Holdout %s (%s of requests): not enough data yet to tell what the bandit is worth (%d held-out trials with %s successes, %d bandit trials).",
+			h.Arm, v.Share, h.Trials, fmtCount(h.Successes), h.BanditTrials)
 	case h.LiftCI95 == nil:
 		v.Lift = fmtLift(*h.Lift)
 		v.Text = fmt.Sprintf("The bandit's click rate is %s against %s for the holdout %s (%s of requests): a lift of %s, too few clicks yet for an interval (%d on each side needed).",
@@ -190,6 +200,15 @@ func holdoutView(h *report.Holdout) *HoldoutView {
 			fmtRate(h.BanditRate), fmtRate(h.Rate), h.Arm, v.Share, v.Lift, v.CI)
 	}
 	return v
+}
+
+// fmtCount writes a success count: whole counts as integers, fractional
+// ones (value rewards) with three decimals.
+func fmtCount(x float64) string {
+	if x == math.Trunc(x) {
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.3f", x)
 }
 
 // fmtRate writes a click rate in percent with two decimals.
@@ -275,7 +294,10 @@ type Input struct {
 	History *report.History // the stored points, oldest first
 	Prior   bandit.Prior    // the endpoint's Beta prior
 	Rule    StopRule
-	Refresh int // seconds between reloads
+	// RewardCap is the endpoint's value reward cap; 0 for a click
+	// endpoint.
+	RewardCap float64
+	Refresh   int // seconds between reloads
 	// Now, when not zero, adds the report itself as the newest point of the
 	// charts (after the stored ones, with report.PointAfter so its regret
 	// continues theirs): the charts reach the present, and a series with a
@@ -290,6 +312,9 @@ func Build(in Input) *EndpointPage {
 	p := &EndpointPage{Endpoint: rep.Endpoint, Segment: rep.Segment, GeneratedAt: rep.GeneratedAt,
 		Segments: append([]string{counters.AllSegment}, without(rep.Segments, counters.AllSegment)...), Regret: rep.Regret.ExpectedCumulative,
 		SRM: "—", Refresh: in.Refresh, Draws: report.Draws}
+	if in.RewardCap > 0 {
+		p.ValueCap = strconv.FormatFloat(in.RewardCap, 'g', -1, 64)
+	}
 	if rep.Health.SRMPValue != nil {
 		p.SRM = fmt.Sprintf("%.3g", *rep.Health.SRMPValue)
 	}
@@ -331,6 +356,9 @@ func Build(in Input) *EndpointPage {
 			row.HasOP, row.SNIPS, row.OPLow, row.OPHigh, row.OPN, row.OPServed = true, o.SNIPS, o.CI95[0], o.CI95[1], o.N, o.Served
 			row.DR, row.DRLow, row.DRHigh = o.DR, o.DRCI95[0], o.DRCI95[1]
 			row.OPTooFew = o.Served < MinOffPolicy
+		}
+		if a.MeanValue != nil {
+			row.MeanValue = *a.MeanValue
 		}
 		row.Errors = errorsText(a.Errors)
 		row.NoTrials = a.Trials == 0

@@ -20,7 +20,7 @@ func reportOf(counts ...[2]uint64) *report.Report {
 	an := bandit.Analyze(rand.New(rand.NewPCG(1, 2)), bandit.Prior{}, armsOf(counts), 4000)
 	for i, c := range counts {
 		st := an.Arms[i]
-		rep.Arms = append(rep.Arms, report.Arm{Arm: fmt.Sprintf("mf@%d", i+1), State: "active", Trials: c[0], Successes: c[1],
+		rep.Arms = append(rep.Arms, report.Arm{Arm: fmt.Sprintf("mf@%d", i+1), State: "active", Trials: c[0], Successes: float64(c[1]),
 			Rate: st.Rate, CI95: [2]float64{st.CILow, st.CIHigh}, PBest: st.PBest, RegretGap: st.RegretGap,
 			TrafficShare: 1 / float64(len(counts))})
 	}
@@ -32,7 +32,7 @@ func reportOf(counts ...[2]uint64) *report.Report {
 func armsOf(counts [][2]uint64) []bandit.Arm {
 	arms := make([]bandit.Arm, len(counts))
 	for i, c := range counts {
-		arms[i] = bandit.Arm{Trials: c[0], Successes: c[1], Active: true}
+		arms[i] = bandit.Arm{Trials: c[0], Successes: float64(c[1]), Active: true}
 	}
 	return arms
 }
@@ -220,7 +220,7 @@ func TestChartsDoNotMislead(t *testing.T) {
 			var rep *report.Report
 			if n := len(tt.hist.Points); n > 0 {
 				last := tt.hist.Points[n-1]
-				rep = reportOf([2]uint64{last.Arms[0].Trials, last.Arms[0].Successes}, [2]uint64{last.Arms[1].Trials, last.Arms[1].Successes})
+				rep = reportOf([2]uint64{last.Arms[0].Trials, uint64(last.Arms[0].Successes)}, [2]uint64{last.Arms[1].Trials, uint64(last.Arms[1].Successes)})
 			} else {
 				rep = reportOf([2]uint64{}, [2]uint64{})
 			}

@@ -19,6 +19,7 @@ func Assets() fs.FS {
 var funcs = template.FuncMap{
 	"pct":   func(x float64) string { return fmtPct(x) },
 	"num":   func(x float64) string { return fmtNum(x) },
+	"count": fmtCount,
 	"color": Color,
 }
 

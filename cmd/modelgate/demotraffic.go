@@ -120,7 +120,7 @@ func printReport(ctx context.Context, c *client.Client, endpoint string, stdout 
 	}
 	fmt.Fprintf(stdout, "\nreport for %s:\n%-10s %8s %9s %7s %17s %7s %7s\n", endpoint, "arm", "trials", "successes", "rate", "ci95", "p_best", "share")
 	for _, a := range rep.Arms {
-		fmt.Fprintf(stdout, "%-10s %8d %9d %7.4f [%7.4f,%7.4f] %7.3f %7.3f\n", a.Arm, a.Trials, a.Successes, a.Rate, a.CI95[0], a.CI95[1], a.PBest, a.TrafficShare)
+		fmt.Fprintf(stdout, "%-10s %8d %9.6g %7.4f [%7.4f,%7.4f] %7.3f %7.3f\n", a.Arm, a.Trials, a.Successes, a.Rate, a.CI95[0], a.CI95[1], a.PBest, a.TrafficShare)
 	}
 	winner := "none yet"
 	if rep.Decision.Arm != nil {

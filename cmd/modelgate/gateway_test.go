@@ -104,7 +104,7 @@ func call(t *testing.T, method, url string, body any, out any) int {
 // reportResp is a report with a lookup of an arm's counts.
 type reportResp struct{ report.Report }
 
-func (r *reportResp) arm(name string) (trials, successes uint64) {
+func (r *reportResp) arm(name string) (trials uint64, successes float64) {
 	for _, a := range r.Arms {
 		if a.Arm == name {
 			return a.Trials, a.Successes

@@ -66,5 +66,5 @@ func TestBanditMovesTrafficToONNXArm(t *testing.T) {
 	if rep.Decision.Status != "winner" || rep.Decision.Arm == nil || *rep.Decision.Arm != "nn@1" {
 		t.Fatalf("decision %+v, want winner nn@1", rep.Decision)
 	}
-	t.Logf("mf@1 %d trials %d successes, nn@1 %d trials %d successes\n%s", tm, sm, tn, sn, out.String())
+	t.Logf("mf@1 %d trials %g successes, nn@1 %d trials %g successes\n%s", tm, sm, tn, sn, out.String())
 }

@@ -56,6 +56,10 @@ Environment:
                          drawn from --new-arm-prior, its posterior the
                          policy's prior; regret is measured against the best
                          arm alive at each step (default 0)
+  --value                the arms pay value rewards instead of clicks: each
+                         reward a fraction in [0, 1] (a value endpoint's
+                         capped reward ÷ cap) with mean the arm's rate,
+                         counted as fractional successes as the gateway does
   --new-arm-prior A,B    Beta distribution of the rates of arms that join under
                          churn (default: --arm-prior)
   --change-at T1,T2,…    steps at which every arm's true rate changes at once

@@ -18,11 +18,13 @@ import (
 // (store.FeedbackOp.Keys): the form the script takes and the write-ahead
 // log keeps.
 type keyOp struct {
-	EventKey, SuccessKey, TrialKey, ItemsKey string
-	Item                                     string
-	MaxItems                                 int
-	Counter                                  counters.Key
-	Expires, Now                             time.Time
+	EventKey, SuccessKey, TrialKey, ItemsKey, RewardKey string
+	Item                                                string
+	MaxItems                                            int
+	// Reward is a reward event's units (store.FeedbackOp.Reward).
+	Reward       uint64
+	Counter      counters.Key
+	Expires, Now time.Time
 }
 
 // outageKey names op's event in Store.outage: like its dedupe key in
@@ -33,8 +35,8 @@ func toKeyOps(ops []store.FeedbackOp) []keyOp {
 	out := make([]keyOp, len(ops))
 	for i, op := range ops {
 		k := op.Keys()
-		out[i] = keyOp{EventKey: k.Event, SuccessKey: k.Success, TrialKey: k.Trial, ItemsKey: k.Items,
-			Item: op.Item, MaxItems: op.MaxItems, Counter: op.Counter, Expires: op.Expires, Now: op.Now}
+		out[i] = keyOp{EventKey: k.Event, SuccessKey: k.Success, TrialKey: k.Trial, ItemsKey: k.Items, RewardKey: k.Reward,
+			Item: op.Item, MaxItems: op.MaxItems, Reward: op.Reward, Counter: op.Counter, Expires: op.Expires, Now: op.Now}
 	}
 	return out
 }
@@ -108,8 +110,9 @@ func (b *batch) parts() []*part {
 	return out
 }
 
-// Payload layout, version 2 (integers are Go varints, strings a uvarint
-// length then bytes; version 1 had no items key, item and max items):
+// Payload layout, version 3 (integers are Go varints, strings a uvarint
+// length then bytes; version 1 had no items key, item and max items,
+// version 2 no reward key and reward):
 //
 //	version   byte 1
 //	kind      byte 'T' (AddTrials) or 'F' (ApplyFeedback)
@@ -119,8 +122,9 @@ func (b *batch) parts() []*part {
 //	nops      uvarint, then per op: event, trial, success keys, endpoint,
 //	          segment, arm (strings), expires (varint Unix nanoseconds),
 //	          items key, item (strings), max items (uvarint),
+//	          reward key (string), reward units (uvarint),
 //	          provisional answer (byte 'n', 'd', or 0 when none was given)
-const batchVersion = 2
+const batchVersion = 3
 
 func encodeBatch(b *batch) []byte {
 	buf := make([]byte, 0, 64+len(b.ops)*96+len(b.deltas)*48)
@@ -152,6 +156,8 @@ func encodeBatch(b *batch) []byte {
 		buf = appendStr(buf, op.ItemsKey)
 		buf = appendStr(buf, op.Item)
 		buf = binary.AppendUvarint(buf, uint64(max(op.MaxItems, 0)))
+		buf = appendStr(buf, op.RewardKey)
+		buf = binary.AppendUvarint(buf, op.Reward)
 		var p byte
 		if b.prov != nil {
 			p = b.prov[i]
@@ -253,8 +259,8 @@ func (d *decoder) count(minSize int) int {
 func decodeBatch(p []byte) (*batch, error) {
 	d := &decoder{b: p}
 	v := d.byte1()
-	if v != batchVersion && v != 1 {
-		return nil, fmt.Errorf("batch record version %d, want 1 or %d", v, batchVersion)
+	if v < 1 || v > batchVersion {
+		return nil, fmt.Errorf("batch record version %d, want 1 to %d", v, batchVersion)
 	}
 	b := &batch{}
 	switch d.byte1() {
@@ -289,6 +295,10 @@ func decodeBatch(p []byte) (*batch, error) {
 			if v >= 2 {
 				op.ItemsKey, op.Item = d.str(), d.str()
 				op.MaxItems = int(min(d.uvarint(), math.MaxInt32))
+			}
+			if v >= 3 {
+				op.RewardKey = d.str()
+				op.Reward = min(d.uvarint(), counters.RewardUnit)
 			}
 			b.prov[i] = d.byte1()
 			given = given || b.prov[i] != 0

@@ -36,6 +36,7 @@ func (s *Store) trialsKey(endpoint string) string { return s.endpointKey(endpoin
 func (s *Store) successesKey(endpoint string) string {
 	return s.endpointKey(endpoint, "counters:successes")
 }
+func (s *Store) rewardKey(endpoint string) string { return s.endpointKey(endpoint, "counters:reward") }
 
 // maxKnown bounds the endpoints a Store remembers as indexed; past it the
 // memory is cleared and they are added to the index again, which is

@@ -576,8 +576,10 @@ func (s *Store) LoadCounters(ctx context.Context) ([]counters.Entry, error) {
 	for part := range slices.Chunk(eps, chunk) {
 		tr := make([]*redis.MapStringStringCmd, len(part))
 		su := make([]*redis.MapStringStringCmd, len(part))
+		rw := make([]*redis.MapStringStringCmd, len(part))
 		_, err := s.admin.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, e := range part {
+				rw[i] = p.HGetAll(ctx, s.rewardKey(e))
 				su[i] = p.HGetAll(ctx, s.successesKey(e))
 				tr[i] = p.HGetAll(ctx, s.trialsKey(e))
 			}
@@ -587,16 +589,16 @@ func (s *Store) LoadCounters(ctx context.Context) ([]counters.Entry, error) {
 			return nil, fmt.Errorf("redis load counters: %w", err)
 		}
 		for i := range part {
-			out = appendEntries(out, tr[i].Val(), su[i].Val())
+			out = appendEntries(out, tr[i].Val(), su[i].Val(), rw[i].Val())
 		}
 	}
 	return out, nil
 }
 
 // appendEntries adds the counters of one endpoint's hashes to out.
-func appendEntries(out []counters.Entry, tr, su map[string]string) []counters.Entry {
+func appendEntries(out []counters.Entry, tr, su, rw map[string]string) []counters.Entry {
 	idx := make(map[string]int, len(tr))
-	add := func(m map[string]string, success bool) {
+	add := func(m map[string]string, count func(e *counters.Entry) *uint64) {
 		for f, v := range m {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
@@ -612,15 +614,12 @@ func appendEntries(out []counters.Entry, tr, su map[string]string) []counters.En
 				idx[f] = i
 				out = append(out, counters.Entry{Key: k})
 			}
-			if success {
-				out[i].Successes = n
-			} else {
-				out[i].Trials = n
-			}
+			*count(&out[i]) = n
 		}
 	}
-	add(tr, false)
-	add(su, true)
+	add(tr, func(e *counters.Entry) *uint64 { return &e.Trials })
+	add(su, func(e *counters.Entry) *uint64 { return &e.Successes })
+	add(rw, func(e *counters.Entry) *uint64 { return &e.Reward })
 	return out
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/modelgate/modelgate/internal/acklog"
 	"github.com/modelgate/modelgate/internal/redistest"
 	"github.com/modelgate/modelgate/store"
+	"github.com/modelgate/modelgate/store/storetest"
 )
 
 // fastOpts keep outage tests quick: frequent checks. The write deadline is
@@ -699,5 +700,55 @@ func TestDedupeTTLFromCallersClock(t *testing.T) {
 		if err != nil || ttl < want-2*time.Second || ttl > want {
 			t.Errorf("TTL of %q = %s, %v; want about %s (window left as of the caller's clock, plus the grace)", key, ttl, err, want)
 		}
+	}
+}
+
+// rewardOp is a reward event of pred on item worth units reward units.
+func rewardOp(item, pred string, units uint64, k counters.Key) store.FeedbackOp {
+	return store.FeedbackOp{Prediction: pred, Event: "reward\x00" + item, Item: item, Reward: units, Counter: k, Expires: time.Now().Add(time.Hour)}
+}
+
+// A prediction's rewards are capped and counted once however often their
+// batch is applied: again from its record (a lost reply, a replay), and
+// when two replicas logged the same events during an outage.
+func TestRewardsCountOnceAcrossReplaysAndReplicas(t *testing.T) {
+	const u = counters.RewardUnit
+	ctx := context.Background()
+	srv := redistest.Start(t, redistest.Options{AOF: true, AppendFsync: redistest.FsyncAlways})
+	a := openStore(t, srv.URL(), fastOpts(t.TempDir()))
+	b := openStore(t, srv.URL(), fastOpts(t.TempDir()))
+
+	bt := newBatch(true, nil, toKeyOps([]store.FeedbackOp{rewardOp("i1", "p1", 3*u/4, kA), rewardOp("i2", "p1", u/2, kA)}), time.Now())
+	first, replayed, err := a.apply(ctx, a.admin, bt)
+	if err != nil || replayed {
+		t.Fatalf("first apply: %v, replayed=%v", err, replayed)
+	}
+	again, replayed, err := a.apply(ctx, a.admin, bt)
+	if err != nil || !replayed || fmt.Sprint(first) != fmt.Sprint(again) {
+		t.Fatalf("second apply: %+v (%v, replayed=%v), first %+v", again, err, replayed, first)
+	}
+	if want := []store.FeedbackResult{{Reward: 3 * u / 4, RewardTotal: 3 * u / 4}, {Reward: u / 4, RewardTotal: u}}; fmt.Sprint(first) != fmt.Sprint(want) {
+		t.Fatalf("answer %+v, want %+v", first, want)
+	}
+
+	srv.Stop()
+	ops := []store.FeedbackOp{rewardOp("i1", "p2", u/2, kB), rewardOp("i2", "p2", u/3, kB)}
+	for _, s := range []*Store{a, b, a} {
+		if _, err := s.ApplyFeedback(ctx, ops, nil); err != nil {
+			t.Fatalf("with Redis down: %v", err)
+		}
+	}
+	if _, err := b.ApplyFeedback(ctx, []store.FeedbackOp{rewardOp("i3", "p2", u/2, kB)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	waitFor(t, "both logs to replay", 5*time.Second, func() bool {
+		na, _ := a.Backlog()
+		nb, _ := b.Backlog()
+		return na == 0 && nb == 0 && a.Healthy() && b.Healthy()
+	})
+	want := map[counters.Key]uint64{kA: u, kB: u}
+	if got := storetest.Rewards(t, a); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reward units after replay %v, want %v", got, want)
 	}
 }

@@ -3,10 +3,12 @@ package redisstore
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/modelgate/modelgate/counters"
 	"github.com/modelgate/modelgate/store"
 )
 
@@ -17,40 +19,47 @@ import (
 //	KEYS[1]   batch record  P{E}:batch:<id>
 //	KEYS[2]   trials hash   P{E}:counters:trials
 //	KEYS[3]   successes     P{E}:counters:successes
-//	KEYS[4..] per op, four dedupe keys: event, trial, success, and the
-//	          prediction's set of distinct items (P{E}:d:<key>; the event
-//	          key stands in for an absent one), then, when ARGV[2] is "8",
-//	          the same four keys in the first layout (P d:<key>; see
-//	          layout.go), each copied to its new name when only it exists
+//	KEYS[4]   reward units  P{E}:counters:reward
+//	KEYS[5..] per op, five dedupe keys: event, trial, success, the
+//	          prediction's set of distinct items, and its capped reward so
+//	          far (P{E}:d:<key>; the event key stands in for an absent one),
+//	          then, when ARGV[2] is "9", the first four in the first layout
+//	          (P d:<key>; see layout.go), each copied to its new name when
+//	          only it exists (the first layout kept no rewards)
 //	ARGV[1]   seconds to keep the batch record
-//	ARGV[2]   keys per op, "4" or "8"
+//	ARGV[2]   keys per op, "5" or "9"
 //	ARGV[3]   n, the number of pending trial deltas, then n pairs
 //	          (counter field, delta as a decimal string)
 //	then per op: dedupe TTL in seconds, counter field, has_trial "1"/"0",
 //	          has_success "1"/"0", item ("" for none or no limit), the
-//	          most distinct items of the set
+//	          most distinct items of the set, reward units ("0" for none)
 //
 // It returns {0, record} when it applied the part, {1, record} when the
 // part had been applied before (nothing changes then). record is "r"
 // followed by one character per op: "d" a duplicate event, "x" an event
 // that named one item more than the set may hold (nothing changed), else a
-// digit whose bit 1 says a trial and bit 2 a success was counted.
+// digit whose bit 1 says a trial and bit 2 a success was counted; then, for
+// each accepted op with reward units, ";" op number (from 1, within the part) "=" the units
+// it added "/" the prediction's capped reward afterwards. A prediction's
+// reward is capped at counters.RewardUnit by store.AddReward's rule, in
+// integers far below 2^53, which Lua's numbers hold exactly.
 //
 // Every check and increment happens inside the script, so concurrent
 // replicas never lose or double an update (the read-modify-write race of
 // Seldon's Redis router cannot happen). Counter deltas are passed as
 // strings to HINCRBY, never through Lua numbers, so they stay exact.
-var applyScript = redis.NewScript(`
+var applyScript = redis.NewScript(strings.ReplaceAll(`
+local UNIT = REWARD_UNIT
 local done = redis.call('GET', KEYS[1])
 if done then
   return {1, done}
 end
 local stride = tonumber(ARGV[2])
-if stride == 8 then
-  for k = 4, #KEYS, 8 do
+if stride == 9 then
+  for k = 5, #KEYS, 9 do
     for j = 0, 3 do
-      if redis.call('EXISTS', KEYS[k + j]) == 0 and redis.call('EXISTS', KEYS[k + 4 + j]) == 1 then
-        redis.call('COPY', KEYS[k + 4 + j], KEYS[k + j])
+      if redis.call('EXISTS', KEYS[k + j]) == 0 and redis.call('EXISTS', KEYS[k + 5 + j]) == 1 then
+        redis.call('COPY', KEYS[k + 5 + j], KEYS[k + j])
       end
     end
   end
@@ -61,10 +70,12 @@ for _ = 1, n do
   redis.call('HINCRBY', KEYS[2], ARGV[a], ARGV[a + 1])
   a = a + 2
 end
-local trials, successes, order = {}, {}, {}
-local res = {'r'}
-local k = 4
+local trials, successes, rewards, order = {}, {}, {}, {}
+local res, added = {'r'}, {}
+local k = 5
+local i = 0
 while a <= #ARGV do
+  i = i + 1
   local ttl, field, item = ARGV[a], ARGV[a + 1], ARGV[a + 4]
   local code = 'd'
   local admit = redis.call('EXISTS', KEYS[k]) == 0
@@ -85,26 +96,41 @@ while a <= #ARGV do
     if ARGV[a + 3] == '1' and redis.call('SET', KEYS[k + 2], '1', 'NX', 'EX', ttl) then
       c = c + 2
     end
-    if c > 0 and trials[field] == nil then
-      trials[field], successes[field] = 0, 0
+    local units = tonumber(ARGV[a + 6])
+    local add = 0
+    if units > 0 then
+      local before = tonumber(redis.call('GET', KEYS[k + 4]) or '0')
+      local after = math.min(before + math.min(units, UNIT), UNIT)
+      if after > before then
+        add = after - before
+        redis.call('SET', KEYS[k + 4], string.format('%d', after), 'EX', ttl)
+      else
+        after = before
+      end
+      added[#added + 1] = ';' .. i .. '=' .. string.format('%d', add) .. '/' .. string.format('%d', after)
+    end
+    if (c > 0 or add > 0) and trials[field] == nil then
+      trials[field], successes[field], rewards[field] = 0, 0, 0
       order[#order + 1] = field
     end
     if c % 2 == 1 then trials[field] = trials[field] + 1 end
     if c >= 2 then successes[field] = successes[field] + 1 end
+    if add > 0 then rewards[field] = rewards[field] + add end
     code = tostring(c)
   end
   res[#res + 1] = code
-  a = a + 6
+  a = a + 7
   k = k + stride
 end
 for _, f in ipairs(order) do
   if trials[f] > 0 then redis.call('HINCRBY', KEYS[2], f, trials[f]) end
   if successes[f] > 0 then redis.call('HINCRBY', KEYS[3], f, successes[f]) end
+  if rewards[f] > 0 then redis.call('HINCRBY', KEYS[4], f, string.format('%d', rewards[f])) end
 end
-local out = table.concat(res)
+local out = table.concat(res) .. table.concat(added)
 redis.call('SET', KEYS[1], out, 'EX', ARGV[1])
 return {0, out}
-`)
+`, "REWARD_UNIT", strconv.Itoa(counters.RewardUnit)))
 
 // ttlSeconds is a dedupe key's TTL: until exp as of now, plus
 // store.ExpiryGrace, because Redis starts counting when the script runs,
@@ -126,13 +152,13 @@ func (s *Store) recordKey(b *batch, p *part) string {
 // scriptArgs builds the script's keys and arguments for p's part of b as
 // of now; legacy adds the first layout's dedupe keys.
 func (s *Store) scriptArgs(b *batch, p *part, now time.Time, legacy bool) (keys []string, args []any) {
-	stride := 4
+	stride := 5
 	if legacy {
-		stride = 8
+		stride = 9
 	}
-	keys = make([]string, 0, 3+stride*len(p.ops))
-	keys = append(keys, s.recordKey(b, p), s.trialsKey(p.endpoint), s.successesKey(p.endpoint))
-	args = make([]any, 0, 3+2*len(p.deltas)+6*len(p.ops))
+	keys = make([]string, 0, 4+stride*len(p.ops))
+	keys = append(keys, s.recordKey(b, p), s.trialsKey(p.endpoint), s.successesKey(p.endpoint), s.rewardKey(p.endpoint))
+	args = make([]any, 0, 3+2*len(p.deltas)+7*len(p.ops))
 	args = append(args, ttlString(s.opt.BatchTTL), strconv.Itoa(stride), strconv.Itoa(len(p.deltas)))
 	for k, n := range p.deltas {
 		args = append(args, k.Encode(), strconv.FormatUint(n, 10))
@@ -150,16 +176,21 @@ func (s *Store) scriptArgs(b *batch, p *part, now time.Time, legacy bool) (keys 
 		if op.ItemsKey != "" && op.Item != "" {
 			ik, item = op.ItemsKey, op.Item
 		}
+		rk, units := ev, uint64(0)
+		if op.RewardKey != "" && op.Reward > 0 {
+			rk, units = op.RewardKey, op.Reward
+		}
 		at := now
 		if !op.Now.IsZero() {
 			at = op.Now // the reading the caller checked the window with
 		}
-		keys = append(keys, dedupe+ev, dedupe+tk, dedupe+sk, dedupe+ik)
+		keys = append(keys, dedupe+ev, dedupe+tk, dedupe+sk, dedupe+ik, dedupe+rk)
 		if legacy {
 			old := s.legacyKey("d:")
 			keys = append(keys, old+ev, old+tk, old+sk, old+ik)
 		}
-		args = append(args, ttlSeconds(op.Expires, at), op.Counter.Encode(), ht, hs, item, strconv.Itoa(op.MaxItems))
+		args = append(args, ttlSeconds(op.Expires, at), op.Counter.Encode(), ht, hs, item, strconv.Itoa(op.MaxItems),
+			strconv.FormatUint(units, 10))
 	}
 	return keys, args
 }
@@ -172,6 +203,7 @@ func parseReply(v any, nops int) (res []store.FeedbackResult, replayed bool, err
 	}
 	flag, _ := arr[0].(int64)
 	rec, _ := arr[1].(string)
+	rec, rewards, _ := strings.Cut(rec, ";")
 	if len(rec) != nops+1 || rec[0] != 'r' {
 		return nil, false, fmt.Errorf("script reply %q does not match %d ops", rec, nops)
 	}
@@ -189,5 +221,28 @@ func parseReply(v any, nops int) (res []store.FeedbackResult, replayed bool, err
 			return nil, false, fmt.Errorf("script reply %q: bad code %q", rec, c)
 		}
 	}
+	if err := parseRewards(rewards, res); err != nil {
+		return nil, false, err
+	}
 	return res, flag == 1, nil
+}
+
+// parseRewards reads the reward part of a script reply (after the first
+// ';'): per op with reward units, "op=added/total", separated by ';'.
+func parseRewards(s string, res []store.FeedbackResult) error {
+	if s == "" {
+		return nil
+	}
+	for part := range strings.SplitSeq(s, ";") {
+		num, val, ok1 := strings.Cut(part, "=")
+		add, total, ok2 := strings.Cut(val, "/")
+		i, err1 := strconv.Atoi(num)
+		a, err2 := strconv.ParseUint(add, 10, 64)
+		t, err3 := strconv.ParseUint(total, 10, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil || err3 != nil || i < 1 || i > len(res) || a > t || t > counters.RewardUnit {
+			return fmt.Errorf("script reply: bad reward %q", part)
+		}
+		res[i-1].Reward, res[i-1].RewardTotal = a, t
+	}
+	return nil
 }

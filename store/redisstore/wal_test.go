@@ -290,8 +290,9 @@ func sampleBatch() *batch {
 		ops: []keyOp{
 			{EventKey: "e\x01\x02click\x00i1", SuccessKey: "s\x01\x02", ItemsKey: "i\x01\x02", Item: "i1", MaxItems: 10, Counter: k, Expires: exp},
 			{EventKey: "e\x01\x02impression\x00", TrialKey: "t\x01\x02", Counter: k, Expires: exp},
+			{EventKey: "e\x01\x02reward\x00i2", RewardKey: "r\x01\x02", Reward: 250_000, Item: "i2", Counter: k, Expires: exp},
 		},
-		prov: []byte{provNew, provDup},
+		prov: []byte{provNew, provDup, provNew},
 	}
 	copy(b.id[:], "0123456789abcdef")
 	return b
@@ -300,7 +301,7 @@ func sampleBatch() *batch {
 func TestBatchEncoding(t *testing.T) {
 	b := sampleBatch()
 	enc := encodeBatch(b)
-	golden := filepath.Join("testdata", "batch-v2.bin")
+	golden := filepath.Join("testdata", "batch-v3.bin")
 	if *update {
 		if err := os.WriteFile(golden, enc, 0o644); err != nil {
 			t.Fatal(err)
@@ -312,18 +313,25 @@ func TestBatchEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(enc, want) {
-		t.Fatalf("the v2 record encoding changed (run with -update only if old logs need not replay):\n got %x\nwant %x", enc, want)
+		t.Fatalf("the v3 record encoding changed (run with -update only if old logs need not replay):\n got %x\nwant %x", enc, want)
 	}
 	v1, err := os.ReadFile(filepath.Join("testdata", "batch-v1.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1Want := sampleBatch() // version 1 had no item limit
+	v2, err := os.ReadFile(filepath.Join("testdata", "batch-v2.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2Want := sampleBatch() // version 2 had no reward (nor its op)
+	v2Want.ops, v2Want.prov = v2Want.ops[:2], v2Want.prov[:2]
+	v1Want := sampleBatch() // version 1 had no item limit either
+	v1Want.ops, v1Want.prov = v1Want.ops[:2], v1Want.prov[:2]
 	v1Want.ops[0].ItemsKey, v1Want.ops[0].Item, v1Want.ops[0].MaxItems = "", "", 0
 	for name, tc := range map[string]struct {
 		rec  []byte
 		want *batch
-	}{"v2": {want, b}, "v1": {v1, v1Want}} {
+	}{"v3": {want, b}, "v2": {v2, v2Want}, "v1": {v1, v1Want}} {
 		got, err := decodeBatch(tc.rec)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -336,7 +344,7 @@ func TestBatchEncoding(t *testing.T) {
 		for i := range w.ops {
 			g, w := got.ops[i], w.ops[i]
 			if g.EventKey != w.EventKey || g.TrialKey != w.TrialKey || g.SuccessKey != w.SuccessKey || g.Counter != w.Counter || !g.Expires.Equal(w.Expires) ||
-				g.ItemsKey != w.ItemsKey || g.Item != w.Item || g.MaxItems != w.MaxItems {
+				g.ItemsKey != w.ItemsKey || g.Item != w.Item || g.MaxItems != w.MaxItems || g.RewardKey != w.RewardKey || g.Reward != w.Reward {
 				t.Errorf("%s: op %d decoded %+v, want %+v", name, i, g, w)
 			}
 		}

@@ -59,6 +59,22 @@ func countsOf(t *testing.T, s interface {
 
 func equalCounts(a, b map[counters.Key][2]uint64) bool { return maps.Equal(a, b) }
 
+// Rewards returns the stored reward units of every cell that has some.
+func Rewards(t testing.TB, s counters.Loader) map[counters.Key]uint64 {
+	t.Helper()
+	es, err := s.LoadCounters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[counters.Key]uint64{}
+	for _, e := range es {
+		if e.Reward > 0 {
+			m[e.Key] = e.Reward
+		}
+	}
+	return m
+}
+
 func equalDisc(a, b []counters.DiscEntry) bool {
 	return slices.EqualFunc(a, b, func(x, y counters.DiscEntry) bool {
 		return x.Key == y.Key && x.Disc.Trials == y.Disc.Trials && x.Disc.Successes == y.Disc.Successes &&

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -223,6 +224,11 @@ func impression(pred string, k counters.Key) store.FeedbackOp {
 	return store.FeedbackOp{Prediction: pred, Event: "impression\x00", Trial: true, Counter: k, Expires: later()}
 }
 
+// reward is a reward event of pred on item worth units reward units.
+func reward(item, pred string, units uint64, k counters.Key) store.FeedbackOp {
+	return store.FeedbackOp{Prediction: pred, Event: "reward\x00" + item, Item: item, Reward: units, Counter: k, Expires: later()}
+}
+
 // limited is a click of pred on item, whose prediction accepts events for
 // at most two distinct items.
 func limited(item, pred string, k counters.Key) store.FeedbackOp {
@@ -344,36 +350,26 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 		})
 	}
 
+	t.Run("value rewards", func(t *testing.T) { runRewards(t, open) })
+
 	t.Run("concurrent writers count exactly", func(t *testing.T) {
 		s := open(t)
 		// Every worker adds trials and sends the same events: each
 		// prediction's click and impression count once, the trials all.
 		const workers, rounds, preds = 6, 20, 5
-		var wg sync.WaitGroup
-		errs := make(chan error, workers)
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for r := range rounds {
-					if err := s.AddTrials(ctx, map[counters.Key]uint64{kA: 1, kB: 2}); err != nil {
-						errs <- err
-						return
-					}
-					p := fmt.Sprint("c", (w+r)%preds)
-					ops := []store.FeedbackOp{click("i", p, kA), impression(p, kB)}
-					if _, err := s.ApplyFeedback(ctx, ops, map[counters.Key]uint64{kB: 1}); err != nil {
-						errs <- err
-						return
-					}
+		concurrently(t, workers, func(w int) error {
+			for r := range rounds {
+				if err := s.AddTrials(ctx, map[counters.Key]uint64{kA: 1, kB: 2}); err != nil {
+					return err
 				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+				p := fmt.Sprint("c", (w+r)%preds)
+				ops := []store.FeedbackOp{click("i", p, kA), impression(p, kB)}
+				if _, err := s.ApplyFeedback(ctx, ops, map[counters.Key]uint64{kB: 1}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		want := map[counters.Key][2]uint64{kA: {workers * rounds, preds}, kB: {3*workers*rounds + preds, 0}}
 		if got := countsOf(t, s); !equalCounts(got, want) {
 			t.Fatalf("counters %v, want %v", got, want)
@@ -416,6 +412,108 @@ func RunCounts(t *testing.T, open func(t *testing.T) Counts) {
 		}
 		if got, want := countsOf(t, s), (map[counters.Key][2]uint64{kA: {0, 3}}); !equalCounts(got, want) {
 			t.Fatalf("counters %v, want %v", got, want)
+		}
+	})
+}
+
+// concurrently runs f(0) … f(workers−1) at once and fails t with the first
+// error any returns.
+func concurrently(t *testing.T, workers int, f func(w int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(w); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// runRewards tests value rewards: a prediction's reward events add up to at
+// most counters.RewardUnit, each adding what it raised the capped sum by;
+// a repeated event (same prediction, type and item, whatever its units)
+// is a duplicate; concurrent writers sending the same events count each
+// once.
+func runRewards(t *testing.T, open func(t *testing.T) Counts) {
+	ctx := context.Background()
+	const u = counters.RewardUnit
+	rw := func(added, total uint64) store.FeedbackResult {
+		return store.FeedbackResult{Reward: added, RewardTotal: total}
+	}
+	withTrial := func(op store.FeedbackOp) store.FeedbackOp { op.Trial = true; return op }
+	tests := []struct {
+		name    string
+		calls   [][]store.FeedbackOp
+		want    [][]store.FeedbackResult
+		counts  map[counters.Key][2]uint64
+		rewards map[counters.Key]uint64
+	}{
+		{"capped at one success, repeats are duplicates",
+			[][]store.FeedbackOp{{reward("a", "v1", 4*u/10, kA), reward("a", "v1", 9*u/10, kA), reward("b", "v1", 7*u/10, kA), reward("c", "v1", 3*u/10, kA)}},
+			[][]store.FeedbackResult{{rw(4*u/10, 4*u/10), duplicate, rw(6*u/10, u), rw(0, u)}},
+			map[counters.Key][2]uint64{kA: {0, 0}}, map[counters.Key]uint64{kA: u}},
+		{"across calls and predictions, with the trial of trials_on impression",
+			[][]store.FeedbackOp{
+				{withTrial(reward("a", "v2", u/4, kB))},
+				{withTrial(reward("a", "v2", u/4, kB)), withTrial(reward("b", "v2", u/4, kB)), reward("", "v3", 3*u, kB)},
+			},
+			[][]store.FeedbackResult{
+				{{Trial: true, Reward: u / 4, RewardTotal: u / 4}},
+				{duplicate, rw(u/4, u/2), rw(u, u)},
+			},
+			map[counters.Key][2]uint64{kB: {1, 0}}, map[counters.Key]uint64{kB: u/2 + u}},
+		{"a reward of 0 is accepted and adds nothing; clicks count apart",
+			[][]store.FeedbackOp{{reward("a", "v4", 0, kA), reward("a", "v4", 0, kA), click("a", "v4", kA), reward("b", "v4", u/2, kA)}},
+			[][]store.FeedbackResult{{nothing, duplicate, success, rw(u/2, u/2)}},
+			map[counters.Key][2]uint64{kA: {0, 1}}, map[counters.Key]uint64{kA: u / 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			for j, ops := range tc.calls {
+				got, err := s.ApplyFeedback(ctx, ops, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.want[j]) {
+					t.Errorf("call %d answered %+v, want %+v", j, got, tc.want[j])
+				}
+			}
+			if got := countsOf(t, s); !equalCounts(got, tc.counts) {
+				t.Errorf("counters %v, want %v", got, tc.counts)
+			}
+			if got := Rewards(t, s); !maps.Equal(got, tc.rewards) {
+				t.Errorf("reward units %v, want %v", got, tc.rewards)
+			}
+		})
+	}
+
+	t.Run("concurrent writers count each reward once", func(t *testing.T) {
+		s := open(t)
+		// Every worker sends every prediction's three rewards of 0.4: each
+		// prediction fills its cap once, however the calls interleave.
+		const workers, preds = 6, 5
+		concurrently(t, workers, func(w int) error {
+			for r := range preds {
+				p := fmt.Sprint("cv", (w+r)%preds)
+				ops := []store.FeedbackOp{reward("x", p, 4*u/10, kA), reward("y", p, 4*u/10, kA), reward("z", p, 4*u/10, kA)}
+				if _, err := s.ApplyFeedback(ctx, ops, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if got, want := Rewards(t, s), (map[counters.Key]uint64{kA: preds * u}); !maps.Equal(got, want) {
+			t.Fatalf("reward units %v, want %v", got, want)
 		}
 	})
 }

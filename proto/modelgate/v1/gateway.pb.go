@@ -525,10 +525,14 @@ func (x *RecommendBatchResponse) GetResponses() []*RecommendBatchEntry {
 }
 
 type FeedbackEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PredictionId  string                 `protobuf:"bytes,1,opt,name=prediction_id,json=predictionId,proto3" json:"prediction_id,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	ItemId        string                 `protobuf:"bytes,3,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	PredictionId string                 `protobuf:"bytes,1,opt,name=prediction_id,json=predictionId,proto3" json:"prediction_id,omitempty"`
+	Type         string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	ItemId       string                 `protobuf:"bytes,3,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
+	// The value of a "reward" event (finite, >= 0); left unset for the other
+	// types. Set on another type, or unset on a reward, the event is
+	// rejected invalid_value.
+	Value         *float64 `protobuf:"fixed64,4,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -582,6 +586,13 @@ func (x *FeedbackEvent) GetItemId() string {
 		return x.ItemId
 	}
 	return ""
+}
+
+func (x *FeedbackEvent) GetValue() float64 {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return 0
 }
 
 type FeedbackRequest struct {
@@ -783,11 +794,13 @@ const file_modelgate_v1_gateway_proto_rawDesc = "" +
 	"\x05error\x18\x02 \x01(\v2\x13.modelgate.v1.ErrorH\x00R\x05errorB\b\n" +
 	"\x06result\"Y\n" +
 	"\x16RecommendBatchResponse\x12?\n" +
-	"\tresponses\x18\x01 \x03(\v2!.modelgate.v1.RecommendBatchEntryR\tresponses\"a\n" +
+	"\tresponses\x18\x01 \x03(\v2!.modelgate.v1.RecommendBatchEntryR\tresponses\"\x86\x01\n" +
 	"\rFeedbackEvent\x12#\n" +
 	"\rprediction_id\x18\x01 \x01(\tR\fpredictionId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x17\n" +
-	"\aitem_id\x18\x03 \x01(\tR\x06itemId\"F\n" +
+	"\aitem_id\x18\x03 \x01(\tR\x06itemId\x12\x19\n" +
+	"\x05value\x18\x04 \x01(\x01H\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"F\n" +
 	"\x0fFeedbackRequest\x123\n" +
 	"\x06events\x18\x01 \x03(\v2\x1b.modelgate.v1.FeedbackEventR\x06events\"5\n" +
 	"\tRejection\x12\x14\n" +
@@ -864,6 +877,7 @@ func file_modelgate_v1_gateway_proto_init() {
 		(*RecommendBatchEntry_Response)(nil),
 		(*RecommendBatchEntry_Error)(nil),
 	}
+	file_modelgate_v1_gateway_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
