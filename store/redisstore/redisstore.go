@@ -17,7 +17,7 @@
 // during an outage are provisional: an event counts as a duplicate only if
 // this replica saw it before during the outage (duplicates across replicas
 // are still counted once, when the log is replayed), and nothing is
-// reported as counted (no Trial or Success) until Redis has it.
+// reported as counted (no Trial, Success or Reward) until Redis has it.
 //
 // # Servers and settings
 //
@@ -50,10 +50,13 @@
 //	                               an endpoint is added before its first counter is written
 //	P{E}:counters:trials           hash  field counters.Key.Encode ("E\x00arm\x00segment") -> trials
 //	P{E}:counters:successes        hash  same fields -> successes
+//	P{E}:counters:reward           hash  same fields -> reward units (value rewards)
 //	P{E}:d:<dedupe key>            string "1", TTL = the op's Expires - its Now
 //	                               + store.ExpiryGrace (min 1 s): event, trial
 //	                               and success keys of FeedbackOp; for its
-//	                               ItemsKey a set of the distinct items, same TTL
+//	                               ItemsKey a set of the distinct items, same TTL;
+//	                               for its RewardKey (d:r<prediction>) the
+//	                               prediction's capped reward so far in units
 //	P{E}:batch:<32 hex>            string, the recorded results of E's part of a
 //	                               batch, TTL BatchTTL
 //	P disc                         hash  field "endpoint\x00arm\x00segment" -> 40-byte
@@ -675,7 +678,7 @@ func nonZero(m map[counters.Key]uint64) map[counters.Key]uint64 {
 // write-ahead log (fsynced before ApplyFeedback returns) and the results
 // are provisional: Duplicate only for an event this replica saw before
 // while Redis was away, never TooMany (the item limit is applied when the
-// batch is replayed), and no Trial or Success, since counting happens
+// batch is replayed), and no Trial, Success or Reward, since counting happens
 // when the batch is replayed. It fails only when the log is full
 // (ErrWALFull) or broken, or Redis rejects the script.
 func (s *Store) ApplyFeedback(ctx context.Context, ops []store.FeedbackOp, pendingTrials map[counters.Key]uint64) ([]store.FeedbackResult, error) {
