@@ -36,6 +36,12 @@ func TestHoldoutPanel(t *testing.T) {
 	if page := render(&report.Holdout{Arm: "mf@1", Share: 0.05}); !strings.Contains(page, "not enough data yet to tell what the bandit is worth") {
 		t.Error("a holdout without data is not explained")
 	}
+	// A value endpoint's rates are capped reward ÷ cap, not click rates.
+	if got := holdoutView(&report.Holdout{Arm: "mf@1", Share: 0.1, Trials: 1000, Successes: 50, Rate: 0.05,
+		BanditTrials: 10000, BanditSuccesses: 600, BanditRate: 0.06, Lift: lift}, true).Text; !strings.Contains(got, "The bandit's capped reward ÷ cap is 6.00% against 5.00%") ||
+		!strings.Contains(got, "too few rewards yet") {
+		t.Errorf("a value endpoint's holdout reads %q", got)
+	}
 	if strings.Contains(render(nil), `id="holdout"`) {
 		t.Error("a panel without a holdout")
 	}

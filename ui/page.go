@@ -179,25 +179,30 @@ type HoldoutView struct {
 // fmtLift writes a relative lift with its sign, in percent.
 func fmtLift(x float64) string { return fmt.Sprintf("%+.1f%%", 100*x) }
 
-// holdoutView puts a report's holdout in words.
-func holdoutView(h *report.Holdout) *HoldoutView {
+// holdoutView puts a report's holdout in words; value says the endpoint
+// has value rewards, whose rates are capped reward ÷ cap, not click rates.
+func holdoutView(h *report.Holdout, value bool) *HoldoutView {
 	if h == nil {
 		return nil
 	}
 	v := &HoldoutView{Arm: h.Arm, Share: fmtPct(h.Share), Trials: h.Trials, BanditTrials: h.BanditTrials,
 		Successes: h.Successes, BanditSuccesses: h.BanditSuccesses, Rate: h.Rate, BanditRate: h.BanditRate, Lift: "—", CI: "—"}
+	rate, events := "click rate", "clicks"
+	if value {
+		rate, events = "capped reward ÷ cap", "rewards"
+	}
 	switch {
 	case h.Lift == nil:
 		v.Text = fmt.Sprintf("Holdout %s (%s of requests): not enough data yet to tell what the bandit is worth (%d held-out trials with %s successes, %d bandit trials).",
 			h.Arm, v.Share, h.Trials, fmtCount(h.Successes), h.BanditTrials)
 	case h.LiftCI95 == nil:
 		v.Lift = fmtLift(*h.Lift)
-		v.Text = fmt.Sprintf("The bandit's click rate is %s against %s for the holdout %s (%s of requests): a lift of %s, too few clicks yet for an interval (%d on each side needed).",
-			fmtRate(h.BanditRate), fmtRate(h.Rate), h.Arm, v.Share, v.Lift, report.HoldoutMinSuccesses)
+		v.Text = fmt.Sprintf("The bandit's %s is %s against %s for the holdout %s (%s of requests): a lift of %s, too few %s yet for an interval (%d on each side needed).",
+			rate, fmtRate(h.BanditRate), fmtRate(h.Rate), h.Arm, v.Share, v.Lift, events, report.HoldoutMinSuccesses)
 	default:
 		v.Lift, v.CI = fmtLift(*h.Lift), fmtLift(h.LiftCI95[0])+" to "+fmtLift(h.LiftCI95[1])
-		v.Text = fmt.Sprintf("The bandit's click rate is %s against %s for the holdout %s (%s of requests): a lift of %s (95%% interval %s).",
-			fmtRate(h.BanditRate), fmtRate(h.Rate), h.Arm, v.Share, v.Lift, v.CI)
+		v.Text = fmt.Sprintf("The bandit's %s is %s against %s for the holdout %s (%s of requests): a lift of %s (95%% interval %s).",
+			rate, fmtRate(h.BanditRate), fmtRate(h.Rate), h.Arm, v.Share, v.Lift, v.CI)
 	}
 	return v
 }
@@ -340,7 +345,7 @@ func Build(in Input) *EndpointPage {
 			p.Warnings = append(p.Warnings, WarningText(w))
 		}
 	}
-	p.Holdout = holdoutView(rep.Holdout)
+	p.Holdout = holdoutView(rep.Holdout, p.ValueCap != "")
 	p.Shadows = shadowRows(rep.Shadows)
 	p.Coefficients = coefView(rep)
 	p.Decision = DecisionText(rep, in.Rule)
